@@ -1,0 +1,181 @@
+/*
+ * pmp_executor.h - the frontend's public API: one executor object per
+ * Executor/Pool in the user's process.  No Python in here.
+ *
+ * An executor is an actor: pmp_executor_new() starts one I/O thread and
+ * returns only after that thread is ready (socket bound, runtime launched
+ * when asked to); pmp_executor_destroy() returns only after the thread is
+ * joined and the runtime is gone.  The I/O thread alone owns the ZeroMQ
+ * ROUTER socket, bound to ipc://<dir>/frontend where <dir> is a fresh
+ * directory of mode 0700.  Callers on any thread talk to it through a
+ * mutex-protected task queue plus an eventfd wake-up; the I/O thread talks
+ * back through a mutex-protected completion queue that callers drain with
+ * pmp_executor_wait().  All functions below are thread-safe unless stated.
+ *
+ * Scheduling: one FIFO queue of tasks; every group that said hello may hold
+ * up to pipeline_depth tasks; a task goes to the group with the fewest in
+ * flight the moment one has room.  With one group and depth 1 this is the
+ * strict first-in-first-out, one-at-a-time order of Executor.
+ */
+#ifndef PMP_EXECUTOR_H
+#define PMP_EXECUTOR_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "pmp_error.h"
+#include "pmp_protocol.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define PMP_EXPORT __attribute__((visibility("default")))
+#else
+#define PMP_EXPORT
+#endif
+
+typedef struct pmp_executor pmp_executor_t;
+
+typedef struct {
+    int ranks;           /* MPI ranks in the job, >= 1 */
+    int ranks_per_group; /* >= 1, divides ranks */
+    int pipeline_depth;  /* tasks one group may hold at once, >= 1 */
+    int launch;          /* 1: start the runtime here; 0: only build the command
+                            (a queue adapter starts it) */
+    int oversubscribe;   /* add --oversubscribe (Open MPI only) */
+    int flux;            /* launch with "flux run" instead of mpiexec */
+    const char *mpi_flavour;       /* "mpich" or "openmpi" (decides flags) */
+    const char *mpiexec;           /* name or path of mpiexec; looked up in PATH */
+    const char *runtime;           /* path of pympipool-runtime */
+    const char *cwd;               /* working directory for the launched job, or NULL */
+    const char *const *runtime_args; /* NULL-terminated extra arguments for the
+                                        runtime (Python environment), or NULL */
+} pmp_executor_config_t;
+
+/* Creates the executor: validates cfg, makes the 0700 directory, binds the
+ * ROUTER socket, builds the launch command and, with cfg->launch, starts it
+ * (argv as a list, never through a shell; its stderr captured; the job gets
+ * SIGTERM if the I/O thread dies).  The strings in cfg are copied.
+ * Returns NULL with errno and a sentence in err when cfg is invalid
+ * (EINVAL), a program is not found (ENOENT: the message names it: "mpiexec",
+ * "flux", the runtime), the directory or socket cannot be made, or the
+ * thread cannot start; nothing is left behind on failure. */
+PMP_EXPORT pmp_executor_t *pmp_executor_new(const pmp_executor_config_t *cfg, pmp_error_t *err);
+
+/* Stops everything and frees the executor: sends SHUTDOWN to every group,
+ * waits up to grace_ms for the job to exit, then SIGTERM and, 2 s later,
+ * SIGKILL to its process group; joins the I/O thread; removes the socket
+ * directory; drops undelivered completions (their frames are freed, their
+ * tasks get no further notice).  NULL-safe; sets *self_p to NULL. */
+PMP_EXPORT void pmp_executor_destroy(pmp_executor_t **self_p, int grace_ms);
+
+/* The endpoint the runtime connects to ("ipc:///tmp/pympipool-XXXXXX/frontend").
+ * Owned by the executor, valid until destroy. */
+PMP_EXPORT const char *pmp_executor_endpoint(const pmp_executor_t *self);
+
+/* The launch command as a NULL-terminated argv, owned by the executor, valid
+ * until destroy: [mpiexec, -n, N, (--oversubscribe), runtime, --endpoint, E,
+ * --ranks-per-group, K, --frontend-pid, P, runtime_args...] or
+ * [flux, run, -n, N, runtime, ...]. */
+PMP_EXPORT const char *const *pmp_executor_command(const pmp_executor_t *self);
+
+/* Process id of the launched job (mpiexec / flux), or -1 if not launched. */
+PMP_EXPORT pid_t pmp_executor_pid(const pmp_executor_t *self);
+
+/* A buffer handed to pmp_executor_submit.  With free_fn == NULL the bytes are
+ * copied during submit.  With free_fn != NULL the executor takes the memory
+ * without copying and calls free_fn(data, hint) exactly once when it no
+ * longer needs it, from an arbitrary thread (possibly a ZeroMQ thread): the
+ * callback must not block and must not call into Python. */
+typedef void(pmp_free_fn)(void *data, void *hint);
+typedef struct {
+    const void *data;
+    size_t size;
+    pmp_free_fn *free_fn;
+    void *hint;
+} pmp_buffer_t;
+
+/* Queues a message for the runtime.  type is PMP_MSG_TASK or PMP_MSG_INIT;
+ * bufs[0] is the payload, bufs[1..] the out-of-band buffers (nbufs >= 1).
+ * task_id must be unique and non-zero; flags are PMP_FLAG_* task flags.
+ * A TASK completes later with exactly one completion carrying task_id.
+ * An INIT is sent to every group before any task, including groups that
+ * connect later; it has no completion; at most one, before the first TASK.
+ * Returns 0, or -1 with errno and a sentence in err; on failure no free_fn
+ * is called and the caller keeps its buffers:
+ *   EINVAL  bad type, id, flags or buffers; a second INIT or an INIT after a TASK
+ *   ESHUTDOWN  pmp_executor_close() was called
+ *   EPIPE   the job has exited (err holds why, with the tail of its stderr)
+ *   ENOMEM  allocation failed */
+PMP_EXPORT int pmp_executor_submit(pmp_executor_t *self, uint64_t task_id, int type, uint32_t flags,
+                                   const pmp_buffer_t *bufs, size_t nbufs, pmp_error_t *err);
+
+/* Removes a task that has not been sent to a group yet.  Returns 1 if it
+ * was removed (it gets no completion), 0 if it was already sent, finished
+ * or is unknown. */
+PMP_EXPORT int pmp_executor_cancel(pmp_executor_t *self, uint64_t task_id);
+
+/* Removes every task not yet sent.  Stores a malloc'ed array of their ids
+ * in *ids (caller frees; NULL when none) and the count in *n.  Returns 0,
+ * or -1 with errno = ENOMEM (nothing removed). */
+PMP_EXPORT int pmp_executor_cancel_all(pmp_executor_t *self, uint64_t **ids, size_t *n);
+
+/* Number of tasks submitted but not yet sent to a group. */
+PMP_EXPORT size_t pmp_executor_pending(pmp_executor_t *self);
+
+/* No more submits.  Tasks already queued still run; once every one has
+ * completed, the groups get SHUTDOWN, the job is waited for, and a
+ * PMP_EVENT_CLOSED completion is the last one delivered.  Idempotent. */
+PMP_EXPORT void pmp_executor_close(pmp_executor_t *self);
+
+/* ---- completions --------------------------------------------------------- */
+
+typedef enum {
+    PMP_DONE_RESULT = 1, /* task returned: frames = payload (+ rank table layout
+                            when flags has PMP_FLAG_PER_RANK) and buffers */
+    PMP_DONE_ERROR = 2,  /* task raised: frames[0] = pickled error description */
+    PMP_DONE_BROKEN = 3, /* task lost because the job died: text says why */
+    PMP_EVENT_HELLO = 4, /* a group connected: text = hello payload */
+    PMP_EVENT_EXIT = 5,  /* the job exited: text = status and stderr tail;
+                            every task still pending gets PMP_DONE_BROKEN */
+    PMP_EVENT_CLOSED = 6 /* close() finished (or the job is gone and close()
+                            was called): nothing follows */
+} pmp_completion_kind_t;
+
+typedef struct pmp_completion pmp_completion_t;
+typedef struct pmp_frame pmp_frame_t;
+
+/* Waits up to timeout_ms (-1: forever, 0: poll) for the next completion.
+ * Returns it (caller owns it: pmp_completion_destroy), or NULL with errno =
+ * EAGAIN on timeout.  After PMP_EVENT_CLOSED has been returned, returns NULL
+ * with errno = ESHUTDOWN at once. */
+PMP_EXPORT pmp_completion_t *pmp_executor_wait(pmp_executor_t *self, int timeout_ms);
+
+PMP_EXPORT int pmp_completion_kind(const pmp_completion_t *c);
+PMP_EXPORT uint64_t pmp_completion_task_id(const pmp_completion_t *c); /* 0 for events */
+PMP_EXPORT uint32_t pmp_completion_flags(const pmp_completion_t *c);
+/* Text of BROKEN, HELLO and EXIT completions ("" otherwise); owned by c. */
+PMP_EXPORT const char *pmp_completion_text(const pmp_completion_t *c);
+/* Exit status of EVENT_EXIT as from waitpid (-1 otherwise). */
+PMP_EXPORT int pmp_completion_status(const pmp_completion_t *c);
+/* Frames after the header (payload first); 0 for events and BROKEN. */
+PMP_EXPORT size_t pmp_completion_nframes(const pmp_completion_t *c);
+/* Moves frame i out of the completion; the caller owns it and frees it with
+ * pmp_frame_destroy.  Returns NULL if i is out of range or already taken. */
+PMP_EXPORT pmp_frame_t *pmp_completion_take_frame(pmp_completion_t *c, size_t i);
+/* Frees c and every frame not taken.  NULL-safe; nulls *self_p. */
+PMP_EXPORT void pmp_completion_destroy(pmp_completion_t **self_p);
+
+/* A received frame: its bytes are writable and stay valid until destroy. */
+PMP_EXPORT void *pmp_frame_data(pmp_frame_t *f);
+PMP_EXPORT size_t pmp_frame_size(const pmp_frame_t *f);
+PMP_EXPORT void pmp_frame_destroy(pmp_frame_t **self_p);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

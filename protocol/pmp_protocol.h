@@ -1,0 +1,160 @@
+/*
+ * pmp_protocol.h - the wire format shared by the frontend and the runtime.
+ *
+ * Every message between the frontend (ROUTER) and a group leader (DEALER)
+ * is one ZeroMQ multipart message:
+ *
+ *   frame 0   header, PMP_HEADER_SIZE bytes, encoded field by field in
+ *             little-endian order (never by copying a struct):
+ *               offset  size  field
+ *                    0     4  magic "PMPX"
+ *                    4     2  protocol version (PMP_PROTOCOL_VERSION)
+ *                    6     2  message type (pmp_msg_type_t)
+ *                    8     8  task id
+ *                   16     4  flags (PMP_FLAG_*)
+ *                   20     4  number of frames that follow the header
+ *   frame 1   payload: a pickle (task, init, result, error), a hello text,
+ *             a rank table (per-rank results) or nothing (shutdown, goodbye)
+ *   frame 2.. pickle-protocol-5 out-of-band buffers, one frame each
+ *
+ * The ROUTER side additionally sees the peer identity frame in front of
+ * frame 0; that frame belongs to ZeroMQ routing and is not part of this
+ * format.  The decoder never trusts a length it has not checked: a header
+ * that is short, long, foreign, of another version, of an unknown type or
+ * announcing a frame count that does not match what arrived is rejected
+ * with a reason in a pmp_error_t, and neither side crashes on it.
+ *
+ * docs/protocol.md describes every message and its payload.
+ */
+#ifndef PMP_PROTOCOL_H
+#define PMP_PROTOCOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pmp_error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define PMP_PROTOCOL_VERSION 1
+#define PMP_HEADER_SIZE 24
+/* Upper bound on frames after the header (payload + out-of-band buffers). */
+#define PMP_MAX_FRAMES 65536
+#define PMP_MAGIC_0 'P'
+#define PMP_MAGIC_1 'M'
+#define PMP_MAGIC_2 'P'
+#define PMP_MAGIC_3 'X'
+
+typedef enum {
+    PMP_MSG_HELLO = 1,    /* leader -> frontend: who this group is (hello text) */
+    PMP_MSG_TASK = 2,     /* frontend -> leader: call a function (pickle + buffers) */
+    PMP_MSG_INIT = 3,     /* frontend -> leader: run init_function on every rank */
+    PMP_MSG_RESULT = 4,   /* leader -> frontend: a task's return value */
+    PMP_MSG_ERROR = 5,    /* leader -> frontend: a task's exception */
+    PMP_MSG_SHUTDOWN = 6, /* frontend -> leader: finish and exit */
+    PMP_MSG_GOODBYE = 7   /* leader -> frontend: the group is leaving */
+} pmp_msg_type_t;
+
+/* Task flags (TASK, INIT). */
+/* Return every rank's result (a rank table), not only the leader's. */
+#define PMP_FLAG_ALL_RANKS 0x1u
+/* Result flags (RESULT). */
+/* The payload is a rank table, followed by each rank's pickle and buffers. */
+#define PMP_FLAG_PER_RANK 0x1u
+/* Flags a receiver does not know are rejected. */
+#define PMP_FLAG_KNOWN_MASK 0x1u
+
+typedef struct {
+    uint16_t version;
+    uint16_t type;    /* pmp_msg_type_t */
+    uint64_t task_id; /* 0 for HELLO, SHUTDOWN, GOODBYE */
+    uint32_t flags;
+    uint32_t nframes; /* frames after the header: payload + buffers */
+} pmp_header_t;
+
+/* Writes the header into buf, which must hold PMP_HEADER_SIZE bytes;
+ * hdr->version is ignored and PMP_PROTOCOL_VERSION is written.
+ * Cannot fail. */
+void pmp_header_encode(const pmp_header_t *hdr, unsigned char buf[PMP_HEADER_SIZE]);
+
+/* Decodes a header frame of len bytes into *hdr.  Returns 0 on success,
+ * -1 with errno = EPROTO and a reason in err (if err is not NULL) when the
+ * frame is truncated, oversized, has a foreign magic, another protocol
+ * version, an unknown message type, unknown flags or a frame count above
+ * PMP_MAX_FRAMES.  *hdr is unspecified on failure. */
+int pmp_header_decode(const void *buf, size_t len, pmp_header_t *hdr, pmp_error_t *err);
+
+/* Checks that a decoded header fits the number of frames that actually
+ * arrived after it (nreceived) and that its type is one this side accepts:
+ * from_worker != 0 accepts HELLO, RESULT, ERROR, GOODBYE; from_worker == 0
+ * accepts TASK, INIT, SHUTDOWN.  HELLO, TASK, INIT, RESULT and ERROR must
+ * carry at least a payload frame.  Returns 0 or -1 with errno = EPROTO and a
+ * reason in err. */
+int pmp_header_check(const pmp_header_t *hdr, size_t nreceived, int from_worker,
+                     pmp_error_t *err);
+
+/* Name of a message type for logs ("task", "result", ...), "unknown" for
+ * anything else.  Returns a static string. */
+const char *pmp_msg_type_name(int type);
+
+/* ---- hello ---------------------------------------------------------------
+ * The HELLO payload is UTF-8 text, one "key=value" per line, so that the
+ * frontend can read it without Python and a human can read it in a log.
+ * Unknown keys are ignored (forward compatibility); the keys below are
+ * required. */
+#define PMP_HELLO_TEXT_MAX 256
+
+typedef struct {
+    int32_t group;          /* index of this group, 0 .. ngroups-1 */
+    int32_t ngroups;        /* number of groups in the job */
+    int32_t group_size;     /* ranks in this group */
+    int32_t world_size;     /* ranks in the job */
+    int32_t world_rank;     /* MPI_COMM_WORLD rank of the leader */
+    int64_t pid;            /* leader's process id */
+    char host[PMP_HELLO_TEXT_MAX];
+    char python_version[PMP_HELLO_TEXT_MAX]; /* e.g. "3.11.2" */
+    char mpi_version[PMP_HELLO_TEXT_MAX];    /* first line of MPI_Get_library_version */
+    char runtime_version[PMP_HELLO_TEXT_MAX]; /* pympipool version of the runtime */
+} pmp_hello_t;
+
+/* Formats *hello into buf (size bytes).  Returns the number of bytes written
+ * (no terminating NUL is part of the payload), or -1 with errno = ENOSPC if
+ * buf is too small.  Newlines in text fields are replaced by spaces. */
+int pmp_hello_encode(const pmp_hello_t *hello, char *buf, size_t size);
+
+/* Parses a hello payload of len bytes.  Returns 0, or -1 with errno = EPROTO
+ * and a reason in err when a required key is missing, a number is malformed
+ * or out of range, or the text contains a NUL byte.  Text values longer than
+ * PMP_HELLO_TEXT_MAX - 1 are truncated. */
+int pmp_hello_decode(const void *buf, size_t len, pmp_hello_t *hello, pmp_error_t *err);
+
+/* ---- rank table ----------------------------------------------------------
+ * The payload of a RESULT with PMP_FLAG_PER_RANK: little-endian u32 nranks,
+ * then nranks u32 values, the number of out-of-band buffers of each rank.
+ * The frames after it are rank 0's pickle, rank 0's buffers, rank 1's
+ * pickle, ... so the message has 1 + nranks + sum(nbuffers) frames after the
+ * header. */
+
+/* Bytes needed for a table of nranks entries. */
+size_t pmp_rank_table_size(uint32_t nranks);
+
+/* Writes the table into buf (pmp_rank_table_size(nranks) bytes).  Cannot
+ * fail. */
+void pmp_rank_table_encode(uint32_t nranks, const uint32_t *nbuffers, unsigned char *buf);
+
+/* Decodes a table of len bytes.  On success returns 0, sets *nranks and
+ * *nbuffers to a malloc'ed array the caller frees.  Returns -1 with
+ * errno = EPROTO and a reason in err when the table is truncated, has
+ * trailing bytes, zero ranks, or its frame count (1 + nranks + sum of
+ * buffers) is not nframes (the header's count); -1 with errno = ENOMEM when
+ * allocation fails. */
+int pmp_rank_table_decode(const void *buf, size_t len, uint32_t nframes, uint32_t *nranks,
+                          uint32_t **nbuffers, pmp_error_t *err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
