@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Sets everything up (Debian packages, configure, build) and runs the whole
+# test suite: against MPICH, against Open MPI, and the unit tests once more
+# under AddressSanitizer and UndefinedBehaviorSanitizer.
+#   bash scripts/test.sh [mpich|openmpi|asan ...]   (default: all three)
+source "$(dirname "$0")/common.sh"
+targets=("$@")
+[ ${#targets[@]} -gt 0 ] || targets=(mpich openmpi asan)
+pmp_install_packages
+status=0
+for t in "${targets[@]}"; do
+    case $t in
+    mpich | openmpi)
+        pmp_build "$t" -DPYMPIPOOL_WERROR=ON
+        echo "== ctest ($t)"
+        ctest --test-dir "$PMP_BUILD" --output-on-failure --timeout 900 -j2 || status=1
+        ;;
+    asan)
+        pmp_build mpich-asan -DPYMPIPOOL_WERROR=ON -DPYMPIPOOL_SANITIZE=ON
+        echo "== ctest (unit tests under ASan/UBSan)"
+        ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+            ctest --test-dir "$PMP_BUILD" --output-on-failure -L unit -j2 || status=1
+        ;;
+    *)
+        echo "unknown target '$t': use mpich, openmpi or asan" >&2
+        exit 2
+        ;;
+    esac
+done
+exit $status
