@@ -50,7 +50,7 @@ static char s_bad_level[64];
 
 static char s_prefix[S_PREFIX_MAX] = "pympipool";
 
-static _Atomic(pmp_fatal_hook_t) s_fatal_hook = NULL;
+static _Atomic(pmp_fatal_hook_t) s_fatal_hook; /* zero: no hook */
 static atomic_int s_failing = 0;
 
 void pmp_error_set(pmp_error_t *err, const char *fmt, ...)
@@ -128,7 +128,8 @@ static const char *s_level_name(int level)
 }
 
 /* Writes "<prefix>: <level>: <text>\n" with one fwrite. */
-static void s_emit(const char *level_name, const char *fmt, va_list ap)
+__attribute__((format(printf, 2, 0))) static void s_emit(const char *level_name, const char *fmt,
+                                                         va_list ap)
 {
     char line[S_LINE_MAX];
     int head = snprintf(line, sizeof line, "%s: %s: ", s_prefix, level_name);
