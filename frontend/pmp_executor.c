@@ -1,0 +1,1229 @@
+/*
+ * pmp_executor.c - the executor actor: one I/O thread that owns the ROUTER
+ * socket, the launched job and the scheduling of tasks onto groups.
+ *
+ * Threads and ownership.  pmp_executor_new() binds the ROUTER socket to
+ * ipc://<dir>/frontend (<dir> a fresh 0700 directory), then starts the I/O
+ * thread and hands it the socket; from then on only that thread touches the
+ * socket, the launcher (the job's pid, pidfd and stderr pipe) and the group
+ * table.  Callers on any thread share with it one mutex that protects the
+ * task queue (FIFO, O(1) cancel by id), the in-flight table (id -> task),
+ * the state flags (closing, exited, stop) and the completion list.  A
+ * caller that changes something writes to an eventfd that the I/O thread
+ * polls next to the socket, the job's pidfd and its stderr pipe; the I/O
+ * thread hands results back by appending to the completion list and
+ * signalling a condition variable that pmp_executor_wait() sleeps on.  With
+ * cfg->launch the I/O thread itself forks the job before it reports ready,
+ * because PR_SET_PDEATHSIG ties the job to the thread that forked it.
+ *
+ * Scheduling.  A group may hold pipeline_depth tasks; whenever something
+ * changes (a submit, a hello, a result) the thread pops tasks from the head
+ * of the queue and sends each to the live group with the fewest tasks in
+ * flight.  Choosing that group is a linear scan over the groups (O(groups)
+ * per task): cheap for the group counts of one machine; a bucketed free
+ * list would make it O(1) for thousands of groups.  Tasks submitted before
+ * any group connected simply wait.  An INIT is sent to each group once,
+ * before its first task, including groups that connect later.
+ *
+ * Buffers.  A buffer without free_fn is copied at submit; one with free_fn
+ * becomes a zmq_msg_init_data message whose release callback calls
+ * free_fn(data, hint) exactly once, whenever ZeroMQ is done with it (sent,
+ * dropped, cancelled, destroyed).  Until submit has fully succeeded those
+ * callbacks are disarmed, so a failed submit never calls free_fn.
+ *
+ * Faults.  The job's exit (pidfd readable, or a 100 ms waitpid poll where
+ * there is no pidfd) is reported as PMP_EVENT_EXIT with the status and the
+ * tail of its stderr, and every task in flight or queued completes as
+ * PMP_DONE_BROKEN with the same text; later submits fail with EPIPE.
+ * Malformed messages and messages from peers that never said hello are
+ * dropped with a warning in the log; they cannot crash the frontend.
+ *
+ * Shutdown.  close() lets the queue drain, then sends SHUTDOWN to every
+ * group and delivers PMP_EVENT_CLOSED once the job has exited (launch) or
+ * every group said GOODBYE (no launch).  destroy() asks the thread to stop:
+ * SHUTDOWN, up to grace_ms for the job to exit, SIGTERM to its process
+ * group, 2 s, SIGKILL; then joins the thread and removes the directory.
+ */
+#include "pmp_executor.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "pmp_completion.h"
+#include "pmp_launcher.h"
+#include "pmp_queue.h"
+
+#define S_TERM_GRACE_MS 2000 /* between SIGTERM and SIGKILL */
+#define S_EXIT_POLL_MS 100   /* waitpid poll period without a pidfd */
+#define S_DRAIN_MS 500       /* how long to wait for the stderr pipe's end */
+#define S_MAX_RECV_BATCH 256 /* messages handled per poll round */
+
+/* Hint of a zero-copy frame: calls the user's free_fn once it is armed. */
+typedef struct {
+    pmp_free_fn *free_fn;
+    void *hint;
+    int armed;
+} s_zc_t;
+
+/* A message waiting in the queue or in flight.  msgs are the frames after
+ * the header (payload first); zero-copy ones carry an s_zc_t hint. */
+typedef struct {
+    uint64_t id;
+    int type;
+    uint32_t flags;
+    size_t nmsgs;
+    zmq_msg_t *msgs;
+    s_zc_t **zcs; /* hints of zero-copy msgs until armed, then NULL */
+    size_t group; /* index in groups[] while in flight */
+} s_task_t;
+
+typedef struct {
+    unsigned char identity[256];
+    size_t identity_size;
+    pmp_hello_t hello;
+    size_t inflight;
+    int gone;      /* said GOODBYE or became unreachable */
+    int init_sent; /* the INIT has been sent to it */
+    int shutdown_sent;
+} s_group_t;
+
+struct pmp_executor {
+    /* immutable after new() */
+    int ranks, ranks_per_group, depth, launch;
+    char *dir, *sock_path, *endpoint, *cwd, *exec_path;
+    char **argv; /* the command, NULL-terminated */
+    void *ctx;
+    void *router; /* owned by the I/O thread once it runs */
+    int efd;
+    pthread_t thread;
+    int thread_started;
+    pid_t pid;
+
+    pthread_mutex_t mtx;
+    pthread_cond_t ready_cv; /* start-up handshake */
+    pthread_cond_t done_cv;  /* completions */
+    /* protected by mtx */
+    int ready, start_rc, start_errno;
+    pmp_error_t start_err;
+    pmp_queue_t *queue;    /* tasks not yet sent */
+    pmp_queue_t *inflight; /* tasks sent, not completed */
+    s_task_t *init;
+    int any_task;
+    int closing, exited, stop, grace_ms;
+    char *exit_text;
+    pmp_completion_t *done_head, *done_tail;
+    int closed_delivered, closed_returned;
+
+    /* owned by the I/O thread */
+    pmp_launcher_t *launcher;
+    s_group_t *groups;
+    size_t ngroups, groups_cap;
+    int shutdown_sent;
+};
+
+/* ---- small helpers ------------------------------------------------------- */
+
+static int64_t s_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void s_wake(pmp_executor_t *self)
+{
+    uint64_t one = 1;
+    ssize_t rc = write(self->efd, &one, sizeof one);
+    (void)rc; /* EAGAIN: the counter is already non-zero, the thread will wake */
+}
+
+static char *s_strdup_or_null(const char *s, int *failed)
+{
+    if (!s)
+        return NULL;
+    char *copy = strdup(s);
+    if (!copy)
+        *failed = 1;
+    return copy;
+}
+
+static void s_zc_release(void *data, void *hint)
+{
+    s_zc_t *zc = hint;
+    if (zc->armed)
+        zc->free_fn(data, zc->hint);
+    free(zc);
+}
+
+static void s_task_destroy(s_task_t **task_p)
+{
+    if (!task_p || !*task_p)
+        return;
+    s_task_t *task = *task_p;
+    for (size_t i = 0; i < task->nmsgs; i++)
+        zmq_msg_close(&task->msgs[i]);
+    free(task->msgs);
+    free(task->zcs);
+    free(task);
+    *task_p = NULL;
+}
+
+/* Appends a completion; mtx held.  Running out of memory here would lose a
+ * completion and hang a caller forever, so it is fatal. */
+static void s_deliver_locked(pmp_executor_t *self, pmp_completion_t *c)
+{
+    PMP_ASSERT(c != NULL);
+    c->next = NULL;
+    if (self->done_tail)
+        self->done_tail->next = c;
+    else
+        self->done_head = c;
+    self->done_tail = c;
+    pthread_cond_broadcast(&self->done_cv);
+}
+
+static void s_deliver_event_locked(pmp_executor_t *self, int kind, uint64_t id, const char *text,
+                                   int status)
+{
+    s_deliver_locked(self, pmp_completion_new(kind, id, 0, text, status));
+}
+
+/* ---- sending (I/O thread) ------------------------------------------------ */
+
+static void s_break_inflight_locked(pmp_executor_t *self, size_t gi, const char *text);
+
+/* Sends header + msgs to group g, consuming the msgs on success; mtx held.
+ * An unreachable group is marked gone and its tasks in flight complete as
+ * BROKEN.  Returns 0,
+ * or -1 if the group is unreachable (the msgs are then untouched, unless the
+ * failure came after the first frame, which ZeroMQ does not do for ROUTER). */
+static int s_send(pmp_executor_t *self, s_group_t *g, int type, uint64_t id, uint32_t flags,
+                  zmq_msg_t *msgs, size_t nmsgs)
+{
+    pmp_header_t hdr = {
+        .type = (uint16_t)type, .task_id = id, .flags = flags, .nframes = (uint32_t)nmsgs};
+    unsigned char hbuf[PMP_HEADER_SIZE];
+    pmp_header_encode(&hdr, hbuf);
+    if (zmq_send(self->router, g->identity, g->identity_size, ZMQ_SNDMORE) < 0) {
+        pmp_log(PMP_LOG_WARNING, "frontend: cannot send %s to group %d: %s",
+                pmp_msg_type_name(type), (int)g->hello.group, zmq_strerror(errno));
+        g->gone = 1;
+        if (g->inflight > 0) {
+            char text[PMP_ERROR_TEXT];
+            snprintf(text, sizeof text,
+                     "group %d of the pympipool-runtime job (leader pid %lld on %s) became "
+                     "unreachable while running this task",
+                     (int)g->hello.group, (long long)g->hello.pid, g->hello.host);
+            s_break_inflight_locked(self, (size_t)(g - self->groups), text);
+        }
+        return -1;
+    }
+    int rc = zmq_send(self->router, hbuf, sizeof hbuf, nmsgs ? ZMQ_SNDMORE : 0);
+    PMP_ASSERT(rc == (int)sizeof hbuf);
+    for (size_t i = 0; i < nmsgs; i++) {
+        rc = zmq_msg_send(&msgs[i], self->router, i + 1 < nmsgs ? ZMQ_SNDMORE : 0);
+        PMP_ASSERT(rc >= 0);
+    }
+    return 0;
+}
+
+static void s_send_shutdown(pmp_executor_t *self, s_group_t *g)
+{
+    if (g->gone || g->shutdown_sent)
+        return;
+    zmq_msg_t empty;
+    zmq_msg_init(&empty);
+    if (s_send(self, g, PMP_MSG_SHUTDOWN, 0, 0, &empty, 1) < 0)
+        zmq_msg_close(&empty);
+    g->shutdown_sent = 1;
+}
+
+static void s_send_init(pmp_executor_t *self, s_group_t *g)
+{
+    s_task_t *init = self->init;
+    zmq_msg_t *copies = calloc(init->nmsgs, sizeof *copies);
+    PMP_ASSERT(copies != NULL);
+    for (size_t i = 0; i < init->nmsgs; i++) {
+        zmq_msg_init(&copies[i]);
+        PMP_ASSERT(zmq_msg_copy(&copies[i], &init->msgs[i]) == 0); /* shares, no copy */
+    }
+    if (s_send(self, g, PMP_MSG_INIT, init->id, init->flags, copies, init->nmsgs) < 0)
+        for (size_t i = 0; i < init->nmsgs; i++)
+            zmq_msg_close(&copies[i]);
+    free(copies);
+    g->init_sent = 1;
+}
+
+static size_t s_live_groups(const pmp_executor_t *self)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < self->ngroups; i++)
+        n += !self->groups[i].gone;
+    return n;
+}
+
+/* Completes every in-flight task of group gi (or of every group when gi is
+ * SIZE_MAX) as BROKEN with text; mtx held. */
+static void s_break_inflight_locked(pmp_executor_t *self, size_t gi, const char *text)
+{
+    size_t n = pmp_queue_size(self->inflight);
+    for (size_t k = 0; k < n; k++) {
+        uint64_t id;
+        s_task_t *task = pmp_queue_pop(self->inflight, &id);
+        if (gi == SIZE_MAX || task->group == gi) {
+            self->groups[task->group].inflight--;
+            s_deliver_event_locked(self, PMP_DONE_BROKEN, id, text, -1);
+            s_task_destroy(&task);
+        } else {
+            PMP_ASSERT(pmp_queue_push(self->inflight, id, task) == 0);
+        }
+    }
+}
+
+/* Sends INITs and queued tasks wherever there is room, and moves close()
+ * along.  Called by the I/O thread after every event; takes mtx. */
+static void s_step(pmp_executor_t *self)
+{
+    pthread_mutex_lock(&self->mtx);
+    if (!self->exited && !self->stop) {
+        if (self->init)
+            for (size_t i = 0; i < self->ngroups; i++)
+                if (!self->groups[i].gone && !self->groups[i].init_sent)
+                    s_send_init(self, &self->groups[i]);
+        while (pmp_queue_size(self->queue) > 0) {
+            s_group_t *best = NULL;
+            for (size_t i = 0; i < self->ngroups; i++) {
+                s_group_t *g = &self->groups[i];
+                if (!g->gone && !g->shutdown_sent && g->inflight < (size_t)self->depth &&
+                    (!best || g->inflight < best->inflight))
+                    best = g;
+            }
+            if (!best)
+                break;
+            uint64_t id;
+            s_task_t *task = pmp_queue_pop(self->queue, &id);
+            if (s_send(self, best, task->type, task->id, task->flags, task->msgs, task->nmsgs) <
+                0) {
+                PMP_ASSERT(pmp_queue_push_front(self->queue, id, task) == 0);
+                continue; /* best is now gone; try another group */
+            }
+            task->group = (size_t)(best - self->groups);
+            best->inflight++;
+            PMP_ASSERT(pmp_queue_push(self->inflight, id, task) == 0);
+        }
+        if (self->closing && !self->shutdown_sent && pmp_queue_size(self->queue) == 0 &&
+            pmp_queue_size(self->inflight) == 0) {
+            self->shutdown_sent = 1;
+            for (size_t i = 0; i < self->ngroups; i++)
+                s_send_shutdown(self, &self->groups[i]);
+        }
+    }
+    if (self->closing && !self->closed_delivered &&
+        (self->exited || (!self->launch && self->shutdown_sent && s_live_groups(self) == 0))) {
+        self->closed_delivered = 1;
+        s_deliver_event_locked(self, PMP_EVENT_CLOSED, 0, "", -1);
+    }
+    pthread_mutex_unlock(&self->mtx);
+}
+
+/* ---- receiving (I/O thread) ---------------------------------------------- */
+
+static s_group_t *s_find_group(pmp_executor_t *self, const void *id, size_t len)
+{
+    for (size_t i = 0; i < self->ngroups; i++)
+        if (self->groups[i].identity_size == len && memcmp(self->groups[i].identity, id, len) == 0)
+            return &self->groups[i];
+    return NULL;
+}
+
+static void s_on_hello(pmp_executor_t *self, zmq_msg_t *identity, zmq_msg_t *payload)
+{
+    pmp_error_t err;
+    pmp_hello_t hello;
+    if (zmq_msg_size(identity) > sizeof self->groups[0].identity) {
+        pmp_log(PMP_LOG_WARNING, "frontend: dropped a hello with an oversized identity");
+        return;
+    }
+    if (s_find_group(self, zmq_msg_data(identity), zmq_msg_size(identity))) {
+        pmp_log(PMP_LOG_WARNING, "frontend: dropped a second hello from the same peer");
+        return;
+    }
+    if (pmp_hello_decode(zmq_msg_data(payload), zmq_msg_size(payload), &hello, &err) < 0) {
+        pmp_log(PMP_LOG_WARNING, "frontend: dropped a malformed hello: %s", err.text);
+        return;
+    }
+    if (self->ngroups == self->groups_cap) {
+        size_t cap = self->groups_cap ? self->groups_cap * 2 : 8;
+        s_group_t *groups = realloc(self->groups, cap * sizeof *groups);
+        PMP_ASSERT(groups != NULL);
+        self->groups = groups;
+        self->groups_cap = cap;
+    }
+    s_group_t *g = &self->groups[self->ngroups++];
+    memset(g, 0, sizeof *g);
+    g->identity_size = zmq_msg_size(identity);
+    memcpy(g->identity, zmq_msg_data(identity), g->identity_size);
+    g->hello = hello;
+    pmp_log(PMP_LOG_INFO, "frontend: group %d of %d connected (leader pid %lld on %s)",
+            (int)hello.group, (int)hello.ngroups, (long long)hello.pid, hello.host);
+
+    size_t len = zmq_msg_size(payload);
+    char *text = malloc(len + 1);
+    PMP_ASSERT(text != NULL);
+    memcpy(text, zmq_msg_data(payload), len);
+    text[len] = '\0';
+    pthread_mutex_lock(&self->mtx);
+    if (self->shutdown_sent || self->stop || self->exited)
+        s_send_shutdown(self, g);
+    if (!self->closed_delivered) /* nothing follows CLOSED */
+        s_deliver_event_locked(self, PMP_EVENT_HELLO, 0, text, -1);
+    pthread_mutex_unlock(&self->mtx);
+    free(text);
+}
+
+static void s_on_reply(pmp_executor_t *self, s_group_t *g, const pmp_header_t *hdr,
+                       zmq_msg_t *frames, size_t nframes)
+{
+    size_t gi = (size_t)(g - self->groups);
+    pthread_mutex_lock(&self->mtx);
+    s_task_t *task = pmp_queue_find(self->inflight, hdr->task_id);
+    if (!task || task->group != gi) {
+        pthread_mutex_unlock(&self->mtx);
+        pmp_log(PMP_LOG_WARNING, "frontend: dropped a %s for task %llu that group %d does not hold",
+                pmp_msg_type_name(hdr->type), (unsigned long long)hdr->task_id,
+                (int)g->hello.group);
+        return;
+    }
+    pmp_queue_remove(self->inflight, hdr->task_id);
+    g->inflight--;
+    int kind = hdr->type == PMP_MSG_RESULT ? PMP_DONE_RESULT : PMP_DONE_ERROR;
+    pmp_completion_t *c = pmp_completion_new(kind, hdr->task_id, hdr->flags, "", -1);
+    PMP_ASSERT(c != NULL);
+    PMP_ASSERT(pmp_completion_take_msgs(c, frames, nframes) == 0);
+    s_deliver_locked(self, c);
+    pthread_mutex_unlock(&self->mtx);
+    s_task_destroy(&task);
+}
+
+static void s_on_goodbye(pmp_executor_t *self, s_group_t *g)
+{
+    size_t gi = (size_t)(g - self->groups);
+    g->gone = 1;
+    pthread_mutex_lock(&self->mtx);
+    if (g->inflight > 0) {
+        char text[PMP_ERROR_TEXT];
+        snprintf(text, sizeof text,
+                 "group %d of the pympipool-runtime job (leader pid %lld on %s) left while "
+                 "running this task",
+                 (int)g->hello.group, (long long)g->hello.pid, g->hello.host);
+        s_break_inflight_locked(self, gi, text);
+    }
+    pthread_mutex_unlock(&self->mtx);
+}
+
+/* Receives one multipart message if there is one.  Returns 1 if a message
+ * was handled (or dropped), 0 if none was waiting. */
+static int s_recv_one(pmp_executor_t *self)
+{
+    zmq_msg_t stack[8];
+    zmq_msg_t *parts = stack;
+    size_t n = 0, cap = 8;
+    int more = 1, overflow = 0;
+    while (more) {
+        zmq_msg_t msg;
+        zmq_msg_init(&msg);
+        if (zmq_msg_recv(&msg, self->router, n == 0 ? ZMQ_DONTWAIT : 0) < 0) {
+            zmq_msg_close(&msg);
+            PMP_ASSERT(n == 0); /* later parts of a message are always there */
+            return 0;
+        }
+        more = zmq_msg_more(&msg);
+        if (n == cap && !overflow) {
+            if (cap >= (size_t)PMP_MAX_FRAMES + 2) {
+                overflow = 1;
+            } else {
+                zmq_msg_t *bigger = malloc(cap * 2 * sizeof *bigger);
+                PMP_ASSERT(bigger != NULL);
+                for (size_t i = 0; i < n; i++) {
+                    zmq_msg_init(&bigger[i]);
+                    zmq_msg_move(&bigger[i], &parts[i]);
+                }
+                if (parts != stack)
+                    free(parts);
+                parts = bigger;
+                cap *= 2;
+            }
+        }
+        if (overflow) {
+            zmq_msg_close(&msg);
+            continue;
+        }
+        zmq_msg_init(&parts[n]);
+        zmq_msg_move(&parts[n], &msg);
+        zmq_msg_close(&msg);
+        n++;
+    }
+
+    pmp_error_t err;
+    pmp_header_t hdr;
+    s_group_t *g =
+        n >= 1 ? s_find_group(self, zmq_msg_data(&parts[0]), zmq_msg_size(&parts[0])) : NULL;
+    if (overflow) {
+        pmp_log(PMP_LOG_WARNING, "frontend: dropped a message of more than %d frames",
+                PMP_MAX_FRAMES + 2);
+    } else if (n < 2) {
+        pmp_log(PMP_LOG_WARNING, "frontend: dropped a message without a header frame");
+    } else if (pmp_header_decode(zmq_msg_data(&parts[1]), zmq_msg_size(&parts[1]), &hdr, &err) <
+                   0 ||
+               pmp_header_check(&hdr, n - 2, 1, &err) < 0) {
+        pmp_log(PMP_LOG_WARNING, "frontend: dropped a malformed message: %s", err.text);
+    } else if (hdr.type == PMP_MSG_HELLO) {
+        s_on_hello(self, &parts[0], &parts[2]);
+    } else if (!g) {
+        pmp_log(PMP_LOG_WARNING, "frontend: dropped a %s from a peer that never said hello",
+                pmp_msg_type_name(hdr.type));
+    } else if (g->gone) {
+        pmp_log(PMP_LOG_WARNING, "frontend: dropped a %s from group %d after its goodbye",
+                pmp_msg_type_name(hdr.type), (int)g->hello.group);
+    } else if (hdr.type == PMP_MSG_RESULT || hdr.type == PMP_MSG_ERROR) {
+        s_on_reply(self, g, &hdr, parts + 2, n - 2);
+    } else if (hdr.type == PMP_MSG_GOODBYE) {
+        s_on_goodbye(self, g);
+    }
+    for (size_t i = 0; i < n; i++)
+        zmq_msg_close(&parts[i]);
+    if (parts != stack)
+        free(parts);
+    return 1;
+}
+
+/* ---- the job's exit (I/O thread) ----------------------------------------- */
+
+static void s_on_exit(pmp_executor_t *self)
+{
+    pmp_launcher_drain_stderr(self->launcher, S_DRAIN_MS);
+    /* ranks that outlived mpiexec would be orphans: end them */
+    pmp_launcher_signal(self->launcher, SIGKILL);
+    char *text = pmp_launcher_exit_text(self->launcher);
+    PMP_ASSERT(text != NULL);
+    pmp_log(PMP_LOG_INFO, "frontend: %s", text);
+    pthread_mutex_lock(&self->mtx);
+    self->exited = 1;
+    self->exit_text = text;
+    s_deliver_event_locked(self, PMP_EVENT_EXIT, 0, text, pmp_launcher_status(self->launcher));
+    s_break_inflight_locked(self, SIZE_MAX, text);
+    s_task_t *task;
+    uint64_t id;
+    while ((task = pmp_queue_pop(self->queue, &id))) {
+        s_deliver_event_locked(self, PMP_DONE_BROKEN, id, text, -1);
+        s_task_destroy(&task);
+    }
+    for (size_t i = 0; i < self->ngroups; i++)
+        self->groups[i].gone = 1;
+    pthread_mutex_unlock(&self->mtx);
+}
+
+/* ---- the I/O thread ------------------------------------------------------ */
+
+static void s_signal_ready(pmp_executor_t *self, int rc, int e, const pmp_error_t *err)
+{
+    pthread_mutex_lock(&self->mtx);
+    self->ready = 1;
+    self->start_rc = rc;
+    self->start_errno = e;
+    if (err)
+        self->start_err = *err;
+    pthread_cond_broadcast(&self->ready_cv);
+    pthread_mutex_unlock(&self->mtx);
+}
+
+static void *s_thread(void *arg)
+{
+    pmp_executor_t *self = arg;
+    if (self->launch) {
+        pmp_error_t err = {{0}};
+        self->launcher = pmp_launcher_new(self->exec_path, self->argv, self->cwd, &err);
+        if (!self->launcher) {
+            int e = errno;
+            zmq_close(self->router);
+            self->router = NULL;
+            s_signal_ready(self, -1, e, &err);
+            return NULL;
+        }
+        self->pid = pmp_launcher_pid(self->launcher);
+    }
+    s_signal_ready(self, 0, 0, NULL);
+
+    int stop_phase = 0; /* 0 running, 1 waiting for exit/goodbyes, 2 after SIGTERM */
+    int64_t deadline = 0;
+    for (;;) {
+        zmq_pollitem_t items[4];
+        int n = 0;
+        items[n++] = (zmq_pollitem_t){.socket = self->router, .events = ZMQ_POLLIN};
+        items[n++] = (zmq_pollitem_t){.fd = self->efd, .events = ZMQ_POLLIN};
+        int running = self->launcher && !pmp_launcher_exited(self->launcher);
+        int pidfd_i = -1, err_i = -1;
+        if (running && pmp_launcher_pidfd(self->launcher) >= 0) {
+            pidfd_i = n;
+            items[n++] =
+                (zmq_pollitem_t){.fd = pmp_launcher_pidfd(self->launcher), .events = ZMQ_POLLIN};
+        }
+        if (self->launcher && pmp_launcher_stderr_fd(self->launcher) >= 0) {
+            err_i = n;
+            items[n++] = (zmq_pollitem_t){.fd = pmp_launcher_stderr_fd(self->launcher),
+                                          .events = ZMQ_POLLIN};
+        }
+        long timeout = -1;
+        if (running && pidfd_i < 0)
+            timeout = S_EXIT_POLL_MS;
+        if (stop_phase) {
+            int64_t left = deadline - s_now_ms();
+            left = left < 0 ? 0 : left;
+            if (timeout < 0 || left < timeout)
+                timeout = (long)left;
+        }
+        int rc = zmq_poll(items, n, timeout);
+        if (rc < 0 && errno != EINTR) {
+            pmp_log(PMP_LOG_ERROR, "frontend: zmq_poll failed: %s", zmq_strerror(errno));
+            PMP_ASSERT(errno == ETERM);
+        }
+        if (rc > 0 && (items[1].revents & ZMQ_POLLIN)) {
+            uint64_t v;
+            ssize_t r = read(self->efd, &v, sizeof v);
+            (void)r;
+        }
+        if (err_i >= 0 && rc > 0 && (items[err_i].revents & (ZMQ_POLLIN | ZMQ_POLLERR)))
+            pmp_launcher_read_stderr(self->launcher);
+        for (int k = 0; k < S_MAX_RECV_BATCH && s_recv_one(self); k++)
+            ;
+        if (running && (pidfd_i < 0 || (rc > 0 && items[pidfd_i].revents)) &&
+            pmp_launcher_poll_exit(self->launcher))
+            s_on_exit(self);
+        s_step(self);
+
+        pthread_mutex_lock(&self->mtx);
+        int stop = self->stop, grace = self->grace_ms;
+        pthread_mutex_unlock(&self->mtx);
+        if (!stop)
+            continue;
+        int job_gone = !self->launcher || pmp_launcher_exited(self->launcher);
+        if (stop_phase == 0) {
+            pthread_mutex_lock(&self->mtx);
+            self->shutdown_sent = 1;
+            for (size_t i = 0; i < self->ngroups; i++)
+                s_send_shutdown(self, &self->groups[i]);
+            pthread_mutex_unlock(&self->mtx);
+            stop_phase = 1;
+            deadline = s_now_ms() + grace;
+        }
+        if (self->launch ? job_gone : s_live_groups(self) == 0)
+            break;
+        if (s_now_ms() < deadline)
+            continue;
+        if (!self->launch)
+            break;
+        if (stop_phase == 1) {
+            pmp_log(PMP_LOG_INFO, "frontend: the job did not exit within %d ms; SIGTERM", grace);
+            pmp_launcher_signal(self->launcher, SIGTERM);
+            stop_phase = 2;
+            deadline = s_now_ms() + S_TERM_GRACE_MS;
+        } else {
+            pmp_log(PMP_LOG_INFO, "frontend: the job ignored SIGTERM; SIGKILL");
+            pmp_launcher_signal(self->launcher, SIGKILL);
+            pmp_launcher_wait(self->launcher);
+            s_on_exit(self);
+            break;
+        }
+    }
+    /* without a launched job, give SHUTDOWN messages a moment to leave */
+    int linger = 0;
+    if (!self->launch) {
+        pthread_mutex_lock(&self->mtx);
+        linger = self->grace_ms < 1000 ? self->grace_ms : 1000;
+        pthread_mutex_unlock(&self->mtx);
+    }
+    zmq_setsockopt(self->router, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_close(self->router);
+    self->router = NULL;
+    return NULL;
+}
+
+/* ---- construction -------------------------------------------------------- */
+
+static int s_validate(const pmp_executor_config_t *cfg, pmp_error_t *err)
+{
+    if (!cfg) {
+        pmp_error_set(err, "the executor configuration must not be NULL");
+        return -1;
+    }
+    if (cfg->ranks < 1) {
+        pmp_error_set(err, "ranks must be at least 1, not %d", cfg->ranks);
+        return -1;
+    }
+    if (cfg->ranks_per_group < 1) {
+        pmp_error_set(err, "ranks_per_group must be at least 1, not %d", cfg->ranks_per_group);
+        return -1;
+    }
+    if (cfg->ranks % cfg->ranks_per_group != 0) {
+        pmp_error_set(err, "ranks_per_group (%d) must divide ranks (%d)", cfg->ranks_per_group,
+                      cfg->ranks);
+        return -1;
+    }
+    if (cfg->pipeline_depth < 1) {
+        pmp_error_set(err, "pipeline_depth must be at least 1, not %d", cfg->pipeline_depth);
+        return -1;
+    }
+    if (!cfg->runtime || !*cfg->runtime) {
+        pmp_error_set(err, "runtime (the path of pympipool-runtime) must be given");
+        return -1;
+    }
+    if (!cfg->flux && (!cfg->mpiexec || !*cfg->mpiexec)) {
+        pmp_error_set(err, "mpiexec (the name or path of the MPI launcher) must be given");
+        return -1;
+    }
+    if (cfg->runtime_args)
+        for (size_t i = 0; cfg->runtime_args[i]; i++)
+            if (i > 100000) {
+                pmp_error_set(err, "runtime_args must be NULL-terminated");
+                return -1;
+            }
+    return 0;
+}
+
+static char **s_build_argv(const pmp_executor_config_t *cfg, const char *endpoint)
+{
+    char n[32], k[32], pid[32];
+    snprintf(n, sizeof n, "%d", cfg->ranks);
+    snprintf(k, sizeof k, "%d", cfg->ranks_per_group);
+    snprintf(pid, sizeof pid, "%ld", (long)getpid());
+    const char *head[16];
+    size_t h = 0;
+    if (cfg->flux) {
+        head[h++] = "flux";
+        head[h++] = "run";
+    } else {
+        head[h++] = cfg->mpiexec;
+    }
+    head[h++] = "-n";
+    head[h++] = n;
+    if (!cfg->flux && cfg->oversubscribe && cfg->mpi_flavour &&
+        strcmp(cfg->mpi_flavour, "openmpi") == 0)
+        head[h++] = "--oversubscribe";
+    head[h++] = cfg->runtime;
+    head[h++] = "--endpoint";
+    head[h++] = endpoint;
+    head[h++] = "--ranks-per-group";
+    head[h++] = k;
+    head[h++] = "--frontend-pid";
+    head[h++] = pid;
+    size_t extra = 0;
+    while (cfg->runtime_args && cfg->runtime_args[extra])
+        extra++;
+    char **argv = calloc(h + extra + 1, sizeof *argv);
+    if (!argv)
+        return NULL;
+    for (size_t i = 0; i < h + extra; i++) {
+        argv[i] = strdup(i < h ? head[i] : cfg->runtime_args[i - h]);
+        if (!argv[i]) {
+            while (i-- > 0)
+                free(argv[i]);
+            free(argv);
+            return NULL;
+        }
+    }
+    return argv;
+}
+
+/* Frees everything new() may have made; the thread must not be running. */
+static void s_free_all(pmp_executor_t *self)
+{
+    pmp_launcher_destroy(&self->launcher);
+    if (self->router)
+        zmq_close(self->router);
+    if (self->ctx)
+        zmq_ctx_term(self->ctx);
+    if (self->efd >= 0)
+        close(self->efd);
+    s_task_t *task;
+    if (self->queue) {
+        while ((task = pmp_queue_pop(self->queue, NULL)))
+            s_task_destroy(&task);
+        pmp_queue_destroy(&self->queue);
+    }
+    if (self->inflight) {
+        while ((task = pmp_queue_pop(self->inflight, NULL)))
+            s_task_destroy(&task);
+        pmp_queue_destroy(&self->inflight);
+    }
+    s_task_destroy(&self->init);
+    while (self->done_head) {
+        pmp_completion_t *c = self->done_head;
+        self->done_head = c->next;
+        pmp_completion_destroy(&c);
+    }
+    if (self->sock_path)
+        unlink(self->sock_path);
+    if (self->dir)
+        rmdir(self->dir);
+    if (self->argv) {
+        for (size_t i = 0; self->argv[i]; i++)
+            free(self->argv[i]);
+        free(self->argv);
+    }
+    free(self->groups);
+    free(self->exit_text);
+    free(self->dir);
+    free(self->sock_path);
+    free(self->endpoint);
+    free(self->cwd);
+    free(self->exec_path);
+    pthread_mutex_destroy(&self->mtx);
+    pthread_cond_destroy(&self->ready_cv);
+    pthread_cond_destroy(&self->done_cv);
+    free(self);
+}
+
+pmp_executor_t *pmp_executor_new(const pmp_executor_config_t *cfg, pmp_error_t *err)
+{
+    if (s_validate(cfg, err) < 0) {
+        errno = EINVAL;
+        return NULL;
+    }
+    pmp_executor_t *self = calloc(1, sizeof *self);
+    if (!self) {
+        pmp_error_set(err, "out of memory creating the executor");
+        errno = ENOMEM;
+        return NULL;
+    }
+    self->efd = -1;
+    self->pid = -1;
+    self->ranks = cfg->ranks;
+    self->ranks_per_group = cfg->ranks_per_group;
+    self->depth = cfg->pipeline_depth;
+    self->launch = cfg->launch != 0;
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_mutex_init(&self->mtx, NULL);
+    pthread_cond_init(&self->ready_cv, &ca);
+    pthread_cond_init(&self->done_cv, &ca);
+    pthread_condattr_destroy(&ca);
+    int e = 0;
+
+    int failed = 0;
+    self->cwd = s_strdup_or_null(cfg->cwd, &failed);
+    self->queue = pmp_queue_new();
+    self->inflight = pmp_queue_new();
+    if (failed || !self->queue || !self->inflight)
+        goto nomem;
+
+    if (self->launch) {
+        const char *launcher = cfg->flux ? "flux" : cfg->mpiexec;
+        self->exec_path = pmp_launcher_which(launcher, cfg->flux ? "flux" : "mpiexec", err);
+        if (!self->exec_path)
+            goto fail_errno;
+        char *rt = pmp_launcher_which(cfg->runtime, "the pympipool runtime", err);
+        if (!rt)
+            goto fail_errno;
+        free(rt);
+        if (self->cwd) {
+            struct stat st;
+            if (stat(self->cwd, &st) < 0 || !S_ISDIR(st.st_mode)) {
+                pmp_error_set(err, "cwd '%s' is not a directory", self->cwd);
+                errno = ENOENT;
+                goto fail_errno;
+            }
+        }
+    }
+
+    /* the private directory and the endpoint in it */
+    const char *tmp = getenv("TMPDIR");
+    if (!tmp || !*tmp)
+        tmp = "/tmp";
+    size_t len = strlen(tmp) + 32;
+    self->dir = malloc(len);
+    if (!self->dir)
+        goto nomem;
+    snprintf(self->dir, len, "%s/pympipool-XXXXXX", tmp);
+    if (!mkdtemp(self->dir)) {
+        e = errno;
+        pmp_error_set(err, "cannot create a private directory in %s: %s", tmp, strerror(e));
+        free(self->dir);
+        self->dir = NULL;
+        errno = e;
+        goto fail_errno;
+    }
+    if (chmod(self->dir, 0700) < 0) {
+        e = errno;
+        pmp_error_set(err, "cannot make %s private: %s", self->dir, strerror(e));
+        errno = e;
+        goto fail_errno;
+    }
+    len = strlen(self->dir) + 32;
+    self->sock_path = malloc(len);
+    self->endpoint = malloc(len);
+    if (!self->sock_path || !self->endpoint)
+        goto nomem;
+    snprintf(self->sock_path, len, "%s/frontend", self->dir);
+    snprintf(self->endpoint, len, "ipc://%s", self->sock_path);
+    if (strlen(self->sock_path) >= 108) {
+        pmp_error_set(err,
+                      "the socket path %s is too long for a Unix socket; set TMPDIR to a "
+                      "shorter directory",
+                      self->sock_path);
+        errno = ENAMETOOLONG;
+        goto fail_errno;
+    }
+
+    self->ctx = zmq_ctx_new();
+    if (!self->ctx)
+        goto zmq_fail;
+    zmq_ctx_set(self->ctx, ZMQ_BLOCKY, 0);
+    self->router = zmq_socket(self->ctx, ZMQ_ROUTER);
+    if (!self->router)
+        goto zmq_fail;
+    int zero = 0, one = 1;
+    zmq_setsockopt(self->router, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_setsockopt(self->router, ZMQ_SNDHWM, &zero, sizeof zero);
+    if (zmq_setsockopt(self->router, ZMQ_ROUTER_MANDATORY, &one, sizeof one) < 0 ||
+        zmq_bind(self->router, self->endpoint) < 0)
+        goto zmq_fail;
+
+    self->argv = s_build_argv(cfg, self->endpoint);
+    if (!self->argv)
+        goto nomem;
+    self->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (self->efd < 0) {
+        e = errno;
+        pmp_error_set(err, "cannot create an eventfd: %s", strerror(e));
+        errno = e;
+        goto fail_errno;
+    }
+
+    /* the I/O thread takes no signals: they belong to the application */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    e = pthread_create(&self->thread, NULL, s_thread, self);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (e != 0) {
+        pmp_error_set(err, "cannot start the executor's I/O thread: %s", strerror(e));
+        errno = e;
+        goto fail_errno;
+    }
+    self->thread_started = 1;
+    pthread_mutex_lock(&self->mtx);
+    while (!self->ready)
+        pthread_cond_wait(&self->ready_cv, &self->mtx);
+    int rc = self->start_rc;
+    pthread_mutex_unlock(&self->mtx);
+    if (rc < 0) {
+        pthread_join(self->thread, NULL);
+        if (err)
+            *err = self->start_err;
+        e = self->start_errno;
+        s_free_all(self);
+        errno = e;
+        return NULL;
+    }
+    return self;
+
+zmq_fail:
+    e = errno;
+    pmp_error_set(err, "cannot bind the executor's socket to %s: %s",
+                  self->endpoint ? self->endpoint : "(none)", zmq_strerror(e));
+    errno = e;
+    goto fail_errno;
+nomem:
+    pmp_error_set(err, "out of memory creating the executor");
+    errno = ENOMEM;
+fail_errno:
+    e = errno;
+    s_free_all(self);
+    errno = e;
+    return NULL;
+}
+
+void pmp_executor_destroy(pmp_executor_t **self_p, int grace_ms)
+{
+    if (!self_p || !*self_p)
+        return;
+    pmp_executor_t *self = *self_p;
+    pthread_mutex_lock(&self->mtx);
+    self->stop = 1;
+    self->grace_ms = grace_ms < 0 ? 0 : grace_ms;
+    pthread_mutex_unlock(&self->mtx);
+    s_wake(self);
+    pthread_join(self->thread, NULL);
+    s_free_all(self);
+    *self_p = NULL;
+}
+
+const char *pmp_executor_endpoint(const pmp_executor_t *self)
+{
+    return self->endpoint;
+}
+
+const char *const *pmp_executor_command(const pmp_executor_t *self)
+{
+    return (const char *const *)self->argv;
+}
+
+pid_t pmp_executor_pid(const pmp_executor_t *self)
+{
+    return self->pid;
+}
+
+/* ---- submit and friends -------------------------------------------------- */
+
+/* Builds a task from the buffers with every zero-copy release disarmed.
+ * Returns NULL with errno = ENOMEM, having called no free_fn. */
+static s_task_t *s_task_new(uint64_t id, int type, uint32_t flags, const pmp_buffer_t *bufs,
+                            size_t nbufs)
+{
+    s_task_t *task = calloc(1, sizeof *task);
+    zmq_msg_t *msgs = calloc(nbufs, sizeof *msgs);
+    s_zc_t **zcs = calloc(nbufs, sizeof *zcs);
+    size_t built = 0;
+    if (!task || !msgs || !zcs)
+        goto fail;
+    for (size_t i = 0; i < nbufs; i++)
+        if (bufs[i].free_fn && !(zcs[i] = malloc(sizeof *zcs[i])))
+            goto fail;
+    for (; built < nbufs; built++) {
+        const pmp_buffer_t *b = &bufs[built];
+        if (b->free_fn) {
+            *zcs[built] = (s_zc_t){.free_fn = b->free_fn, .hint = b->hint, .armed = 0};
+            if (zmq_msg_init_data(&msgs[built], (void *)b->data, b->size, s_zc_release,
+                                  zcs[built]) < 0)
+                goto fail;
+        } else {
+            if (zmq_msg_init_size(&msgs[built], b->size) < 0)
+                goto fail;
+            if (b->size)
+                memcpy(zmq_msg_data(&msgs[built]), b->data, b->size);
+        }
+    }
+    task->id = id;
+    task->type = type;
+    task->flags = flags;
+    task->nmsgs = nbufs;
+    task->msgs = msgs;
+    task->zcs = zcs;
+    return task;
+fail:
+    /* messages made so far free their (disarmed) hint when closed; hints
+     * not yet handed to ZeroMQ are freed here */
+    for (size_t i = 0; i < built; i++)
+        zmq_msg_close(&msgs[i]);
+    if (zcs)
+        for (size_t i = built; i < nbufs; i++)
+            free(zcs[i]);
+    free(zcs);
+    free(msgs);
+    free(task);
+    errno = ENOMEM;
+    return NULL;
+}
+
+/* From now on the executor owns the zero-copy buffers: their release calls
+ * free_fn.  Called under mtx before the I/O thread can see the task. */
+static void s_task_arm(s_task_t *task)
+{
+    for (size_t i = 0; i < task->nmsgs; i++)
+        if (task->zcs[i])
+            task->zcs[i]->armed = 1;
+    free(task->zcs);
+    task->zcs = NULL;
+}
+
+int pmp_executor_submit(pmp_executor_t *self, uint64_t task_id, int type, uint32_t flags,
+                        const pmp_buffer_t *bufs, size_t nbufs, pmp_error_t *err)
+{
+    if (type != PMP_MSG_TASK && type != PMP_MSG_INIT) {
+        pmp_error_set(err, "submit: type must be TASK (%d) or INIT (%d), not %d", PMP_MSG_TASK,
+                      PMP_MSG_INIT, type);
+        errno = EINVAL;
+        return -1;
+    }
+    if (task_id == 0) {
+        pmp_error_set(err, "submit: task_id must not be 0");
+        errno = EINVAL;
+        return -1;
+    }
+    if (flags & ~PMP_FLAG_KNOWN_MASK) {
+        pmp_error_set(err, "submit: unknown flags 0x%x", (unsigned)(flags & ~PMP_FLAG_KNOWN_MASK));
+        errno = EINVAL;
+        return -1;
+    }
+    if (!bufs || nbufs < 1 || nbufs > PMP_MAX_FRAMES) {
+        pmp_error_set(err, "submit: between 1 and %d buffers are needed, not %zu", PMP_MAX_FRAMES,
+                      bufs ? nbufs : (size_t)0);
+        errno = EINVAL;
+        return -1;
+    }
+    for (size_t i = 0; i < nbufs; i++)
+        if (!bufs[i].data && bufs[i].size) {
+            pmp_error_set(err, "submit: buffer %zu has no data but a size of %zu", i, bufs[i].size);
+            errno = EINVAL;
+            return -1;
+        }
+
+    s_task_t *task = s_task_new(task_id, type, flags, bufs, nbufs);
+    if (!task) {
+        pmp_error_set(err, "submit: out of memory");
+        errno = ENOMEM;
+        return -1;
+    }
+    int e = 0;
+    pthread_mutex_lock(&self->mtx);
+    if (self->closing) {
+        pmp_error_set(err, "submit: the executor is shut down (close() was called)");
+        e = ESHUTDOWN;
+    } else if (self->exited) {
+        pmp_error_set(err, "submit: %s", self->exit_text);
+        e = EPIPE;
+    } else if (type == PMP_MSG_INIT && self->init) {
+        pmp_error_set(err, "submit: an init message was already submitted; only one is allowed");
+        e = EINVAL;
+    } else if (type == PMP_MSG_INIT && self->any_task) {
+        pmp_error_set(err, "submit: the init message must come before the first task");
+        e = EINVAL;
+    } else if (type == PMP_MSG_TASK &&
+               (pmp_queue_find(self->queue, task_id) || pmp_queue_find(self->inflight, task_id))) {
+        pmp_error_set(err, "submit: task id %llu is already in use", (unsigned long long)task_id);
+        e = EINVAL;
+    } else if (type == PMP_MSG_INIT) {
+        s_task_arm(task);
+        self->init = task;
+    } else if (pmp_queue_push(self->queue, task_id, task) < 0) {
+        pmp_error_set(err, "submit: out of memory");
+        e = ENOMEM;
+    } else {
+        s_task_arm(task);
+        self->any_task = 1;
+    }
+    pthread_mutex_unlock(&self->mtx);
+    if (e) {
+        s_task_destroy(&task); /* disarmed: calls no free_fn */
+        errno = e;
+        return -1;
+    }
+    s_wake(self);
+    return 0;
+}
+
+int pmp_executor_cancel(pmp_executor_t *self, uint64_t task_id)
+{
+    pthread_mutex_lock(&self->mtx);
+    s_task_t *task = pmp_queue_remove(self->queue, task_id);
+    pthread_mutex_unlock(&self->mtx);
+    if (!task)
+        return 0;
+    s_task_destroy(&task);
+    s_wake(self); /* close() may now be able to proceed */
+    return 1;
+}
+
+int pmp_executor_cancel_all(pmp_executor_t *self, uint64_t **ids, size_t *n)
+{
+    *ids = NULL;
+    *n = 0;
+    pthread_mutex_lock(&self->mtx);
+    size_t count = pmp_queue_size(self->queue);
+    if (count == 0) {
+        pthread_mutex_unlock(&self->mtx);
+        return 0;
+    }
+    uint64_t *out = malloc(count * sizeof *out);
+    s_task_t **tasks = malloc(count * sizeof *tasks);
+    if (!out || !tasks) {
+        pthread_mutex_unlock(&self->mtx);
+        free(out);
+        free(tasks);
+        errno = ENOMEM;
+        return -1;
+    }
+    for (size_t i = 0; i < count; i++)
+        tasks[i] = pmp_queue_pop(self->queue, &out[i]);
+    pthread_mutex_unlock(&self->mtx);
+    for (size_t i = 0; i < count; i++)
+        s_task_destroy(&tasks[i]);
+    free(tasks);
+    *ids = out;
+    *n = count;
+    s_wake(self);
+    return 0;
+}
+
+size_t pmp_executor_pending(pmp_executor_t *self)
+{
+    pthread_mutex_lock(&self->mtx);
+    size_t n = pmp_queue_size(self->queue);
+    pthread_mutex_unlock(&self->mtx);
+    return n;
+}
+
+void pmp_executor_close(pmp_executor_t *self)
+{
+    pthread_mutex_lock(&self->mtx);
+    self->closing = 1;
+    pthread_mutex_unlock(&self->mtx);
+    s_wake(self);
+}
+
+pmp_completion_t *pmp_executor_wait(pmp_executor_t *self, int timeout_ms)
+{
+    struct timespec deadline;
+    if (timeout_ms > 0) {
+        clock_gettime(CLOCK_MONOTONIC, &deadline);
+        deadline.tv_sec += timeout_ms / 1000;
+        deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+        if (deadline.tv_nsec >= 1000000000L) {
+            deadline.tv_sec++;
+            deadline.tv_nsec -= 1000000000L;
+        }
+    }
+    pthread_mutex_lock(&self->mtx);
+    for (;;) {
+        if (self->done_head)
+            break;
+        if (self->closed_returned) {
+            pthread_mutex_unlock(&self->mtx);
+            errno = ESHUTDOWN;
+            return NULL;
+        }
+        int rc = 0;
+        if (timeout_ms < 0)
+            rc = pthread_cond_wait(&self->done_cv, &self->mtx);
+        else if (timeout_ms == 0)
+            rc = ETIMEDOUT;
+        else
+            rc = pthread_cond_timedwait(&self->done_cv, &self->mtx, &deadline);
+        if (rc == ETIMEDOUT && !self->done_head) {
+            pthread_mutex_unlock(&self->mtx);
+            errno = EAGAIN;
+            return NULL;
+        }
+    }
+    pmp_completion_t *c = self->done_head;
+    self->done_head = c->next;
+    if (!self->done_head)
+        self->done_tail = NULL;
+    c->next = NULL;
+    if (c->kind == PMP_EVENT_CLOSED)
+        self->closed_returned = 1;
+    pthread_mutex_unlock(&self->mtx);
+    return c;
+}

@@ -1,0 +1,405 @@
+/*
+ * pmp_launcher.c - the child process that runs the MPI job, and its watch.
+ *
+ * The executor's I/O thread calls pmp_launcher_new(), which forks and execs
+ * mpiexec (or flux) with an argv list, never a shell.  Between fork and exec
+ * the child only makes async-signal-safe calls: it moves into its own
+ * process group (so that one kill(-pgid) reaches mpiexec and everything it
+ * started), asks for SIGTERM when the forking thread dies
+ * (PR_SET_PDEATHSIG: the I/O thread, not the caller, forks so that the job
+ * lives exactly as long as the executor), resets the signal mask and the
+ * dispositions an interpreter likes to ignore (SIGPIPE, SIGXFSZ), changes
+ * directory, takes stdin from /dev/null and sends stderr into a pipe.  A
+ * second, close-on-exec pipe reports a failed chdir or exec back to the
+ * parent, so pmp_launcher_new() returns only once the exec is known to have
+ * happened and its error sentence says exactly what failed.
+ *
+ * The watch: a pidfd (pidfd_open through syscall(), Linux >= 5.3) becomes
+ * readable when the job exits, so the I/O thread sees the exit in the same
+ * poll set as its socket; where pidfd_open is unavailable the I/O thread
+ * polls pmp_launcher_poll_exit() every 100 ms instead.  Every chunk read from
+ * the stderr pipe is echoed to the user's fd 2 (the user still sees what
+ * mpiexec and the ranks print) and kept in an 8 KiB tail for the
+ * "job exited" message.
+ */
+#define _GNU_SOURCE /* pipe2 */
+#include "pmp_launcher.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "pmp_tail.h"
+
+#define S_TAIL_BYTES 8192
+
+struct pmp_launcher {
+    pid_t pid; /* also the process group id */
+    int pidfd;
+    int errfd;
+    int exited;
+    int status;
+    char *argv0;
+    pmp_tail_t *tail;
+};
+
+static int s_is_executable(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode) && access(path, X_OK) == 0;
+}
+
+char *pmp_launcher_which(const char *name, const char *what, pmp_error_t *err)
+{
+    if (!name || !*name) {
+        pmp_error_set(err, "%s: no program name given", what);
+        errno = ENOENT;
+        return NULL;
+    }
+    if (strchr(name, '/')) {
+        if (!s_is_executable(name)) {
+            pmp_error_set(err, "%s '%s' was not found or is not an executable file", what, name);
+            errno = ENOENT;
+            return NULL;
+        }
+        char *copy = strdup(name);
+        if (!copy)
+            errno = ENOMEM;
+        return copy;
+    }
+    const char *path = getenv("PATH");
+    if (!path || !*path)
+        path = "/usr/local/bin:/usr/bin:/bin";
+    size_t nlen = strlen(name);
+    const char *p = path;
+    for (;;) {
+        const char *colon = strchr(p, ':');
+        size_t dlen = colon ? (size_t)(colon - p) : strlen(p);
+        char *cand = malloc(dlen + nlen + 3);
+        if (!cand) {
+            errno = ENOMEM;
+            return NULL;
+        }
+        if (dlen == 0)
+            snprintf(cand, dlen + nlen + 3, "./%s", name);
+        else
+            snprintf(cand, dlen + nlen + 3, "%.*s/%s", (int)dlen, p, name);
+        if (s_is_executable(cand))
+            return cand;
+        free(cand);
+        if (!colon)
+            break;
+        p = colon + 1;
+    }
+    pmp_error_set(err, "%s '%s' was not found in PATH; install it or give its full path", what,
+                  name);
+    errno = ENOENT;
+    return NULL;
+}
+
+/* What the child reports through the exec pipe when it cannot exec. */
+enum { S_STAGE_CHDIR = 1, S_STAGE_EXEC = 2, S_STAGE_SETUP = 3 };
+
+static void s_child_fail(int fd, int stage)
+{
+    int msg[2] = {stage, errno};
+    ssize_t rc = write(fd, msg, sizeof msg);
+    (void)rc;
+    _exit(127);
+}
+
+static void s_child(const char *path, char *const argv[], const char *cwd, int errpipe_w,
+                    int execpipe_w, pid_t parent)
+{
+    setpgid(0, 0);
+    if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0)
+        s_child_fail(execpipe_w, S_STAGE_SETUP);
+    if (getppid() != parent) /* the forking thread already died */
+        _exit(127);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    sigaction(SIGPIPE, &dfl, NULL);
+    sigaction(SIGXFSZ, &dfl, NULL);
+    if (cwd && chdir(cwd) < 0)
+        s_child_fail(execpipe_w, S_STAGE_CHDIR);
+    int devnull = open("/dev/null", O_RDONLY);
+    if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(errpipe_w, 2) < 0)
+        s_child_fail(execpipe_w, S_STAGE_SETUP);
+    execv(path, argv);
+    s_child_fail(execpipe_w, S_STAGE_EXEC);
+}
+
+pmp_launcher_t *pmp_launcher_new(const char *path, char *const argv[], const char *cwd,
+                                 pmp_error_t *err)
+{
+    pmp_launcher_t *self = calloc(1, sizeof *self);
+    int errpipe[2] = {-1, -1}, execpipe[2] = {-1, -1};
+    if (!self)
+        goto nomem;
+    self->pid = -1;
+    self->pidfd = -1;
+    self->errfd = -1;
+    self->status = -1;
+    self->argv0 = strdup(argv[0]);
+    self->tail = pmp_tail_new(S_TAIL_BYTES);
+    if (!self->argv0 || !self->tail)
+        goto nomem;
+    if (pipe2(errpipe, O_CLOEXEC) < 0 || pipe2(execpipe, O_CLOEXEC) < 0) {
+        int e = errno;
+        pmp_error_set(err, "cannot create pipes to start %s: %s", argv[0], strerror(e));
+        errno = e;
+        goto fail;
+    }
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0) {
+        int e = errno;
+        pmp_error_set(err, "cannot start %s: fork failed: %s", argv[0], strerror(e));
+        errno = e;
+        goto fail;
+    }
+    if (pid == 0)
+        s_child(path, argv, cwd, errpipe[1], execpipe[1], parent);
+    self->pid = pid;
+    setpgid(pid, pid); /* also here, so that no kill(-pid) can race the child */
+    close(errpipe[1]);
+    close(execpipe[1]);
+    errpipe[1] = execpipe[1] = -1;
+
+    int report[2];
+    ssize_t got;
+    do
+        got = read(execpipe[0], report, sizeof report);
+    while (got < 0 && errno == EINTR);
+    close(execpipe[0]);
+    execpipe[0] = -1;
+    if (got == (ssize_t)sizeof report) {
+        int e = report[1];
+        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+            ;
+        self->pid = -1;
+        if (report[0] == S_STAGE_CHDIR)
+            pmp_error_set(err, "cannot start %s: cannot change to the directory '%s': %s", argv[0],
+                          cwd, strerror(e));
+        else if (report[0] == S_STAGE_EXEC)
+            pmp_error_set(err, "cannot start %s: executing '%s' failed: %s", argv[0], path,
+                          strerror(e));
+        else
+            pmp_error_set(err, "cannot start %s: setting up the child failed: %s", argv[0],
+                          strerror(e));
+        errno = e ? e : ECHILD;
+        goto fail;
+    }
+    self->errfd = errpipe[0];
+    errpipe[0] = -1;
+    fcntl(self->errfd, F_SETFL, fcntl(self->errfd, F_GETFL) | O_NONBLOCK);
+#ifdef SYS_pidfd_open
+    /* PYMPIPOOL_NO_PIDFD=1 forces the waitpid poll (to test that path) */
+    const char *no_pidfd = getenv("PYMPIPOOL_NO_PIDFD");
+    if (!no_pidfd || strcmp(no_pidfd, "1") != 0)
+        self->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    if (self->pidfd >= 0)
+        fcntl(self->pidfd, F_SETFD, FD_CLOEXEC);
+#endif
+    return self;
+
+nomem:
+    pmp_error_set(err, "out of memory while starting %s", argv[0]);
+    errno = ENOMEM;
+fail : {
+    int e = errno;
+    for (int i = 0; i < 2; i++) {
+        if (errpipe[i] >= 0)
+            close(errpipe[i]);
+        if (execpipe[i] >= 0)
+            close(execpipe[i]);
+    }
+    if (self) {
+        pmp_tail_destroy(&self->tail);
+        free(self->argv0);
+        free(self);
+    }
+    errno = e;
+    return NULL;
+}
+}
+
+void pmp_launcher_destroy(pmp_launcher_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    pmp_launcher_t *self = *self_p;
+    if (!self->exited && self->pid > 0) {
+        pmp_launcher_signal(self, SIGKILL);
+        pmp_launcher_wait(self);
+    }
+    if (self->pidfd >= 0)
+        close(self->pidfd);
+    if (self->errfd >= 0)
+        close(self->errfd);
+    pmp_tail_destroy(&self->tail);
+    free(self->argv0);
+    free(self);
+    *self_p = NULL;
+}
+
+pid_t pmp_launcher_pid(const pmp_launcher_t *self)
+{
+    return self->pid;
+}
+
+int pmp_launcher_pidfd(const pmp_launcher_t *self)
+{
+    return self->exited ? -1 : self->pidfd;
+}
+
+int pmp_launcher_stderr_fd(const pmp_launcher_t *self)
+{
+    return self->errfd;
+}
+
+int pmp_launcher_read_stderr(pmp_launcher_t *self)
+{
+    char buf[4096];
+    while (self->errfd >= 0) {
+        ssize_t n = read(self->errfd, buf, sizeof buf);
+        if (n > 0) {
+            pmp_tail_append(self->tail, buf, (size_t)n);
+            for (ssize_t off = 0; off < n;) {
+                ssize_t w = write(2, buf + off, (size_t)(n - off));
+                if (w < 0 && errno == EINTR)
+                    continue;
+                if (w <= 0)
+                    break;
+                off += w;
+            }
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return 0;
+        close(self->errfd); /* end of file or a broken pipe */
+        self->errfd = -1;
+        return 1;
+    }
+    return 1;
+}
+
+static int64_t s_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void pmp_launcher_drain_stderr(pmp_launcher_t *self, int timeout_ms)
+{
+    int64_t deadline = s_now_ms() + timeout_ms;
+    while (self->errfd >= 0) {
+        if (pmp_launcher_read_stderr(self))
+            return;
+        int64_t left = deadline - s_now_ms();
+        if (left <= 0)
+            return;
+        struct pollfd p = {.fd = self->errfd, .events = POLLIN};
+        poll(&p, 1, (int)left);
+    }
+}
+
+int pmp_launcher_poll_exit(pmp_launcher_t *self)
+{
+    if (self->exited)
+        return 1;
+    int status;
+    pid_t r = waitpid(self->pid, &status, WNOHANG);
+    if (r == self->pid) {
+        self->exited = 1;
+        self->status = status;
+        return 1;
+    }
+    if (r < 0 && errno == ECHILD) { /* somebody else reaped it */
+        self->exited = 1;
+        self->status = -1;
+        return 1;
+    }
+    return 0;
+}
+
+void pmp_launcher_wait(pmp_launcher_t *self)
+{
+    if (self->exited)
+        return;
+    int status;
+    pid_t r;
+    do
+        r = waitpid(self->pid, &status, 0);
+    while (r < 0 && errno == EINTR);
+    self->exited = 1;
+    self->status = r == self->pid ? status : -1;
+}
+
+int pmp_launcher_signal(pmp_launcher_t *self, int sig)
+{
+    if (self->pid <= 0) {
+        errno = ESRCH;
+        return -1;
+    }
+    return kill(-self->pid, sig);
+}
+
+int pmp_launcher_exited(const pmp_launcher_t *self)
+{
+    return self->exited;
+}
+
+int pmp_launcher_status(const pmp_launcher_t *self)
+{
+    return self->exited ? self->status : -1;
+}
+
+char *pmp_launcher_exit_text(const pmp_launcher_t *self)
+{
+    char how[128];
+    if (!self->exited)
+        snprintf(how, sizeof how, "is still running");
+    else if (self->status == -1)
+        snprintf(how, sizeof how, "exited with an unknown status");
+    else if (WIFEXITED(self->status))
+        snprintf(how, sizeof how, "exited with status %d", WEXITSTATUS(self->status));
+    else if (WIFSIGNALED(self->status))
+        snprintf(how, sizeof how, "was killed by signal %d (%s)", WTERMSIG(self->status),
+                 strsignal(WTERMSIG(self->status)));
+    else
+        snprintf(how, sizeof how, "ended with wait status %d", self->status);
+    char *tail = pmp_tail_text(self->tail);
+    if (!tail)
+        return NULL;
+    size_t len = strlen(self->argv0) + strlen(how) + strlen(tail) + 128;
+    char *text = malloc(len);
+    if (text && *tail)
+        snprintf(text, len, "pympipool-runtime job (%s pid %ld) %s; its stderr ended with:\n%s",
+                 self->argv0, (long)self->pid, how, tail);
+    else if (text)
+        snprintf(text, len, "pympipool-runtime job (%s pid %ld) %s", self->argv0, (long)self->pid,
+                 how);
+    else
+        errno = ENOMEM;
+    free(tail);
+    return text;
+}

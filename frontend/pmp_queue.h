@@ -1,0 +1,45 @@
+/*
+ * pmp_queue.h - a FIFO of opaque items keyed by a 64-bit task id, with O(1)
+ * push, pop, push_front and remove-by-id.  Internal to the frontend.
+ *
+ * Not thread-safe: the executor's mutex protects every queue it owns.
+ * The queue never owns or frees the items; it only links them.
+ */
+#ifndef PMP_QUEUE_H
+#define PMP_QUEUE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct pmp_queue pmp_queue_t;
+
+/* Returns an empty queue, or NULL with errno = ENOMEM. */
+pmp_queue_t *pmp_queue_new(void);
+
+/* Frees the queue and its links (not the items).  NULL-safe; nulls *self_p. */
+void pmp_queue_destroy(pmp_queue_t **self_p);
+
+/* Appends item (non-NULL) under id.  Returns 0, or -1 with errno = EEXIST
+ * when id is already queued, EINVAL when item is NULL, ENOMEM when
+ * allocation fails; the queue is unchanged on failure. */
+int pmp_queue_push(pmp_queue_t *self, uint64_t id, void *item);
+
+/* Same as pmp_queue_push, but puts the item at the head. */
+int pmp_queue_push_front(pmp_queue_t *self, uint64_t id, void *item);
+
+/* Removes and returns the head item (its id in *id if id is not NULL), or
+ * NULL when the queue is empty. */
+void *pmp_queue_pop(pmp_queue_t *self, uint64_t *id);
+
+/* The head item without removing it, or NULL. */
+void *pmp_queue_peek(const pmp_queue_t *self, uint64_t *id);
+
+/* Removes and returns the item queued under id, or NULL if there is none. */
+void *pmp_queue_remove(pmp_queue_t *self, uint64_t id);
+
+/* The item queued under id, or NULL. */
+void *pmp_queue_find(const pmp_queue_t *self, uint64_t id);
+
+size_t pmp_queue_size(const pmp_queue_t *self);
+
+#endif

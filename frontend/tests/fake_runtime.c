@@ -1,0 +1,189 @@
+/*
+ * fake_runtime.c - a stand-in for pympipool-runtime in the executor's unit
+ * tests: no MPI and no Python, only the wire protocol.
+ *
+ * Started through a real mpiexec, each process reads its rank from
+ * PMI_RANK (MPICH) or OMPI_COMM_WORLD_RANK (Open MPI), default 0, and the
+ * job size from PMI_SIZE / OMPI_COMM_WORLD_SIZE.  Its group is
+ * rank / ranks-per-group; only the first rank of a group connects (a DEALER
+ * to --endpoint), says HELLO and then echoes every TASK's frames back as a
+ * RESULT with the same task id; the other ranks exit at once.  On SHUTDOWN
+ * it says GOODBYE and exits 0; it also exits when the frontend process
+ * (--frontend-pid) is gone.  Test options:
+ *   --fake-crash-at-task N  write "fake: crashing" to stderr, exit 3 on task N
+ *   --fake-fail-start       write a message to stderr, exit 1 before hello
+ *   --fake-error            answer every task with ERROR (payload echoed)
+ *   --fake-delay-ms N       sleep N ms before each answer
+ *   --fake-tag              append a frame "group=G init=<init payload|->"
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "pmp_protocol.h"
+
+static int s_env_int(const char *a, const char *b, int dflt)
+{
+    const char *v = getenv(a);
+    if (!v)
+        v = getenv(b);
+    return v ? atoi(v) : dflt;
+}
+
+static void s_send(void *sock, int type, uint64_t id, uint32_t flags, zmq_msg_t *frames, size_t n)
+{
+    pmp_header_t hdr = {
+        .type = (uint16_t)type, .task_id = id, .flags = flags, .nframes = (uint32_t)n};
+    unsigned char buf[PMP_HEADER_SIZE];
+    pmp_header_encode(&hdr, buf);
+    if (zmq_send(sock, buf, sizeof buf, n ? ZMQ_SNDMORE : 0) < 0)
+        exit(10);
+    for (size_t i = 0; i < n; i++)
+        if (zmq_msg_send(&frames[i], sock, i + 1 < n ? ZMQ_SNDMORE : 0) < 0)
+            exit(11);
+}
+
+int main(int argc, char **argv)
+{
+    const char *endpoint = NULL;
+    int rpg = 1, crash_at = 0, fail_start = 0, error = 0, delay_ms = 0, tag = 0;
+    long frontend_pid = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--endpoint") && v)
+            endpoint = argv[++i];
+        else if (!strcmp(a, "--ranks-per-group") && v)
+            rpg = atoi(argv[++i]);
+        else if (!strcmp(a, "--frontend-pid") && v)
+            frontend_pid = atol(argv[++i]);
+        else if (!strcmp(a, "--fake-crash-at-task") && v)
+            crash_at = atoi(argv[++i]);
+        else if (!strcmp(a, "--fake-delay-ms") && v)
+            delay_ms = atoi(argv[++i]);
+        else if (!strcmp(a, "--fake-fail-start"))
+            fail_start = 1;
+        else if (!strcmp(a, "--fake-error"))
+            error = 1;
+        else if (!strcmp(a, "--fake-tag"))
+            tag = 1;
+    }
+    int rank = s_env_int("PMI_RANK", "OMPI_COMM_WORLD_RANK", 0);
+    int size = s_env_int("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", 1);
+    if (fail_start) {
+        fprintf(stderr, "fake: cannot start on rank %d (asked to fail)\n", rank);
+        return 1;
+    }
+    if (!endpoint || rpg < 1) {
+        fprintf(stderr, "fake: usage: fake_runtime --endpoint E --ranks-per-group K\n");
+        return 2;
+    }
+    if (rank % rpg != 0)
+        return 0;
+
+    void *ctx = zmq_ctx_new();
+    void *sock = zmq_socket(ctx, ZMQ_DEALER);
+    int zero = 0;
+    zmq_setsockopt(sock, ZMQ_LINGER, &zero, sizeof zero);
+    if (zmq_connect(sock, endpoint) < 0) {
+        fprintf(stderr, "fake: cannot connect to %s: %s\n", endpoint, zmq_strerror(errno));
+        return 4;
+    }
+    pmp_hello_t hello;
+    memset(&hello, 0, sizeof hello);
+    hello.group = rank / rpg;
+    hello.ngroups = size / rpg;
+    hello.group_size = rpg;
+    hello.world_size = size;
+    hello.world_rank = rank;
+    hello.pid = getpid();
+    gethostname(hello.host, sizeof hello.host - 1);
+    snprintf(hello.python_version, sizeof hello.python_version, "none");
+    snprintf(hello.mpi_version, sizeof hello.mpi_version, "fake");
+    snprintf(hello.runtime_version, sizeof hello.runtime_version, "fake");
+    char text[4096];
+    int len = pmp_hello_encode(&hello, text, sizeof text);
+    if (len < 0)
+        return 5;
+    zmq_msg_t hm;
+    zmq_msg_init_size(&hm, (size_t)len);
+    memcpy(zmq_msg_data(&hm), text, (size_t)len);
+    s_send(sock, PMP_MSG_HELLO, 0, 0, &hm, 1);
+
+    char init[256] = "-";
+    int ntasks = 0;
+    for (;;) {
+        zmq_pollitem_t item = {.socket = sock, .events = ZMQ_POLLIN};
+        if (zmq_poll(&item, 1, 500) == 0) {
+            if (frontend_pid > 0 && kill((pid_t)frontend_pid, 0) < 0 && errno == ESRCH)
+                return 6;
+            continue;
+        }
+        zmq_msg_t parts[64];
+        size_t n = 0;
+        int more = 1;
+        while (more) {
+            zmq_msg_init(&parts[n]);
+            if (zmq_msg_recv(&parts[n], sock, 0) < 0)
+                return 7;
+            more = zmq_msg_more(&parts[n]);
+            if (n < 63)
+                n++;
+            else
+                zmq_msg_close(&parts[n]);
+        }
+        pmp_header_t hdr;
+        pmp_error_t err;
+        if (n < 1 ||
+            pmp_header_decode(zmq_msg_data(&parts[0]), zmq_msg_size(&parts[0]), &hdr, &err) < 0 ||
+            pmp_header_check(&hdr, n - 1, 0, &err) < 0) {
+            fprintf(stderr, "fake: bad message: %s\n", err.text);
+            return 8;
+        }
+        if (hdr.type == PMP_MSG_SHUTDOWN) {
+            for (size_t i = 0; i < n; i++)
+                zmq_msg_close(&parts[i]);
+            zmq_msg_t empty;
+            zmq_msg_init(&empty);
+            s_send(sock, PMP_MSG_GOODBYE, 0, 0, &empty, 1);
+            int linger = 2000; /* let the goodbye leave before the socket closes */
+            zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger);
+            zmq_close(sock);
+            zmq_ctx_term(ctx);
+            return 0;
+        }
+        if (hdr.type == PMP_MSG_INIT) {
+            size_t l = zmq_msg_size(&parts[1]);
+            l = l < sizeof init - 1 ? l : sizeof init - 1;
+            memcpy(init, zmq_msg_data(&parts[1]), l);
+            init[l] = '\0';
+            for (size_t i = 0; i < n; i++)
+                zmq_msg_close(&parts[i]);
+            continue;
+        }
+        ntasks++;
+        if (crash_at && ntasks == crash_at) {
+            fprintf(stderr, "fake: crashing\n");
+            exit(3);
+        }
+        if (delay_ms > 0) {
+            struct timespec ts = {delay_ms / 1000, (long)(delay_ms % 1000) * 1000000L};
+            nanosleep(&ts, NULL);
+        }
+        size_t nout = n - 1;
+        if (tag && nout < 63) {
+            char t[400];
+            int tl = snprintf(t, sizeof t, "group=%d init=%s", rank / rpg, init);
+            zmq_msg_init_size(&parts[n], (size_t)tl);
+            memcpy(zmq_msg_data(&parts[n]), t, (size_t)tl);
+            nout++;
+        }
+        s_send(sock, error ? PMP_MSG_ERROR : PMP_MSG_RESULT, hdr.task_id, 0, parts + 1, nout);
+        zmq_msg_close(&parts[0]);
+    }
+}

@@ -1,0 +1,966 @@
+/*
+ * test_executor.c - unit tests of the executor (unit.executor.<case>).
+ *
+ * Usage: test_executor <case> <fake_runtime> <mpiexec> <flavour>.  Each case
+ * starts the fake runtime (tests/fake_runtime.c: protocol only, no MPI, no
+ * Python) through a real mpiexec and checks one behaviour of
+ * pmp_executor.h: the ready handshake, scheduling order and spread,
+ * zero-copy ownership, large frames, cancel, close, the job's crash or
+ * failed start, missing programs, invalid configurations, the command of a
+ * launch-less executor, and that nothing (directory, process) is left
+ * behind.  Every case runs with TMPDIR set to a private directory so that
+ * leftovers can be counted.  Exits 0 on success; prints the failed check
+ * and exits 1 otherwise.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <zmq.h>
+
+#include "pmp_executor.h"
+
+#define CHECK(expr)                                                                                \
+    do {                                                                                           \
+        if (!(expr)) {                                                                             \
+            fprintf(stderr, "%s:%d: check failed: %s (errno %d: %s)\n", __FILE__, __LINE__, #expr, \
+                    errno, strerror(errno));                                                       \
+            exit(1);                                                                               \
+        }                                                                                          \
+    } while (0)
+
+static const char *g_fake, *g_mpiexec, *g_flavour;
+static char g_tmpdir[256];
+
+static int64_t s_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static pmp_executor_config_t s_cfg(int ranks, int rpg, int depth, const char *const *args)
+{
+    pmp_executor_config_t cfg = {.ranks = ranks,
+                                 .ranks_per_group = rpg,
+                                 .pipeline_depth = depth,
+                                 .launch = 1,
+                                 .mpi_flavour = g_flavour,
+                                 .mpiexec = g_mpiexec,
+                                 .runtime = g_fake,
+                                 .runtime_args = args};
+    return cfg;
+}
+
+static pmp_executor_t *s_new(int ranks, int rpg, int depth, const char *const *args)
+{
+    pmp_executor_config_t cfg = s_cfg(ranks, rpg, depth, args);
+    pmp_error_t err = {{0}};
+    pmp_executor_t *ex = pmp_executor_new(&cfg, &err);
+    if (!ex)
+        fprintf(stderr, "pmp_executor_new: %s\n", err.text);
+    CHECK(ex);
+    return ex;
+}
+
+/* Next completion within timeout_ms; fails the test on timeout. */
+static pmp_completion_t *s_wait(pmp_executor_t *ex, int timeout_ms)
+{
+    pmp_completion_t *c = pmp_executor_wait(ex, timeout_ms);
+    if (!c)
+        fprintf(stderr, "no completion within %d ms\n", timeout_ms);
+    CHECK(c);
+    return c;
+}
+
+/* Waits for n HELLO events (other completions are not expected yet). */
+static void s_wait_hellos(pmp_executor_t *ex, int n)
+{
+    for (int i = 0; i < n; i++) {
+        pmp_completion_t *c = s_wait(ex, 20000);
+        CHECK(pmp_completion_kind(c) == PMP_EVENT_HELLO);
+        CHECK(strstr(pmp_completion_text(c), "group=") != NULL);
+        CHECK(pmp_completion_task_id(c) == 0);
+        CHECK(pmp_completion_nframes(c) == 0);
+        pmp_completion_destroy(&c);
+        CHECK(c == NULL);
+    }
+}
+
+static int s_submit_text(pmp_executor_t *ex, uint64_t id, const char *text)
+{
+    pmp_buffer_t b = {.data = text, .size = strlen(text)};
+    pmp_error_t err = {{0}};
+    int rc = pmp_executor_submit(ex, id, PMP_MSG_TASK, 0, &b, 1, &err);
+    if (rc < 0)
+        fprintf(stderr, "submit %llu: %s\n", (unsigned long long)id, err.text);
+    return rc;
+}
+
+static int s_frame_is(pmp_completion_t *c, size_t i, const char *text)
+{
+    pmp_frame_t *f = pmp_completion_take_frame(c, i);
+    if (!f)
+        return 0;
+    int ok =
+        pmp_frame_size(f) == strlen(text) && memcmp(pmp_frame_data(f), text, strlen(text)) == 0;
+    pmp_frame_destroy(&f);
+    return ok;
+}
+
+/* Destroys the executor and checks that its directory and job are gone. */
+static void s_destroy(pmp_executor_t **ex, int grace_ms)
+{
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s", pmp_executor_endpoint(*ex) + strlen("ipc://"));
+    *strrchr(dir, '/') = '\0';
+    pid_t pid = pmp_executor_pid(*ex);
+    int64_t t0 = s_now_ms();
+    pmp_executor_destroy(ex, grace_ms);
+    CHECK(*ex == NULL);
+    CHECK(s_now_ms() - t0 < grace_ms + 5000);
+    struct stat st;
+    CHECK(stat(dir, &st) < 0 && errno == ENOENT);
+    if (pid > 0)
+        CHECK(kill(pid, 0) < 0 && errno == ESRCH);
+    pmp_executor_destroy(ex, 0); /* NULL-safe */
+}
+
+static int s_tmpdir_entries(void)
+{
+    DIR *d = opendir(g_tmpdir);
+    CHECK(d);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        n += strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
+    closedir(d);
+    return n;
+}
+
+/* ---- cases ---------------------------------------------------------------- */
+
+static void s_case_ready(void)
+{
+    pmp_executor_t *ex = s_new(1, 1, 1, NULL);
+    const char *ep = pmp_executor_endpoint(ex);
+    CHECK(strncmp(ep, "ipc://", 6) == 0);
+    CHECK(strstr(ep, "/pympipool-") != NULL);
+    CHECK(strcmp(ep + strlen(ep) - strlen("/frontend"), "/frontend") == 0);
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s", ep + 6);
+    *strrchr(dir, '/') = '\0';
+    struct stat st;
+    CHECK(stat(dir, &st) == 0 && S_ISDIR(st.st_mode) && (st.st_mode & 0777) == 0700);
+    CHECK(strncmp(dir, g_tmpdir, strlen(g_tmpdir)) == 0);
+    CHECK(pmp_executor_pid(ex) > 0);
+    const char *const *cmd = pmp_executor_command(ex);
+    CHECK(strcmp(cmd[0], g_mpiexec) == 0 && strcmp(cmd[1], "-n") == 0 && strcmp(cmd[2], "1") == 0);
+    CHECK(strcmp(cmd[3], g_fake) == 0 && strcmp(cmd[4], "--endpoint") == 0);
+    CHECK(strcmp(cmd[5], ep) == 0 && strcmp(cmd[6], "--ranks-per-group") == 0);
+    CHECK(strcmp(cmd[7], "1") == 0 && strcmp(cmd[8], "--frontend-pid") == 0);
+    CHECK(atol(cmd[9]) == (long)getpid() && cmd[10] == NULL);
+    s_wait_hellos(ex, 1);
+    CHECK(pmp_executor_wait(ex, 0) == NULL && errno == EAGAIN);
+    CHECK(pmp_executor_wait(ex, 50) == NULL && errno == EAGAIN);
+    CHECK(s_submit_text(ex, 1, "hello") == 0);
+    pmp_completion_t *c = s_wait(ex, 10000);
+    CHECK(pmp_completion_kind(c) == PMP_DONE_RESULT && pmp_completion_task_id(c) == 1);
+    CHECK(pmp_completion_nframes(c) == 1 && pmp_completion_status(c) == -1);
+    CHECK(strcmp(pmp_completion_text(c), "") == 0);
+    CHECK(pmp_completion_take_frame(c, 1) == NULL);
+    CHECK(s_frame_is(c, 0, "hello"));
+    CHECK(pmp_completion_take_frame(c, 0) == NULL); /* already taken */
+    pmp_completion_destroy(&c);
+    s_destroy(&ex, 2000);
+}
+
+/* Two groups of one rank, and one group of two ranks. */
+static void s_case_groups2(void)
+{
+    const char *const args[] = {"--fake-tag", NULL};
+    pmp_executor_t *ex = s_new(2, 1, 1, args);
+    s_wait_hellos(ex, 2);
+    s_destroy(&ex, 2000);
+
+    ex = s_new(2, 2, 1, args);
+    s_wait_hellos(ex, 1);
+    CHECK(s_submit_text(ex, 7, "x") == 0);
+    pmp_completion_t *c = s_wait(ex, 10000);
+    CHECK(pmp_completion_kind(c) == PMP_DONE_RESULT && pmp_completion_nframes(c) == 2);
+    CHECK(s_frame_is(c, 1, "group=0 init=-"));
+    pmp_completion_destroy(&c);
+    CHECK(pmp_executor_wait(ex, 300) == NULL && errno == EAGAIN); /* no second hello */
+    s_destroy(&ex, 2000);
+}
+
+/* One group at depth 1: results in submission order. */
+static void s_case_fifo(void)
+{
+    pmp_executor_t *ex = s_new(1, 1, 1, NULL);
+    enum { N = 200 };
+    char text[32];
+    for (int i = 1; i <= N; i++) { /* most are queued before the hello */
+        snprintf(text, sizeof text, "task %d", i);
+        CHECK(s_submit_text(ex, (uint64_t)i, text) == 0);
+    }
+    s_wait_hellos(ex, 1);
+    for (int i = 1; i <= N; i++) {
+        pmp_completion_t *c = s_wait(ex, 10000);
+        CHECK(pmp_completion_kind(c) == PMP_DONE_RESULT);
+        CHECK(pmp_completion_task_id(c) == (uint64_t)i);
+        snprintf(text, sizeof text, "task %d", i);
+        CHECK(s_frame_is(c, 0, text));
+        pmp_completion_destroy(&c);
+    }
+    CHECK(pmp_executor_pending(ex) == 0);
+    s_destroy(&ex, 2000);
+}
+
+/* Two groups with slow tasks share the load. */
+static void s_case_spread(void)
+{
+    const char *const args[] = {"--fake-tag", "--fake-delay-ms", "100", NULL};
+    pmp_executor_t *ex = s_new(2, 1, 1, args);
+    s_wait_hellos(ex, 2);
+    enum { N = 10 };
+    for (int i = 1; i <= N; i++)
+        CHECK(s_submit_text(ex, (uint64_t)i, "t") == 0);
+    int per_group[2] = {0, 0};
+    int64_t t0 = s_now_ms();
+    for (int i = 0; i < N; i++) {
+        pmp_completion_t *c = s_wait(ex, 10000);
+        CHECK(pmp_completion_kind(c) == PMP_DONE_RESULT && pmp_completion_nframes(c) == 2);
+        pmp_frame_t *f = pmp_completion_take_frame(c, 1);
+        CHECK(f && pmp_frame_size(f) >= 7);
+        int g = ((char *)pmp_frame_data(f))[6] - '0';
+        CHECK(g == 0 || g == 1);
+        per_group[g]++;
+        pmp_frame_destroy(&f);
+        pmp_completion_destroy(&c);
+    }
+    int64_t took = s_now_ms() - t0;
+    fprintf(stderr, "spread: %d / %d tasks in %lld ms\n", per_group[0], per_group[1],
+            (long long)took);
+    CHECK(per_group[0] >= 3 && per_group[1] >= 3);
+    CHECK(took < N * 100); /* in parallel: about N/2 * 100 ms */
+    s_destroy(&ex, 2000);
+}
+
+static int g_freed;
+static void s_count_free(void *data, void *hint)
+{
+    CHECK(hint == &g_freed);
+    (void)data;
+    __atomic_add_fetch(&g_freed, 1, __ATOMIC_SEQ_CST);
+}
+
+static int s_freed(void)
+{
+    return __atomic_load_n(&g_freed, __ATOMIC_SEQ_CST);
+}
+
+/* Zero-copy buffers: free_fn exactly once per buffer after the round trip. */
+static void s_case_zerocopy(void)
+{
+    static char payload[16][100000];
+    pmp_executor_t *ex = s_new(1, 1, 2, NULL);
+    s_wait_hellos(ex, 1);
+    for (int i = 0; i < 8; i++) {
+        memset(payload[2 * i], 'a' + i, sizeof payload[0]);
+        memset(payload[2 * i + 1], 'A' + i, sizeof payload[0]);
+        pmp_buffer_t b[3] = {
+            {.data = payload[2 * i],
+             .size = sizeof payload[0],
+             .free_fn = s_count_free,
+             .hint = &g_freed},
+            {.data = "copied", .size = 6},
+            {.data = payload[2 * i + 1],
+             .size = sizeof payload[0],
+             .free_fn = s_count_free,
+             .hint = &g_freed},
+        };
+        CHECK(pmp_executor_submit(ex, (uint64_t)i + 1, PMP_MSG_TASK, 0, b, 3, NULL) == 0);
+    }
+    for (int i = 0; i < 8; i++) {
+        pmp_completion_t *c = s_wait(ex, 10000);
+        CHECK(pmp_completion_kind(c) == PMP_DONE_RESULT && pmp_completion_nframes(c) == 3);
+        int k = (int)pmp_completion_task_id(c) - 1;
+        pmp_frame_t *f = pmp_completion_take_frame(c, 2);
+        CHECK(pmp_frame_size(f) == sizeof payload[0]);
+        CHECK(memcmp(pmp_frame_data(f), payload[2 * k + 1], sizeof payload[0]) == 0);
+        pmp_frame_destroy(&f);
+        CHECK(s_frame_is(c, 1, "copied"));
+        pmp_completion_destroy(&c); /* frame 0 freed with the completion */
+    }
+    /* sent messages are released by ZeroMQ's own thread, soon after sending */
+    for (int64_t t0 = s_now_ms(); s_freed() < 16 && s_now_ms() - t0 < 5000;)
+        usleep(10000);
+    CHECK(s_freed() == 16);
+    s_destroy(&ex, 2000);
+    CHECK(s_freed() == 16);
+}
+
+/* Queued zero-copy tasks are released exactly once by destroy and cancel. */
+static void s_case_zerocopy_destroy(void)
+{
+    static char data[4][64];
+    pmp_executor_config_t cfg = s_cfg(1, 1, 1, NULL);
+    cfg.launch = 0;
+    pmp_executor_t *ex = pmp_executor_new(&cfg, NULL);
+    CHECK(ex);
+    for (int i = 0; i < 4; i++) {
+        pmp_buffer_t b = {
+            .data = data[i], .size = sizeof data[i], .free_fn = s_count_free, .hint = &g_freed};
+        CHECK(pmp_executor_submit(ex, (uint64_t)i + 1, PMP_MSG_TASK, 0, &b, 1, NULL) == 0);
+    }
+    CHECK(pmp_executor_pending(ex) == 4);
+    CHECK(s_freed() == 0);
+    CHECK(pmp_executor_cancel(ex, 2) == 1);
+    CHECK(s_freed() == 1);
+    s_destroy(&ex, 0);
+    CHECK(s_freed() == 4);
+
+    /* with a running job that is still starting up (tasks queued) */
+    g_freed = 0;
+    const char *const args[] = {"--fake-delay-ms", "2000", NULL};
+    ex = s_new(1, 1, 1, args);
+    for (int i = 0; i < 4; i++) {
+        pmp_buffer_t b = {
+            .data = data[i], .size = sizeof data[i], .free_fn = s_count_free, .hint = &g_freed};
+        CHECK(pmp_executor_submit(ex, (uint64_t)i + 1, PMP_MSG_TASK, 0, &b, 1, NULL) == 0);
+    }
+    s_wait_hellos(ex, 1); /* task 1 is now in flight (2 s), the others queued */
+    s_destroy(&ex, 200);
+    CHECK(s_freed() == 4);
+}
+
+/* A failed submit never calls free_fn. */
+static void s_case_zerocopy_fail(void)
+{
+    static char data[64];
+    pmp_executor_config_t cfg = s_cfg(1, 1, 1, NULL);
+    cfg.launch = 0;
+    pmp_executor_t *ex = pmp_executor_new(&cfg, NULL);
+    CHECK(ex);
+    pmp_buffer_t b[2] = {
+        {.data = data, .size = sizeof data, .free_fn = s_count_free, .hint = &g_freed},
+        {.data = data, .size = sizeof data, .free_fn = s_count_free, .hint = &g_freed}};
+    pmp_error_t err = {{0}};
+    CHECK(pmp_executor_submit(ex, 1, PMP_MSG_TASK, 0x80, b, 2, &err) == -1 && errno == EINVAL);
+    CHECK(strstr(err.text, "flags"));
+    CHECK(pmp_executor_submit(ex, 0, PMP_MSG_TASK, 0, b, 2, &err) == -1 && errno == EINVAL);
+    CHECK(strstr(err.text, "task_id"));
+    CHECK(pmp_executor_submit(ex, 1, PMP_MSG_RESULT, 0, b, 2, &err) == -1 && errno == EINVAL);
+    CHECK(strstr(err.text, "type"));
+    CHECK(pmp_executor_submit(ex, 1, PMP_MSG_TASK, 0, b, 0, &err) == -1 && errno == EINVAL);
+    CHECK(pmp_executor_submit(ex, 1, PMP_MSG_TASK, 0, NULL, 1, &err) == -1 && errno == EINVAL);
+    pmp_buffer_t bad = {.data = NULL, .size = 3};
+    CHECK(pmp_executor_submit(ex, 1, PMP_MSG_TASK, 0, &bad, 1, &err) == -1 && errno == EINVAL);
+    CHECK(pmp_executor_submit(ex, 1, PMP_MSG_TASK, 0, b, 2, &err) == 0);
+    CHECK(pmp_executor_submit(ex, 1, PMP_MSG_TASK, 0, b, 2, &err) == -1 && errno == EINVAL);
+    CHECK(strstr(err.text, "already in use"));
+    CHECK(pmp_executor_submit(ex, 2, PMP_MSG_INIT, 0, b, 2, &err) == -1 && errno == EINVAL);
+    CHECK(strstr(err.text, "init"));
+    pmp_executor_close(ex);
+    CHECK(pmp_executor_submit(ex, 3, PMP_MSG_TASK, 0, b, 2, &err) == -1 && errno == ESHUTDOWN);
+    CHECK(s_freed() == 0);
+    s_destroy(&ex, 0);
+    CHECK(s_freed() == 2); /* only the accepted task 1 */
+}
+
+/* A 64 MiB frame survives the round trip intact. */
+static void s_case_large(void)
+{
+    size_t size = 64u << 20;
+    unsigned char *big = malloc(size);
+    CHECK(big);
+    unsigned int seed = 42;
+    for (size_t i = 0; i < size; i++)
+        big[i] = (unsigned char)rand_r(&seed);
+    pmp_executor_t *ex = s_new(1, 1, 1, NULL);
+    s_wait_hellos(ex, 1);
+    pmp_buffer_t b[2] = {{.data = "p", .size = 1},
+                         {.data = big, .size = size, .free_fn = s_count_free, .hint = &g_freed}};
+    CHECK(pmp_executor_submit(ex, 5, PMP_MSG_TASK, 0, b, 2, NULL) == 0);
+    pmp_completion_t *c = s_wait(ex, 30000);
+    CHECK(pmp_completion_kind(c) == PMP_DONE_RESULT && pmp_completion_nframes(c) == 2);
+    pmp_frame_t *f = pmp_completion_take_frame(c, 1);
+    pmp_completion_destroy(&c);
+    CHECK(pmp_frame_size(f) == size && memcmp(pmp_frame_data(f), big, size) == 0);
+    ((unsigned char *)pmp_frame_data(f))[0] ^= 1; /* writable */
+    pmp_frame_destroy(&f);
+    s_destroy(&ex, 2000);
+    CHECK(s_freed() == 1);
+    free(big);
+}
+
+/* A task cancelled before dispatch gets no completion. */
+static void s_case_cancel(void)
+{
+    const char *const args[] = {"--fake-delay-ms", "300", NULL};
+    pmp_executor_t *ex = s_new(1, 1, 1, args);
+    s_wait_hellos(ex, 1);
+    CHECK(s_submit_text(ex, 1, "a") == 0);
+    usleep(100000); /* task 1 is in flight */
+    CHECK(s_submit_text(ex, 2, "b") == 0);
+    CHECK(s_submit_text(ex, 3, "c") == 0);
+    CHECK(pmp_executor_cancel(ex, 1) == 0); /* already sent */
+    CHECK(pmp_executor_cancel(ex, 3) == 1);
+    CHECK(pmp_executor_cancel(ex, 3) == 0);
+    CHECK(pmp_executor_cancel(ex, 99) == 0);
+    for (uint64_t id = 1; id <= 2; id++) {
+        pmp_completion_t *c = s_wait(ex, 10000);
+        CHECK(pmp_completion_kind(c) == PMP_DONE_RESULT && pmp_completion_task_id(c) == id);
+        pmp_completion_destroy(&c);
+    }
+    CHECK(pmp_executor_wait(ex, 800) == NULL && errno == EAGAIN);
+    /* the id of a cancelled task may be used again */
+    CHECK(s_submit_text(ex, 3, "again") == 0);
+    pmp_completion_t *c = s_wait(ex, 10000);
+    CHECK(pmp_completion_task_id(c) == 3 && s_frame_is(c, 0, "again"));
+    pmp_completion_destroy(&c);
+    s_destroy(&ex, 2000);
+}
+
+static void s_case_cancel_all(void)
+{
+    pmp_executor_config_t cfg = s_cfg(1, 1, 1, NULL);
+    cfg.launch = 0;
+    pmp_executor_t *ex = pmp_executor_new(&cfg, NULL);
+    CHECK(ex);
+    uint64_t *ids = (uint64_t *)1;
+    size_t n = 99;
+    CHECK(pmp_executor_cancel_all(ex, &ids, &n) == 0 && ids == NULL && n == 0);
+    for (uint64_t id = 10; id < 15; id++)
+        CHECK(s_submit_text(ex, id, "x") == 0);
+    CHECK(pmp_executor_cancel(ex, 12) == 1);
+    CHECK(pmp_executor_cancel_all(ex, &ids, &n) == 0);
+    CHECK(n == 4 && ids[0] == 10 && ids[1] == 11 && ids[2] == 13 && ids[3] == 14);
+    free(ids);
+    CHECK(pmp_executor_pending(ex) == 0);
+    CHECK(pmp_executor_wait(ex, 0) == NULL && errno == EAGAIN);
+    s_destroy(&ex, 0);
+}
+
+static void s_case_pending(void)
+{
+    const char *const args[] = {"--fake-delay-ms", "200", NULL};
+    pmp_executor_t *ex = s_new(1, 1, 2, args);
+    CHECK(pmp_executor_pending(ex) == 0);
+    for (uint64_t id = 1; id <= 5; id++)
+        CHECK(s_submit_text(ex, id, "x") == 0);
+    CHECK(pmp_executor_pending(ex) == 5); /* nobody connected yet */
+    s_wait_hellos(ex, 1);
+    usleep(50000);
+    CHECK(pmp_executor_pending(ex) == 3); /* depth 2 in flight */
+    for (int i = 0; i < 5; i++) {
+        pmp_completion_t *c = s_wait(ex, 10000);
+        CHECK(pmp_completion_kind(c) == PMP_DONE_RESULT);
+        pmp_completion_destroy(&c);
+    }
+    CHECK(pmp_executor_pending(ex) == 0);
+    s_destroy(&ex, 2000);
+}
+
+/* close(): everything completes, then EXIT (status 0) and CLOSED, last. */
+static void s_case_close(void)
+{
+    const char *const args[] = {"--fake-delay-ms", "20", NULL};
+    pmp_executor_t *ex = s_new(2, 1, 1, args);
+    for (uint64_t id = 1; id <= 10; id++)
+        CHECK(s_submit_text(ex, id, "x") == 0);
+    pmp_executor_close(ex);
+    pmp_executor_close(ex); /* idempotent */
+    pmp_error_t err = {{0}};
+    pmp_buffer_t b = {.data = "y", .size = 1};
+    CHECK(pmp_executor_submit(ex, 11, PMP_MSG_TASK, 0, &b, 1, &err) == -1 && errno == ESHUTDOWN);
+    CHECK(strstr(err.text, "shut down"));
+    int results = 0, hellos = 0, exits = 0, closed = 0;
+    while (!closed) {
+        pmp_completion_t *c = s_wait(ex, 20000);
+        switch (pmp_completion_kind(c)) {
+        case PMP_DONE_RESULT:
+            CHECK(exits == 0);
+            results++;
+            break;
+        case PMP_EVENT_HELLO:
+            hellos++;
+            break;
+        case PMP_EVENT_EXIT:
+            CHECK(results == 10);
+            CHECK(WIFEXITED(pmp_completion_status(c)) &&
+                  WEXITSTATUS(pmp_completion_status(c)) == 0);
+            CHECK(strstr(pmp_completion_text(c), "exited with status 0"));
+            exits++;
+            break;
+        case PMP_EVENT_CLOSED:
+            closed = 1;
+            break;
+        default:
+            CHECK(!"unexpected completion");
+        }
+        pmp_completion_destroy(&c);
+    }
+    CHECK(results == 10 && hellos == 2 && exits == 1);
+    CHECK(pmp_executor_wait(ex, 1000) == NULL && errno == ESHUTDOWN);
+    CHECK(pmp_executor_wait(ex, -1) == NULL && errno == ESHUTDOWN);
+    s_destroy(&ex, 2000);
+}
+
+/* The job crashes: EXIT with the stderr tail, BROKEN for every pending task,
+ * then submit fails with EPIPE. */
+static void s_case_crash(void)
+{
+    const char *const args[] = {"--fake-crash-at-task", "2", NULL};
+    pmp_executor_t *ex = s_new(1, 1, 1, args);
+    s_wait_hellos(ex, 1);
+    for (uint64_t id = 1; id <= 4; id++)
+        CHECK(s_submit_text(ex, id, "x") == 0);
+    pmp_completion_t *c = s_wait(ex, 10000);
+    CHECK(pmp_completion_kind(c) == PMP_DONE_RESULT && pmp_completion_task_id(c) == 1);
+    pmp_completion_destroy(&c);
+    c = s_wait(ex, 20000);
+    CHECK(pmp_completion_kind(c) == PMP_EVENT_EXIT);
+    const char *text = pmp_completion_text(c);
+    fprintf(stderr, "crash text: %s\n", text);
+    CHECK(strstr(text, "pympipool-runtime job ("));
+    CHECK(strstr(text, "fake: crashing"));
+    CHECK(strstr(text, "its stderr ended with:\n"));
+    CHECK(pmp_completion_status(c) != 0);
+    pmp_completion_destroy(&c);
+    for (uint64_t id = 2; id <= 4; id++) {
+        c = s_wait(ex, 1000);
+        CHECK(pmp_completion_kind(c) == PMP_DONE_BROKEN && pmp_completion_task_id(c) == id);
+        CHECK(strstr(pmp_completion_text(c), "fake: crashing"));
+        CHECK(pmp_completion_nframes(c) == 0);
+        pmp_completion_destroy(&c);
+    }
+    CHECK(pmp_executor_wait(ex, 200) == NULL && errno == EAGAIN);
+    CHECK(pmp_executor_pending(ex) == 0);
+    pmp_error_t err = {{0}};
+    pmp_buffer_t b = {.data = "y", .size = 1};
+    CHECK(pmp_executor_submit(ex, 9, PMP_MSG_TASK, 0, &b, 1, &err) == -1 && errno == EPIPE);
+    CHECK(strstr(err.text, "fake: crashing"));
+    /* close after the exit: CLOSED at once */
+    pmp_executor_close(ex);
+    c = s_wait(ex, 2000);
+    CHECK(pmp_completion_kind(c) == PMP_EVENT_CLOSED);
+    pmp_completion_destroy(&c);
+    s_destroy(&ex, 2000);
+}
+
+/* The same without a pidfd: the 100 ms waitpid poll sees the exit. */
+static void s_case_crash_nopidfd(void)
+{
+    setenv("PYMPIPOOL_NO_PIDFD", "1", 1);
+    s_case_crash();
+}
+
+/* The job fails before any hello: EXIT within seconds, queued tasks BROKEN. */
+static void s_case_fail_start(void)
+{
+    const char *const args[] = {"--fake-fail-start", NULL};
+    int64_t t0 = s_now_ms();
+    pmp_executor_t *ex = s_new(2, 1, 1, args);
+    CHECK(s_submit_text(ex, 1, "x") == 0);
+    pmp_completion_t *c = s_wait(ex, 10000);
+    CHECK(pmp_completion_kind(c) == PMP_EVENT_EXIT);
+    CHECK(strstr(pmp_completion_text(c), "fake: cannot start"));
+    CHECK(s_now_ms() - t0 < 10000);
+    pmp_completion_destroy(&c);
+    c = s_wait(ex, 1000);
+    CHECK(pmp_completion_kind(c) == PMP_DONE_BROKEN && pmp_completion_task_id(c) == 1);
+    CHECK(strstr(pmp_completion_text(c), "fake: cannot start"));
+    pmp_completion_destroy(&c);
+    s_destroy(&ex, 2000);
+}
+
+/* Missing programs: ENOENT naming them, nothing left behind. */
+static void s_case_missing(void)
+{
+    pmp_error_t err = {{0}};
+    pmp_executor_config_t cfg = s_cfg(1, 1, 1, NULL);
+    cfg.mpiexec = "no-such-mpiexec-xyz";
+    CHECK(pmp_executor_new(&cfg, &err) == NULL && errno == ENOENT);
+    fprintf(stderr, "missing mpiexec: %s\n", err.text);
+    CHECK(strstr(err.text, "no-such-mpiexec-xyz") && strstr(err.text, "mpiexec"));
+
+    cfg = s_cfg(1, 1, 1, NULL);
+    cfg.runtime = "/nonexistent/pympipool-runtime";
+    CHECK(pmp_executor_new(&cfg, &err) == NULL && errno == ENOENT);
+    fprintf(stderr, "missing runtime: %s\n", err.text);
+    CHECK(strstr(err.text, "/nonexistent/pympipool-runtime"));
+
+    cfg = s_cfg(1, 1, 1, NULL);
+    cfg.flux = 1;
+    setenv("PATH", "/nonexistent-dir", 1);
+    CHECK(pmp_executor_new(&cfg, &err) == NULL && errno == ENOENT);
+    CHECK(strstr(err.text, "flux"));
+    cfg.flux = 0;
+    cfg.mpiexec = "mpiexec.mpich";
+    CHECK(pmp_executor_new(&cfg, &err) == NULL && errno == ENOENT);
+    CHECK(strstr(err.text, "mpiexec.mpich") && strstr(err.text, "PATH"));
+
+    cfg = s_cfg(1, 1, 1, NULL);
+    cfg.cwd = "/nonexistent-cwd";
+    CHECK(pmp_executor_new(&cfg, &err) == NULL && errno == ENOENT);
+    CHECK(strstr(err.text, "/nonexistent-cwd"));
+    CHECK(s_tmpdir_entries() == 0);
+
+    /* found but not executable by the kernel: the I/O thread's exec fails,
+     * new() fails cleanly with that reason */
+    char bad[] = "/tmp/pmp-bad-mpiexec-XXXXXX";
+    int fd = mkstemp(bad);
+    CHECK(fd >= 0);
+    CHECK(write(fd, "not a program\n", 14) == 14);
+    close(fd);
+    CHECK(chmod(bad, 0755) == 0);
+    cfg = s_cfg(1, 1, 1, NULL);
+    cfg.mpiexec = bad;
+    CHECK(pmp_executor_new(&cfg, &err) == NULL && errno == ENOEXEC);
+    fprintf(stderr, "bad mpiexec: %s\n", err.text);
+    CHECK(strstr(err.text, bad) && strstr(err.text, "format"));
+    unlink(bad);
+    CHECK(s_tmpdir_entries() == 0);
+}
+
+static void s_case_invalid(void)
+{
+    pmp_error_t err = {{0}};
+    CHECK(pmp_executor_new(NULL, &err) == NULL && errno == EINVAL);
+    pmp_executor_config_t cfg = s_cfg(0, 1, 1, NULL);
+    CHECK(pmp_executor_new(&cfg, &err) == NULL && errno == EINVAL && strstr(err.text, "ranks"));
+    cfg = s_cfg(4, 3, 1, NULL);
+    CHECK(pmp_executor_new(&cfg, &err) == NULL && errno == EINVAL);
+    CHECK(strstr(err.text, "ranks_per_group"));
+    cfg = s_cfg(4, 0, 1, NULL);
+    CHECK(pmp_executor_new(&cfg, &err) == NULL && errno == EINVAL);
+    CHECK(strstr(err.text, "ranks_per_group"));
+    cfg = s_cfg(4, 2, 0, NULL);
+    CHECK(pmp_executor_new(&cfg, &err) == NULL && errno == EINVAL);
+    CHECK(strstr(err.text, "pipeline_depth"));
+    cfg = s_cfg(1, 1, 1, NULL);
+    cfg.runtime = NULL;
+    CHECK(pmp_executor_new(&cfg, &err) == NULL && errno == EINVAL && strstr(err.text, "runtime"));
+    cfg = s_cfg(1, 1, 1, NULL);
+    cfg.mpiexec = NULL;
+    CHECK(pmp_executor_new(&cfg, &err) == NULL && errno == EINVAL && strstr(err.text, "mpiexec"));
+    pmp_executor_new(&cfg, NULL); /* err may be NULL */
+    CHECK(s_tmpdir_entries() == 0);
+}
+
+/* launch = 0: the command is built, nothing runs; close() with no group
+ * closes at once; a group started by hand gets SHUTDOWN and says goodbye. */
+static void s_case_launch0(void)
+{
+    const char *const args[] = {"--python", "/usr/bin/python3", NULL};
+    pmp_executor_config_t cfg = s_cfg(4, 2, 1, args);
+    cfg.launch = 0;
+    cfg.oversubscribe = 1;
+    cfg.mpi_flavour = "openmpi";
+    cfg.mpiexec = "no-such-mpiexec"; /* not looked up without launch */
+    pmp_executor_t *ex = pmp_executor_new(&cfg, NULL);
+    CHECK(ex);
+    CHECK(pmp_executor_pid(ex) == -1);
+    const char *const *cmd = pmp_executor_command(ex);
+    const char *want[] = {"no-such-mpiexec",
+                          "-n",
+                          "4",
+                          "--oversubscribe",
+                          g_fake,
+                          "--endpoint",
+                          pmp_executor_endpoint(ex),
+                          "--ranks-per-group",
+                          "2",
+                          "--frontend-pid",
+                          NULL,
+                          "--python",
+                          "/usr/bin/python3"};
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        CHECK(want[i] == NULL ? atol(cmd[i]) == (long)getpid() : strcmp(cmd[i], want[i]) == 0);
+    CHECK(cmd[sizeof want / sizeof want[0]] == NULL);
+    pmp_executor_close(ex);
+    pmp_completion_t *c = s_wait(ex, 2000);
+    CHECK(pmp_completion_kind(c) == PMP_EVENT_CLOSED);
+    pmp_completion_destroy(&c);
+    s_destroy(&ex, 0);
+
+    /* no --oversubscribe for MPICH; flux */
+    cfg.mpi_flavour = "mpich";
+    ex = pmp_executor_new(&cfg, NULL);
+    CHECK(ex && strcmp(pmp_executor_command(ex)[3], g_fake) == 0);
+    s_destroy(&ex, 0);
+    cfg.flux = 1;
+    ex = pmp_executor_new(&cfg, NULL);
+    cmd = pmp_executor_command(ex);
+    CHECK(ex && strcmp(cmd[0], "flux") == 0 && strcmp(cmd[1], "run") == 0);
+    CHECK(strcmp(cmd[2], "-n") == 0 && strcmp(cmd[3], "4") == 0 && strcmp(cmd[4], g_fake) == 0);
+    s_destroy(&ex, 0);
+
+    /* start the runtime by hand (as a queue adapter would) */
+    cfg = s_cfg(1, 1, 1, NULL);
+    cfg.launch = 0;
+    ex = pmp_executor_new(&cfg, NULL);
+    CHECK(ex);
+    cmd = pmp_executor_command(ex);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        execv(g_fake, (char *const *)(cmd + 3));
+        _exit(127);
+    }
+    s_wait_hellos(ex, 1);
+    CHECK(s_submit_text(ex, 1, "x") == 0);
+    pmp_executor_close(ex);
+    c = s_wait(ex, 10000);
+    CHECK(pmp_completion_kind(c) == PMP_DONE_RESULT);
+    pmp_completion_destroy(&c);
+    c = s_wait(ex, 10000);
+    CHECK(pmp_completion_kind(c) == PMP_EVENT_CLOSED); /* after its goodbye */
+    pmp_completion_destroy(&c);
+    int status;
+    CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    s_destroy(&ex, 0);
+}
+
+static void s_case_error(void)
+{
+    const char *const args[] = {"--fake-error", NULL};
+    pmp_executor_t *ex = s_new(1, 1, 1, args);
+    CHECK(s_submit_text(ex, 3, "boom") == 0);
+    s_wait_hellos(ex, 1);
+    pmp_completion_t *c = s_wait(ex, 10000);
+    CHECK(pmp_completion_kind(c) == PMP_DONE_ERROR && pmp_completion_task_id(c) == 3);
+    CHECK(pmp_completion_nframes(c) == 1 && s_frame_is(c, 0, "boom"));
+    pmp_completion_destroy(&c);
+    s_destroy(&ex, 2000);
+}
+
+/* INIT reaches every group before its first task, also late groups. */
+static void s_case_init(void)
+{
+    const char *const args[] = {"--fake-tag", NULL};
+    pmp_executor_t *ex = s_new(2, 1, 1, args);
+    pmp_buffer_t b = {.data = "setup", .size = 5};
+    pmp_error_t err = {{0}};
+    CHECK(pmp_executor_submit(ex, 100, PMP_MSG_INIT, 0, &b, 1, &err) == 0);
+    CHECK(pmp_executor_submit(ex, 101, PMP_MSG_INIT, 0, &b, 1, &err) == -1 && errno == EINVAL);
+    CHECK(pmp_executor_pending(ex) == 0);
+    for (uint64_t id = 1; id <= 6; id++)
+        CHECK(s_submit_text(ex, id, "x") == 0);
+    int results = 0;
+    while (results < 6) {
+        pmp_completion_t *c = s_wait(ex, 20000);
+        if (pmp_completion_kind(c) == PMP_DONE_RESULT) {
+            CHECK(pmp_completion_nframes(c) == 2);
+            pmp_frame_t *f = pmp_completion_take_frame(c, 1);
+            CHECK(pmp_frame_size(f) == 18 &&
+                  memcmp((char *)pmp_frame_data(f) + 8, "init=setup", 10) == 0);
+            pmp_frame_destroy(&f);
+            results++;
+        } else {
+            CHECK(pmp_completion_kind(c) == PMP_EVENT_HELLO);
+        }
+        pmp_completion_destroy(&c);
+    }
+    s_destroy(&ex, 2000);
+}
+
+static void s_peer_send(void *sock, int type, uint64_t id, const char *payload, int nframes)
+{
+    pmp_header_t hdr = {.type = (uint16_t)type, .task_id = id, .nframes = (uint32_t)nframes};
+    unsigned char buf[PMP_HEADER_SIZE];
+    pmp_header_encode(&hdr, buf);
+    CHECK(zmq_send(sock, buf, sizeof buf, payload ? ZMQ_SNDMORE : 0) == sizeof buf);
+    if (payload)
+        CHECK(zmq_send(sock, payload, strlen(payload), 0) >= 0);
+}
+
+/* Foreign, malformed and unexpected messages are dropped without a
+ * completion; the executor keeps working for a well-behaved peer. */
+static void s_case_malformed(void)
+{
+    pmp_executor_config_t cfg = s_cfg(1, 1, 1, NULL);
+    cfg.launch = 0;
+    pmp_executor_t *ex = pmp_executor_new(&cfg, NULL);
+    CHECK(ex);
+    void *ctx = zmq_ctx_new();
+    void *sock = zmq_socket(ctx, ZMQ_DEALER);
+    int zero = 0;
+    zmq_setsockopt(sock, ZMQ_LINGER, &zero, sizeof zero);
+    CHECK(zmq_connect(sock, pmp_executor_endpoint(ex)) == 0);
+    CHECK(zmq_send(sock, "garbage", 7, 0) == 7);                    /* short header */
+    CHECK(zmq_send(sock, "XXXXXXXXXXXXXXXXXXXXXXXX", 24, 0) == 24); /* foreign magic */
+    s_peer_send(sock, PMP_MSG_RESULT, 1, "r", 1);                   /* no hello yet */
+    s_peer_send(sock, PMP_MSG_TASK, 1, "t", 1);                     /* wrong direction */
+    s_peer_send(sock, PMP_MSG_HELLO, 0, "group=zero", 1);           /* bad hello */
+    s_peer_send(sock, PMP_MSG_HELLO, 0, "x", 3);                    /* frame count */
+    CHECK(s_submit_text(ex, 1, "x") == 0);
+    CHECK(pmp_executor_wait(ex, 500) == NULL && errno == EAGAIN);
+    CHECK(pmp_executor_pending(ex) == 1);
+    pmp_hello_t hello;
+    memset(&hello, 0, sizeof hello);
+    hello.ngroups = hello.group_size = hello.world_size = 1;
+    hello.pid = getpid();
+    strcpy(hello.host, "testhost");
+    char text[2048];
+    int len = pmp_hello_encode(&hello, text, sizeof text);
+    CHECK(len > 0);
+    text[len] = '\0';
+    s_peer_send(sock, PMP_MSG_HELLO, 0, text, 1);
+    s_wait_hellos(ex, 1);
+    s_peer_send(sock, PMP_MSG_HELLO, 0, text, 1); /* a second hello: dropped */
+    zmq_pollitem_t item = {.socket = sock, .events = ZMQ_POLLIN};
+    CHECK(zmq_poll(&item, 1, 5000) == 1);
+    zmq_msg_t m;
+    zmq_msg_init(&m);
+    CHECK(zmq_msg_recv(&m, sock, 0) == PMP_HEADER_SIZE);
+    pmp_header_t hdr;
+    CHECK(pmp_header_decode(zmq_msg_data(&m), zmq_msg_size(&m), &hdr, NULL) == 0);
+    CHECK(hdr.type == PMP_MSG_TASK && hdr.task_id == 1 && hdr.nframes == 1);
+    CHECK(zmq_msg_recv(&m, sock, 0) == 1 && !zmq_msg_more(&m));
+    zmq_msg_close(&m);
+    s_peer_send(sock, PMP_MSG_RESULT, 2, "wrong task", 1); /* not in flight: dropped */
+    s_peer_send(sock, PMP_MSG_RESULT, 1, "done", 1);
+    pmp_completion_t *c = s_wait(ex, 5000);
+    CHECK(pmp_completion_kind(c) == PMP_DONE_RESULT && pmp_completion_task_id(c) == 1);
+    CHECK(s_frame_is(c, 0, "done"));
+    pmp_completion_destroy(&c);
+    s_peer_send(sock, PMP_MSG_RESULT, 1, "again", 1); /* completed already: dropped */
+    pmp_executor_close(ex);
+    CHECK(zmq_poll(&item, 1, 5000) == 1); /* SHUTDOWN */
+    zmq_msg_init(&m);
+    CHECK(zmq_msg_recv(&m, sock, 0) == PMP_HEADER_SIZE);
+    CHECK(pmp_header_decode(zmq_msg_data(&m), zmq_msg_size(&m), &hdr, NULL) == 0);
+    CHECK(hdr.type == PMP_MSG_SHUTDOWN && hdr.nframes == 1);
+    CHECK(zmq_msg_recv(&m, sock, 0) == 0);
+    zmq_msg_close(&m);
+    CHECK(pmp_executor_wait(ex, 300) == NULL && errno == EAGAIN); /* waits for the goodbye */
+    s_peer_send(sock, PMP_MSG_GOODBYE, 0, "", 1);
+    c = s_wait(ex, 5000);
+    CHECK(pmp_completion_kind(c) == PMP_EVENT_CLOSED);
+    pmp_completion_destroy(&c);
+    zmq_close(sock);
+    zmq_ctx_term(ctx);
+    s_destroy(&ex, 0);
+}
+
+/* A group whose connection vanished (no goodbye, no job to watch) is found
+ * out at the next send: its task in flight completes as BROKEN, the task
+ * being sent goes back to the queue. */
+static void s_case_unreachable(void)
+{
+    pmp_executor_config_t cfg = s_cfg(1, 1, 2, NULL);
+    cfg.launch = 0;
+    pmp_executor_t *ex = pmp_executor_new(&cfg, NULL);
+    CHECK(ex);
+    void *ctx = zmq_ctx_new();
+    void *sock = zmq_socket(ctx, ZMQ_DEALER);
+    int zero = 0;
+    zmq_setsockopt(sock, ZMQ_LINGER, &zero, sizeof zero);
+    CHECK(zmq_connect(sock, pmp_executor_endpoint(ex)) == 0);
+    pmp_hello_t hello;
+    memset(&hello, 0, sizeof hello);
+    hello.ngroups = hello.group_size = hello.world_size = 1;
+    hello.pid = getpid();
+    strcpy(hello.host, "testhost");
+    char text[2048];
+    int len = pmp_hello_encode(&hello, text, sizeof text);
+    CHECK(len > 0);
+    text[len] = '\0';
+    s_peer_send(sock, PMP_MSG_HELLO, 0, text, 1);
+    s_wait_hellos(ex, 1);
+    CHECK(s_submit_text(ex, 1, "x") == 0);
+    zmq_pollitem_t item = {.socket = sock, .events = ZMQ_POLLIN};
+    CHECK(zmq_poll(&item, 1, 5000) == 1); /* task 1 arrived: in flight */
+    zmq_close(sock);
+    zmq_ctx_term(ctx);
+    usleep(300000); /* the ROUTER notices the disconnection */
+    CHECK(s_submit_text(ex, 2, "y") == 0);
+    pmp_completion_t *c = s_wait(ex, 5000);
+    CHECK(pmp_completion_kind(c) == PMP_DONE_BROKEN && pmp_completion_task_id(c) == 1);
+    CHECK(strstr(pmp_completion_text(c), "unreachable"));
+    pmp_completion_destroy(&c);
+    CHECK(pmp_executor_pending(ex) == 1); /* task 2 waits for another group */
+    s_destroy(&ex, 0);
+}
+
+/* destroy while tasks run and more are queued: returns within the grace
+ * period plus the SIGTERM delay and leaves no process. */
+static void s_case_destroy_busy(void)
+{
+    const char *const args[] = {"--fake-delay-ms", "60000", NULL};
+    pmp_executor_t *ex = s_new(2, 1, 1, args);
+    s_wait_hellos(ex, 2);
+    for (uint64_t id = 1; id <= 5; id++)
+        CHECK(s_submit_text(ex, id, "x") == 0);
+    usleep(100000);
+    CHECK(pmp_executor_pending(ex) == 3);
+    int64_t t0 = s_now_ms();
+    s_destroy(&ex, 300);
+    CHECK(s_now_ms() - t0 < 4000);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 5) {
+        fprintf(stderr, "usage: %s <case> <fake_runtime> <mpiexec> <flavour>\n", argv[0]);
+        return 2;
+    }
+    g_fake = argv[2];
+    g_mpiexec = argv[3];
+    g_flavour = argv[4];
+    signal(SIGPIPE, SIG_IGN); /* as in a Python process */
+    snprintf(g_tmpdir, sizeof g_tmpdir, "/tmp/pmp-test-XXXXXX");
+    CHECK(mkdtemp(g_tmpdir));
+    setenv("TMPDIR", g_tmpdir, 1);
+
+    static const struct {
+        const char *name;
+        void (*fn)(void);
+    } cases[] = {
+        {"ready", s_case_ready},
+        {"groups2", s_case_groups2},
+        {"fifo", s_case_fifo},
+        {"spread", s_case_spread},
+        {"zerocopy", s_case_zerocopy},
+        {"zerocopy_destroy", s_case_zerocopy_destroy},
+        {"zerocopy_fail", s_case_zerocopy_fail},
+        {"large", s_case_large},
+        {"cancel", s_case_cancel},
+        {"cancel_all", s_case_cancel_all},
+        {"pending", s_case_pending},
+        {"close", s_case_close},
+        {"crash", s_case_crash},
+        {"crash_nopidfd", s_case_crash_nopidfd},
+        {"fail_start", s_case_fail_start},
+        {"missing", s_case_missing},
+        {"invalid", s_case_invalid},
+        {"launch0", s_case_launch0},
+        {"error", s_case_error},
+        {"init", s_case_init},
+        {"destroy_busy", s_case_destroy_busy},
+        {"malformed", s_case_malformed},
+        {"unreachable", s_case_unreachable},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        if (strcmp(argv[1], cases[i].name) != 0)
+            continue;
+        cases[i].fn();
+        CHECK(s_tmpdir_entries() == 0);
+        CHECK(rmdir(g_tmpdir) == 0);
+        printf("unit.executor.%s: ok\n", cases[i].name);
+        return 0;
+    }
+    fprintf(stderr, "unknown case %s\n", argv[1]);
+    rmdir(g_tmpdir);
+    return 2;
+}

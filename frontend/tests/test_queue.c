@@ -1,0 +1,175 @@
+/*
+ * test_queue.c - unit test of pmp_queue (unit.queue): FIFO order, removal
+ * by id from the head, middle and tail, unknown ids, duplicate ids, growth
+ * of the hash map far past its initial size, and a long random sequence of
+ * interleaved operations checked against a plain array model.  Exits 0 on
+ * success; prints the failing check and exits 1 otherwise.
+ */
+#include "pmp_queue.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CHECK(expr)                                                                                \
+    do {                                                                                           \
+        if (!(expr)) {                                                                             \
+            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #expr);               \
+            exit(1);                                                                               \
+        }                                                                                          \
+    } while (0)
+
+/* Items are the ids themselves, offset so they are never NULL. */
+static void *s_item(uint64_t id)
+{
+    return (void *)(uintptr_t)(id + 0x1000);
+}
+
+static void s_test_order(void)
+{
+    pmp_queue_t *q = pmp_queue_new();
+    CHECK(q);
+    CHECK(pmp_queue_pop(q, NULL) == NULL);
+    CHECK(pmp_queue_peek(q, NULL) == NULL);
+    for (uint64_t i = 1; i <= 10; i++)
+        CHECK(pmp_queue_push(q, i, s_item(i)) == 0);
+    CHECK(pmp_queue_size(q) == 10);
+    CHECK(pmp_queue_push(q, 5, s_item(5)) == -1 && errno == EEXIST);
+    CHECK(pmp_queue_push(q, 11, NULL) == -1 && errno == EINVAL);
+    CHECK(pmp_queue_size(q) == 10);
+    CHECK(pmp_queue_push_front(q, 0, s_item(0)) == 0);
+    uint64_t id = 99;
+    CHECK(pmp_queue_peek(q, &id) == s_item(0) && id == 0);
+    for (uint64_t i = 0; i <= 10; i++) {
+        CHECK(pmp_queue_pop(q, &id) == s_item(i));
+        CHECK(id == i);
+    }
+    CHECK(pmp_queue_size(q) == 0);
+    CHECK(pmp_queue_pop(q, &id) == NULL);
+    pmp_queue_destroy(&q);
+    CHECK(q == NULL);
+    pmp_queue_destroy(&q); /* NULL-safe */
+    pmp_queue_destroy(NULL);
+}
+
+static void s_test_remove(void)
+{
+    pmp_queue_t *q = pmp_queue_new();
+    CHECK(q);
+    for (uint64_t i = 1; i <= 5; i++)
+        CHECK(pmp_queue_push(q, i, s_item(i)) == 0);
+    CHECK(pmp_queue_remove(q, 1) == s_item(1)); /* head */
+    CHECK(pmp_queue_remove(q, 3) == s_item(3)); /* middle */
+    CHECK(pmp_queue_remove(q, 5) == s_item(5)); /* tail */
+    CHECK(pmp_queue_remove(q, 5) == NULL);      /* already removed */
+    CHECK(pmp_queue_remove(q, 42) == NULL);     /* unknown */
+    CHECK(pmp_queue_find(q, 3) == NULL);
+    CHECK(pmp_queue_find(q, 4) == s_item(4));
+    CHECK(pmp_queue_size(q) == 2);
+    uint64_t id;
+    CHECK(pmp_queue_pop(q, &id) == s_item(2) && id == 2);
+    CHECK(pmp_queue_pop(q, &id) == s_item(4) && id == 4);
+    CHECK(pmp_queue_pop(q, &id) == NULL);
+    /* the last element removed by id leaves a usable empty queue */
+    CHECK(pmp_queue_push(q, 7, s_item(7)) == 0);
+    CHECK(pmp_queue_remove(q, 7) == s_item(7));
+    CHECK(pmp_queue_size(q) == 0 && pmp_queue_peek(q, NULL) == NULL);
+    CHECK(pmp_queue_push(q, 8, s_item(8)) == 0);
+    CHECK(pmp_queue_pop(q, &id) == s_item(8) && id == 8);
+    pmp_queue_destroy(&q);
+}
+
+static void s_test_growth(void)
+{
+    enum { N = 100000 };
+    pmp_queue_t *q = pmp_queue_new();
+    CHECK(q);
+    /* ids with a common stride, the worst case for a weak hash */
+    for (uint64_t i = 0; i < N; i++)
+        CHECK(pmp_queue_push(q, i << 20, s_item(i)) == 0);
+    CHECK(pmp_queue_size(q) == N);
+    for (uint64_t i = 0; i < N; i++)
+        CHECK(pmp_queue_find(q, i << 20) == s_item(i));
+    for (uint64_t i = 1; i < N; i += 2)
+        CHECK(pmp_queue_remove(q, i << 20) == s_item(i));
+    for (uint64_t i = 0; i < N; i += 2) {
+        uint64_t id;
+        CHECK(pmp_queue_pop(q, &id) == s_item(i) && id == i << 20);
+    }
+    CHECK(pmp_queue_size(q) == 0);
+    pmp_queue_destroy(&q); /* also frees with items still linked: */
+    q = pmp_queue_new();
+    for (uint64_t i = 1; i < 1000; i++)
+        CHECK(pmp_queue_push(q, i, s_item(i)) == 0);
+    pmp_queue_destroy(&q);
+}
+
+/* Random push / push_front / pop / remove / find against an array model. */
+static void s_test_model(void)
+{
+    enum { OPS = 200000, CAP = 4096 };
+    static uint64_t model[CAP];
+    size_t n = 0;
+    uint64_t next_id = 1;
+    unsigned int seed = 12345;
+    pmp_queue_t *q = pmp_queue_new();
+    CHECK(q);
+    for (int op = 0; op < OPS; op++) {
+        int r = rand_r(&seed) % 100;
+        if (r < 40 && n < CAP) {
+            uint64_t id = next_id++ * 7919;
+            CHECK(pmp_queue_push(q, id, s_item(id)) == 0);
+            model[n++] = id;
+        } else if (r < 45 && n < CAP) {
+            uint64_t id = next_id++ * 7919;
+            CHECK(pmp_queue_push_front(q, id, s_item(id)) == 0);
+            memmove(model + 1, model, n * sizeof *model);
+            model[0] = id;
+            n++;
+        } else if (r < 70) {
+            uint64_t id;
+            void *it = pmp_queue_pop(q, &id);
+            if (n == 0) {
+                CHECK(it == NULL);
+            } else {
+                CHECK(it == s_item(model[0]) && id == model[0]);
+                memmove(model, model + 1, (n - 1) * sizeof *model);
+                n--;
+            }
+        } else if (r < 90 && n > 0) {
+            size_t k = (size_t)rand_r(&seed) % n;
+            uint64_t id = model[k];
+            CHECK(pmp_queue_remove(q, id) == s_item(id));
+            CHECK(pmp_queue_remove(q, id) == NULL);
+            memmove(model + k, model + k + 1, (n - k - 1) * sizeof *model);
+            n--;
+        } else {
+            uint64_t id = (uint64_t)rand_r(&seed) % (next_id * 7919 + 10);
+            int present = 0;
+            for (size_t k = 0; k < n; k++)
+                present |= model[k] == id;
+            CHECK((pmp_queue_find(q, id) != NULL) == present);
+            if (present)
+                CHECK(pmp_queue_push(q, id, s_item(id)) == -1 && errno == EEXIST);
+        }
+        CHECK(pmp_queue_size(q) == n);
+    }
+    for (size_t k = 0; k < n; k++) {
+        uint64_t id;
+        CHECK(pmp_queue_pop(q, &id) == s_item(model[k]) && id == model[k]);
+    }
+    CHECK(pmp_queue_size(q) == 0);
+    pmp_queue_destroy(&q);
+}
+
+int main(void)
+{
+    s_test_order();
+    s_test_remove();
+    s_test_growth();
+    s_test_model();
+    printf("unit.queue: ok\n");
+    return 0;
+}
