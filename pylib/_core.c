@@ -1,0 +1,885 @@
+/*
+ * _core.c - pympipool._core, the thin CPython binding over the C frontend
+ * library (frontend/pmp_executor.h).  Everything with policy in it (futures,
+ * pickling, validation, the dispatcher thread) lives in Python, in
+ * pylib/pympipool/; this file only moves bytes and maps errors.
+ *
+ * Two heap types, created by multi-phase module initialisation and kept in
+ * the module state (no static PyObject globals, as in CPython's
+ * Modules/_queuemodule.c):
+ *
+ *   Executor  owns one pmp_executor_t.  submit() hands the payload and the
+ *             out-of-band buffers to the frontend: buffers below 64 KiB are
+ *             copied, larger ones are passed without copying.  For those we
+ *             keep the Py_buffer (and so the exporting object) alive in a
+ *             small malloc'ed "hold" whose free_fn, called later from a
+ *             ZeroMQ thread without the GIL, only pushes the hold onto a
+ *             mutex-protected release list.  The list is drained, with the
+ *             GIL, at the start of submit() and wait() and after destroy, so
+ *             no Python code ever runs on a C thread.  wait() blocks with the
+ *             GIL released, in slices of at most 100 ms, and calls
+ *             PyErr_CheckSignals() between slices so that Ctrl-C works.
+ *   Frame     owns one received pmp_frame_t and exports its bytes as a
+ *             writable buffer, so that memoryview(frame) and numpy arrays
+ *             unpickled from it are writable and zero-copy.
+ *
+ * Concurrency: methods that release the GIL (wait, destroy) count themselves
+ * in `busy`; destroy() first marks the object as going away (every method
+ * then raises ValueError "executor is destroyed"), waits until no call is
+ * inside the frontend any more (at most one wait slice), and only then frees
+ * the frontend object.  Errors from the frontend become exceptions in one
+ * place, s_raise_errno().
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "pmp_executor.h"
+
+#if PY_VERSION_HEX < 0x03090000
+#error "pympipool._core needs Python 3.9 or later (heap types with the buffer protocol)"
+#endif
+
+/* Buffers at least this large are passed to the frontend without copying. */
+#define S_ZERO_COPY_THRESHOLD (64 * 1024)
+/* Longest time wait() stays in C without checking for signals. */
+#define S_WAIT_SLICE_MS 100
+#define S_DEFAULT_GRACE_MS 3000
+
+typedef struct {
+    PyTypeObject *executor_type;
+    PyTypeObject *frame_type;
+} s_module_state;
+
+/* A Python buffer the frontend holds without copying. */
+typedef struct s_hold {
+    struct s_hold *next;
+    struct s_release_list *list;
+    Py_buffer view;
+} s_hold_t;
+
+/* Holds the frontend has finished with; filled without the GIL. */
+typedef struct s_release_list {
+    pthread_mutex_t mutex;
+    s_hold_t *head;
+} s_release_list_t;
+
+enum { S_LIVE = 0, S_DESTROYING = 1, S_DESTROYED = 2 };
+
+typedef struct {
+    PyObject ob_base;
+    pmp_executor_t *exe;
+    int state; /* S_LIVE, S_DESTROYING, S_DESTROYED; changed with the GIL */
+    int busy;  /* calls inside the frontend with the GIL released */
+    s_release_list_t released;
+    PyObject *weakreflist;
+} s_executor_object;
+
+typedef struct {
+    PyObject ob_base;
+    pmp_frame_t *frame;
+} s_frame_object;
+
+static s_module_state *s_get_state(PyObject *module)
+{
+    return (s_module_state *)PyModule_GetState(module);
+}
+
+/* ---- errors ------------------------------------------------------------ */
+
+/* The one place where a frontend failure becomes a Python exception: errnum
+ * picks the class, the frontend's sentence (or strerror) is the message.
+ * OSError subclasses are built as OSError(errno, text), which selects
+ * FileNotFoundError, BrokenPipeError, ... by errno, as
+ * PyErr_SetFromErrnoWithFilename does. */
+static PyObject *s_raise_errno(int errnum, const char *text)
+{
+    if (text == NULL || text[0] == '\0')
+        text = strerror(errnum);
+    /* The text may carry a job's stderr tail: never fail on bad UTF-8. */
+    PyObject *msg = PyUnicode_DecodeUTF8(text, (Py_ssize_t)strlen(text), "replace");
+    if (msg == NULL)
+        return NULL;
+    PyObject *type = NULL;
+    switch (errnum) {
+    case EINVAL:
+        type = PyExc_ValueError;
+        break;
+    case ESHUTDOWN:
+        type = PyExc_RuntimeError;
+        break;
+    case ENOMEM:
+        type = PyExc_MemoryError;
+        break;
+    default:
+        break;
+    }
+    if (type != NULL) {
+        PyErr_SetObject(type, msg);
+        Py_DECREF(msg);
+        return NULL;
+    }
+    PyObject *exc = PyObject_CallFunction(PyExc_OSError, "iN", errnum, msg);
+    if (exc != NULL) {
+        PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+        Py_DECREF(exc);
+    }
+    return NULL;
+}
+
+static PyObject *s_raise_destroyed(void)
+{
+    PyErr_SetString(PyExc_ValueError, "executor is destroyed");
+    return NULL;
+}
+
+/* ---- buffer holds ------------------------------------------------------ */
+
+/* free_fn for zero-copy buffers.  Runs on an arbitrary thread without the
+ * GIL: it only queues the hold for release. */
+static void s_hold_free(void *data, void *hint)
+{
+    s_hold_t *hold = (s_hold_t *)hint;
+    s_release_list_t *list = hold->list;
+    (void)data;
+    pthread_mutex_lock(&list->mutex);
+    hold->next = list->head;
+    list->head = hold;
+    pthread_mutex_unlock(&list->mutex);
+}
+
+static void s_hold_release(s_hold_t *hold)
+{
+    PyBuffer_Release(&hold->view);
+    PyMem_RawFree(hold);
+}
+
+/* Releases every buffer the frontend has given back.  Needs the GIL. */
+static void s_drain(s_executor_object *self)
+{
+    pthread_mutex_lock(&self->released.mutex);
+    s_hold_t *hold = self->released.head;
+    self->released.head = NULL;
+    pthread_mutex_unlock(&self->released.mutex);
+    while (hold != NULL) {
+        s_hold_t *next = hold->next;
+        s_hold_release(hold);
+        hold = next;
+    }
+}
+
+/* ---- Frame --------------------------------------------------------------- */
+
+static int s_frame_getbuffer(PyObject *op, Py_buffer *view, int flags)
+{
+    s_frame_object *self = (s_frame_object *)op;
+    if (self->frame == NULL) {
+        PyErr_SetString(PyExc_ValueError, "frame is empty");
+        view->obj = NULL;
+        return -1;
+    }
+    return PyBuffer_FillInfo(view, op, pmp_frame_data(self->frame),
+                             (Py_ssize_t)pmp_frame_size(self->frame), 0, flags);
+}
+
+static Py_ssize_t s_frame_length(PyObject *op)
+{
+    s_frame_object *self = (s_frame_object *)op;
+    return self->frame != NULL ? (Py_ssize_t)pmp_frame_size(self->frame) : 0;
+}
+
+static PyObject *s_frame_repr(PyObject *op)
+{
+    return PyUnicode_FromFormat("<pympipool._core.Frame of %zd bytes>", s_frame_length(op));
+}
+
+static void s_frame_dealloc(PyObject *op)
+{
+    s_frame_object *self = (s_frame_object *)op;
+    PyTypeObject *tp = Py_TYPE(op);
+    pmp_frame_destroy(&self->frame);
+    tp->tp_free(op);
+    Py_DECREF(tp);
+}
+
+static PyType_Slot s_frame_slots[] = {
+    {Py_tp_doc, "One received message frame.  Supports the buffer protocol (writable,\n"
+                "zero-copy): use memoryview(frame) or bytes(frame)."},
+    {Py_tp_dealloc, s_frame_dealloc},
+    {Py_tp_repr, s_frame_repr},
+    {Py_bf_getbuffer, s_frame_getbuffer},
+    {Py_sq_length, s_frame_length},
+    {0, NULL},
+};
+
+static PyType_Spec s_frame_spec = {
+    .name = "pympipool._core.Frame",
+    .basicsize = sizeof(s_frame_object),
+    .flags = Py_TPFLAGS_DEFAULT
+#ifdef Py_TPFLAGS_DISALLOW_INSTANTIATION
+             | Py_TPFLAGS_DISALLOW_INSTANTIATION
+#endif
+#ifdef Py_TPFLAGS_IMMUTABLETYPE
+             | Py_TPFLAGS_IMMUTABLETYPE
+#endif
+    ,
+    .slots = s_frame_slots,
+};
+
+/* ---- Executor: construction and destruction -------------------------------- */
+
+/* Copies a sequence of str into a NULL-terminated array of UTF-8 pointers
+ * that borrow from *keep (a new tuple the caller releases). */
+static const char **s_string_array(PyObject *seq, PyObject **keep)
+{
+    PyObject *tuple = PySequence_Tuple(seq);
+    if (tuple == NULL)
+        return NULL;
+    Py_ssize_t n = PyTuple_GET_SIZE(tuple);
+    const char **argv = PyMem_Calloc((size_t)n + 1, sizeof(char *));
+    if (argv == NULL) {
+        Py_DECREF(tuple);
+        PyErr_NoMemory();
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *item = PyTuple_GET_ITEM(tuple, i);
+        if (!PyUnicode_Check(item)) {
+            PyErr_Format(PyExc_TypeError, "runtime_args must be strings, not %.100s",
+                         Py_TYPE(item)->tp_name);
+            goto fail;
+        }
+        Py_ssize_t size;
+        argv[i] = PyUnicode_AsUTF8AndSize(item, &size);
+        if (argv[i] == NULL)
+            goto fail;
+        if (strlen(argv[i]) != (size_t)size) {
+            PyErr_SetString(PyExc_ValueError, "runtime_args contain a NUL character");
+            goto fail;
+        }
+    }
+    *keep = tuple;
+    return argv;
+fail:
+    PyMem_Free(argv);
+    Py_DECREF(tuple);
+    return NULL;
+}
+
+/* UTF-8 of an optional str argument without embedded NULs; NULL for None. */
+static int s_optional_string(PyObject *obj, const char *name, const char **out)
+{
+    *out = NULL;
+    if (obj == NULL || obj == Py_None)
+        return 0;
+    if (!PyUnicode_Check(obj)) {
+        PyErr_Format(PyExc_TypeError, "%s must be a str or None, not %.100s", name,
+                     Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    Py_ssize_t size;
+    const char *s = PyUnicode_AsUTF8AndSize(obj, &size);
+    if (s == NULL)
+        return -1;
+    if ((size_t)size != strlen(s)) {
+        PyErr_Format(PyExc_ValueError, "%s contains a NUL character", name);
+        return -1;
+    }
+    *out = s;
+    return 0;
+}
+
+static PyObject *s_executor_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {
+        "ranks",       "ranks_per_group", "pipeline_depth", "launch", "oversubscribe", "flux",
+        "mpi_flavour", "mpiexec",         "runtime",        "cwd",    "runtime_args",  NULL};
+    int ranks, ranks_per_group, pipeline_depth, launch = 1, oversubscribe = 0, flux = 0;
+    PyObject *flavour_obj = Py_None, *mpiexec_obj = Py_None, *runtime_obj = Py_None;
+    PyObject *cwd_obj = Py_None, *args_obj = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "iii|pppOOOOO:Executor", kwlist, &ranks,
+                                     &ranks_per_group, &pipeline_depth, &launch, &oversubscribe,
+                                     &flux, &flavour_obj, &mpiexec_obj, &runtime_obj, &cwd_obj,
+                                     &args_obj))
+        return NULL;
+
+    pmp_executor_config_t cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.ranks = ranks;
+    cfg.ranks_per_group = ranks_per_group;
+    cfg.pipeline_depth = pipeline_depth;
+    cfg.launch = launch;
+    cfg.oversubscribe = oversubscribe;
+    cfg.flux = flux;
+    if (s_optional_string(flavour_obj, "mpi_flavour", &cfg.mpi_flavour) < 0 ||
+        s_optional_string(mpiexec_obj, "mpiexec", &cfg.mpiexec) < 0 ||
+        s_optional_string(runtime_obj, "runtime", &cfg.runtime) < 0 ||
+        s_optional_string(cwd_obj, "cwd", &cfg.cwd) < 0)
+        return NULL;
+
+    PyObject *keep = NULL;
+    const char **argv = NULL;
+    if (args_obj != Py_None) {
+        argv = s_string_array(args_obj, &keep);
+        if (argv == NULL)
+            return NULL;
+        cfg.runtime_args = argv;
+    }
+
+    s_executor_object *self = (s_executor_object *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        PyMem_Free(argv);
+        Py_XDECREF(keep);
+        return NULL;
+    }
+    self->exe = NULL;
+    self->state = S_DESTROYED; /* until the frontend object exists */
+    self->busy = 0;
+    self->released.head = NULL;
+    self->weakreflist = NULL;
+    pthread_mutex_init(&self->released.mutex, NULL);
+
+    /* Creating the executor may launch the job: let other threads run.  The
+     * strings stay valid: they belong to arguments we hold. */
+    pmp_error_t err;
+    err.text[0] = '\0';
+    pmp_executor_t *exe;
+    int errnum;
+    PyThreadState *ts = PyEval_SaveThread();
+    exe = pmp_executor_new(&cfg, &err);
+    errnum = errno;
+    PyEval_RestoreThread(ts);
+    PyMem_Free(argv);
+    Py_XDECREF(keep);
+    if (exe == NULL) {
+        Py_DECREF(self);
+        return s_raise_errno(errnum, err.text);
+    }
+    self->exe = exe;
+    self->state = S_LIVE;
+    return (PyObject *)self;
+}
+
+/* Frees the frontend object.  Waits (GIL released) for calls still inside
+ * the frontend and for a destroy running on another thread.  Idempotent. */
+static void s_sleep_without_gil(void)
+{
+    struct timespec pause = {0, 1000000};
+    PyThreadState *ts = PyEval_SaveThread();
+    nanosleep(&pause, NULL);
+    PyEval_RestoreThread(ts);
+}
+
+static void s_executor_destroy_now(s_executor_object *self, int grace_ms)
+{
+    if (self->state == S_LIVE) {
+        self->state = S_DESTROYING;
+        while (self->busy > 0)
+            s_sleep_without_gil();
+        pmp_executor_t *exe = self->exe;
+        self->exe = NULL;
+        PyThreadState *ts = PyEval_SaveThread();
+        pmp_executor_destroy(&exe, grace_ms);
+        PyEval_RestoreThread(ts);
+        self->state = S_DESTROYED;
+    } else {
+        while (self->state == S_DESTROYING)
+            s_sleep_without_gil();
+    }
+    s_drain(self);
+}
+
+static void s_executor_dealloc(PyObject *op)
+{
+    s_executor_object *self = (s_executor_object *)op;
+    PyTypeObject *tp = Py_TYPE(op);
+    if (self->weakreflist != NULL)
+        PyObject_ClearWeakRefs(op);
+    /* No other call can be running: it would hold a reference to self. */
+    s_executor_destroy_now(self, S_DEFAULT_GRACE_MS);
+    pthread_mutex_destroy(&self->released.mutex);
+    tp->tp_free(op);
+    Py_DECREF(tp);
+}
+
+/* ---- Executor: methods --------------------------------------------------- */
+
+static int s_check_live(s_executor_object *self)
+{
+    if (self->state != S_LIVE || self->exe == NULL) {
+        s_raise_destroyed();
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *s_executor_get_endpoint(PyObject *op, void *closure)
+{
+    s_executor_object *self = (s_executor_object *)op;
+    if (s_check_live(self) < 0)
+        return NULL;
+    return PyUnicode_FromString(pmp_executor_endpoint(self->exe));
+}
+
+static PyObject *s_executor_get_command(PyObject *op, void *closure)
+{
+    s_executor_object *self = (s_executor_object *)op;
+    if (s_check_live(self) < 0)
+        return NULL;
+    const char *const *argv = pmp_executor_command(self->exe);
+    PyObject *list = PyList_New(0);
+    if (list == NULL)
+        return NULL;
+    for (size_t i = 0; argv != NULL && argv[i] != NULL; i++) {
+        PyObject *s = PyUnicode_DecodeFSDefault(argv[i]);
+        if (s == NULL || PyList_Append(list, s) < 0) {
+            Py_XDECREF(s);
+            Py_DECREF(list);
+            return NULL;
+        }
+        Py_DECREF(s);
+    }
+    return list;
+}
+
+static PyObject *s_executor_get_pid(PyObject *op, void *closure)
+{
+    s_executor_object *self = (s_executor_object *)op;
+    if (s_check_live(self) < 0)
+        return NULL;
+    pid_t pid = pmp_executor_pid(self->exe);
+    if (pid < 0)
+        Py_RETURN_NONE;
+    return PyLong_FromLong((long)pid);
+}
+
+static PyObject *s_executor_get_destroyed(PyObject *op, void *closure)
+{
+    s_executor_object *self = (s_executor_object *)op;
+    return PyBool_FromLong(self->state != S_LIVE);
+}
+
+/* Fills one pmp_buffer_t from a buffer-protocol object: copied below the
+ * threshold (the view is released at once), otherwise held.  Returns 0 or
+ * -1 with an exception; *hold_out is the hold to release on failure. */
+static int s_fill_buffer(s_executor_object *self, PyObject *obj, pmp_buffer_t *buf,
+                         s_hold_t **hold_out, Py_buffer *small_view, int *small_used)
+{
+    *hold_out = NULL;
+    *small_used = 0;
+    Py_buffer view;
+    if (PyObject_GetBuffer(obj, &view, PyBUF_ANY_CONTIGUOUS) < 0)
+        return -1;
+    if (view.len < S_ZERO_COPY_THRESHOLD) {
+        /* The frontend copies it during submit; keep the view until then. */
+        *small_view = view;
+        *small_used = 1;
+        buf->data = view.buf;
+        buf->size = (size_t)view.len;
+        buf->free_fn = NULL;
+        buf->hint = NULL;
+        return 0;
+    }
+    s_hold_t *hold = PyMem_RawMalloc(sizeof *hold);
+    if (hold == NULL) {
+        PyBuffer_Release(&view);
+        PyErr_NoMemory();
+        return -1;
+    }
+    hold->next = NULL;
+    hold->list = &self->released;
+    hold->view = view;
+    buf->data = view.buf;
+    buf->size = (size_t)view.len;
+    buf->free_fn = s_hold_free;
+    buf->hint = hold;
+    *hold_out = hold;
+    return 0;
+}
+
+PyDoc_STRVAR(s_submit_doc, "submit(task_id, type, flags, payload, buffers)\n--\n\n"
+                           "Queue a TASK or INIT message.  payload and every buffer support the\n"
+                           "buffer protocol; buffers of 64 KiB or more are sent without copying\n"
+                           "and stay referenced until the frontend releases them.");
+
+static PyObject *s_executor_submit(PyObject *op, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"task_id", "type", "flags", "payload", "buffers", NULL};
+    s_executor_object *self = (s_executor_object *)op;
+    unsigned long long task_id;
+    int type;
+    unsigned int flags;
+    PyObject *payload, *buffers_obj;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "KiIOO:submit", kwlist, &task_id, &type, &flags,
+                                     &payload, &buffers_obj))
+        return NULL;
+    s_drain(self);
+    if (s_check_live(self) < 0)
+        return NULL;
+
+    PyObject *seq = PySequence_Fast(buffers_obj, "buffers must be a sequence");
+    if (seq == NULL)
+        return NULL;
+    Py_ssize_t nbufs = PySequence_Fast_GET_SIZE(seq) + 1;
+    pmp_buffer_t *bufs = PyMem_Calloc((size_t)nbufs, sizeof *bufs);
+    s_hold_t **holds = PyMem_Calloc((size_t)nbufs, sizeof *holds);
+    Py_buffer *views = PyMem_Calloc((size_t)nbufs, sizeof *views);
+    int *used = PyMem_Calloc((size_t)nbufs, sizeof *used);
+    PyObject *result = NULL;
+    Py_ssize_t filled = 0;
+    if (bufs == NULL || holds == NULL || views == NULL || used == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < nbufs; i++) {
+        PyObject *obj = i == 0 ? payload : PySequence_Fast_GET_ITEM(seq, i - 1);
+        if (s_fill_buffer(self, obj, &bufs[i], &holds[i], &views[i], &used[i]) < 0)
+            goto done;
+        filled = i + 1;
+    }
+
+    pmp_error_t err;
+    err.text[0] = '\0';
+    int rc = pmp_executor_submit(self->exe, (uint64_t)task_id, type, (uint32_t)flags, bufs,
+                                 (size_t)nbufs, &err);
+    if (rc < 0) {
+        s_raise_errno(errno, err.text);
+        goto done;
+    }
+    /* The frontend owns the held buffers now. */
+    for (Py_ssize_t i = 0; i < filled; i++)
+        holds[i] = NULL;
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    for (Py_ssize_t i = 0; i < filled; i++) {
+        if (used != NULL && used[i])
+            PyBuffer_Release(&views[i]);
+        if (holds != NULL && holds[i] != NULL)
+            s_hold_release(holds[i]);
+    }
+    PyMem_Free(bufs);
+    PyMem_Free(holds);
+    PyMem_Free(views);
+    PyMem_Free(used);
+    Py_DECREF(seq);
+    return result;
+}
+
+static PyObject *s_executor_cancel(PyObject *op, PyObject *arg)
+{
+    s_executor_object *self = (s_executor_object *)op;
+    unsigned long long task_id = PyLong_AsUnsignedLongLong(arg);
+    if (task_id == (unsigned long long)-1 && PyErr_Occurred())
+        return NULL;
+    if (s_check_live(self) < 0)
+        return NULL;
+    return PyBool_FromLong(pmp_executor_cancel(self->exe, (uint64_t)task_id));
+}
+
+static PyObject *s_executor_cancel_all(PyObject *op, PyObject *unused)
+{
+    s_executor_object *self = (s_executor_object *)op;
+    if (s_check_live(self) < 0)
+        return NULL;
+    uint64_t *ids = NULL;
+    size_t n = 0;
+    if (pmp_executor_cancel_all(self->exe, &ids, &n) < 0)
+        return s_raise_errno(errno, "cannot cancel the queued tasks: out of memory");
+    PyObject *list = PyList_New((Py_ssize_t)n);
+    for (size_t i = 0; list != NULL && i < n; i++) {
+        PyObject *id = PyLong_FromUnsignedLongLong(ids[i]);
+        if (id == NULL) {
+            Py_CLEAR(list);
+            break;
+        }
+        PyList_SET_ITEM(list, (Py_ssize_t)i, id);
+    }
+    free(ids);
+    return list;
+}
+
+static PyObject *s_executor_pending(PyObject *op, PyObject *unused)
+{
+    s_executor_object *self = (s_executor_object *)op;
+    if (s_check_live(self) < 0)
+        return NULL;
+    return PyLong_FromSize_t(pmp_executor_pending(self->exe));
+}
+
+static PyObject *s_executor_close(PyObject *op, PyObject *unused)
+{
+    s_executor_object *self = (s_executor_object *)op;
+    if (s_check_live(self) < 0)
+        return NULL;
+    pmp_executor_close(self->exe);
+    Py_RETURN_NONE;
+}
+
+/* Turns a completion into (kind, task_id, flags, frames, text, status);
+ * consumes c. */
+static PyObject *s_completion_tuple(s_executor_object *self, pmp_completion_t *c)
+{
+    s_module_state *st = (s_module_state *)PyType_GetModuleState(Py_TYPE(self));
+    PyObject *frames = NULL, *text = NULL, *result = NULL;
+    if (st == NULL)
+        goto done;
+    size_t n = pmp_completion_nframes(c);
+    frames = PyList_New((Py_ssize_t)n);
+    if (frames == NULL)
+        goto done;
+    for (size_t i = 0; i < n; i++) {
+        s_frame_object *f = PyObject_New(s_frame_object, st->frame_type);
+        if (f == NULL)
+            goto done;
+        f->frame = pmp_completion_take_frame(c, i);
+        PyList_SET_ITEM(frames, (Py_ssize_t)i, (PyObject *)f);
+    }
+    const char *t = pmp_completion_text(c);
+    text =
+        PyUnicode_DecodeUTF8(t != NULL ? t : "", t != NULL ? (Py_ssize_t)strlen(t) : 0, "replace");
+    if (text == NULL)
+        goto done;
+    result = Py_BuildValue(
+        "(iKIOOi)", pmp_completion_kind(c), (unsigned long long)pmp_completion_task_id(c),
+        (unsigned int)pmp_completion_flags(c), frames, text, pmp_completion_status(c));
+done:
+    Py_XDECREF(frames);
+    Py_XDECREF(text);
+    pmp_completion_destroy(&c);
+    return result;
+}
+
+static double s_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+PyDoc_STRVAR(s_wait_doc, "wait(timeout=None)\n--\n\n"
+                         "Wait for the next completion: None after timeout seconds, otherwise\n"
+                         "(kind, task_id, flags, frames, text, status).  timeout None waits\n"
+                         "forever.  The GIL is released while waiting; signals are checked at\n"
+                         "least every 100 ms.  Raises RuntimeError once the CLOSED completion has\n"
+                         "been returned.");
+
+static PyObject *s_executor_wait(PyObject *op, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"timeout", NULL};
+    s_executor_object *self = (s_executor_object *)op;
+    PyObject *timeout_obj = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|O:wait", kwlist, &timeout_obj))
+        return NULL;
+    double deadline = 0.0;
+    int forever = timeout_obj == Py_None;
+    if (!forever) {
+        double timeout = PyFloat_AsDouble(timeout_obj);
+        if (timeout == -1.0 && PyErr_Occurred())
+            return NULL;
+        if (!(timeout >= 0.0)) {
+            PyErr_SetString(PyExc_ValueError, "timeout must be a non-negative number or None");
+            return NULL;
+        }
+        deadline = s_now() + timeout;
+    }
+    for (;;) {
+        s_drain(self);
+        if (s_check_live(self) < 0)
+            return NULL;
+        int slice = S_WAIT_SLICE_MS;
+        if (!forever) {
+            double left = deadline - s_now();
+            if (left <= 0.0)
+                slice = 0;
+            else if (left * 1000.0 < slice)
+                slice = (int)(left * 1000.0) + 1;
+        }
+        pmp_completion_t *c;
+        int errnum;
+        self->busy++;
+        PyThreadState *ts = PyEval_SaveThread();
+        c = pmp_executor_wait(self->exe, slice);
+        errnum = errno;
+        PyEval_RestoreThread(ts);
+        self->busy--;
+        if (c != NULL)
+            return s_completion_tuple(self, c);
+        if (errnum != EAGAIN && errnum != ETIMEDOUT && errnum != EINTR) {
+            if (errnum == ESHUTDOWN)
+                return s_raise_errno(ESHUTDOWN, "the executor is closed: no completion follows");
+            return s_raise_errno(errnum, NULL);
+        }
+        if (PyErr_CheckSignals() < 0)
+            return NULL;
+        if (!forever && (slice == 0 || s_now() >= deadline))
+            Py_RETURN_NONE;
+    }
+}
+
+PyDoc_STRVAR(s_destroy_doc,
+             "destroy(grace_ms=3000)\n--\n\n"
+             "Stop the job (SHUTDOWN, then SIGTERM/SIGKILL after grace_ms) and free\n"
+             "the frontend.  Idempotent; afterwards every method raises ValueError.");
+
+static PyObject *s_executor_destroy(PyObject *op, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"grace_ms", NULL};
+    s_executor_object *self = (s_executor_object *)op;
+    int grace_ms = S_DEFAULT_GRACE_MS;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|i:destroy", kwlist, &grace_ms))
+        return NULL;
+    if (grace_ms < 0) {
+        PyErr_SetString(PyExc_ValueError, "grace_ms must be >= 0");
+        return NULL;
+    }
+    s_executor_destroy_now(self, grace_ms);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef s_executor_methods[] = {
+    {"submit", (PyCFunction)(void (*)(void))s_executor_submit, METH_VARARGS | METH_KEYWORDS,
+     s_submit_doc},
+    {"cancel", s_executor_cancel, METH_O,
+     "cancel(task_id) -> bool: remove a task that was not sent yet."},
+    {"cancel_all", s_executor_cancel_all, METH_NOARGS,
+     "cancel_all() -> list of the ids of every task removed before being sent."},
+    {"pending", s_executor_pending, METH_NOARGS,
+     "pending() -> number of tasks submitted but not yet sent."},
+    {"close", s_executor_close, METH_NOARGS,
+     "close(): no more submits; queued tasks still run, then CLOSED completes."},
+    {"wait", (PyCFunction)(void (*)(void))s_executor_wait, METH_VARARGS | METH_KEYWORDS,
+     s_wait_doc},
+    {"destroy", (PyCFunction)(void (*)(void))s_executor_destroy, METH_VARARGS | METH_KEYWORDS,
+     s_destroy_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef s_executor_getset[] = {
+    {"endpoint", s_executor_get_endpoint, NULL, "ZeroMQ endpoint the runtime connects to.", NULL},
+    {"command", s_executor_get_command, NULL, "Launch command, a list of str.", NULL},
+    {"pid", s_executor_get_pid, NULL, "Process id of the launched job, or None.", NULL},
+    {"destroyed", s_executor_get_destroyed, NULL, "Whether destroy() has run.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyMemberDef s_executor_members[] = {
+    {"__weaklistoffset__", T_PYSSIZET, offsetof(s_executor_object, weakreflist), READONLY, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyType_Slot s_executor_slots[] = {
+    {Py_tp_doc, "Executor(ranks, ranks_per_group, pipeline_depth, launch=True,\n"
+                "         oversubscribe=False, flux=False, mpi_flavour=None, mpiexec=None,\n"
+                "         runtime=None, cwd=None, runtime_args=None)\n\n"
+                "One frontend executor (see frontend/pmp_executor.h)."},
+    {Py_tp_new, s_executor_new},
+    {Py_tp_dealloc, s_executor_dealloc},
+    {Py_tp_methods, s_executor_methods},
+    {Py_tp_getset, s_executor_getset},
+    {Py_tp_members, s_executor_members},
+    {0, NULL},
+};
+
+static PyType_Spec s_executor_spec = {
+    .name = "pympipool._core.Executor",
+    .basicsize = sizeof(s_executor_object),
+    .flags = Py_TPFLAGS_DEFAULT
+#ifdef Py_TPFLAGS_IMMUTABLETYPE
+             | Py_TPFLAGS_IMMUTABLETYPE
+#endif
+    ,
+    .slots = s_executor_slots,
+};
+
+/* ---- module -------------------------------------------------------------- */
+
+static int s_add_int(PyObject *module, const char *name, long value)
+{
+    return PyModule_AddIntConstant(module, name, value);
+}
+
+static int s_module_exec(PyObject *module)
+{
+    s_module_state *st = s_get_state(module);
+    st->frame_type = (PyTypeObject *)PyType_FromModuleAndSpec(module, &s_frame_spec, NULL);
+    if (st->frame_type == NULL)
+        return -1;
+    if (PyModule_AddType(module, st->frame_type) < 0)
+        return -1;
+    st->executor_type = (PyTypeObject *)PyType_FromModuleAndSpec(module, &s_executor_spec, NULL);
+    if (st->executor_type == NULL)
+        return -1;
+    if (PyModule_AddType(module, st->executor_type) < 0)
+        return -1;
+    if (s_add_int(module, "MSG_TASK", PMP_MSG_TASK) < 0 ||
+        s_add_int(module, "MSG_INIT", PMP_MSG_INIT) < 0 ||
+        s_add_int(module, "MSG_HELLO", PMP_MSG_HELLO) < 0 ||
+        s_add_int(module, "MSG_RESULT", PMP_MSG_RESULT) < 0 ||
+        s_add_int(module, "MSG_ERROR", PMP_MSG_ERROR) < 0 ||
+        s_add_int(module, "MSG_SHUTDOWN", PMP_MSG_SHUTDOWN) < 0 ||
+        s_add_int(module, "MSG_GOODBYE", PMP_MSG_GOODBYE) < 0 ||
+        s_add_int(module, "FLAG_ALL_RANKS", PMP_FLAG_ALL_RANKS) < 0 ||
+        s_add_int(module, "FLAG_PER_RANK", PMP_FLAG_PER_RANK) < 0 ||
+        s_add_int(module, "DONE_RESULT", PMP_DONE_RESULT) < 0 ||
+        s_add_int(module, "DONE_ERROR", PMP_DONE_ERROR) < 0 ||
+        s_add_int(module, "DONE_BROKEN", PMP_DONE_BROKEN) < 0 ||
+        s_add_int(module, "EVENT_HELLO", PMP_EVENT_HELLO) < 0 ||
+        s_add_int(module, "EVENT_EXIT", PMP_EVENT_EXIT) < 0 ||
+        s_add_int(module, "EVENT_CLOSED", PMP_EVENT_CLOSED) < 0 ||
+        s_add_int(module, "PROTOCOL_VERSION", PMP_PROTOCOL_VERSION) < 0 ||
+        s_add_int(module, "ZERO_COPY_THRESHOLD", S_ZERO_COPY_THRESHOLD) < 0)
+        return -1;
+    return 0;
+}
+
+static int s_module_traverse(PyObject *module, visitproc visit, void *arg)
+{
+    s_module_state *st = s_get_state(module);
+    Py_VISIT(st->executor_type);
+    Py_VISIT(st->frame_type);
+    return 0;
+}
+
+static int s_module_clear(PyObject *module)
+{
+    s_module_state *st = s_get_state(module);
+    Py_CLEAR(st->executor_type);
+    Py_CLEAR(st->frame_type);
+    return 0;
+}
+
+static void s_module_free(void *module)
+{
+    (void)s_module_clear((PyObject *)module);
+}
+
+static PyModuleDef_Slot s_module_slots[] = {
+    {Py_mod_exec, s_module_exec},
+    {0, NULL},
+};
+
+static struct PyModuleDef s_module_def = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "pympipool._core",
+    .m_doc = "Thin binding over the pympipool C frontend (frontend/pmp_executor.h).",
+    .m_size = sizeof(s_module_state),
+    .m_slots = s_module_slots,
+    .m_traverse = s_module_traverse,
+    .m_clear = s_module_clear,
+    .m_free = s_module_free,
+};
+
+PyMODINIT_FUNC PyInit__core(void);
+
+PyMODINIT_FUNC PyInit__core(void)
+{
+    return PyModuleDef_Init(&s_module_def);
+}

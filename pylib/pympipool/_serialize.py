@@ -1,0 +1,201 @@
+"""Payload conventions of the frontend side (docs/protocol.md, "Payloads").
+
+Encoding: calls are pickled with cloudpickle, protocol 5.  Contiguous buffers
+of at least ``OOB_THRESHOLD`` bytes (numpy arrays, bytearrays, ...) are kept
+out of band: they travel as their own frames and are neither copied into the
+pickle nor, by ``_core.submit``, into the message.
+
+Decoding: a ``RESULT`` is unpickled from the received frames without copying
+(out-of-band buffers are the frames themselves, writable); a ``RESULT`` with
+``PER_RANK`` holds a rank table and is decoded into the list of every rank's
+value.  An ``ERROR`` becomes the original exception (same class) with a
+``RemoteTraceback`` as ``__cause__``; if the exception cannot be rebuilt, a
+``RuntimeError`` named after its type.
+
+Pickling by value.  cloudpickle pickles functions *by reference* (module name
+plus qualified name) whenever their module can be imported, which fails on the
+workers when the module is only importable here: a test module that pytest put
+on ``sys.path``, a sibling module of a script, a file a notebook imported after
+the executor started.  So before pickling a call, the function's module is
+registered with ``cloudpickle.register_pickle_by_value`` unless one of these
+holds (``should_pickle_by_value`` implements exactly this rule):
+
+* it is ``__main__`` (cloudpickle already pickles that by value);
+* it is built in or frozen (no ``__file__``);
+* it belongs to pympipool or cloudpickle themselves;
+* its file lies in the standard library (``sysconfig`` paths ``stdlib`` and
+  ``platstdlib``) or in any directory named ``site-packages`` or
+  ``dist-packages`` (installed packages, which the workers import like we do).
+
+Everything else (user code outside installed locations) is sent by value,
+together with the classes and functions of that module it uses.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import struct
+import sys
+import sysconfig
+from typing import Any, Callable, List, Sequence, Tuple
+
+import cloudpickle
+
+#: Buffers of at least this many bytes go out of band (docs/protocol.md).
+OOB_THRESHOLD = 64 * 1024
+PICKLE_PROTOCOL = 5
+_ERROR_TAG = "pympipool-error"
+_ERROR_VERSION = 1
+
+_OWN_PACKAGES = ("pympipool", "cloudpickle")
+_INSTALL_DIR_NAMES = ("site-packages", "dist-packages")
+
+
+class RemoteTraceback(Exception):
+    """The traceback of an exception raised on a worker rank.
+
+    Attached as ``__cause__`` of the re-raised exception, so that it is
+    printed above the local traceback.  Its text starts with
+    ``"Rank {rank} of {size} on {host}:"``.
+    """
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def _stdlib_dirs() -> List[str]:
+    dirs = []
+    for key in ("stdlib", "platstdlib"):
+        path = sysconfig.get_paths().get(key)
+        if path:
+            dirs.append(os.path.realpath(path))
+    return dirs
+
+
+_STDLIB_DIRS = _stdlib_dirs()
+
+
+def should_pickle_by_value(module_name: str | None) -> bool:
+    """Whether functions of module ``module_name`` must be pickled by value.
+
+    See the module docstring for the rule.
+    """
+    if not module_name or module_name == "__main__":
+        return False
+    if module_name.split(".", 1)[0] in _OWN_PACKAGES:
+        return False
+    module = sys.modules.get(module_name)
+    if module is None:
+        return False
+    filename = getattr(module, "__file__", None)
+    if not filename:
+        return False
+    path = os.path.realpath(filename)
+    parts = path.split(os.sep)
+    if any(name in parts for name in _INSTALL_DIR_NAMES):
+        return False
+    for directory in _STDLIB_DIRS:
+        if path == directory or path.startswith(directory + os.sep):
+            return False
+    return True
+
+
+_registered: set = set()
+
+
+def _register_module_of(obj: Any) -> None:
+    module_name = getattr(obj, "__module__", None)
+    if not isinstance(module_name, str) or module_name in _registered:
+        return
+    if should_pickle_by_value(module_name):
+        cloudpickle.register_pickle_by_value(sys.modules[module_name])
+        _registered.add(module_name)
+
+
+def _dumps(obj: Any) -> Tuple[bytes, List[memoryview]]:
+    buffers: List[memoryview] = []
+
+    def keep_out_of_band(pickle_buffer: pickle.PickleBuffer) -> bool:
+        try:
+            view = pickle_buffer.raw()  # raises BufferError if not contiguous
+        except BufferError:
+            return True
+        if view.nbytes < OOB_THRESHOLD:
+            return True
+        buffers.append(view)
+        return False
+
+    payload = cloudpickle.dumps(
+        obj, protocol=PICKLE_PROTOCOL, buffer_callback=keep_out_of_band
+    )
+    return payload, buffers
+
+
+def dumps_call(
+    fn: Callable, args: Sequence[Any], kwargs: dict
+) -> Tuple[bytes, List[memoryview]]:
+    """Pickles ``(fn, args, kwargs)`` for a ``TASK``: the payload and the
+    out-of-band buffers.  Raises whatever pickle raises for an unpicklable
+    argument."""
+    _register_module_of(fn)
+    return _dumps((fn, tuple(args), dict(kwargs)))
+
+
+def dumps_init(fn: Callable) -> Tuple[bytes, List[memoryview]]:
+    """Pickles an ``init_function`` for an ``INIT``."""
+    _register_module_of(fn)
+    return _dumps(fn)
+
+
+def loads_result(flags: int, frames: Sequence[Any], per_rank_flag: int) -> Any:
+    """Decodes a ``RESULT``: the value, or the list of every rank's value when
+    ``flags`` has the per-rank flag."""
+    if not frames:
+        raise ValueError("result message without payload")
+    if not flags & per_rank_flag:
+        return pickle.loads(frames[0], buffers=frames[1:])
+    table = memoryview(frames[0]).cast("B")
+    if len(table) < 4:
+        raise ValueError("rank table is truncated")
+    (nranks,) = struct.unpack_from("<I", table, 0)
+    if len(table) != 4 + 4 * nranks:
+        raise ValueError("rank table has the wrong size")
+    counts = struct.unpack_from(f"<{nranks}I", table, 4)
+    results = []
+    position = 1
+    for count in counts:
+        if position + 1 + count > len(frames):
+            raise ValueError("rank table announces more frames than arrived")
+        oob = frames[position + 1 : position + 1 + count]
+        results.append(pickle.loads(frames[position], buffers=oob))
+        position += 1 + count
+    if position != len(frames):
+        raise ValueError("rank table does not account for every frame")
+    return results
+
+
+def loads_error(frames: Sequence[Any]) -> BaseException:
+    """Decodes an ``ERROR`` into the exception to raise from ``result()``."""
+    try:
+        record = pickle.loads(frames[0])
+        tag, version, exc_bytes, type_name, message, tb_text, rank, size, host = record
+        if tag != _ERROR_TAG or version != _ERROR_VERSION:
+            raise ValueError(f"unknown error record {tag!r} version {version!r}")
+    except Exception as exc:  # a malformed record must not kill the dispatcher
+        return RuntimeError(f"pympipool: cannot decode the error of a task: {exc!r}")
+    exception = None
+    if exc_bytes is not None:
+        try:
+            exception = pickle.loads(exc_bytes)
+        except Exception:
+            exception = None
+    if not isinstance(exception, BaseException):
+        exception = RuntimeError(f"{type_name}: {message}")
+    header = f"Rank {rank} of {size} on {host}:"
+    exception.__cause__ = RemoteTraceback(f"{header}\n{tb_text}")
+    return exception

@@ -1,0 +1,151 @@
+"""Fixtures shared by the Python tests of pympipool.
+
+* Every test has a deadline (``PMP_TEST_TIMEOUT`` seconds, default 120):
+  SIGALRM raises in the main thread, so a hang fails the test instead of
+  blocking the run (pytest-timeout is not installed).
+* After every test, no process that the test started may remain: neither a
+  descendant of this process nor any process started with
+  ``--frontend-pid <our pid>`` (mpiexec and every runtime rank carry it).
+  The check waits a little, because executors shut down with ``wait=False``
+  or garbage-collected ones leave asynchronously.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from typing import Dict, Set
+
+import pytest
+
+TEST_TIMEOUT = int(os.environ.get("PMP_TEST_TIMEOUT", "120"))
+LEFTOVER_WAIT = 20.0
+
+# Open MPI refuses to run as root without these (harmless for MPICH).
+os.environ.setdefault("OMPI_ALLOW_RUN_AS_ROOT", "1")
+os.environ.setdefault("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+
+
+def _read_stat(pid: int):
+    """(state, ppid) of a live process, or None."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read().decode(errors="replace")
+    except OSError:
+        return None
+    # The command name is in parentheses and may contain spaces.
+    rest = data[data.rfind(")") + 2 :].split()
+    return rest[0], int(rest[1])
+
+
+def _cmdline(pid: int) -> list:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return [a.decode(errors="replace") for a in f.read().split(b"\0")]
+    except OSError:
+        return []
+
+
+def process_alive(pid: int) -> bool:
+    """Whether pid exists and is not a zombie."""
+    stat = _read_stat(pid)
+    return stat is not None and stat[0] != "Z"
+
+
+def our_processes(root: int | None = None) -> Dict[int, str]:
+    """Live (non-zombie) descendants of ``root`` (default: this process) plus
+    every process started with ``--frontend-pid root``, with their command
+    lines."""
+    root = os.getpid() if root is None else root
+    parents: Dict[int, int] = {}
+    states: Dict[int, str] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            stat = _read_stat(int(entry))
+            if stat is not None:
+                states[int(entry)] = stat[0]
+                parents[int(entry)] = stat[1]
+    found: Set[int] = set()
+    frontier = {root}
+    while frontier:
+        children = {pid for pid, ppid in parents.items() if ppid in frontier}
+        children -= found
+        found |= children
+        frontier = children
+    marker = str(root)
+    for pid in parents:
+        args = _cmdline(pid)
+        for i, arg in enumerate(args[:-1]):
+            if arg == "--frontend-pid" and args[i + 1] == marker:
+                found.add(pid)
+    return {
+        pid: " ".join(_cmdline(pid))
+        for pid in found
+        if states.get(pid) != "Z" and pid != root
+    }
+
+
+def wait_until(predicate, timeout: float, interval: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while True:
+        if predicate():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)
+
+
+class DeadlineExceeded(Exception):
+    pass
+
+
+@pytest.fixture(autouse=True)
+def deadline():
+    """Fails a test that runs longer than TEST_TIMEOUT seconds."""
+
+    def on_alarm(signum, frame):
+        raise DeadlineExceeded(f"test exceeded {TEST_TIMEOUT} s")
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.alarm(TEST_TIMEOUT)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_processes(deadline):
+    """Fails a test that leaves an MPI job or any other child process behind."""
+    before = set(our_processes())
+    yield
+    left: Dict[int, str] = {}
+
+    def none_left() -> bool:
+        nonlocal left
+        left = {p: c for p, c in our_processes().items() if p not in before}
+        return not left
+
+    if not wait_until(none_left, LEFTOVER_WAIT, 0.1):
+        pytest.fail(f"processes left behind: {left}")
+
+
+@pytest.fixture
+def bad_runtime(tmp_path):
+    """A 'runtime' that writes to stderr and exits 1 at once."""
+    script = tmp_path / "bad-runtime.sh"
+    script.write_text(
+        "#!/bin/sh\n"
+        "echo 'pmp-test: the runtime cannot start (marker 4711)' >&2\n"
+        "exit 1\n"
+    )
+    script.chmod(0o755)
+    return str(script)
+
+
+@pytest.fixture
+def python_exe():
+    return sys.executable

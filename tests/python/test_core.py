@@ -1,0 +1,283 @@
+"""pympipool._core, the binding itself: construction errors, destroy, wait,
+signals, frames and the payload helpers of pympipool._serialize."""
+
+import errno
+import json
+import os
+import pickle
+import signal
+import struct
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from pympipool import _config, _core, _serialize
+
+
+def core_executor(**overrides):
+    """A frontend executor that does not launch anything."""
+    kwargs = dict(
+        ranks=1,
+        ranks_per_group=1,
+        pipeline_depth=1,
+        launch=False,
+        oversubscribe=False,
+        flux=False,
+        mpi_flavour=_config.MPI_FLAVOUR,
+        mpiexec=_config.MPIEXEC,
+        runtime=_config.RUNTIME,
+        cwd=None,
+        runtime_args=["--python-executable", sys.executable],
+    )
+    kwargs.update(overrides)
+    return _core.Executor(**kwargs)
+
+
+def test_module_constants_match_the_protocol():
+    assert (_core.MSG_HELLO, _core.MSG_TASK, _core.MSG_INIT) == (1, 2, 3)
+    replies = (_core.MSG_RESULT, _core.MSG_ERROR, _core.MSG_SHUTDOWN, _core.MSG_GOODBYE)
+    assert replies == (4, 5, 6, 7)
+    assert _core.FLAG_ALL_RANKS == 1 and _core.FLAG_PER_RANK == 1
+    kinds = [
+        _core.DONE_RESULT,
+        _core.DONE_ERROR,
+        _core.DONE_BROKEN,
+        _core.EVENT_HELLO,
+        _core.EVENT_EXIT,
+        _core.EVENT_CLOSED,
+    ]
+    assert kinds == [1, 2, 3, 4, 5, 6]
+    assert _core.ZERO_COPY_THRESHOLD == _serialize.OOB_THRESHOLD == 65536
+
+
+def test_command_endpoint_and_pid_without_launch():
+    extra = ["--python-executable", sys.executable, "--cwd", "/"]
+    core = core_executor(runtime_args=extra)
+    try:
+        assert core.pid is None
+        assert core.endpoint.startswith("ipc://")
+        assert core.endpoint.endswith("/frontend")
+        command = core.command
+        assert isinstance(command, list) and all(isinstance(a, str) for a in command)
+        assert command[0] == _config.MPIEXEC
+        assert command[1:3] == ["-n", "1"]
+        assert _config.RUNTIME in command
+        assert command[command.index("--endpoint") + 1] == core.endpoint
+        assert command[-4:] == extra
+        assert core.pending() == 0
+    finally:
+        core.destroy()
+
+
+def test_invalid_configuration_is_a_value_error():
+    with pytest.raises(ValueError):
+        core_executor(ranks=0)
+    with pytest.raises(ValueError):
+        core_executor(ranks=4, ranks_per_group=3)
+    with pytest.raises(ValueError):
+        core_executor(pipeline_depth=0)
+    with pytest.raises(TypeError):
+        core_executor(runtime_args=["ok", 3])
+    with pytest.raises(ValueError, match="NUL"):
+        core_executor(cwd="a\0b")
+
+
+def test_missing_mpiexec_is_named_by_the_frontend():
+    with pytest.raises(FileNotFoundError) as info:
+        core_executor(mpiexec="pmp-no-such-mpiexec", launch=True)
+    assert info.value.errno == errno.ENOENT
+    assert "pmp-no-such-mpiexec" in str(info.value)
+
+
+def test_destroy_is_idempotent_and_every_method_then_raises():
+    core = core_executor()
+    core.destroy(grace_ms=0)
+    core.destroy()
+    assert core.destroyed
+    for call in (
+        lambda: core.endpoint,
+        lambda: core.command,
+        lambda: core.pid,
+        lambda: core.submit(1, _core.MSG_TASK, 0, b"x", []),
+        lambda: core.cancel(1),
+        core.cancel_all,
+        core.pending,
+        core.close,
+        lambda: core.wait(0),
+    ):
+        with pytest.raises(ValueError, match="executor is destroyed"):
+            call()
+
+
+def test_wait_timeout_returns_none_in_time():
+    core = core_executor()
+    try:
+        assert core.wait(0) is None
+        started = time.monotonic()
+        assert core.wait(0.3) is None
+        elapsed = time.monotonic() - started
+        assert 0.25 <= elapsed < 1.5
+        with pytest.raises(ValueError):
+            core.wait(-1)
+    finally:
+        core.destroy()
+
+
+def test_wait_forever_is_interruptible_by_a_signal():
+    class Interrupted(Exception):
+        pass
+
+    def handler(signum, frame):
+        raise Interrupted()
+
+    core = core_executor()
+    previous = signal.signal(signal.SIGALRM, handler)
+    signal.setitimer(signal.ITIMER_REAL, 0.3)
+    try:
+        started = time.monotonic()
+        with pytest.raises(Interrupted):
+            core.wait(None)
+        assert time.monotonic() - started < 1.0
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        core.destroy()
+
+
+def test_submit_cancel_pending_and_close():
+    core = core_executor()
+    try:
+        big = np.zeros(1 << 18)  # 2 MiB: held without copying
+        refs = sys.getrefcount(big)
+        core.submit(1, _core.MSG_TASK, 0, b"payload", [memoryview(big)])
+        assert sys.getrefcount(big) > refs  # held by the frontend
+        core.submit(2, _core.MSG_TASK, 0, bytearray(b"p"), [b"small"])
+        assert core.pending() == 2
+        assert core.cancel(1) is True
+        assert core.cancel(1) is False
+        assert core.cancel(12345) is False
+        assert core.pending() == 1
+        core.submit(3, _core.MSG_TASK, 0, b"p", [])
+        assert sorted(core.cancel_all()) == [2, 3]
+        assert core.cancel_all() == []
+        # The cancelled message released the buffer; the next call drains.
+        core.wait(0)
+        assert sys.getrefcount(big) == refs
+        with pytest.raises(ValueError):  # task id 0 is invalid
+            core.submit(0, _core.MSG_TASK, 0, b"p", [])
+        with pytest.raises(ValueError):
+            core.submit(4, 99, 0, b"p", [])
+        with pytest.raises(TypeError):
+            core.submit(4, _core.MSG_TASK, 0, "not a buffer", [])
+        with pytest.raises(TypeError):
+            core.submit(4, _core.MSG_TASK, 0, b"p", [object()])
+        with pytest.raises((BufferError, ValueError), match="contiguous"):
+            core.submit(4, _core.MSG_TASK, 0, b"p", [np.zeros((300, 300))[:, ::2]])
+        with pytest.raises(BufferError, match="contiguous"):
+            core.submit(4, _core.MSG_TASK, 0, b"p", [memoryview(bytes(1000))[::2]])
+        core.close()
+        core.close()
+        with pytest.raises(RuntimeError):
+            core.submit(5, _core.MSG_TASK, 0, b"p", [])
+    finally:
+        core.destroy(grace_ms=0)
+
+
+def test_failed_submit_releases_zero_copy_buffers():
+    core = core_executor()
+    try:
+        big = np.zeros(1 << 18)
+        refs = sys.getrefcount(big)
+        with pytest.raises(ValueError):
+            core.submit(0, _core.MSG_TASK, 0, b"p", [memoryview(big)])
+        assert sys.getrefcount(big) == refs
+    finally:
+        core.destroy()
+    assert sys.getrefcount(big) == refs
+
+
+def test_destroy_releases_held_buffers():
+    core = core_executor()
+    big = bytearray(1 << 20)
+    refs = sys.getrefcount(big)
+    core.submit(1, _core.MSG_TASK, 0, big, [])
+    assert sys.getrefcount(big) > refs
+    core.destroy(grace_ms=0)
+    assert sys.getrefcount(big) == refs
+
+
+def test_frames_cannot_be_created_from_python():
+    with pytest.raises(TypeError):
+        _core.Frame()
+    with pytest.raises(TypeError):
+
+        class Sub(_core.Executor):
+            pass
+
+
+# ---- payload helpers ---------------------------------------------------------
+
+
+def test_should_pickle_by_value_rule():
+    assert _serialize.should_pickle_by_value(__name__)  # a test module
+    assert not _serialize.should_pickle_by_value("__main__")
+    assert not _serialize.should_pickle_by_value("json")  # stdlib
+    assert not _serialize.should_pickle_by_value("numpy")  # dist-packages
+    assert not _serialize.should_pickle_by_value("sys")  # built in
+    assert not _serialize.should_pickle_by_value("pympipool._executor")
+    assert not _serialize.should_pickle_by_value("pmp_not_imported_module")
+    assert not _serialize.should_pickle_by_value(None)
+
+
+def test_dumps_call_keeps_large_contiguous_buffers_out_of_band():
+    big = np.arange(20_000, dtype=np.float64)  # 160 kB
+    small = np.arange(10, dtype=np.float64)
+    payload, buffers = _serialize.dumps_call(json.dumps, (big,), {"small": small})
+    assert len(buffers) == 1 and buffers[0].nbytes == big.nbytes
+    assert len(payload) < 10_000
+    fn, args, kwargs = pickle.loads(payload, buffers=buffers)
+    assert fn is json.dumps and np.array_equal(args[0], big)
+    assert np.array_equal(kwargs["small"], small)
+
+
+def test_loads_result_with_and_without_rank_table():
+    one = pickle.dumps("value", protocol=5)
+    assert _serialize.loads_result(0, [one], _core.FLAG_PER_RANK) == "value"
+    arr = np.arange(100_000)
+    bufs = []
+    pickled = pickle.dumps(arr, protocol=5, buffer_callback=bufs.append)
+    raw = [bytearray(b.raw()) for b in bufs]
+    table = struct.pack("<III", 2, 0, len(raw))
+    frames = [table, pickle.dumps(1, protocol=5), pickled] + raw
+    result = _serialize.loads_result(1, frames, 1)
+    assert result[0] == 1 and np.array_equal(result[1], arr)
+    with pytest.raises(ValueError):
+        _serialize.loads_result(1, [struct.pack("<II", 2, 0), one], 1)
+    with pytest.raises(ValueError):
+        _serialize.loads_result(1, [b"\x01"], 1)
+
+
+def test_loads_error_rebuilds_or_falls_back():
+    record = (
+        "pympipool-error",
+        1,
+        pickle.dumps(KeyError("k")),
+        "KeyError",
+        "'k'",
+        "Traceback...\nKeyError: 'k'\n",
+        1,
+        2,
+        "node7",
+    )
+    exc = _serialize.loads_error([pickle.dumps(record)])
+    assert type(exc) is KeyError
+    assert str(exc.__cause__) == "Rank 1 of 2 on node7:\nTraceback...\nKeyError: 'k'\n"
+    fallback = _serialize.loads_error([pickle.dumps(record[:2] + (None,) + record[3:])])
+    assert type(fallback) is RuntimeError and "KeyError" in str(fallback)
+    garbage = record[:2] + (b"garbage",) + record[3:]
+    broken = _serialize.loads_error([pickle.dumps(garbage)])
+    assert type(broken) is RuntimeError
+    foreign = _serialize.loads_error([b"not a pickle"])
+    assert type(foreign) is RuntimeError
