@@ -1,0 +1,225 @@
+/*
+ * pmp_group.c - the group communicator and its traffic (see pmp_group.h).
+ *
+ * The control block of a broadcast has a fixed size (S_CTRL_WORDS uint64:
+ * type, task id, flags, frame count and up to S_INLINE_SIZES frame sizes)
+ * so that an idle rank can post one MPI_Ibcast for "the next message" and
+ * wait on it with backoff; frame sizes that do not fit inline follow in a
+ * second broadcast.  Frames are then broadcast in chunks of S_CHUNK bytes,
+ * all posted at once and completed together.  Point-to-point results use
+ * two tags: S_TAG_SIZES for the frame sizes and S_TAG_DATA for the chunks;
+ * MPI's non-overtaking rule keeps the chunks of one sender in order.
+ */
+#include "pmp_group.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pmp_error.h"
+#include "pmp_mpiwait.h"
+#include "pmp_protocol.h"
+
+#define S_INLINE_SIZES 12
+#define S_CTRL_WORDS (4 + S_INLINE_SIZES)
+/* Chunk size; a build may lower it (-DPMP_GROUP_CHUNK=n) to exercise the
+ * chunking with small frames. */
+#ifdef PMP_GROUP_CHUNK
+#define S_CHUNK ((size_t)(PMP_GROUP_CHUNK))
+#else
+#define S_CHUNK ((size_t)1 << 30)
+#endif
+#define S_TAG_SIZES 101
+#define S_TAG_DATA 102
+
+struct pmp_group {
+    MPI_Comm comm;
+    int rank;
+    int size;
+    int index;
+    int count;
+};
+
+#define S_MPI(call) PMP_ASSERT((call) == MPI_SUCCESS)
+
+pmp_group_t *pmp_group_new(MPI_Comm world, int ranks_per_group)
+{
+    pmp_group_t *self = calloc(1, sizeof *self);
+    if (!self)
+        return NULL;
+    int wrank = 0, wsize = 0;
+    S_MPI(MPI_Comm_rank(world, &wrank));
+    S_MPI(MPI_Comm_size(world, &wsize));
+    self->index = wrank / ranks_per_group;
+    self->count = wsize / ranks_per_group;
+    S_MPI(MPI_Comm_split(world, self->index, wrank, &self->comm));
+    S_MPI(MPI_Comm_rank(self->comm, &self->rank));
+    S_MPI(MPI_Comm_size(self->comm, &self->size));
+    return self;
+}
+
+void pmp_group_destroy(pmp_group_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    pmp_group_t *self = *self_p;
+    if (self->comm != MPI_COMM_NULL)
+        MPI_Comm_free(&self->comm);
+    free(self);
+    *self_p = NULL;
+}
+
+MPI_Comm pmp_group_comm(const pmp_group_t *self)
+{
+    return self->comm;
+}
+int pmp_group_rank(const pmp_group_t *self)
+{
+    return self->rank;
+}
+int pmp_group_size(const pmp_group_t *self)
+{
+    return self->size;
+}
+int pmp_group_index(const pmp_group_t *self)
+{
+    return self->index;
+}
+int pmp_group_count(const pmp_group_t *self)
+{
+    return self->count;
+}
+
+/* Number of chunk requests needed for n frames of the given sizes. */
+static size_t s_nchunks(uint32_t n, const size_t *size)
+{
+    size_t total = 0;
+    for (uint32_t i = 0; i < n; i++)
+        total += (size[i] + S_CHUNK - 1) / S_CHUNK;
+    return total;
+}
+
+typedef enum { S_BCAST, S_SEND, S_RECV } s_op_t;
+
+/* Posts the chunked transfer of n frames and waits for all of it. */
+static void s_transfer(pmp_group_t *self, s_op_t op, int peer, uint32_t n, void *const *data,
+                       const size_t *size)
+{
+    size_t nreq = s_nchunks(n, size);
+    if (nreq == 0)
+        return;
+    PMP_ASSERT(nreq <= (size_t)INT32_MAX);
+    MPI_Request *reqs = malloc(nreq * sizeof *reqs);
+    PMP_ASSERT(reqs != NULL);
+    size_t k = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        char *p = data[i];
+        for (size_t off = 0; off < size[i]; off += S_CHUNK) {
+            size_t len = size[i] - off < S_CHUNK ? size[i] - off : S_CHUNK;
+            if (op == S_BCAST)
+                S_MPI(MPI_Ibcast(p + off, (int)len, MPI_BYTE, 0, self->comm, &reqs[k]));
+            else if (op == S_SEND)
+                S_MPI(
+                    MPI_Isend(p + off, (int)len, MPI_BYTE, peer, S_TAG_DATA, self->comm, &reqs[k]));
+            else
+                S_MPI(
+                    MPI_Irecv(p + off, (int)len, MPI_BYTE, peer, S_TAG_DATA, self->comm, &reqs[k]));
+            k++;
+        }
+    }
+    pmp_mpi_waitall((int)nreq, reqs);
+    free(reqs);
+}
+
+void pmp_group_bcast_send(pmp_group_t *self, const pmp_rtmsg_t *msg)
+{
+    uint64_t ctrl[S_CTRL_WORDS] = {msg->type, msg->task_id, msg->flags, msg->nframes};
+    for (uint32_t i = 0; i < msg->nframes && i < S_INLINE_SIZES; i++)
+        ctrl[4 + i] = msg->size[i];
+    MPI_Request req;
+    S_MPI(MPI_Ibcast(ctrl, S_CTRL_WORDS, MPI_UINT64_T, 0, self->comm, &req));
+    pmp_mpi_waitall(1, &req);
+    if (msg->nframes > S_INLINE_SIZES) {
+        uint32_t extra = msg->nframes - S_INLINE_SIZES;
+        uint64_t *sizes = malloc(extra * sizeof *sizes);
+        PMP_ASSERT(sizes != NULL);
+        for (uint32_t i = 0; i < extra; i++)
+            sizes[i] = msg->size[S_INLINE_SIZES + i];
+        S_MPI(MPI_Ibcast(sizes, (int)extra, MPI_UINT64_T, 0, self->comm, &req));
+        pmp_mpi_waitall(1, &req);
+        free(sizes);
+    }
+    s_transfer(self, S_BCAST, 0, msg->nframes, msg->data, msg->size);
+}
+
+pmp_rtmsg_t *pmp_group_bcast_recv(pmp_group_t *self)
+{
+    uint64_t ctrl[S_CTRL_WORDS] = {0};
+    MPI_Request req;
+    S_MPI(MPI_Ibcast(ctrl, S_CTRL_WORDS, MPI_UINT64_T, 0, self->comm, &req));
+    pmp_mpi_waitall(1, &req);
+    PMP_ASSERT(ctrl[3] <= PMP_MAX_FRAMES);
+    pmp_rtmsg_t *msg = pmp_rtmsg_new((uint32_t)ctrl[3], 0);
+    PMP_ASSERT(msg != NULL);
+    msg->type = (uint32_t)ctrl[0];
+    msg->task_id = ctrl[1];
+    msg->flags = (uint32_t)ctrl[2];
+    for (uint32_t i = 0; i < msg->nframes && i < S_INLINE_SIZES; i++)
+        msg->size[i] = (size_t)ctrl[4 + i];
+    if (msg->nframes > S_INLINE_SIZES) {
+        uint32_t extra = msg->nframes - S_INLINE_SIZES;
+        uint64_t *sizes = malloc(extra * sizeof *sizes);
+        PMP_ASSERT(sizes != NULL);
+        S_MPI(MPI_Ibcast(sizes, (int)extra, MPI_UINT64_T, 0, self->comm, &req));
+        pmp_mpi_waitall(1, &req);
+        for (uint32_t i = 0; i < extra; i++)
+            msg->size[S_INLINE_SIZES + i] = (size_t)sizes[i];
+        free(sizes);
+    }
+    PMP_ASSERT(pmp_rtmsg_alloc_heap(msg) == 0);
+    s_transfer(self, S_BCAST, 0, msg->nframes, msg->data, msg->size);
+    return msg;
+}
+
+void pmp_group_allgather_status(pmp_group_t *self, int ok, uint32_t nframes, int64_t *status)
+{
+    int64_t mine[2] = {ok, nframes};
+    MPI_Request req;
+    S_MPI(MPI_Iallgather(mine, 2, MPI_INT64_T, status, 2, MPI_INT64_T, self->comm, &req));
+    pmp_mpi_waitall(1, &req);
+}
+
+void pmp_group_send_frames(pmp_group_t *self, int dest, uint32_t nframes, void *const *data,
+                           const size_t *size)
+{
+    uint64_t *sizes = malloc((nframes ? nframes : 1) * sizeof *sizes);
+    PMP_ASSERT(sizes != NULL);
+    for (uint32_t i = 0; i < nframes; i++)
+        sizes[i] = size[i];
+    MPI_Request req;
+    S_MPI(MPI_Isend(sizes, (int)nframes, MPI_UINT64_T, dest, S_TAG_SIZES, self->comm, &req));
+    pmp_mpi_waitall(1, &req);
+    free(sizes);
+    s_transfer(self, S_SEND, dest, nframes, data, size);
+}
+
+void pmp_group_recv_frames(pmp_group_t *self, int src, uint32_t nframes, zmq_msg_t *out)
+{
+    size_t n = nframes ? nframes : 1;
+    uint64_t *sizes = malloc(n * sizeof *sizes);
+    size_t *size = malloc(n * sizeof *size);
+    void **data = malloc(n * sizeof *data);
+    PMP_ASSERT(sizes && size && data);
+    MPI_Request req;
+    S_MPI(MPI_Irecv(sizes, (int)nframes, MPI_UINT64_T, src, S_TAG_SIZES, self->comm, &req));
+    pmp_mpi_waitall(1, &req);
+    for (uint32_t i = 0; i < nframes; i++) {
+        size[i] = (size_t)sizes[i];
+        PMP_ASSERT(zmq_msg_init_size(&out[i], size[i]) == 0);
+        data[i] = zmq_msg_data(&out[i]);
+    }
+    s_transfer(self, S_RECV, src, nframes, data, size);
+    free(sizes);
+    free(size);
+    free(data);
+}

@@ -1,0 +1,59 @@
+/*
+ * pmp_leader.h - the group leader's connection to the frontend.
+ *
+ * The leader of each group owns one ZeroMQ DEALER socket (in its own
+ * context, used by the main thread only) connected to the frontend's
+ * ROUTER.  It says HELLO once, then receives TASK / INIT / SHUTDOWN
+ * messages and sends RESULT / ERROR replies and, at the end, GOODBYE.
+ *
+ * Waiting for the next message polls in slices (1 s when idle, 10 ms while
+ * result buffers are still out with ZeroMQ) so that the leader (a) notices
+ * a frontend that died without saying goodbye - kill(pid, 0) failing with
+ * ESRCH is treated as a SHUTDOWN - and (b) releases the Python objects of
+ * results ZeroMQ has finished sending (pmp_python_drain).  Malformed or
+ * foreign messages are logged and dropped; they never end the runtime.
+ */
+#ifndef PMP_LEADER_H
+#define PMP_LEADER_H
+
+#include <stddef.h>
+#include <sys/types.h>
+#include <zmq.h>
+
+#include "pmp_error.h"
+#include "pmp_protocol.h"
+#include "pmp_python.h"
+#include "pmp_rtmsg.h"
+
+typedef struct pmp_leader pmp_leader_t;
+
+/* Creates the context and the DEALER socket (ZMQ_LINGER 0) and connects it
+ * to endpoint.  frontend_pid 0 disables the liveness check.  Returns NULL
+ * with errno and a sentence in err (e.g. an invalid endpoint). */
+pmp_leader_t *pmp_leader_new(const char *endpoint, pid_t frontend_pid, pmp_error_t *err);
+
+/* Sends GOODBYE (if HELLO was sent and the frontend is not known to be
+ * gone), closes the
+ * socket and terminates the context; the free callbacks of unsent messages
+ * have run when this returns.  NULL-safe; nulls the pointer. */
+void pmp_leader_destroy(pmp_leader_t **self_p);
+
+/* Sends HELLO.  Returns 0 or -1 with errno. */
+int pmp_leader_send_hello(pmp_leader_t *self, const pmp_hello_t *hello);
+
+/* Waits for the next valid message from the frontend and returns it with
+ * its frames as received (caller owns it).  Calls pmp_python_drain(py) on
+ * every wake-up.  Returns a SHUTDOWN message when the frontend process is
+ * gone or the socket fails for good. */
+pmp_rtmsg_t *pmp_leader_recv(pmp_leader_t *self, pmp_python_t *py);
+
+/* Sends one message: parts[0..n-1] are the header and the frames, already
+ * initialised; ownership passes to this function whatever happens (parts
+ * are sent or closed).  Returns 0 or -1 with errno (logged). */
+int pmp_leader_send(pmp_leader_t *self, zmq_msg_t *parts, size_t n);
+
+/* Initialises part as the encoded header of a message. */
+void pmp_leader_header(zmq_msg_t *part, int type, uint64_t task_id, uint32_t flags,
+                       uint32_t nframes);
+
+#endif

@@ -1,0 +1,655 @@
+/*
+ * pmp_python.c - the embedded interpreter, the _pympipool_runtime module
+ * and the calls into the worker (see pmp_python.h).
+ *
+ * Start-up: an isolated PyConfig (no environment variables, no user site,
+ * no site import, no signal handlers, no argv parsing) whose executable is
+ * the frontend's interpreter and whose sys.path is exactly the frontend's,
+ * so that a rank imports the same packages as the caller without depending
+ * on how the runtime was installed.  stdio is unbuffered so that print()
+ * output of a task reaches mpiexec's stdout before the task's result
+ * reaches the caller.
+ *
+ * _pympipool_runtime is a builtin module with multi-phase initialisation
+ * and its type in module state (no static PyObject globals).  Its Buffer
+ * type owns either a zmq_msg_t (moved out of the received message: the
+ * leader's frames are never copied) or malloc'ed memory (the frames the
+ * other ranks received by broadcast), and exports it as a WRITABLE buffer:
+ * pickle.loads(..., buffers=) then builds writable numpy arrays on top of
+ * it, as a local caller would get.
+ *
+ * Results: worker.run_task returns (ok, payload, [buffers]); each object is
+ * held through a Py_buffer in an s_view_t, which is what travels with the
+ * frame until ZeroMQ (or MPI) is done with it.  ZeroMQ's free callback
+ * runs on its I/O thread, so it only links the s_view_t into the release
+ * list; pmp_python_drain() releases them later with the GIL.
+ */
+#include "pmp_python.h"
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "pmp_protocol.h"
+#include "pmp_worker_source.h"
+
+#define S_WORKER_MODULE "_pympipool_worker"
+#define S_WORKER_FILE "<pympipool-runtime>/pmp_worker.py"
+
+typedef struct s_view {
+    Py_buffer view;
+    pmp_python_t *owner;
+    struct s_view *next;
+} s_view_t;
+
+struct pmp_python {
+    PyThreadState *tstate; /* saved while C runs without the GIL */
+    PyObject *runtime_module;
+    PyObject *worker;
+    PyObject *run_init;
+    PyObject *run_task;
+    PyObject *error_payload;
+    pthread_mutex_t lock; /* protects released */
+    s_view_t *released;
+    size_t pending; /* handed to ZeroMQ, not yet drained (main thread only) */
+};
+
+/* ---- _pympipool_runtime.Buffer --------------------------------------- */
+
+typedef struct {
+    PyObject *buffer_type;
+} s_module_state;
+
+enum { S_KIND_NONE = 0, S_KIND_ZMQ = 1, S_KIND_HEAP = 2 };
+
+typedef struct {
+    PyObject_HEAD int kind;
+    zmq_msg_t msg;
+    void *heap;
+    void *data;
+    Py_ssize_t size;
+} s_buffer_t;
+
+static int s_buffer_getbuffer(PyObject *obj, Py_buffer *view, int flags)
+{
+    s_buffer_t *self = (s_buffer_t *)obj;
+    return PyBuffer_FillInfo(view, obj, self->data, self->size, 0, flags);
+}
+
+static void s_buffer_dealloc(PyObject *obj)
+{
+    s_buffer_t *self = (s_buffer_t *)obj;
+    PyTypeObject *tp = Py_TYPE(obj);
+    if (self->kind == S_KIND_ZMQ)
+        zmq_msg_close(&self->msg);
+    free(self->heap);
+    tp->tp_free(obj);
+    Py_DECREF(tp);
+}
+
+static Py_ssize_t s_buffer_length(PyObject *obj)
+{
+    return ((s_buffer_t *)obj)->size;
+}
+
+static PyObject *s_buffer_repr(PyObject *obj)
+{
+    s_buffer_t *self = (s_buffer_t *)obj;
+    return PyUnicode_FromFormat("<_pympipool_runtime.Buffer %zd bytes (%s)>", self->size,
+                                self->kind == S_KIND_ZMQ ? "zmq" : "heap");
+}
+
+/* Buffer(n): n zero bytes on the heap (for tests and for Python callers). */
+static PyObject *s_buffer_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    Py_ssize_t n = 0;
+    static char *kwlist[] = {"size", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "n:Buffer", kwlist, &n))
+        return NULL;
+    if (n < 0) {
+        PyErr_SetString(PyExc_ValueError, "Buffer size must not be negative");
+        return NULL;
+    }
+    s_buffer_t *self = (s_buffer_t *)type->tp_alloc(type, 0);
+    if (!self)
+        return NULL;
+    self->heap = calloc(1, n ? (size_t)n : 1);
+    if (!self->heap) {
+        Py_DECREF(self);
+        return PyErr_NoMemory();
+    }
+    self->kind = S_KIND_HEAP;
+    self->data = self->heap;
+    self->size = n;
+    return (PyObject *)self;
+}
+
+static PyType_Slot s_buffer_slots[] = {
+    {Py_tp_doc, "A writable block of bytes received by the runtime: a ZeroMQ message or "
+                "malloc'ed memory, exported through the buffer protocol without a copy."},
+    {Py_tp_new, s_buffer_new},
+    {Py_tp_dealloc, s_buffer_dealloc},
+    {Py_tp_repr, s_buffer_repr},
+    {Py_mp_length, s_buffer_length},
+    {Py_bf_getbuffer, s_buffer_getbuffer},
+    {0, NULL},
+};
+
+static PyType_Spec s_buffer_spec = {
+    .name = "_pympipool_runtime.Buffer",
+    .basicsize = sizeof(s_buffer_t),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = s_buffer_slots,
+};
+
+static int s_module_exec(PyObject *module)
+{
+    s_module_state *state = PyModule_GetState(module);
+    state->buffer_type = PyType_FromModuleAndSpec(module, &s_buffer_spec, NULL);
+    if (!state->buffer_type)
+        return -1;
+    if (PyModule_AddObjectRef(module, "Buffer", state->buffer_type) < 0)
+        return -1;
+    return 0;
+}
+
+static int s_module_traverse(PyObject *module, visitproc visit, void *arg)
+{
+    s_module_state *state = PyModule_GetState(module);
+    Py_VISIT(state->buffer_type);
+    return 0;
+}
+
+static int s_module_clear(PyObject *module)
+{
+    s_module_state *state = PyModule_GetState(module);
+    Py_CLEAR(state->buffer_type);
+    return 0;
+}
+
+static void s_module_free(void *module)
+{
+    s_module_clear((PyObject *)module);
+}
+
+static PyModuleDef_Slot s_module_slots[] = {
+    {Py_mod_exec, s_module_exec},
+    {0, NULL},
+};
+
+static struct PyModuleDef s_module_def = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "_pympipool_runtime",
+    .m_doc = "Types the pympipool runtime gives its embedded interpreter.",
+    .m_size = sizeof(s_module_state),
+    .m_slots = s_module_slots,
+    .m_traverse = s_module_traverse,
+    .m_clear = s_module_clear,
+    .m_free = s_module_free,
+};
+
+static PyObject *s_module_init(void)
+{
+    return PyModuleDef_Init(&s_module_def);
+}
+
+/* Wraps frame i of msg in a Buffer, taking ownership.  New reference or
+ * NULL with a Python exception. */
+static PyObject *s_wrap_frame(pmp_python_t *self, pmp_rtmsg_t *msg, uint32_t i)
+{
+    s_module_state *state = PyModule_GetState(self->runtime_module);
+    PyTypeObject *type = (PyTypeObject *)state->buffer_type;
+    s_buffer_t *buf = (s_buffer_t *)type->tp_alloc(type, 0);
+    if (!buf)
+        return NULL;
+    if (msg->zmsgs) {
+        zmq_msg_init(&buf->msg);
+        zmq_msg_move(&buf->msg, &msg->zmsgs[i]);
+        buf->kind = S_KIND_ZMQ;
+        buf->data = zmq_msg_data(&buf->msg);
+        buf->size = (Py_ssize_t)zmq_msg_size(&buf->msg);
+    } else {
+        buf->kind = S_KIND_HEAP;
+        buf->heap = msg->heap[i];
+        msg->heap[i] = NULL;
+        buf->data = buf->heap;
+        buf->size = (Py_ssize_t)msg->size[i];
+    }
+    msg->data[i] = NULL;
+    return (PyObject *)buf;
+}
+
+/* payload Buffer and list of the other frames.  0 or -1 with an exception. */
+static int s_wrap_message(pmp_python_t *self, pmp_rtmsg_t *msg, PyObject **payload,
+                          PyObject **buffers)
+{
+    *payload = NULL;
+    *buffers = NULL;
+    if (msg->nframes < 1) {
+        PyErr_SetString(PyExc_ValueError, "message without a payload frame");
+        return -1;
+    }
+    *payload = s_wrap_frame(self, msg, 0);
+    *buffers = PyList_New((Py_ssize_t)msg->nframes - 1);
+    if (!*payload || !*buffers)
+        goto fail;
+    for (uint32_t i = 1; i < msg->nframes; i++) {
+        PyObject *b = s_wrap_frame(self, msg, i);
+        if (!b)
+            goto fail;
+        PyList_SET_ITEM(*buffers, (Py_ssize_t)i - 1, b);
+    }
+    return 0;
+fail:
+    Py_CLEAR(*payload);
+    Py_CLEAR(*buffers);
+    return -1;
+}
+
+/* ---- start-up -------------------------------------------------------- */
+
+const char *pmp_python_version(void)
+{
+    static char version[32];
+    if (!version[0]) {
+        const char *v = Py_GetVersion();
+        size_t n = strcspn(v, " ");
+        if (n >= sizeof version)
+            n = sizeof version - 1;
+        memcpy(version, v, n);
+        version[n] = '\0';
+    }
+    return version;
+}
+
+/* Writes "<what>: Type: message" for the pending Python exception into
+ * err and clears the exception. */
+static void s_exception_text(pmp_error_t *err, const char *what)
+{
+    PyObject *type = NULL, *value = NULL, *tb = NULL;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    const char *tname = type ? ((PyTypeObject *)type)->tp_name : "unknown error";
+    PyObject *str = value ? PyObject_Str(value) : NULL;
+    const char *text = str ? PyUnicode_AsUTF8(str) : NULL;
+    if (!text) {
+        PyErr_Clear();
+        text = "<no message>";
+    }
+    pmp_error_set(err, "%s: %s: %s", what, tname, text);
+    Py_XDECREF(str);
+    Py_XDECREF(type);
+    Py_XDECREF(value);
+    Py_XDECREF(tb);
+}
+
+/* repr(sys.path) into buf, for error messages. */
+static void s_sys_path_text(char *buf, size_t size)
+{
+    snprintf(buf, size, "?");
+    PyObject *path = PySys_GetObject("path"); /* borrowed */
+    PyObject *r = path ? PyObject_Repr(path) : NULL;
+    const char *t = r ? PyUnicode_AsUTF8(r) : NULL;
+    if (t)
+        snprintf(buf, size, "%s", t);
+    PyErr_Clear();
+    Py_XDECREF(r);
+}
+
+static int s_status_failed(PyStatus status, PyConfig *config, pmp_error_t *err, const char *what)
+{
+    if (!PyStatus_Exception(status))
+        return 0;
+    pmp_error_set(err, "%s: %s%s%s", what, status.func ? status.func : "", status.func ? ": " : "",
+                  status.err_msg ? status.err_msg : "failed");
+    PyConfig_Clear(config);
+    return -1;
+}
+
+static void s_release_objects(pmp_python_t *self)
+{
+    Py_CLEAR(self->run_init);
+    Py_CLEAR(self->run_task);
+    Py_CLEAR(self->error_payload);
+    Py_CLEAR(self->worker);
+    Py_CLEAR(self->runtime_module);
+}
+
+pmp_python_t *pmp_python_new(const pmp_python_config_t *cfg, pmp_error_t *err)
+{
+    if (access(cfg->python_executable, X_OK) != 0) {
+        pmp_error_set(err, "the Python executable '%s' %s (--python-executable)",
+                      cfg->python_executable,
+                      errno == ENOENT ? "does not exist" : "cannot be executed");
+        errno = ENOENT;
+        return NULL;
+    }
+    pmp_python_t *self = calloc(1, sizeof *self);
+    if (!self) {
+        pmp_error_set(err, "out of memory");
+        errno = ENOMEM;
+        return NULL;
+    }
+    pthread_mutex_init(&self->lock, NULL);
+
+    if (PyImport_AppendInittab("_pympipool_runtime", s_module_init) != 0) {
+        pmp_error_set(err, "cannot register the _pympipool_runtime module");
+        goto fail_early;
+    }
+    PyConfig config;
+    PyConfig_InitIsolatedConfig(&config);
+    config.site_import = 0;
+    config.install_signal_handlers = 0;
+    config.user_site_directory = 0;
+    config.parse_argv = 0;
+    config.buffered_stdio = 0;
+    config.module_search_paths_set = 1;
+    if (s_status_failed(
+            PyConfig_SetBytesString(&config, &config.program_name, cfg->python_executable), &config,
+            err, "cannot configure Python") ||
+        s_status_failed(
+            PyConfig_SetBytesString(&config, &config.executable, cfg->python_executable), &config,
+            err, "cannot configure Python"))
+        goto fail_early;
+    for (size_t i = 0; i < cfg->nsys_path; i++) {
+        wchar_t *w = Py_DecodeLocale(cfg->sys_path[i], NULL);
+        if (!w) {
+            pmp_error_set(err, "cannot decode --sys-path '%s'", cfg->sys_path[i]);
+            PyConfig_Clear(&config);
+            goto fail_early;
+        }
+        PyStatus st = PyWideStringList_Append(&config.module_search_paths, w);
+        PyMem_RawFree(w);
+        if (s_status_failed(st, &config, err, "cannot configure Python"))
+            goto fail_early;
+    }
+    PyStatus st = Py_InitializeFromConfig(&config);
+    if (s_status_failed(st, &config, err, "Python cannot start"))
+        goto fail_early;
+    PyConfig_Clear(&config);
+
+    /* The interpreter runs from here on: failures finalize it again. */
+    char pathtext[1024];
+    PyObject *cp = PyImport_ImportModule("cloudpickle");
+    if (!cp) {
+        PyObject *type = NULL, *value = NULL, *tb = NULL;
+        PyErr_Fetch(&type, &value, &tb);
+        s_sys_path_text(pathtext, sizeof pathtext);
+        PyErr_Restore(type, value, tb);
+        char what[1200];
+        snprintf(what, sizeof what, "cannot import cloudpickle with sys.path %s", pathtext);
+        s_exception_text(err, what);
+        goto fail_started;
+    }
+    Py_DECREF(cp);
+    self->runtime_module = PyImport_ImportModule("_pympipool_runtime");
+    if (!self->runtime_module) {
+        s_exception_text(err, "cannot import _pympipool_runtime");
+        goto fail_started;
+    }
+    PMP_ASSERT(strlen((const char *)pmp_worker_source) == pmp_worker_source_len);
+    PyObject *code = Py_CompileStringExFlags((const char *)pmp_worker_source, S_WORKER_FILE,
+                                             Py_file_input, NULL, 0);
+    if (!code) {
+        s_exception_text(err, "cannot compile the worker module");
+        goto fail_started;
+    }
+    PyObject *name = PyUnicode_FromString(S_WORKER_MODULE);
+    PyObject *file = PyUnicode_FromString(S_WORKER_FILE);
+    if (name && file)
+        self->worker = PyImport_ExecCodeModuleObject(name, code, file, NULL);
+    Py_XDECREF(name);
+    Py_XDECREF(file);
+    Py_DECREF(code);
+    if (!self->worker) {
+        s_exception_text(err, "cannot import the worker module");
+        goto fail_started;
+    }
+    self->run_init = PyObject_GetAttrString(self->worker, "run_init");
+    self->run_task = PyObject_GetAttrString(self->worker, "run_task");
+    self->error_payload = PyObject_GetAttrString(self->worker, "_error_payload");
+    if (!self->run_init || !self->run_task || !self->error_payload) {
+        s_exception_text(err, "the worker module is incomplete");
+        goto fail_started;
+    }
+    PyObject *r =
+        PyObject_CallMethod(self->worker, "setup", "iis", cfg->rank, cfg->size, cfg->host);
+    if (!r) {
+        s_exception_text(err, "cannot set up the worker module");
+        goto fail_started;
+    }
+    Py_DECREF(r);
+    self->tstate = PyEval_SaveThread();
+    return self;
+
+fail_started:
+    s_release_objects(self);
+    Py_FinalizeEx();
+fail_early:
+    pthread_mutex_destroy(&self->lock);
+    free(self);
+    errno = EINVAL;
+    return NULL;
+}
+
+void pmp_python_destroy(pmp_python_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    pmp_python_t *self = *self_p;
+    pmp_python_drain(self);
+    PyEval_RestoreThread(self->tstate);
+    s_release_objects(self);
+    if (Py_FinalizeEx() != 0)
+        pmp_log(PMP_LOG_WARNING, "Python finalization reported an error");
+    pthread_mutex_destroy(&self->lock);
+    free(self);
+    *self_p = NULL;
+}
+
+/* ---- release list ---------------------------------------------------- */
+
+void pmp_python_zmq_free(void *data, void *hint)
+{
+    (void)data;
+    s_view_t *v = hint;
+    pmp_python_t *owner = v->owner;
+    pthread_mutex_lock(&owner->lock);
+    v->next = owner->released;
+    owner->released = v;
+    pthread_mutex_unlock(&owner->lock);
+}
+
+void *pmp_python_result_handoff(pmp_python_t *self, pmp_result_t *res, uint32_t i)
+{
+    void *hint = res->views[i];
+    PMP_ASSERT(hint != NULL);
+    res->views[i] = NULL;
+    self->pending++;
+    return hint;
+}
+
+size_t pmp_python_pending(const pmp_python_t *self)
+{
+    return self->pending;
+}
+
+/* With the GIL held. */
+static void s_view_release(s_view_t *v)
+{
+    PyBuffer_Release(&v->view);
+    free(v);
+}
+
+void pmp_python_drain(pmp_python_t *self)
+{
+    pthread_mutex_lock(&self->lock);
+    s_view_t *list = self->released;
+    self->released = NULL;
+    pthread_mutex_unlock(&self->lock);
+    if (!list)
+        return;
+    PyEval_RestoreThread(self->tstate);
+    while (list) {
+        s_view_t *next = list->next;
+        s_view_release(list);
+        PMP_ASSERT(self->pending > 0);
+        self->pending--;
+        list = next;
+    }
+    self->tstate = PyEval_SaveThread();
+}
+
+/* ---- calls ----------------------------------------------------------- */
+
+void pmp_python_run_init(pmp_python_t *self, pmp_rtmsg_t *msg)
+{
+    PyEval_RestoreThread(self->tstate);
+    PyObject *payload = NULL, *buffers = NULL;
+    PyObject *r = NULL;
+    if (s_wrap_message(self, msg, &payload, &buffers) == 0)
+        r = PyObject_CallFunctionObjArgs(self->run_init, payload, buffers, NULL);
+    if (!r) {
+        /* run_init catches everything; this is a bug or an out-of-memory. */
+        PyErr_Print();
+        pmp_log(PMP_LOG_ERROR, "the worker's run_init raised (see above)");
+    }
+    Py_XDECREF(r);
+    Py_XDECREF(payload);
+    Py_XDECREF(buffers);
+    self->tstate = PyEval_SaveThread();
+}
+
+static void s_result_alloc(pmp_result_t *res, uint32_t n)
+{
+    size_t k = n ? n : 1;
+    res->nframes = n;
+    res->data = calloc(k, sizeof *res->data);
+    res->size = calloc(k, sizeof *res->size);
+    res->views = calloc(k, sizeof *res->views);
+    PMP_ASSERT(res->data && res->size && res->views);
+}
+
+/* Adds obj as frame i of res.  0 or -1 with a Python exception. */
+static int s_result_set(pmp_python_t *self, pmp_result_t *res, uint32_t i, PyObject *obj)
+{
+    s_view_t *v = calloc(1, sizeof *v);
+    if (!v) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    if (PyObject_GetBuffer(obj, &v->view, PyBUF_SIMPLE) != 0) {
+        free(v);
+        return -1;
+    }
+    v->owner = self;
+    res->views[i] = v;
+    res->data[i] = v->view.buf;
+    res->size[i] = (size_t)v->view.len;
+    return 0;
+}
+
+static void s_result_clear_locked(pmp_result_t *res)
+{
+    for (uint32_t i = 0; i < res->nframes; i++)
+        if (res->views && res->views[i])
+            s_view_release(res->views[i]);
+    free(res->data);
+    free(res->size);
+    free(res->views);
+    memset(res, 0, sizeof *res);
+}
+
+/* Turns the pending exception into an error result (one frame) using the
+ * worker's own error encoder.  Fatal if even that fails. */
+static void s_error_result(pmp_python_t *self, pmp_result_t *res)
+{
+    s_result_clear_locked(res);
+    PyObject *type = NULL, *value = NULL, *tb = NULL;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (value && tb)
+        PyException_SetTraceback(value, tb);
+    PyObject *payload =
+        value ? PyObject_CallFunctionObjArgs(self->error_payload, value, NULL) : NULL;
+    Py_XDECREF(type);
+    Py_XDECREF(value);
+    Py_XDECREF(tb);
+    if (!payload)
+        PyErr_Print();
+    PMP_ASSERT(payload != NULL);
+    res->ok = 0;
+    s_result_alloc(res, 1);
+    int rc = s_result_set(self, res, 0, payload);
+    Py_DECREF(payload);
+    PMP_ASSERT(rc == 0);
+}
+
+void pmp_python_run_task(pmp_python_t *self, pmp_rtmsg_t *msg, pmp_result_t *res)
+{
+    memset(res, 0, sizeof *res);
+    PyEval_RestoreThread(self->tstate);
+    PyObject *payload = NULL, *buffers = NULL, *r = NULL;
+    if (s_wrap_message(self, msg, &payload, &buffers) == 0)
+        r = PyObject_CallFunctionObjArgs(self->run_task, payload, buffers, NULL);
+    Py_XDECREF(payload);
+    Py_XDECREF(buffers);
+    if (!r) {
+        s_error_result(self, res);
+        goto out;
+    }
+    PyObject *ok = NULL, *data = NULL, *oob = NULL;
+    if (!PyTuple_Check(r) || !PyArg_ParseTuple(r, "OOO", &ok, &data, &oob) || !PyList_Check(oob)) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_TypeError, "run_task must return (ok, payload, [buffers])");
+        s_error_result(self, res);
+        goto out;
+    }
+    res->ok = PyObject_IsTrue(ok) == 1;
+    Py_ssize_t nb = PyList_GET_SIZE(oob);
+    if (nb >= (Py_ssize_t)PMP_MAX_FRAMES) {
+        PyErr_Format(PyExc_ValueError,
+                     "the result has %zd out-of-band buffers; a message carries at most %d", nb,
+                     PMP_MAX_FRAMES - 1);
+        s_error_result(self, res);
+        goto out;
+    }
+    s_result_alloc(res, (uint32_t)nb + 1);
+    if (s_result_set(self, res, 0, data) != 0) {
+        s_error_result(self, res);
+        goto out;
+    }
+    for (Py_ssize_t i = 0; i < nb; i++) {
+        if (s_result_set(self, res, (uint32_t)i + 1, PyList_GET_ITEM(oob, i)) != 0) {
+            s_error_result(self, res);
+            goto out;
+        }
+    }
+out:
+    Py_XDECREF(r);
+    self->tstate = PyEval_SaveThread();
+}
+
+void pmp_python_result_clear(pmp_python_t *self, pmp_result_t *res)
+{
+    int any = 0;
+    for (uint32_t i = 0; i < res->nframes; i++)
+        if (res->views && res->views[i])
+            any = 1;
+    if (!any) {
+        free(res->data);
+        free(res->size);
+        free(res->views);
+        memset(res, 0, sizeof *res);
+        return;
+    }
+    PyEval_RestoreThread(self->tstate);
+    s_result_clear_locked(res);
+    self->tstate = PyEval_SaveThread();
+}

@@ -1,0 +1,376 @@
+/*
+ * pmp_runtime.c - main() of pympipool-runtime, the MPI side of pympipool.
+ *
+ * Every rank of "mpiexec -n N pympipool-runtime ..." runs this file:
+ *
+ *  1. Parse the arguments before MPI_Init (bad arguments: exit 2 with one
+ *     message, printed by rank 0 only); --help and --version never touch
+ *     MPI_Init.
+ *  2. MPI_Init_thread, split MPI_COMM_WORLD into groups of K ranks, chdir,
+ *     start the embedded interpreter (pmp_python) and, on each group
+ *     leader, connect the DEALER socket (pmp_leader).
+ *  3. Start-up agreement: every rank contributes "I failed" to an
+ *     MPI_Iallreduce(MAX); if anyone failed, each failing rank prints
+ *     "pympipool-runtime: rank R of N on HOST cannot start: <cause>" and all
+ *     ranks exit with status 1 after MPI_Finalize.  No rank proceeds alone,
+ *     none is left waiting.
+ *  4. The loop: the leader receives a message and broadcasts it to its
+ *     group; every rank runs it in Python; the statuses of all ranks are
+ *     gathered; the leader sends the reply (RESULT, RESULT + PER_RANK or the
+ *     ERROR of the lowest failing rank).  SHUTDOWN (or a frontend that has
+ *     disappeared) ends the loop on every rank.
+ *  5. Leader: GOODBYE, close the socket, terminate the context; then every
+ *     rank: Py_FinalizeEx, MPI_Finalize, exit 0.
+ *
+ * Anything the runtime cannot continue from is a PMP_ASSERT whose fatal
+ * hook calls MPI_Abort, so that a broken rank takes the job down instead of
+ * leaving the other ranks waiting on it.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "pmp_args.h"
+#include "pmp_error.h"
+#include "pmp_group.h"
+#include "pmp_leader.h"
+#include "pmp_mpiwait.h"
+#include "pmp_protocol.h"
+#include "pmp_python.h"
+#include "pmp_rtmsg.h"
+
+#ifndef PMP_RUNTIME_VERSION
+#define PMP_RUNTIME_VERSION "unknown"
+#endif
+
+#define S_PROG "pympipool-runtime"
+
+/* ---- small helpers ---------------------------------------------------- */
+
+static void s_fatal_hook(void)
+{
+    int initialized = 0, finalized = 0;
+    MPI_Initialized(&initialized);
+    MPI_Finalized(&finalized);
+    if (initialized && !finalized)
+        MPI_Abort(MPI_COMM_WORLD, 1);
+}
+
+/* First line of MPI_Get_library_version, runs of blanks collapsed. */
+static void s_mpi_version(char *out, size_t size)
+{
+    char raw[MPI_MAX_LIBRARY_VERSION_STRING] = "";
+    int len = 0;
+    if (MPI_Get_library_version(raw, &len) != MPI_SUCCESS)
+        snprintf(raw, sizeof raw, "unknown");
+    size_t o = 0;
+    int blank = 0;
+    for (const char *p = raw; *p && *p != '\n' && o + 1 < size; p++) {
+        if (*p == ' ' || *p == '\t' || *p == '\r') {
+            blank = o > 0;
+            continue;
+        }
+        if (blank && o + 2 < size)
+            out[o++] = ' ';
+        blank = 0;
+        out[o++] = *p;
+    }
+    out[o] = '\0';
+}
+
+/* The launcher's rank of this process before MPI_Init, or -1. */
+static int s_env_rank(void)
+{
+    static const char *const vars[] = {"PMI_RANK",     "OMPI_COMM_WORLD_RANK", "PMIX_RANK",
+                                       "SLURM_PROCID", "FLUX_TASK_RANK",       NULL};
+    for (int i = 0; vars[i]; i++) {
+        const char *v = getenv(vars[i]);
+        if (v && *v)
+            return atoi(v);
+    }
+    return -1;
+}
+
+/* ---- the loop --------------------------------------------------------- */
+
+typedef struct {
+    pmp_group_t *group;
+    pmp_python_t *py;
+    pmp_leader_t *leader; /* NULL on non-leaders */
+} s_runtime_t;
+
+/* Leader: adds the frames of res as zmq parts (zero-copy) at parts[*n]. */
+static void s_add_result_parts(s_runtime_t *rt, pmp_result_t *res, zmq_msg_t *parts, size_t *n)
+{
+    for (uint32_t i = 0; i < res->nframes; i++) {
+        zmq_msg_t *part = &parts[(*n)++];
+        if (res->size[i] == 0) {
+            zmq_msg_init(part);
+            continue;
+        }
+        void *hint = pmp_python_result_handoff(rt->py, res, i);
+        PMP_ASSERT(zmq_msg_init_data(part, res->data[i], res->size[i], pmp_python_zmq_free, hint) ==
+                   0);
+    }
+}
+
+/* Leader: sends the leader's own result (RESULT or ERROR). */
+static void s_reply_own(s_runtime_t *rt, uint64_t task_id, pmp_result_t *res)
+{
+    size_t n = 0;
+    zmq_msg_t *parts = malloc((res->nframes + 1) * sizeof *parts);
+    PMP_ASSERT(parts != NULL);
+    pmp_leader_header(&parts[n++], res->ok ? PMP_MSG_RESULT : PMP_MSG_ERROR, task_id, 0,
+                      res->nframes);
+    s_add_result_parts(rt, res, parts, &n);
+    pmp_leader_send(rt->leader, parts, n);
+    free(parts);
+}
+
+/* After a task: every rank shares its status; the frames that the reply
+ * needs travel to the leader; the leader replies. */
+static void s_finish_task(s_runtime_t *rt, const pmp_rtmsg_t *msg, pmp_result_t *res)
+{
+    int rank = pmp_group_rank(rt->group);
+    int size = pmp_group_size(rt->group);
+    if (size == 1) {
+        s_reply_own(rt, msg->task_id, res);
+        pmp_python_result_clear(rt->py, res);
+        return;
+    }
+    int64_t *status = malloc(2 * (size_t)size * sizeof *status);
+    PMP_ASSERT(status != NULL);
+    pmp_group_allgather_status(rt->group, res->ok, res->nframes, status);
+    int failed = -1;
+    for (int r = 0; r < size && failed < 0; r++)
+        if (!status[2 * r])
+            failed = r;
+    int all = (msg->flags & PMP_FLAG_ALL_RANKS) != 0;
+
+    if (rank != 0) {
+        if (failed == rank || (failed < 0 && all))
+            pmp_group_send_frames(rt->group, 0, res->nframes, res->data, res->size);
+        pmp_python_result_clear(rt->py, res);
+        free(status);
+        return;
+    }
+
+    if (failed == 0 || (failed < 0 && !all)) {
+        s_reply_own(rt, msg->task_id, res);
+    } else if (failed > 0) {
+        uint32_t nf = (uint32_t)status[2 * failed + 1];
+        zmq_msg_t *parts = malloc((nf + 1) * sizeof *parts);
+        PMP_ASSERT(parts != NULL);
+        pmp_leader_header(&parts[0], PMP_MSG_ERROR, msg->task_id, 0, nf);
+        pmp_group_recv_frames(rt->group, failed, nf, &parts[1]);
+        pmp_leader_send(rt->leader, parts, nf + 1);
+        free(parts);
+    } else {
+        /* Every rank's result: rank table, then each rank's frames. */
+        uint32_t *nbuffers = malloc((size_t)size * sizeof *nbuffers);
+        PMP_ASSERT(nbuffers != NULL);
+        uint64_t total = 1;
+        for (int r = 0; r < size; r++) {
+            PMP_ASSERT(status[2 * r + 1] >= 1);
+            nbuffers[r] = (uint32_t)(status[2 * r + 1] - 1);
+            total += (uint64_t)status[2 * r + 1];
+        }
+        zmq_msg_t *parts = malloc((size_t)(total + 1) * sizeof *parts);
+        PMP_ASSERT(parts != NULL);
+        size_t n = 0;
+        pmp_leader_header(&parts[n++], PMP_MSG_RESULT, msg->task_id, PMP_FLAG_PER_RANK,
+                          (uint32_t)total);
+        size_t tsize = pmp_rank_table_size((uint32_t)size);
+        PMP_ASSERT(zmq_msg_init_size(&parts[n], tsize) == 0);
+        pmp_rank_table_encode((uint32_t)size, nbuffers, zmq_msg_data(&parts[n]));
+        n++;
+        s_add_result_parts(rt, res, parts, &n);
+        for (int r = 1; r < size; r++) {
+            uint32_t nf = (uint32_t)status[2 * r + 1];
+            pmp_group_recv_frames(rt->group, r, nf, &parts[n]);
+            n += nf;
+        }
+        if (total > PMP_MAX_FRAMES)
+            pmp_log(PMP_LOG_WARNING,
+                    "task %llu: the result has %llu frames, more than the "
+                    "frontend accepts (%d)",
+                    (unsigned long long)msg->task_id, (unsigned long long)total, PMP_MAX_FRAMES);
+        pmp_leader_send(rt->leader, parts, n);
+        free(parts);
+        free(nbuffers);
+    }
+    pmp_python_result_clear(rt->py, res);
+    free(status);
+}
+
+static void s_loop(s_runtime_t *rt)
+{
+    int leader = rt->leader != NULL;
+    int size = pmp_group_size(rt->group);
+    for (;;) {
+        pmp_rtmsg_t *msg;
+        if (leader) {
+            msg = pmp_leader_recv(rt->leader, rt->py);
+            if (size > 1)
+                pmp_group_bcast_send(rt->group, msg);
+        } else {
+            msg = pmp_group_bcast_recv(rt->group);
+        }
+        uint32_t type = msg->type;
+        if (type == PMP_MSG_INIT) {
+            pmp_python_run_init(rt->py, msg);
+        } else if (type == PMP_MSG_TASK) {
+            pmp_result_t res;
+            pmp_python_run_task(rt->py, msg, &res);
+            s_finish_task(rt, msg, &res);
+        } else if (type != PMP_MSG_SHUTDOWN) {
+            pmp_log(PMP_LOG_WARNING, "ignored a %s message", pmp_msg_type_name((int)type));
+        }
+        pmp_rtmsg_destroy(&msg);
+        if (type == PMP_MSG_SHUTDOWN)
+            break;
+    }
+}
+
+/* ---- main ------------------------------------------------------------- */
+
+static void s_print_version(void)
+{
+    char mpi[MPI_MAX_LIBRARY_VERSION_STRING];
+    s_mpi_version(mpi, sizeof mpi);
+    printf("%s %s (MPI: %s, Python %s)\n", S_PROG, PMP_RUNTIME_VERSION, mpi, pmp_python_version());
+}
+
+int main(int argc, char **argv)
+{
+    pmp_args_t args;
+    pmp_error_t err = {{0}};
+    if (pmp_args_parse(&args, argc, argv, &err) != 0) {
+        int r = s_env_rank();
+        if (r <= 0) {
+            fprintf(stderr, "%s: rank %d: bad arguments: %s\n", S_PROG, r < 0 ? 0 : r, err.text);
+            pmp_args_usage_short(stderr);
+        }
+        return 2;
+    }
+    if (args.help) {
+        pmp_args_usage(stdout);
+        pmp_args_release(&args);
+        return 0;
+    }
+    if (args.version) {
+        s_print_version();
+        pmp_args_release(&args);
+        return 0;
+    }
+    if (args.log_level)
+        setenv("PYMPIPOOL_LOG_LEVEL", args.log_level, 1);
+
+    int provided = 0;
+    if (MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided) != MPI_SUCCESS) {
+        fprintf(stderr, "%s: MPI_Init_thread failed\n", S_PROG);
+        return 1;
+    }
+    pmp_set_fatal_hook(s_fatal_hook);
+    int wrank = 0, wsize = 1;
+    MPI_Comm_rank(MPI_COMM_WORLD, &wrank);
+    MPI_Comm_size(MPI_COMM_WORLD, &wsize);
+    char host[PMP_HELLO_TEXT_MAX] = "unknown";
+    gethostname(host, sizeof host - 1);
+    char prefix[PMP_HELLO_TEXT_MAX + 64];
+    snprintf(prefix, sizeof prefix, "%s[rank %d/%d %s]", S_PROG, wrank, wsize, host);
+    pmp_log_set_prefix(prefix);
+    pmp_log(PMP_LOG_DEBUG, "MPI thread level %d (requested %d)", provided, MPI_THREAD_MULTIPLE);
+
+    s_runtime_t rt = {0};
+    int failed = 0;     /* this rank cannot start */
+    int print_mine = 1; /* print this rank's cause (0: same on all, rank 0 prints) */
+    int k = args.ranks_per_group;
+    if (wsize % k != 0) {
+        failed = 1;
+        print_mine = wrank == 0;
+        pmp_error_set(&err,
+                      "%d ranks cannot be split into groups of %d (--ranks-per-group must "
+                      "divide the number of ranks)",
+                      wsize, k);
+    } else {
+        rt.group = pmp_group_new(MPI_COMM_WORLD, k);
+        PMP_ASSERT(rt.group != NULL);
+    }
+    if (!failed && args.cwd && chdir(args.cwd) != 0) {
+        failed = 1;
+        pmp_error_set(&err, "cannot change to the working directory '%s': %s", args.cwd,
+                      strerror(errno));
+    }
+    if (!failed) {
+        pmp_python_config_t pcfg = {
+            .python_executable = args.python_executable,
+            .sys_path = args.sys_path,
+            .nsys_path = args.nsys_path,
+            .rank = pmp_group_rank(rt.group),
+            .size = pmp_group_size(rt.group),
+            .host = host,
+        };
+        rt.py = pmp_python_new(&pcfg, &err);
+        if (!rt.py)
+            failed = 1;
+    }
+    if (!failed && pmp_group_rank(rt.group) == 0) {
+        rt.leader = pmp_leader_new(args.endpoint, args.frontend_pid, &err);
+        if (!rt.leader)
+            failed = 1;
+    }
+
+    int any_failed = 0;
+    MPI_Request req;
+    PMP_ASSERT(MPI_Iallreduce(&failed, &any_failed, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD, &req) ==
+               MPI_SUCCESS);
+    pmp_mpi_waitall(1, &req);
+    if (any_failed) {
+        if (failed && print_mine)
+            fprintf(stderr, "%s: rank %d of %d on %s cannot start: %s\n", S_PROG, wrank, wsize,
+                    host, err.text);
+        fflush(stderr);
+        pmp_leader_destroy(&rt.leader); /* no HELLO was sent, so no GOODBYE */
+        pmp_python_destroy(&rt.py);
+        pmp_group_destroy(&rt.group);
+        pmp_args_release(&args);
+        MPI_Finalize();
+        exit(1);
+    }
+
+    if (rt.leader) {
+        pmp_hello_t hello = {
+            .group = pmp_group_index(rt.group),
+            .ngroups = pmp_group_count(rt.group),
+            .group_size = pmp_group_size(rt.group),
+            .world_size = wsize,
+            .world_rank = wrank,
+            .pid = (int64_t)getpid(),
+        };
+        snprintf(hello.host, sizeof hello.host, "%s", host);
+        snprintf(hello.python_version, sizeof hello.python_version, "%s", pmp_python_version());
+        s_mpi_version(hello.mpi_version, sizeof hello.mpi_version);
+        snprintf(hello.runtime_version, sizeof hello.runtime_version, "%s", PMP_RUNTIME_VERSION);
+        if (pmp_leader_send_hello(rt.leader, &hello) != 0)
+            pmp_log(PMP_LOG_ERROR, "cannot send hello: %s", strerror(errno));
+    }
+    pmp_log(PMP_LOG_INFO, "started: group %d of %d, rank %d of %d in the group",
+            pmp_group_index(rt.group), pmp_group_count(rt.group), pmp_group_rank(rt.group),
+            pmp_group_size(rt.group));
+
+    s_loop(&rt);
+
+    pmp_log(PMP_LOG_INFO, "shutting down");
+    pmp_leader_destroy(&rt.leader);
+    pmp_python_destroy(&rt.py);
+    pmp_group_destroy(&rt.group);
+    pmp_args_release(&args);
+    MPI_Finalize();
+    return 0;
+}
