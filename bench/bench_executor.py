@@ -39,6 +39,9 @@ def _process_pool(workers):
 
 
 def _mpi4py(workers):
+    # MPIPoolExecutor spawns its workers from a singleton; Open MPI refuses to
+    # spawn more processes than the singleton's one slot unless told it may.
+    os.environ.setdefault("OMPI_MCA_rmaps_base_oversubscribe", "1")
     from mpi4py.futures import MPIPoolExecutor
 
     return MPIPoolExecutor(max_workers=workers)
