@@ -8,3 +8,6 @@ set(PYMPIPOOL_PYTHON_INSTALL_DIR
     "${CMAKE_INSTALL_LIBDIR}/python${Python3_VERSION_MAJOR}.${Python3_VERSION_MINOR}/site-packages"
     CACHE STRING "Install directory of the pympipool package, relative to the prefix")
 message(STATUS "pympipool: Python ${Python3_VERSION} (${Python3_EXECUTABLE})")
+
+# mpi4py inside the runtime: matching, mismatched or absent.
+include(PympipoolMPI4py)

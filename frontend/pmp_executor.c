@@ -19,11 +19,27 @@
  * Scheduling.  A group may hold pipeline_depth tasks; whenever something
  * changes (a submit, a hello, a result) the thread pops tasks from the head
  * of the queue and sends each to the live group with the fewest tasks in
- * flight.  Choosing that group is a linear scan over the groups (O(groups)
- * per task): cheap for the group counts of one machine; a bucketed free
- * list would make it O(1) for thousands of groups.  Tasks submitted before
- * any group connected simply wait.  An INIT is sent to each group once,
- * before its first task, including groups that connect later.
+ * flight.  The group table (pmp_sched) finds that group and the group of a
+ * peer identity without looking at the other groups, so the cost per task
+ * does not grow with the number of groups.  Tasks submitted before any
+ * group connected simply wait.
+ *
+ * Broadcasts.  INIT, DEFINE and FORGET go to every group.  They wait in
+ * their own FIFO (bcasts) next to the task queue, and every message, task
+ * or broadcast, carries a sequence number taken at submit time; the I/O
+ * thread always handles the older of the two heads first.  A broadcast at
+ * the head is sent at once to every live group (it needs no free slot), so
+ * each group receives it after every task submitted before it and before
+ * every task submitted after it, while cancel(), pending() and the task ids
+ * never see broadcasts.  What a group that connects later must know is
+ * kept: the INIT and the DEFINEs not yet forgotten, in order; a new group
+ * gets them right after its HELLO, before anything else.  The frames of a
+ * broadcast are shared between the groups with zmq_msg_copy (reference
+ * counted, no byte copy), so a zero-copy buffer is released once, when the
+ * last group's copy and the kept original are gone.  Which keys are
+ * defined is also tracked on the caller's side (defined), so that
+ * pmp_executor_broadcast() can refuse a double DEFINE or an unknown FORGET
+ * at once.
  *
  * Buffers.  A buffer without free_fn is copied at submit; one with free_fn
  * becomes a zmq_msg_init_data message whose release callback calls
@@ -63,6 +79,7 @@
 #include "pmp_completion.h"
 #include "pmp_launcher.h"
 #include "pmp_queue.h"
+#include "pmp_sched.h"
 
 #define S_TERM_GRACE_MS 2000 /* between SIGTERM and SIGKILL */
 #define S_EXIT_POLL_MS 100   /* waitpid poll period without a pidfd */
@@ -79,7 +96,8 @@ typedef struct {
 /* A message waiting in the queue or in flight.  msgs are the frames after
  * the header (payload first); zero-copy ones carry an s_zc_t hint. */
 typedef struct {
-    uint64_t id;
+    uint64_t id;  /* task id; the key of DEFINE and FORGET */
+    uint64_t seq; /* submission order, shared by tasks and broadcasts */
     int type;
     uint32_t flags;
     size_t nmsgs;
@@ -92,9 +110,7 @@ typedef struct {
     unsigned char identity[256];
     size_t identity_size;
     pmp_hello_t hello;
-    size_t inflight;
-    int gone;      /* said GOODBYE or became unreachable */
-    int init_sent; /* the INIT has been sent to it */
+    int gone; /* said GOODBYE or became unreachable */
     int shutdown_sent;
 } s_group_t;
 
@@ -116,10 +132,16 @@ struct pmp_executor {
     /* protected by mtx */
     int ready, start_rc, start_errno;
     pmp_error_t start_err;
-    pmp_queue_t *queue;    /* tasks not yet sent */
+    pmp_queue_t *queue;    /* tasks not yet sent, by task id */
     pmp_queue_t *inflight; /* tasks sent, not completed */
-    s_task_t *init;
+    pmp_queue_t *bcasts;   /* broadcasts not yet sent, by seq */
+    pmp_queue_t *defined;  /* keys DEFINEd and not FORGOTten (caller's view) */
+    uint64_t next_seq;
+    int init_submitted;
     int any_task;
+    /* the broadcasts a late group must get; changed by the I/O thread only */
+    s_task_t *init_kept;
+    pmp_queue_t *kept; /* DEFINEs by key, in order */
     int closing, exited, stop, grace_ms;
     char *exit_text;
     pmp_completion_t *done_head, *done_tail;
@@ -127,7 +149,8 @@ struct pmp_executor {
 
     /* owned by the I/O thread */
     pmp_launcher_t *launcher;
-    s_group_t *groups;
+    pmp_sched_t *sched; /* identity -> group, load of each group */
+    s_group_t *groups;  /* indexed like sched */
     size_t ngroups, groups_cap;
     int shutdown_sent;
 };
@@ -203,6 +226,23 @@ static void s_deliver_event_locked(pmp_executor_t *self, int kind, uint64_t id, 
 
 static void s_break_inflight_locked(pmp_executor_t *self, size_t gi, const char *text);
 
+static size_t s_index(const pmp_executor_t *self, const s_group_t *g)
+{
+    return (size_t)(g - self->groups);
+}
+
+static size_t s_load(const pmp_executor_t *self, const s_group_t *g)
+{
+    return pmp_sched_load(self->sched, s_index(self, g));
+}
+
+/* The group left or cannot be reached: it gets nothing more. */
+static void s_group_gone(pmp_executor_t *self, s_group_t *g)
+{
+    g->gone = 1;
+    pmp_sched_retire(self->sched, s_index(self, g));
+}
+
 /* Sends header + msgs to group g, consuming the msgs on success; mtx held.
  * An unreachable group is marked gone and its tasks in flight complete as
  * BROKEN.  Returns 0,
@@ -218,14 +258,14 @@ static int s_send(pmp_executor_t *self, s_group_t *g, int type, uint64_t id, uin
     if (zmq_send(self->router, g->identity, g->identity_size, ZMQ_SNDMORE) < 0) {
         pmp_log(PMP_LOG_WARNING, "frontend: cannot send %s to group %d: %s",
                 pmp_msg_type_name(type), (int)g->hello.group, zmq_strerror(errno));
-        g->gone = 1;
-        if (g->inflight > 0) {
+        s_group_gone(self, g);
+        if (s_load(self, g) > 0) {
             char text[PMP_ERROR_TEXT];
             snprintf(text, sizeof text,
                      "group %d of the pympipool-runtime job (leader pid %lld on %s) became "
                      "unreachable while running this task",
                      (int)g->hello.group, (long long)g->hello.pid, g->hello.host);
-            s_break_inflight_locked(self, (size_t)(g - self->groups), text);
+            s_break_inflight_locked(self, s_index(self, g), text);
         }
         return -1;
     }
@@ -247,22 +287,63 @@ static void s_send_shutdown(pmp_executor_t *self, s_group_t *g)
     if (s_send(self, g, PMP_MSG_SHUTDOWN, 0, 0, &empty, 1) < 0)
         zmq_msg_close(&empty);
     g->shutdown_sent = 1;
+    pmp_sched_retire(self->sched, s_index(self, g));
 }
 
-static void s_send_init(pmp_executor_t *self, s_group_t *g)
+/* Sends a broadcast to one group; the task keeps its frames (the group
+ * gets references to them, not copies of the bytes).  mtx held. */
+static void s_send_copy(pmp_executor_t *self, s_group_t *g, const s_task_t *task)
 {
-    s_task_t *init = self->init;
-    zmq_msg_t *copies = calloc(init->nmsgs, sizeof *copies);
+    if (g->gone || g->shutdown_sent)
+        return;
+    zmq_msg_t stack[4];
+    zmq_msg_t *copies = task->nmsgs <= 4 ? stack : calloc(task->nmsgs, sizeof *copies);
     PMP_ASSERT(copies != NULL);
-    for (size_t i = 0; i < init->nmsgs; i++) {
+    for (size_t i = 0; i < task->nmsgs; i++) {
         zmq_msg_init(&copies[i]);
-        PMP_ASSERT(zmq_msg_copy(&copies[i], &init->msgs[i]) == 0); /* shares, no copy */
+        PMP_ASSERT(zmq_msg_copy(&copies[i], &task->msgs[i]) == 0); /* shares, no copy */
     }
-    if (s_send(self, g, PMP_MSG_INIT, init->id, init->flags, copies, init->nmsgs) < 0)
-        for (size_t i = 0; i < init->nmsgs; i++)
+    if (s_send(self, g, task->type, task->id, task->flags, copies, task->nmsgs) < 0)
+        for (size_t i = 0; i < task->nmsgs; i++)
             zmq_msg_close(&copies[i]);
-    free(copies);
-    g->init_sent = 1;
+    if (copies != stack)
+        free(copies);
+}
+
+static void s_send_kept(uint64_t key, void *item, void *arg)
+{
+    (void)key;
+    void **ctx = arg;
+    s_send_copy(ctx[0], ctx[1], item);
+}
+
+/* What a group that just connected must know before its first task: the
+ * INIT, then the DEFINEs still kept, in order.  mtx held. */
+static void s_sync_group(pmp_executor_t *self, s_group_t *g)
+{
+    if (self->init_kept)
+        s_send_copy(self, g, self->init_kept);
+    void *ctx[2] = {self, g};
+    pmp_queue_foreach(self->kept, s_send_kept, ctx);
+}
+
+/* Sends a broadcast (the head of bcasts) to every live group and updates
+ * what late groups get.  Takes ownership of task.  mtx held. */
+static void s_run_broadcast(pmp_executor_t *self, s_task_t *task)
+{
+    for (size_t i = 0; i < self->ngroups; i++)
+        s_send_copy(self, &self->groups[i], task);
+    if (task->type == PMP_MSG_INIT) {
+        PMP_ASSERT(self->init_kept == NULL); /* submit allows one */
+        self->init_kept = task;
+    } else if (task->type == PMP_MSG_DEFINE) {
+        /* broadcast() refuses a second DEFINE of a kept key */
+        PMP_ASSERT(pmp_queue_push(self->kept, task->id, task) == 0);
+    } else {
+        s_task_t *def = pmp_queue_remove(self->kept, task->id);
+        s_task_destroy(&def); /* its buffers go once the groups' copies are sent */
+        s_task_destroy(&task);
+    }
 }
 
 static size_t s_live_groups(const pmp_executor_t *self)
@@ -282,7 +363,7 @@ static void s_break_inflight_locked(pmp_executor_t *self, size_t gi, const char 
         uint64_t id;
         s_task_t *task = pmp_queue_pop(self->inflight, &id);
         if (gi == SIZE_MAX || task->group == gi) {
-            self->groups[task->group].inflight--;
+            pmp_sched_dec(self->sched, task->group);
             s_deliver_event_locked(self, PMP_DONE_BROKEN, id, text, -1);
             s_task_destroy(&task);
         } else {
@@ -297,20 +378,19 @@ static void s_step(pmp_executor_t *self)
 {
     pthread_mutex_lock(&self->mtx);
     if (!self->exited && !self->stop) {
-        if (self->init)
-            for (size_t i = 0; i < self->ngroups; i++)
-                if (!self->groups[i].gone && !self->groups[i].init_sent)
-                    s_send_init(self, &self->groups[i]);
-        while (pmp_queue_size(self->queue) > 0) {
-            s_group_t *best = NULL;
-            for (size_t i = 0; i < self->ngroups; i++) {
-                s_group_t *g = &self->groups[i];
-                if (!g->gone && !g->shutdown_sent && g->inflight < (size_t)self->depth &&
-                    (!best || g->inflight < best->inflight))
-                    best = g;
+        for (;;) {
+            s_task_t *head = pmp_queue_peek(self->queue, NULL);
+            s_task_t *bcast = pmp_queue_peek(self->bcasts, NULL);
+            if (bcast && (!head || bcast->seq < head->seq)) {
+                s_run_broadcast(self, pmp_queue_pop(self->bcasts, NULL));
+                continue;
             }
-            if (!best)
+            if (!head)
                 break;
+            size_t gi = pmp_sched_pick(self->sched);
+            if (gi == PMP_SCHED_NONE)
+                break;
+            s_group_t *best = &self->groups[gi];
             uint64_t id;
             s_task_t *task = pmp_queue_pop(self->queue, &id);
             if (s_send(self, best, task->type, task->id, task->flags, task->msgs, task->nmsgs) <
@@ -318,8 +398,8 @@ static void s_step(pmp_executor_t *self)
                 PMP_ASSERT(pmp_queue_push_front(self->queue, id, task) == 0);
                 continue; /* best is now gone; try another group */
             }
-            task->group = (size_t)(best - self->groups);
-            best->inflight++;
+            task->group = gi;
+            pmp_sched_inc(self->sched, gi);
             PMP_ASSERT(pmp_queue_push(self->inflight, id, task) == 0);
         }
         if (self->closing && !self->shutdown_sent && pmp_queue_size(self->queue) == 0 &&
@@ -341,10 +421,8 @@ static void s_step(pmp_executor_t *self)
 
 static s_group_t *s_find_group(pmp_executor_t *self, const void *id, size_t len)
 {
-    for (size_t i = 0; i < self->ngroups; i++)
-        if (self->groups[i].identity_size == len && memcmp(self->groups[i].identity, id, len) == 0)
-            return &self->groups[i];
-    return NULL;
+    size_t i = pmp_sched_find(self->sched, id, len);
+    return i == PMP_SCHED_NONE ? NULL : &self->groups[i];
 }
 
 static void s_on_hello(pmp_executor_t *self, zmq_msg_t *identity, zmq_msg_t *payload)
@@ -370,6 +448,10 @@ static void s_on_hello(pmp_executor_t *self, zmq_msg_t *identity, zmq_msg_t *pay
         self->groups = groups;
         self->groups_cap = cap;
     }
+    size_t gi;
+    PMP_ASSERT(pmp_sched_add(self->sched, zmq_msg_data(identity), zmq_msg_size(identity), &gi) ==
+               0);
+    PMP_ASSERT(gi == self->ngroups);
     s_group_t *g = &self->groups[self->ngroups++];
     memset(g, 0, sizeof *g);
     g->identity_size = zmq_msg_size(identity);
@@ -386,6 +468,8 @@ static void s_on_hello(pmp_executor_t *self, zmq_msg_t *identity, zmq_msg_t *pay
     pthread_mutex_lock(&self->mtx);
     if (self->shutdown_sent || self->stop || self->exited)
         s_send_shutdown(self, g);
+    else
+        s_sync_group(self, g);
     if (!self->closed_delivered) /* nothing follows CLOSED */
         s_deliver_event_locked(self, PMP_EVENT_HELLO, 0, text, -1);
     pthread_mutex_unlock(&self->mtx);
@@ -395,7 +479,7 @@ static void s_on_hello(pmp_executor_t *self, zmq_msg_t *identity, zmq_msg_t *pay
 static void s_on_reply(pmp_executor_t *self, s_group_t *g, const pmp_header_t *hdr,
                        zmq_msg_t *frames, size_t nframes)
 {
-    size_t gi = (size_t)(g - self->groups);
+    size_t gi = s_index(self, g);
     pthread_mutex_lock(&self->mtx);
     s_task_t *task = pmp_queue_find(self->inflight, hdr->task_id);
     if (!task || task->group != gi) {
@@ -406,7 +490,7 @@ static void s_on_reply(pmp_executor_t *self, s_group_t *g, const pmp_header_t *h
         return;
     }
     pmp_queue_remove(self->inflight, hdr->task_id);
-    g->inflight--;
+    pmp_sched_dec(self->sched, gi);
     int kind = hdr->type == PMP_MSG_RESULT ? PMP_DONE_RESULT : PMP_DONE_ERROR;
     pmp_completion_t *c = pmp_completion_new(kind, hdr->task_id, hdr->flags, "", -1);
     PMP_ASSERT(c != NULL);
@@ -418,10 +502,10 @@ static void s_on_reply(pmp_executor_t *self, s_group_t *g, const pmp_header_t *h
 
 static void s_on_goodbye(pmp_executor_t *self, s_group_t *g)
 {
-    size_t gi = (size_t)(g - self->groups);
-    g->gone = 1;
+    size_t gi = s_index(self, g);
+    s_group_gone(self, g);
     pthread_mutex_lock(&self->mtx);
-    if (g->inflight > 0) {
+    if (s_load(self, g) > 0) {
         char text[PMP_ERROR_TEXT];
         snprintf(text, sizeof text,
                  "group %d of the pympipool-runtime job (leader pid %lld on %s) left while "
@@ -529,8 +613,10 @@ static void s_on_exit(pmp_executor_t *self)
         s_deliver_event_locked(self, PMP_DONE_BROKEN, id, text, -1);
         s_task_destroy(&task);
     }
+    while ((task = pmp_queue_pop(self->bcasts, NULL))) /* broadcasts have no completion */
+        s_task_destroy(&task);
     for (size_t i = 0; i < self->ngroups; i++)
-        self->groups[i].gone = 1;
+        s_group_gone(self, &self->groups[i]);
     pthread_mutex_unlock(&self->mtx);
 }
 
@@ -761,12 +847,17 @@ static void s_free_all(pmp_executor_t *self)
             s_task_destroy(&task);
         pmp_queue_destroy(&self->queue);
     }
-    if (self->inflight) {
-        while ((task = pmp_queue_pop(self->inflight, NULL)))
+    pmp_queue_t **queues[] = {&self->inflight, &self->bcasts, &self->kept};
+    for (size_t q = 0; q < sizeof queues / sizeof queues[0]; q++) {
+        if (!*queues[q])
+            continue;
+        while ((task = pmp_queue_pop(*queues[q], NULL)))
             s_task_destroy(&task);
-        pmp_queue_destroy(&self->inflight);
+        pmp_queue_destroy(queues[q]);
     }
-    s_task_destroy(&self->init);
+    pmp_queue_destroy(&self->defined); /* holds no tasks */
+    s_task_destroy(&self->init_kept);
+    pmp_sched_destroy(&self->sched);
     while (self->done_head) {
         pmp_completion_t *c = self->done_head;
         self->done_head = c->next;
@@ -825,7 +916,13 @@ pmp_executor_t *pmp_executor_new(const pmp_executor_config_t *cfg, pmp_error_t *
     self->cwd = s_strdup_or_null(cfg->cwd, &failed);
     self->queue = pmp_queue_new();
     self->inflight = pmp_queue_new();
-    if (failed || !self->queue || !self->inflight)
+    self->bcasts = pmp_queue_new();
+    self->defined = pmp_queue_new();
+    self->kept = pmp_queue_new();
+    self->sched = pmp_sched_new((size_t)self->depth);
+    self->next_seq = 1;
+    if (failed || !self->queue || !self->inflight || !self->bcasts || !self->defined ||
+        !self->kept || !self->sched)
         goto nomem;
 
     if (self->launch) {
@@ -1048,6 +1145,39 @@ static void s_task_arm(s_task_t *task)
     task->zcs = NULL;
 }
 
+/* Checks a buffer list: between min and PMP_MAX_FRAMES buffers, none with a
+ * size but no data.  0, or -1 with errno = EINVAL and a sentence in err. */
+static int s_check_bufs(const char *who, const pmp_buffer_t *bufs, size_t nbufs, size_t min,
+                        pmp_error_t *err)
+{
+    if ((!bufs && nbufs > 0) || nbufs < min || nbufs > PMP_MAX_FRAMES) {
+        pmp_error_set(err, "%s: between %zu and %d buffers are needed, not %zu", who, min,
+                      PMP_MAX_FRAMES, bufs ? nbufs : (size_t)0);
+        errno = EINVAL;
+        return -1;
+    }
+    for (size_t i = 0; i < nbufs; i++)
+        if (!bufs[i].data && bufs[i].size) {
+            pmp_error_set(err, "%s: buffer %zu has no data but a size of %zu", who, i,
+                          bufs[i].size);
+            errno = EINVAL;
+            return -1;
+        }
+    return 0;
+}
+
+/* Queues a built broadcast behind everything submitted so far; mtx held.
+ * Returns 0 or ENOMEM (task untouched). */
+static int s_queue_broadcast_locked(pmp_executor_t *self, s_task_t *task)
+{
+    task->seq = self->next_seq;
+    if (pmp_queue_push(self->bcasts, task->seq, task) < 0)
+        return ENOMEM;
+    self->next_seq++;
+    s_task_arm(task);
+    return 0;
+}
+
 int pmp_executor_submit(pmp_executor_t *self, uint64_t task_id, int type, uint32_t flags,
                         const pmp_buffer_t *bufs, size_t nbufs, pmp_error_t *err)
 {
@@ -1067,18 +1197,8 @@ int pmp_executor_submit(pmp_executor_t *self, uint64_t task_id, int type, uint32
         errno = EINVAL;
         return -1;
     }
-    if (!bufs || nbufs < 1 || nbufs > PMP_MAX_FRAMES) {
-        pmp_error_set(err, "submit: between 1 and %d buffers are needed, not %zu", PMP_MAX_FRAMES,
-                      bufs ? nbufs : (size_t)0);
-        errno = EINVAL;
+    if (s_check_bufs("submit", bufs, nbufs, 1, err) < 0)
         return -1;
-    }
-    for (size_t i = 0; i < nbufs; i++)
-        if (!bufs[i].data && bufs[i].size) {
-            pmp_error_set(err, "submit: buffer %zu has no data but a size of %zu", i, bufs[i].size);
-            errno = EINVAL;
-            return -1;
-        }
 
     s_task_t *task = s_task_new(task_id, type, flags, bufs, nbufs);
     if (!task) {
@@ -1094,7 +1214,7 @@ int pmp_executor_submit(pmp_executor_t *self, uint64_t task_id, int type, uint32
     } else if (self->exited) {
         pmp_error_set(err, "submit: %s", self->exit_text);
         e = EPIPE;
-    } else if (type == PMP_MSG_INIT && self->init) {
+    } else if (type == PMP_MSG_INIT && self->init_submitted) {
         pmp_error_set(err, "submit: an init message was already submitted; only one is allowed");
         e = EINVAL;
     } else if (type == PMP_MSG_INIT && self->any_task) {
@@ -1105,14 +1225,85 @@ int pmp_executor_submit(pmp_executor_t *self, uint64_t task_id, int type, uint32
         pmp_error_set(err, "submit: task id %llu is already in use", (unsigned long long)task_id);
         e = EINVAL;
     } else if (type == PMP_MSG_INIT) {
-        s_task_arm(task);
-        self->init = task;
+        /* an INIT is a broadcast that late groups get too */
+        if ((e = s_queue_broadcast_locked(self, task)) == 0)
+            self->init_submitted = 1;
+        else
+            pmp_error_set(err, "submit: out of memory");
     } else if (pmp_queue_push(self->queue, task_id, task) < 0) {
         pmp_error_set(err, "submit: out of memory");
         e = ENOMEM;
     } else {
+        task->seq = self->next_seq++;
         s_task_arm(task);
         self->any_task = 1;
+    }
+    pthread_mutex_unlock(&self->mtx);
+    if (e) {
+        s_task_destroy(&task); /* disarmed: calls no free_fn */
+        errno = e;
+        return -1;
+    }
+    s_wake(self);
+    return 0;
+}
+
+int pmp_executor_broadcast(pmp_executor_t *self, int type, uint64_t key, const pmp_buffer_t *bufs,
+                           size_t nbufs, pmp_error_t *err)
+{
+    if (type != PMP_MSG_DEFINE && type != PMP_MSG_FORGET) {
+        pmp_error_set(err, "broadcast: type must be DEFINE (%d) or FORGET (%d), not %d",
+                      PMP_MSG_DEFINE, PMP_MSG_FORGET, type);
+        errno = EINVAL;
+        return -1;
+    }
+    if (key == 0) {
+        pmp_error_set(err, "broadcast: the key must not be 0");
+        errno = EINVAL;
+        return -1;
+    }
+    int define = type == PMP_MSG_DEFINE;
+    if (s_check_bufs("broadcast", bufs, nbufs, define ? 1 : 0, err) < 0)
+        return -1;
+    if (!define && nbufs > 1) {
+        pmp_error_set(err, "broadcast: a forget carries at most one (empty) buffer, not %zu",
+                      nbufs);
+        errno = EINVAL;
+        return -1;
+    }
+
+    s_task_t *task = s_task_new(key, type, 0, bufs, nbufs);
+    if (!task) {
+        pmp_error_set(err, "broadcast: out of memory");
+        errno = ENOMEM;
+        return -1;
+    }
+    int e = 0;
+    pthread_mutex_lock(&self->mtx);
+    int known = pmp_queue_find(self->defined, key) != NULL;
+    if (define && self->closing) {
+        pmp_error_set(err, "broadcast: the executor is shut down (close() was called)");
+        e = ESHUTDOWN;
+    } else if (define && self->exited) {
+        pmp_error_set(err, "broadcast: %s", self->exit_text);
+        e = EPIPE;
+    } else if (define && known) {
+        pmp_error_set(err, "broadcast: key %llu is already defined; forget it first",
+                      (unsigned long long)key);
+        e = EINVAL;
+    } else if (!define && !known) {
+        pmp_error_set(err, "broadcast: key %llu is not defined, so it cannot be forgotten",
+                      (unsigned long long)key);
+        e = EINVAL;
+    } else if (define && pmp_queue_push(self->defined, key, self) < 0) {
+        pmp_error_set(err, "broadcast: out of memory");
+        e = ENOMEM;
+    } else if ((e = s_queue_broadcast_locked(self, task)) != 0) {
+        if (define)
+            pmp_queue_remove(self->defined, key);
+        pmp_error_set(err, "broadcast: out of memory");
+    } else if (!define) {
+        pmp_queue_remove(self->defined, key);
     }
     pthread_mutex_unlock(&self->mtx);
     if (e) {

@@ -14,8 +14,10 @@
  *
  * Scheduling: one FIFO queue of tasks; every group that said hello may hold
  * up to pipeline_depth tasks; a task goes to the group with the fewest in
- * flight the moment one has room.  With one group and depth 1 this is the
- * strict first-in-first-out, one-at-a-time order of Executor.
+ * flight the moment one has room (O(1) per task, whatever the number of
+ * groups).  With one group and depth 1 this is the strict first-in-first-
+ * out, one-at-a-time order of Executor.  Broadcasts (INIT, DEFINE, FORGET)
+ * reach every group in order with the tasks.
  */
 #ifndef PMP_EXECUTOR_H
 #define PMP_EXECUTOR_H
@@ -112,6 +114,22 @@ typedef struct {
  *   ENOMEM  allocation failed */
 PMP_EXPORT int pmp_executor_submit(pmp_executor_t *self, uint64_t task_id, int type, uint32_t flags,
                                    const pmp_buffer_t *bufs, size_t nbufs, pmp_error_t *err);
+
+/* Sends a message to every group, in order with the tasks submitted before
+ * and after it, and to every group that connects later (after the INIT):
+ *   PMP_MSG_DEFINE  keep bufs (a pickled callable) under key on every group
+ *                   until a FORGET of that key; tasks with PMP_FLAG_FN_KEY
+ *                   refer to it.  A key may be defined once at a time.
+ *   PMP_MSG_FORGET  drop the DEFINE of key everywhere (bufs may be NULL and
+ *                   nbufs 0); call it only after every task that uses key
+ *                   has completed.
+ * key must be non-zero.  No completion.  Ownership of bufs and failure
+ * behaviour as for pmp_executor_submit (EINVAL for an unknown type, a zero
+ * key, a DEFINE of a key already defined or a FORGET of an unknown key),
+ * except that a FORGET of a defined key also succeeds after close() and
+ * after the job has exited, so that cleanup never fails. */
+PMP_EXPORT int pmp_executor_broadcast(pmp_executor_t *self, int type, uint64_t key,
+                                      const pmp_buffer_t *bufs, size_t nbufs, pmp_error_t *err);
 
 /* Removes a task that has not been sent to a group yet.  Returns 1 if it
  * was removed (it gets no completion), 0 if it was already sent, finished

@@ -223,3 +223,10 @@ size_t pmp_queue_size(const pmp_queue_t *self)
 {
     return self->size;
 }
+
+void pmp_queue_foreach(const pmp_queue_t *self, void (*fn)(uint64_t id, void *item, void *arg),
+                       void *arg)
+{
+    for (const s_node_t *n = self->head; n; n = n->next)
+        fn(n->id, n->item, arg);
+}

@@ -42,4 +42,9 @@ void *pmp_queue_find(const pmp_queue_t *self, uint64_t id);
 
 size_t pmp_queue_size(const pmp_queue_t *self);
 
+/* Calls fn(id, item, arg) for every item from head to tail.  fn must not
+ * change the queue. */
+void pmp_queue_foreach(const pmp_queue_t *self, void (*fn)(uint64_t id, void *item, void *arg),
+                       void *arg);
+
 #endif

@@ -125,6 +125,10 @@ const char *pmp_msg_type_name(int type)
         return "shutdown";
     case PMP_MSG_GOODBYE:
         return "goodbye";
+    case PMP_MSG_DEFINE:
+        return "define";
+    case PMP_MSG_FORGET:
+        return "forget";
     default:
         return "unknown";
     }
@@ -161,9 +165,9 @@ int pmp_header_decode(const void *buf, size_t len, pmp_header_t *hdr, pmp_error_
                  "different pympipool builds",
                  (unsigned)version, PMP_PROTOCOL_VERSION);
     uint16_t type = s_get_u16(p + 6);
-    if (type < PMP_MSG_HELLO || type > PMP_MSG_GOODBYE)
+    if (type < PMP_MSG_HELLO || type > PMP_MSG_FORGET)
         S_REJECT(err, "unknown message type %u (known: %d..%d)", (unsigned)type, PMP_MSG_HELLO,
-                 PMP_MSG_GOODBYE);
+                 PMP_MSG_FORGET);
     uint32_t flags = s_get_u32(p + 16);
     if (flags & ~PMP_FLAG_KNOWN_MASK)
         S_REJECT(err, "unknown flags 0x%x in %s header (known: 0x%x)",
@@ -187,7 +191,8 @@ int pmp_header_check(const pmp_header_t *hdr, size_t nreceived, int from_worker,
     const char *name = pmp_msg_type_name(type);
     int worker_type = type == PMP_MSG_HELLO || type == PMP_MSG_RESULT || type == PMP_MSG_ERROR ||
                       type == PMP_MSG_GOODBYE;
-    int frontend_type = type == PMP_MSG_TASK || type == PMP_MSG_INIT || type == PMP_MSG_SHUTDOWN;
+    int frontend_type = type == PMP_MSG_TASK || type == PMP_MSG_INIT || type == PMP_MSG_SHUTDOWN ||
+                        type == PMP_MSG_DEFINE || type == PMP_MSG_FORGET;
     if (!worker_type && !frontend_type)
         S_REJECT(err, "unknown message type %d", type);
     if (from_worker && !worker_type)
@@ -197,8 +202,8 @@ int pmp_header_check(const pmp_header_t *hdr, size_t nreceived, int from_worker,
                  name);
     if (!from_worker && !frontend_type)
         S_REJECT(err,
-                 "unexpected %s message from the frontend (the frontend sends task, init or "
-                 "shutdown)",
+                 "unexpected %s message from the frontend (the frontend sends task, init, "
+                 "define, forget or shutdown)",
                  name);
     if (hdr->nframes != nreceived)
         S_REJECT(err, "%s header announces %u frame%s after it, but %zu arrived", name,
@@ -207,6 +212,7 @@ int pmp_header_check(const pmp_header_t *hdr, size_t nreceived, int from_worker,
     case PMP_MSG_TASK:
     case PMP_MSG_INIT:
     case PMP_MSG_RESULT:
+    case PMP_MSG_DEFINE:
         if (hdr->nframes < 1)
             S_REJECT(err, "%s message has no payload frame", name);
         break;
@@ -218,7 +224,7 @@ int pmp_header_check(const pmp_header_t *hdr, size_t nreceived, int from_worker,
                      "(the payload)",
                      name, (unsigned)hdr->nframes);
         break;
-    default: /* SHUTDOWN, GOODBYE: no payload or one empty frame */
+    default: /* SHUTDOWN, GOODBYE, FORGET: no payload or one (empty) frame */
         if (hdr->nframes > 1)
             S_REJECT(err, "%s message carries %u frames after the header, expected at most 1", name,
                      (unsigned)hdr->nframes);
@@ -227,6 +233,8 @@ int pmp_header_check(const pmp_header_t *hdr, size_t nreceived, int from_worker,
     if (hdr->task_id == 0 && (type == PMP_MSG_TASK || type == PMP_MSG_INIT ||
                               type == PMP_MSG_RESULT || type == PMP_MSG_ERROR))
         S_REJECT(err, "%s message has task id 0 (reserved for hello, shutdown and goodbye)", name);
+    if (hdr->task_id == 0 && (type == PMP_MSG_DEFINE || type == PMP_MSG_FORGET))
+        S_REJECT(err, "%s message has key 0 (a function key must be non-zero)", name);
     return 0;
 }
 

@@ -54,22 +54,31 @@ typedef enum {
     PMP_MSG_RESULT = 4,   /* leader -> frontend: a task's return value */
     PMP_MSG_ERROR = 5,    /* leader -> frontend: a task's exception */
     PMP_MSG_SHUTDOWN = 6, /* frontend -> leader: finish and exit */
-    PMP_MSG_GOODBYE = 7   /* leader -> frontend: the group is leaving */
+    PMP_MSG_GOODBYE = 7,  /* leader -> frontend: the group is leaving */
+    PMP_MSG_DEFINE = 8,   /* frontend -> leader: keep a function under key task_id
+                             (payload: pickled callable) for tasks with PMP_FLAG_FN_KEY */
+    PMP_MSG_FORGET = 9    /* frontend -> leader: drop the function kept under task_id */
 } pmp_msg_type_t;
 
 /* Task flags (TASK, INIT). */
 /* Return every rank's result (a rank table), not only the leader's. */
 #define PMP_FLAG_ALL_RANKS 0x1u
+/* The payload names its function by the key of an earlier DEFINE instead of
+ * carrying it: (key, args, kwargs) or, with PMP_FLAG_CHUNK, (key, calls). */
+#define PMP_FLAG_FN_KEY 0x2u
+/* The payload is (fn_or_key, calls), calls a list of (args, kwargs); the
+ * result is the list of their return values in order, or the first error. */
+#define PMP_FLAG_CHUNK 0x4u
 /* Result flags (RESULT). */
 /* The payload is a rank table, followed by each rank's pickle and buffers. */
 #define PMP_FLAG_PER_RANK 0x1u
 /* Flags a receiver does not know are rejected. */
-#define PMP_FLAG_KNOWN_MASK 0x1u
+#define PMP_FLAG_KNOWN_MASK 0x7u
 
 typedef struct {
     uint16_t version;
     uint16_t type;    /* pmp_msg_type_t */
-    uint64_t task_id; /* 0 for HELLO, SHUTDOWN, GOODBYE */
+    uint64_t task_id; /* 0 for HELLO, SHUTDOWN, GOODBYE; the key for DEFINE, FORGET */
     uint32_t flags;
     uint32_t nframes; /* frames after the header: payload + buffers */
 } pmp_header_t;
@@ -89,8 +98,11 @@ int pmp_header_decode(const void *buf, size_t len, pmp_header_t *hdr, pmp_error_
 /* Checks that a decoded header fits the number of frames that actually
  * arrived after it (nreceived) and that its type is one this side accepts:
  * from_worker != 0 accepts HELLO, RESULT, ERROR, GOODBYE; from_worker == 0
- * accepts TASK, INIT, SHUTDOWN.  HELLO, TASK, INIT, RESULT and ERROR must
- * carry at least a payload frame.  Returns 0 or -1 with errno = EPROTO and a
+ * accepts TASK, INIT, SHUTDOWN, DEFINE, FORGET.  HELLO, TASK, INIT, RESULT,
+ * ERROR and DEFINE must carry at least a payload frame (HELLO and ERROR
+ * exactly one); SHUTDOWN, GOODBYE and FORGET at most one.  TASK, INIT,
+ * RESULT and ERROR need a non-zero task id, DEFINE and FORGET a non-zero
+ * key (in the task id field).  Returns 0 or -1 with errno = EPROTO and a
  * reason in err. */
 int pmp_header_check(const pmp_header_t *hdr, size_t nreceived, int from_worker,
                      pmp_error_t *err);

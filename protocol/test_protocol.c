@@ -95,7 +95,7 @@ static void test_header_round_trips(void)
 {
     static const uint64_t ids[] = {0, 1, 42, 0xffffffffull, 0xffffffffffffffffull};
     static const uint32_t nframes[] = {0, 1, 2, 1000, PMP_MAX_FRAMES};
-    for (int type = PMP_MSG_HELLO; type <= PMP_MSG_GOODBYE; type++) {
+    for (int type = PMP_MSG_HELLO; type <= PMP_MSG_FORGET; type++) {
         CHECK(strcmp(pmp_msg_type_name(type), "unknown") != 0);
         for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++)
             for (size_t j = 0; j < sizeof nframes / sizeof nframes[0]; j++)
@@ -116,7 +116,9 @@ static void test_header_round_trips(void)
     CHECK(strcmp(pmp_msg_type_name(PMP_MSG_TASK), "task") == 0);
     CHECK(strcmp(pmp_msg_type_name(PMP_MSG_GOODBYE), "goodbye") == 0);
     CHECK(strcmp(pmp_msg_type_name(0), "unknown") == 0);
-    CHECK(strcmp(pmp_msg_type_name(8), "unknown") == 0);
+    CHECK(strcmp(pmp_msg_type_name(PMP_MSG_DEFINE), "define") == 0);
+    CHECK(strcmp(pmp_msg_type_name(PMP_MSG_FORGET), "forget") == 0);
+    CHECK(strcmp(pmp_msg_type_name(10), "unknown") == 0);
     CHECK(strcmp(pmp_msg_type_name(-1), "unknown") == 0);
 }
 
@@ -157,7 +159,7 @@ static void test_header_rejections(void)
     buf[3] = '\n'; /* control bytes are escaped in the reason */
     CHECK_REJECT(pmp_header_decode(buf, PMP_HEADER_SIZE, &h, &err), err, "PMP\\x0a");
 
-    static const unsigned bad_types[] = {0, 8, 9, 0x100, 0xffff};
+    static const unsigned bad_types[] = {0, 10, 11, 0x100, 0xffff};
     for (size_t i = 0; i < sizeof bad_types / sizeof bad_types[0]; i++) {
         s_valid_header(buf, PMP_MSG_TASK, 7, 0, 1);
         buf[6] = (unsigned char)(bad_types[i] & 0xff);
@@ -167,9 +169,19 @@ static void test_header_rejections(void)
         CHECK_REJECT(pmp_header_decode(buf, PMP_HEADER_SIZE, &h, &err), err, want);
     }
 
-    s_valid_header(buf, PMP_MSG_TASK, 7, 0x2, 1);
-    CHECK_REJECT(pmp_header_decode(buf, PMP_HEADER_SIZE, &h, &err), err, "unknown flags 0x2");
+    s_valid_header(buf, PMP_MSG_TASK, 7, 0x8, 1);
+    CHECK_REJECT(pmp_header_decode(buf, PMP_HEADER_SIZE, &h, &err), err, "unknown flags 0x8");
     CHECK(strstr(err.text, "task header") != NULL);
+    CHECK(strstr(err.text, "known: 0x7") != NULL);
+    s_valid_header(buf, PMP_MSG_TASK, 7, PMP_FLAG_FN_KEY | PMP_FLAG_CHUNK | 0x10, 1);
+    CHECK_REJECT(pmp_header_decode(buf, PMP_HEADER_SIZE, &h, &err), err, "unknown flags 0x10");
+    /* every known bit alone and together decodes */
+    static const uint32_t known[] = {PMP_FLAG_ALL_RANKS, PMP_FLAG_FN_KEY, PMP_FLAG_CHUNK,
+                                     PMP_FLAG_FN_KEY | PMP_FLAG_CHUNK, PMP_FLAG_KNOWN_MASK};
+    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++) {
+        s_valid_header(buf, PMP_MSG_TASK, 7, known[i], 1);
+        CHECK(pmp_header_decode(buf, PMP_HEADER_SIZE, &h, &err) == 0 && h.flags == known[i]);
+    }
     s_valid_header(buf, PMP_MSG_RESULT, 7, 0x80000001u, 1);
     CHECK_REJECT(pmp_header_decode(buf, PMP_HEADER_SIZE, &h, &err), err,
                  "unknown flags 0x80000000");
@@ -204,10 +216,10 @@ static void test_header_garbage(void)
         for (size_t i = 6; i < PMP_HEADER_SIZE; i++)
             buf[i] = (unsigned char)s_rand();
         if (it % 2) { /* bias towards plausible values */
-            buf[6] = (unsigned char)(s_rand() % 10);
+            buf[6] = (unsigned char)(s_rand() % 12);
             buf[7] = 0;
             buf[17] = buf[18] = buf[19] = 0;
-            buf[16] &= 3;
+            buf[16] &= 0xf;
             buf[22] = (unsigned char)(s_rand() % 3);
             buf[23] = 0;
         }
@@ -217,7 +229,7 @@ static void test_header_garbage(void)
         if (rc == 0) {
             accepted++;
             unsigned char again[PMP_HEADER_SIZE];
-            CHECK(h.type >= PMP_MSG_HELLO && h.type <= PMP_MSG_GOODBYE);
+            CHECK(h.type >= PMP_MSG_HELLO && h.type <= PMP_MSG_FORGET);
             CHECK((h.flags & ~PMP_FLAG_KNOWN_MASK) == 0);
             CHECK(h.nframes <= PMP_MAX_FRAMES);
             pmp_header_encode(&h, again);
@@ -242,9 +254,12 @@ static int s_check_expect(int type, uint64_t id, size_t announced, size_t receiv
     case PMP_MSG_TASK:
     case PMP_MSG_INIT:
     case PMP_MSG_RESULT:
+    case PMP_MSG_DEFINE:
         if (announced < 1 || id == 0)
             return -1;
         return 0;
+    case PMP_MSG_FORGET:
+        return announced <= 1 && id != 0 ? 0 : -1;
     case PMP_MSG_ERROR:
         return announced == 1 && id != 0 ? 0 : -1;
     case PMP_MSG_HELLO:
@@ -257,7 +272,7 @@ static int s_check_expect(int type, uint64_t id, size_t announced, size_t receiv
 static void test_header_check(void)
 {
     pmp_error_t err;
-    for (int type = PMP_MSG_HELLO; type <= PMP_MSG_GOODBYE; type++)
+    for (int type = PMP_MSG_HELLO; type <= PMP_MSG_FORGET; type++)
         for (int from_worker = 0; from_worker <= 1; from_worker++)
             for (uint32_t announced = 0; announced <= 3; announced++)
                 for (size_t received = 0; received <= 3; received++)
@@ -298,6 +313,25 @@ static void test_header_check(void)
     h.type = 99;
     h.nframes = 1;
     CHECK_REJECT(pmp_header_check(&h, 1, 1, &err), err, "unknown message type 99");
+    /* DEFINE and FORGET: frontend -> worker, a non-zero key */
+    pmp_header_t d = {PMP_PROTOCOL_VERSION, PMP_MSG_DEFINE, 3, 0, 2};
+    CHECK(pmp_header_check(&d, 2, 0, &err) == 0);
+    CHECK_REJECT(pmp_header_check(&d, 2, 1, &err), err, "unexpected define message from a worker");
+    d.nframes = 0;
+    CHECK_REJECT(pmp_header_check(&d, 0, 0, &err), err, "define message has no payload frame");
+    d.nframes = 1;
+    d.task_id = 0;
+    CHECK_REJECT(pmp_header_check(&d, 1, 0, &err), err, "define message has key 0");
+    d.type = PMP_MSG_FORGET;
+    CHECK_REJECT(pmp_header_check(&d, 1, 0, &err), err, "forget message has key 0");
+    d.task_id = 3;
+    CHECK(pmp_header_check(&d, 1, 0, &err) == 0);
+    d.nframes = 0;
+    CHECK(pmp_header_check(&d, 0, 0, &err) == 0);
+    d.nframes = 2;
+    CHECK_REJECT(pmp_header_check(&d, 2, 0, &err), err, "forget message carries 2 frames");
+    d.nframes = 1;
+    CHECK_REJECT(pmp_header_check(&d, 1, 1, &err), err, "unexpected forget message from a worker");
     /* A large but consistent out-of-band message is fine. */
     pmp_header_t big = {PMP_PROTOCOL_VERSION, PMP_MSG_TASK, 9, PMP_FLAG_ALL_RANKS, PMP_MAX_FRAMES};
     CHECK(pmp_header_check(&big, PMP_MAX_FRAMES, 0, &err) == 0);
@@ -633,6 +667,12 @@ static void test_message_round_trips(void)
         {PMP_MSG_SHUTDOWN, 0, 0, 1, 0},
         {PMP_MSG_SHUTDOWN, 0, 0, 0, 0},
         {PMP_MSG_GOODBYE, 0, 0, 1, 1},
+        {PMP_MSG_DEFINE, 9, 0, 3, 0},
+        {PMP_MSG_FORGET, 9, 0, 0, 0},
+        {PMP_MSG_FORGET, 9, 0, 1, 0},
+        {PMP_MSG_TASK, 5, PMP_FLAG_FN_KEY, 1, 0},
+        {PMP_MSG_TASK, 6, PMP_FLAG_FN_KEY | PMP_FLAG_CHUNK, 2, 0},
+        {PMP_MSG_TASK, 7, PMP_FLAG_CHUNK, 1, 0},
     };
     pmp_error_t err = {{0}};
     for (size_t i = 0; i < sizeof msgs / sizeof msgs[0]; i++) {

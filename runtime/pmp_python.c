@@ -18,17 +18,30 @@
  * pickle.loads(..., buffers=) then builds writable numpy arrays on top of
  * it, as a local caller would get.
  *
+ * The communicator: the module also carries the Comm type (pmp_comm.c) and
+ * the group's user communicator (cfg->comm) in its state; _group_comm()
+ * wraps it on demand, so only functions that take `comm` pay for it.
+ * Before the worker runs any user code, worker.setup_mpi() gets what the
+ * build found out about mpi4py (PMP_MPI4PY_MODE and the two MPI names,
+ * compile definitions from cmake/PympipoolMPI4py.cmake) and the path of the
+ * MPI library this process really loaded (dladdr of MPI_Init), and checks
+ * again on this rank whether mpi4py.MPI links that library.
+ *
  * Results: worker.run_task returns (ok, payload, [buffers]); each object is
  * held through a Py_buffer in an s_view_t, which is what travels with the
  * frame until ZeroMQ (or MPI) is done with it.  ZeroMQ's free callback
  * runs on its I/O thread, so it only links the s_view_t into the release
  * list; pmp_python_drain() releases them later with the GIL.
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE 1 /* dladdr */
+#endif
 #include "pmp_python.h"
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -36,11 +49,26 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "pmp_comm.h"
+#include "pmp_mpi4py_guard_source.h"
 #include "pmp_protocol.h"
 #include "pmp_worker_source.h"
 
 #define S_WORKER_MODULE "_pympipool_worker"
 #define S_WORKER_FILE "<pympipool-runtime>/pmp_worker.py"
+#define S_GUARD_MODULE "_pympipool_mpi4py_guard"
+#define S_GUARD_FILE "<pympipool-runtime>/pmp_mpi4py_guard.py"
+
+/* What the build found out about mpi4py (cmake/PympipoolMPI4py.cmake). */
+#ifndef PMP_MPI4PY_MODE
+#define PMP_MPI4PY_MODE "absent"
+#endif
+#ifndef PMP_MPI4PY_MPI
+#define PMP_MPI4PY_MPI "unknown"
+#endif
+#ifndef PMP_RUNTIME_MPI
+#define PMP_RUNTIME_MPI "the runtime's MPI"
+#endif
 
 typedef struct s_view {
     Py_buffer view;
@@ -54,6 +82,8 @@ struct pmp_python {
     PyObject *worker;
     PyObject *run_init;
     PyObject *run_task;
+    PyObject *run_define;
+    PyObject *run_forget;
     PyObject *error_payload;
     pthread_mutex_t lock; /* protects released */
     s_view_t *released;
@@ -64,6 +94,7 @@ struct pmp_python {
 
 typedef struct {
     PyObject *buffer_type;
+    MPI_Comm group_comm; /* for _group_comm(); MPI_COMM_NULL until set */
 } s_module_state;
 
 enum { S_KIND_NONE = 0, S_KIND_ZMQ = 1, S_KIND_HEAP = 2 };
@@ -151,13 +182,35 @@ static PyType_Spec s_buffer_spec = {
 static int s_module_exec(PyObject *module)
 {
     s_module_state *state = PyModule_GetState(module);
+    state->group_comm = MPI_COMM_NULL;
     state->buffer_type = PyType_FromModuleAndSpec(module, &s_buffer_spec, NULL);
     if (!state->buffer_type)
         return -1;
     if (PyModule_AddObjectRef(module, "Buffer", state->buffer_type) < 0)
         return -1;
+    if (pmp_comm_module_init(module) < 0)
+        return -1;
     return 0;
 }
+
+/* _group_comm(): a new not-owned Comm on the group's user communicator;
+ * the worker keeps one and hands every call its own _borrow(). */
+static PyObject *s_group_comm(PyObject *module, PyObject *unused)
+{
+    (void)unused;
+    s_module_state *state = PyModule_GetState(module);
+    if (state->group_comm == MPI_COMM_NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "the runtime has no group communicator");
+        return NULL;
+    }
+    return pmp_comm_wrap(module, state->group_comm, 0);
+}
+
+static PyMethodDef s_module_methods[] = {
+    {"_group_comm", s_group_comm, METH_NOARGS,
+     "The group's communicator as a Comm that does not own its handle."},
+    {NULL, NULL, 0, NULL},
+};
 
 static int s_module_traverse(PyObject *module, visitproc visit, void *arg)
 {
@@ -188,6 +241,7 @@ static struct PyModuleDef s_module_def = {
     .m_name = "_pympipool_runtime",
     .m_doc = "Types the pympipool runtime gives its embedded interpreter.",
     .m_size = sizeof(s_module_state),
+    .m_methods = s_module_methods,
     .m_slots = s_module_slots,
     .m_traverse = s_module_traverse,
     .m_clear = s_module_clear,
@@ -316,9 +370,43 @@ static void s_release_objects(pmp_python_t *self)
 {
     Py_CLEAR(self->run_init);
     Py_CLEAR(self->run_task);
+    Py_CLEAR(self->run_define);
+    Py_CLEAR(self->run_forget);
     Py_CLEAR(self->error_payload);
     Py_CLEAR(self->worker);
     Py_CLEAR(self->runtime_module);
+}
+
+/* Compiles and imports an embedded module source as name.  New reference
+ * or NULL with a Python exception. */
+static PyObject *s_import_source(const unsigned char *source, size_t len, const char *modname,
+                                 const char *filename)
+{
+    PMP_ASSERT(strlen((const char *)source) == len);
+    PyObject *code =
+        Py_CompileStringExFlags((const char *)source, filename, Py_file_input, NULL, 0);
+    if (!code)
+        return NULL;
+    PyObject *module = NULL;
+    PyObject *name = PyUnicode_FromString(modname);
+    PyObject *file = PyUnicode_FromString(filename);
+    if (name && file)
+        module = PyImport_ExecCodeModuleObject(name, code, file, NULL);
+    Py_XDECREF(name);
+    Py_XDECREF(file);
+    Py_DECREF(code);
+    return module;
+}
+
+/* Path of the MPI library this process loaded (the file that defines
+ * MPI_Init), "" if unknown. */
+static const char *s_libmpi_path(void)
+{
+    Dl_info info;
+    memset(&info, 0, sizeof info);
+    if (dladdr((void *)(uintptr_t)&MPI_Init, &info) && info.dli_fname)
+        return info.dli_fname;
+    return "";
 }
 
 pmp_python_t *pmp_python_new(const pmp_python_config_t *cfg, pmp_error_t *err)
@@ -393,28 +481,27 @@ pmp_python_t *pmp_python_new(const pmp_python_config_t *cfg, pmp_error_t *err)
         s_exception_text(err, "cannot import _pympipool_runtime");
         goto fail_started;
     }
-    PMP_ASSERT(strlen((const char *)pmp_worker_source) == pmp_worker_source_len);
-    PyObject *code = Py_CompileStringExFlags((const char *)pmp_worker_source, S_WORKER_FILE,
-                                             Py_file_input, NULL, 0);
-    if (!code) {
-        s_exception_text(err, "cannot compile the worker module");
+    ((s_module_state *)PyModule_GetState(self->runtime_module))->group_comm = cfg->comm;
+    PyObject *guard = s_import_source(pmp_mpi4py_guard_source, pmp_mpi4py_guard_source_len,
+                                      S_GUARD_MODULE, S_GUARD_FILE);
+    if (!guard) {
+        s_exception_text(err, "cannot import the mpi4py guard module");
         goto fail_started;
     }
-    PyObject *name = PyUnicode_FromString(S_WORKER_MODULE);
-    PyObject *file = PyUnicode_FromString(S_WORKER_FILE);
-    if (name && file)
-        self->worker = PyImport_ExecCodeModuleObject(name, code, file, NULL);
-    Py_XDECREF(name);
-    Py_XDECREF(file);
-    Py_DECREF(code);
+    Py_DECREF(guard);
+    self->worker =
+        s_import_source(pmp_worker_source, pmp_worker_source_len, S_WORKER_MODULE, S_WORKER_FILE);
     if (!self->worker) {
         s_exception_text(err, "cannot import the worker module");
         goto fail_started;
     }
     self->run_init = PyObject_GetAttrString(self->worker, "run_init");
     self->run_task = PyObject_GetAttrString(self->worker, "run_task");
+    self->run_define = PyObject_GetAttrString(self->worker, "run_define");
+    self->run_forget = PyObject_GetAttrString(self->worker, "run_forget");
     self->error_payload = PyObject_GetAttrString(self->worker, "_error_payload");
-    if (!self->run_init || !self->run_task || !self->error_payload) {
+    if (!self->run_init || !self->run_task || !self->run_define || !self->run_forget ||
+        !self->error_payload) {
         s_exception_text(err, "the worker module is incomplete");
         goto fail_started;
     }
@@ -422,6 +509,13 @@ pmp_python_t *pmp_python_new(const pmp_python_config_t *cfg, pmp_error_t *err)
         PyObject_CallMethod(self->worker, "setup", "iis", cfg->rank, cfg->size, cfg->host);
     if (!r) {
         s_exception_text(err, "cannot set up the worker module");
+        goto fail_started;
+    }
+    Py_DECREF(r);
+    r = PyObject_CallMethod(self->worker, "setup_mpi", "ssss", PMP_MPI4PY_MODE, PMP_RUNTIME_MPI,
+                            PMP_MPI4PY_MPI, s_libmpi_path());
+    if (!r) {
+        s_exception_text(err, "cannot set up the communicator");
         goto fail_started;
     }
     Py_DECREF(r);
@@ -526,6 +620,37 @@ void pmp_python_run_init(pmp_python_t *self, pmp_rtmsg_t *msg)
     self->tstate = PyEval_SaveThread();
 }
 
+void pmp_python_run_define(pmp_python_t *self, pmp_rtmsg_t *msg)
+{
+    PyEval_RestoreThread(self->tstate);
+    PyObject *payload = NULL, *buffers = NULL, *r = NULL;
+    PyObject *key = PyLong_FromUnsignedLongLong(msg->task_id);
+    if (key && s_wrap_message(self, msg, &payload, &buffers) == 0)
+        r = PyObject_CallFunctionObjArgs(self->run_define, key, payload, buffers, NULL);
+    if (!r) {
+        /* run_define catches everything; this is a bug or an out-of-memory. */
+        PyErr_Print();
+        pmp_log(PMP_LOG_ERROR, "the worker's run_define raised (see above)");
+    }
+    Py_XDECREF(r);
+    Py_XDECREF(key);
+    Py_XDECREF(payload);
+    Py_XDECREF(buffers);
+    self->tstate = PyEval_SaveThread();
+}
+
+void pmp_python_run_forget(pmp_python_t *self, const pmp_rtmsg_t *msg)
+{
+    PyEval_RestoreThread(self->tstate);
+    PyObject *r = PyObject_CallFunction(self->run_forget, "K", (unsigned long long)msg->task_id);
+    if (!r) {
+        PyErr_Print();
+        pmp_log(PMP_LOG_ERROR, "the worker's run_forget raised (see above)");
+    }
+    Py_XDECREF(r);
+    self->tstate = PyEval_SaveThread();
+}
+
 static void s_result_alloc(pmp_result_t *res, uint32_t n)
 {
     size_t k = n ? n : 1;
@@ -596,8 +721,10 @@ void pmp_python_run_task(pmp_python_t *self, pmp_rtmsg_t *msg, pmp_result_t *res
     memset(res, 0, sizeof *res);
     PyEval_RestoreThread(self->tstate);
     PyObject *payload = NULL, *buffers = NULL, *r = NULL;
-    if (s_wrap_message(self, msg, &payload, &buffers) == 0)
-        r = PyObject_CallFunctionObjArgs(self->run_task, payload, buffers, NULL);
+    PyObject *flags = PyLong_FromUnsignedLong(msg->flags);
+    if (flags && s_wrap_message(self, msg, &payload, &buffers) == 0)
+        r = PyObject_CallFunctionObjArgs(self->run_task, payload, buffers, flags, NULL);
+    Py_XDECREF(flags);
     Py_XDECREF(payload);
     Py_XDECREF(buffers);
     if (!r) {

@@ -4,8 +4,11 @@
  * pmp_python_new() starts an isolated CPython (the frontend's interpreter
  * path, sys.path and working directory, no site, no signal handlers),
  * registers the builtin module _pympipool_runtime (the writable Buffer
- * type) and imports cloudpickle and the worker module, whose source
- * (runtime/pmp_worker.py) is compiled into the binary.  After that the
+ * type, the Comm type of pmp_comm.h and _group_comm(), the group's
+ * communicator for user functions), imports cloudpickle, the mpi4py guard
+ * (pmp_mpi4py_guard.py) and the worker module, whose sources are compiled
+ * into the binary, and lets the worker decide whether `comm` is mpi4py's
+ * or ours (worker.setup_mpi, from what the build found about mpi4py).  After that the
  * runtime hands it messages: frames go in as Buffer objects without a copy,
  * results come out as Py_buffer views of the objects the worker returned,
  * also without a copy.
@@ -21,6 +24,7 @@
 #ifndef PMP_PYTHON_H
 #define PMP_PYTHON_H
 
+#include <mpi.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -36,6 +40,7 @@ typedef struct {
     int rank; /* rank in the group */
     int size; /* ranks in the group */
     const char *host;
+    MPI_Comm comm; /* what user functions get as `comm` (not freed here) */
 } pmp_python_config_t;
 
 /* The result of one task on this rank: frame 0 is the pickle (a value when
@@ -68,9 +73,18 @@ const char *pmp_python_version(void);
  * of msg.  Never fails: errors are kept by the worker. */
 void pmp_python_run_init(pmp_python_t *self, pmp_rtmsg_t *msg);
 
-/* Runs a TASK message on this rank (worker.run_task) and fills *res.  Takes
- * the frames of msg.  Never fails: an exception becomes an error result;
- * allocation failures are fatal. */
+/* Runs a DEFINE message on this rank (worker.run_define: keep the function
+ * under msg->task_id).  Takes the frames of msg.  Never fails: an
+ * unpickling error is kept by the worker for the tasks that use the key. */
+void pmp_python_run_define(pmp_python_t *self, pmp_rtmsg_t *msg);
+
+/* Runs a FORGET message on this rank (worker.run_forget).  Never fails. */
+void pmp_python_run_forget(pmp_python_t *self, const pmp_rtmsg_t *msg);
+
+/* Runs a TASK message on this rank (worker.run_task, with msg->flags:
+ * PMP_FLAG_FN_KEY, PMP_FLAG_CHUNK) and fills *res.  Takes the frames of
+ * msg.  Never fails: an exception becomes an error result; allocation
+ * failures are fatal. */
 void pmp_python_run_task(pmp_python_t *self, pmp_rtmsg_t *msg, pmp_result_t *res);
 
 /* Releases every frame of res not handed over and frees its arrays. */

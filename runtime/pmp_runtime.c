@@ -15,10 +15,15 @@
  *     ranks exit with status 1 after MPI_Finalize.  No rank proceeds alone,
  *     none is left waiting.
  *  4. The loop: the leader receives a message and broadcasts it to its
- *     group; every rank runs it in Python; the statuses of all ranks are
- *     gathered; the leader sends the reply (RESULT, RESULT + PER_RANK or the
- *     ERROR of the lowest failing rank).  SHUTDOWN (or a frontend that has
- *     disappeared) ends the loop on every rank.
+ *     group; every rank runs it in Python; for a TASK the statuses of all
+ *     ranks are gathered and the leader sends the reply (RESULT, RESULT +
+ *     PER_RANK or the ERROR of the lowest failing rank); INIT, DEFINE and
+ *     FORGET get no reply.  SHUTDOWN (or a frontend that has disappeared)
+ *     ends the loop on every rank.
+ *     User functions that take `comm` get the group's user communicator, a
+ *     duplicate of the group communicator made once at start-up, so that
+ *     nothing a user sends or receives can match the runtime's own traffic
+ *     on the group communicator.
  *  5. Leader: GOODBYE, close the socket, terminate the context; then every
  *     rank: Py_FinalizeEx, MPI_Finalize, exit 0.
  *
@@ -100,6 +105,7 @@ static int s_env_rank(void)
 
 typedef struct {
     pmp_group_t *group;
+    MPI_Comm user_comm; /* `comm` of user functions: a dup of the group's */
     pmp_python_t *py;
     pmp_leader_t *leader; /* NULL on non-leaders */
 } s_runtime_t;
@@ -224,6 +230,10 @@ static void s_loop(s_runtime_t *rt)
         uint32_t type = msg->type;
         if (type == PMP_MSG_INIT) {
             pmp_python_run_init(rt->py, msg);
+        } else if (type == PMP_MSG_DEFINE) {
+            pmp_python_run_define(rt->py, msg);
+        } else if (type == PMP_MSG_FORGET) {
+            pmp_python_run_forget(rt->py, msg);
         } else if (type == PMP_MSG_TASK) {
             pmp_result_t res;
             pmp_python_run_task(rt->py, msg, &res);
@@ -287,7 +297,7 @@ int main(int argc, char **argv)
     pmp_log_set_prefix(prefix);
     pmp_log(PMP_LOG_DEBUG, "MPI thread level %d (requested %d)", provided, MPI_THREAD_MULTIPLE);
 
-    s_runtime_t rt = {0};
+    s_runtime_t rt = {.user_comm = MPI_COMM_NULL};
     int failed = 0;     /* this rank cannot start */
     int print_mine = 1; /* print this rank's cause (0: same on all, rank 0 prints) */
     int k = args.ranks_per_group;
@@ -301,6 +311,7 @@ int main(int argc, char **argv)
     } else {
         rt.group = pmp_group_new(MPI_COMM_WORLD, k);
         PMP_ASSERT(rt.group != NULL);
+        PMP_ASSERT(MPI_Comm_dup(pmp_group_comm(rt.group), &rt.user_comm) == MPI_SUCCESS);
     }
     if (!failed && args.cwd && chdir(args.cwd) != 0) {
         failed = 1;
@@ -315,6 +326,7 @@ int main(int argc, char **argv)
             .rank = pmp_group_rank(rt.group),
             .size = pmp_group_size(rt.group),
             .host = host,
+            .comm = rt.user_comm,
         };
         rt.py = pmp_python_new(&pcfg, &err);
         if (!rt.py)
@@ -338,6 +350,8 @@ int main(int argc, char **argv)
         fflush(stderr);
         pmp_leader_destroy(&rt.leader); /* no HELLO was sent, so no GOODBYE */
         pmp_python_destroy(&rt.py);
+        if (rt.user_comm != MPI_COMM_NULL)
+            MPI_Comm_free(&rt.user_comm);
         pmp_group_destroy(&rt.group);
         pmp_args_release(&args);
         MPI_Finalize();
@@ -368,7 +382,8 @@ int main(int argc, char **argv)
 
     pmp_log(PMP_LOG_INFO, "shutting down");
     pmp_leader_destroy(&rt.leader);
-    pmp_python_destroy(&rt.py);
+    pmp_python_destroy(&rt.py); /* no Python object uses user_comm after this */
+    MPI_Comm_free(&rt.user_comm);
     pmp_group_destroy(&rt.group);
     pmp_args_release(&args);
     MPI_Finalize();

@@ -1,10 +1,12 @@
 """The Python half of every runtime rank, embedded into pympipool-runtime.
 
-The C runtime receives a task (or an init function) as frames, wraps every
-frame in a writable ``_pympipool_runtime.Buffer`` and calls ``run_task`` or
-``run_init`` here on every rank of the group.  This module unpickles the
-call, fills parameters from the init dict, calls the function and pickles
-what comes back, following the payload conventions of docs/protocol.md:
+The C runtime receives a task (or an init function, or a function to keep
+by key) as frames, wraps every frame in a writable
+``_pympipool_runtime.Buffer`` and calls ``run_task``, ``run_init``,
+``run_define`` or ``run_forget`` here on every rank of the group.  This
+module unpickles the call, fills parameters from the init dict and the
+group's communicator (``comm``), calls the function and pickles what comes
+back, following the payload conventions of docs/protocol.md:
 
 * results are pickled with cloudpickle, protocol 5; contiguous buffers of at
   least ``OOB_THRESHOLD`` bytes go out of band, one frame each, as
@@ -14,15 +16,36 @@ what comes back, following the payload conventions of docs/protocol.md:
   rank, size, host)`` pickled with the standard pickle, so that it always
   unpickles on the frontend even when the exception itself does not.
 
+* functions kept by key (DEFINE) are unpickled once per rank; one that
+  cannot be unpickled is kept as its error, and every task using the key
+  fails with that error (which names the missing module);
+* a CHUNK task calls one function for a list of ``(args, kwargs)`` and
+  returns the list of results, or the error of the first failing call.
+
+The communicator: ``setup_mpi`` runs once at start-up (before any user
+code) and decides what ``comm`` is.  When the build found mpi4py built for
+the runtime's MPI library and the mpi4py.MPI extension found now really
+links the runtime's libmpi (read from its ELF DT_NEEDED entries, without
+loading it), mpi4py is told not to initialise or finalise MPI and ``comm`` is
+an ``mpi4py.MPI.Intracomm`` on the group's communicator.  Otherwise, when an
+mpi4py.MPI exists, the guard (pmp_mpi4py_guard.py) makes importing it raise
+an ImportError that names both MPI libraries, and ``comm`` is the runtime's
+own ``_pympipool_runtime.Comm``.  The communicator object is only made for
+functions that have a ``comm`` parameter; each call gets a fresh wrapper, so
+``comm.Free()`` in one task cannot break the next.
+
 Nothing here raises into C: ``run_task`` always returns
-``(ok, payload, buffers)`` and ``run_init`` always returns ``None``.  The
-source is compiled into the runtime binary at build time, so the runtime
-does not depend on where the pympipool package is installed.
+``(ok, payload, buffers)``; ``run_init``, ``run_define``, ``run_forget`` and
+``setup_mpi`` always return ``None``.  The source is compiled into the
+runtime binary at build time, so the runtime does not depend on where the
+pympipool package is installed.
 """
 
 import inspect
+import os
 import pickle
 import socket
+import struct
 import traceback
 
 import cloudpickle
@@ -30,6 +53,10 @@ import cloudpickle
 OOB_THRESHOLD = 65536
 ERROR_TAG = "pympipool-error"
 ERROR_VERSION = 1
+# Task flags of docs/protocol.md.
+FLAG_ALL_RANKS = 0x1
+FLAG_FN_KEY = 0x2
+FLAG_CHUNK = 0x4
 
 _state = {
     "rank": 0,
@@ -37,6 +64,12 @@ _state = {
     "host": socket.gethostname(),
     "init": {},
     "init_error": None,
+    # key -> ("fn", callable, signature) or ("error", exc, text, message)
+    "functions": {},
+    # "c" (pympipool's Comm) or "mpi4py"; see setup_mpi
+    "comm_kind": "c",
+    "comm_base": None,
+    "mpi4py_note": "",
 }
 
 
@@ -114,37 +147,187 @@ def _dumps(value):
     return payload, buffers
 
 
-def _fill_from_init(fn, args, kwargs):
-    """Add init-dict entries for parameters of fn the call did not pass."""
-    init = _state["init"]
-    if not init:
-        return kwargs
+def _signature(fn):
+    """The parameters of fn as ((name, Parameter), ...), or None when fn
+    has no inspectable signature (then nothing is filled in)."""
     try:
-        params = inspect.signature(fn).parameters
+        return tuple(inspect.signature(fn).parameters.items())
     except (TypeError, ValueError):
+        return None
+
+
+def _group_comm():
+    """A fresh communicator object for one call (made lazily: only
+    functions that take ``comm`` pay for it)."""
+    base = _state["comm_base"]
+    if base is None:
+        import _pympipool_runtime
+
+        base = _pympipool_runtime._group_comm()
+        _state["comm_base"] = base
+    if _state["comm_kind"] == "mpi4py":
+        from mpi4py import MPI
+
+        return MPI.Intracomm(MPI.Comm.f2py(base.py2f()))
+    return base._borrow()
+
+
+def _prepare(sig, args, kwargs):
+    """kwargs plus the init-dict entries and the communicator (``comm``)
+    for parameters of the function that the call did not pass."""
+    if sig is None:
         return kwargs
+    init = _state["init"]
     filled = None
-    for index, (name, param) in enumerate(params.items()):
-        if name not in init or name in kwargs:
+    for index, (name, param) in enumerate(sig):
+        if name in kwargs:
             continue
         if param.kind == param.POSITIONAL_OR_KEYWORD:
             if index < len(args):
                 continue
         elif param.kind != param.KEYWORD_ONLY:
             continue
+        if name in init:
+            value = init[name]
+        elif name == "comm":
+            value = _group_comm()
+        else:
+            continue
         if filled is None:
             filled = dict(kwargs)
-        filled[name] = init[name]
+        filled[name] = value
     return kwargs if filled is None else filled
 
 
-def _inject_comm(fn, kwargs):
-    """Hook for the group communicator.
+# ---- the communicator: mpi4py or pympipool's own -----------------------------
 
-    A later version passes the group's communicator to functions that take
-    a ``comm`` parameter; for now it leaves kwargs unchanged.
+
+def _elf_dynamic_strings(path):
+    """(DT_NEEDED list, DT_SONAME or None) of the ELF file at path, read
+    from its section headers.  Raises ValueError for anything that is not a
+    well-formed ELF file with a dynamic section."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if data[:4] != b"\x7fELF" or len(data) < 64:
+        raise ValueError("%s is not an ELF file" % path)
+    bits = {1: 32, 2: 64}.get(data[4])
+    order = {1: "<", 2: ">"}.get(data[5])
+    if bits is None or order is None:
+        raise ValueError("%s: unknown ELF class or byte order" % path)
+    if bits == 64:
+        shoff, = struct.unpack_from(order + "Q", data, 0x28)
+        shentsize, shnum = struct.unpack_from(order + "HH", data, 0x3A)
+        sec_fmt, dyn_fmt = order + "IIQQQQIIQQ", order + "qQ"
+    else:
+        shoff, = struct.unpack_from(order + "I", data, 0x20)
+        shentsize, shnum = struct.unpack_from(order + "HH", data, 0x2E)
+        sec_fmt, dyn_fmt = order + "IIIIIIIIII", order + "iI"
+    sections = []
+    for i in range(shnum):
+        off = shoff + i * shentsize
+        if off + struct.calcsize(sec_fmt) > len(data):
+            raise ValueError("%s: truncated section table" % path)
+        sections.append(struct.unpack_from(sec_fmt, data, off))
+    # fields: name, type, flags, addr, offset, size, link, info, align, entsize
+    dynamic = [sec for sec in sections if sec[1] == 6]  # SHT_DYNAMIC
+    if not dynamic:
+        raise ValueError("%s has no dynamic section" % path)
+    dyn = dynamic[0]
+    if dyn[6] >= len(sections):
+        raise ValueError("%s: bad string table link" % path)
+    strtab = sections[dyn[6]]
+    strings = data[strtab[4] : strtab[4] + strtab[5]]
+
+    def text(offset):
+        end = strings.find(b"\0", offset)
+        if offset >= len(strings) or end < 0:
+            raise ValueError("%s: bad string offset" % path)
+        return strings[offset:end].decode("utf-8", "replace")
+
+    needed, soname = [], None
+    step = struct.calcsize(dyn_fmt)
+    for off in range(dyn[4], min(dyn[4] + dyn[5], len(data) - step + 1), step):
+        tag, value = struct.unpack_from(dyn_fmt, data, off)
+        if tag == 0:  # DT_NULL
+            break
+        if tag == 1:  # DT_NEEDED
+            needed.append(text(value))
+        elif tag == 14:  # DT_SONAME
+            soname = text(value)
+    return needed, soname
+
+
+def _mpi4py_extension():
+    """Path of the mpi4py.MPI extension on sys.path, or None.  Imports the
+    pure-Python mpi4py package only, never mpi4py.MPI."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec("mpi4py.MPI")
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.origin or not os.path.isfile(spec.origin):
+        return None
+    return spec.origin
+
+
+def mpi4py_links_runtime(extension, libmpi):
+    """(ok, reason): whether the mpi4py.MPI extension file links the
+    library at path libmpi (the runtime's MPI, by its soname)."""
+    try:
+        _, soname = _elf_dynamic_strings(libmpi)
+    except (OSError, ValueError) as exc:
+        return False, "cannot read the runtime's MPI library: %s" % exc
+    if not soname:
+        return False, "the runtime's MPI library %s has no soname" % libmpi
+    try:
+        needed, _ = _elf_dynamic_strings(extension)
+    except (OSError, ValueError) as exc:
+        return False, "cannot read %s: %s" % (extension, exc)
+    if soname in needed:
+        return True, "%s links %s" % (extension, soname)
+    return False, "%s needs %s, not the runtime's %s" % (
+        extension,
+        ", ".join(n for n in needed if "mpi" in n) or "no MPI library",
+        soname,
+    )
+
+
+def setup_mpi(build_mode, runtime_mpi, mpi4py_mpi, libmpi):
+    """Decide what ``comm`` is, on every rank, before any user code runs.
+
+    build_mode is what the build found ("matching", "mismatched" or
+    "absent"), runtime_mpi and mpi4py_mpi name the two MPI libraries,
+    libmpi is the path of the runtime's loaded MPI library.
     """
-    return kwargs
+    _state["comm_kind"] = "c"
+    try:
+        extension = _mpi4py_extension()
+        if extension is None:
+            _state["mpi4py_note"] = "mpi4py is not installed here"
+            return None
+        ok, why = False, "the build found mpi4py %s" % build_mode
+        if build_mode == "matching":
+            ok, why = mpi4py_links_runtime(extension, libmpi)
+        _state["mpi4py_note"] = why
+        if ok:
+            import mpi4py
+
+            mpi4py.rc.initialize = False
+            mpi4py.rc.finalize = False
+            _state["comm_kind"] = "mpi4py"
+            return None
+        import _pympipool_mpi4py_guard
+
+        if build_mode == "mismatched":
+            other = mpi4py_mpi
+        else:
+            other = "another MPI library (%s)" % why
+        _pympipool_mpi4py_guard.install(runtime_mpi, other)
+    except BaseException as exc:  # never stop the rank: fall back to our Comm
+        _state["comm_kind"] = "c"
+        _state["mpi4py_note"] = "mpi4py check failed: %s: %s" % (_type_name(exc), exc)
+    return None
 
 
 def run_init(payload, buffers):
@@ -176,17 +359,92 @@ def run_init(payload, buffers):
     return None
 
 
-def run_task(payload, buffers):
+def run_define(key, payload, buffers):
+    """Keep the function of a DEFINE message under key (replacing an
+    earlier one).  A function that cannot be unpickled here is kept as its
+    error; tasks that use the key fail with it."""
+    try:
+        fn = cloudpickle.loads(payload, buffers=buffers)
+        _state["functions"][key] = ("fn", fn, _signature(fn))
+    except BaseException as exc:
+        text = "the function defined under key %d cannot be unpickled on rank %d:\n%s" % (
+            key,
+            _state["rank"],
+            _traceback_text(exc),
+        )
+        try:
+            message = str(exc)
+        except Exception:
+            message = "<unprintable %s>" % _type_name(exc)
+        _state["functions"][key] = ("error", exc, text, message)
+    return None
+
+
+def run_forget(key):
+    """Drop the function kept under key (a no-op when there is none)."""
+    _state["functions"].pop(key, None)
+    return None
+
+
+class _KeptError(Exception):
+    """Carries a kept unpickling error out of _lookup."""
+
+    def __init__(self, entry):
+        super().__init__()
+        self.entry = entry
+
+
+def _lookup(key):
+    """(fn, signature) kept under key; raises KeyError or _KeptError."""
+    entry = _state["functions"].get(key)
+    if entry is None:
+        raise KeyError(
+            "no function is defined under key %r on this worker (it was never "
+            "defined or was already forgotten)" % (key,)
+        )
+    if entry[0] == "error":
+        raise _KeptError(entry)
+    return entry[1], entry[2]
+
+
+def _call_all(flags, payload, buffers):
+    """Unpickle and run one TASK message; returns the value to send back."""
+    if flags & FLAG_CHUNK:
+        if flags & FLAG_ALL_RANKS:
+            raise ValueError(
+                "a chunk of calls cannot return every rank's result "
+                "(PMP_FLAG_CHUNK together with PMP_FLAG_ALL_RANKS is not supported)"
+            )
+        fn, calls = cloudpickle.loads(payload, buffers=buffers)
+        if flags & FLAG_FN_KEY:
+            fn, sig = _lookup(fn)
+        else:
+            sig = _signature(fn)
+        del payload, buffers
+        results = []
+        for args, kwargs in calls:
+            results.append(fn(*args, **_prepare(sig, args, kwargs)))
+        return results
+    fn, args, kwargs = cloudpickle.loads(payload, buffers=buffers)
+    del payload, buffers
+    if flags & FLAG_FN_KEY:
+        fn, sig = _lookup(fn)
+    else:
+        sig = _signature(fn)
+    return fn(*args, **_prepare(sig, args, kwargs))
+
+
+def run_task(payload, buffers, flags=0):
     """Run one TASK: returns (ok, payload_bytes, [out-of-band buffers])."""
     stored = _state["init_error"]
     if stored is not None:
         exc, text, message = stored
         return False, _error_payload(exc, text, message), []
     try:
-        fn, args, kwargs = cloudpickle.loads(payload, buffers=buffers)
-        kwargs = _fill_from_init(fn, args, kwargs)
-        kwargs = _inject_comm(fn, kwargs)
-        value = fn(*args, **kwargs)
+        value = _call_all(flags, payload, buffers)
+    except _KeptError as kept:
+        _, exc, text, message = kept.entry
+        return False, _error_payload(exc, text, message), []
     except BaseException as exc:
         return False, _error_payload(exc), []
     # Drop the references to the arguments before pickling the result.

@@ -15,6 +15,12 @@
  *   --fake-error            answer every task with ERROR (payload echoed)
  *   --fake-delay-ms N       sleep N ms before each answer
  *   --fake-tag              append a frame "group=G init=<init payload|->"
+ *   --fake-log              append a frame "log=<history>": every INIT,
+ *                           DEFINE and FORGET received so far, in order, as
+ *                           "I:<payload>", "D<key>:<payload>", "F<key>",
+ *                           separated by commas ("log=" when none)
+ *   --fake-late-ms N        groups other than group 0 connect N ms late
+ * DEFINE and FORGET get no reply, as from the real runtime.
  */
 #include <errno.h>
 #include <signal.h>
@@ -51,7 +57,8 @@ static void s_send(void *sock, int type, uint64_t id, uint32_t flags, zmq_msg_t 
 int main(int argc, char **argv)
 {
     const char *endpoint = NULL;
-    int rpg = 1, crash_at = 0, fail_start = 0, error = 0, delay_ms = 0, tag = 0;
+    int rpg = 1, crash_at = 0, fail_start = 0, error = 0, delay_ms = 0, tag = 0, log = 0;
+    int late_ms = 0;
     long frontend_pid = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -72,6 +79,10 @@ int main(int argc, char **argv)
             error = 1;
         else if (!strcmp(a, "--fake-tag"))
             tag = 1;
+        else if (!strcmp(a, "--fake-log"))
+            log = 1;
+        else if (!strcmp(a, "--fake-late-ms") && v)
+            late_ms = atoi(argv[++i]);
     }
     int rank = s_env_int("PMI_RANK", "OMPI_COMM_WORLD_RANK", 0);
     int size = s_env_int("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", 1);
@@ -85,6 +96,10 @@ int main(int argc, char **argv)
     }
     if (rank % rpg != 0)
         return 0;
+    if (late_ms > 0 && rank / rpg > 0) {
+        struct timespec ts = {late_ms / 1000, (long)(late_ms % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+    }
 
     void *ctx = zmq_ctx_new();
     void *sock = zmq_socket(ctx, ZMQ_DEALER);
@@ -116,6 +131,7 @@ int main(int argc, char **argv)
     s_send(sock, PMP_MSG_HELLO, 0, 0, &hm, 1);
 
     char init[256] = "-";
+    char history[2048] = "";
     int ntasks = 0;
     for (;;) {
         zmq_pollitem_t item = {.socket = sock, .events = ZMQ_POLLIN};
@@ -157,11 +173,25 @@ int main(int argc, char **argv)
             zmq_ctx_term(ctx);
             return 0;
         }
-        if (hdr.type == PMP_MSG_INIT) {
-            size_t l = zmq_msg_size(&parts[1]);
-            l = l < sizeof init - 1 ? l : sizeof init - 1;
-            memcpy(init, zmq_msg_data(&parts[1]), l);
-            init[l] = '\0';
+        if (hdr.type == PMP_MSG_INIT || hdr.type == PMP_MSG_DEFINE || hdr.type == PMP_MSG_FORGET) {
+            char payload[256] = "";
+            if (n > 1) {
+                size_t l = zmq_msg_size(&parts[1]);
+                l = l < sizeof payload - 1 ? l : sizeof payload - 1;
+                memcpy(payload, zmq_msg_data(&parts[1]), l);
+                payload[l] = '\0';
+            }
+            if (hdr.type == PMP_MSG_INIT)
+                snprintf(init, sizeof init, "%s", payload);
+            size_t used = strlen(history);
+            char token[300];
+            if (hdr.type == PMP_MSG_INIT)
+                snprintf(token, sizeof token, "I:%s", payload);
+            else if (hdr.type == PMP_MSG_DEFINE)
+                snprintf(token, sizeof token, "D%llu:%s", (unsigned long long)hdr.task_id, payload);
+            else
+                snprintf(token, sizeof token, "F%llu", (unsigned long long)hdr.task_id);
+            snprintf(history + used, sizeof history - used, "%s%s", used ? "," : "", token);
             for (size_t i = 0; i < n; i++)
                 zmq_msg_close(&parts[i]);
             continue;
@@ -181,6 +211,13 @@ int main(int argc, char **argv)
             int tl = snprintf(t, sizeof t, "group=%d init=%s", rank / rpg, init);
             zmq_msg_init_size(&parts[n], (size_t)tl);
             memcpy(zmq_msg_data(&parts[n]), t, (size_t)tl);
+            nout++;
+        }
+        if (log && nout < 63) {
+            char t[2100];
+            int tl = snprintf(t, sizeof t, "log=%s", history);
+            zmq_msg_init_size(&parts[1 + nout], (size_t)tl);
+            memcpy(zmq_msg_data(&parts[1 + nout]), t, (size_t)tl);
             nout++;
         }
         s_send(sock, error ? PMP_MSG_ERROR : PMP_MSG_RESULT, hdr.task_id, 0, parts + 1, nout);

@@ -164,8 +164,34 @@ static void s_test_model(void)
     pmp_queue_destroy(&q);
 }
 
+static void s_collect(uint64_t id, void *item, void *arg)
+{
+    uint64_t **out = arg;
+    CHECK(item == s_item(id));
+    *(*out)++ = id;
+}
+
+static void s_test_foreach(void)
+{
+    pmp_queue_t *q = pmp_queue_new();
+    CHECK(q);
+    uint64_t seen[8], *p = seen;
+    pmp_queue_foreach(q, s_collect, &p);
+    CHECK(p == seen); /* empty: never called */
+    for (uint64_t i = 1; i <= 5; i++)
+        CHECK(pmp_queue_push(q, i * 10, s_item(i * 10)) == 0);
+    CHECK(pmp_queue_push_front(q, 7, s_item(7)) == 0);
+    CHECK(pmp_queue_remove(q, 30) == s_item(30));
+    pmp_queue_foreach(q, s_collect, &p);
+    static const uint64_t want[] = {7, 10, 20, 40, 50};
+    CHECK(p - seen == 5 && memcmp(seen, want, sizeof want) == 0);
+    CHECK(pmp_queue_size(q) == 5); /* unchanged */
+    pmp_queue_destroy(&q);
+}
+
 int main(void)
 {
+    s_test_foreach();
     s_test_order();
     s_test_remove();
     s_test_growth();

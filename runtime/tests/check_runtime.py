@@ -22,6 +22,15 @@ Cases:
                                malformed messages dropped with a warning,
                                per-rank results, the lowest failing rank's
                                error, SHUTDOWN -> GOODBYE and exit 0
+  define                       DEFINE / FORGET, FN_KEY and CHUNK tasks, a
+                               kept function that cannot be unpickled, the
+                               first failing call of a chunk, unknown keys
+  groups                       groups of 2 ranks (MPISpawnPool's layout):
+                               one HELLO per group, the leader's result,
+                               comm is the group
+  mpi4py                       `from mpi4py import MPI` in a task, as the
+                               build decided (PMP_EXPECT_MPI4PY), and a clean
+                               exit afterwards
 """
 
 import os
@@ -392,6 +401,330 @@ def case_protocol(runtime, mpiexec):
             proc.wait()
         sock.close(0)
         ctx.term()
+
+
+# ---- a pyzmq stand-in for the frontend ---------------------------------------
+
+HELLO, TASK, INIT, RESULT, ERROR, SHUTDOWN, GOODBYE, DEFINE, FORGET = range(1, 10)
+ALL_RANKS, FN_KEY, CHUNK = 0x1, 0x2, 0x4
+
+
+class Peer:
+    """A ROUTER socket the runtime connects to, and the launched job."""
+
+    def __init__(self, runtime, mpiexec, k):
+        import zmq
+
+        self.ctx = zmq.Context()
+        self.sock = self.ctx.socket(zmq.ROUTER)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        ep = endpoint()
+        self.sock.bind(ep)
+        args = runtime_args(runtime, k=k)
+        args[args.index("--endpoint") + 1] = ep
+        self.proc = subprocess.Popen(
+            mpiexec + args,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+
+    @staticmethod
+    def header(t, tid=0, flags=0, nframes=1):
+        import struct
+
+        return b"PMPX" + struct.pack("<HHQII", 1, t, tid, flags, nframes)
+
+    def send(self, ident, t, tid=0, flags=0, frames=(b"",)):
+        head = self.header(t, tid, flags, len(frames))
+        self.sock.send_multipart([ident, head] + list(frames))
+
+    def recv(self):
+        import struct
+
+        if not self.sock.poll(60000):
+            fail("no message from the runtime within 60 s")
+        ident, head, *frames = self.sock.recv_multipart()
+        version, t, tid, flags, count = struct.unpack("<HHQII", head[4:24])
+        if head[:4] != b"PMPX" or count != len(frames):
+            fail("malformed reply %r" % ([head] + frames))
+        return ident, t, tid, flags, frames
+
+    def hellos(self, n):
+        """{group: (identity, hello dict)} of n groups."""
+        groups = {}
+        for _ in range(n):
+            ident, t, _, _, frames = self.recv()
+            if t != HELLO:
+                fail("expected HELLO, got type %d" % t)
+            hello = dict(line.split("=", 1) for line in frames[0].decode().splitlines())
+            groups[int(hello["group"])] = (ident, hello)
+        return groups
+
+    def call(self, ident, tid, payload, flags=0):
+        """Sends a TASK and returns ("result" | "error", value)."""
+        import pickle
+        import struct
+
+        self.send(ident, TASK, tid, flags, [payload])
+        _, t, got, rflags, frames = self.recv()
+        if got != tid:
+            fail("reply for task %d, expected %d" % (got, tid))
+        if t == ERROR:
+            return "error", pickle.loads(frames[0])
+        if t != RESULT:
+            fail("reply of type %d for task %d" % (t, tid))
+        if rflags & 1:
+            n = struct.unpack("<I", frames[0][:4])[0]
+            return "result", [pickle.loads(f) for f in frames[1 : 1 + n]]
+        return "result", pickle.loads(frames[0])
+
+    def finish(self, idents):
+        """SHUTDOWN to every group; GOODBYEs; the job exits 0."""
+        for ident in idents:
+            self.send(ident, SHUTDOWN)
+        for _ in idents:
+            _, t, _, _, _ = self.recv()
+            if t != GOODBYE:
+                fail("expected GOODBYE after SHUTDOWN, got type %d" % t)
+        try:
+            out, err = self.proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            fail("the runtime did not exit after SHUTDOWN")
+        self.proc.stdout, self.proc.stderr = out, err
+        if self.proc.returncode != 0:
+            status = self.proc.returncode
+            fail("the runtime exited with %d after SHUTDOWN" % status, self.proc)
+        return err
+
+    def close(self):
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.communicate()
+        self.sock.close(0)
+        self.ctx.term()
+
+
+def expect(what, got, want):
+    if got != want:
+        fail("%s: got %r, expected %r" % (what, got, want))
+
+
+def expect_error(what, got, type_name, *needles):
+    kind, value = got
+    if kind != "error" or value[0] != "pympipool-error" or value[3] != type_name:
+        fail("%s: expected an ERROR of %s, got %r" % (what, type_name, got))
+    for needle in needles:
+        if needle not in value[4] and needle not in value[5]:
+            fail("%s: the error does not mention %r: %r" % (what, needle, value))
+
+
+def _scaled(x, factor=2):
+    return x * factor, _launcher_rank()
+
+
+def _fail_from_two(x):
+    if x >= 2:
+        raise ValueError("bad %d" % x)
+    return x
+
+
+def _group_info(comm):
+    return _launcher_rank(), comm.Get_size(), comm.Get_rank(), comm.allreduce(1)
+
+
+def case_define(runtime, mpiexec):
+    """DEFINE / FORGET / FN_KEY / CHUNK on one group of all ranks."""
+    import types
+
+    import cloudpickle
+
+    n = nranks(mpiexec)
+    peer = Peer(runtime, mpiexec, k=n)
+    try:
+        ident, _ = peer.hellos(1)[0]
+        dumps = lambda obj: cloudpickle.dumps(obj, protocol=5)
+        peer.send(ident, DEFINE, 5, 0, [dumps(_scaled)])
+        got = peer.call(ident, 1, dumps((5, (3,), {})), FN_KEY)
+        expect("keyed call", got, ("result", (6, 0)))
+        expect(
+            "keyed call on every rank",
+            peer.call(ident, 2, dumps((5, (3,), {"factor": 3})), FN_KEY | ALL_RANKS),
+            ("result", [(9, r) for r in range(n)] if n > 1 else (9, 0)),
+        )
+        calls = [((1,), {}), ((2,), {"factor": 10})]
+        expect(
+            "chunk by value",
+            peer.call(ident, 3, dumps((_scaled, calls)), CHUNK),
+            ("result", [(2, 0), (20, 0)]),
+        )
+        expect(
+            "keyed chunk",
+            peer.call(ident, 4, dumps((5, calls)), CHUNK | FN_KEY),
+            ("result", [(2, 0), (20, 0)]),
+        )
+        got = peer.call(ident, 5, dumps((5, [])), CHUNK | FN_KEY)
+        expect("empty chunk", got, ("result", []))
+        calls = [((1,), {}), ((2,), {}), ((3,), {})]
+        expect_error(
+            "first failing call of a chunk",
+            peer.call(ident, 6, dumps((_fail_from_two, calls)), CHUNK),
+            "ValueError",
+            "bad 2",
+        )
+        expect_error(
+            "chunk with ALL_RANKS",
+            peer.call(ident, 7, dumps((_scaled, calls)), CHUNK | ALL_RANKS),
+            "ValueError",
+            "not supported",
+        )
+        # A function whose module the ranks do not have: cloudpickle pickles
+        # it by reference to an importable module that exists only here.
+        missing = types.ModuleType("pmp_missing_module")
+        exec("def f(x):\n    return x\n", missing.__dict__)
+        sys.modules["pmp_missing_module"] = missing
+        peer.send(ident, DEFINE, 8, 0, [dumps(missing.f)])
+        for tid, flags, payload in (
+            (9, FN_KEY, dumps((8, (1,), {}))),
+            (10, FN_KEY | CHUNK, dumps((8, [((1,), {})]))),
+            (11, FN_KEY | ALL_RANKS, dumps((8, (1,), {}))),
+        ):
+            expect_error(
+                "a kept unpicklable function (task %d)" % tid,
+                peer.call(ident, tid, payload, flags),
+                "ModuleNotFoundError",
+                "pmp_missing_module",
+            )
+        # FORGET with an empty frame and with no frame at all
+        peer.send(ident, FORGET, 5, 0, [b""])
+        peer.sock.send_multipart([ident, peer.header(FORGET, 8, 0, 0)])
+        for tid, key in ((12, 5), (13, 8)):
+            expect_error(
+                "a forgotten key",
+                peer.call(ident, tid, dumps((key, (1,), {})), FN_KEY),
+                "KeyError",
+                "key %d" % key,
+            )
+        got = peer.call(ident, 14, dumps((99, (), {})), FN_KEY)
+        expect_error("a key never defined", got, "KeyError", "key 99")
+        # Defined again after FORGET; a DEFINE of a kept key replaces it.
+        peer.send(ident, DEFINE, 5, 0, [dumps(_fail_from_two)])
+        peer.send(ident, DEFINE, 5, 0, [dumps(_scaled)])
+        got = peer.call(ident, 15, dumps((5, (4,), {})), FN_KEY)
+        expect("redefined", got, ("result", (8, 0)))
+        # The communicator is filled in for keyed functions and chunks too.
+        peer.send(ident, DEFINE, 6, 0, [dumps(_group_info)])
+        expect(
+            "keyed comm",
+            peer.call(ident, 16, dumps((6, [((), {}), ((), {})])), FN_KEY | CHUNK),
+            ("result", [(0, n, 0, n)] * 2),
+        )
+        peer.finish([ident])
+    finally:
+        peer.close()
+
+
+def case_groups(runtime, mpiexec):
+    """MPISpawnPool's layout: groups of 2 ranks, only the leader's result."""
+    import cloudpickle
+
+    n = nranks(mpiexec)
+    k = 2
+    peer = Peer(runtime, mpiexec, k=k)
+    try:
+        groups = peer.hellos(n // k)
+        expect("groups", sorted(groups), list(range(n // k)))
+        dumps = lambda obj: cloudpickle.dumps(obj, protocol=5)
+        for g, (ident, hello) in groups.items():
+            expect("group size", int(hello["group_size"]), k)
+            expect("ngroups", int(hello["ngroups"]), n // k)
+            expect("leader", int(hello["world_rank"]), g * k)
+            peer.send(ident, DEFINE, 3, 0, [dumps(_group_info)])
+        tid = 0
+        for g, (ident, _) in groups.items():
+            tid += 1
+            expect(
+                "leader's result of group %d" % g,
+                peer.call(ident, tid, dumps((_group_info, (), {}))),
+                ("result", (g * k, k, 0, k)),
+            )
+            tid += 1
+            expect(
+                "every rank of group %d" % g,
+                peer.call(ident, tid, dumps((3, (), {})), FN_KEY | ALL_RANKS),
+                ("result", [(g * k + r, k, r, k) for r in range(k)]),
+            )
+        # both groups busy at once: tasks in flight on both, answers per group
+        for g, (ident, _) in groups.items():
+            peer.send(ident, TASK, 100 + g, FN_KEY, [dumps((3, (), {}))])
+        seen = {}
+        for _ in groups:
+            ident, t, tid, _, frames = peer.recv()
+            import pickle
+
+            seen[tid] = pickle.loads(frames[0])
+        expect("concurrent", seen, {100 + g: (g * k, k, 0, k) for g in groups})
+        peer.finish([ident for ident, _ in groups.values()])
+    finally:
+        peer.close()
+
+
+def _try_mpi4py(comm):
+    try:
+        import mpi4py
+        from mpi4py import MPI
+    except ImportError as exc:
+        return "ImportError", str(exc), type(comm).__module__
+    return (
+        "imported",
+        MPI.COMM_WORLD.Get_size(),
+        MPI.Is_initialized(),
+        MPI.Is_finalized(),
+        type(comm).__module__,
+        comm.allreduce(1),
+        mpi4py.rc.initialize,
+        mpi4py.rc.finalize,
+    )
+
+
+def case_mpi4py(runtime, mpiexec):
+    """What `from mpi4py import MPI` does in a task, by the build's finding
+    (PMP_EXPECT_MPI4PY), and that the job still shuts down cleanly."""
+    import cloudpickle
+
+    mode = os.environ.get("PMP_EXPECT_MPI4PY", "")
+    if mode not in ("matching", "mismatched", "absent"):
+        fail("PMP_EXPECT_MPI4PY must be matching, mismatched or absent, not %r" % mode)
+    n = nranks(mpiexec)
+    peer = Peer(runtime, mpiexec, k=n)
+    try:
+        ident, _ = peer.hellos(1)[0]
+        task = cloudpickle.dumps((_try_mpi4py, (), {}), protocol=5)
+        kind, got = peer.call(ident, 1, task, ALL_RANKS)
+        expect("task", kind, "result")
+        got = got if n > 1 else [got]
+        usable = ("imported", n, True, False, "mpi4py.MPI", n, False, False)
+        for rank, value in enumerate(got):
+            what = "rank %d" % rank
+            if mode == "matching":
+                expect(what, value, usable)
+                continue
+            if value[0] != "ImportError" or value[2] != "_pympipool_runtime":
+                fail("%s: expected ImportError and our Comm, got %r" % (what, value))
+            if mode == "mismatched":
+                for needle in ("MPICH", "Open MPI", "built for", "`comm` argument"):
+                    if needle not in value[1]:
+                        fail("%s: the ImportError does not mention %r" % (what, needle))
+        # MPI still works after the import, and the job ends with status 0
+        kind, got = peer.call(ident, 2, cloudpickle.dumps((_group_info, (), {})), 0)
+        expect("after import", (kind, got[1:]), ("result", (n, 0, n)))
+        err = peer.finish([ident])
+        for bad in ("MPI_Finalize", "Traceback", "error"):
+            if bad in err:
+                fail("stderr mentions %r after a clean shutdown" % bad, peer.proc)
+    finally:
+        peer.close()
 
 
 def main():
