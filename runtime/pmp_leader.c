@@ -8,6 +8,12 @@
  * pmp_rtmsg_t.  A message with more parts than the protocol allows is
  * drained and dropped.
  *
+ * Watching the frontend: ZeroMQ does not tell a DEALER that its peer is
+ * gone, so every idle second the leader checks that the frontend process
+ * still exists and, for an ipc:// endpoint, that its socket file does: the
+ * frontend removes it when the executor is destroyed, which is the only sign
+ * a job started by a queue adapter (and still waiting to say hello) gets.
+ *
  * Shutting down: the socket lives with ZMQ_LINGER 0 so that a dead frontend
  * can never block the exit; only for the GOODBYE, when the frontend is
  * alive, the linger is raised to one second so that the goodbye is not
@@ -19,6 +25,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #define S_IDLE_POLL_MS 1000
@@ -29,6 +36,7 @@ struct pmp_leader {
     void *ctx;
     void *sock;
     pid_t frontend_pid;
+    char *ipc_path; /* socket file of an ipc:// endpoint, else NULL */
     int frontend_gone;
     int greeted; /* HELLO was sent: say GOODBYE at the end */
 };
@@ -48,6 +56,10 @@ pmp_leader_t *pmp_leader_new(const char *endpoint, pid_t frontend_pid, pmp_error
         return NULL;
     }
     self->frontend_pid = frontend_pid;
+    if (strncmp(endpoint, "ipc://", 6) == 0 && !(self->ipc_path = strdup(endpoint + 6))) {
+        pmp_error_set(err, "out of memory");
+        goto fail;
+    }
     self->ctx = zmq_ctx_new();
     if (!self->ctx) {
         pmp_error_set(err, "cannot create a ZeroMQ context: %s", zmq_strerror(errno));
@@ -72,6 +84,7 @@ fail:;
         zmq_close(self->sock);
     if (self->ctx)
         zmq_ctx_term(self->ctx);
+    free(self->ipc_path);
     free(self);
     errno = saved;
     return NULL;
@@ -150,12 +163,16 @@ void pmp_leader_destroy(pmp_leader_t **self_p)
     zmq_close(self->sock);
     while (zmq_ctx_term(self->ctx) != 0 && errno == EINTR)
         ;
+    free(self->ipc_path);
     free(self);
     *self_p = NULL;
 }
 
 static int s_frontend_alive(pmp_leader_t *self)
 {
+    struct stat st;
+    if (self->ipc_path && stat(self->ipc_path, &st) == -1 && errno == ENOENT)
+        return 0;
     if (self->frontend_pid <= 0)
         return 1;
     if (kill(self->frontend_pid, 0) == -1 && errno == ESRCH)
@@ -244,7 +261,7 @@ pmp_rtmsg_t *pmp_leader_recv(pmp_leader_t *self, pmp_python_t *py)
             if (s_now_ms() - last_check >= S_IDLE_POLL_MS) {
                 last_check = s_now_ms();
                 if (!s_frontend_alive(self)) {
-                    pmp_log(PMP_LOG_WARNING, "the frontend (pid %ld) is gone; shutting down",
+                    pmp_log(PMP_LOG_WARNING, "the frontend (pid %ld) or its socket is gone; shutting down",
                             (long)self->frontend_pid);
                     self->frontend_gone = 1;
                     return s_shutdown_msg();

@@ -247,6 +247,10 @@ def case_idle(runtime, mpiexec):
     # A stand-in for the frontend process: when it is gone the runtime must
     # leave by itself (checked once a second by the leaders).
     frontend = subprocess.Popen(["sleep", "600"])
+    # The leaders also check that the frontend's socket file exists: stand in
+    # for it too (nobody needs to answer an idle runtime).
+    socket_file = endpoint()[len("ipc://") :]
+    open(socket_file, "w").close()
     proc = subprocess.Popen(
         mpiexec + runtime_args(runtime, k=n, pid=frontend.pid),
         stdout=subprocess.PIPE,
@@ -305,6 +309,42 @@ def _launcher_rank():
         if var in os.environ:
             return int(os.environ[var])
     return 0
+
+
+def case_socketgone(runtime, mpiexec):
+    """The frontend process lives on but its socket file disappears (the
+    executor was destroyed before a queue-adapter job said hello): the job
+    must end on its own, cleanly."""
+    n = nranks(mpiexec)
+    socket_file = endpoint()[len("ipc://") :]
+    open(socket_file, "w").close()
+    proc = subprocess.Popen(
+        mpiexec + runtime_args(runtime, k=n),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        time.sleep(3)
+        if proc.poll() is not None:
+            out, err = proc.communicate()
+            proc.stdout, proc.stderr = out, err
+            fail("the runtime exited while its frontend's socket was there", proc)
+        os.unlink(socket_file)
+        try:
+            out, err = proc.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            fail("the runtime did not exit within 15 s after the socket was removed")
+        proc.stdout, proc.stderr = out, err
+        if proc.returncode != 0:
+            fail("the runtime exited with %d after the socket was removed" % proc.returncode, proc)
+        if "socket is gone" not in err:
+            fail("the runtime did not log that the frontend's socket is gone", proc)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
 
 
 def case_protocol(runtime, mpiexec):
