@@ -119,8 +119,8 @@ static void s_child_fail(int fd, int stage)
     _exit(127);
 }
 
-static void s_child(const char *path, char *const argv[], const char *cwd, int errpipe_w,
-                    int execpipe_w, pid_t parent)
+static void s_child(const char *path, char *const argv[], char *const envp[], const char *cwd,
+                    int errpipe_w, int execpipe_w, pid_t parent)
 {
     setpgid(0, 0);
     if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0)
@@ -140,12 +140,21 @@ static void s_child(const char *path, char *const argv[], const char *cwd, int e
     int devnull = open("/dev/null", O_RDONLY);
     if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(errpipe_w, 2) < 0)
         s_child_fail(execpipe_w, S_STAGE_SETUP);
-    execv(path, argv);
+    if (envp)
+        execve(path, argv, envp);
+    else
+        execv(path, argv);
     s_child_fail(execpipe_w, S_STAGE_EXEC);
 }
 
 pmp_launcher_t *pmp_launcher_new(const char *path, char *const argv[], const char *cwd,
                                  pmp_error_t *err)
+{
+    return pmp_launcher_new_env(path, argv, NULL, cwd, err);
+}
+
+pmp_launcher_t *pmp_launcher_new_env(const char *path, char *const argv[], char *const envp[],
+                                     const char *cwd, pmp_error_t *err)
 {
     pmp_launcher_t *self = calloc(1, sizeof *self);
     int errpipe[2] = {-1, -1}, execpipe[2] = {-1, -1};
@@ -174,7 +183,7 @@ pmp_launcher_t *pmp_launcher_new(const char *path, char *const argv[], const cha
         goto fail;
     }
     if (pid == 0)
-        s_child(path, argv, cwd, errpipe[1], execpipe[1], parent);
+        s_child(path, argv, envp, cwd, errpipe[1], execpipe[1], parent);
     self->pid = pid;
     setpgid(pid, pid); /* also here, so that no kill(-pid) can race the child */
     close(errpipe[1]);

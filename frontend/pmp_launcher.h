@@ -28,6 +28,13 @@ char *pmp_launcher_which(const char *name, const char *what, pmp_error_t *err);
 pmp_launcher_t *pmp_launcher_new(const char *path, char *const argv[], const char *cwd,
                                  pmp_error_t *err);
 
+/* As pmp_launcher_new, but the program's environment is envp (a
+ * NULL-terminated array of "KEY=value" strings) when envp is not NULL,
+ * instead of this process's environ.  Used by pmp_channel to hand keys to a
+ * booted program without putting them on its command line. */
+pmp_launcher_t *pmp_launcher_new_env(const char *path, char *const argv[], char *const envp[],
+                                     const char *cwd, pmp_error_t *err);
+
 /* Kills the process group (SIGKILL) if the job was not reaped yet, reaps it,
  * closes the descriptors.  NULL-safe; nulls *self_p. */
 void pmp_launcher_destroy(pmp_launcher_t **self_p);

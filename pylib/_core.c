@@ -8,8 +8,10 @@
  * the module state (no static PyObject globals, as in CPython's
  * Modules/_queuemodule.c):
  *
- *   Executor  owns one pmp_executor_t.  submit() hands the payload and the
- *             out-of-band buffers to the frontend: buffers below 64 KiB are
+ *   Executor  owns one pmp_executor_t.  submit() (tasks, init) and
+ *             broadcast() (DEFINE / FORGET of a function kept by key) hand
+ *             the payload and the out-of-band buffers to the frontend
+ *             (s_message_fill): buffers below 64 KiB are
  *             copied, larger ones are passed without copying.  For those we
  *             keep the Py_buffer (and so the exporting object) alive in a
  *             small malloc'ed "hold" whose free_fn, called later from a
@@ -42,6 +44,7 @@
 #include <time.h>
 
 #include "pmp_executor.h"
+#include "_channel.h"
 
 #if PY_VERSION_HEX < 0x03090000
 #error "pympipool._core needs Python 3.9 or later (heap types with the buffer protocol)"
@@ -504,6 +507,74 @@ static int s_fill_buffer(s_executor_object *self, PyObject *obj, pmp_buffer_t *b
     return 0;
 }
 
+/* The pmp_buffer_t array of one message: the payload (if any) followed by
+ * every out-of-band buffer, with what must be released afterwards. */
+typedef struct {
+    Py_ssize_t n;      /* entries in bufs */
+    Py_ssize_t filled; /* entries set up so far (to undo on failure) */
+    pmp_buffer_t *bufs;
+    s_hold_t **holds; /* zero-copy holds, NULL once the frontend owns them */
+    Py_buffer *views; /* small buffers, released after the frontend copied them */
+    int *used;
+    PyObject *seq;
+} s_message_t;
+
+/* Fills *msg from payload (NULL or None: no payload frame) and the sequence
+ * buffers_obj.  Returns 0, or -1 with an exception (s_message_clear must
+ * still be called). */
+static int s_message_fill(s_executor_object *self, s_message_t *msg, PyObject *payload,
+                          PyObject *buffers_obj)
+{
+    memset(msg, 0, sizeof *msg);
+    msg->seq = PySequence_Fast(buffers_obj, "buffers must be a sequence");
+    if (msg->seq == NULL)
+        return -1;
+    Py_ssize_t first = (payload != NULL && payload != Py_None) ? 1 : 0;
+    msg->n = PySequence_Fast_GET_SIZE(msg->seq) + first;
+    if (msg->n == 0)
+        return 0;
+    msg->bufs = PyMem_Calloc((size_t)msg->n, sizeof *msg->bufs);
+    msg->holds = PyMem_Calloc((size_t)msg->n, sizeof *msg->holds);
+    msg->views = PyMem_Calloc((size_t)msg->n, sizeof *msg->views);
+    msg->used = PyMem_Calloc((size_t)msg->n, sizeof *msg->used);
+    if (msg->bufs == NULL || msg->holds == NULL || msg->views == NULL || msg->used == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < msg->n; i++) {
+        PyObject *obj = (first && i == 0) ? payload : PySequence_Fast_GET_ITEM(msg->seq, i - first);
+        if (s_fill_buffer(self, obj, &msg->bufs[i], &msg->holds[i], &msg->views[i], &msg->used[i]) <
+            0)
+            return -1;
+        msg->filled = i + 1;
+    }
+    return 0;
+}
+
+/* After a successful send: the frontend owns the zero-copy buffers. */
+static void s_message_handed_over(s_message_t *msg)
+{
+    for (Py_ssize_t i = 0; i < msg->filled; i++)
+        msg->holds[i] = NULL;
+}
+
+/* Releases the small views and every hold the frontend did not take. */
+static void s_message_clear(s_message_t *msg)
+{
+    for (Py_ssize_t i = 0; i < msg->filled; i++) {
+        if (msg->used[i])
+            PyBuffer_Release(&msg->views[i]);
+        if (msg->holds[i] != NULL)
+            s_hold_release(msg->holds[i]);
+    }
+    PyMem_Free(msg->bufs);
+    PyMem_Free(msg->holds);
+    PyMem_Free(msg->views);
+    PyMem_Free(msg->used);
+    Py_XDECREF(msg->seq);
+    memset(msg, 0, sizeof *msg);
+}
+
 PyDoc_STRVAR(s_submit_doc, "submit(task_id, type, flags, payload, buffers)\n--\n\n"
                            "Queue a TASK or INIT message.  payload and every buffer support the\n"
                            "buffer protocol; buffers of 64 KiB or more are sent without copying\n"
@@ -523,53 +594,77 @@ static PyObject *s_executor_submit(PyObject *op, PyObject *args, PyObject *kwarg
     s_drain(self);
     if (s_check_live(self) < 0)
         return NULL;
-
-    PyObject *seq = PySequence_Fast(buffers_obj, "buffers must be a sequence");
-    if (seq == NULL)
+    if (payload == Py_None) {
+        PyErr_SetString(PyExc_TypeError, "submit() needs a payload");
         return NULL;
-    Py_ssize_t nbufs = PySequence_Fast_GET_SIZE(seq) + 1;
-    pmp_buffer_t *bufs = PyMem_Calloc((size_t)nbufs, sizeof *bufs);
-    s_hold_t **holds = PyMem_Calloc((size_t)nbufs, sizeof *holds);
-    Py_buffer *views = PyMem_Calloc((size_t)nbufs, sizeof *views);
-    int *used = PyMem_Calloc((size_t)nbufs, sizeof *used);
-    PyObject *result = NULL;
-    Py_ssize_t filled = 0;
-    if (bufs == NULL || holds == NULL || views == NULL || used == NULL) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    for (Py_ssize_t i = 0; i < nbufs; i++) {
-        PyObject *obj = i == 0 ? payload : PySequence_Fast_GET_ITEM(seq, i - 1);
-        if (s_fill_buffer(self, obj, &bufs[i], &holds[i], &views[i], &used[i]) < 0)
-            goto done;
-        filled = i + 1;
     }
 
-    pmp_error_t err;
-    err.text[0] = '\0';
-    int rc = pmp_executor_submit(self->exe, (uint64_t)task_id, type, (uint32_t)flags, bufs,
-                                 (size_t)nbufs, &err);
-    if (rc < 0) {
-        s_raise_errno(errno, err.text);
-        goto done;
+    s_message_t msg;
+    PyObject *result = NULL;
+    if (s_message_fill(self, &msg, payload, buffers_obj) == 0) {
+        pmp_error_t err;
+        err.text[0] = '\0';
+        if (pmp_executor_submit(self->exe, (uint64_t)task_id, type, (uint32_t)flags, msg.bufs,
+                                (size_t)msg.n, &err) < 0) {
+            s_raise_errno(errno, err.text);
+        } else {
+            s_message_handed_over(&msg);
+            Py_INCREF(Py_None);
+            result = Py_None;
+        }
     }
-    /* The frontend owns the held buffers now. */
-    for (Py_ssize_t i = 0; i < filled; i++)
-        holds[i] = NULL;
-    result = Py_None;
-    Py_INCREF(result);
-done:
-    for (Py_ssize_t i = 0; i < filled; i++) {
-        if (used != NULL && used[i])
-            PyBuffer_Release(&views[i]);
-        if (holds != NULL && holds[i] != NULL)
-            s_hold_release(holds[i]);
+    s_message_clear(&msg);
+    return result;
+}
+
+PyDoc_STRVAR(s_broadcast_doc,
+             "broadcast(type, key, payload=None, buffers=())\n--\n\n"
+             "Send a DEFINE (payload: a pickled callable kept under key by every group)\n"
+             "or a FORGET (no payload) to every group, in order with the tasks.  No\n"
+             "completion.  Buffers are handled as by submit(); ValueError for an unknown\n"
+             "type, a zero key, a DEFINE of a key already defined or a FORGET of an\n"
+             "unknown key.");
+
+static PyObject *s_executor_broadcast(PyObject *op, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"type", "key", "payload", "buffers", NULL};
+    s_executor_object *self = (s_executor_object *)op;
+    int type;
+    PyObject *key_obj, *payload = Py_None, *buffers_obj = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "iO|OO:broadcast", kwlist, &type, &key_obj,
+                                     &payload, &buffers_obj))
+        return NULL;
+    /* Strict: a negative key is an OverflowError, not a wrapped number. */
+    unsigned long long key = PyLong_AsUnsignedLongLong(key_obj);
+    if (key == (unsigned long long)-1 && PyErr_Occurred())
+        return NULL;
+    s_drain(self);
+    if (s_check_live(self) < 0)
+        return NULL;
+
+    PyObject *empty = NULL;
+    if (buffers_obj == NULL) {
+        empty = PyTuple_New(0);
+        if (empty == NULL)
+            return NULL;
+        buffers_obj = empty;
     }
-    PyMem_Free(bufs);
-    PyMem_Free(holds);
-    PyMem_Free(views);
-    PyMem_Free(used);
-    Py_DECREF(seq);
+    s_message_t msg;
+    PyObject *result = NULL;
+    if (s_message_fill(self, &msg, payload, buffers_obj) == 0) {
+        pmp_error_t err;
+        err.text[0] = '\0';
+        if (pmp_executor_broadcast(self->exe, type, (uint64_t)key, msg.bufs, (size_t)msg.n, &err) <
+            0) {
+            s_raise_errno(errno, err.text);
+        } else {
+            s_message_handed_over(&msg);
+            Py_INCREF(Py_None);
+            result = Py_None;
+        }
+    }
+    s_message_clear(&msg);
+    Py_XDECREF(empty);
     return result;
 }
 
@@ -747,6 +842,8 @@ static PyObject *s_executor_destroy(PyObject *op, PyObject *args, PyObject *kwar
 static PyMethodDef s_executor_methods[] = {
     {"submit", (PyCFunction)(void (*)(void))s_executor_submit, METH_VARARGS | METH_KEYWORDS,
      s_submit_doc},
+    {"broadcast", (PyCFunction)(void (*)(void))s_executor_broadcast, METH_VARARGS | METH_KEYWORDS,
+     s_broadcast_doc},
     {"cancel", s_executor_cancel, METH_O,
      "cancel(task_id) -> bool: remove a task that was not sent yet."},
     {"cancel_all", s_executor_cancel_all, METH_NOARGS,
@@ -819,6 +916,8 @@ static int s_module_exec(PyObject *module)
         return -1;
     if (PyModule_AddType(module, st->executor_type) < 0)
         return -1;
+    if (pmp_py_channel_add_types(module) < 0)
+        return -1;
     if (s_add_int(module, "MSG_TASK", PMP_MSG_TASK) < 0 ||
         s_add_int(module, "MSG_INIT", PMP_MSG_INIT) < 0 ||
         s_add_int(module, "MSG_HELLO", PMP_MSG_HELLO) < 0 ||
@@ -826,6 +925,10 @@ static int s_module_exec(PyObject *module)
         s_add_int(module, "MSG_ERROR", PMP_MSG_ERROR) < 0 ||
         s_add_int(module, "MSG_SHUTDOWN", PMP_MSG_SHUTDOWN) < 0 ||
         s_add_int(module, "MSG_GOODBYE", PMP_MSG_GOODBYE) < 0 ||
+        s_add_int(module, "MSG_DEFINE", PMP_MSG_DEFINE) < 0 ||
+        s_add_int(module, "MSG_FORGET", PMP_MSG_FORGET) < 0 ||
+        s_add_int(module, "FLAG_FN_KEY", (long)PMP_FLAG_FN_KEY) < 0 ||
+        s_add_int(module, "FLAG_CHUNK", (long)PMP_FLAG_CHUNK) < 0 ||
         s_add_int(module, "FLAG_ALL_RANKS", PMP_FLAG_ALL_RANKS) < 0 ||
         s_add_int(module, "FLAG_PER_RANK", PMP_FLAG_PER_RANK) < 0 ||
         s_add_int(module, "DONE_RESULT", PMP_DONE_RESULT) < 0 ||

@@ -1,7 +1,13 @@
 """pympipool: run Python functions on MPI ranks from a serial Python process.
 
-``Executor(cores=N)`` is a ``concurrent.futures.Executor`` whose every call
-runs on all N ranks of one MPI job (``mpiexec -n N pympipool-runtime``).
+* ``Executor(cores=N)``: a ``concurrent.futures.Executor`` whose every call
+  runs on all N ranks of one MPI job (``mpiexec -n N pympipool-runtime``).
+* ``PoolExecutor(max_workers=N)``: a ``concurrent.futures.Executor`` over N
+  serial workers, load-balanced.
+* ``Pool(max_workers=N)``: the ``multiprocessing.pool.Pool`` interface over N
+  serial workers.
+* ``MPISpawnPool(max_ranks=N, ranks_per_task=k)``: the Pool interface for
+  MPI-parallel functions, N/k groups of k ranks; functions get ``comm``.
 
 Configuration: the runtime executable and the matching ``mpiexec`` are
 recorded at build time in ``pympipool._config``; the environment variables
@@ -15,7 +21,37 @@ process; each executor does so when it is created.
 """
 
 from ._config import VERSION as __version__
-from ._executor import Executor, ExecutorBroken
+from ._executor import Executor, ExecutorBroken, PoolExecutor
+from ._pool import AsyncResult, IMapIterator, MapResult, MPISpawnPool, Pool
 from ._serialize import RemoteTraceback
 
-__all__ = ["Executor", "ExecutorBroken", "RemoteTraceback", "__version__"]
+__all__ = [
+    "Executor",
+    "PoolExecutor",
+    "Pool",
+    "MPISpawnPool",
+    "AsyncResult",
+    "MapResult",
+    "IMapIterator",
+    "ExecutorBroken",
+    "RemoteTraceback",
+    "__version__",
+]
+
+# ---- the socket coupling (SocketInterface and the functions for the other
+# end) is added below by pympipool._socket; keep it last. -------------------
+from ._socket import (
+    SocketInterface,
+    close_connection,
+    connect_to_socket_interface,
+    receive_instruction,
+    send_result,
+)
+
+__all__ += [
+    "SocketInterface",
+    "connect_to_socket_interface",
+    "receive_instruction",
+    "send_result",
+    "close_connection",
+]

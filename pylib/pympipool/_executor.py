@@ -1,488 +1,62 @@
-"""Executors on top of the C frontend (``pympipool._core``).
+"""The ``concurrent.futures.Executor`` interfaces: ``Executor`` and
+``PoolExecutor``.
 
-``_ExecutorBase`` holds what every pympipool executor shares: argument
-validation (before anything is launched), building the runtime command and
-the ``_core.Executor``, one dispatcher thread that turns completions into
-``Future`` results, ``submit``, ``shutdown`` and the clean-up guarantees.
-``Executor`` is the MPI-parallel flavour: one group of ``cores`` ranks, strict
-first-in-first-out, every call runs on every rank.
+Both are thin layers over ``_engine._Engine`` (validation, launch, the
+dispatcher thread, the futures table, shutdown and clean-up live there):
 
-Threads and lifetime.  The dispatcher thread (a daemon) loops on
-``core.wait()``, which blocks in C with the GIL released.  It holds only a
-``_State`` (the core and the table of futures), never the executor, so an
-executor nobody references is garbage-collected; its ``weakref.finalize``
-then closes the core (queued tasks still finish, their futures stay valid)
-and the dispatcher destroys the core after the final ``CLOSED`` completion.
-An ``atexit`` hook destroys every core still alive when the interpreter
-exits, so no MPI process outlives the user's process.
+* ``Executor(cores=N)`` is one group of N ranks, strict first in first out,
+  one task at a time; every call runs on every rank.
+* ``PoolExecutor(max_workers=N)`` is N groups of one rank each, every one of
+  them a worker (none is spent as a broker); the frontend hands each task to
+  the group with the fewest in flight the moment one has room, driven by
+  events, never by a polling interval.  Each worker may hold two tasks
+  (``pipeline_depth=2``), see ``PoolExecutor``.
 """
 
 from __future__ import annotations
 
-import atexit
-import concurrent.futures
-import errno
-import itertools
-import os
-import shutil
-import sys
-import threading
-import weakref
+import time
+from concurrent.futures import Executor as _FuturesExecutor
 from concurrent.futures import Future
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Iterable, Iterator, List, Optional
 
-from . import _config, _core
-from ._serialize import dumps_call, dumps_init, loads_error, loads_result
+from ._engine import (
+    _AFTER_SHUTDOWN,
+    ExecutorBroken,
+    _check_count,
+    _Default,
+    _Engine,
+    _resolve_alias,
+)
 
-__all__ = ["Executor", "ExecutorBroken"]
-
-_AFTER_SHUTDOWN = "cannot schedule new futures after shutdown"
-#: Grace period for the job to leave after SHUTDOWN before it is killed.
-_DESTROY_GRACE_MS = 3000
-
-
-class ExecutorBroken(concurrent.futures.BrokenExecutor):
-    """The MPI job behind an executor is gone (it crashed, could not start, or
-    runs a different Python).  The message says what happened and carries the
-    tail of the job's stderr.  Every pending future fails with it and every
-    later ``submit`` raises it at once."""
+__all__ = ["Executor", "ExecutorBroken", "PoolExecutor"]
 
 
-# ---- shared state between an executor and its dispatcher thread -----------
-
-
-class _State:
-    """The core and the futures table, shared by an executor, its futures and
-    its dispatcher thread.  It never refers to the executor itself."""
-
-    def __init__(self, core: "_core.Executor") -> None:
-        self.core = core
-        self.lock = threading.Lock()
-        self.futures: Dict[int, "_Future"] = {}
-        self.broken: Optional[str] = None
-        self.ids = itertools.count(1)
-        self.hellos: List[Dict[str, str]] = []
-
-    # -- submitting and cancelling
-
-    def submit(
-        self, msg_type: int, flags: int, payload: bytes, buffers: list
-    ) -> "_Future":
-        task_id = next(self.ids)
-        future = _Future(self, task_id)
-        with self.lock:
-            if self.broken is not None:
-                raise ExecutorBroken(self.broken)
-            self.futures[task_id] = future
-            try:
-                self.core.submit(task_id, msg_type, flags, payload, buffers)
-            except BrokenPipeError as exc:
-                del self.futures[task_id]
-                if self.broken is None:
-                    self.broken = exc.strerror or str(exc)
-                raise ExecutorBroken(self.broken) from None
-            except ValueError as exc:
-                del self.futures[task_id]
-                if self.core.destroyed:
-                    raise ExecutorBroken("the executor was destroyed") from None
-                raise exc
-            except RuntimeError:
-                del self.futures[task_id]
-                raise RuntimeError(_AFTER_SHUTDOWN) from None
-            except BaseException:
-                del self.futures[task_id]
-                raise
-        return future
-
-    def submit_init(self, payload: bytes, buffers: list) -> None:
-        self.core.submit(next(self.ids), _core.MSG_INIT, 0, payload, buffers)
-
-    def cancel(self, task_id: int) -> bool:
-        """Removes a task the frontend has not sent yet."""
-        with self.lock:
-            if task_id not in self.futures:
-                return False
-            try:
-                removed = self.core.cancel(task_id)
-            except ValueError:  # destroyed: the future is being failed
-                return False
-            if removed:
-                del self.futures[task_id]
-            return removed
-
-    def cancel_all(self) -> None:
-        with self.lock:
-            try:
-                ids = self.core.cancel_all()
-            except ValueError:
-                return
-            cancelled = [self.futures.pop(i) for i in ids if i in self.futures]
-        for future in cancelled:
-            Future.cancel(future)
-
-    def pop(self, task_id: int) -> Optional["_Future"]:
-        with self.lock:
-            return self.futures.pop(task_id, None)
-
-    # -- breaking, closing, destroying
-
-    def break_executor(self, message: str) -> None:
-        """Marks the executor broken and fails every pending future."""
-        with self.lock:
-            if self.broken is None:
-                self.broken = message
-            futures = list(self.futures.values())
-            self.futures.clear()
-        for future in futures:
-            _finish(future, exception=ExecutorBroken(message))
-
-    def close(self) -> None:
-        try:
-            self.core.close()
-        except ValueError:  # already destroyed
-            pass
-
-    def destroy(self, grace_ms: int = _DESTROY_GRACE_MS) -> None:
-        self.core.destroy(grace_ms=grace_ms)
-
-    def pending(self) -> int:
-        try:
-            return self.core.pending()
-        except ValueError:
-            return 0
-
-
-class _Future(Future):
-    """A Future whose ``cancel()`` also removes the task from the frontend's
-    queue; it succeeds only while the task has not been sent to the ranks."""
-
-    def __init__(self, state: _State, task_id: int) -> None:
-        super().__init__()
-        self._pmp_state = state
-        self._pmp_task_id = task_id
-
-    def cancel(self) -> bool:
-        if self.done():
-            return super().cancel()
-        if not self._pmp_state.cancel(self._pmp_task_id):
-            return False
-        return super().cancel()
-
-
-def _finish(
-    future: Future, result: Any = None, exception: Optional[BaseException] = None
-) -> None:
-    try:
-        if not future.set_running_or_notify_cancel():
-            return  # cancelled meanwhile
-        if exception is not None:
-            future.set_exception(exception)
-        else:
-            future.set_result(result)
-    except concurrent.futures.InvalidStateError:
-        pass
-    except RuntimeError:  # set_running_or_notify_cancel on a finished future
-        pass
-
-
-def _parse_hello(text: str) -> Dict[str, str]:
-    fields = {}
-    for line in text.splitlines():
-        key, sep, value = line.partition("=")
-        if sep:
-            fields[key.strip()] = value.strip()
-    return fields
-
-
-def _check_hello(fields: Dict[str, str]) -> Optional[str]:
-    """Returns why the worker cannot serve us, or None."""
-    theirs = fields.get("python", "")
-    ours = "%d.%d" % sys.version_info[:2]
-    if theirs.split(".")[:2] != ours.split("."):
-        return (
-            f"the runtime on {fields.get('host', '?')} (pid {fields.get('pid', '?')}) "
-            f"runs Python {theirs or 'of unknown version'} but this process runs "
-            f"Python {sys.version.split()[0]}: pickles cannot cross; build "
-            f"pympipool-runtime for {sys.executable} or point PYMPIPOOL_RUNTIME at "
-            f"one that was"
-        )
-    return None
-
-
-def _dispatch(state: _State) -> None:
-    """The dispatcher thread: completes futures until the core is closed or
-    destroyed.  Holds only ``state``."""
-    core = state.core
-    try:
-        while True:
-            try:
-                event = core.wait(None)
-            except ValueError:  # destroyed under us (atexit, finalizer)
-                state.break_executor("the executor was destroyed")
-                return
-            except RuntimeError:  # CLOSED already delivered
-                return
-            if event is None:
-                continue
-            kind, task_id, flags, frames, text, status = event
-            if kind == _core.DONE_RESULT:
-                future = state.pop(task_id)
-                if future is None:
-                    continue
-                try:
-                    value = loads_result(flags, frames, _core.FLAG_PER_RANK)
-                except Exception as exc:
-                    _finish(future, exception=exc)
-                else:
-                    _finish(future, result=value)
-            elif kind == _core.DONE_ERROR:
-                future = state.pop(task_id)
-                if future is not None:
-                    _finish(future, exception=loads_error(frames))
-            elif kind == _core.DONE_BROKEN:
-                with state.lock:
-                    if state.broken is None:
-                        state.broken = text
-                future = state.pop(task_id)
-                if future is not None:
-                    _finish(future, exception=ExecutorBroken(text))
-            elif kind == _core.EVENT_HELLO:
-                fields = _parse_hello(text)
-                state.hellos.append(fields)
-                problem = _check_hello(fields)
-                if problem is not None:
-                    # Nothing useful can run there: stop the job now rather
-                    # than wait for tasks it may never answer.
-                    state.break_executor(problem)
-                    state.destroy()
-                    return
-            elif kind == _core.EVENT_EXIT:
-                state.break_executor(text or f"the MPI job exited (status {status})")
-            elif kind == _core.EVENT_CLOSED:
-                state.break_executor("the executor was shut down")
-                state.destroy()
-                return
-    except BaseException as exc:  # never leave futures hanging
-        state.break_executor(f"pympipool's dispatcher thread failed: {exc!r}")
-        raise
-
-
-# ---- clean-up at garbage collection and interpreter exit -------------------
-
-_live_states: "weakref.WeakSet[_State]" = weakref.WeakSet()
-_atexit_lock = threading.Lock()
-_atexit_registered = False
-
-
-def _destroy_all_at_exit() -> None:
-    for state in list(_live_states):
-        try:
-            state.destroy()
-        except Exception:
-            pass
-
-
-def _register_at_exit(state: _State) -> None:
-    global _atexit_registered
-    with _atexit_lock:
-        _live_states.add(state)
-        if not _atexit_registered:
-            atexit.register(_destroy_all_at_exit)
-            _atexit_registered = True
-
-
-def _collect(state: _State, dispatcher: threading.Thread) -> None:
-    """weakref.finalize callback of a collected executor: queued tasks still
-    run, then the dispatcher destroys the core.  Without a dispatcher,
-    destroy now."""
-    if dispatcher.is_alive():
-        state.close()
-    else:
-        state.destroy()
-
-
-# ---- validation helpers -------------------------------------------------
-
-
-def _check_count(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be at least 1, not {value}")
-    return value
-
-
-def _check_cwd(cwd: Any) -> Optional[str]:
-    if cwd is None:
-        return None
-    try:
-        path = os.fspath(cwd)
-    except TypeError:
-        raise TypeError(
-            f"cwd must be a path or None, not {type(cwd).__name__}"
-        ) from None
-    if isinstance(path, bytes):
-        path = os.fsdecode(path)
-    if not os.path.isdir(path):
-        raise FileNotFoundError(
-            errno.ENOENT, "cwd must be an existing directory; no such directory", path
-        )
-    return os.path.abspath(path)
-
-
-def _find_program(program: str, what: str) -> str:
-    """Path of an executable (a path, or a name looked up in PATH)."""
-    if os.sep in program:
-        if os.path.isfile(program) and os.access(program, os.X_OK):
-            return program
-        raise FileNotFoundError(
-            errno.ENOENT, f"{what} not found: no executable file at this path", program
-        )
-    found = shutil.which(program)
-    if found is None:
-        raise FileNotFoundError(
-            errno.ENOENT, f"{what} not found: {program!r} is not on PATH", program
-        )
-    return found
-
-
-def _runtime_args(cwd: Optional[str]) -> List[str]:
-    here = os.getcwd()
-    args = ["--python-executable", sys.executable, "--cwd", cwd or here]
-    for entry in sys.path:
-        args += ["--sys-path", entry or here]
-    return args
-
-
-# ---- the executors -------------------------------------------------------------
-
-
-class _ExecutorBase(concurrent.futures.Executor):
-    """What every pympipool executor shares; see the module docstring."""
-
-    def __init__(
-        self,
-        *,
-        ranks: int,
-        ranks_per_group: int,
-        pipeline_depth: int,
-        all_ranks: bool,
-        oversubscribe: bool = False,
-        enable_flux_backend: bool = False,
-        init_function: Optional[Callable[[], dict]] = None,
-        cwd: Optional[str] = None,
-        queue_adapter: Any = None,
-        queue_adapter_kwargs: Optional[dict] = None,
-    ) -> None:
-        # Everything is checked before anything is launched.
-        cwd = _check_cwd(cwd)
-        if init_function is not None and not callable(init_function):
-            raise TypeError(
-                f"init_function must be callable (returning a dict), "
-                f"not {type(init_function).__name__}"
-            )
-        submit_job = getattr(queue_adapter, "submit_job", None)
-        if queue_adapter is not None and not callable(submit_job):
-            raise TypeError("queue_adapter must have a callable submit_job() method")
-        if not isinstance(queue_adapter_kwargs, (dict, type(None))):
-            raise TypeError(
-                f"queue_adapter_kwargs must be a dict or None, "
-                f"not {type(queue_adapter_kwargs).__name__}"
-            )
-        if enable_flux_backend:
-            mpiexec = _find_program("flux", "flux (enable_flux_backend=True)")
-        else:
-            mpiexec = _find_program(
-                os.environ.get("PYMPIPOOL_MPIEXEC") or _config.MPIEXEC,
-                f"mpiexec of {_config.MPI_FLAVOUR}",
-            )
-        runtime = _find_program(
-            os.environ.get("PYMPIPOOL_RUNTIME") or _config.RUNTIME, "pympipool-runtime"
-        )
-
-        self._shutdown_lock = threading.Lock()
-        self._shutdown = False
-        self._all_ranks = all_ranks
-        self._task_flags = _core.FLAG_ALL_RANKS if all_ranks else 0
-
-        core = _core.Executor(
-            ranks=ranks,
-            ranks_per_group=ranks_per_group,
-            pipeline_depth=pipeline_depth,
-            launch=queue_adapter is None,
-            oversubscribe=bool(oversubscribe),
-            flux=bool(enable_flux_backend),
-            mpi_flavour=_config.MPI_FLAVOUR,
-            mpiexec=None if enable_flux_backend else mpiexec,
-            runtime=runtime,
-            cwd=cwd,
-            runtime_args=_runtime_args(cwd),
-        )
-        state = _State(core)
-        try:
-            if init_function is not None:
-                state.submit_init(*dumps_init(init_function))
-            if queue_adapter is not None:
-                queue_adapter.submit_job(
-                    working_directory=cwd or os.getcwd(),
-                    cores=ranks,
-                    command=list(core.command),
-                    **(queue_adapter_kwargs or {}),
-                )
-        except BaseException:
-            core.destroy(grace_ms=0)
-            raise
-        self._state = state
-        _register_at_exit(state)
-        self._dispatcher = threading.Thread(
-            target=_dispatch, args=(state,), name="pympipool-dispatcher", daemon=True
-        )
-        self._dispatcher.start()
-        self._finalizer = weakref.finalize(self, _collect, state, self._dispatcher)
-        self._finalizer.atexit = False  # the atexit hook destroys instead
+class _ExecutorBase(_Engine, _FuturesExecutor):
+    """``concurrent.futures.Executor`` semantics on top of the engine."""
 
     def submit(self, fn: Callable, /, *args: Any, **kwargs: Any) -> Future:
         """Schedules ``fn(*args, **kwargs)``; returns a ``Future``.  The call is
         pickled here: an unpicklable argument raises pickle's exception at once
         and the executor keeps working."""
-        if not callable(fn):
-            raise TypeError(f"{type(fn).__name__!r} object is not callable")
-        self._check_open()
-        payload, buffers = dumps_call(fn, args, kwargs)
-        with self._shutdown_lock:
-            self._check_open()
-            return self._state.submit(
-                _core.MSG_TASK, self._task_flags, payload, buffers
-            )
+        return self._submit_call(fn, args, kwargs)
 
     def _check_open(self) -> None:
         if self._shutdown:
             raise RuntimeError(_AFTER_SHUTDOWN)
-        if self._state.broken is not None:
-            raise ExecutorBroken(self._state.broken)
+        self._check_broken()
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Stops accepting work.  ``cancel_futures`` cancels every task not yet
         sent; queued ones otherwise still run.  ``wait`` blocks until they
         have finished and the MPI job has exited."""
-        with self._shutdown_lock:
-            self._shutdown = True
-        state = self._state
-        if cancel_futures:
-            state.cancel_all()
-        state.close()
+        self._close_engine(cancel_futures=cancel_futures)
         if wait:
-            if threading.current_thread() is not self._dispatcher:
-                self._dispatcher.join()
-                state.destroy()
+            self._join_engine()
 
     def __len__(self) -> int:
         """Number of submitted tasks not yet sent to the ranks."""
         return self._state.pending()
-
-    @property
-    def broken(self) -> bool:
-        return self._state.broken is not None
 
 
 class Executor(_ExecutorBase):
@@ -517,7 +91,7 @@ class Executor(_ExecutorBase):
         queue_adapter_kwargs: Optional[dict] = None,
     ) -> None:
         cores = _check_count("cores", cores)
-        super().__init__(
+        self._start_engine(
             ranks=cores,
             ranks_per_group=cores,
             pipeline_depth=1,
@@ -529,3 +103,121 @@ class Executor(_ExecutorBase):
             queue_adapter=queue_adapter,
             queue_adapter_kwargs=queue_adapter_kwargs,
         )
+
+
+#: Tasks one serial worker may hold (PoolExecutor, Pool): see PoolExecutor.
+POOL_PIPELINE_DEPTH = 2
+
+
+class PoolExecutor(_ExecutorBase):
+    """A ``concurrent.futures.Executor`` over ``max_workers`` serial workers:
+    one MPI job of ``max_workers`` ranks, each rank a worker of its own.
+
+    Each submitted call runs on one worker, the first with room for it.
+    Every worker may hold ``POOL_PIPELINE_DEPTH`` = 2 tasks: the one it runs
+    and the next.  Two, not one, so that a stream of tiny tasks never waits
+    on a round trip (the next task is already there when one finishes); not
+    more, so that a long task keeps at most one queued task waiting behind
+    it while another worker may be idle.  ``cancel()`` succeeds for a task
+    that has not been sent to a worker yet.
+
+    ``submit``, ``map(fn, *iterables, timeout=None, chunksize=1)``,
+    ``shutdown(wait=True, cancel_futures=False)``, ``Future`` callbacks,
+    ``concurrent.futures.wait`` / ``as_completed`` and the context manager
+    behave as with ``ProcessPoolExecutor``.  ``map`` pickles its function
+    once and sends it to every worker, which keeps it by key until the map's
+    last task has finished; with ``chunksize > 1`` each task carries
+    ``chunksize`` calls.  Done callbacks run in pympipool's dispatcher
+    thread, as they run in ``ProcessPoolExecutor``'s management thread.
+
+    Parameters: ``max_workers`` (workers, >= 1; ``cores`` is accepted as
+    another name for it, as in the original documentation); the others as
+    for ``Executor`` (``init_function`` runs on every worker before its
+    first task).
+    """
+
+    def __init__(
+        self,
+        max_workers: int = _Default(1),
+        oversubscribe: bool = False,
+        enable_flux_backend: bool = False,
+        cwd: Optional[str] = None,
+        init_function: Optional[Callable[[], dict]] = None,
+        queue_adapter: Any = None,
+        queue_adapter_kwargs: Optional[dict] = None,
+        *,
+        cores: Optional[int] = None,
+    ) -> None:
+        name, value = _resolve_alias("max_workers", max_workers, "cores", cores)
+        workers = _check_count(name, value)
+        self._max_workers = workers
+        self._start_engine(
+            ranks=workers,
+            ranks_per_group=1,
+            pipeline_depth=POOL_PIPELINE_DEPTH,
+            all_ranks=False,
+            oversubscribe=oversubscribe,
+            enable_flux_backend=enable_flux_backend,
+            init_function=init_function,
+            cwd=cwd,
+            queue_adapter=queue_adapter,
+            queue_adapter_kwargs=queue_adapter_kwargs,
+        )
+
+    @property
+    def max_workers(self) -> int:
+        return self._max_workers
+
+    def map(
+        self,
+        fn: Callable,
+        *iterables: Iterable,
+        timeout: Optional[float] = None,
+        chunksize: int = 1,
+    ) -> Iterator:
+        """Returns an iterator equivalent to ``map(fn, *iterables)``, as
+        ``ProcessPoolExecutor.map``: the iterables are consumed and every
+        call is sent at once; results come in input order; ``timeout``
+        (seconds from this call) raises ``TimeoutError`` from ``__next__``;
+        the first exception of a call is raised when its result is reached;
+        closing the iterator cancels the calls not yet sent.
+
+        ``fn`` is pickled once: every worker keeps it for the rest of the map.
+        With ``chunksize > 1`` one task carries up to ``chunksize`` calls."""
+        if isinstance(chunksize, bool) or not isinstance(chunksize, int):
+            raise TypeError(f"chunksize must be an int, not {type(chunksize).__name__}")
+        if chunksize < 1:
+            raise ValueError("chunksize must be >= 1.")
+        if timeout is not None:
+            end_time = timeout + time.monotonic()
+        no_kwargs: dict = {}  # shared: pickled once per chunk
+        calls = [(args, no_kwargs) for args in zip(*iterables)]
+        if chunksize == 1:
+            futures = self._submit_keyed(fn, [[c] for c in calls], chunk=False)
+        else:
+            starts = range(0, len(calls), chunksize)
+            batches = [calls[i : i + chunksize] for i in starts]
+            futures = self._submit_keyed(fn, batches, chunk=True)
+
+        def result_iterator() -> Iterator:
+            pending: List[Future] = list(reversed(futures))
+            try:
+                while pending:
+                    future = pending.pop()
+                    try:
+                        if timeout is None:
+                            value = future.result()
+                        else:
+                            value = future.result(end_time - time.monotonic())
+                    except BaseException:
+                        future.cancel()
+                        raise
+                    if chunksize == 1:
+                        yield value
+                    else:
+                        yield from value
+            finally:
+                for future in pending:
+                    future.cancel()
+
+        return result_iterator()

@@ -152,6 +152,26 @@ def dumps_init(fn: Callable) -> Tuple[bytes, List[memoryview]]:
     return _dumps(fn)
 
 
+def dumps_function(fn: Callable) -> Tuple[bytes, List[memoryview]]:
+    """Pickles the function of a ``DEFINE`` (kept by key on the workers)."""
+    _register_module_of(fn)
+    return _dumps(fn)
+
+
+def dumps_keyed(key: int, *call: Any) -> Tuple[bytes, List[memoryview]]:
+    """Pickles a task that names its function by the key of a ``DEFINE``:
+    ``dumps_keyed(key, args, kwargs)`` gives ``(key, args, kwargs)`` (flag
+    ``FN_KEY``), ``dumps_keyed(key, calls)`` gives ``(key, calls)`` with
+    calls a list of ``(args, kwargs)``, each a tuple and a dict (flags
+    ``FN_KEY | CHUNK``).  The calls may share one kwargs dict: the worker
+    never changes it."""
+    if len(call) == 2:
+        args, kwargs = call
+        return _dumps((key, tuple(args), dict(kwargs)))
+    (calls,) = call  # already a list of (tuple, dict): no copy of a long map
+    return _dumps((key, calls))
+
+
 def loads_result(flags: int, frames: Sequence[Any], per_rank_flag: int) -> Any:
     """Decodes a ``RESULT``: the value, or the list of every rank's value when
     ``flags`` has the per-rank flag."""

@@ -1,0 +1,643 @@
+"""The engine every pympipool interface runs on, over ``pympipool._core``.
+
+``Executor``, ``PoolExecutor``, ``Pool`` and ``MPISpawnPool`` differ only in
+how they lay out the MPI job (ranks, ranks per group, tasks a group may hold)
+and in the API they put on top.  What they share lives here, in ``_Engine``:
+
+* validation of everything before anything is launched (counts, ``cwd``,
+  ``init_function``, the queue adapter, the programs to run);
+* the runtime's environment arguments (this process's ``sys.executable``,
+  ``sys.path`` and working directory) and the launch, here or through a queue
+  adapter's ``submit_job``;
+* the table of futures and the messages to the frontend: plain tasks (the
+  function pickled with the call), functions kept by key (``DEFINE`` once,
+  then ``FN_KEY`` tasks, ``FORGET`` after the last of them completed) and
+  chunks (``CHUNK``: many calls in one task, one result list back);
+* one dispatcher thread that turns completions into ``Future`` results;
+* closing, terminating and the clean-up guarantees.
+
+Threads and lifetime.  The dispatcher thread (a daemon) loops on
+``core.wait()``, which blocks in C with the GIL released.  It holds only a
+``_State`` (the core and the table of futures), never the interface object,
+so one nobody references is garbage-collected; its ``weakref.finalize`` then
+closes the core (queued tasks still finish, their futures stay valid) and
+the dispatcher destroys the core after the final ``CLOSED`` completion.
+Functions in ``_State.exit_hooks`` run when the dispatcher ends (every
+future is finished by then); the pools stop their result-handler thread
+that way.  An ``atexit`` hook destroys every core still alive when the
+interpreter exits, so no MPI process outlives the user's process.
+"""
+
+from __future__ import annotations
+
+import atexit
+import concurrent.futures
+import errno
+import itertools
+import os
+import shutil
+import sys
+import threading
+import weakref
+from concurrent.futures import Future
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+from . import _config, _core
+from ._serialize import (
+    dumps_call,
+    dumps_function,
+    dumps_init,
+    dumps_keyed,
+    loads_error,
+    loads_result,
+)
+
+_AFTER_SHUTDOWN = "cannot schedule new futures after shutdown"
+#: Grace period for the job to leave after SHUTDOWN before it is killed.
+_DESTROY_GRACE_MS = 3000
+
+
+class ExecutorBroken(concurrent.futures.BrokenExecutor):
+    """The MPI job behind an executor is gone (it crashed, could not start, or
+    runs a different Python).  The message says what happened and carries the
+    tail of the job's stderr.  Every pending future fails with it and every
+    later ``submit`` raises it at once."""
+
+
+# ---- shared state between an executor and its dispatcher thread -----------
+
+
+class _State:
+    """The core and the futures table, shared by an executor, its futures and
+    its dispatcher thread.  It never refers to the executor itself."""
+
+    def __init__(self, core: "_core.Executor") -> None:
+        self.core = core
+        self.lock = threading.Lock()
+        self.futures: Dict[int, "_Future"] = {}
+        self.broken: Optional[str] = None
+        self.ids = itertools.count(1)
+        self.keys = itertools.count(1)
+        self.hellos: List[Dict[str, str]] = []
+        self.exit_hooks: List[Callable[[], None]] = []
+
+    # -- submitting and cancelling
+
+    def submit(
+        self, msg_type: int, flags: int, payload: bytes, buffers: list
+    ) -> "_Future":
+        task_id = next(self.ids)
+        future = _Future(self, task_id)
+        with self.lock:
+            if self.broken is not None:
+                raise ExecutorBroken(self.broken)
+            self.futures[task_id] = future
+            try:
+                self.core.submit(task_id, msg_type, flags, payload, buffers)
+            except BrokenPipeError as exc:
+                del self.futures[task_id]
+                if self.broken is None:
+                    self.broken = exc.strerror or str(exc)
+                raise ExecutorBroken(self.broken) from None
+            except ValueError as exc:
+                del self.futures[task_id]
+                if self.core.destroyed:
+                    raise ExecutorBroken("the executor was destroyed") from None
+                raise exc
+            except RuntimeError:
+                del self.futures[task_id]
+                raise RuntimeError(_AFTER_SHUTDOWN) from None
+            except BaseException:
+                del self.futures[task_id]
+                raise
+        return future
+
+    def submit_init(self, payload: bytes, buffers: list) -> None:
+        self.core.submit(next(self.ids), _core.MSG_INIT, 0, payload, buffers)
+
+    def define_key(self, key: int, payload: bytes, buffers: list) -> None:
+        """Broadcasts a DEFINE of a pickled function under key (from
+        ``self.keys``)."""
+        with self.lock:
+            if self.broken is not None:
+                raise ExecutorBroken(self.broken)
+            try:
+                self.core.broadcast(_core.MSG_DEFINE, key, payload, buffers)
+            except BrokenPipeError as exc:
+                if self.broken is None:
+                    self.broken = exc.strerror or str(exc)
+                raise ExecutorBroken(self.broken) from None
+            except ValueError:
+                if self.core.destroyed:
+                    raise ExecutorBroken("the executor was destroyed") from None
+                raise
+            except RuntimeError:
+                raise RuntimeError(_AFTER_SHUTDOWN) from None
+
+    def forget(self, key: int) -> None:
+        """Broadcasts the FORGET of key.  Once the job is gone or the core is
+        closed there is nothing left to forget: errors are ignored."""
+        try:
+            self.core.broadcast(_core.MSG_FORGET, key)
+        except (OSError, ValueError, RuntimeError):
+            pass
+
+    def forget_when_done(self, key: int, futures: List[Future]) -> None:
+        """FORGETs key once every future of futures is finished (done,
+        failed or cancelled): only then has no group a task that uses it."""
+        if not futures:
+            self.forget(key)
+            return
+        lock = threading.Lock()
+        left = [len(futures)]
+
+        def one_done(_future: Future) -> None:
+            with lock:
+                left[0] -= 1
+                last = left[0] == 0
+            if last:
+                self.forget(key)
+
+        for future in futures:
+            future.add_done_callback(one_done)
+
+    def cancel(self, task_id: int) -> bool:
+        """Removes a task the frontend has not sent yet."""
+        with self.lock:
+            if task_id not in self.futures:
+                return False
+            try:
+                removed = self.core.cancel(task_id)
+            except ValueError:  # destroyed: the future is being failed
+                return False
+            if removed:
+                del self.futures[task_id]
+            return removed
+
+    def cancel_all(self) -> None:
+        with self.lock:
+            try:
+                ids = self.core.cancel_all()
+            except ValueError:
+                return
+            cancelled = [self.futures.pop(i) for i in ids if i in self.futures]
+        for future in cancelled:
+            Future.cancel(future)
+
+    def pop(self, task_id: int) -> Optional["_Future"]:
+        with self.lock:
+            return self.futures.pop(task_id, None)
+
+    # -- breaking, closing, destroying
+
+    def break_executor(self, message: str) -> None:
+        """Marks the executor broken and fails every pending future."""
+        with self.lock:
+            if self.broken is None:
+                self.broken = message
+            futures = list(self.futures.values())
+            self.futures.clear()
+        for future in futures:
+            _finish(future, exception=ExecutorBroken(message))
+
+    def close(self) -> None:
+        try:
+            self.core.close()
+        except ValueError:  # already destroyed
+            pass
+
+    def destroy(self, grace_ms: int = _DESTROY_GRACE_MS) -> None:
+        self.core.destroy(grace_ms=grace_ms)
+
+    def pending(self) -> int:
+        try:
+            return self.core.pending()
+        except ValueError:
+            return 0
+
+
+class _Future(Future):
+    """A Future whose ``cancel()`` also removes the task from the frontend's
+    queue; it succeeds only while the task has not been sent to the ranks."""
+
+    def __init__(self, state: _State, task_id: int) -> None:
+        super().__init__()
+        self._pmp_state = state
+        self._pmp_task_id = task_id
+
+    def cancel(self) -> bool:
+        if self.done():
+            return super().cancel()
+        if not self._pmp_state.cancel(self._pmp_task_id):
+            return False
+        return super().cancel()
+
+
+def _finish(
+    future: Future, result: Any = None, exception: Optional[BaseException] = None
+) -> None:
+    try:
+        if not future.set_running_or_notify_cancel():
+            return  # cancelled meanwhile
+        if exception is not None:
+            future.set_exception(exception)
+        else:
+            future.set_result(result)
+    except concurrent.futures.InvalidStateError:
+        pass
+    except RuntimeError:  # set_running_or_notify_cancel on a finished future
+        pass
+
+
+def _parse_hello(text: str) -> Dict[str, str]:
+    fields = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            fields[key.strip()] = value.strip()
+    return fields
+
+
+def _check_hello(fields: Dict[str, str]) -> Optional[str]:
+    """Returns why the worker cannot serve us, or None."""
+    theirs = fields.get("python", "")
+    ours = "%d.%d" % sys.version_info[:2]
+    if theirs.split(".")[:2] != ours.split("."):
+        return (
+            f"the runtime on {fields.get('host', '?')} (pid {fields.get('pid', '?')}) "
+            f"runs Python {theirs or 'of unknown version'} but this process runs "
+            f"Python {sys.version.split()[0]}: pickles cannot cross; build "
+            f"pympipool-runtime for {sys.executable} or point PYMPIPOOL_RUNTIME at "
+            f"one that was"
+        )
+    return None
+
+
+def _dispatch(state: _State) -> None:
+    """The dispatcher thread: completes futures until the core is closed or
+    destroyed.  Holds only ``state``."""
+    core = state.core
+    try:
+        while True:
+            try:
+                event = core.wait(None)
+            except ValueError:  # destroyed under us (atexit, finalizer)
+                state.break_executor("the executor was destroyed")
+                return
+            except RuntimeError:  # CLOSED already delivered
+                return
+            if event is None:
+                continue
+            kind, task_id, flags, frames, text, status = event
+            if kind == _core.DONE_RESULT:
+                future = state.pop(task_id)
+                if future is None:
+                    continue
+                try:
+                    value = loads_result(flags, frames, _core.FLAG_PER_RANK)
+                except Exception as exc:
+                    _finish(future, exception=exc)
+                else:
+                    _finish(future, result=value)
+            elif kind == _core.DONE_ERROR:
+                future = state.pop(task_id)
+                if future is not None:
+                    _finish(future, exception=loads_error(frames))
+            elif kind == _core.DONE_BROKEN:
+                with state.lock:
+                    if state.broken is None:
+                        state.broken = text
+                future = state.pop(task_id)
+                if future is not None:
+                    _finish(future, exception=ExecutorBroken(text))
+            elif kind == _core.EVENT_HELLO:
+                fields = _parse_hello(text)
+                state.hellos.append(fields)
+                problem = _check_hello(fields)
+                if problem is not None:
+                    # Nothing useful can run there: stop the job now rather
+                    # than wait for tasks it may never answer.
+                    state.break_executor(problem)
+                    state.destroy()
+                    return
+            elif kind == _core.EVENT_EXIT:
+                state.break_executor(text or f"the MPI job exited (status {status})")
+            elif kind == _core.EVENT_CLOSED:
+                state.break_executor("the executor was shut down")
+                state.destroy()
+                return
+    except BaseException as exc:  # never leave futures hanging
+        state.break_executor(f"pympipool's dispatcher thread failed: {exc!r}")
+        raise
+    finally:
+        for hook in state.exit_hooks:
+            try:
+                hook()
+            except Exception:
+                pass
+
+
+# ---- clean-up at garbage collection and interpreter exit -------------------
+
+_live_states: "weakref.WeakSet[_State]" = weakref.WeakSet()
+_atexit_lock = threading.Lock()
+_atexit_registered = False
+
+
+def _destroy_all_at_exit() -> None:
+    for state in list(_live_states):
+        try:
+            state.destroy()
+        except Exception:
+            pass
+
+
+def _register_at_exit(state: _State) -> None:
+    global _atexit_registered
+    with _atexit_lock:
+        _live_states.add(state)
+        if not _atexit_registered:
+            atexit.register(_destroy_all_at_exit)
+            _atexit_registered = True
+
+
+def _collect(state: _State, dispatcher: threading.Thread) -> None:
+    """weakref.finalize callback of a collected executor: queued tasks still
+    run, then the dispatcher destroys the core.  Without a dispatcher,
+    destroy now."""
+    if dispatcher.is_alive():
+        state.close()
+    else:
+        state.destroy()
+
+
+# ---- validation helpers -------------------------------------------------
+
+
+def _check_count(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{name} must be at least 1, not {value}")
+    return int(value)
+
+
+class _Default(int):
+    """The default of a count that has an alias (``cores`` for
+    ``max_workers``): an int equal to the default that can be told apart
+    from the same number passed explicitly, so that passing both spellings
+    is detected.  Its repr is the number's, so signatures read as usual."""
+
+    def __repr__(self) -> str:
+        return int.__repr__(self)
+
+
+def _resolve_alias(name: str, value: Any, alias: str, alias_value: Any) -> tuple:
+    """(the name the user spelled, its value) of a parameter with an alias;
+    TypeError if both spellings were given."""
+    if alias_value is None:
+        return name, value
+    if not isinstance(value, _Default):
+        raise TypeError(
+            f"{alias} is another name for {name}: pass one of them, not both"
+        )
+    return alias, alias_value
+
+
+def _check_cwd(cwd: Any) -> Optional[str]:
+    if cwd is None:
+        return None
+    try:
+        path = os.fspath(cwd)
+    except TypeError:
+        raise TypeError(
+            f"cwd must be a path or None, not {type(cwd).__name__}"
+        ) from None
+    if isinstance(path, bytes):
+        path = os.fsdecode(path)
+    if not os.path.isdir(path):
+        raise FileNotFoundError(
+            errno.ENOENT, "cwd must be an existing directory; no such directory", path
+        )
+    return os.path.abspath(path)
+
+
+def _find_program(program: str, what: str) -> str:
+    """Path of an executable (a path, or a name looked up in PATH)."""
+    if os.sep in program:
+        if os.path.isfile(program) and os.access(program, os.X_OK):
+            return program
+        raise FileNotFoundError(
+            errno.ENOENT, f"{what} not found: no executable file at this path", program
+        )
+    found = shutil.which(program)
+    if found is None:
+        raise FileNotFoundError(
+            errno.ENOENT, f"{what} not found: {program!r} is not on PATH", program
+        )
+    return found
+
+
+def _runtime_args(cwd: Optional[str]) -> List[str]:
+    here = os.getcwd()
+    args = ["--python-executable", sys.executable, "--cwd", cwd or here]
+    for entry in sys.path:
+        args += ["--sys-path", entry or here]
+    return args
+
+
+class _Engine:
+    """The shared machinery; see the module docstring.  Subclasses call
+    ``_start_engine`` once, from their constructor, after validating their
+    own parameters, and implement ``_check_open`` (their own error for use
+    after shutdown / close)."""
+
+    _state: _State
+    _dispatcher: threading.Thread
+
+    def _start_engine(
+        self,
+        *,
+        ranks: int,
+        ranks_per_group: int,
+        pipeline_depth: int,
+        all_ranks: bool,
+        oversubscribe: bool = False,
+        enable_flux_backend: bool = False,
+        init_function: Optional[Callable[[], dict]] = None,
+        cwd: Optional[str] = None,
+        queue_adapter: Any = None,
+        queue_adapter_kwargs: Optional[dict] = None,
+        exit_hooks: Sequence[Callable[[], None]] = (),
+    ) -> None:
+        # Everything is checked before anything is launched.
+        cwd = _check_cwd(cwd)
+        if not isinstance(oversubscribe, bool):
+            raise TypeError(
+                f"oversubscribe must be a bool, not {type(oversubscribe).__name__}"
+            )
+        if not isinstance(enable_flux_backend, bool):
+            raise TypeError(
+                f"enable_flux_backend must be a bool, "
+                f"not {type(enable_flux_backend).__name__}"
+            )
+        if init_function is not None and not callable(init_function):
+            raise TypeError(
+                f"init_function must be callable (returning a dict), "
+                f"not {type(init_function).__name__}"
+            )
+        submit_job = getattr(queue_adapter, "submit_job", None)
+        if queue_adapter is not None and not callable(submit_job):
+            raise TypeError("queue_adapter must have a callable submit_job() method")
+        if not isinstance(queue_adapter_kwargs, (dict, type(None))):
+            raise TypeError(
+                f"queue_adapter_kwargs must be a dict or None, "
+                f"not {type(queue_adapter_kwargs).__name__}"
+            )
+        if enable_flux_backend:
+            mpiexec = _find_program("flux", "flux (enable_flux_backend=True)")
+        else:
+            mpiexec = _find_program(
+                os.environ.get("PYMPIPOOL_MPIEXEC") or _config.MPIEXEC,
+                f"mpiexec of {_config.MPI_FLAVOUR}",
+            )
+        runtime = _find_program(
+            os.environ.get("PYMPIPOOL_RUNTIME") or _config.RUNTIME, "pympipool-runtime"
+        )
+
+        self._shutdown_lock = threading.Lock()
+        self._shutdown = False
+        self._task_flags = _core.FLAG_ALL_RANKS if all_ranks else 0
+
+        core = _core.Executor(
+            ranks=ranks,
+            ranks_per_group=ranks_per_group,
+            pipeline_depth=pipeline_depth,
+            launch=queue_adapter is None,
+            oversubscribe=oversubscribe,
+            flux=enable_flux_backend,
+            mpi_flavour=_config.MPI_FLAVOUR,
+            mpiexec=None if enable_flux_backend else mpiexec,
+            runtime=runtime,
+            cwd=cwd,
+            runtime_args=_runtime_args(cwd),
+        )
+        state = _State(core)
+        state.exit_hooks.extend(exit_hooks)
+        try:
+            if init_function is not None:
+                state.submit_init(*dumps_init(init_function))
+            if queue_adapter is not None:
+                queue_adapter.submit_job(
+                    working_directory=cwd or os.getcwd(),
+                    cores=ranks,
+                    command=list(core.command),
+                    **(queue_adapter_kwargs or {}),
+                )
+        except BaseException:
+            core.destroy(grace_ms=0)
+            raise
+        self._state = state
+        _register_at_exit(state)
+        self._dispatcher = threading.Thread(
+            target=_dispatch, args=(state,), name="pympipool-dispatcher", daemon=True
+        )
+        self._dispatcher.start()
+        self._finalizer = weakref.finalize(self, _collect, state, self._dispatcher)
+        self._finalizer.atexit = False  # the atexit hook destroys instead
+
+    # -- what the interfaces build on
+
+    def _check_open(self) -> None:
+        raise NotImplementedError
+
+    def _check_broken(self) -> None:
+        if self._state.broken is not None:
+            raise ExecutorBroken(self._state.broken)
+
+    def _submit_call(self, fn: Callable, args: Sequence, kwargs: dict) -> "_Future":
+        """A TASK carrying the pickled ``fn(*args, **kwargs)``.  Pickling
+        happens here, before anything is sent: an unpicklable argument raises
+        pickle's own exception."""
+        if not callable(fn):
+            raise TypeError(f"{type(fn).__name__!r} object is not callable")
+        self._check_open()
+        payload, buffers = dumps_call(fn, args, kwargs)
+        with self._shutdown_lock:
+            self._check_open()
+            return self._state.submit(
+                _core.MSG_TASK, self._task_flags, payload, buffers
+            )
+
+    def _submit_keyed(
+        self, fn: Callable, batches: List[list], chunk: bool
+    ) -> List["_Future"]:
+        """Sends fn once (DEFINE) and one task per batch of calls, each a list
+        of ``(args, kwargs)``: a CHUNK task per batch when ``chunk`` (its
+        result is the list of the calls' values), otherwise one FN_KEY task
+        per call (batches of one).  FORGETs fn once every task finished.
+        Everything is pickled before anything is sent; if a submit fails
+        midway, the tasks already sent still run and the error is raised."""
+        if not callable(fn):
+            raise TypeError(f"{type(fn).__name__!r} object is not callable")
+        self._check_open()
+        fn_payload, fn_buffers = dumps_function(fn)
+        flags = self._task_flags | _core.FLAG_FN_KEY
+        if chunk:
+            flags |= _core.FLAG_CHUNK
+        # The key is known only after the DEFINE: pickle with a placeholder
+        # is not possible, so reserve the key first.
+        key = next(self._state.keys)
+        messages = []
+        for batch in batches:
+            if chunk:
+                messages.append(dumps_keyed(key, batch))
+            else:
+                ((args, kwargs),) = batch
+                messages.append(dumps_keyed(key, args, kwargs))
+        futures: List[_Future] = []
+        with self._shutdown_lock:
+            self._check_open()
+            self._state.define_key(key, fn_payload, fn_buffers)
+            try:
+                for payload, buffers in messages:
+                    futures.append(
+                        self._state.submit(_core.MSG_TASK, flags, payload, buffers)
+                    )
+            finally:
+                self._state.forget_when_done(key, futures)
+        return futures
+
+    def _close_engine(self, cancel_futures: bool = False) -> None:
+        """No more submits; queued tasks still run (unless cancelled)."""
+        with self._shutdown_lock:
+            self._shutdown = True
+        if cancel_futures:
+            self._state.cancel_all()
+        self._state.close()
+
+    def _join_engine(self) -> None:
+        """Waits until every task has finished and the job has exited."""
+        if threading.current_thread() is not self._dispatcher:
+            self._dispatcher.join()
+            self._state.destroy()
+
+    def _terminate_engine(self, message: str) -> None:
+        """Stops the job now: every task not finished is lost, its future
+        fails with ExecutorBroken(message)."""
+        with self._shutdown_lock:
+            self._shutdown = True
+        # Every future, queued or running, fails with the same reason; the
+        # frontend drops the queued tasks when the core is destroyed.  Idle
+        # workers leave at once on SHUTDOWN, cleanly (killing mpiexec makes
+        # it print a scary report); busy ones are killed without delay.
+        state = self._state
+        with state.lock:
+            busy = bool(state.futures)
+        state.break_executor(message)
+        state.destroy(grace_ms=0 if busy else _DESTROY_GRACE_MS)
+
+    @property
+    def broken(self) -> bool:
+        """Whether the MPI job is gone (crashed, terminated or shut down)."""
+        return self._state.broken is not None
