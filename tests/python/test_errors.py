@@ -136,12 +136,14 @@ def test_runtime_that_cannot_start_breaks_the_executor_with_its_stderr(
     monkeypatch, bad_runtime
 ):
     monkeypatch.setenv("PYMPIPOOL_RUNTIME", bad_runtime)
+    started = time.monotonic()
     exe = Executor()
     try:
-        future = exe.submit(add, 1)
-        started = time.monotonic()
+        # The runtime may already be gone when submit() runs (then submit
+        # raises) or die while the call waits (then result() raises): the
+        # user sees the same error with the runtime's stderr either way.
         with pytest.raises(ExecutorBroken) as info:
-            future.result(timeout=30)
+            exe.submit(add, 1).result(timeout=30)
         assert time.monotonic() - started < 10
         assert "marker 4711" in str(info.value)
         # Later submits fail at once with the same reason.
@@ -161,7 +163,7 @@ def test_bad_python_executable_breaks_the_executor(monkeypatch, tmp_path):
     try:
         with pytest.raises(ExecutorBroken) as info:
             exe.submit(add, 1).result(timeout=60)
-        assert "status" in str(info.value) or "exit" in str(info.value)
+        assert "no-such-python" in str(info.value), str(info.value)
     finally:
         exe.shutdown(wait=True)
 
