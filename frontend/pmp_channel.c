@@ -146,24 +146,6 @@ static void s_eventfd_post(int fd)
     while (rc < 0 && errno == EINTR);
 }
 
-/* The launcher's exit sentence, worded for a booted program. */
-static char *s_exit_text(const pmp_launcher_t *launcher)
-{
-    char *text = pmp_launcher_exit_text(launcher);
-    static const char old_prefix[] = "pympipool-runtime job (";
-    static const char new_prefix[] = "the booted program (";
-    if (!text || strncmp(text, old_prefix, sizeof old_prefix - 1) != 0)
-        return text;
-    size_t rest = strlen(text) - (sizeof old_prefix - 1);
-    char *out = malloc(sizeof new_prefix + rest);
-    if (!out)
-        return text;
-    memcpy(out, new_prefix, sizeof new_prefix - 1);
-    memcpy(out + sizeof new_prefix - 1, text + sizeof old_prefix - 1, rest + 1);
-    free(text);
-    return out;
-}
-
 static void *s_keeper_run(void *arg)
 {
     s_keeper_t *k = arg;
@@ -190,7 +172,7 @@ static void *s_keeper_run(void *arg)
     for (;;) {
         if (!exited && pmp_launcher_poll_exit(launcher)) {
             pmp_launcher_drain_stderr(launcher, 500);
-            char *text = s_exit_text(launcher);
+            char *text = pmp_launcher_exit_text(launcher, "the booted program");
             pthread_mutex_lock(&k->mutex);
             k->exited = 1;
             k->status = pmp_launcher_status(launcher);

@@ -599,7 +599,7 @@ static void s_on_exit(pmp_executor_t *self)
     pmp_launcher_drain_stderr(self->launcher, S_DRAIN_MS);
     /* ranks that outlived mpiexec would be orphans: end them */
     pmp_launcher_signal(self->launcher, SIGKILL);
-    char *text = pmp_launcher_exit_text(self->launcher);
+    char *text = pmp_launcher_exit_text(self->launcher, "pympipool-runtime job");
     PMP_ASSERT(text != NULL);
     pmp_log(PMP_LOG_INFO, "frontend: %s", text);
     pthread_mutex_lock(&self->mtx);

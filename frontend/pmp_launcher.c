@@ -382,7 +382,7 @@ int pmp_launcher_status(const pmp_launcher_t *self)
     return self->exited ? self->status : -1;
 }
 
-char *pmp_launcher_exit_text(const pmp_launcher_t *self)
+char *pmp_launcher_exit_text(const pmp_launcher_t *self, const char *what)
 {
     char how[128];
     if (!self->exited)
@@ -399,14 +399,13 @@ char *pmp_launcher_exit_text(const pmp_launcher_t *self)
     char *tail = pmp_tail_text(self->tail);
     if (!tail)
         return NULL;
-    size_t len = strlen(self->argv0) + strlen(how) + strlen(tail) + 128;
+    size_t len = strlen(what) + strlen(self->argv0) + strlen(how) + strlen(tail) + 128;
     char *text = malloc(len);
     if (text && *tail)
-        snprintf(text, len, "pympipool-runtime job (%s pid %ld) %s; its stderr ended with:\n%s",
-                 self->argv0, (long)self->pid, how, tail);
+        snprintf(text, len, "%s (%s pid %ld) %s; its stderr ended with:\n%s", what, self->argv0,
+                 (long)self->pid, how, tail);
     else if (text)
-        snprintf(text, len, "pympipool-runtime job (%s pid %ld) %s", self->argv0, (long)self->pid,
-                 how);
+        snprintf(text, len, "%s (%s pid %ld) %s", what, self->argv0, (long)self->pid, how);
     else
         errno = ENOMEM;
     free(tail);

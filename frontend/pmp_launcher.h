@@ -72,9 +72,10 @@ int pmp_launcher_exited(const pmp_launcher_t *self);
 /* waitpid status of the exited job, -1 while it runs. */
 int pmp_launcher_status(const pmp_launcher_t *self);
 
-/* "pympipool-runtime job (<argv0> pid P) exited with status S" or "... was
- * killed by signal N", plus "; its stderr ended with:\n<tail>" when the job
- * wrote anything.  malloc'ed (caller frees), NULL with errno = ENOMEM. */
-char *pmp_launcher_exit_text(const pmp_launcher_t *self);
+/* "<what> (<argv0> pid P) exited with status S" or "... was killed by
+ * signal N", plus "; its stderr ended with:\n<tail>" when the job wrote
+ * anything; what names the job for the reader ("pympipool-runtime job").
+ * malloc'ed (caller frees), NULL with errno = ENOMEM. */
+char *pmp_launcher_exit_text(const pmp_launcher_t *self, const char *what);
 
 #endif
