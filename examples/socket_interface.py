@@ -1,4 +1,4 @@
-"""SocketInterface: boot a user-written backend (socket_backend.py) and let
+"""SocketInterface: boot a user-written backend (backends/socket_backend.py) and let
 it evaluate functions defined here.  Prints [array(1), array(4), array(9),
 array(16)] and then the re-raised remote error."""
 
@@ -18,7 +18,7 @@ def fail(i):
     raise ValueError(f"no square for {i}")
 
 
-backend = os.path.join(os.path.dirname(os.path.abspath(__file__)), "socket_backend.py")
+backend = os.path.join(os.path.dirname(os.path.abspath(__file__)), "backends", "socket_backend.py")
 
 with SocketInterface() as interface:
     port = interface.bind_to_random_port()

@@ -1,0 +1,7 @@
+from pympipool import MPISpawnPool
+
+def calc(i, comm):
+    return i, comm.Get_size(), comm.Get_rank()
+
+with MPISpawnPool(cores=4, cores_per_task=2) as p:
+    print(p.map(func=calc, iterable=[1, 2, 3, 4]))
