@@ -148,11 +148,14 @@ def new_processes():
 
 @pytest.fixture
 def bad_runtime(tmp_path):
-    """A 'runtime' that writes to stderr and exits 1 at once."""
+    """A 'runtime' that writes to stderr and exits 1.  It waits a moment
+    first: a process that exits while mpiexec.hydra is still launching it
+    can make hydra itself die of SIGPIPE before it forwards the stderr."""
     script = tmp_path / "bad-runtime.sh"
     script.write_text(
         "#!/bin/sh\n"
         "echo 'pmp-test: the runtime cannot start (marker 4711)' >&2\n"
+        "sleep 0.3\n"
         "exit 1\n"
     )
     script.chmod(0o755)
