@@ -5,7 +5,7 @@
  * conventions and the error objects live in Python; this file moves bytes,
  * waits without the GIL and maps errors.
  *
- * Two heap types, created from specs by pmp_py_channel_add_types() during
+ * One heap type, created from its spec by pmp_py_channel_add_types() during
  * _core's multi-phase initialisation (no static PyObject globals):
  *
  *   Channel       owns one pmp_channel_t, server (Channel(...)) or client
@@ -15,13 +15,12 @@
  *                 PyErr_CheckSignals() between slices (Ctrl-C works) and
  *                 raising ChildProcessError with the exit status and stderr
  *                 tail as soon as a booted program is gone.  Buffers of
- *                 64 KiB or more are sent without copying: the Py_buffer is
- *                 held in a malloc'ed "hold" whose free callback, run later
- *                 on a ZeroMQ thread without the GIL, only queues it; the
- *                 queue is drained with the GIL at the next call and after
- *                 destroy (as in _core.c's Executor).
- *   ChannelFrame  owns one received pmp_frame_t and exports it as a
- *                 writable buffer, so unpickled numpy arrays are zero-copy.
+ *                 64 KiB or more are sent without copying, held until the
+ *                 frontend gives them back on the channel's release list,
+ *                 which is drained with the GIL at the next call and after
+ *                 destroy (the holds, the errno -> exception mapping and the
+ *                 Frame type of received frames are shared with _core.c's
+ *                 Executor: _pmp_py.c).
  *
  * Threads: a channel may be used by one thread at a time (its socket is a
  * ZeroMQ socket); a second thread entering while one waits gets
@@ -33,185 +32,53 @@
 #include "_channel.h"
 
 #include <errno.h>
-#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "_pmp_py.h"
 #include "pmp_channel.h"
 
-#define S_ZERO_COPY_THRESHOLD (64 * 1024)
 #define S_SLICE_MS 100
 #define S_DEFAULT_GRACE_MS 3000
-
-typedef struct s_chold {
-    struct s_chold *next;
-    struct s_crelease *list;
-    Py_buffer view;
-} s_chold_t;
-
-typedef struct s_crelease {
-    pthread_mutex_t mutex;
-    s_chold_t *head;
-} s_crelease_t;
 
 typedef struct {
     PyObject ob_base;
     pmp_channel_t *ch;
-    PyObject *frame_type; /* strong reference to ChannelFrame */
-    int closing;          /* destroy() has begun */
-    int busy;             /* a call is inside with the GIL released */
+    PyTypeObject *frame_type; /* strong reference to Frame */
+    int closing;              /* destroy() has begun */
+    int busy;                 /* a call is inside with the GIL released */
     uint64_t last_task_id;
-    s_crelease_t released;
+    pmp_py_release_t released;
 } s_channel_object;
-
-typedef struct {
-    PyObject ob_base;
-    pmp_frame_t *frame;
-} s_cframe_object;
-
-/* ---- errors ---------------------------------------------------------------- */
-
-static PyObject *s_raise(int errnum, const char *text)
-{
-    if (text == NULL || text[0] == '\0')
-        text = strerror(errnum);
-    PyObject *msg = PyUnicode_DecodeUTF8(text, (Py_ssize_t)strlen(text), "replace");
-    if (msg == NULL)
-        return NULL;
-    PyObject *type = NULL;
-    switch (errnum) {
-    case EINVAL:
-        type = PyExc_ValueError;
-        break;
-    case ENOMEM:
-        type = PyExc_MemoryError;
-        break;
-    case ENOTCONN:
-    case EALREADY:
-    case ENOTSUP:
-        type = PyExc_RuntimeError;
-        break;
-    default:
-        break;
-    }
-    if (type != NULL) {
-        PyErr_SetObject(type, msg);
-        Py_DECREF(msg);
-        return NULL;
-    }
-    /* OSError(errno, text) picks FileNotFoundError, ChildProcessError, ... */
-    PyObject *exc = PyObject_CallFunction(PyExc_OSError, "iN", errnum, msg);
-    if (exc != NULL) {
-        PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
-        Py_DECREF(exc);
-    }
-    return NULL;
-}
-
-/* ---- zero-copy holds --------------------------------------------------------- */
-
-static void s_chold_free(void *data, void *hint)
-{
-    s_chold_t *hold = hint;
-    s_crelease_t *list = hold->list;
-    (void)data;
-    pthread_mutex_lock(&list->mutex);
-    hold->next = list->head;
-    list->head = hold;
-    pthread_mutex_unlock(&list->mutex);
-}
-
-static void s_chold_release(s_chold_t *hold)
-{
-    PyBuffer_Release(&hold->view);
-    PyMem_RawFree(hold);
-}
 
 static void s_drain(s_channel_object *self)
 {
-    pthread_mutex_lock(&self->released.mutex);
-    s_chold_t *hold = self->released.head;
-    self->released.head = NULL;
-    pthread_mutex_unlock(&self->released.mutex);
-    while (hold != NULL) {
-        s_chold_t *next = hold->next;
-        s_chold_release(hold);
-        hold = next;
-    }
+    pmp_py_release_drain(&self->released);
 }
-
-/* ---- ChannelFrame ------------------------------------------------------------ */
-
-static int s_cframe_getbuffer(PyObject *op, Py_buffer *view, int flags)
-{
-    s_cframe_object *self = (s_cframe_object *)op;
-    if (self->frame == NULL) {
-        PyErr_SetString(PyExc_ValueError, "frame is empty");
-        view->obj = NULL;
-        return -1;
-    }
-    return PyBuffer_FillInfo(view, op, pmp_frame_data(self->frame),
-                             (Py_ssize_t)pmp_frame_size(self->frame), 0, flags);
-}
-
-static Py_ssize_t s_cframe_length(PyObject *op)
-{
-    s_cframe_object *self = (s_cframe_object *)op;
-    return self->frame != NULL ? (Py_ssize_t)pmp_frame_size(self->frame) : 0;
-}
-
-static void s_cframe_dealloc(PyObject *op)
-{
-    s_cframe_object *self = (s_cframe_object *)op;
-    PyTypeObject *tp = Py_TYPE(op);
-    pmp_frame_destroy(&self->frame);
-    tp->tp_free(op);
-    Py_DECREF(tp);
-}
-
-static PyType_Slot s_cframe_slots[] = {
-    {Py_tp_doc, "One frame received on a Channel; a writable, zero-copy buffer."},
-    {Py_tp_dealloc, s_cframe_dealloc},
-    {Py_bf_getbuffer, s_cframe_getbuffer},
-    {Py_sq_length, s_cframe_length},
-    {0, NULL},
-};
-
-static PyType_Spec s_cframe_spec = {
-    .name = "pympipool._core.ChannelFrame",
-    .basicsize = sizeof(s_cframe_object),
-    .flags = Py_TPFLAGS_DEFAULT
-#ifdef Py_TPFLAGS_DISALLOW_INSTANTIATION
-             | Py_TPFLAGS_DISALLOW_INSTANTIATION
-#endif
-    ,
-    .slots = s_cframe_slots,
-};
 
 /* ---- Channel: construction ------------------------------------------------------ */
 
 static s_channel_object *s_channel_alloc(PyTypeObject *type)
 {
-    PyObject *module = PyType_GetModule(type);
-    if (module == NULL)
+    pmp_py_state_t *st = (pmp_py_state_t *)PyType_GetModuleState(type);
+    if (st == NULL)
         return NULL;
-    PyObject *frame_type = PyObject_GetAttrString(module, "ChannelFrame");
-    if (frame_type == NULL)
-        return NULL;
-    s_channel_object *self = (s_channel_object *)type->tp_alloc(type, 0);
-    if (self == NULL) {
-        Py_DECREF(frame_type);
+    if (st->frame_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "pympipool._core is not initialised");
         return NULL;
     }
+    s_channel_object *self = (s_channel_object *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
     self->ch = NULL;
-    self->frame_type = frame_type;
+    self->frame_type = st->frame_type;
+    Py_INCREF(self->frame_type);
     self->closing = 0;
     self->busy = 0;
     self->last_task_id = 0;
-    self->released.head = NULL;
-    pthread_mutex_init(&self->released.mutex, NULL);
+    pmp_py_release_init(&self->released);
     return self;
 }
 
@@ -231,7 +98,7 @@ static PyObject *s_channel_new(PyTypeObject *type, PyObject *args, PyObject *kwa
     if (self->ch == NULL) {
         int e = errno;
         Py_DECREF(self);
-        return s_raise(e, err.text);
+        return pmp_py_raise(e, err.text);
     }
     return (PyObject *)self;
 }
@@ -259,24 +126,16 @@ static PyObject *s_channel_connect(PyObject *cls, PyObject *args, PyObject *kwar
     if (self->ch == NULL) {
         int e = errno;
         Py_DECREF(self);
-        return s_raise(e, err.text);
+        return pmp_py_raise(e, err.text);
     }
     return (PyObject *)self;
-}
-
-static void s_sleep_without_gil(void)
-{
-    struct timespec pause = {0, 1000000};
-    PyThreadState *ts = PyEval_SaveThread();
-    nanosleep(&pause, NULL);
-    PyEval_RestoreThread(ts);
 }
 
 static void s_channel_destroy_now(s_channel_object *self, int grace_ms, int wait)
 {
     self->closing = 1;
     while (self->busy > 0)
-        s_sleep_without_gil();
+        pmp_py_sleep_without_gil();
     pmp_channel_t *ch = self->ch;
     self->ch = NULL;
     if (ch != NULL) {
@@ -294,7 +153,7 @@ static void s_channel_dealloc(PyObject *op)
     /* Never block a garbage collection: the keeper stops the program in
      * the background. */
     s_channel_destroy_now(self, S_DEFAULT_GRACE_MS, 0);
-    pthread_mutex_destroy(&self->released.mutex);
+    pmp_py_release_fini(&self->released);
     Py_CLEAR(self->frame_type);
     tp->tp_free(op);
     Py_DECREF(tp);
@@ -327,7 +186,7 @@ static PyObject *s_channel_bind(PyObject *op, PyObject *unused)
     err.text[0] = '\0';
     int port = pmp_channel_bind_random_port(self->ch, &err);
     if (port < 0)
-        return s_raise(errno, err.text);
+        return pmp_py_raise(errno, err.text);
     return PyLong_FromLong(port);
 }
 
@@ -418,7 +277,7 @@ static PyObject *s_channel_bootup(PyObject *op, PyObject *args, PyObject *kwargs
     PyEval_RestoreThread(ts);
     self->busy--;
     if (rc < 0) {
-        s_raise(e, err.text);
+        pmp_py_raise(e, err.text);
         if (e == ENOENT && PyErr_ExceptionMatches(PyExc_FileNotFoundError)) {
             /* make .filename the program, as subprocess does */
             PyObject *type, *value, *tb;
@@ -502,7 +361,7 @@ static int s_wait_writable(s_channel_object *self, double deadline)
         if (rc == 0)
             return 1;
         if (e != EAGAIN) {
-            s_raise(e, err.text);
+            pmp_py_raise(e, err.text);
             return -1;
         }
         if (PyErr_CheckSignals() < 0)
@@ -536,40 +395,10 @@ static PyObject *s_channel_send(PyObject *op, PyObject *args, PyObject *kwargs)
     s_drain(self);
     if (s_enter(self) < 0)
         return NULL;
-    PyObject *seq = PySequence_Fast(buffers_obj, "buffers must be a sequence");
-    if (seq == NULL)
-        return NULL;
-    Py_ssize_t nbufs = PySequence_Fast_GET_SIZE(seq) + 1;
-    pmp_buffer_t *bufs = PyMem_Calloc((size_t)nbufs, sizeof *bufs);
-    Py_buffer *views = PyMem_Calloc((size_t)nbufs, sizeof *views);
-    s_chold_t **holds = PyMem_Calloc((size_t)nbufs, sizeof *holds);
+    pmp_py_message_t msg;
     PyObject *result = NULL;
-    Py_ssize_t filled = 0;
-    int sent = 0;
-    if (bufs == NULL || views == NULL || holds == NULL) {
-        PyErr_NoMemory();
+    if (pmp_py_message_fill(&msg, &self->released, payload, buffers_obj) < 0)
         goto done;
-    }
-    for (Py_ssize_t i = 0; i < nbufs; i++) {
-        PyObject *obj = i == 0 ? payload : PySequence_Fast_GET_ITEM(seq, i - 1);
-        if (PyObject_GetBuffer(obj, &views[i], PyBUF_ANY_CONTIGUOUS) < 0)
-            goto done;
-        filled = i + 1;
-        bufs[i].data = views[i].buf;
-        bufs[i].size = (size_t)views[i].len;
-        if (views[i].len >= S_ZERO_COPY_THRESHOLD) {
-            holds[i] = PyMem_RawMalloc(sizeof *holds[i]);
-            if (holds[i] == NULL) {
-                PyErr_NoMemory();
-                goto done;
-            }
-            holds[i]->next = NULL;
-            holds[i]->list = &self->released;
-            holds[i]->view = views[i]; /* the hold owns the view now */
-            bufs[i].free_fn = s_chold_free;
-            bufs[i].hint = holds[i];
-        }
-    }
     int w = s_wait_writable(self, deadline);
     if (w < 0)
         goto done;
@@ -583,35 +412,24 @@ static PyObject *s_channel_send(PyObject *op, PyObject *args, PyObject *kwargs)
     int rc, e;
     self->busy++;
     PyThreadState *ts = PyEval_SaveThread();
-    rc = pmp_channel_send(self->ch, type, (uint64_t)task_id, (uint32_t)flags, bufs, (size_t)nbufs,
-                          &err);
+    rc = pmp_channel_send(self->ch, type, (uint64_t)task_id, (uint32_t)flags, msg.bufs,
+                          (size_t)msg.n, &err);
     e = errno;
     PyEval_RestoreThread(ts);
     self->busy--;
     if (rc < 0 && e == EINVAL) {
-        s_raise(e, err.text); /* no free_fn was called: we still own the holds */
+        pmp_py_raise(e, err.text); /* no free_fn was called: we still own the holds */
         goto done;
     }
-    sent = 1; /* every hold is given away (and released via free_fn) */
+    pmp_py_message_handed_over(&msg); /* every hold is given away (released via free_fn) */
     if (rc < 0) {
-        s_raise(e, err.text);
+        pmp_py_raise(e, err.text);
         goto done;
     }
     result = Py_True;
     Py_INCREF(result);
 done:
-    for (Py_ssize_t i = 0; i < filled; i++) {
-        if (holds != NULL && holds[i] != NULL) {
-            if (!sent)
-                s_chold_release(holds[i]);
-        } else if (views != NULL) {
-            PyBuffer_Release(&views[i]);
-        }
-    }
-    PyMem_Free(bufs);
-    PyMem_Free(views);
-    PyMem_Free(holds);
-    Py_DECREF(seq);
+    pmp_py_message_clear(&msg);
     s_drain(self);
     return result;
 }
@@ -654,15 +472,13 @@ static PyObject *s_channel_recv(PyObject *op, PyObject *args, PyObject *kwargs)
         if (m != NULL) {
             PyObject *frames = PyList_New((Py_ssize_t)m->nframes);
             for (size_t i = 0; frames != NULL && i < m->nframes; i++) {
-                s_cframe_object *f =
-                    PyObject_New(s_cframe_object, (PyTypeObject *)self->frame_type);
+                PyObject *f = pmp_py_frame_new(self->frame_type, m->frames[i]);
+                m->frames[i] = NULL;
                 if (f == NULL) {
                     Py_CLEAR(frames);
                     break;
                 }
-                f->frame = m->frames[i];
-                m->frames[i] = NULL;
-                PyList_SET_ITEM(frames, (Py_ssize_t)i, (PyObject *)f);
+                PyList_SET_ITEM(frames, (Py_ssize_t)i, f);
             }
             PyObject *result = NULL;
             if (frames != NULL)
@@ -674,7 +490,7 @@ static PyObject *s_channel_recv(PyObject *op, PyObject *args, PyObject *kwargs)
             return result;
         }
         if (e != EAGAIN)
-            return s_raise(e, err.text);
+            return pmp_py_raise(e, err.text);
         if (PyErr_CheckSignals() < 0)
             return NULL;
         if (deadline >= 0 && s_now() >= deadline)
@@ -818,19 +634,11 @@ static PyType_Spec s_channel_spec = {
 
 int pmp_py_channel_add_types(PyObject *module)
 {
-    PyTypeObject *frame_type =
-        (PyTypeObject *)PyType_FromModuleAndSpec(module, &s_cframe_spec, NULL);
-    if (frame_type == NULL)
-        return -1;
-    int rc = PyModule_AddType(module, frame_type);
-    Py_DECREF(frame_type);
-    if (rc < 0)
-        return -1;
     PyTypeObject *channel_type =
         (PyTypeObject *)PyType_FromModuleAndSpec(module, &s_channel_spec, NULL);
     if (channel_type == NULL)
         return -1;
-    rc = PyModule_AddType(module, channel_type);
+    int rc = PyModule_AddType(module, channel_type);
     Py_DECREF(channel_type);
     if (rc < 0)
         return -1;

@@ -4,40 +4,36 @@
  * pickling, validation, the dispatcher thread) lives in Python, in
  * pylib/pympipool/; this file only moves bytes and maps errors.
  *
- * Two heap types, created by multi-phase module initialisation and kept in
- * the module state (no static PyObject globals, as in CPython's
- * Modules/_queuemodule.c):
+ * This file holds the module itself and the Executor type; _channel.c adds
+ * Channel, and _pmp_py.c what both share (errno -> exception, zero-copy
+ * holds, the Frame type).  The heap types are created by multi-phase module
+ * initialisation and kept in the module state (no static PyObject globals,
+ * as in CPython's Modules/_queuemodule.c):
  *
  *   Executor  owns one pmp_executor_t.  submit() (tasks, init) and
  *             broadcast() (DEFINE / FORGET of a function kept by key) hand
  *             the payload and the out-of-band buffers to the frontend
- *             (s_message_fill): buffers below 64 KiB are
- *             copied, larger ones are passed without copying.  For those we
- *             keep the Py_buffer (and so the exporting object) alive in a
- *             small malloc'ed "hold" whose free_fn, called later from a
- *             ZeroMQ thread without the GIL, only pushes the hold onto a
- *             mutex-protected release list.  The list is drained, with the
- *             GIL, at the start of submit() and wait() and after destroy, so
- *             no Python code ever runs on a C thread.  wait() blocks with the
- *             GIL released, in slices of at most 100 ms, and calls
- *             PyErr_CheckSignals() between slices so that Ctrl-C works.
- *   Frame     owns one received pmp_frame_t and exports its bytes as a
- *             writable buffer, so that memoryview(frame) and numpy arrays
- *             unpickled from it are writable and zero-copy.
+ *             (s_executor_send, pmp_py_message_fill): buffers below 64 KiB
+ *             are copied, larger ones are passed without copying, held until
+ *             the frontend gives them back on the executor's release list.
+ *             The list is drained, with the GIL, at the start of submit() and
+ *             wait() and after destroy, so no Python code ever runs on a C
+ *             thread.  wait() blocks with the GIL released, in slices of at
+ *             most 100 ms, and calls PyErr_CheckSignals() between slices so
+ *             that Ctrl-C works; its completions carry Frame objects.
  *
  * Concurrency: methods that release the GIL (wait, destroy) count themselves
  * in `busy`; destroy() first marks the object as going away (every method
  * then raises ValueError "executor is destroyed"), waits until no call is
  * inside the frontend any more (at most one wait slice), and only then frees
  * the frontend object.  Errors from the frontend become exceptions in one
- * place, s_raise_errno().
+ * place, pmp_py_raise().
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <structmember.h>
 
 #include <errno.h>
-#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,34 +41,15 @@
 
 #include "pmp_executor.h"
 #include "_channel.h"
+#include "_pmp_py.h"
 
 #if PY_VERSION_HEX < 0x03090000
 #error "pympipool._core needs Python 3.9 or later (heap types with the buffer protocol)"
 #endif
 
-/* Buffers at least this large are passed to the frontend without copying. */
-#define S_ZERO_COPY_THRESHOLD (64 * 1024)
 /* Longest time wait() stays in C without checking for signals. */
 #define S_WAIT_SLICE_MS 100
 #define S_DEFAULT_GRACE_MS 3000
-
-typedef struct {
-    PyTypeObject *executor_type;
-    PyTypeObject *frame_type;
-} s_module_state;
-
-/* A Python buffer the frontend holds without copying. */
-typedef struct s_hold {
-    struct s_hold *next;
-    struct s_release_list *list;
-    Py_buffer view;
-} s_hold_t;
-
-/* Holds the frontend has finished with; filled without the GIL. */
-typedef struct s_release_list {
-    pthread_mutex_t mutex;
-    s_hold_t *head;
-} s_release_list_t;
 
 enum { S_LIVE = 0, S_DESTROYING = 1, S_DESTROYED = 2 };
 
@@ -81,61 +58,16 @@ typedef struct {
     pmp_executor_t *exe;
     int state; /* S_LIVE, S_DESTROYING, S_DESTROYED; changed with the GIL */
     int busy;  /* calls inside the frontend with the GIL released */
-    s_release_list_t released;
+    pmp_py_release_t released;
     PyObject *weakreflist;
 } s_executor_object;
 
-typedef struct {
-    PyObject ob_base;
-    pmp_frame_t *frame;
-} s_frame_object;
-
-static s_module_state *s_get_state(PyObject *module)
+static pmp_py_state_t *s_get_state(PyObject *module)
 {
-    return (s_module_state *)PyModule_GetState(module);
+    return (pmp_py_state_t *)PyModule_GetState(module);
 }
 
-/* ---- errors ------------------------------------------------------------ */
-
-/* The one place where a frontend failure becomes a Python exception: errnum
- * picks the class, the frontend's sentence (or strerror) is the message.
- * OSError subclasses are built as OSError(errno, text), which selects
- * FileNotFoundError, BrokenPipeError, ... by errno, as
- * PyErr_SetFromErrnoWithFilename does. */
-static PyObject *s_raise_errno(int errnum, const char *text)
-{
-    if (text == NULL || text[0] == '\0')
-        text = strerror(errnum);
-    /* The text may carry a job's stderr tail: never fail on bad UTF-8. */
-    PyObject *msg = PyUnicode_DecodeUTF8(text, (Py_ssize_t)strlen(text), "replace");
-    if (msg == NULL)
-        return NULL;
-    PyObject *type = NULL;
-    switch (errnum) {
-    case EINVAL:
-        type = PyExc_ValueError;
-        break;
-    case ESHUTDOWN:
-        type = PyExc_RuntimeError;
-        break;
-    case ENOMEM:
-        type = PyExc_MemoryError;
-        break;
-    default:
-        break;
-    }
-    if (type != NULL) {
-        PyErr_SetObject(type, msg);
-        Py_DECREF(msg);
-        return NULL;
-    }
-    PyObject *exc = PyObject_CallFunction(PyExc_OSError, "iN", errnum, msg);
-    if (exc != NULL) {
-        PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
-        Py_DECREF(exc);
-    }
-    return NULL;
-}
+/* ---- errors and holds ------------------------------------------------------ */
 
 static PyObject *s_raise_destroyed(void)
 {
@@ -143,98 +75,11 @@ static PyObject *s_raise_destroyed(void)
     return NULL;
 }
 
-/* ---- buffer holds ------------------------------------------------------ */
-
-/* free_fn for zero-copy buffers.  Runs on an arbitrary thread without the
- * GIL: it only queues the hold for release. */
-static void s_hold_free(void *data, void *hint)
-{
-    s_hold_t *hold = (s_hold_t *)hint;
-    s_release_list_t *list = hold->list;
-    (void)data;
-    pthread_mutex_lock(&list->mutex);
-    hold->next = list->head;
-    list->head = hold;
-    pthread_mutex_unlock(&list->mutex);
-}
-
-static void s_hold_release(s_hold_t *hold)
-{
-    PyBuffer_Release(&hold->view);
-    PyMem_RawFree(hold);
-}
-
 /* Releases every buffer the frontend has given back.  Needs the GIL. */
 static void s_drain(s_executor_object *self)
 {
-    pthread_mutex_lock(&self->released.mutex);
-    s_hold_t *hold = self->released.head;
-    self->released.head = NULL;
-    pthread_mutex_unlock(&self->released.mutex);
-    while (hold != NULL) {
-        s_hold_t *next = hold->next;
-        s_hold_release(hold);
-        hold = next;
-    }
+    pmp_py_release_drain(&self->released);
 }
-
-/* ---- Frame --------------------------------------------------------------- */
-
-static int s_frame_getbuffer(PyObject *op, Py_buffer *view, int flags)
-{
-    s_frame_object *self = (s_frame_object *)op;
-    if (self->frame == NULL) {
-        PyErr_SetString(PyExc_ValueError, "frame is empty");
-        view->obj = NULL;
-        return -1;
-    }
-    return PyBuffer_FillInfo(view, op, pmp_frame_data(self->frame),
-                             (Py_ssize_t)pmp_frame_size(self->frame), 0, flags);
-}
-
-static Py_ssize_t s_frame_length(PyObject *op)
-{
-    s_frame_object *self = (s_frame_object *)op;
-    return self->frame != NULL ? (Py_ssize_t)pmp_frame_size(self->frame) : 0;
-}
-
-static PyObject *s_frame_repr(PyObject *op)
-{
-    return PyUnicode_FromFormat("<pympipool._core.Frame of %zd bytes>", s_frame_length(op));
-}
-
-static void s_frame_dealloc(PyObject *op)
-{
-    s_frame_object *self = (s_frame_object *)op;
-    PyTypeObject *tp = Py_TYPE(op);
-    pmp_frame_destroy(&self->frame);
-    tp->tp_free(op);
-    Py_DECREF(tp);
-}
-
-static PyType_Slot s_frame_slots[] = {
-    {Py_tp_doc, "One received message frame.  Supports the buffer protocol (writable,\n"
-                "zero-copy): use memoryview(frame) or bytes(frame)."},
-    {Py_tp_dealloc, s_frame_dealloc},
-    {Py_tp_repr, s_frame_repr},
-    {Py_bf_getbuffer, s_frame_getbuffer},
-    {Py_sq_length, s_frame_length},
-    {0, NULL},
-};
-
-static PyType_Spec s_frame_spec = {
-    .name = "pympipool._core.Frame",
-    .basicsize = sizeof(s_frame_object),
-    .flags = Py_TPFLAGS_DEFAULT
-#ifdef Py_TPFLAGS_DISALLOW_INSTANTIATION
-             | Py_TPFLAGS_DISALLOW_INSTANTIATION
-#endif
-#ifdef Py_TPFLAGS_IMMUTABLETYPE
-             | Py_TPFLAGS_IMMUTABLETYPE
-#endif
-    ,
-    .slots = s_frame_slots,
-};
 
 /* ---- Executor: construction and destruction -------------------------------- */
 
@@ -345,9 +190,8 @@ static PyObject *s_executor_new(PyTypeObject *type, PyObject *args, PyObject *kw
     self->exe = NULL;
     self->state = S_DESTROYED; /* until the frontend object exists */
     self->busy = 0;
-    self->released.head = NULL;
     self->weakreflist = NULL;
-    pthread_mutex_init(&self->released.mutex, NULL);
+    pmp_py_release_init(&self->released);
 
     /* Creating the executor may launch the job: let other threads run.  The
      * strings stay valid: they belong to arguments we hold. */
@@ -363,7 +207,7 @@ static PyObject *s_executor_new(PyTypeObject *type, PyObject *args, PyObject *kw
     Py_XDECREF(keep);
     if (exe == NULL) {
         Py_DECREF(self);
-        return s_raise_errno(errnum, err.text);
+        return pmp_py_raise(errnum, err.text);
     }
     self->exe = exe;
     self->state = S_LIVE;
@@ -372,20 +216,12 @@ static PyObject *s_executor_new(PyTypeObject *type, PyObject *args, PyObject *kw
 
 /* Frees the frontend object.  Waits (GIL released) for calls still inside
  * the frontend and for a destroy running on another thread.  Idempotent. */
-static void s_sleep_without_gil(void)
-{
-    struct timespec pause = {0, 1000000};
-    PyThreadState *ts = PyEval_SaveThread();
-    nanosleep(&pause, NULL);
-    PyEval_RestoreThread(ts);
-}
-
 static void s_executor_destroy_now(s_executor_object *self, int grace_ms)
 {
     if (self->state == S_LIVE) {
         self->state = S_DESTROYING;
         while (self->busy > 0)
-            s_sleep_without_gil();
+            pmp_py_sleep_without_gil();
         pmp_executor_t *exe = self->exe;
         self->exe = NULL;
         PyThreadState *ts = PyEval_SaveThread();
@@ -394,7 +230,7 @@ static void s_executor_destroy_now(s_executor_object *self, int grace_ms)
         self->state = S_DESTROYED;
     } else {
         while (self->state == S_DESTROYING)
-            s_sleep_without_gil();
+            pmp_py_sleep_without_gil();
     }
     s_drain(self);
 }
@@ -407,7 +243,7 @@ static void s_executor_dealloc(PyObject *op)
         PyObject_ClearWeakRefs(op);
     /* No other call can be running: it would hold a reference to self. */
     s_executor_destroy_now(self, S_DEFAULT_GRACE_MS);
-    pthread_mutex_destroy(&self->released.mutex);
+    pmp_py_release_fini(&self->released);
     tp->tp_free(op);
     Py_DECREF(tp);
 }
@@ -469,110 +305,34 @@ static PyObject *s_executor_get_destroyed(PyObject *op, void *closure)
     return PyBool_FromLong(self->state != S_LIVE);
 }
 
-/* Fills one pmp_buffer_t from a buffer-protocol object: copied below the
- * threshold (the view is released at once), otherwise held.  Returns 0 or
- * -1 with an exception; *hold_out is the hold to release on failure. */
-static int s_fill_buffer(s_executor_object *self, PyObject *obj, pmp_buffer_t *buf,
-                         s_hold_t **hold_out, Py_buffer *small_view, int *small_used)
+/* What submit() and broadcast() share once their arguments are checked:
+ * converts payload (NULL: no payload frame) and buffers_obj (NULL: none)
+ * and hands them to pmp_executor_broadcast() (broadcast: id is the key) or
+ * pmp_executor_submit() (id is the task id).  The frontend owns the
+ * zero-copy buffers only when the call succeeded; otherwise they are
+ * released here.  Returns None, or NULL with an exception. */
+static PyObject *s_executor_send(s_executor_object *self, int broadcast, int type, uint64_t id,
+                                 uint32_t flags, PyObject *payload, PyObject *buffers_obj)
 {
-    *hold_out = NULL;
-    *small_used = 0;
-    Py_buffer view;
-    if (PyObject_GetBuffer(obj, &view, PyBUF_ANY_CONTIGUOUS) < 0)
-        return -1;
-    if (view.len < S_ZERO_COPY_THRESHOLD) {
-        /* The frontend copies it during submit; keep the view until then. */
-        *small_view = view;
-        *small_used = 1;
-        buf->data = view.buf;
-        buf->size = (size_t)view.len;
-        buf->free_fn = NULL;
-        buf->hint = NULL;
-        return 0;
+    pmp_py_message_t msg;
+    PyObject *result = NULL;
+    if (pmp_py_message_fill(&msg, &self->released, payload, buffers_obj) == 0) {
+        pmp_error_t err;
+        err.text[0] = '\0';
+        int rc =
+            broadcast
+                ? pmp_executor_broadcast(self->exe, type, id, msg.bufs, (size_t)msg.n, &err)
+                : pmp_executor_submit(self->exe, id, type, flags, msg.bufs, (size_t)msg.n, &err);
+        if (rc < 0) {
+            pmp_py_raise(errno, err.text);
+        } else {
+            pmp_py_message_handed_over(&msg);
+            Py_INCREF(Py_None);
+            result = Py_None;
+        }
     }
-    s_hold_t *hold = PyMem_RawMalloc(sizeof *hold);
-    if (hold == NULL) {
-        PyBuffer_Release(&view);
-        PyErr_NoMemory();
-        return -1;
-    }
-    hold->next = NULL;
-    hold->list = &self->released;
-    hold->view = view;
-    buf->data = view.buf;
-    buf->size = (size_t)view.len;
-    buf->free_fn = s_hold_free;
-    buf->hint = hold;
-    *hold_out = hold;
-    return 0;
-}
-
-/* The pmp_buffer_t array of one message: the payload (if any) followed by
- * every out-of-band buffer, with what must be released afterwards. */
-typedef struct {
-    Py_ssize_t n;      /* entries in bufs */
-    Py_ssize_t filled; /* entries set up so far (to undo on failure) */
-    pmp_buffer_t *bufs;
-    s_hold_t **holds; /* zero-copy holds, NULL once the frontend owns them */
-    Py_buffer *views; /* small buffers, released after the frontend copied them */
-    int *used;
-    PyObject *seq;
-} s_message_t;
-
-/* Fills *msg from payload (NULL or None: no payload frame) and the sequence
- * buffers_obj.  Returns 0, or -1 with an exception (s_message_clear must
- * still be called). */
-static int s_message_fill(s_executor_object *self, s_message_t *msg, PyObject *payload,
-                          PyObject *buffers_obj)
-{
-    memset(msg, 0, sizeof *msg);
-    msg->seq = PySequence_Fast(buffers_obj, "buffers must be a sequence");
-    if (msg->seq == NULL)
-        return -1;
-    Py_ssize_t first = (payload != NULL && payload != Py_None) ? 1 : 0;
-    msg->n = PySequence_Fast_GET_SIZE(msg->seq) + first;
-    if (msg->n == 0)
-        return 0;
-    msg->bufs = PyMem_Calloc((size_t)msg->n, sizeof *msg->bufs);
-    msg->holds = PyMem_Calloc((size_t)msg->n, sizeof *msg->holds);
-    msg->views = PyMem_Calloc((size_t)msg->n, sizeof *msg->views);
-    msg->used = PyMem_Calloc((size_t)msg->n, sizeof *msg->used);
-    if (msg->bufs == NULL || msg->holds == NULL || msg->views == NULL || msg->used == NULL) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    for (Py_ssize_t i = 0; i < msg->n; i++) {
-        PyObject *obj = (first && i == 0) ? payload : PySequence_Fast_GET_ITEM(msg->seq, i - first);
-        if (s_fill_buffer(self, obj, &msg->bufs[i], &msg->holds[i], &msg->views[i], &msg->used[i]) <
-            0)
-            return -1;
-        msg->filled = i + 1;
-    }
-    return 0;
-}
-
-/* After a successful send: the frontend owns the zero-copy buffers. */
-static void s_message_handed_over(s_message_t *msg)
-{
-    for (Py_ssize_t i = 0; i < msg->filled; i++)
-        msg->holds[i] = NULL;
-}
-
-/* Releases the small views and every hold the frontend did not take. */
-static void s_message_clear(s_message_t *msg)
-{
-    for (Py_ssize_t i = 0; i < msg->filled; i++) {
-        if (msg->used[i])
-            PyBuffer_Release(&msg->views[i]);
-        if (msg->holds[i] != NULL)
-            s_hold_release(msg->holds[i]);
-    }
-    PyMem_Free(msg->bufs);
-    PyMem_Free(msg->holds);
-    PyMem_Free(msg->views);
-    PyMem_Free(msg->used);
-    Py_XDECREF(msg->seq);
-    memset(msg, 0, sizeof *msg);
+    pmp_py_message_clear(&msg);
+    return result;
 }
 
 PyDoc_STRVAR(s_submit_doc, "submit(task_id, type, flags, payload, buffers)\n--\n\n"
@@ -598,23 +358,7 @@ static PyObject *s_executor_submit(PyObject *op, PyObject *args, PyObject *kwarg
         PyErr_SetString(PyExc_TypeError, "submit() needs a payload");
         return NULL;
     }
-
-    s_message_t msg;
-    PyObject *result = NULL;
-    if (s_message_fill(self, &msg, payload, buffers_obj) == 0) {
-        pmp_error_t err;
-        err.text[0] = '\0';
-        if (pmp_executor_submit(self->exe, (uint64_t)task_id, type, (uint32_t)flags, msg.bufs,
-                                (size_t)msg.n, &err) < 0) {
-            s_raise_errno(errno, err.text);
-        } else {
-            s_message_handed_over(&msg);
-            Py_INCREF(Py_None);
-            result = Py_None;
-        }
-    }
-    s_message_clear(&msg);
-    return result;
+    return s_executor_send(self, 0, type, (uint64_t)task_id, (uint32_t)flags, payload, buffers_obj);
 }
 
 PyDoc_STRVAR(s_broadcast_doc,
@@ -641,31 +385,8 @@ static PyObject *s_executor_broadcast(PyObject *op, PyObject *args, PyObject *kw
     s_drain(self);
     if (s_check_live(self) < 0)
         return NULL;
-
-    PyObject *empty = NULL;
-    if (buffers_obj == NULL) {
-        empty = PyTuple_New(0);
-        if (empty == NULL)
-            return NULL;
-        buffers_obj = empty;
-    }
-    s_message_t msg;
-    PyObject *result = NULL;
-    if (s_message_fill(self, &msg, payload, buffers_obj) == 0) {
-        pmp_error_t err;
-        err.text[0] = '\0';
-        if (pmp_executor_broadcast(self->exe, type, (uint64_t)key, msg.bufs, (size_t)msg.n, &err) <
-            0) {
-            s_raise_errno(errno, err.text);
-        } else {
-            s_message_handed_over(&msg);
-            Py_INCREF(Py_None);
-            result = Py_None;
-        }
-    }
-    s_message_clear(&msg);
-    Py_XDECREF(empty);
-    return result;
+    return s_executor_send(self, 1, type, (uint64_t)key, 0, payload == Py_None ? NULL : payload,
+                           buffers_obj);
 }
 
 static PyObject *s_executor_cancel(PyObject *op, PyObject *arg)
@@ -687,7 +408,7 @@ static PyObject *s_executor_cancel_all(PyObject *op, PyObject *unused)
     uint64_t *ids = NULL;
     size_t n = 0;
     if (pmp_executor_cancel_all(self->exe, &ids, &n) < 0)
-        return s_raise_errno(errno, "cannot cancel the queued tasks: out of memory");
+        return pmp_py_raise(errno, "cannot cancel the queued tasks: out of memory");
     PyObject *list = PyList_New((Py_ssize_t)n);
     for (size_t i = 0; list != NULL && i < n; i++) {
         PyObject *id = PyLong_FromUnsignedLongLong(ids[i]);
@@ -722,7 +443,7 @@ static PyObject *s_executor_close(PyObject *op, PyObject *unused)
  * consumes c. */
 static PyObject *s_completion_tuple(s_executor_object *self, pmp_completion_t *c)
 {
-    s_module_state *st = (s_module_state *)PyType_GetModuleState(Py_TYPE(self));
+    pmp_py_state_t *st = (pmp_py_state_t *)PyType_GetModuleState(Py_TYPE(self));
     PyObject *frames = NULL, *text = NULL, *result = NULL;
     if (st == NULL)
         goto done;
@@ -731,11 +452,10 @@ static PyObject *s_completion_tuple(s_executor_object *self, pmp_completion_t *c
     if (frames == NULL)
         goto done;
     for (size_t i = 0; i < n; i++) {
-        s_frame_object *f = PyObject_New(s_frame_object, st->frame_type);
+        PyObject *f = pmp_py_frame_new(st->frame_type, pmp_completion_take_frame(c, i));
         if (f == NULL)
             goto done;
-        f->frame = pmp_completion_take_frame(c, i);
-        PyList_SET_ITEM(frames, (Py_ssize_t)i, (PyObject *)f);
+        PyList_SET_ITEM(frames, (Py_ssize_t)i, f);
     }
     const char *t = pmp_completion_text(c);
     text =
@@ -809,8 +529,8 @@ static PyObject *s_executor_wait(PyObject *op, PyObject *args, PyObject *kwargs)
             return s_completion_tuple(self, c);
         if (errnum != EAGAIN && errnum != ETIMEDOUT && errnum != EINTR) {
             if (errnum == ESHUTDOWN)
-                return s_raise_errno(ESHUTDOWN, "the executor is closed: no completion follows");
-            return s_raise_errno(errnum, NULL);
+                return pmp_py_raise(ESHUTDOWN, "the executor is closed: no completion follows");
+            return pmp_py_raise(errnum, NULL);
         }
         if (PyErr_CheckSignals() < 0)
             return NULL;
@@ -905,8 +625,8 @@ static int s_add_int(PyObject *module, const char *name, long value)
 
 static int s_module_exec(PyObject *module)
 {
-    s_module_state *st = s_get_state(module);
-    st->frame_type = (PyTypeObject *)PyType_FromModuleAndSpec(module, &s_frame_spec, NULL);
+    pmp_py_state_t *st = s_get_state(module);
+    st->frame_type = pmp_py_frame_type_new(module);
     if (st->frame_type == NULL)
         return -1;
     if (PyModule_AddType(module, st->frame_type) < 0)
@@ -938,14 +658,14 @@ static int s_module_exec(PyObject *module)
         s_add_int(module, "EVENT_EXIT", PMP_EVENT_EXIT) < 0 ||
         s_add_int(module, "EVENT_CLOSED", PMP_EVENT_CLOSED) < 0 ||
         s_add_int(module, "PROTOCOL_VERSION", PMP_PROTOCOL_VERSION) < 0 ||
-        s_add_int(module, "ZERO_COPY_THRESHOLD", S_ZERO_COPY_THRESHOLD) < 0)
+        s_add_int(module, "ZERO_COPY_THRESHOLD", PMP_PY_ZERO_COPY_THRESHOLD) < 0)
         return -1;
     return 0;
 }
 
 static int s_module_traverse(PyObject *module, visitproc visit, void *arg)
 {
-    s_module_state *st = s_get_state(module);
+    pmp_py_state_t *st = s_get_state(module);
     Py_VISIT(st->executor_type);
     Py_VISIT(st->frame_type);
     return 0;
@@ -953,7 +673,7 @@ static int s_module_traverse(PyObject *module, visitproc visit, void *arg)
 
 static int s_module_clear(PyObject *module)
 {
-    s_module_state *st = s_get_state(module);
+    pmp_py_state_t *st = s_get_state(module);
     Py_CLEAR(st->executor_type);
     Py_CLEAR(st->frame_type);
     return 0;
@@ -973,7 +693,7 @@ static struct PyModuleDef s_module_def = {
     PyModuleDef_HEAD_INIT,
     .m_name = "pympipool._core",
     .m_doc = "Thin binding over the pympipool C frontend (frontend/pmp_executor.h).",
-    .m_size = sizeof(s_module_state),
+    .m_size = sizeof(pmp_py_state_t),
     .m_slots = s_module_slots,
     .m_traverse = s_module_traverse,
     .m_clear = s_module_clear,
