@@ -202,9 +202,10 @@ static void s_task_destroy(s_task_t **task_p)
     *task_p = NULL;
 }
 
-/* Appends a completion; mtx held.  Running out of memory here would lose a
- * completion and hang a caller forever, so it is fatal. */
-static void s_deliver_locked(pmp_executor_t *self, pmp_completion_t *c)
+/* Appends a completion without waking anyone; mtx held.  Running out of
+ * memory here would lose a completion and hang a caller forever, so it is
+ * fatal. */
+static void s_append_locked(pmp_executor_t *self, pmp_completion_t *c)
 {
     PMP_ASSERT(c != NULL);
     c->next = NULL;
@@ -213,6 +214,12 @@ static void s_deliver_locked(pmp_executor_t *self, pmp_completion_t *c)
     else
         self->done_head = c;
     self->done_tail = c;
+}
+
+/* Appends a completion and wakes the waiters; mtx held. */
+static void s_deliver_locked(pmp_executor_t *self, pmp_completion_t *c)
+{
+    s_append_locked(self, c);
     pthread_cond_broadcast(&self->done_cv);
 }
 
@@ -495,8 +502,11 @@ static void s_on_reply(pmp_executor_t *self, s_group_t *g, const pmp_header_t *h
     pmp_completion_t *c = pmp_completion_new(kind, hdr->task_id, hdr->flags, "", -1);
     PMP_ASSERT(c != NULL);
     PMP_ASSERT(pmp_completion_take_msgs(c, frames, nframes) == 0);
-    s_deliver_locked(self, c);
+    s_append_locked(self, c);
     pthread_mutex_unlock(&self->mtx);
+    /* Woken after the unlock (the hot path): a waiter woken while the
+     * mutex is still held would only go back to sleep on it. */
+    pthread_cond_broadcast(&self->done_cv);
     s_task_destroy(&task);
 }
 

@@ -8,14 +8,25 @@ module unpickles the call, fills parameters from the init dict and the
 group's communicator (``comm``), calls the function and pickles what comes
 back, following the payload conventions of docs/protocol.md:
 
-* results are pickled with cloudpickle, protocol 5; contiguous buffers of at
-  least ``OOB_THRESHOLD`` bytes go out of band, one frame each, as
-  ``memoryview`` objects the C side sends without copying;
+* results are pickled with cloudpickle, protocol 5, by one reused
+  ``cloudpickle.Pickler`` (making a Pickler costs more than pickling a small
+  result); contiguous buffers of at least ``OOB_THRESHOLD`` bytes go out of
+  band, one frame each, as ``memoryview`` objects the C side sends without
+  copying;
 * an exception becomes the error tuple
   ``("pympipool-error", 1, exc_bytes, type_name, message, traceback_text,
   rank, size, host)`` pickled with the standard pickle, so that it always
   unpickles on the frontend even when the exception itself does not.
 
+* the function slot of a TASK (or CHUNK) holds the function's own pickle
+  (bytes); unpickled functions are kept, with their signature, in a small
+  LRU cache keyed by those bytes (``_function``), so a function submitted
+  again with the same snapshot of its globals is neither unpickled nor
+  inspected again.  A cached by-value function keeps its module state
+  (globals it changes) between calls on this rank, as a module function
+  does in a ProcessPoolExecutor worker.  A slot that is not bytes is the
+  function itself (the caller does that when the function's pickle has
+  out-of-band buffers); it is used as it is and not cached;
 * functions kept by key (DEFINE) are unpickled once per rank; one that
   cannot be unpickled is kept as its error, and every task using the key
   fails with that error (which names the missing module);
@@ -41,7 +52,9 @@ runtime binary at build time, so the runtime does not depend on where the
 pympipool package is installed.
 """
 
+import collections
 import inspect
+import io
 import os
 import pickle
 import socket
@@ -51,6 +64,15 @@ import traceback
 import cloudpickle
 
 OOB_THRESHOLD = 65536
+# The cache of unpickled task functions (see _function): at most this many
+# entries whose pickles add up to at most FN_CACHE_TOTAL_BYTES, and only
+# functions whose pickle is at most FN_CACHE_MAX_BYTES (a larger snapshot is
+# unpickled at every call, as before; its hash would not be free either).
+# The budget bounds what a loop submitting a function whose large global
+# changes every time can leave behind on a rank.
+FN_CACHE_ENTRIES = 128
+FN_CACHE_MAX_BYTES = 1 << 20
+FN_CACHE_TOTAL_BYTES = 16 << 20
 ERROR_TAG = "pympipool-error"
 ERROR_VERSION = 1
 # Task flags of docs/protocol.md.
@@ -129,22 +151,65 @@ def _error_payload(exc, traceback_text=None, message=None):
     )
 
 
+class _ResultPickler:
+    """A cloudpickle.Pickler reused for every result of this rank.
+
+    Between dumps the memo is cleared and cloudpickle's ``globals_ref`` starts
+    empty, so each dump is what ``cloudpickle.dumps`` would produce; a
+    re-entrant dump (a reduction that pickles again) gets a fresh Pickler.
+    """
+
+    def __init__(self):
+        self.file = io.BytesIO()
+        self.buffers = []
+        self.pickler = cloudpickle.Pickler(
+            self.file, protocol=5, buffer_callback=self._callback
+        )
+        self.busy = False
+
+    def _callback(self, picklebuffer):
+        return _keep_out_of_band(self.buffers, picklebuffer)
+
+    def dumps(self, value):
+        if self.busy:
+            buffers = []
+            payload = cloudpickle.dumps(
+                value,
+                protocol=5,
+                buffer_callback=lambda b: _keep_out_of_band(buffers, b),
+            )
+            return payload, buffers
+        self.busy = True
+        try:
+            self.pickler.dump(value)
+            return self.file.getvalue(), self.buffers
+        finally:
+            self.file.seek(0)
+            self.file.truncate()
+            self.pickler.clear_memo()
+            self.pickler.globals_ref = {}
+            self.buffers = []
+            self.busy = False
+
+
+def _keep_out_of_band(buffers, picklebuffer):
+    """buffer_callback: large contiguous buffers go to buffers."""
+    try:
+        raw = picklebuffer.raw()
+    except BufferError:  # not contiguous: keep it in the pickle
+        return True
+    if raw.nbytes < OOB_THRESHOLD:
+        return True
+    buffers.append(raw)
+    return False  # a false value means "out of band"
+
+
+_result_pickler = _ResultPickler()
+
+
 def _dumps(value):
     """Pickle value with large contiguous buffers out of band."""
-    buffers = []
-
-    def buffer_callback(picklebuffer):
-        try:
-            raw = picklebuffer.raw()
-        except BufferError:  # not contiguous: keep it in the pickle
-            return True
-        if raw.nbytes < OOB_THRESHOLD:
-            return True
-        buffers.append(raw)
-        return False  # a false value means "out of band"
-
-    payload = cloudpickle.dumps(value, protocol=5, buffer_callback=buffer_callback)
-    return payload, buffers
+    return _result_pickler.dumps(value)
 
 
 def _signature(fn):
@@ -407,6 +472,37 @@ def _lookup(key):
     return entry[1], entry[2]
 
 
+_fn_cache = collections.OrderedDict()  # pickle bytes -> (fn, signature)
+_fn_cache_bytes = [0]  # total length of the keys of _fn_cache
+
+
+def _function(slot):
+    """(fn, signature) for the function slot of a TASK: a function's pickle
+    (bytes), looked up in the LRU cache of unpickled functions first, or the
+    function itself (not cached).  Unpickling errors propagate (and nothing
+    is cached, so a later call tries again)."""
+    if type(slot) is not bytes:
+        return slot, _signature(slot)
+    cacheable = len(slot) <= FN_CACHE_MAX_BYTES
+    if cacheable:
+        entry = _fn_cache.get(slot)
+        if entry is not None:
+            _fn_cache.move_to_end(slot)
+            return entry
+    fn = cloudpickle.loads(slot)
+    entry = (fn, _signature(fn))
+    if cacheable:
+        _fn_cache[slot] = entry
+        _fn_cache_bytes[0] += len(slot)
+        while (
+            len(_fn_cache) > FN_CACHE_ENTRIES
+            or _fn_cache_bytes[0] > FN_CACHE_TOTAL_BYTES
+        ):
+            old, _ = _fn_cache.popitem(last=False)
+            _fn_cache_bytes[0] -= len(old)
+    return entry
+
+
 def _call_all(flags, payload, buffers):
     """Unpickle and run one TASK message; returns the value to send back."""
     if flags & FLAG_CHUNK:
@@ -416,11 +512,11 @@ def _call_all(flags, payload, buffers):
                 "(PMP_FLAG_CHUNK together with PMP_FLAG_ALL_RANKS is not supported)"
             )
         fn, calls = cloudpickle.loads(payload, buffers=buffers)
+        del payload, buffers
         if flags & FLAG_FN_KEY:
             fn, sig = _lookup(fn)
         else:
-            sig = _signature(fn)
-        del payload, buffers
+            fn, sig = _function(fn)
         results = []
         for args, kwargs in calls:
             results.append(fn(*args, **_prepare(sig, args, kwargs)))
@@ -430,7 +526,7 @@ def _call_all(flags, payload, buffers):
     if flags & FLAG_FN_KEY:
         fn, sig = _lookup(fn)
     else:
-        sig = _signature(fn)
+        fn, sig = _function(fn)
     return fn(*args, **_prepare(sig, args, kwargs))
 
 

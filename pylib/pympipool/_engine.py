@@ -182,7 +182,7 @@ class _State:
                 return
             cancelled = [self.futures.pop(i) for i in ids if i in self.futures]
         for future in cancelled:
-            Future.cancel(future)
+            _cancelled(future)
 
     def pop(self, task_id: int) -> Optional["_Future"]:
         with self.lock:
@@ -230,7 +230,19 @@ class _Future(Future):
             return super().cancel()
         if not self._pmp_state.cancel(self._pmp_task_id):
             return False
-        return super().cancel()
+        return _cancelled(self)
+
+
+def _cancelled(future: Future) -> bool:
+    """Cancels a future whose task the frontend has dropped, and moves it on
+    to CANCELLED_AND_NOTIFIED at once, as ProcessPoolExecutor does when it
+    drops a cancelled work item: ``concurrent.futures.wait`` and
+    ``as_completed`` count a cancelled future as finished only in that
+    state (and wait for it forever otherwise)."""
+    if not Future.cancel(future):
+        return False
+    future.set_running_or_notify_cancel()
+    return True
 
 
 def _finish(

@@ -5,6 +5,16 @@ of at least ``OOB_THRESHOLD`` bytes (numpy arrays, bytearrays, ...) are kept
 out of band: they travel as their own frames and are neither copied into the
 pickle nor, by ``_core.submit``, into the message.
 
+The function of a ``TASK`` is pickled on its own, at every submit, and its
+pickle (``bytes``) takes the function's place in the call tuple.  Pickling at
+every submit keeps cloudpickle's semantics (a by-value function carries a
+snapshot of the globals it uses, taken now); sending the bytes lets a worker
+recognise a snapshot it has already unpickled and reuse that function (and
+its signature) instead of rebuilding it: identical bytes, identical snapshot.
+Each thread reuses one ``cloudpickle.Pickler`` (``_PicklerSlot``): building
+one costs about as much as pickling a small call; and it skips cloudpickle's
+per-object check for cloudpickle's own helper functions (``_Pickler``).
+
 Decoding: a ``RESULT`` is unpickled from the received frames without copying
 (out-of-band buffers are the frames themselves, writable); a ``RESULT`` with
 ``PER_RANK`` holds a rank table and is decoded into the list of every rank's
@@ -33,11 +43,14 @@ together with the classes and functions of that module it uses.
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 import struct
 import sys
 import sysconfig
+import threading
+import types
 from typing import Any, Callable, List, Sequence, Tuple
 
 import cloudpickle
@@ -117,33 +130,128 @@ def _register_module_of(obj: Any) -> None:
         _registered.add(module_name)
 
 
+def _cloudpickle_helpers() -> frozenset:
+    """ids of cloudpickle's own module-level functions (``_make_function``,
+    ``_function_setstate``, ``_builtin_type``, ...): the reconstructors its
+    reductions name, several in every function it pickles by value.  They
+    are importable, so cloudpickle pickles them by reference, but only after
+    asking, in Python, whether they are: ``_Pickler`` answers at once."""
+    ids = set()
+    for name in ("cloudpickle.cloudpickle", "cloudpickle.cloudpickle_fast"):
+        module = sys.modules.get(name)
+        for value in vars(module).values() if module is not None else ():
+            if not isinstance(value, types.FunctionType):
+                continue
+            home = sys.modules.get(value.__module__)
+            if home is not None and getattr(home, value.__qualname__, None) is value:
+                ids.add(id(value))
+    return frozenset(ids)
+
+
+_CLOUDPICKLE_HELPERS = _cloudpickle_helpers()
+_base_reducer_override = getattr(cloudpickle.Pickler, "reducer_override", None)
+
+
+class _Pickler(cloudpickle.Pickler):
+    """cloudpickle's Pickler, minus the detour for its own helpers; the
+    output is byte for byte that of ``cloudpickle.dumps``."""
+
+    if _base_reducer_override is not None:
+
+        def reducer_override(self, obj: Any) -> Any:
+            if id(obj) in _CLOUDPICKLE_HELPERS:
+                return NotImplemented  # pickled by reference, by name
+            return _base_reducer_override(self, obj)
+
+
+class _PicklerSlot(threading.local):
+    """One reusable ``cloudpickle.Pickler`` per thread.
+
+    Building a Pickler (its BytesIO, its dispatch tables) costs about as much
+    as pickling a small call, so each thread keeps one and resets it between
+    dumps: the memo is cleared and cloudpickle's ``globals_ref`` (which maps
+    ``id(fn.__globals__)`` to the globals shared by the functions of *one*
+    dump) starts empty, so every dump is exactly what ``cloudpickle.dumps``
+    would produce.  ``busy`` covers re-entrance (an object whose reduction
+    pickles again on the same thread): that inner dump gets a fresh Pickler.
+    """
+
+    def __init__(self) -> None:
+        self.file = io.BytesIO()
+        self.buffers: List[memoryview] = []
+        self.pickler = _Pickler(
+            self.file, protocol=PICKLE_PROTOCOL, buffer_callback=self._keep_out_of_band
+        )
+        self.busy = False
+
+    def _keep_out_of_band(self, pickle_buffer: pickle.PickleBuffer) -> bool:
+        return _keep_out_of_band(self.buffers, pickle_buffer)
+
+
+def _keep_out_of_band(
+    buffers: List[memoryview], pickle_buffer: pickle.PickleBuffer
+) -> bool:
+    """buffer_callback: contiguous buffers of at least OOB_THRESHOLD bytes go
+    to buffers (out of band: returns False), the others stay in the pickle."""
+    try:
+        view = pickle_buffer.raw()  # raises BufferError if not contiguous
+    except BufferError:
+        return True
+    if view.nbytes < OOB_THRESHOLD:
+        return True
+    buffers.append(view)
+    return False
+
+
+_slot = _PicklerSlot()
+
+
 def _dumps(obj: Any) -> Tuple[bytes, List[memoryview]]:
-    buffers: List[memoryview] = []
+    """cloudpickle.dumps(obj, protocol 5) with large contiguous buffers out
+    of band: (payload, buffers)."""
+    slot = _slot
+    if slot.busy:  # re-entered from a reduction: a Pickler of its own
+        buffers: List[memoryview] = []
+        payload = cloudpickle.dumps(
+            obj,
+            protocol=PICKLE_PROTOCOL,
+            buffer_callback=lambda b: _keep_out_of_band(buffers, b),
+        )
+        return payload, buffers
+    slot.busy = True
+    file, pickler = slot.file, slot.pickler
+    try:
+        pickler.dump(obj)
+        return file.getvalue(), slot.buffers
+    finally:
+        file.seek(0)
+        file.truncate()
+        pickler.clear_memo()
+        pickler.globals_ref = {}
+        slot.buffers = []
+        slot.busy = False
 
-    def keep_out_of_band(pickle_buffer: pickle.PickleBuffer) -> bool:
-        try:
-            view = pickle_buffer.raw()  # raises BufferError if not contiguous
-        except BufferError:
-            return True
-        if view.nbytes < OOB_THRESHOLD:
-            return True
-        buffers.append(view)
-        return False
 
-    payload = cloudpickle.dumps(
-        obj, protocol=PICKLE_PROTOCOL, buffer_callback=keep_out_of_band
-    )
-    return payload, buffers
+def _function_slot(fn: Callable) -> Any:
+    """What goes in the function slot of a TASK: fn's own pickle (bytes),
+    which the workers cache by those bytes, or -- when that pickle has
+    out-of-band buffers (fn captures a large array), so that the bytes alone
+    are not the whole snapshot -- fn itself, pickled with the call as before
+    (its buffers stay zero-copy; the workers do not cache it)."""
+    fn_bytes, fn_buffers = _dumps(fn)
+    return fn if fn_buffers else fn_bytes
 
 
 def dumps_call(
     fn: Callable, args: Sequence[Any], kwargs: dict
 ) -> Tuple[bytes, List[memoryview]]:
-    """Pickles ``(fn, args, kwargs)`` for a ``TASK``: the payload and the
-    out-of-band buffers.  Raises whatever pickle raises for an unpicklable
-    argument."""
+    """Pickles a ``TASK``: ``(fn_bytes, args, kwargs)`` with ``fn_bytes`` the
+    pickle of fn alone (see ``_function_slot``); the payload and the
+    out-of-band buffers.  fn is pickled again at every call, so a changed
+    global it refers to is always seen.  Raises whatever pickle raises for an
+    unpicklable function or argument."""
     _register_module_of(fn)
-    return _dumps((fn, tuple(args), dict(kwargs)))
+    return _dumps((_function_slot(fn), tuple(args), dict(kwargs)))
 
 
 def dumps_init(fn: Callable) -> Tuple[bytes, List[memoryview]]:
