@@ -42,17 +42,17 @@ extern "C" {
 typedef struct pmp_executor pmp_executor_t;
 
 typedef struct {
-    int ranks;           /* MPI ranks in the job, >= 1 */
-    int ranks_per_group; /* >= 1, divides ranks */
-    int pipeline_depth;  /* tasks one group may hold at once, >= 1 */
-    int launch;          /* 1: start the runtime here; 0: only build the command
-                            (a queue adapter starts it) */
-    int oversubscribe;   /* add --oversubscribe (Open MPI only) */
-    int flux;            /* launch with "flux run" instead of mpiexec */
-    const char *mpi_flavour;       /* "mpich" or "openmpi" (decides flags) */
-    const char *mpiexec;           /* name or path of mpiexec; looked up in PATH */
-    const char *runtime;           /* path of pympipool-runtime */
-    const char *cwd;               /* working directory for the launched job, or NULL */
+    int ranks;                       /* MPI ranks in the job, >= 1 */
+    int ranks_per_group;             /* >= 1, divides ranks */
+    int pipeline_depth;              /* tasks one group may hold at once, >= 1 */
+    int launch;                      /* 1: start the runtime here; 0: only build the command
+                                        (a queue adapter starts it) */
+    int oversubscribe;               /* add --oversubscribe (Open MPI only) */
+    int flux;                        /* launch with "flux run" instead of mpiexec */
+    const char *mpi_flavour;         /* "mpich" or "openmpi" (decides flags) */
+    const char *mpiexec;             /* name or path of mpiexec; looked up in PATH */
+    const char *runtime;             /* path of pympipool-runtime */
+    const char *cwd;                 /* working directory for the launched job, or NULL */
     const char *const *runtime_args; /* NULL-terminated extra arguments for the
                                         runtime (Python environment), or NULL */
 } pmp_executor_config_t;

@@ -23,12 +23,16 @@ typedef struct {
 
 /* printf-style: writes a message into err; NULL err is allowed and ignored.
  * Preserves errno. */
-void pmp_error_set(pmp_error_t *err, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+void pmp_error_set(pmp_error_t *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Log levels; the threshold comes from PYMPIPOOL_LOG_LEVEL (error, warning,
  * info, debug or 0..3; default warning). */
-typedef enum { PMP_LOG_ERROR = 0, PMP_LOG_WARNING = 1, PMP_LOG_INFO = 2, PMP_LOG_DEBUG = 3 } pmp_log_level_t;
+typedef enum {
+    PMP_LOG_ERROR = 0,
+    PMP_LOG_WARNING = 1,
+    PMP_LOG_INFO = 2,
+    PMP_LOG_DEBUG = 3
+} pmp_log_level_t;
 
 /* Sets the prefix of every log line (e.g. "pympipool-runtime[rank 1/4 host]").
  * The string is copied.  Not thread-safe: call once at start-up. */
@@ -49,10 +53,10 @@ void pmp_assert_fail(const char *expr, const char *file, int line) __attribute__
 
 /* Always-on assertion for states the program cannot continue from: prints
  * the expression, file:line and errno, calls the fatal hook, aborts. */
-#define PMP_ASSERT(expr)                                                                  \
-    do {                                                                                  \
-        if (!(expr))                                                                      \
-            pmp_assert_fail(#expr, __FILE__, __LINE__);                                   \
+#define PMP_ASSERT(expr)                                                                           \
+    do {                                                                                           \
+        if (!(expr))                                                                               \
+            pmp_assert_fail(#expr, __FILE__, __LINE__);                                            \
     } while (0)
 
 #ifdef __cplusplus

@@ -104,8 +104,7 @@ int pmp_header_decode(const void *buf, size_t len, pmp_header_t *hdr, pmp_error_
  * RESULT and ERROR need a non-zero task id, DEFINE and FORGET a non-zero
  * key (in the task id field).  Returns 0 or -1 with errno = EPROTO and a
  * reason in err. */
-int pmp_header_check(const pmp_header_t *hdr, size_t nreceived, int from_worker,
-                     pmp_error_t *err);
+int pmp_header_check(const pmp_header_t *hdr, size_t nreceived, int from_worker, pmp_error_t *err);
 
 /* Name of a message type for logs ("task", "result", ...), "unknown" for
  * anything else.  Returns a static string. */
@@ -119,15 +118,15 @@ const char *pmp_msg_type_name(int type);
 #define PMP_HELLO_TEXT_MAX 256
 
 typedef struct {
-    int32_t group;          /* index of this group, 0 .. ngroups-1 */
-    int32_t ngroups;        /* number of groups in the job */
-    int32_t group_size;     /* ranks in this group */
-    int32_t world_size;     /* ranks in the job */
-    int32_t world_rank;     /* MPI_COMM_WORLD rank of the leader */
-    int64_t pid;            /* leader's process id */
+    int32_t group;      /* index of this group, 0 .. ngroups-1 */
+    int32_t ngroups;    /* number of groups in the job */
+    int32_t group_size; /* ranks in this group */
+    int32_t world_size; /* ranks in the job */
+    int32_t world_rank; /* MPI_COMM_WORLD rank of the leader */
+    int64_t pid;        /* leader's process id */
     char host[PMP_HELLO_TEXT_MAX];
-    char python_version[PMP_HELLO_TEXT_MAX]; /* e.g. "3.11.2" */
-    char mpi_version[PMP_HELLO_TEXT_MAX];    /* first line of MPI_Get_library_version */
+    char python_version[PMP_HELLO_TEXT_MAX];  /* e.g. "3.11.2" */
+    char mpi_version[PMP_HELLO_TEXT_MAX];     /* first line of MPI_Get_library_version */
     char runtime_version[PMP_HELLO_TEXT_MAX]; /* pympipool version of the runtime */
 } pmp_hello_t;
 

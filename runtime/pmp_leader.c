@@ -261,7 +261,8 @@ pmp_rtmsg_t *pmp_leader_recv(pmp_leader_t *self, pmp_python_t *py)
             if (s_now_ms() - last_check >= S_IDLE_POLL_MS) {
                 last_check = s_now_ms();
                 if (!s_frontend_alive(self)) {
-                    pmp_log(PMP_LOG_WARNING, "the frontend (pid %ld) or its socket is gone; shutting down",
+                    pmp_log(PMP_LOG_WARNING,
+                            "the frontend (pid %ld) or its socket is gone; shutting down",
                             (long)self->frontend_pid);
                     self->frontend_gone = 1;
                     return s_shutdown_msg();

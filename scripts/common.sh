@@ -6,7 +6,7 @@ set -euo pipefail
 
 PMP_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PMP_PYTHON=/usr/bin/python3
-PMP_PACKAGES=(cmake make gcc pkg-config libzmq3-dev python3-dev python3-cloudpickle python3-numpy
+PMP_PACKAGES=(cmake make gcc pkg-config clang-format libzmq3-dev python3-dev python3-cloudpickle python3-numpy
     python3-pytest python3-zmq python3-mpi4py python3-tqdm python3-nbclient python3-ipykernel python3-nbformat
     libmpich-dev mpich libopenmpi-dev openmpi-bin)
 
