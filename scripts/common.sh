@@ -28,9 +28,10 @@ pmp_build() {
     local flavour=$1; shift
     PMP_BUILD=${PMP_BUILD_ROOT:-$PMP_ROOT}/build-$flavour
     echo "== configuring and building $PMP_BUILD"
+    mkdir -p "$PMP_BUILD"
     cmake -S "$PMP_ROOT" -B "$PMP_BUILD" -DPython3_EXECUTABLE=$PMP_PYTHON -DPYMPIPOOL_MPI="${flavour%%-*}" \
-        "$@" >"$PMP_BUILD.configure.log" 2>&1 || { cat "$PMP_BUILD.configure.log"; return 1; }
-    cmake --build "$PMP_BUILD" -j"$(nproc)" >"$PMP_BUILD.build.log" 2>&1 || { cat "$PMP_BUILD.build.log"; return 1; }
+        "$@" >"$PMP_BUILD/configure.log" 2>&1 || { cat "$PMP_BUILD/configure.log"; return 1; }
+    cmake --build "$PMP_BUILD" -j"$(nproc)" >"$PMP_BUILD/build.log" 2>&1 || { cat "$PMP_BUILD/build.log"; return 1; }
 }
 
 # Open MPI refuses to run as root unless told that it is intended.
