@@ -464,6 +464,125 @@ int pmp_hello_decode(const void *buf, size_t len, pmp_hello_t *hello, pmp_error_
     return 0;
 }
 
+/* ---- the group's ranks in a hello --------------------------------------- */
+
+int pmp_hello_ranks_encode(const pmp_hello_rank_t *ranks, size_t n, char *buf, size_t size)
+{
+    size_t pos = 0;
+    if (!buf || size == 0) {
+        errno = ENOSPC;
+        return -1;
+    }
+    buf[0] = '\0';
+    if (n == 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (s_append(buf, size, &pos, PMP_HELLO_RANKS_KEY "=", strlen(PMP_HELLO_RANKS_KEY) + 1) < 0)
+        goto nospace;
+    for (size_t i = 0; i < n; i++) {
+        char num[64];
+        int len = snprintf(num, sizeof num, "%s%ld:%lld:", i ? "," : "", (long)ranks[i].world_rank,
+                           (long long)ranks[i].pid);
+        if (s_append(buf, size, &pos, num, (size_t)len) < 0)
+            goto nospace;
+        size_t start = pos;
+        size_t hlen = strnlen(ranks[i].host, PMP_HELLO_TEXT_MAX - 1);
+        if (s_append(buf, size, &pos, ranks[i].host, hlen) < 0)
+            goto nospace;
+        for (size_t k = start; k < pos; k++) /* the separators cannot be part of a name */
+            if (buf[k] == ':' || buf[k] == ',' || buf[k] == '\n' || buf[k] == '\r')
+                buf[k] = '_';
+    }
+    if (s_append(buf, size, &pos, "\n", 1) < 0)
+        goto nospace;
+    buf[pos] = '\0';
+    if (pos > (size_t)INT32_MAX)
+        goto nospace;
+    return (int)pos;
+nospace:
+    buf[0] = '\0';
+    errno = ENOSPC;
+    return -1;
+}
+
+/* Decodes one "R:PID:HOST" entry of len bytes. */
+static int s_parse_rank(const char *s, size_t len, pmp_hello_rank_t *out, size_t index,
+                        pmp_error_t *err)
+{
+    char q[S_QUOTE_SIZE];
+    const char *c1 = memchr(s, ':', len);
+    const char *c2 = c1 ? memchr(c1 + 1, ':', len - (size_t)(c1 + 1 - s)) : NULL;
+    int64_t rank, pid;
+    if (!c2 || c2 + 1 == s + len)
+        S_REJECT(err, "hello ranks entry %zu (\"%s\") is not rank:pid:host", index,
+                 s_quote(s, len, q));
+    if (s_parse_int(s, (size_t)(c1 - s), 0, INT32_MAX, &rank) != 0)
+        S_REJECT(err, "hello ranks entry %zu has a bad rank \"%s\"", index,
+                 s_quote(s, (size_t)(c1 - s), q));
+    if (s_parse_int(c1 + 1, (size_t)(c2 - c1 - 1), 1, INT64_MAX, &pid) != 0)
+        S_REJECT(err, "hello ranks entry %zu has a bad pid \"%s\"", index,
+                 s_quote(c1 + 1, (size_t)(c2 - c1 - 1), q));
+    out->world_rank = (int32_t)rank;
+    out->pid = pid;
+    s_copy_text(out->host, c2 + 1, (size_t)(s + len - c2 - 1));
+    return 0;
+}
+
+int pmp_hello_ranks_decode(const void *buf, size_t len, size_t max_ranks, pmp_hello_rank_t **ranks,
+                           size_t *n, pmp_error_t *err)
+{
+    const char *text = buf;
+    const char *value = NULL;
+    size_t vlen = 0;
+    const size_t klen = strlen(PMP_HELLO_RANKS_KEY);
+    *ranks = NULL;
+    *n = 0;
+    for (size_t pos = 0; text && pos < len;) {
+        const char *line = text + pos;
+        const char *nl = memchr(line, '\n', len - pos);
+        size_t linelen = nl ? (size_t)(nl - line) : len - pos;
+        pos += linelen + (nl ? 1 : 0);
+        if (linelen > 0 && line[linelen - 1] == '\r')
+            linelen--;
+        if (linelen <= klen || line[klen] != '=' || memcmp(line, PMP_HELLO_RANKS_KEY, klen) != 0)
+            continue;
+        if (value)
+            S_REJECT(err, "hello repeats key '%s'", PMP_HELLO_RANKS_KEY);
+        value = line + klen + 1;
+        vlen = linelen - klen - 1;
+    }
+    if (!value)
+        return 0;
+    if (memchr(value, '\0', vlen))
+        S_REJECT(err, "hello key '%s' contains a NUL byte", PMP_HELLO_RANKS_KEY);
+    size_t count = 1;
+    for (size_t i = 0; i < vlen; i++)
+        count += value[i] == ',';
+    if (count > max_ranks)
+        S_REJECT(err, "hello names %zu ranks, more than the %zu of its group", count, max_ranks);
+    pmp_hello_rank_t *out = calloc(count, sizeof *out);
+    if (!out) {
+        pmp_error_set(err, "out of memory decoding the ranks of a hello");
+        errno = ENOMEM;
+        return -1;
+    }
+    const char *p = value;
+    for (size_t i = 0; i < count; i++) {
+        const char *comma = memchr(p, ',', (size_t)(value + vlen - p));
+        size_t elen = comma ? (size_t)(comma - p) : (size_t)(value + vlen - p);
+        if (s_parse_rank(p, elen, &out[i], i, err) != 0) {
+            free(out);
+            errno = EPROTO;
+            return -1;
+        }
+        p += elen + 1;
+    }
+    *ranks = out;
+    *n = count;
+    return 0;
+}
+
 /* ---- rank table ---------------------------------------------------------- */
 
 size_t pmp_rank_table_size(uint32_t nranks)

@@ -141,6 +141,36 @@ int pmp_hello_encode(const pmp_hello_t *hello, char *buf, size_t size);
  * PMP_HELLO_TEXT_MAX - 1 are truncated. */
 int pmp_hello_decode(const void *buf, size_t len, pmp_hello_t *hello, pmp_error_t *err);
 
+/* ---- the group's ranks in a hello ----------------------------------------
+ * A HELLO may carry the optional line "ranks=R:PID:HOST,R:PID:HOST,..."
+ * naming every rank of the group in group-rank order: its MPI_COMM_WORLD
+ * rank, process id and host name.  The frontend uses it to say which
+ * process of the job died and to watch the ranks that run on its own host.
+ * A runtime that does not send the line is still understood (n = 0). */
+#define PMP_HELLO_RANKS_KEY "ranks"
+
+typedef struct {
+    int32_t world_rank;
+    int64_t pid;
+    char host[PMP_HELLO_TEXT_MAX];
+} pmp_hello_rank_t;
+
+/* Formats the line "ranks=...\n" for n >= 1 ranks into buf (size bytes,
+ * NUL-terminated).  ':', ',' and line breaks in a host name become '_'.
+ * Returns the number of bytes written (without the NUL), or -1 with errno =
+ * ENOSPC (buf too small) or EINVAL (n == 0); buf is then "". */
+int pmp_hello_ranks_encode(const pmp_hello_rank_t *ranks, size_t n, char *buf, size_t size);
+
+/* Finds the "ranks" line in a hello payload of len bytes and decodes it into
+ * a malloc'ed array (*ranks, caller frees) of *n entries.  Returns 0, with
+ * *ranks = NULL and *n = 0 when there is no such line; -1 with errno =
+ * EPROTO and a reason in err when the line is repeated or empty, an entry is
+ * not R:PID:HOST (R >= 0 a 32-bit and PID >= 1 a 64-bit decimal, HOST
+ * non-empty), or there are more than max_ranks entries; -1 with errno =
+ * ENOMEM.  Nothing is allocated on failure. */
+int pmp_hello_ranks_decode(const void *buf, size_t len, size_t max_ranks, pmp_hello_rank_t **ranks,
+                           size_t *n, pmp_error_t *err);
+
 /* ---- rank table ----------------------------------------------------------
  * The payload of a RESULT with PMP_FLAG_PER_RANK: little-endian u32 nranks,
  * then nranks u32 values, the number of out-of-band buffers of each rank.

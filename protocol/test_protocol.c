@@ -540,6 +540,58 @@ static void test_hello(void)
 
 /* ---- rank table ---------------------------------------------------------- */
 
+/* The optional "ranks" line of a hello: round trip, absence, rejections. */
+static void test_hello_ranks(void)
+{
+    pmp_error_t err;
+    pmp_hello_rank_t in[3] = {{0, 101, "node-a"}, {1, 102, "node:b,c"}, {7, 9000000000LL, "x"}};
+    char buf[512];
+    int n = pmp_hello_ranks_encode(in, 3, buf, sizeof buf);
+    CHECK(n > 0 && strcmp(buf, "ranks=0:101:node-a,1:102:node_b_c,7:9000000000:x\n") == 0);
+    for (int size = 0; size < n + 1; size++)
+        CHECK(pmp_hello_ranks_encode(in, 3, buf, (size_t)size) == -1 && errno == ENOSPC);
+    CHECK(pmp_hello_ranks_encode(in, 0, buf, sizeof buf) == -1 && errno == EINVAL);
+
+    /* inside a whole hello, among other keys */
+    const char *hello = "group=0\nranks=3:44:h1,4:45:h2\r\npid=44\n";
+    pmp_hello_rank_t *out = NULL;
+    size_t count = 99;
+    CHECK(pmp_hello_ranks_decode(hello, strlen(hello), 2, &out, &count, &err) == 0);
+    CHECK(count == 2 && out != NULL);
+    CHECK(out[0].world_rank == 3 && out[0].pid == 44 && strcmp(out[0].host, "h1") == 0);
+    CHECK(out[1].world_rank == 4 && out[1].pid == 45 && strcmp(out[1].host, "h2") == 0);
+    free(out);
+
+    /* an older runtime says nothing: no ranks, no error */
+    CHECK(pmp_hello_ranks_decode("group=0\nrankz=1\n", 17, 4, &out, &count, &err) == 0);
+    CHECK(count == 0 && out == NULL);
+    CHECK(pmp_hello_ranks_decode(NULL, 0, 4, &out, &count, &err) == 0 && count == 0);
+
+    const char *bad[][2] = {
+        {"ranks=0:1:a\nranks=0:1:a", "repeats key 'ranks'"},
+        {"ranks=", "is not rank:pid:host"},
+        {"ranks=0:1:", "is not rank:pid:host"},
+        {"ranks=0:1", "is not rank:pid:host"},
+        {"ranks=0:1:a,", "entry 1"},
+        {"ranks=-1:1:a", "bad rank"},
+        {"ranks=x:1:a", "bad rank"},
+        {"ranks=0:0:a", "bad pid"},
+        {"ranks=0:1\x1b:a", "bad pid \"1\\x1b\""},
+        {"ranks=0:1:a,1:2:b,2:3:c", "3 ranks, more than the 2"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        out = (pmp_hello_rank_t *)buf; /* must be reset to NULL on failure */
+        CHECK_REJECT(pmp_hello_ranks_decode(bad[i][0], strlen(bad[i][0]), 2, &out, &count, &err),
+                     err, bad[i][1]);
+        CHECK(out == NULL && count == 0);
+    }
+    /* a round trip of what the encoder wrote */
+    n = pmp_hello_ranks_encode(in, 3, buf, sizeof buf);
+    CHECK(pmp_hello_ranks_decode(buf, (size_t)n, 3, &out, &count, &err) == 0 && count == 3);
+    CHECK(out[2].pid == 9000000000LL && strcmp(out[1].host, "node_b_c") == 0);
+    free(out);
+}
+
 static void test_rank_table(void)
 {
     pmp_error_t err;
@@ -855,6 +907,7 @@ int main(void)
     test_header_garbage();
     test_header_check();
     test_hello();
+    test_hello_ranks();
     test_rank_table();
     test_message_round_trips();
     test_error_set();
