@@ -9,8 +9,8 @@
  * only ever answers for this channel.
  *
  * How a call waits: every blocking operation goes through s_wait(), one
- * zmq_poll over the PAIR socket, the ZAP socket (CURVE servers) and the
- * keeper's exit eventfd.  ZAP requests are answered inline, so the CURVE
+ * zmq_poll over the PAIR socket, the ZAP and monitor sockets (CURVE
+ * servers, pmp_auth) and the keeper's exit eventfd.  ZAP requests are answered inline, so the CURVE
  * handshake of the client progresses whenever a caller is waiting on the
  * channel (ZeroMQ retries a handshake that took longer than 30 s, so a
  * server that is busy elsewhere for a while only delays the client).  The
@@ -49,13 +49,13 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "pmp_auth.h"
 #include "pmp_completion.h"
 #include "pmp_launcher.h"
 
 #define S_LINGER_MS 1000
 #define S_EXIT_LINGER_MS 300
 #define S_KILL_AFTER_TERM_MS 2000
-#define S_ZAP_ENDPOINT "inproc://zeromq.zap.01"
 #define S_ENDPOINT_MAX 300
 
 /* ---- the keeper thread --------------------------------------------------- */
@@ -245,17 +245,12 @@ static void *s_keeper_run(void *arg)
 struct pmp_channel {
     void *ctx;
     void *sock;
-    void *zap; /* REP on S_ZAP_ENDPOINT, CURVE servers only */
+    pmp_auth_t *auth; /* CURVE servers only: keys and the ZAP handler */
     int server;
     int curve;
     int bound;
     char interface[256];
     char endpoint[S_ENDPOINT_MAX];
-    char server_public[PMP_CHANNEL_KEY_TEXT];
-    char server_secret[PMP_CHANNEL_KEY_TEXT];
-    char client_public[PMP_CHANNEL_KEY_TEXT];
-    char client_secret[PMP_CHANNEL_KEY_TEXT];
-    uint8_t client_key[32];
     s_keeper_t *keeper;
     int64_t exit_seen_ms; /* when a receive first saw the program gone */
 };
@@ -293,16 +288,13 @@ static pmp_channel_t *s_channel_alloc(int server, pmp_error_t *err)
 
 static void s_channel_close_sockets(pmp_channel_t *self)
 {
-    if (self->zap) {
-        int zero = 0;
-        zmq_setsockopt(self->zap, ZMQ_LINGER, &zero, sizeof zero);
-        zmq_close(self->zap);
-        self->zap = NULL;
-    }
+    /* the served socket first: without its ZAP handler, libzmq would admit
+     * a CURVE client unchecked */
     if (self->sock) {
         zmq_close(self->sock);
         self->sock = NULL;
     }
+    pmp_auth_destroy(&self->auth);
     if (self->ctx) {
         while (zmq_ctx_term(self->ctx) < 0 && errno == EINTR)
             ;
@@ -334,23 +326,10 @@ pmp_channel_t *pmp_channel_new_server(const char *interface, int curve, pmp_erro
     }
     self->curve = curve != 0 && pmp_channel_has_curve();
     if (self->curve) {
-        int one = 1;
-        if (zmq_curve_keypair(self->server_public, self->server_secret) < 0 ||
-            zmq_curve_keypair(self->client_public, self->client_secret) < 0 ||
-            !zmq_z85_decode(self->client_key, self->client_public)) {
-            int e = errno;
-            pmp_error_set(err, "cannot create CURVE keys: %s", zmq_strerror(e));
+        self->auth = pmp_auth_new(self->ctx, PMP_CREDENTIALS_CURVE, "socket interface", err);
+        if (!self->auth || pmp_auth_server_setup(self->auth, self->sock, err) < 0)
             goto fail;
-        }
-        self->zap = zmq_socket(self->ctx, ZMQ_REP);
-        if (!self->zap || zmq_bind(self->zap, S_ZAP_ENDPOINT) < 0 ||
-            zmq_setsockopt(self->sock, ZMQ_ZAP_DOMAIN, "pympipool", 9) < 0 ||
-            zmq_setsockopt(self->sock, ZMQ_CURVE_SERVER, &one, sizeof one) < 0 ||
-            zmq_setsockopt(self->sock, ZMQ_CURVE_SECRETKEY, self->server_secret, 40) < 0) {
-            int e = errno;
-            pmp_error_set(err, "cannot set up CURVE security: %s", zmq_strerror(e));
-            goto fail;
-        }
+        pmp_auth_watch(self->auth, self->sock, NULL); /* only for log lines */
     }
     return self;
 fail : {
@@ -510,17 +489,17 @@ int pmp_channel_curve(const pmp_channel_t *self)
 
 const char *pmp_channel_server_public_key(const pmp_channel_t *self)
 {
-    return self->server && self->curve ? self->server_public : NULL;
+    return self->auth ? pmp_auth_credentials(self->auth)->server_public : NULL;
 }
 
 const char *pmp_channel_client_public_key(const pmp_channel_t *self)
 {
-    return self->server && self->curve ? self->client_public : NULL;
+    return self->auth ? pmp_auth_credentials(self->auth)->client_public : NULL;
 }
 
 const char *pmp_channel_client_secret_key(const pmp_channel_t *self)
 {
-    return self->server && self->curve ? self->client_secret : NULL;
+    return self->auth ? pmp_auth_credentials(self->auth)->client_secret : NULL;
 }
 
 int pmp_channel_bootup(pmp_channel_t *self, const char *const argv[], const char *cwd,
@@ -656,71 +635,6 @@ static int s_fail_exited(pmp_channel_t *self, pmp_error_t *err)
     return -1;
 }
 
-/* ---- ZAP ----------------------------------------------------------------- */
-
-/* Answers every pending ZAP request: 200 for the one client key this
- * channel made, 400 for anything else. */
-static void s_serve_zap(pmp_channel_t *self)
-{
-    for (;;) {
-        zmq_msg_t parts[8];
-        size_t n = 0;
-        int more = 1, truncated = 0;
-        while (more) {
-            zmq_msg_t part;
-            zmq_msg_init(&part);
-            if (zmq_msg_recv(&part, self->zap, n == 0 && !truncated ? ZMQ_DONTWAIT : 0) < 0) {
-                zmq_msg_close(&part);
-                for (size_t i = 0; i < n; i++)
-                    zmq_msg_close(&parts[i]);
-                return; /* nothing pending (EAGAIN) or the context is going */
-            }
-            more = zmq_msg_more(&part);
-            if (n < 8) {
-                parts[n++] = part;
-            } else {
-                truncated = 1;
-                zmq_msg_close(&part);
-            }
-        }
-        int ok = n >= 7 && zmq_msg_size(&parts[0]) == 3 &&
-                 memcmp(zmq_msg_data(&parts[0]), "1.0", 3) == 0 && zmq_msg_size(&parts[5]) == 5 &&
-                 memcmp(zmq_msg_data(&parts[5]), "CURVE", 5) == 0 &&
-                 zmq_msg_size(&parts[6]) == 32 &&
-                 memcmp(zmq_msg_data(&parts[6]), self->client_key, 32) == 0;
-        if (!ok) {
-            char address[64] = "?";
-            if (n >= 4) {
-                size_t len = zmq_msg_size(&parts[3]);
-                if (len >= sizeof address)
-                    len = sizeof address - 1;
-                memcpy(address, zmq_msg_data(&parts[3]), len);
-                address[len] = '\0';
-                for (size_t i = 0; i < len; i++)
-                    if (address[i] < 32 || address[i] > 126)
-                        address[i] = '?';
-            }
-            pmp_log(PMP_LOG_WARNING,
-                    "socket interface: refused a client from %s: it does not have this "
-                    "interface's client key",
-                    address);
-        }
-        const char *status = ok ? "200" : "400";
-        const char *text = ok ? "OK" : "unknown client key";
-        zmq_send(self->zap, "1.0", 3, ZMQ_SNDMORE);
-        if (n >= 2)
-            zmq_send(self->zap, zmq_msg_data(&parts[1]), zmq_msg_size(&parts[1]), ZMQ_SNDMORE);
-        else
-            zmq_send(self->zap, "", 0, ZMQ_SNDMORE);
-        zmq_send(self->zap, status, 3, ZMQ_SNDMORE);
-        zmq_send(self->zap, text, strlen(text), ZMQ_SNDMORE);
-        zmq_send(self->zap, "", 0, ZMQ_SNDMORE);
-        zmq_send(self->zap, "", 0, 0);
-        for (size_t i = 0; i < n; i++)
-            zmq_msg_close(&parts[i]);
-    }
-}
-
 /* ---- waiting --------------------------------------------------------------- */
 
 /* Waits up to timeout_ms (-1: forever) for events on the socket, serving
@@ -731,12 +645,13 @@ static int s_wait(pmp_channel_t *self, short events, int timeout_ms, int watch_e
 {
     int64_t deadline = timeout_ms < 0 ? -1 : s_now_ms() + timeout_ms;
     for (;;) {
-        zmq_pollitem_t items[3];
-        int n = 0, zap_i = -1, exit_i = -1;
+        zmq_pollitem_t items[4];
+        int n = 0, zap_i = -1, nzap = 0, exit_i = -1;
         items[n++] = (zmq_pollitem_t){.socket = self->sock, .events = events};
-        if (self->zap) {
+        if (self->auth) {
             zap_i = n;
-            items[n++] = (zmq_pollitem_t){.socket = self->zap, .events = ZMQ_POLLIN};
+            nzap = pmp_auth_pollitems(self->auth, &items[n]);
+            n += nzap;
         }
         if (watch_exit && self->keeper) {
             exit_i = n;
@@ -750,8 +665,11 @@ static int s_wait(pmp_channel_t *self, short events, int timeout_ms, int watch_e
         int rc = zmq_poll(items, n, slice);
         if (rc < 0)
             return errno == EINTR ? 0 : -1;
-        if (zap_i >= 0 && items[zap_i].revents)
-            s_serve_zap(self);
+        for (int z = 0; z < nzap; z++)
+            if (items[zap_i + z].revents) {
+                pmp_auth_serve(self->auth);
+                break;
+            }
         if (items[0].revents & events)
             return 1;
         if (exit_i >= 0 && items[exit_i].revents)

@@ -80,7 +80,7 @@ const char *pmp_completion_text(const pmp_completion_t *c)
 
 int pmp_completion_status(const pmp_completion_t *c)
 {
-    return c->kind == PMP_EVENT_EXIT ? c->status : -1;
+    return c->kind == PMP_EVENT_EXIT || c->kind == PMP_EVENT_RESTART ? c->status : -1;
 }
 
 size_t pmp_completion_nframes(const pmp_completion_t *c)

@@ -54,6 +54,17 @@
  * Malformed messages and messages from peers that never said hello are
  * dropped with a warning in the log; they cannot crash the frontend.
  *
+ * Restarts and time limits.  With cfg->restart_limit a job that dies is
+ * relaunched (s_restart, through s_launch like the first launch): the task
+ * each group was running completes as PMP_DONE_LOST, the tasks it held
+ * behind that one go back to the head of the queue, the new groups get the
+ * INIT and the kept DEFINEs after their hello, and PMP_EVENT_RESTART says
+ * why.  With cfg->run_time_max_ms the I/O thread times the task each group
+ * runs (s_check_time); one that overruns ncalls * limit + grace completes
+ * as PMP_DONE_TIMEOUT and the job is killed and relaunched, a restart that
+ * does not count against restart_limit.  docs/architecture.md, "Faults and
+ * restarts", has the details.
+ *
  * Shutdown.  close() lets the queue drain, then sends SHUTDOWN to every
  * group and delivers PMP_EVENT_CLOSED once the job has exited (launch) or
  * every group said GOODBYE (no launch).  destroy() asks the thread to stop:
@@ -63,6 +74,7 @@
 #include "pmp_executor.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
@@ -71,12 +83,15 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #include <zmq.h>
 
+#include "pmp_auth.h"
 #include "pmp_completion.h"
+#include "pmp_credentials.h"
 #include "pmp_launcher.h"
 #include "pmp_queue.h"
 #include "pmp_sched.h"
@@ -85,6 +100,9 @@
 #define S_EXIT_POLL_MS 100   /* waitpid poll period without a pidfd */
 #define S_DRAIN_MS 500       /* how long to wait for the stderr pipe's end */
 #define S_MAX_RECV_BATCH 256 /* messages handled per poll round */
+/* After a rank died, how long mpiexec gets to notice and exit by itself
+ * (and to print its report) before the job is killed. */
+#define S_RANK_DEATH_GRACE_MS 3000
 
 /* Hint of a zero-copy frame: calls the user's free_fn once it is armed. */
 typedef struct {
@@ -102,8 +120,10 @@ typedef struct {
     uint32_t flags;
     size_t nmsgs;
     zmq_msg_t *msgs;
-    s_zc_t **zcs; /* hints of zero-copy msgs until armed, then NULL */
-    size_t group; /* index in groups[] while in flight */
+    s_zc_t **zcs;    /* hints of zero-copy msgs until armed, then NULL */
+    size_t group;    /* index in groups[] while in flight */
+    int64_t sent_ms; /* when it was sent to its group (hard time limit) */
+    uint32_t ncalls; /* calls it carries (CHUNK): its time limit is ncalls times the per-call one */
 } s_task_t;
 
 typedef struct {
@@ -112,13 +132,25 @@ typedef struct {
     pmp_hello_t hello;
     int gone; /* said GOODBYE or became unreachable */
     int shutdown_sent;
+    int64_t last_done_ms;    /* when it last completed a task (start of its next one) */
+    int timed_out;           /* its running task completed as TIMEOUT; the job is being killed */
+    uint64_t scan;           /* s_check_time's pass that saw this group's oldest task */
+    pmp_hello_rank_t *ranks; /* the hello's "ranks" (NULL from an older runtime) */
+    int *pidfds;             /* per rank: a pidfd of a rank on this host, or -1 */
+    size_t nranks;
 } s_group_t;
 
 struct pmp_executor {
     /* immutable after new() */
     int ranks, ranks_per_group, depth, launch;
+    int restart_limit;     /* relaunches allowed after deaths */
+    int64_t time_limit_ms; /* per call, 0: none; hard limit adds time_grace_ms */
+    int time_grace_ms;
     char *dir, *sock_path, *endpoint, *cwd, *exec_path;
-    char **argv; /* the command, NULL-terminated */
+    char **argv;      /* the command, NULL-terminated */
+    char *hostname;   /* TCP + CURVE on this address; NULL: ipc + PLAIN */
+    char *cred_path;  /* the runtime's credentials file, <dir>/credentials */
+    pmp_auth_t *auth; /* credentials and ZAP handler; the I/O thread's once it runs */
     void *ctx;
     void *router; /* owned by the I/O thread once it runs */
     int efd;
@@ -152,7 +184,22 @@ struct pmp_executor {
     pmp_sched_t *sched; /* identity -> group, load of each group */
     s_group_t *groups;  /* indexed like sched */
     size_t ngroups, groups_cap;
+    size_t hellos;    /* groups that said hello since the last launch */
+    int cred_written; /* the credentials file exists (s_remove_credentials) */
     int shutdown_sent;
+    /* restarts (see s_restart); restarts is read by callers under mtx */
+    int restarts, restarts_counted;
+    int timeout_kill;   /* the job was killed because a task exceeded its time limit */
+    int keep_sent;      /* a restart is possible: tasks keep their frames in flight */
+    uint64_t scan;      /* pass counter of s_check_time */
+    int64_t next_check; /* when s_check_time must look again (INT64_MAX: nothing runs) */
+    /* the watch of the ranks on this host (pidfds of the groups' ranks) */
+    char local_host[PMP_HELLO_TEXT_MAX];
+    zmq_pollitem_t *items; /* poll set of the I/O thread */
+    size_t (*watched)[2];  /* per item after the fixed ones: (group, rank) */
+    size_t items_cap;
+    char *death;            /* "rank R of N (pid P on host H) ..." of the first rank that died */
+    int64_t death_deadline; /* then the job is killed if it has not exited by itself */
 };
 
 /* ---- small helpers ------------------------------------------------------- */
@@ -317,6 +364,28 @@ static void s_send_copy(pmp_executor_t *self, s_group_t *g, const s_task_t *task
         free(copies);
 }
 
+/* Sends a task to group g and keeps its frames (the group gets shared
+ * references): used when the job may be restarted, so that a task a group
+ * held but had not started can be sent again to the next job.  Returns 0,
+ * or -1 as s_send.  mtx held. */
+static int s_send_keeping(pmp_executor_t *self, s_group_t *g, const s_task_t *task)
+{
+    zmq_msg_t stack[4];
+    zmq_msg_t *copies = task->nmsgs <= 4 ? stack : calloc(task->nmsgs, sizeof *copies);
+    PMP_ASSERT(copies != NULL);
+    for (size_t i = 0; i < task->nmsgs; i++) {
+        zmq_msg_init(&copies[i]);
+        PMP_ASSERT(zmq_msg_copy(&copies[i], &task->msgs[i]) == 0); /* shares, no copy */
+    }
+    int rc = s_send(self, g, task->type, task->id, task->flags, copies, task->nmsgs);
+    if (rc < 0)
+        for (size_t i = 0; i < task->nmsgs; i++)
+            zmq_msg_close(&copies[i]);
+    if (copies != stack)
+        free(copies);
+    return rc;
+}
+
 static void s_send_kept(uint64_t key, void *item, void *arg)
 {
     (void)key;
@@ -361,9 +430,17 @@ static size_t s_live_groups(const pmp_executor_t *self)
     return n;
 }
 
+static void s_fail_inflight_locked(pmp_executor_t *self, size_t gi, int kind, const char *text);
+
 /* Completes every in-flight task of group gi (or of every group when gi is
  * SIZE_MAX) as BROKEN with text; mtx held. */
 static void s_break_inflight_locked(pmp_executor_t *self, size_t gi, const char *text)
+{
+    s_fail_inflight_locked(self, gi, PMP_DONE_BROKEN, text);
+}
+
+/* As s_break_inflight_locked with completions of the given kind. */
+static void s_fail_inflight_locked(pmp_executor_t *self, size_t gi, int kind, const char *text)
 {
     size_t n = pmp_queue_size(self->inflight);
     for (size_t k = 0; k < n; k++) {
@@ -371,7 +448,7 @@ static void s_break_inflight_locked(pmp_executor_t *self, size_t gi, const char 
         s_task_t *task = pmp_queue_pop(self->inflight, &id);
         if (gi == SIZE_MAX || task->group == gi) {
             pmp_sched_dec(self->sched, task->group);
-            s_deliver_event_locked(self, PMP_DONE_BROKEN, id, text, -1);
+            s_deliver_event_locked(self, kind, id, text, -1);
             s_task_destroy(&task);
         } else {
             PMP_ASSERT(pmp_queue_push(self->inflight, id, task) == 0);
@@ -384,7 +461,9 @@ static void s_break_inflight_locked(pmp_executor_t *self, size_t gi, const char 
 static void s_step(pmp_executor_t *self)
 {
     pthread_mutex_lock(&self->mtx);
-    if (!self->exited && !self->stop) {
+    /* While the job is being killed (a time limit, a rank that died) it gets
+     * nothing more: what is queued waits for the next job, if any. */
+    if (!self->exited && !self->stop && !self->timeout_kill && !self->death) {
         for (;;) {
             s_task_t *head = pmp_queue_peek(self->queue, NULL);
             s_task_t *bcast = pmp_queue_peek(self->bcasts, NULL);
@@ -400,12 +479,17 @@ static void s_step(pmp_executor_t *self)
             s_group_t *best = &self->groups[gi];
             uint64_t id;
             s_task_t *task = pmp_queue_pop(self->queue, &id);
-            if (s_send(self, best, task->type, task->id, task->flags, task->msgs, task->nmsgs) <
-                0) {
+            int sent = self->keep_sent ? s_send_keeping(self, best, task)
+                                       : s_send(self, best, task->type, task->id, task->flags,
+                                                task->msgs, task->nmsgs);
+            if (sent < 0) {
                 PMP_ASSERT(pmp_queue_push_front(self->queue, id, task) == 0);
                 continue; /* best is now gone; try another group */
             }
             task->group = gi;
+            task->sent_ms = self->time_limit_ms ? s_now_ms() : 0;
+            if (self->next_check == INT64_MAX)
+                self->next_check = 0; /* s_check_time: something runs now */
             pmp_sched_inc(self->sched, gi);
             PMP_ASSERT(pmp_queue_push(self->inflight, id, task) == 0);
         }
@@ -424,12 +508,190 @@ static void s_step(pmp_executor_t *self)
     pthread_mutex_unlock(&self->mtx);
 }
 
+/* ---- the runtime's credentials ------------------------------------------ */
+
+/* Writes the credentials file that the job's leaders read before they
+ * connect (mode 0600, in the 0700 directory; atomic, so a relaunch simply
+ * replaces it).  Called right before every launch (s_launch) and, without
+ * launch, by new().  Returns 0, or -1 with errno and a sentence in err. */
+static int s_write_credentials(pmp_executor_t *self, pmp_error_t *err)
+{
+    if (pmp_credentials_write(self->cred_path, pmp_auth_credentials(self->auth), err) < 0)
+        return -1;
+    self->cred_written = 1;
+    return 0;
+}
+
+/* Removes the credentials file once no runtime needs it (why: for the log).
+ * Idempotent. */
+static void s_remove_credentials(pmp_executor_t *self, const char *why)
+{
+    if (!self->cred_written)
+        return;
+    self->cred_written = 0;
+    if (unlink(self->cred_path) < 0 && errno != ENOENT)
+        pmp_log(PMP_LOG_WARNING, "frontend: cannot remove the credentials file %s: %s",
+                self->cred_path, strerror(errno));
+    else
+        pmp_log(PMP_LOG_DEBUG, "frontend: removed the credentials file (%s)", why);
+}
+
 /* ---- receiving (I/O thread) ---------------------------------------------- */
 
 static s_group_t *s_find_group(pmp_executor_t *self, const void *id, size_t len)
 {
     size_t i = pmp_sched_find(self->sched, id, len);
     return i == PMP_SCHED_NONE ? NULL : &self->groups[i];
+}
+
+/* ---- the watch of the ranks (I/O thread) --------------------------------
+ * The hello names every rank of its group (world rank, pid, host).  Each
+ * rank on this host gets a pidfd (pidfd_open works for processes that are
+ * not our children) in the I/O thread's poll set, so the frontend learns
+ * which rank died first, and when, even though only mpiexec can reap it.
+ * The exit status of a rank is not ours to read: how it died comes from
+ * the rank itself (its fatal-signal line on stderr) or from mpiexec. */
+
+static void s_watch_ranks(pmp_executor_t *self, s_group_t *g, zmq_msg_t *payload)
+{
+    pmp_error_t err;
+    pmp_hello_rank_t *ranks = NULL;
+    size_t n = 0;
+    if (pmp_hello_ranks_decode(zmq_msg_data(payload), zmq_msg_size(payload),
+                               (size_t)g->hello.group_size, &ranks, &n, &err) < 0) {
+        pmp_log(PMP_LOG_WARNING, "frontend: ignored the ranks of group %d's hello: %s",
+                (int)g->hello.group, err.text);
+        return;
+    }
+    if (n == 0)
+        return;
+    int *pidfds = malloc(n * sizeof *pidfds);
+    PMP_ASSERT(pidfds != NULL);
+    if (!self->local_host[0] && gethostname(self->local_host, sizeof self->local_host - 1) < 0)
+        snprintf(self->local_host, sizeof self->local_host, "?");
+    for (size_t i = 0; i < n; i++) {
+        pidfds[i] = -1;
+#ifdef SYS_pidfd_open
+        if (self->launch && strcmp(ranks[i].host, self->local_host) == 0 &&
+            ranks[i].pid <= (int64_t)INT_MAX) {
+            pidfds[i] = (int)syscall(SYS_pidfd_open, (pid_t)ranks[i].pid, 0);
+            if (pidfds[i] >= 0)
+                fcntl(pidfds[i], F_SETFD, FD_CLOEXEC);
+        }
+#endif
+    }
+    g->ranks = ranks;
+    g->pidfds = pidfds;
+    g->nranks = n;
+}
+
+/* Closes the pidfds of group g's ranks. */
+static void s_unwatch(s_group_t *g)
+{
+    for (size_t i = 0; i < g->nranks; i++)
+        if (g->pidfds[i] >= 0) {
+            close(g->pidfds[i]);
+            g->pidfds[i] = -1;
+        }
+}
+
+/* The I/O thread's poll set with room for nfixed items plus one per
+ * watched rank. */
+static zmq_pollitem_t *s_poll_items(pmp_executor_t *self, size_t nfixed)
+{
+    size_t need = nfixed;
+    for (size_t i = 0; i < self->ngroups; i++)
+        for (size_t r = 0; r < self->groups[i].nranks; r++)
+            need += self->groups[i].pidfds[r] >= 0;
+    if (need > self->items_cap) {
+        size_t cap = need * 2;
+        zmq_pollitem_t *items = realloc(self->items, cap * sizeof *items);
+        PMP_ASSERT(items != NULL);
+        self->items = items;
+        size_t(*watched)[2] = realloc(self->watched, cap * sizeof *watched);
+        PMP_ASSERT(watched != NULL);
+        self->watched = watched;
+        self->items_cap = cap;
+    }
+    return self->items;
+}
+
+/* Adds the pidfd of every watched rank to items (room made by
+ * s_poll_items) and notes whose it is in self->watched.  Returns the
+ * number added. */
+static int s_add_watches(pmp_executor_t *self, zmq_pollitem_t *items)
+{
+    int n = 0;
+    for (size_t i = 0; i < self->ngroups; i++)
+        for (size_t r = 0; r < self->groups[i].nranks; r++)
+            if (self->groups[i].pidfds[r] >= 0) {
+                items[n] = (zmq_pollitem_t){.fd = self->groups[i].pidfds[r], .events = ZMQ_POLLIN};
+                self->watched[n][0] = i;
+                self->watched[n][1] = r;
+                n++;
+            }
+    return n;
+}
+
+/* Rank ri of group gi has exited.  While the job should be running that
+ * is a crash: the first one is remembered for the error text, and the job
+ * gets S_RANK_DEATH_GRACE_MS to end by itself (mpiexec notices and kills
+ * the other ranks) before it is killed, so that no rank is left waiting on
+ * a dead peer. */
+static void s_on_rank_exit(pmp_executor_t *self, size_t gi, size_t ri)
+{
+    s_group_t *g = &self->groups[gi];
+    close(g->pidfds[ri]);
+    g->pidfds[ri] = -1;
+    pthread_mutex_lock(&self->mtx);
+    int expected = self->stop || self->shutdown_sent || self->exited || g->gone;
+    pthread_mutex_unlock(&self->mtx);
+    if (expected || self->death)
+        return;
+    const pmp_hello_rank_t *r = &g->ranks[ri];
+    char text[PMP_ERROR_TEXT];
+    snprintf(text, sizeof text, "rank %d of %d (pid %lld on host %s, group %d)", (int)r->world_rank,
+             (int)g->hello.world_size, (long long)r->pid, r->host, (int)g->hello.group);
+    self->death = strdup(text);
+    PMP_ASSERT(self->death != NULL);
+    self->death_deadline = s_now_ms() + S_RANK_DEATH_GRACE_MS;
+    pmp_log(PMP_LOG_INFO, "frontend: %s died while the job was running", text);
+}
+
+/* The text of the job's exit for the user: which rank died first and how,
+ * when the watch saw it, then mpiexec's status and the tail of its stderr
+ * (pmp_launcher_exit_text).  Ends the watch of the ranks.  malloc'ed. */
+static char *s_exit_text(pmp_executor_t *self)
+{
+    char *base = pmp_launcher_exit_text(self->launcher, "pympipool-runtime job");
+    PMP_ASSERT(base != NULL);
+    for (size_t i = 0; i < self->ngroups; i++)
+        s_unwatch(&self->groups[i]);
+    if (!self->death)
+        return base;
+    /* How it died, if the rank said so before dying (its fatal-signal line:
+     * "... (pid P) was killed by signal 11 (Segmentation fault)"). */
+    char how[160] = "died";
+    const char *pid = strstr(self->death, "(pid ");
+    char needle[64];
+    if (pid && sscanf(pid, "(pid %63[0-9]", needle) == 1) {
+        char key[96];
+        snprintf(key, sizeof key, "(pid %s) was killed by signal ", needle);
+        const char *line = strstr(base, key);
+        if (line) {
+            line += strlen(key) - strlen("was killed by signal ");
+            size_t len = strcspn(line, "\n");
+            snprintf(how, sizeof how, "%.*s", (int)(len < 150 ? len : 150), line);
+        }
+    }
+    size_t size = strlen(self->death) + strlen(how) + strlen(base) + 64;
+    char *text = malloc(size);
+    PMP_ASSERT(text != NULL);
+    snprintf(text, size, "%s %s; the %s", self->death, how, base);
+    free(base);
+    free(self->death);
+    self->death = NULL;
+    return text;
 }
 
 static void s_on_hello(pmp_executor_t *self, zmq_msg_t *identity, zmq_msg_t *payload)
@@ -464,8 +726,11 @@ static void s_on_hello(pmp_executor_t *self, zmq_msg_t *identity, zmq_msg_t *pay
     g->identity_size = zmq_msg_size(identity);
     memcpy(g->identity, zmq_msg_data(identity), g->identity_size);
     g->hello = hello;
+    s_watch_ranks(self, g, payload);
     pmp_log(PMP_LOG_INFO, "frontend: group %d of %d connected (leader pid %lld on %s)",
             (int)hello.group, (int)hello.ngroups, (long long)hello.pid, hello.host);
+    if (++self->hellos >= (size_t)(self->ranks / self->ranks_per_group))
+        s_remove_credentials(self, "every group said hello");
 
     size_t len = zmq_msg_size(payload);
     char *text = malloc(len + 1);
@@ -498,6 +763,8 @@ static void s_on_reply(pmp_executor_t *self, s_group_t *g, const pmp_header_t *h
     }
     pmp_queue_remove(self->inflight, hdr->task_id);
     pmp_sched_dec(self->sched, gi);
+    if (self->time_limit_ms)
+        g->last_done_ms = s_now_ms();
     int kind = hdr->type == PMP_MSG_RESULT ? PMP_DONE_RESULT : PMP_DONE_ERROR;
     pmp_completion_t *c = pmp_completion_new(kind, hdr->task_id, hdr->flags, "", -1);
     PMP_ASSERT(c != NULL);
@@ -604,14 +871,135 @@ static int s_recv_one(pmp_executor_t *self)
 
 /* ---- the job's exit (I/O thread) ----------------------------------------- */
 
+static int s_launch(pmp_executor_t *self, pmp_error_t *err);
+
+/* Forgets every group of a job that is gone (their watches, their places
+ * in the scheduler): the next job's groups say hello afresh.  Every task
+ * in flight must have been completed already.  mtx held. */
+static void s_forget_groups_locked(pmp_executor_t *self)
+{
+    PMP_ASSERT(pmp_queue_size(self->inflight) == 0);
+    for (size_t i = 0; i < self->ngroups; i++) {
+        s_unwatch(&self->groups[i]);
+        free(self->groups[i].ranks);
+        free(self->groups[i].pidfds);
+    }
+    self->ngroups = 0;
+    pmp_sched_destroy(&self->sched);
+    self->sched = pmp_sched_new((size_t)self->depth);
+    PMP_ASSERT(self->sched != NULL);
+}
+
+/* Whether the job that just exited is relaunched: it must have been
+ * launched here, nobody asked it to stop (destroy, or close() with nothing
+ * left to run), and either the frontend killed it for a time limit (such a
+ * restart is free) or restarts are left.  mtx held. */
+static int s_should_restart_locked(const pmp_executor_t *self)
+{
+    if (!self->launch || self->stop || self->shutdown_sent)
+        return 0;
+    if (self->closing && pmp_queue_size(self->queue) == 0)
+        return 0; /* nothing would run on a new job */
+    return self->timeout_kill || self->restarts_counted < self->restart_limit;
+}
+
+/* The job died (text: how) and is relaunched: the tasks it held complete
+ * as LOST (TIMEOUT ones were completed when the job was killed), the
+ * groups are forgotten, EVENT_RESTART goes out first, and a new job is
+ * started through s_launch, the same launch as the first one; its groups
+ * get the INIT and the kept DEFINEs after their hello (s_sync_group), and
+ * the queue, untouched, resumes.  Returns 0, or -1 if the relaunch failed
+ * (text is then extended with why, and the caller ends the executor as
+ * for a death without restart).  Takes mtx. */
+static int s_restart(pmp_executor_t *self, char **text_p)
+{
+    char *text = *text_p;
+    pthread_mutex_lock(&self->mtx);
+    int counted = !self->timeout_kill;
+    if (counted)
+        self->restarts_counted++;
+    self->restarts++;
+    size_t len = strlen(text) + 256;
+    char *why = malloc(len), *lost = malloc(len + 64);
+    PMP_ASSERT(why != NULL && lost != NULL);
+    if (counted)
+        snprintf(why, len,
+                 "%s; the runtime was restarted (restart %d of %d allowed by restart_limit)", text,
+                 self->restarts_counted, self->restart_limit);
+    else
+        snprintf(why, len,
+                 "a call exceeded run_time_max, so pympipool killed the pympipool-runtime job "
+                 "and restarted it (a restart after a time limit does not count against "
+                 "restart_limit)");
+    snprintf(lost, len + 64, "this call was running or held by a worker when %s", why);
+    int status = pmp_launcher_status(self->launcher);
+    s_deliver_event_locked(self, PMP_EVENT_RESTART, 0, why, status);
+    /* At most once: every task a dead group held is lost, since the
+     * frontend cannot tell whether a task waiting behind the oldest had
+     * started (a result may have died in the leader's send queue).  Only
+     * the tasks behind a call that exceeded run_time_max provably never
+     * started (the group was stuck in that call): they go back to the head
+     * of the queue, in their order, and run on the next job. */
+    size_t n = pmp_queue_size(self->inflight), nagain = 0;
+    s_task_t **again = n ? malloc(n * sizeof *again) : NULL;
+    PMP_ASSERT(n == 0 || again != NULL);
+    for (size_t k = 0; k < n; k++) {
+        uint64_t id;
+        s_task_t *task = pmp_queue_pop(self->inflight, &id);
+        s_group_t *g = &self->groups[task->group];
+        pmp_sched_dec(self->sched, task->group);
+        if (!g->timed_out) {
+            s_deliver_event_locked(self, PMP_DONE_LOST, id, lost, -1);
+            s_task_destroy(&task);
+        } else {
+            again[nagain++] = task;
+        }
+    }
+    while (nagain > 0) {
+        s_task_t *task = again[--nagain];
+        PMP_ASSERT(pmp_queue_push_front(self->queue, task->id, task) == 0);
+    }
+    free(again);
+    s_forget_groups_locked(self);
+    self->timeout_kill = 0;
+    self->next_check = INT64_MAX;
+    pthread_mutex_unlock(&self->mtx);
+    pmp_log(PMP_LOG_WARNING, "frontend: %s", why);
+    free(lost);
+    free(why);
+
+    pmp_launcher_t *old = self->launcher;
+    self->launcher = NULL;
+    pmp_error_t err = {{0}};
+    if (s_launch(self, &err) == 0) {
+        pmp_launcher_destroy(&old);
+        return 0;
+    }
+    self->launcher = old; /* exited: the caller reports its status */
+    size_t size = strlen(text) + strlen(err.text) + 64;
+    char *more = malloc(size);
+    PMP_ASSERT(more != NULL);
+    snprintf(more, size, "%s; relaunching it failed: %s", text, err.text);
+    free(text);
+    *text_p = more;
+    return -1;
+}
+
 static void s_on_exit(pmp_executor_t *self)
 {
+    s_remove_credentials(self, "the job exited"); /* a relaunch writes it again */
     pmp_launcher_drain_stderr(self->launcher, S_DRAIN_MS);
     /* ranks that outlived mpiexec would be orphans: end them */
     pmp_launcher_signal(self->launcher, SIGKILL);
-    char *text = pmp_launcher_exit_text(self->launcher, "pympipool-runtime job");
-    PMP_ASSERT(text != NULL);
+    char *text = s_exit_text(self);
     pmp_log(PMP_LOG_INFO, "frontend: %s", text);
+    pthread_mutex_lock(&self->mtx);
+    int restart = s_should_restart_locked(self);
+    pthread_mutex_unlock(&self->mtx);
+    if (restart && s_restart(self, &text) == 0) {
+        free(text);
+        return;
+    }
     pthread_mutex_lock(&self->mtx);
     self->exited = 1;
     self->exit_text = text;
@@ -632,6 +1020,116 @@ static void s_on_exit(pmp_executor_t *self)
 
 /* ---- the I/O thread ------------------------------------------------------ */
 
+/* Starts the job (the first time and after every restart): the one place
+ * a job is launched, so that whatever must be prepared before each launch
+ * is prepared here.  Sets self->launcher and self->pid only on success.
+ * Returns 0, or -1 with errno and a sentence in err.  I/O thread only
+ * (PR_SET_PDEATHSIG ties the job to the thread that forks it). */
+static int s_launch(pmp_executor_t *self, pmp_error_t *err)
+{
+    /* fresh for every launch: the last one's file is removed after its
+     * start-up, and its groups' hellos no longer count */
+    if (s_write_credentials(self, err) < 0)
+        return -1;
+    self->hellos = 0;
+    pmp_launcher_t *launcher = pmp_launcher_new(self->exec_path, self->argv, self->cwd, err);
+    if (!launcher)
+        return -1;
+    self->launcher = launcher;
+    __atomic_store_n(&self->pid, pmp_launcher_pid(launcher), __ATOMIC_RELAXED);
+    return 0;
+}
+
+typedef struct {
+    pmp_executor_t *self;
+    int64_t now, next;
+    int expired;
+} s_scan_t;
+
+static void s_scan_task(uint64_t id, void *item, void *arg)
+{
+    (void)id;
+    s_scan_t *scan = arg;
+    s_task_t *task = item;
+    s_group_t *g = &scan->self->groups[task->group];
+    if (g->scan == scan->self->scan)
+        return; /* not the oldest task of its group: it has not started */
+    g->scan = scan->self->scan;
+    int64_t start = task->sent_ms > g->last_done_ms ? task->sent_ms : g->last_done_ms;
+    int64_t deadline =
+        start + (int64_t)task->ncalls * scan->self->time_limit_ms + scan->self->time_grace_ms;
+    if (deadline <= scan->now) {
+        task->sent_ms = INT64_MIN; /* marks it for s_check_time */
+        scan->expired++;
+    } else if (deadline < scan->next) {
+        scan->next = deadline;
+    }
+}
+
+/* The hard time limit.  The task a group runs is the oldest one it holds
+ * (groups run their tasks in order); it started when it was sent or when
+ * the group finished the one before, whichever came later.  One that has
+ * run longer than ncalls * run_time_max + the grace completes as TIMEOUT
+ * and the job is killed; s_on_exit then relaunches it (free of charge) and
+ * the other tasks in flight complete as LOST.  Looks at the in-flight
+ * tasks only when the earliest deadline may have passed.  Returns the
+ * milliseconds until the next check is due (-1: none).  I/O thread. */
+static long s_check_time(pmp_executor_t *self)
+{
+    if (!self->time_limit_ms || !self->launch || !self->launcher ||
+        pmp_launcher_exited(self->launcher))
+        return -1;
+    int64_t now = s_now_ms();
+    pthread_mutex_lock(&self->mtx);
+    /* A rank already died (self->death): the job is ending anyway, and its
+     * tasks are lost to that death, not to a time limit. */
+    if (self->timeout_kill || self->stop || self->exited || self->death || now < self->next_check) {
+        int64_t next = self->timeout_kill || self->stop || self->exited || self->death
+                           ? INT64_MAX
+                           : self->next_check;
+        pthread_mutex_unlock(&self->mtx);
+        return next == INT64_MAX ? -1 : (long)(next - now);
+    }
+    self->scan++;
+    s_scan_t scan = {.self = self, .now = now, .next = INT64_MAX, .expired = 0};
+    pmp_queue_foreach(self->inflight, s_scan_task, &scan);
+    self->next_check = scan.next;
+    if (scan.expired) {
+        double limit = (double)self->time_limit_ms / 1000.0;
+        char text[PMP_ERROR_TEXT];
+        size_t n = pmp_queue_size(self->inflight);
+        for (size_t k = 0; k < n; k++) {
+            uint64_t id;
+            s_task_t *task = pmp_queue_pop(self->inflight, &id);
+            if (task->sent_ms != INT64_MIN) {
+                PMP_ASSERT(pmp_queue_push(self->inflight, id, task) == 0);
+                continue;
+            }
+            s_group_t *g = &self->groups[task->group];
+            snprintf(text, sizeof text,
+                     "the call ran longer than run_time_max (%g s%s) and did not stop at the "
+                     "runtime's own timer; pympipool gave it %g s more, then killed the "
+                     "pympipool-runtime job (group %d, leader pid %lld on %s) and restarted it",
+                     limit * task->ncalls, task->ncalls > 1 ? " per call of its chunk" : "",
+                     (double)self->time_grace_ms / 1000.0, (int)g->hello.group,
+                     (long long)g->hello.pid, g->hello.host);
+            pmp_sched_dec(self->sched, task->group);
+            g->timed_out = 1;
+            s_deliver_event_locked(self, PMP_DONE_TIMEOUT, id, text, -1);
+            s_task_destroy(&task);
+        }
+        self->timeout_kill = 1;
+        self->next_check = INT64_MAX;
+        pthread_mutex_unlock(&self->mtx);
+        pmp_log(PMP_LOG_INFO, "frontend: %zu task(s) exceeded run_time_max; killing the job",
+                (size_t)scan.expired);
+        pmp_launcher_signal(self->launcher, SIGKILL);
+        return -1;
+    }
+    pthread_mutex_unlock(&self->mtx);
+    return scan.next == INT64_MAX ? -1 : (long)(scan.next - now);
+}
+
 static void s_signal_ready(pmp_executor_t *self, int rc, int e, const pmp_error_t *err)
 {
     pthread_mutex_lock(&self->mtx);
@@ -649,22 +1147,20 @@ static void *s_thread(void *arg)
     pmp_executor_t *self = arg;
     if (self->launch) {
         pmp_error_t err = {{0}};
-        self->launcher = pmp_launcher_new(self->exec_path, self->argv, self->cwd, &err);
-        if (!self->launcher) {
+        if (s_launch(self, &err) < 0) {
             int e = errno;
             zmq_close(self->router);
             self->router = NULL;
             s_signal_ready(self, -1, e, &err);
             return NULL;
         }
-        self->pid = pmp_launcher_pid(self->launcher);
     }
     s_signal_ready(self, 0, 0, NULL);
 
     int stop_phase = 0; /* 0 running, 1 waiting for exit/goodbyes, 2 after SIGTERM */
     int64_t deadline = 0;
     for (;;) {
-        zmq_pollitem_t items[4];
+        zmq_pollitem_t *items = s_poll_items(self, 6);
         int n = 0;
         items[n++] = (zmq_pollitem_t){.socket = self->router, .events = ZMQ_POLLIN};
         items[n++] = (zmq_pollitem_t){.fd = self->efd, .events = ZMQ_POLLIN};
@@ -680,9 +1176,22 @@ static void *s_thread(void *arg)
             items[n++] = (zmq_pollitem_t){.fd = pmp_launcher_stderr_fd(self->launcher),
                                           .events = ZMQ_POLLIN};
         }
+        int auth_i = n, nauth = pmp_auth_pollitems(self->auth, items + n);
+        n += nauth;
+        int watch_i = n;
+        n += s_add_watches(self, items + n);
         long timeout = -1;
         if (running && pidfd_i < 0)
             timeout = S_EXIT_POLL_MS;
+        long time_left = s_check_time(self); /* may kill the job: seen next round */
+        if (time_left >= 0 && (timeout < 0 || time_left < timeout))
+            timeout = time_left;
+        if (running && self->death) {
+            int64_t left = self->death_deadline - s_now_ms();
+            left = left < 0 ? 0 : left;
+            if (timeout < 0 || left < timeout)
+                timeout = (long)left;
+        }
         if (stop_phase) {
             int64_t left = deadline - s_now_ms();
             left = left < 0 ? 0 : left;
@@ -701,6 +1210,21 @@ static void *s_thread(void *arg)
         }
         if (err_i >= 0 && rc > 0 && (items[err_i].revents & (ZMQ_POLLIN | ZMQ_POLLERR)))
             pmp_launcher_read_stderr(self->launcher);
+        for (int k = auth_i; rc > 0 && k < auth_i + nauth; k++)
+            if (items[k].revents) { /* handshakes: admit the runtime, refuse the rest */
+                pmp_auth_serve(self->auth);
+                break;
+            }
+        for (int k = watch_i; rc > 0 && k < n; k++)
+            if (items[k].revents)
+                s_on_rank_exit(self, self->watched[k - watch_i][0], self->watched[k - watch_i][1]);
+        if (running && self->death && s_now_ms() >= self->death_deadline) {
+            pmp_log(PMP_LOG_WARNING,
+                    "frontend: the job did not end within %d ms after %s died; killing it",
+                    S_RANK_DEATH_GRACE_MS, self->death);
+            pmp_launcher_signal(self->launcher, SIGKILL);
+            self->death_deadline = INT64_MAX;
+        }
         for (int k = 0; k < S_MAX_RECV_BATCH && s_recv_one(self); k++)
             ;
         if (running && (pidfd_i < 0 || (rc > 0 && items[pidfd_i].revents)) &&
@@ -757,6 +1281,28 @@ static void *s_thread(void *arg)
 
 /* ---- construction -------------------------------------------------------- */
 
+/* A hostname must name one address the runtime can connect to: an IP
+ * address or the name of a network interface of this host.  A wildcard
+ * would listen everywhere and give the runtime nothing to connect to. */
+static int s_check_hostname(const char *h, pmp_error_t *err)
+{
+    static const char *const wildcards[] = {"*", "0.0.0.0", "::", "[::]", "0:0:0:0:0:0:0:0", NULL};
+    for (size_t i = 0; wildcards[i]; i++)
+        if (strcmp(h, wildcards[i]) == 0) {
+            pmp_error_set(err,
+                          "hostname '%s' is a wildcard: give one IP address or network "
+                          "interface of this host that the runtime can connect to (for example "
+                          "127.0.0.1, eth0 or this host's address on the cluster network)",
+                          h);
+            return -1;
+        }
+    if (!*h || strlen(h) > 200 || strpbrk(h, "/ \t\n;,")) {
+        pmp_error_set(err, "hostname '%.200s' is not an IP address or network interface name", h);
+        return -1;
+    }
+    return 0;
+}
+
 static int s_validate(const pmp_executor_config_t *cfg, pmp_error_t *err)
 {
     if (!cfg) {
@@ -774,6 +1320,24 @@ static int s_validate(const pmp_executor_config_t *cfg, pmp_error_t *err)
     if (cfg->ranks % cfg->ranks_per_group != 0) {
         pmp_error_set(err, "ranks_per_group (%d) must divide ranks (%d)", cfg->ranks_per_group,
                       cfg->ranks);
+        return -1;
+    }
+    if (cfg->restart_limit < 0) {
+        pmp_error_set(err, "restart_limit must be at least 0, not %d", cfg->restart_limit);
+        return -1;
+    }
+    if (cfg->restart_limit > 0 && !cfg->launch) {
+        pmp_error_set(err, "restart_limit must be 0 when the job is not launched here (a queue "
+                           "adapter starts it): the executor could not start it again");
+        return -1;
+    }
+    if (cfg->run_time_max_ms < 0) {
+        pmp_error_set(err, "run_time_max_ms must be at least 0 (0: no limit), not %lld",
+                      (long long)cfg->run_time_max_ms);
+        return -1;
+    }
+    if (cfg->run_time_grace_ms < 0) {
+        pmp_error_set(err, "run_time_grace_ms must be at least 0, not %d", cfg->run_time_grace_ms);
         return -1;
     }
     if (cfg->pipeline_depth < 1) {
@@ -794,16 +1358,22 @@ static int s_validate(const pmp_executor_config_t *cfg, pmp_error_t *err)
                 pmp_error_set(err, "runtime_args must be NULL-terminated");
                 return -1;
             }
+    if (cfg->hostname && s_check_hostname(cfg->hostname, err) < 0)
+        return -1;
     return 0;
 }
 
-static char **s_build_argv(const pmp_executor_config_t *cfg, const char *endpoint)
+static char **s_build_argv(const pmp_executor_config_t *cfg, const char *endpoint,
+                           const char *credentials)
 {
-    char n[32], k[32], pid[32];
+    char n[32], k[32], pid[32], host[256];
+    if (gethostname(host, sizeof host) != 0)
+        snprintf(host, sizeof host, "localhost");
+    host[sizeof host - 1] = '\0';
     snprintf(n, sizeof n, "%d", cfg->ranks);
     snprintf(k, sizeof k, "%d", cfg->ranks_per_group);
     snprintf(pid, sizeof pid, "%ld", (long)getpid());
-    const char *head[16];
+    const char *head[20];
     size_t h = 0;
     if (cfg->flux) {
         head[h++] = "flux";
@@ -823,6 +1393,10 @@ static char **s_build_argv(const pmp_executor_config_t *cfg, const char *endpoin
     head[h++] = k;
     head[h++] = "--frontend-pid";
     head[h++] = pid;
+    head[h++] = "--frontend-host";
+    head[h++] = host;
+    head[h++] = "--credentials";
+    head[h++] = credentials;
     size_t extra = 0;
     while (cfg->runtime_args && cfg->runtime_args[extra])
         extra++;
@@ -847,6 +1421,7 @@ static void s_free_all(pmp_executor_t *self)
     pmp_launcher_destroy(&self->launcher);
     if (self->router)
         zmq_close(self->router);
+    pmp_auth_destroy(&self->auth); /* after the router: it must not outlive its handler */
     if (self->ctx)
         zmq_ctx_term(self->ctx);
     if (self->efd >= 0)
@@ -875,6 +1450,8 @@ static void s_free_all(pmp_executor_t *self)
     }
     if (self->sock_path)
         unlink(self->sock_path);
+    if (self->cred_path)
+        unlink(self->cred_path); /* in any case: a job that never said hello */
     if (self->dir)
         rmdir(self->dir);
     if (self->argv) {
@@ -882,10 +1459,20 @@ static void s_free_all(pmp_executor_t *self)
             free(self->argv[i]);
         free(self->argv);
     }
+    for (size_t i = 0; i < self->ngroups; i++) {
+        s_unwatch(&self->groups[i]);
+        free(self->groups[i].ranks);
+        free(self->groups[i].pidfds);
+    }
     free(self->groups);
+    free(self->items);
+    free(self->watched);
+    free(self->death);
     free(self->exit_text);
     free(self->dir);
     free(self->sock_path);
+    free(self->cred_path);
+    free(self->hostname);
     free(self->endpoint);
     free(self->cwd);
     free(self->exec_path);
@@ -913,6 +1500,12 @@ pmp_executor_t *pmp_executor_new(const pmp_executor_config_t *cfg, pmp_error_t *
     self->ranks_per_group = cfg->ranks_per_group;
     self->depth = cfg->pipeline_depth;
     self->launch = cfg->launch != 0;
+    self->restart_limit = cfg->restart_limit;
+    self->time_limit_ms = cfg->run_time_max_ms;
+    self->time_grace_ms =
+        cfg->run_time_grace_ms ? cfg->run_time_grace_ms : PMP_EXECUTOR_RUN_TIME_GRACE_MS;
+    self->next_check = INT64_MAX;
+    self->keep_sent = self->launch && (self->restart_limit > 0 || self->time_limit_ms > 0);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -924,6 +1517,7 @@ pmp_executor_t *pmp_executor_new(const pmp_executor_config_t *cfg, pmp_error_t *
 
     int failed = 0;
     self->cwd = s_strdup_or_null(cfg->cwd, &failed);
+    self->hostname = s_strdup_or_null(cfg->hostname, &failed);
     self->queue = pmp_queue_new();
     self->inflight = pmp_queue_new();
     self->bcasts = pmp_queue_new();
@@ -978,13 +1572,22 @@ pmp_executor_t *pmp_executor_new(const pmp_executor_config_t *cfg, pmp_error_t *
         goto fail_errno;
     }
     len = strlen(self->dir) + 32;
-    self->sock_path = malloc(len);
-    self->endpoint = malloc(len);
-    if (!self->sock_path || !self->endpoint)
+    self->cred_path = malloc(len);
+    self->endpoint = malloc(len > 300 ? len : 300);
+    if (!self->cred_path || !self->endpoint)
         goto nomem;
-    snprintf(self->sock_path, len, "%s/frontend", self->dir);
-    snprintf(self->endpoint, len, "ipc://%s", self->sock_path);
-    if (strlen(self->sock_path) >= 108) {
+    snprintf(self->cred_path, len, "%s/credentials", self->dir);
+    if (!self->hostname) {
+        self->sock_path = malloc(len);
+        if (!self->sock_path)
+            goto nomem;
+        snprintf(self->sock_path, len, "%s/frontend", self->dir);
+        snprintf(self->endpoint, len, "ipc://%s", self->sock_path);
+    } else {
+        snprintf(self->endpoint, 300, strchr(self->hostname, ':') ? "tcp://[%s]:*" : "tcp://%s:*",
+                 self->hostname);
+    }
+    if (self->sock_path && strlen(self->sock_path) >= 108) {
         pmp_error_set(err,
                       "the socket path %s is too long for a Unix socket; set TMPDIR to a "
                       "shorter directory",
@@ -1003,11 +1606,45 @@ pmp_executor_t *pmp_executor_new(const pmp_executor_config_t *cfg, pmp_error_t *
     int zero = 0, one = 1;
     zmq_setsockopt(self->router, ZMQ_LINGER, &zero, sizeof zero);
     zmq_setsockopt(self->router, ZMQ_SNDHWM, &zero, sizeof zero);
-    if (zmq_setsockopt(self->router, ZMQ_ROUTER_MANDATORY, &one, sizeof one) < 0 ||
-        zmq_bind(self->router, self->endpoint) < 0)
+    if (zmq_setsockopt(self->router, ZMQ_ROUTER_MANDATORY, &one, sizeof one) < 0)
         goto zmq_fail;
+    /* Only the runtime gets in: PLAIN with a fresh password on ipc://, CURVE
+     * with fresh keys on tcp://, both checked by our ZAP handler, which is
+     * bound before the socket and closed after it (pmp_auth.h). */
+    self->auth = pmp_auth_new(
+        self->ctx, self->hostname ? PMP_CREDENTIALS_CURVE : PMP_CREDENTIALS_PLAIN, "frontend", err);
+    if (!self->auth || pmp_auth_server_setup(self->auth, self->router, err) < 0)
+        goto fail_errno;
+    pmp_auth_watch(self->auth, self->router, NULL); /* only for log lines */
+    if (!self->hostname) {
+        if (zmq_bind(self->router, self->endpoint) < 0)
+            goto zmq_fail;
+    } else {
+        if (strchr(self->hostname, ':'))
+            zmq_setsockopt(self->router, ZMQ_IPV6, &one, sizeof one);
+        if (zmq_bind(self->router, self->endpoint) < 0) {
+            e = errno;
+            pmp_error_set(err,
+                          "cannot listen on hostname '%s' (%s: %s): it must be an IP address or "
+                          "the name of a network interface of this host",
+                          self->hostname, self->endpoint, zmq_strerror(e));
+            errno = e == ENODEV || e == EADDRNOTAVAIL || e == EINVAL ? EINVAL : e;
+            goto fail_errno;
+        }
+        size_t elen = 300;
+        if (zmq_getsockopt(self->router, ZMQ_LAST_ENDPOINT, self->endpoint, &elen) < 0)
+            goto zmq_fail;
+        if (strstr(self->endpoint, "//0.0.0.0:") || strstr(self->endpoint, "//[::]:")) {
+            pmp_error_set(err, "hostname '%s' listens on every interface (%s); %s", self->hostname,
+                          self->endpoint, "give one address that the runtime can connect to");
+            errno = EINVAL;
+            goto fail_errno;
+        }
+    }
+    if (!self->launch && s_write_credentials(self, err) < 0)
+        goto fail_errno; /* a queue adapter starts the job later */
 
-    self->argv = s_build_argv(cfg, self->endpoint);
+    self->argv = s_build_argv(cfg, self->endpoint, self->cred_path);
     if (!self->argv)
         goto nomem;
     self->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -1089,7 +1726,7 @@ const char *const *pmp_executor_command(const pmp_executor_t *self)
 
 pid_t pmp_executor_pid(const pmp_executor_t *self)
 {
-    return self->pid;
+    return __atomic_load_n(&self->pid, __ATOMIC_RELAXED); /* changes at a restart */
 }
 
 /* ---- submit and friends -------------------------------------------------- */
@@ -1125,6 +1762,7 @@ static s_task_t *s_task_new(uint64_t id, int type, uint32_t flags, const pmp_buf
     task->id = id;
     task->type = type;
     task->flags = flags;
+    task->ncalls = 1;
     task->nmsgs = nbufs;
     task->msgs = msgs;
     task->zcs = zcs;
@@ -1191,6 +1829,23 @@ static int s_queue_broadcast_locked(pmp_executor_t *self, s_task_t *task)
 int pmp_executor_submit(pmp_executor_t *self, uint64_t task_id, int type, uint32_t flags,
                         const pmp_buffer_t *bufs, size_t nbufs, pmp_error_t *err)
 {
+    return pmp_executor_submit_calls(self, task_id, type, flags, bufs, nbufs, 1, err);
+}
+
+int pmp_executor_restarts(pmp_executor_t *self)
+{
+    pthread_mutex_lock(&self->mtx);
+    int n = self->restarts;
+    pthread_mutex_unlock(&self->mtx);
+    return n;
+}
+
+int pmp_executor_submit_calls(pmp_executor_t *self, uint64_t task_id, int type, uint32_t flags,
+                              const pmp_buffer_t *bufs, size_t nbufs, uint32_t ncalls,
+                              pmp_error_t *err)
+{
+    if (ncalls < 1)
+        ncalls = 1;
     if (type != PMP_MSG_TASK && type != PMP_MSG_INIT) {
         pmp_error_set(err, "submit: type must be TASK (%d) or INIT (%d), not %d", PMP_MSG_TASK,
                       PMP_MSG_INIT, type);
@@ -1216,6 +1871,7 @@ int pmp_executor_submit(pmp_executor_t *self, uint64_t task_id, int type, uint32
         errno = ENOMEM;
         return -1;
     }
+    task->ncalls = ncalls;
     int e = 0;
     pthread_mutex_lock(&self->mtx);
     if (self->closing) {

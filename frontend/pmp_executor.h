@@ -7,7 +7,13 @@
  * when asked to); pmp_executor_destroy() returns only after the thread is
  * joined and the runtime is gone.  The I/O thread alone owns the ZeroMQ
  * ROUTER socket, bound to ipc://<dir>/frontend where <dir> is a fresh
- * directory of mode 0700.  Callers on any thread talk to it through a
+ * directory of mode 0700 (or, with cfg->hostname, to tcp://<address>:<port>).
+ * Only the runtime can complete a handshake with it: fresh credentials per
+ * executor (PLAIN password on ipc, CURVE keys on tcp) reach the runtime in
+ * <dir>/credentials (mode 0600), written right before every launch and
+ * removed once every group said hello, when the job exits and on destroy;
+ * a ZAP handler served by the I/O thread admits nothing else and logs every
+ * refusal (docs/security.md).  Callers on any thread talk to it through a
  * mutex-protected task queue plus an eventfd wake-up; the I/O thread talks
  * back through a mutex-protected completion queue that callers drain with
  * pmp_executor_wait().  All functions below are thread-safe unless stated.
@@ -18,6 +24,12 @@
  * groups).  With one group and depth 1 this is the strict first-in-first-
  * out, one-at-a-time order of Executor.  Broadcasts (INIT, DEFINE, FORGET)
  * reach every group in order with the tasks.
+ *
+ * Faults: a job that dies is relaunched up to restart_limit times
+ * (PMP_EVENT_RESTART, PMP_DONE_LOST for the tasks that were running), and
+ * a task that overruns its hard time limit completes as PMP_DONE_TIMEOUT
+ * and gets the job killed and relaunched; otherwise the job's death ends
+ * the executor (PMP_EVENT_EXIT, PMP_DONE_BROKEN).
  */
 #ifndef PMP_EXECUTOR_H
 #define PMP_EXECUTOR_H
@@ -55,7 +67,24 @@ typedef struct {
     const char *cwd;                 /* working directory for the launched job, or NULL */
     const char *const *runtime_args; /* NULL-terminated extra arguments for the
                                         runtime (Python environment), or NULL */
+    int restart_limit;               /* times the job is relaunched after it died, >= 0;
+                                        must be 0 without launch */
+    int64_t run_time_max_ms;         /* per call; 0: no limit.  A task that runs longer
+                                        than ncalls * run_time_max_ms + run_time_grace_ms
+                                        is failed and the job is killed and relaunched */
+    int run_time_grace_ms;           /* the grace above; 0: PMP_EXECUTOR_RUN_TIME_GRACE_MS */
+    const char *hostname;            /* NULL: ipc:// in the private directory, PLAIN
+                                        authentication.  Otherwise an IP address or the
+                                        name of a network interface of this host to listen
+                                        on with TCP (port chosen by the system) and CURVE;
+                                        a wildcard ("*", "0.0.0.0", "::") is refused.
+                                        Copied; EINVAL naming it when it cannot be bound. */
 } pmp_executor_config_t;
+
+/* Default grace of the hard time limit: the runtime's own per-call timer
+ * fires at run_time_max and usually ends the call; the frontend kills the
+ * job only when the call is still running this long after that. */
+#define PMP_EXECUTOR_RUN_TIME_GRACE_MS 1000
 
 /* Creates the executor: validates cfg, makes the 0700 directory, binds the
  * ROUTER socket, builds the launch command and, with cfg->launch, starts it
@@ -74,13 +103,15 @@ PMP_EXPORT pmp_executor_t *pmp_executor_new(const pmp_executor_config_t *cfg, pm
  * tasks get no further notice).  NULL-safe; sets *self_p to NULL. */
 PMP_EXPORT void pmp_executor_destroy(pmp_executor_t **self_p, int grace_ms);
 
-/* The endpoint the runtime connects to ("ipc:///tmp/pympipool-XXXXXX/frontend").
+/* The endpoint the runtime connects to ("ipc:///tmp/pympipool-XXXXXX/frontend",
+ * or "tcp://10.0.0.5:41234" with a hostname).
  * Owned by the executor, valid until destroy. */
 PMP_EXPORT const char *pmp_executor_endpoint(const pmp_executor_t *self);
 
 /* The launch command as a NULL-terminated argv, owned by the executor, valid
  * until destroy: [mpiexec, -n, N, (--oversubscribe), runtime, --endpoint, E,
- * --ranks-per-group, K, --frontend-pid, P, runtime_args...] or
+ * --ranks-per-group, K, --frontend-pid, P, --frontend-host, H, --credentials, F,
+ * runtime_args...] or
  * [flux, run, -n, N, runtime, ...]. */
 PMP_EXPORT const char *const *pmp_executor_command(const pmp_executor_t *self);
 
@@ -114,6 +145,17 @@ typedef struct {
  *   ENOMEM  allocation failed */
 PMP_EXPORT int pmp_executor_submit(pmp_executor_t *self, uint64_t task_id, int type, uint32_t flags,
                                    const pmp_buffer_t *bufs, size_t nbufs, pmp_error_t *err);
+
+/* As pmp_executor_submit for a TASK that carries ncalls calls (a CHUNK):
+ * its hard time limit is ncalls * run_time_max_ms + the grace.
+ * pmp_executor_submit is this with ncalls = 1. */
+PMP_EXPORT int pmp_executor_submit_calls(pmp_executor_t *self, uint64_t task_id, int type,
+                                         uint32_t flags, const pmp_buffer_t *bufs, size_t nbufs,
+                                         uint32_t ncalls, pmp_error_t *err);
+
+/* Number of times the job was relaunched so far (after deaths and after
+ * time limits). */
+PMP_EXPORT int pmp_executor_restarts(pmp_executor_t *self);
 
 /* Sends a message to every group, in order with the tasks submitted before
  * and after it, and to every group that connects later (after the INIT):
@@ -152,15 +194,27 @@ PMP_EXPORT void pmp_executor_close(pmp_executor_t *self);
 /* ---- completions --------------------------------------------------------- */
 
 typedef enum {
-    PMP_DONE_RESULT = 1, /* task returned: frames = payload (+ rank table layout
-                            when flags has PMP_FLAG_PER_RANK) and buffers */
-    PMP_DONE_ERROR = 2,  /* task raised: frames[0] = pickled error description */
-    PMP_DONE_BROKEN = 3, /* task lost because the job died: text says why */
-    PMP_EVENT_HELLO = 4, /* a group connected: text = hello payload */
-    PMP_EVENT_EXIT = 5,  /* the job exited: text = status and stderr tail;
-                            every task still pending gets PMP_DONE_BROKEN */
-    PMP_EVENT_CLOSED = 6 /* close() finished (or the job is gone and close()
-                            was called): nothing follows */
+    PMP_DONE_RESULT = 1,   /* task returned: frames = payload (+ rank table layout
+                              when flags has PMP_FLAG_PER_RANK) and buffers */
+    PMP_DONE_ERROR = 2,    /* task raised: frames[0] = pickled error description */
+    PMP_DONE_BROKEN = 3,   /* task lost because the job died: text says why */
+    PMP_EVENT_HELLO = 4,   /* a group connected: text = hello payload */
+    PMP_EVENT_EXIT = 5,    /* the job exited: text = status and stderr tail;
+                              every task still pending gets PMP_DONE_BROKEN */
+    PMP_EVENT_CLOSED = 6,  /* close() finished (or the job is gone and close()
+                             was called): nothing follows */
+    PMP_EVENT_RESTART = 7, /* the job died (or was killed for a time limit) and
+                              was relaunched: text says why and "restart k of N";
+                              status as for EXIT.  The executor goes on: tasks
+                              still queued run on the new job, which gets the
+                              INIT and the kept DEFINEs again.  Delivered before
+                              the completions of the tasks that were lost. */
+    PMP_DONE_LOST = 8,     /* task lost in a restart (it was running, or held by
+                              a group, when the job died): text says why; the
+                              executor is not broken */
+    PMP_DONE_TIMEOUT = 9   /* task ran longer than its hard time limit: text says
+                              so; the job is killed and relaunched (this restart
+                              does not count against restart_limit) */
 } pmp_completion_kind_t;
 
 typedef struct pmp_completion pmp_completion_t;
@@ -175,9 +229,10 @@ PMP_EXPORT pmp_completion_t *pmp_executor_wait(pmp_executor_t *self, int timeout
 PMP_EXPORT int pmp_completion_kind(const pmp_completion_t *c);
 PMP_EXPORT uint64_t pmp_completion_task_id(const pmp_completion_t *c); /* 0 for events */
 PMP_EXPORT uint32_t pmp_completion_flags(const pmp_completion_t *c);
-/* Text of BROKEN, HELLO and EXIT completions ("" otherwise); owned by c. */
+/* Text of BROKEN, LOST, TIMEOUT, HELLO, EXIT and RESTART completions ("" otherwise);
+ * owned by c. */
 PMP_EXPORT const char *pmp_completion_text(const pmp_completion_t *c);
-/* Exit status of EVENT_EXIT as from waitpid (-1 otherwise). */
+/* Exit status of EVENT_EXIT and EVENT_RESTART as from waitpid (-1 otherwise). */
 PMP_EXPORT int pmp_completion_status(const pmp_completion_t *c);
 /* Frames after the header (payload first); 0 for events and BROKEN. */
 PMP_EXPORT size_t pmp_completion_nframes(const pmp_completion_t *c);

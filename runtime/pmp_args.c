@@ -27,8 +27,11 @@ static int s_parse_long(const char *text, long min, long max, long *out)
 
 static const char s_synopsis[] =
     "usage: pympipool-runtime --endpoint ENDPOINT --python-executable PATH\n"
-    "                         [--ranks-per-group K] [--frontend-pid PID] [--cwd DIR]\n"
+    "                         [--ranks-per-group K] [--frontend-pid PID]\n"
+    "                         [--frontend-host HOST] [--cwd DIR]\n"
+    "                         [--credentials FILE]\n"
     "                         [--sys-path DIR]... [--log-level LEVEL]\n"
+    "                         [--run-time-max SECONDS]\n"
     "       pympipool-runtime --help | --version\n";
 
 void pmp_args_usage_short(FILE *out)
@@ -48,10 +51,16 @@ void pmp_args_usage(FILE *out)
             "  --ranks-per-group K        ranks per group; must divide the number of ranks "
             "(default 1)\n"
             "  --frontend-pid PID         exit when this process is gone\n"
+            "  --frontend-host HOST       host of --frontend-pid; on any other host the\n"
+            "                             connection's heartbeats tell whether it is alive\n"
+            "  --credentials FILE         the frontend's credentials file (mode 0600, this\n"
+            "                             user's); required for a tcp:// endpoint\n"
             "  --python-executable PATH   interpreter whose environment the ranks use\n"
             "  --cwd DIR                  working directory of every rank\n"
             "  --sys-path DIR             one sys.path entry; repeat for each, in order\n"
             "  --log-level LEVEL          error, warning, info or debug (PYMPIPOOL_LOG_LEVEL)\n"
+            "  --run-time-max SECONDS     per-call time limit: a call that runs longer raises\n"
+            "                             TimeoutError on its rank (0: none)\n"
             "  --help                     print this text and exit\n"
             "  --version                  print the runtime, MPI and Python versions and exit\n",
             s_synopsis);
@@ -68,8 +77,9 @@ void pmp_args_release(pmp_args_t *args)
 
 /* Options that take a value. */
 static const char *const s_valued[] = {
-    "--endpoint", "--ranks-per-group", "--frontend-pid", "--python-executable",
-    "--cwd",      "--sys-path",        "--log-level",    NULL};
+    "--endpoint", "--ranks-per-group", "--frontend-pid", "--python-executable", "--cwd",
+    "--sys-path", "--log-level",       "--credentials",  "--run-time-max",      "--frontend-host",
+    NULL};
 
 static int s_fail(pmp_args_t *args, pmp_error_t *err, int code)
 {
@@ -142,6 +152,12 @@ int pmp_args_parse(pmp_args_t *args, int argc, char **argv, pmp_error_t *err)
                 return s_fail(args, err, EINVAL);
             }
             args->frontend_pid = (pid_t)num;
+        } else if (strcmp(name, "--frontend-host") == 0) {
+            if (*value == '\0') {
+                pmp_error_set(err, "--frontend-host must not be empty");
+                return s_fail(args, err, EINVAL);
+            }
+            args->frontend_host = value;
         } else if (strcmp(name, "--python-executable") == 0) {
             if (*value == '\0') {
                 pmp_error_set(err, "--python-executable must not be empty");
@@ -156,8 +172,24 @@ int pmp_args_parse(pmp_args_t *args, int argc, char **argv, pmp_error_t *err)
             args->cwd = value;
         } else if (strcmp(name, "--sys-path") == 0) {
             args->sys_path[args->nsys_path++] = value;
+        } else if (strcmp(name, "--credentials") == 0) {
+            if (*value == '\0') {
+                pmp_error_set(err, "--credentials must not be empty");
+                return s_fail(args, err, EINVAL);
+            }
+            args->credentials = value;
         } else if (strcmp(name, "--log-level") == 0) {
             args->log_level = value;
+        } else if (strcmp(name, "--run-time-max") == 0) {
+            char *end = NULL;
+            errno = 0;
+            double seconds = strtod(value, &end);
+            if (errno || end == value || *end != '\0' || !(seconds >= 0.0 && seconds <= 1e9)) {
+                pmp_error_set(err, "--run-time-max must be a number of seconds >= 0, not '%s'",
+                              value);
+                return s_fail(args, err, EINVAL);
+            }
+            args->run_time_max = seconds;
         }
     }
     if (args->help || args->version)

@@ -3,9 +3,9 @@
  *
  * The frontend launches every rank with the same arguments:
  *
- *   pympipool-runtime --endpoint E --ranks-per-group K --frontend-pid P
- *       --python-executable X --cwd DIR --sys-path P1 --sys-path P2 ...
- *       [--log-level L]
+ *   pympipool-runtime --endpoint E --ranks-per-group K --frontend-pid P --frontend-host H
+ *       --credentials FILE --python-executable X --cwd DIR --sys-path P1 --sys-path P2 ...
+ *       [--log-level L] [--run-time-max SECONDS]
  *
  * Parsing happens before MPI_Init, touches no global state except that
  * --log-level sets PYMPIPOOL_LOG_LEVEL, and reports the first problem as a
@@ -25,11 +25,14 @@ typedef struct {
     const char *endpoint;          /* --endpoint (required) */
     int ranks_per_group;           /* --ranks-per-group, >= 1, default 1 */
     pid_t frontend_pid;            /* --frontend-pid, 0 when not given */
+    const char *frontend_host;     /* --frontend-host, NULL when not given */
     const char *python_executable; /* --python-executable (required) */
     const char *cwd;               /* --cwd, NULL when not given */
     const char **sys_path;         /* --sys-path values, in order (malloc'ed array) */
     size_t nsys_path;
-    const char *log_level; /* --log-level, NULL when not given */
+    const char *log_level;   /* --log-level, NULL when not given */
+    const char *credentials; /* --credentials FILE (pmp_credentials.h), NULL when not given */
+    double run_time_max;     /* --run-time-max seconds per call, 0 when not given */
 } pmp_args_t;
 
 /* Parses argv into *args.  Strings point into argv (not copied); the

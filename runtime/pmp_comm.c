@@ -52,6 +52,7 @@
 #define S_BUSY_NS 200000L
 #define S_SLEEP_MIN_NS 2000L
 #define S_SLEEP_MAX_NS 1000000L
+#define S_SIGNAL_CHECK_NS 10000000L /* s_probe runs signal handlers every 10 ms */
 
 /* Header broadcast by the root of bcast, scatter and allreduce. */
 enum { S_HDR_OK = 0, S_HDR_EXC = 1, S_HDR_EXC_RAW = 2 };
@@ -379,18 +380,36 @@ static long s_now_ns(void)
 
 /* MPI_Improbe until a message matches, with the GIL released and the same
  * backoff as pmp_mpi_waitall (there is no request to hand it).  Returns the
- * MPI error code. */
+ * MPI error code, or -1 with a Python exception set when a signal handler
+ * raised while it waited (run_time_max's TimeoutError, KeyboardInterrupt).
+ *
+ * Only this wait is interrupted by signals: nothing is posted yet, so giving
+ * up leaves MPI with no request pointing at our memory.  The waits of
+ * posted requests (s_wait: collectives, sends, the receive itself) are not
+ * interrupted: MPI would later write into buffers that are gone, so a rank
+ * stuck there is ended by the frontend's hard time limit, which restarts
+ * the job (docs/architecture.md, "Faults and restarts"). */
 static int s_probe(s_comm_t *self, int source, int tag, MPI_Message *msg, MPI_Status *status)
 {
     int rc = MPI_SUCCESS, flag = 0;
     self->busy++;
     PyThreadState *ts = PyEval_SaveThread();
     long start = s_now_ns();
-    long sleep_ns = 0;
+    long sleep_ns = 0, last_check = start;
     for (;;) {
         rc = MPI_Improbe(source, tag, self->comm, &flag, msg, status);
         if (rc != MPI_SUCCESS || flag)
             break;
+        if (s_now_ns() - last_check > S_SIGNAL_CHECK_NS) {
+            last_check = s_now_ns();
+            PyEval_RestoreThread(ts);
+            int failed = PyErr_CheckSignals();
+            ts = PyEval_SaveThread();
+            if (failed < 0) {
+                rc = -1;
+                break;
+            }
+        }
         if (sleep_ns == 0 && s_now_ns() - start < S_BUSY_NS)
             continue;
         sleep_ns = sleep_ns ? sleep_ns * 2 : S_SLEEP_MIN_NS;
@@ -931,6 +950,8 @@ static PyObject *s_recv(s_comm_t *self, int source, int tag)
     MPI_Message msg;
     MPI_Status status;
     int rc = s_probe(self, source, tag, &msg, &status);
+    if (rc < 0)
+        return NULL; /* a signal handler raised */
     if (rc != MPI_SUCCESS)
         return s_mpi_error(rc, "MPI_Improbe");
     int count = 0;

@@ -13,6 +13,23 @@
  * still exists and, for an ipc:// endpoint, that its socket file does: the
  * frontend removes it when the executor is destroyed, which is the only sign
  * a job started by a queue adapter (and still waiting to say hello) gets.
+ * A process id means something only on the frontend's own host
+ * (--frontend-host).  On any other host the connection itself is watched:
+ * ZMTP heartbeats (a PING every second, the connection dropped when no
+ * answer came for S_HEARTBEAT_TIMEOUT_MS, so a vanished host is noticed
+ * too) and a socket monitor that reports connects and disconnects; the
+ * frontend counts as gone once it has been disconnected for
+ * S_LOST_AFTER_MS, or was never reached within S_UNREACHED_AFTER_MS.
+ *
+ * Authentication: before connecting, the leader reads the credentials file
+ * named by --credentials (pmp_credentials.h) and sets the socket up as a
+ * PLAIN client (ipc://) or a CURVE client that knows the server's public
+ * key (tcp://), then wipes the secrets from its memory.  Unless the frontend
+ * admits it, the handshake never completes and nothing is received, so
+ * every message the runtime unpickles comes from the authenticated frontend:
+ * over TCP because only the holder of the server's secret key can complete
+ * CURVE with us, over ipc:// because the socket's directory, checked here,
+ * belongs to this user and nobody else may enter it.
  *
  * Shutting down: the socket lives with ZMQ_LINGER 0 so that a dead frontend
  * can never block the exit; only for the GOODBYE, when the frontend is
@@ -27,16 +44,27 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
+
+#include "pmp_credentials.h"
 
 #define S_IDLE_POLL_MS 1000
 #define S_BUSY_POLL_MS 10
 #define S_GOODBYE_LINGER_MS 1000
+#define S_HEARTBEAT_IVL_MS 1000
+#define S_HEARTBEAT_TIMEOUT_MS 5000
+#define S_LOST_AFTER_MS 5000
+#define S_UNREACHED_AFTER_MS 120000
 
 struct pmp_leader {
     void *ctx;
     void *sock;
-    pid_t frontend_pid;
-    char *ipc_path; /* socket file of an ipc:// endpoint, else NULL */
+    pid_t frontend_pid; /* 0: not checked (unknown, or on another host) */
+    char *ipc_path;     /* socket file of an ipc:// endpoint, else NULL */
+    void *monitor;      /* PAIR receiving the socket's connection events, or NULL */
+    int connected;      /* the monitor's view: a handshake succeeded, no disconnect since */
+    int ever_connected; /* a handshake succeeded once */
+    long since_ms;      /* when the monitor's view last changed */
     int frontend_gone;
     int greeted; /* HELLO was sent: say GOODBYE at the end */
 };
@@ -48,14 +76,160 @@ static long s_now_ms(void)
     return (long)ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
 }
 
-pmp_leader_t *pmp_leader_new(const char *endpoint, pid_t frontend_pid, pmp_error_t *err)
+/* An ipc:// socket file is as trustworthy as its directory: only a
+ * directory owned by this user with no access for anybody else guarantees
+ * that the socket in it was bound by this user's frontend.  0, or -1 with
+ * errno and a sentence in err. */
+static int s_check_ipc_dir(const char *path, pmp_error_t *err)
+{
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (!slash) {
+        snprintf(dir, sizeof dir, ".");
+    } else if (slash == dir) {
+        dir[1] = '\0';
+    } else {
+        *slash = '\0';
+    }
+    struct stat st;
+    if (stat(dir, &st) < 0) {
+        int e = errno;
+        pmp_error_set(err, "cannot check the frontend's socket directory %s: %s", dir, strerror(e));
+        errno = e;
+        return -1;
+    }
+    if (!S_ISDIR(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 077) != 0) {
+        pmp_error_set(err,
+                      "refusing to connect to the socket in %s: the directory is not private to "
+                      "this user (owner uid %ld, mode %04o; uid %ld and mode 0700 expected), so "
+                      "somebody else may have bound it",
+                      dir, (long)st.st_uid, (unsigned)(st.st_mode & 07777), (long)geteuid());
+        errno = EPERM;
+        return -1;
+    }
+    return 0;
+}
+
+/* Makes the socket a client with the credentials of path (NULL: none). */
+static int s_secure(void *sock, const char *endpoint, const char *path, pmp_error_t *err)
+{
+    int tcp = strncmp(endpoint, "ipc://", 6) != 0;
+    if (!tcp && s_check_ipc_dir(endpoint + 6, err) < 0)
+        return -1;
+    if (!path) {
+        if (!tcp)
+            return 0;
+        pmp_error_set(err, "the endpoint %s is not ipc://, so --credentials is required", endpoint);
+        errno = EINVAL;
+        return -1;
+    }
+    pmp_credentials_t c;
+    if (pmp_credentials_read(path, &c, err) < 0)
+        return -1;
+    int rc = 0;
+    if (c.mechanism == PMP_CREDENTIALS_PLAIN) {
+        if (tcp) {
+            pmp_error_set(err,
+                          "refusing PLAIN credentials for %s: over TCP they would travel "
+                          "in clear text (CURVE expected)",
+                          endpoint);
+            pmp_credentials_wipe(&c);
+            errno = EPERM;
+            return -1;
+        }
+        rc = zmq_setsockopt(sock, ZMQ_PLAIN_USERNAME, PMP_CREDENTIALS_USER,
+                            strlen(PMP_CREDENTIALS_USER));
+        if (rc == 0)
+            rc = zmq_setsockopt(sock, ZMQ_PLAIN_PASSWORD, c.password, strlen(c.password));
+    } else {
+        rc = zmq_setsockopt(sock, ZMQ_CURVE_SERVERKEY, c.server_public, 40);
+        if (rc == 0)
+            rc = zmq_setsockopt(sock, ZMQ_CURVE_PUBLICKEY, c.client_public, 40);
+        if (rc == 0)
+            rc = zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, c.client_secret, 40);
+    }
+    pmp_credentials_wipe(&c);
+    if (rc != 0) {
+        int e = errno;
+        pmp_error_set(err, "cannot set up authentication with %s: %s", path, zmq_strerror(e));
+        errno = e;
+        return -1;
+    }
+    return 0;
+}
+
+/* Whether host names this host (or is not known: then assume so). */
+static int s_is_this_host(const char *host)
+{
+    char here[256] = "";
+    if (!host || gethostname(here, sizeof here - 1) != 0)
+        return 1;
+    return strcmp(here, host) == 0;
+}
+
+/* Heartbeats and a connection monitor, for a frontend on another host. */
+static int s_watch_connection(pmp_leader_t *self, pmp_error_t *err)
+{
+    static int counter;
+    char name[64];
+    snprintf(name, sizeof name, "inproc://pmp-leader-monitor-%d", ++counter);
+    int ivl = S_HEARTBEAT_IVL_MS, timeout = S_HEARTBEAT_TIMEOUT_MS;
+    if (zmq_setsockopt(self->sock, ZMQ_HEARTBEAT_IVL, &ivl, sizeof ivl) != 0 ||
+        zmq_setsockopt(self->sock, ZMQ_HEARTBEAT_TIMEOUT, &timeout, sizeof timeout) != 0 ||
+        zmq_socket_monitor(self->sock, name,
+                           ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_DISCONNECTED) != 0 ||
+        !(self->monitor = zmq_socket(self->ctx, ZMQ_PAIR)) ||
+        zmq_connect(self->monitor, name) != 0) {
+        pmp_error_set(err, "cannot watch the connection to the frontend: %s", zmq_strerror(errno));
+        return -1;
+    }
+    int linger = 0;
+    zmq_setsockopt(self->monitor, ZMQ_LINGER, &linger, sizeof linger);
+    self->since_ms = s_now_ms();
+    return 0;
+}
+
+/* Applies the connection events that arrived since the last call. */
+static void s_read_monitor(pmp_leader_t *self)
+{
+    for (;;) {
+        zmq_msg_t part;
+        zmq_msg_init(&part);
+        if (zmq_msg_recv(&part, self->monitor, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&part);
+            return;
+        }
+        uint16_t event = 0;
+        if (zmq_msg_size(&part) >= sizeof event)
+            memcpy(&event, zmq_msg_data(&part), sizeof event);
+        int more = zmq_msg_more(&part);
+        zmq_msg_close(&part);
+        while (more) { /* the endpoint frame */
+            zmq_msg_init(&part);
+            if (zmq_msg_recv(&part, self->monitor, 0) < 0)
+                more = 0;
+            else
+                more = zmq_msg_more(&part);
+            zmq_msg_close(&part);
+        }
+        int connected = event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED;
+        self->ever_connected |= connected;
+        self->connected = connected;
+        self->since_ms = s_now_ms();
+    }
+}
+
+pmp_leader_t *pmp_leader_new(const char *endpoint, pid_t frontend_pid, const char *frontend_host,
+                             const char *credentials, pmp_error_t *err)
 {
     pmp_leader_t *self = calloc(1, sizeof *self);
     if (!self) {
         pmp_error_set(err, "out of memory");
         return NULL;
     }
-    self->frontend_pid = frontend_pid;
+    int local = s_is_this_host(frontend_host);
+    self->frontend_pid = local ? frontend_pid : 0;
     if (strncmp(endpoint, "ipc://", 6) == 0 && !(self->ipc_path = strdup(endpoint + 6))) {
         pmp_error_set(err, "out of memory");
         goto fail;
@@ -72,6 +246,10 @@ pmp_leader_t *pmp_leader_new(const char *endpoint, pid_t frontend_pid, pmp_error
     }
     int linger = 0;
     zmq_setsockopt(self->sock, ZMQ_LINGER, &linger, sizeof linger);
+    if (s_secure(self->sock, endpoint, credentials, err) != 0)
+        goto fail;
+    if (!local && s_watch_connection(self, err) != 0)
+        goto fail;
     if (zmq_connect(self->sock, endpoint) != 0) {
         pmp_error_set(err, "cannot connect to the frontend at '%s': %s", endpoint,
                       zmq_strerror(errno));
@@ -80,6 +258,8 @@ pmp_leader_t *pmp_leader_new(const char *endpoint, pid_t frontend_pid, pmp_error
     return self;
 fail:;
     int saved = errno;
+    if (self->monitor)
+        zmq_close(self->monitor);
     if (self->sock)
         zmq_close(self->sock);
     if (self->ctx)
@@ -138,13 +318,23 @@ static int s_send_simple(pmp_leader_t *self, int type, const void *data, size_t 
     return pmp_leader_send(self, parts, 2);
 }
 
-int pmp_leader_send_hello(pmp_leader_t *self, const pmp_hello_t *hello)
+int pmp_leader_send_hello(pmp_leader_t *self, const pmp_hello_t *hello,
+                          const pmp_hello_rank_t *ranks, size_t nranks)
 {
-    char text[8 * PMP_HELLO_TEXT_MAX];
-    int n = pmp_hello_encode(hello, text, sizeof text);
-    if (n < 0)
+    /* each rank's entry: two numbers of at most 20 digits, two ':', a ','
+     * and a host of at most PMP_HELLO_TEXT_MAX - 1 bytes */
+    size_t size = 8 * PMP_HELLO_TEXT_MAX + nranks * (PMP_HELLO_TEXT_MAX + 48) + 16;
+    char *text = malloc(size);
+    if (!text)
         return -1;
-    if (s_send_simple(self, PMP_MSG_HELLO, text, (size_t)n) != 0)
+    int n = pmp_hello_encode(hello, text, size);
+    if (n >= 0 && nranks > 0) {
+        int m = pmp_hello_ranks_encode(ranks, nranks, text + n, size - (size_t)n);
+        n = m < 0 ? -1 : n + m;
+    }
+    int rc = n < 0 ? -1 : s_send_simple(self, PMP_MSG_HELLO, text, (size_t)n);
+    free(text);
+    if (rc != 0)
         return -1;
     self->greeted = 1;
     return 0;
@@ -160,6 +350,8 @@ void pmp_leader_destroy(pmp_leader_t **self_p)
         zmq_setsockopt(self->sock, ZMQ_LINGER, &linger, sizeof linger);
         s_send_simple(self, PMP_MSG_GOODBYE, NULL, 0);
     }
+    if (self->monitor)
+        zmq_close(self->monitor);
     zmq_close(self->sock);
     while (zmq_ctx_term(self->ctx) != 0 && errno == EINTR)
         ;
@@ -173,6 +365,13 @@ static int s_frontend_alive(pmp_leader_t *self)
     struct stat st;
     if (self->ipc_path && stat(self->ipc_path, &st) == -1 && errno == ENOENT)
         return 0;
+    if (self->monitor) {
+        s_read_monitor(self);
+        long quiet = s_now_ms() - self->since_ms;
+        if (!self->connected &&
+            quiet >= (self->ever_connected ? S_LOST_AFTER_MS : S_UNREACHED_AFTER_MS))
+            return 0;
+    }
     if (self->frontend_pid <= 0)
         return 1;
     if (kill(self->frontend_pid, 0) == -1 && errno == ESRCH)

@@ -9,7 +9,8 @@
  * Waiting for the next message polls in slices (1 s when idle, 10 ms while
  * result buffers are still out with ZeroMQ) so that the leader (a) notices
  * a frontend that died without saying goodbye - kill(pid, 0) failing with
- * ESRCH is treated as a SHUTDOWN - and (b) releases the Python objects of
+ * ESRCH, or on another host a connection lost for good, is treated as a
+ * SHUTDOWN - and (b) releases the Python objects of
  * results ZeroMQ has finished sending (pmp_python_drain).  Malformed or
  * foreign messages are logged and dropped; they never end the runtime.
  */
@@ -28,9 +29,19 @@
 typedef struct pmp_leader pmp_leader_t;
 
 /* Creates the context and the DEALER socket (ZMQ_LINGER 0) and connects it
- * to endpoint.  frontend_pid 0 disables the liveness check.  Returns NULL
- * with errno and a sentence in err (e.g. an invalid endpoint). */
-pmp_leader_t *pmp_leader_new(const char *endpoint, pid_t frontend_pid, pmp_error_t *err);
+ * to endpoint, authenticated with the credentials file (pmp_credentials.h;
+ * NULL: none, allowed for ipc:// only).  Before it connects it makes sure
+ * the frontend is genuine: an ipc:// socket must lie in a directory that
+ * belongs to this user and nobody else can enter (so that only this user
+ * can have bound it); a tcp:// endpoint needs CURVE credentials, whose
+ * server key only the real frontend can answer to.  frontend_pid 0
+ * disables the process check; frontend_host (NULL: this host) tells where
+ * that process lives: on another host the connection is watched instead
+ * (heartbeats and a socket monitor, see pmp_leader.c).  Returns NULL with errno and a sentence in
+ * err (an invalid endpoint, a refused or malformed credentials file, a
+ * socket directory that is not private). */
+pmp_leader_t *pmp_leader_new(const char *endpoint, pid_t frontend_pid, const char *frontend_host,
+                             const char *credentials, pmp_error_t *err);
 
 /* Sends GOODBYE (if HELLO was sent and the frontend is not known to be
  * gone), closes the
@@ -38,8 +49,11 @@ pmp_leader_t *pmp_leader_new(const char *endpoint, pid_t frontend_pid, pmp_error
  * have run when this returns.  NULL-safe; nulls the pointer. */
 void pmp_leader_destroy(pmp_leader_t **self_p);
 
-/* Sends HELLO.  Returns 0 or -1 with errno. */
-int pmp_leader_send_hello(pmp_leader_t *self, const pmp_hello_t *hello);
+/* Sends HELLO; with nranks > 0 it also names every rank of the group
+ * (the optional "ranks" line, docs/protocol.md).  Returns 0 or -1 with
+ * errno. */
+int pmp_leader_send_hello(pmp_leader_t *self, const pmp_hello_t *hello,
+                          const pmp_hello_rank_t *ranks, size_t nranks);
 
 /* Waits for the next valid message from the frontend and returns it with
  * its frames as received (caller owns it).  Calls pmp_python_drain(py) on

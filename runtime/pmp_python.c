@@ -519,6 +519,14 @@ pmp_python_t *pmp_python_new(const pmp_python_config_t *cfg, pmp_error_t *err)
         goto fail_started;
     }
     Py_DECREF(r);
+    if (cfg->run_time_max > 0.0) {
+        r = PyObject_CallMethod(self->worker, "set_time_limit", "d", cfg->run_time_max);
+        if (!r) {
+            s_exception_text(err, "cannot set the per-call time limit");
+            goto fail_started;
+        }
+        Py_DECREF(r);
+    }
     self->tstate = PyEval_SaveThread();
     return self;
 

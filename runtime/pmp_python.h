@@ -40,7 +40,8 @@ typedef struct {
     int rank; /* rank in the group */
     int size; /* ranks in the group */
     const char *host;
-    MPI_Comm comm; /* what user functions get as `comm` (not freed here) */
+    MPI_Comm comm;       /* what user functions get as `comm` (not freed here) */
+    double run_time_max; /* per-call time limit in seconds (worker.set_time_limit), 0: none */
 } pmp_python_config_t;
 
 /* The result of one task on this rank: frame 0 is the pickle (a value when

@@ -27,6 +27,15 @@
  *  5. Leader: GOODBYE, close the socket, terminate the context; then every
  *     rank: Py_FinalizeEx, MPI_Finalize, exit 0.
  *
+ * Crashes name themselves: right after MPI_Init every rank installs a
+ * handler for SIGSEGV, SIGBUS, SIGFPE, SIGILL and SIGABRT that writes
+ * "pympipool-runtime: rank R of N on host H (pid P) was killed by signal
+ * 11 (Segmentation fault)" to stderr (one write() of a line prepared in
+ * advance) and then dies of the signal; the worker enables Python's
+ * faulthandler on top of it, so the task's Python traceback comes first.
+ * The HELLO names every rank of the group (world rank, pid, host), so the
+ * frontend can say which process died (docs/architecture.md, "Faults").
+ *
  * Anything the runtime cannot continue from is a PMP_ASSERT whose fatal
  * hook calls MPI_Abort, so that a broken rank takes the job down instead of
  * leaving the other ranks waiting on it.
@@ -34,6 +43,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <mpi.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,6 +109,103 @@ static int s_env_rank(void)
             return atoi(v);
     }
     return -1;
+}
+
+/* ---- fatal signals ---------------------------------------------------- */
+
+/* The line a rank writes to stderr when a fatal signal kills it, made
+ * before anything can crash so that the handler only copies bytes. */
+static char s_fatal_line[PMP_HELLO_TEXT_MAX + 160];
+static size_t s_fatal_len;
+static const int s_fatal_signals[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT};
+
+static const char *s_signal_name(int sig)
+{
+    switch (sig) {
+    case SIGSEGV:
+        return "Segmentation fault";
+    case SIGBUS:
+        return "Bus error";
+    case SIGFPE:
+        return "Floating point exception";
+    case SIGILL:
+        return "Illegal instruction";
+    case SIGABRT:
+        return "Aborted";
+    default:
+        return "fatal signal";
+    }
+}
+
+/* Async-signal-safe: write() of a prepared line, then the default action
+ * (the rank dies of the signal, so mpiexec reports it as such). */
+static void s_on_fatal_signal(int sig)
+{
+    char line[sizeof s_fatal_line + 64];
+    size_t n = s_fatal_len;
+    memcpy(line, s_fatal_line, n);
+    char digits[12];
+    int d = 0;
+    unsigned v = (unsigned)sig;
+    do
+        digits[d++] = (char)('0' + v % 10);
+    while ((v /= 10) && d < (int)sizeof digits);
+    while (d > 0)
+        line[n++] = digits[--d];
+    const char *name = s_signal_name(sig);
+    line[n++] = ' ';
+    line[n++] = '(';
+    for (; *name; name++)
+        line[n++] = *name;
+    line[n++] = ')';
+    line[n++] = '\n';
+    ssize_t rc = write(2, line, n);
+    (void)rc;
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    sigaction(sig, &dfl, NULL);
+    raise(sig);
+}
+
+/* Installed after MPI_Init (so it replaces the MPI library's own crash
+ * reporters) and before the interpreter starts (so that Python's
+ * faulthandler, enabled by the worker, prints the Python traceback first
+ * and then hands the signal on to this handler). */
+static void s_install_fatal_handler(int wrank, int wsize, const char *host)
+{
+    int n = snprintf(s_fatal_line, sizeof s_fatal_line,
+                     "%s: rank %d of %d on host %s (pid %ld) was killed by signal ", S_PROG, wrank,
+                     wsize, host, (long)getpid());
+    s_fatal_len = n < 0 ? 0 : (size_t)n < sizeof s_fatal_line ? (size_t)n : sizeof s_fatal_line - 1;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = s_on_fatal_signal;
+    sigemptyset(&sa.sa_mask);
+    for (size_t i = 0; i < sizeof s_fatal_signals / sizeof s_fatal_signals[0]; i++)
+        sigaction(s_fatal_signals[i], &sa, NULL);
+}
+
+/* Every rank's (world rank, pid, host), gathered on the group's leader
+ * (rank 0 of the group) for the hello; NULL on the other ranks. */
+static pmp_hello_rank_t *s_gather_ranks(pmp_group_t *group, int wrank, const char *host)
+{
+    pmp_hello_rank_t mine;
+    memset(&mine, 0, sizeof mine);
+    mine.world_rank = wrank;
+    mine.pid = (int64_t)getpid();
+    snprintf(mine.host, sizeof mine.host, "%s", host);
+    int size = pmp_group_size(group);
+    pmp_hello_rank_t *all = NULL;
+    if (pmp_group_rank(group) == 0) {
+        all = calloc((size_t)size, sizeof *all);
+        PMP_ASSERT(all != NULL);
+    }
+    MPI_Request req;
+    PMP_ASSERT(MPI_Igather(&mine, (int)sizeof mine, MPI_BYTE, all, (int)sizeof mine, MPI_BYTE, 0,
+                           pmp_group_comm(group), &req) == MPI_SUCCESS);
+    pmp_mpi_waitall(1, &req);
+    return all;
 }
 
 /* ---- the loop --------------------------------------------------------- */
@@ -295,6 +402,7 @@ int main(int argc, char **argv)
     char prefix[PMP_HELLO_TEXT_MAX + 64];
     snprintf(prefix, sizeof prefix, "%s[rank %d/%d %s]", S_PROG, wrank, wsize, host);
     pmp_log_set_prefix(prefix);
+    s_install_fatal_handler(wrank, wsize, host);
     pmp_log(PMP_LOG_DEBUG, "MPI thread level %d (requested %d)", provided, MPI_THREAD_MULTIPLE);
 
     s_runtime_t rt = {.user_comm = MPI_COMM_NULL};
@@ -327,13 +435,15 @@ int main(int argc, char **argv)
             .size = pmp_group_size(rt.group),
             .host = host,
             .comm = rt.user_comm,
+            .run_time_max = args.run_time_max,
         };
         rt.py = pmp_python_new(&pcfg, &err);
         if (!rt.py)
             failed = 1;
     }
     if (!failed && pmp_group_rank(rt.group) == 0) {
-        rt.leader = pmp_leader_new(args.endpoint, args.frontend_pid, &err);
+        rt.leader = pmp_leader_new(args.endpoint, args.frontend_pid, args.frontend_host,
+                                   args.credentials, &err);
         if (!rt.leader)
             failed = 1;
     }
@@ -358,6 +468,7 @@ int main(int argc, char **argv)
         exit(1);
     }
 
+    pmp_hello_rank_t *ranks = s_gather_ranks(rt.group, wrank, host);
     if (rt.leader) {
         pmp_hello_t hello = {
             .group = pmp_group_index(rt.group),
@@ -371,9 +482,10 @@ int main(int argc, char **argv)
         snprintf(hello.python_version, sizeof hello.python_version, "%s", pmp_python_version());
         s_mpi_version(hello.mpi_version, sizeof hello.mpi_version);
         snprintf(hello.runtime_version, sizeof hello.runtime_version, "%s", PMP_RUNTIME_VERSION);
-        if (pmp_leader_send_hello(rt.leader, &hello) != 0)
+        if (pmp_leader_send_hello(rt.leader, &hello, ranks, (size_t)pmp_group_size(rt.group)) != 0)
             pmp_log(PMP_LOG_ERROR, "cannot send hello: %s", strerror(errno));
     }
+    free(ranks);
     pmp_log(PMP_LOG_INFO, "started: group %d of %d, rank %d of %d in the group",
             pmp_group_index(rt.group), pmp_group_count(rt.group), pmp_group_rank(rt.group),
             pmp_group_size(rt.group));

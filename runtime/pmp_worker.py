@@ -57,6 +57,7 @@ import inspect
 import io
 import os
 import pickle
+import signal
 import socket
 import struct
 import traceback
@@ -100,6 +101,14 @@ def setup(rank, size, host):
     _state["rank"] = int(rank)
     _state["size"] = int(size)
     _state["host"] = str(host)
+    # A crash (segfault, abort, ...) prints the Python traceback of every
+    # thread to stderr, then the runtime's own handler names the rank.
+    try:
+        import faulthandler
+
+        faulthandler.enable(2, all_threads=True)
+    except Exception:
+        pass
 
 
 def _type_name(exc):
@@ -519,6 +528,7 @@ def _call_all(flags, payload, buffers):
             fn, sig = _function(fn)
         results = []
         for args, kwargs in calls:
+            _arm_timer()  # run_time_max is per call: each call of a chunk anew
             results.append(fn(*args, **_prepare(sig, args, kwargs)))
         return results
     fn, args, kwargs = cloudpickle.loads(payload, buffers=buffers)
@@ -530,8 +540,68 @@ def _call_all(flags, payload, buffers):
     return fn(*args, **_prepare(sig, args, kwargs))
 
 
+# ---- run_time_max: the soft per-call time limit ------------------------------
+#
+# With a limit (set_time_limit, from the runtime's --run-time-max), every
+# call runs under an ITIMER_REAL timer; when it expires, SIGALRM's Python
+# handler raises TimeoutError in the call, wherever it is: pure Python code,
+# time.sleep and other blocking calls that return on EINTR, and the waits
+# of the runtime's Comm, which check for signals while they wait.  The
+# worker survives and the error goes back like any exception.  A call that
+# never returns to the interpreter (a C loop, blocked signals) is the
+# frontend's business: it kills and restarts the job a grace period later.
+# The handler raises at most once per arming, and only while a call is
+# armed, so a late signal never hits the worker's own code or the next task.
+
+_timer = {"limit": 0.0, "armed": False}
+
+
+def _on_alarm(signum, frame):
+    if not _timer["armed"]:
+        return
+    _timer["armed"] = False
+    raise TimeoutError(
+        "the call ran longer than run_time_max (%g s) on rank %d of %d on %s"
+        % (_timer["limit"], _state["rank"], _state["size"], _state["host"])
+    )
+
+
+def set_time_limit(seconds):
+    """Set the per-call time limit in seconds (0: none); called once by the
+    runtime, before any task, when it was started with --run-time-max."""
+    _timer["limit"] = float(seconds)
+    if _timer["limit"] > 0:
+        signal.signal(signal.SIGALRM, _on_alarm)
+
+
+def _arm_timer():
+    if _timer["limit"] > 0:
+        _timer["armed"] = True
+        signal.setitimer(signal.ITIMER_REAL, _timer["limit"])
+
+
+def _disarm_timer():
+    if _timer["limit"] > 0:
+        _timer["armed"] = False
+        signal.setitimer(signal.ITIMER_REAL, 0)
+
+
 def run_task(payload, buffers, flags=0):
     """Run one TASK: returns (ok, payload_bytes, [out-of-band buffers])."""
+    if _timer["limit"] <= 0:
+        return _run_task(payload, buffers, flags)
+    try:
+        _arm_timer()
+        try:
+            return _run_task(payload, buffers, flags)
+        finally:
+            _disarm_timer()
+    except TimeoutError as exc:  # the timer fired outside the call itself
+        _disarm_timer()
+        return False, _error_payload(exc), []
+
+
+def _run_task(payload, buffers, flags):
     stored = _state["init_error"]
     if stored is not None:
         exc, text, message = stored
@@ -539,10 +609,13 @@ def run_task(payload, buffers, flags=0):
     try:
         value = _call_all(flags, payload, buffers)
     except _KeptError as kept:
+        _disarm_timer()
         _, exc, text, message = kept.entry
         return False, _error_payload(exc, text, message), []
     except BaseException as exc:
+        _disarm_timer()
         return False, _error_payload(exc), []
+    _disarm_timer()  # the call is over: pickling its result is not limited
     # Drop the references to the arguments before pickling the result.
     del payload, buffers
     try:

@@ -20,7 +20,10 @@
  *                           "I:<payload>", "D<key>:<payload>", "F<key>",
  *                           separated by commas ("log=" when none)
  *   --fake-late-ms N        groups other than group 0 connect N ms late
- * DEFINE and FORGET get no reply, as from the real runtime.
+ * DEFINE and FORGET get no reply, as from the real runtime.  With
+ * --credentials FILE it authenticates as the real runtime does (PLAIN or
+ * CURVE, pmp_credentials.h); --fake-no-credentials ignores the file, to
+ * test that the frontend refuses such a peer.
  */
 #include <errno.h>
 #include <signal.h>
@@ -31,6 +34,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "pmp_credentials.h"
 #include "pmp_protocol.h"
 
 static int s_env_int(const char *a, const char *b, int dflt)
@@ -58,7 +62,8 @@ int main(int argc, char **argv)
 {
     const char *endpoint = NULL;
     int rpg = 1, crash_at = 0, fail_start = 0, error = 0, delay_ms = 0, tag = 0, log = 0;
-    int late_ms = 0;
+    int late_ms = 0, no_credentials = 0;
+    const char *credentials = NULL;
     long frontend_pid = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -83,6 +88,10 @@ int main(int argc, char **argv)
             log = 1;
         else if (!strcmp(a, "--fake-late-ms") && v)
             late_ms = atoi(argv[++i]);
+        else if (!strcmp(a, "--credentials") && v)
+            credentials = argv[++i];
+        else if (!strcmp(a, "--fake-no-credentials"))
+            no_credentials = 1;
     }
     int rank = s_env_int("PMI_RANK", "OMPI_COMM_WORLD_RANK", 0);
     int size = s_env_int("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", 1);
@@ -105,6 +114,24 @@ int main(int argc, char **argv)
     void *sock = zmq_socket(ctx, ZMQ_DEALER);
     int zero = 0;
     zmq_setsockopt(sock, ZMQ_LINGER, &zero, sizeof zero);
+    if (credentials && !no_credentials) {
+        pmp_credentials_t c;
+        pmp_error_t err;
+        if (pmp_credentials_read(credentials, &c, &err) < 0) {
+            fprintf(stderr, "fake: %s\n", err.text);
+            return 5;
+        }
+        if (c.mechanism == PMP_CREDENTIALS_PLAIN) {
+            zmq_setsockopt(sock, ZMQ_PLAIN_USERNAME, PMP_CREDENTIALS_USER,
+                           strlen(PMP_CREDENTIALS_USER));
+            zmq_setsockopt(sock, ZMQ_PLAIN_PASSWORD, c.password, strlen(c.password));
+        } else {
+            zmq_setsockopt(sock, ZMQ_CURVE_SERVERKEY, c.server_public, 40);
+            zmq_setsockopt(sock, ZMQ_CURVE_PUBLICKEY, c.client_public, 40);
+            zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, c.client_secret, 40);
+        }
+        pmp_credentials_wipe(&c);
+    }
     if (zmq_connect(sock, endpoint) < 0) {
         fprintf(stderr, "fake: cannot connect to %s: %s\n", endpoint, zmq_strerror(errno));
         return 4;

@@ -25,6 +25,7 @@
 
 #include <zmq.h>
 
+#include "pmp_credentials.h"
 #include "pmp_executor.h"
 
 #define CHECK(expr)                                                                                \
@@ -115,11 +116,56 @@ static int s_frame_is(pmp_completion_t *c, size_t i, const char *text)
     return ok;
 }
 
+/* The --credentials path of the executor's command. */
+static const char *s_cred_path(pmp_executor_t *ex)
+{
+    const char *const *cmd = pmp_executor_command(ex);
+    for (size_t i = 0; cmd[i] && cmd[i + 1]; i++)
+        if (strcmp(cmd[i], "--credentials") == 0)
+            return cmd[i + 1];
+    CHECK(!"no --credentials in the command");
+    return NULL;
+}
+
+/* Whether path exists, within timeout_ms for want == 0 (it is removed by
+ * the I/O thread). */
+static int s_exists(const char *path, int want, int timeout_ms)
+{
+    int64_t end = s_now_ms() + timeout_ms;
+    struct stat st;
+    for (;;) {
+        int there = stat(path, &st) == 0;
+        if (there == want || s_now_ms() >= end)
+            return there;
+        struct timespec ts = {0, 20 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* Gives a peer socket the executor's credentials (as the runtime does). */
+static void s_peer_auth(void *sock, pmp_executor_t *ex)
+{
+    pmp_credentials_t c;
+    pmp_error_t err = {{0}};
+    if (pmp_credentials_read(s_cred_path(ex), &c, &err) < 0)
+        fprintf(stderr, "%s\n", err.text);
+    CHECK(c.mechanism != 0);
+    if (c.mechanism == PMP_CREDENTIALS_PLAIN) {
+        CHECK(zmq_setsockopt(sock, ZMQ_PLAIN_USERNAME, PMP_CREDENTIALS_USER,
+                             strlen(PMP_CREDENTIALS_USER)) == 0);
+        CHECK(zmq_setsockopt(sock, ZMQ_PLAIN_PASSWORD, c.password, 40) == 0);
+    } else {
+        CHECK(zmq_setsockopt(sock, ZMQ_CURVE_SERVERKEY, c.server_public, 40) == 0);
+        CHECK(zmq_setsockopt(sock, ZMQ_CURVE_PUBLICKEY, c.client_public, 40) == 0);
+        CHECK(zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, c.client_secret, 40) == 0);
+    }
+}
+
 /* Destroys the executor and checks that its directory and job are gone. */
 static void s_destroy(pmp_executor_t **ex, int grace_ms)
 {
     char dir[512];
-    snprintf(dir, sizeof dir, "%s", pmp_executor_endpoint(*ex) + strlen("ipc://"));
+    snprintf(dir, sizeof dir, "%s", s_cred_path(*ex));
     *strrchr(dir, '/') = '\0';
     pid_t pid = pmp_executor_pid(*ex);
     int64_t t0 = s_now_ms();
@@ -166,8 +212,13 @@ static void s_case_ready(void)
     CHECK(strcmp(cmd[3], g_fake) == 0 && strcmp(cmd[4], "--endpoint") == 0);
     CHECK(strcmp(cmd[5], ep) == 0 && strcmp(cmd[6], "--ranks-per-group") == 0);
     CHECK(strcmp(cmd[7], "1") == 0 && strcmp(cmd[8], "--frontend-pid") == 0);
-    CHECK(atol(cmd[9]) == (long)getpid() && cmd[10] == NULL);
+    char host[256] = "";
+    CHECK(gethostname(host, sizeof host - 1) == 0);
+    CHECK(atol(cmd[9]) == (long)getpid() && strcmp(cmd[10], "--frontend-host") == 0);
+    CHECK(strcmp(cmd[11], host) == 0 && strcmp(cmd[12], "--credentials") == 0);
+    CHECK(strncmp(cmd[13], dir, strlen(dir)) == 0 && cmd[14] == NULL);
     s_wait_hellos(ex, 1);
+    CHECK(!s_exists(cmd[13], 0, 5000)); /* removed after the hello */
     CHECK(pmp_executor_wait(ex, 0) == NULL && errno == EAGAIN);
     CHECK(pmp_executor_wait(ex, 50) == NULL && errno == EAGAIN);
     CHECK(s_submit_text(ex, 1, "hello") == 0);
@@ -670,6 +721,8 @@ static void s_case_launch0(void)
     pmp_executor_t *ex = pmp_executor_new(&cfg, NULL);
     CHECK(ex);
     CHECK(pmp_executor_pid(ex) == -1);
+    char host[256] = "";
+    CHECK(gethostname(host, sizeof host - 1) == 0);
     const char *const *cmd = pmp_executor_command(ex);
     const char *want[] = {"no-such-mpiexec",
                           "-n",
@@ -682,11 +735,17 @@ static void s_case_launch0(void)
                           "2",
                           "--frontend-pid",
                           NULL,
+                          "--frontend-host",
+                          host,
+                          "--credentials",
+                          s_cred_path(ex),
                           "--python",
                           "/usr/bin/python3"};
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
         CHECK(want[i] == NULL ? atol(cmd[i]) == (long)getpid() : strcmp(cmd[i], want[i]) == 0);
     CHECK(cmd[sizeof want / sizeof want[0]] == NULL);
+    struct stat st; /* written at creation for the queue adapter's job */
+    CHECK(stat(s_cred_path(ex), &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 0777) == 0600);
     pmp_executor_close(ex);
     pmp_completion_t *c = s_wait(ex, 2000);
     CHECK(pmp_completion_kind(c) == PMP_EVENT_CLOSED);
@@ -999,6 +1058,7 @@ static void s_case_malformed(void)
     void *sock = zmq_socket(ctx, ZMQ_DEALER);
     int zero = 0;
     zmq_setsockopt(sock, ZMQ_LINGER, &zero, sizeof zero);
+    s_peer_auth(sock, ex);
     CHECK(zmq_connect(sock, pmp_executor_endpoint(ex)) == 0);
     CHECK(zmq_send(sock, "garbage", 7, 0) == 7);                    /* short header */
     CHECK(zmq_send(sock, "XXXXXXXXXXXXXXXXXXXXXXXX", 24, 0) == 24); /* foreign magic */
@@ -1056,6 +1116,156 @@ static void s_case_malformed(void)
     s_destroy(&ex, 0);
 }
 
+/* A peer socket connected to the executor: how = 0 no security, 1 the
+ * executor's credentials, 2 PLAIN with a wrong password, 3 CURVE with a
+ * server key of its own, 4 CURVE with the right server key but a foreign
+ * client key. */
+static void *s_peer_new(void *ctx, pmp_executor_t *ex, int how)
+{
+    void *sock = zmq_socket(ctx, ZMQ_DEALER);
+    int zero = 0;
+    zmq_setsockopt(sock, ZMQ_LINGER, &zero, sizeof zero);
+    char key_pub[41], key_sec[41], srv_pub[41], srv_sec[41];
+    CHECK(zmq_curve_keypair(key_pub, key_sec) == 0 && zmq_curve_keypair(srv_pub, srv_sec) == 0);
+    if (how == 1) {
+        s_peer_auth(sock, ex);
+    } else if (how == 2) {
+        zmq_setsockopt(sock, ZMQ_PLAIN_USERNAME, PMP_CREDENTIALS_USER,
+                       strlen(PMP_CREDENTIALS_USER));
+        zmq_setsockopt(sock, ZMQ_PLAIN_PASSWORD, key_pub, 40);
+    } else if (how == 3 || how == 4) {
+        pmp_credentials_t c;
+        memset(&c, 0, sizeof c);
+        if (how == 4)
+            CHECK(pmp_credentials_read(s_cred_path(ex), &c, NULL) == 0);
+        zmq_setsockopt(sock, ZMQ_CURVE_SERVERKEY, how == 4 ? c.server_public : srv_pub, 40);
+        zmq_setsockopt(sock, ZMQ_CURVE_PUBLICKEY, key_pub, 40);
+        zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, key_sec, 40);
+    }
+    CHECK(zmq_connect(sock, pmp_executor_endpoint(ex)) == 0);
+    return sock;
+}
+
+/* Sends a HELLO of one group of one rank from host. */
+static void s_peer_hello(void *sock, const char *host)
+{
+    pmp_hello_t hello;
+    memset(&hello, 0, sizeof hello);
+    hello.ngroups = hello.group_size = hello.world_size = 1;
+    hello.pid = getpid();
+    snprintf(hello.host, sizeof hello.host, "%s", host);
+    char text[2048];
+    CHECK(pmp_hello_encode(&hello, text, sizeof text) > 0);
+    s_peer_send(sock, PMP_MSG_HELLO, 0, text, 1);
+}
+
+/* Peers without the executor's credentials never get through: not with
+ * none, not with a wrong password, not with CURVE; the right one does, and
+ * the credentials file is gone after the only group's hello. */
+static void s_case_auth(void)
+{
+    pmp_executor_config_t cfg = s_cfg(1, 1, 1, NULL);
+    cfg.launch = 0;
+    pmp_executor_t *ex = pmp_executor_new(&cfg, NULL);
+    CHECK(ex);
+    const char *cred = s_cred_path(ex);
+    CHECK(s_exists(cred, 1, 0));
+    CHECK(s_submit_text(ex, 7, "task") == 0);
+    void *ctx = zmq_ctx_new();
+    void *bad[3];
+    for (int how = 0; how < 3; how++) {
+        bad[how] = s_peer_new(ctx, ex, how == 0 ? 0 : how == 1 ? 2 : 3);
+        s_peer_hello(bad[how], "intruder");
+    }
+    CHECK(pmp_executor_wait(ex, 1500) == NULL && errno == EAGAIN); /* no hello, no task sent */
+    for (int how = 0; how < 3; how++) {
+        zmq_pollitem_t item = {.socket = bad[how], .events = ZMQ_POLLIN};
+        CHECK(zmq_poll(&item, 1, 100) == 0); /* the task went nowhere */
+        zmq_close(bad[how]);
+    }
+    CHECK(s_exists(cred, 1, 0)); /* still there: nobody said hello */
+
+    void *good = s_peer_new(ctx, ex, 1);
+    s_peer_hello(good, "runtime");
+    s_wait_hellos(ex, 1);
+    CHECK(!s_exists(cred, 0, 5000));
+    zmq_pollitem_t item = {.socket = good, .events = ZMQ_POLLIN};
+    CHECK(zmq_poll(&item, 1, 5000) == 1); /* the task arrives, at the right peer */
+    zmq_close(good);
+    zmq_ctx_term(ctx);
+    s_destroy(&ex, 0);
+}
+
+/* TCP + CURVE on loopback: the (fake) runtime authenticates with the keys
+ * of the file and works; the file is gone after start-up; foreign keys are
+ * refused. */
+static void s_case_tcp(void)
+{
+    pmp_executor_config_t cfg = s_cfg(2, 1, 1, NULL);
+    cfg.hostname = "127.0.0.1";
+    pmp_error_t err = {{0}};
+    pmp_executor_t *ex = pmp_executor_new(&cfg, &err);
+    if (!ex)
+        fprintf(stderr, "%s\n", err.text);
+    CHECK(ex);
+    CHECK(strncmp(pmp_executor_endpoint(ex), "tcp://127.0.0.1:", 16) == 0);
+    CHECK(atoi(pmp_executor_endpoint(ex) + 16) > 0);
+    s_wait_hellos(ex, 2);
+    CHECK(!s_exists(s_cred_path(ex), 0, 5000));
+    CHECK(s_submit_text(ex, 1, "over tcp") == 0);
+    pmp_completion_t *c = s_wait(ex, 10000);
+    CHECK(pmp_completion_kind(c) == PMP_DONE_RESULT && s_frame_is(c, 0, "over tcp"));
+    pmp_completion_destroy(&c);
+    s_destroy(&ex, 0);
+
+    /* foreign peers: no security, a server key of their own, the right
+     * server key with a foreign client key; then the right keys (no launch,
+     * so that the file stays until the hello) */
+    cfg.launch = 0;
+    cfg.ranks = 1;
+    ex = pmp_executor_new(&cfg, &err);
+    CHECK(ex);
+    CHECK(s_submit_text(ex, 3, "secret task") == 0);
+    void *ctx = zmq_ctx_new();
+    void *bad[3] = {s_peer_new(ctx, ex, 0), s_peer_new(ctx, ex, 3), s_peer_new(ctx, ex, 4)};
+    for (int i = 0; i < 3; i++)
+        s_peer_hello(bad[i], "intruder");
+    CHECK(pmp_executor_wait(ex, 1500) == NULL && errno == EAGAIN);
+    for (int i = 0; i < 3; i++) {
+        zmq_pollitem_t item = {.socket = bad[i], .events = ZMQ_POLLIN};
+        CHECK(zmq_poll(&item, 1, 100) == 0);
+        zmq_close(bad[i]);
+    }
+    void *good = s_peer_new(ctx, ex, 1);
+    s_peer_hello(good, "runtime");
+    s_wait_hellos(ex, 1);
+    CHECK(!s_exists(s_cred_path(ex), 0, 5000));
+    zmq_pollitem_t item = {.socket = good, .events = ZMQ_POLLIN};
+    CHECK(zmq_poll(&item, 1, 5000) == 1);
+    zmq_close(good);
+    zmq_ctx_term(ctx);
+    s_destroy(&ex, 0);
+}
+
+/* A wildcard or an address that is not this host's is refused clearly. */
+static void s_case_hostname_invalid(void)
+{
+    const char *bad[] = {"*", "0.0.0.0", "::", "", "no-such-interface0", "203.0.113.77"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        pmp_executor_config_t cfg = s_cfg(1, 1, 1, NULL);
+        cfg.launch = 0;
+        cfg.hostname = bad[i];
+        pmp_error_t err = {{0}};
+        int before = s_tmpdir_entries();
+        errno = 0;
+        CHECK(pmp_executor_new(&cfg, &err) == NULL && errno == EINVAL);
+        CHECK(strstr(err.text, "hostname") != NULL);
+        CHECK(strstr(err.text, bad[i]) != NULL);
+        CHECK(i > 1 || strstr(err.text, "wildcard") != NULL);
+        CHECK(s_tmpdir_entries() == before); /* nothing left behind */
+    }
+}
+
 /* A group whose connection vanished (no goodbye, no job to watch) is found
  * out at the next send: its task in flight completes as BROKEN, the task
  * being sent goes back to the queue. */
@@ -1069,6 +1279,7 @@ static void s_case_unreachable(void)
     void *sock = zmq_socket(ctx, ZMQ_DEALER);
     int zero = 0;
     zmq_setsockopt(sock, ZMQ_LINGER, &zero, sizeof zero);
+    s_peer_auth(sock, ex);
     CHECK(zmq_connect(sock, pmp_executor_endpoint(ex)) == 0);
     pmp_hello_t hello;
     memset(&hello, 0, sizeof hello);
@@ -1112,6 +1323,213 @@ static void s_case_destroy_busy(void)
     CHECK(s_now_ms() - t0 < 4000);
 }
 
+/* ---- restart_limit and the hard time limit (unit.executor.restart*) ---- */
+
+static pmp_executor_t *s_new_cfg(pmp_executor_config_t *cfg)
+{
+    pmp_error_t err = {{0}};
+    pmp_executor_t *ex = pmp_executor_new(cfg, &err);
+    if (!ex)
+        fprintf(stderr, "pmp_executor_new: %s\n", err.text);
+    CHECK(ex);
+    return ex;
+}
+
+/* Checks that the log frame (index i) of a RESULT equals want. */
+static int s_log_is(pmp_completion_t *c, size_t i, const char *want)
+{
+    pmp_frame_t *f = pmp_completion_take_frame(c, i);
+    if (!f)
+        return 0;
+    int ok =
+        pmp_frame_size(f) == strlen(want) && memcmp(pmp_frame_data(f), want, strlen(want)) == 0;
+    if (!ok)
+        fprintf(stderr, "log frame: %.*s, expected %s\n", (int)pmp_frame_size(f),
+                (const char *)pmp_frame_data(f), want);
+    pmp_frame_destroy(&f);
+    return ok;
+}
+
+/* The job dies with restart_limit = 1: RESTART (why, "restart 1 of 1"),
+ * the running task LOST, the queued one runs on the new job, which got the
+ * INIT and the kept DEFINE again; the second death is final (EXIT, BROKEN,
+ * EPIPE). */
+static void s_case_restart(void)
+{
+    const char *const args[] = {"--fake-crash-at-task", "2", "--fake-log", NULL};
+    pmp_executor_config_t cfg = s_cfg(1, 1, 1, args);
+    cfg.restart_limit = 1;
+    pmp_executor_t *ex = s_new_cfg(&cfg);
+    pid_t first_pid = pmp_executor_pid(ex);
+    s_wait_hellos(ex, 1);
+    pmp_error_t err = {{0}};
+    pmp_buffer_t init = {.data = "init", .size = 4}, fn = {.data = "fn", .size = 2};
+    CHECK(pmp_executor_submit(ex, 100, PMP_MSG_INIT, 0, &init, 1, &err) == 0);
+    CHECK(pmp_executor_broadcast(ex, PMP_MSG_DEFINE, 7, &fn, 1, &err) == 0);
+    for (uint64_t id = 1; id <= 3; id++)
+        CHECK(s_submit_text(ex, id, "x") == 0);
+    pmp_completion_t *c = s_wait(ex, 10000);
+    CHECK(pmp_completion_kind(c) == PMP_DONE_RESULT && pmp_completion_task_id(c) == 1);
+    CHECK(s_log_is(c, 1, "log=I:init,D7:fn"));
+    pmp_completion_destroy(&c);
+
+    int64_t t0 = s_now_ms();
+    c = s_wait(ex, 20000);
+    CHECK(pmp_completion_kind(c) == PMP_EVENT_RESTART);
+    fprintf(stderr, "restart text (%lld ms): %s\n", (long long)(s_now_ms() - t0),
+            pmp_completion_text(c));
+    CHECK(strstr(pmp_completion_text(c), "fake: crashing"));
+    CHECK(strstr(pmp_completion_text(c), "restart 1 of 1"));
+    CHECK(pmp_completion_status(c) != 0 && pmp_completion_status(c) != -1);
+    pmp_completion_destroy(&c);
+    c = s_wait(ex, 1000);
+    CHECK(pmp_completion_kind(c) == PMP_DONE_LOST && pmp_completion_task_id(c) == 2);
+    CHECK(strstr(pmp_completion_text(c), "this call was running or held by a worker when"));
+    CHECK(strstr(pmp_completion_text(c), "restart 1 of 1"));
+    pmp_completion_destroy(&c);
+    s_wait_hellos(ex, 1);
+    c = s_wait(ex, 10000);
+    CHECK(pmp_completion_kind(c) == PMP_DONE_RESULT && pmp_completion_task_id(c) == 3);
+    CHECK(s_log_is(c, 1, "log=I:init,D7:fn")); /* replayed to the new job */
+    pmp_completion_destroy(&c);
+    CHECK(pmp_executor_restarts(ex) == 1);
+    CHECK(pmp_executor_pid(ex) != first_pid && pmp_executor_pid(ex) > 0);
+
+    /* the second death (task 2 of the new job) is final */
+    CHECK(s_submit_text(ex, 4, "x") == 0);
+    c = s_wait(ex, 20000);
+    CHECK(pmp_completion_kind(c) == PMP_EVENT_EXIT);
+    CHECK(strstr(pmp_completion_text(c), "restarted") == NULL);
+    pmp_completion_destroy(&c);
+    c = s_wait(ex, 1000);
+    CHECK(pmp_completion_kind(c) == PMP_DONE_BROKEN && pmp_completion_task_id(c) == 4);
+    pmp_completion_destroy(&c);
+    pmp_buffer_t b = {.data = "y", .size = 1};
+    CHECK(pmp_executor_submit(ex, 9, PMP_MSG_TASK, 0, &b, 1, &err) == -1 && errno == EPIPE);
+    s_destroy(&ex, 2000);
+}
+
+/* A death while close() drains the queue still restarts (queued tasks must
+ * run); destroy() right after a death does not hang and leaves nothing. */
+static void s_case_restart_close(void)
+{
+    const char *const args[] = {"--fake-crash-at-task", "1", NULL};
+    pmp_executor_config_t cfg = s_cfg(1, 1, 1, args);
+    cfg.restart_limit = 5;
+    pmp_executor_t *ex = s_new_cfg(&cfg);
+    s_wait_hellos(ex, 1);
+    for (uint64_t id = 1; id <= 3; id++)
+        CHECK(s_submit_text(ex, id, "x") == 0);
+    pmp_executor_close(ex);
+    /* every task crashes its job: the first two deaths restart it (a task
+     * is still queued), the last one does not (nothing left to run): 2
+     * RESTART, 2 LOST, then EXIT, 1 BROKEN and CLOSED */
+    int lost = 0, restarts = 0, closed = 0, broken = 0;
+    int64_t t0 = s_now_ms();
+    while (!closed) {
+        pmp_completion_t *c = s_wait(ex, 20000);
+        int kind = pmp_completion_kind(c);
+        lost += kind == PMP_DONE_LOST;
+        restarts += kind == PMP_EVENT_RESTART;
+        closed = kind == PMP_EVENT_CLOSED;
+        broken += kind == PMP_DONE_BROKEN;
+        CHECK(kind != PMP_DONE_RESULT);
+        pmp_completion_destroy(&c);
+    }
+    fprintf(stderr, "restart_close: %d lost, %d restarts in %lld ms\n", lost, restarts,
+            (long long)(s_now_ms() - t0));
+    CHECK(lost == 2 && restarts == 2 && broken == 1);
+    s_destroy(&ex, 2000);
+
+    /* destroy while a restart is under way */
+    ex = s_new_cfg(&cfg);
+    s_wait_hellos(ex, 1);
+    CHECK(s_submit_text(ex, 1, "x") == 0);
+    CHECK(s_submit_text(ex, 2, "x") == 0);
+    t0 = s_now_ms();
+    s_destroy(&ex, 1000);
+    CHECK(s_now_ms() - t0 < 10000);
+}
+
+/* The hard time limit: a task that runs longer than run_time_max + grace
+ * completes as TIMEOUT, the job is killed and relaunched (restart_limit 0:
+ * free of charge), and a task the group held behind it is not lost but
+ * sent again to the new job. */
+static void s_case_time_limit(void)
+{
+    const char *const args[] = {"--fake-delay-ms", "30000", NULL};
+    pmp_executor_config_t cfg = s_cfg(1, 1, 2, args);
+    cfg.run_time_max_ms = 300;
+    cfg.run_time_grace_ms = 200;
+    pmp_executor_t *ex = s_new_cfg(&cfg);
+    s_wait_hellos(ex, 1);
+    CHECK(s_submit_text(ex, 1, "x") == 0);
+    CHECK(s_submit_text(ex, 2, "x") == 0); /* pipelined behind 1 */
+    int64_t t0 = s_now_ms();
+    pmp_completion_t *c = s_wait(ex, 10000);
+    int64_t took = s_now_ms() - t0;
+    fprintf(stderr, "time_limit: TIMEOUT after %lld ms: %s\n", (long long)took,
+            pmp_completion_text(c));
+    CHECK(pmp_completion_kind(c) == PMP_DONE_TIMEOUT && pmp_completion_task_id(c) == 1);
+    CHECK(strstr(pmp_completion_text(c), "run_time_max (0.3 s)"));
+    CHECK(took >= 450 && took < 3000);
+    pmp_completion_destroy(&c);
+    c = s_wait(ex, 10000);
+    CHECK(pmp_completion_kind(c) == PMP_EVENT_RESTART);
+    CHECK(strstr(pmp_completion_text(c), "does not count against restart_limit"));
+    pmp_completion_destroy(&c);
+    s_wait_hellos(ex, 1);
+    /* task 2 was re-sent: it times out on the new job in turn */
+    c = s_wait(ex, 10000);
+    CHECK(pmp_completion_kind(c) == PMP_DONE_TIMEOUT && pmp_completion_task_id(c) == 2);
+    pmp_completion_destroy(&c);
+    c = s_wait(ex, 10000);
+    CHECK(pmp_completion_kind(c) == PMP_EVENT_RESTART);
+    pmp_completion_destroy(&c);
+    CHECK(pmp_executor_restarts(ex) == 2);
+    s_destroy(&ex, 500);
+}
+
+/* A chunk of n calls gets n times the limit; a task within it is untouched. */
+static void s_case_time_limit_chunk(void)
+{
+    const char *const args[] = {"--fake-delay-ms", "700", NULL};
+    pmp_executor_config_t cfg = s_cfg(1, 1, 1, args);
+    cfg.run_time_max_ms = 300;
+    cfg.run_time_grace_ms = 100;
+    pmp_executor_t *ex = s_new_cfg(&cfg);
+    s_wait_hellos(ex, 1);
+    pmp_error_t err = {{0}};
+    pmp_buffer_t b = {.data = "x", .size = 1};
+    CHECK(pmp_executor_submit_calls(ex, 1, PMP_MSG_TASK, 0, &b, 1, 4, &err) == 0);
+    pmp_completion_t *c = s_wait(ex, 10000);
+    CHECK(pmp_completion_kind(c) == PMP_DONE_RESULT && pmp_completion_task_id(c) == 1);
+    pmp_completion_destroy(&c);
+    CHECK(pmp_executor_restarts(ex) == 0);
+    s_destroy(&ex, 2000);
+}
+
+static void s_case_restart_invalid(void)
+{
+    pmp_error_t err = {{0}};
+    pmp_executor_config_t cfg = s_cfg(1, 1, 1, NULL);
+    cfg.restart_limit = -1;
+    CHECK(pmp_executor_new(&cfg, &err) == NULL && errno == EINVAL);
+    CHECK(strstr(err.text, "restart_limit"));
+    cfg = s_cfg(1, 1, 1, NULL);
+    cfg.launch = 0;
+    cfg.restart_limit = 1;
+    CHECK(pmp_executor_new(&cfg, &err) == NULL && errno == EINVAL);
+    CHECK(strstr(err.text, "queue adapter"));
+    cfg = s_cfg(1, 1, 1, NULL);
+    cfg.run_time_max_ms = -5;
+    CHECK(pmp_executor_new(&cfg, &err) == NULL && errno == EINVAL);
+    CHECK(strstr(err.text, "run_time_max"));
+    cfg = s_cfg(1, 1, 1, NULL);
+    cfg.run_time_grace_ms = -5;
+    CHECK(pmp_executor_new(&cfg, &err) == NULL && errno == EINVAL);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 5) {
@@ -1148,6 +1566,9 @@ int main(int argc, char **argv)
         {"missing", s_case_missing},
         {"invalid", s_case_invalid},
         {"launch0", s_case_launch0},
+        {"auth", s_case_auth},
+        {"tcp", s_case_tcp},
+        {"hostname_invalid", s_case_hostname_invalid},
         {"error", s_case_error},
         {"init", s_case_init},
         {"destroy_busy", s_case_destroy_busy},
@@ -1157,6 +1578,11 @@ int main(int argc, char **argv)
         {"define_late", s_case_define_late},
         {"broadcast_invalid", s_case_broadcast_invalid},
         {"define_zerocopy", s_case_define_zerocopy},
+        {"restart", s_case_restart},
+        {"restart_close", s_case_restart_close},
+        {"restart_invalid", s_case_restart_invalid},
+        {"time_limit", s_case_time_limit},
+        {"time_limit_chunk", s_case_time_limit_chunk},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         if (strcmp(argv[1], cases[i].name) != 0)
