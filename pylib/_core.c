@@ -146,17 +146,30 @@ static int s_optional_string(PyObject *obj, const char *name, const char **out)
 
 static PyObject *s_executor_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
-    static char *kwlist[] = {
-        "ranks",       "ranks_per_group", "pipeline_depth", "launch", "oversubscribe", "flux",
-        "mpi_flavour", "mpiexec",         "runtime",        "cwd",    "runtime_args",  NULL};
+    static char *kwlist[] = {"ranks",          "ranks_per_group",
+                             "pipeline_depth", "launch",
+                             "oversubscribe",  "flux",
+                             "mpi_flavour",    "mpiexec",
+                             "runtime",        "cwd",
+                             "runtime_args",   "restart_limit",
+                             "run_time_max",   "run_time_grace_ms",
+                             "hostname",       NULL};
     int ranks, ranks_per_group, pipeline_depth, launch = 1, oversubscribe = 0, flux = 0;
+    int restart_limit = 0, run_time_grace_ms = 0;
+    double run_time_max = 0.0;
     PyObject *flavour_obj = Py_None, *mpiexec_obj = Py_None, *runtime_obj = Py_None;
-    PyObject *cwd_obj = Py_None, *args_obj = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "iii|pppOOOOO:Executor", kwlist, &ranks,
+    PyObject *cwd_obj = Py_None, *args_obj = Py_None, *hostname_obj = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "iii|pppOOOOOidiO:Executor", kwlist, &ranks,
                                      &ranks_per_group, &pipeline_depth, &launch, &oversubscribe,
                                      &flux, &flavour_obj, &mpiexec_obj, &runtime_obj, &cwd_obj,
-                                     &args_obj))
+                                     &args_obj, &restart_limit, &run_time_max, &run_time_grace_ms,
+                                     &hostname_obj))
         return NULL;
+    if (!(run_time_max >= 0.0 && run_time_max <= 1e9)) {
+        PyErr_SetString(PyExc_ValueError,
+                        "run_time_max must be between 0 (no limit) and 1e9 seconds");
+        return NULL;
+    }
 
     pmp_executor_config_t cfg;
     memset(&cfg, 0, sizeof cfg);
@@ -166,10 +179,14 @@ static PyObject *s_executor_new(PyTypeObject *type, PyObject *args, PyObject *kw
     cfg.launch = launch;
     cfg.oversubscribe = oversubscribe;
     cfg.flux = flux;
+    cfg.restart_limit = restart_limit;
+    cfg.run_time_max_ms = run_time_max > 0.0 ? (int64_t)(run_time_max * 1000.0 + 0.999) : 0;
+    cfg.run_time_grace_ms = run_time_grace_ms;
     if (s_optional_string(flavour_obj, "mpi_flavour", &cfg.mpi_flavour) < 0 ||
         s_optional_string(mpiexec_obj, "mpiexec", &cfg.mpiexec) < 0 ||
         s_optional_string(runtime_obj, "runtime", &cfg.runtime) < 0 ||
-        s_optional_string(cwd_obj, "cwd", &cfg.cwd) < 0)
+        s_optional_string(cwd_obj, "cwd", &cfg.cwd) < 0 ||
+        s_optional_string(hostname_obj, "hostname", &cfg.hostname) < 0)
         return NULL;
 
     PyObject *keep = NULL;
@@ -299,6 +316,14 @@ static PyObject *s_executor_get_pid(PyObject *op, void *closure)
     return PyLong_FromLong((long)pid);
 }
 
+static PyObject *s_executor_get_restarts(PyObject *op, void *closure)
+{
+    s_executor_object *self = (s_executor_object *)op;
+    if (s_check_live(self) < 0)
+        return NULL;
+    return PyLong_FromLong((long)pmp_executor_restarts(self->exe));
+}
+
 static PyObject *s_executor_get_destroyed(PyObject *op, void *closure)
 {
     s_executor_object *self = (s_executor_object *)op;
@@ -312,17 +337,18 @@ static PyObject *s_executor_get_destroyed(PyObject *op, void *closure)
  * zero-copy buffers only when the call succeeded; otherwise they are
  * released here.  Returns None, or NULL with an exception. */
 static PyObject *s_executor_send(s_executor_object *self, int broadcast, int type, uint64_t id,
-                                 uint32_t flags, PyObject *payload, PyObject *buffers_obj)
+                                 uint32_t flags, PyObject *payload, PyObject *buffers_obj,
+                                 unsigned int ncalls)
 {
     pmp_py_message_t msg;
     PyObject *result = NULL;
     if (pmp_py_message_fill(&msg, &self->released, payload, buffers_obj) == 0) {
         pmp_error_t err;
         err.text[0] = '\0';
-        int rc =
-            broadcast
-                ? pmp_executor_broadcast(self->exe, type, id, msg.bufs, (size_t)msg.n, &err)
-                : pmp_executor_submit(self->exe, id, type, flags, msg.bufs, (size_t)msg.n, &err);
+        int rc = broadcast
+                     ? pmp_executor_broadcast(self->exe, type, id, msg.bufs, (size_t)msg.n, &err)
+                     : pmp_executor_submit_calls(self->exe, id, type, flags, msg.bufs,
+                                                 (size_t)msg.n, ncalls, &err);
         if (rc < 0) {
             pmp_py_raise(errno, err.text);
         } else {
@@ -342,14 +368,14 @@ PyDoc_STRVAR(s_submit_doc, "submit(task_id, type, flags, payload, buffers)\n--\n
 
 static PyObject *s_executor_submit(PyObject *op, PyObject *args, PyObject *kwargs)
 {
-    static char *kwlist[] = {"task_id", "type", "flags", "payload", "buffers", NULL};
+    static char *kwlist[] = {"task_id", "type", "flags", "payload", "buffers", "ncalls", NULL};
     s_executor_object *self = (s_executor_object *)op;
     unsigned long long task_id;
     int type;
-    unsigned int flags;
+    unsigned int flags, ncalls = 1;
     PyObject *payload, *buffers_obj;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "KiIOO:submit", kwlist, &task_id, &type, &flags,
-                                     &payload, &buffers_obj))
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "KiIOO|I:submit", kwlist, &task_id, &type,
+                                     &flags, &payload, &buffers_obj, &ncalls))
         return NULL;
     s_drain(self);
     if (s_check_live(self) < 0)
@@ -358,7 +384,8 @@ static PyObject *s_executor_submit(PyObject *op, PyObject *args, PyObject *kwarg
         PyErr_SetString(PyExc_TypeError, "submit() needs a payload");
         return NULL;
     }
-    return s_executor_send(self, 0, type, (uint64_t)task_id, (uint32_t)flags, payload, buffers_obj);
+    return s_executor_send(self, 0, type, (uint64_t)task_id, (uint32_t)flags, payload, buffers_obj,
+                           ncalls);
 }
 
 PyDoc_STRVAR(s_broadcast_doc,
@@ -386,7 +413,7 @@ static PyObject *s_executor_broadcast(PyObject *op, PyObject *args, PyObject *kw
     if (s_check_live(self) < 0)
         return NULL;
     return s_executor_send(self, 1, type, (uint64_t)key, 0, payload == Py_None ? NULL : payload,
-                           buffers_obj);
+                           buffers_obj, 1);
 }
 
 static PyObject *s_executor_cancel(PyObject *op, PyObject *arg)
@@ -584,6 +611,8 @@ static PyGetSetDef s_executor_getset[] = {
     {"command", s_executor_get_command, NULL, "Launch command, a list of str.", NULL},
     {"pid", s_executor_get_pid, NULL, "Process id of the launched job, or None.", NULL},
     {"destroyed", s_executor_get_destroyed, NULL, "Whether destroy() has run.", NULL},
+    {"restarts", s_executor_get_restarts, NULL,
+     "How many times the job was relaunched (after deaths and time limits).", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -595,7 +624,8 @@ static PyMemberDef s_executor_members[] = {
 static PyType_Slot s_executor_slots[] = {
     {Py_tp_doc, "Executor(ranks, ranks_per_group, pipeline_depth, launch=True,\n"
                 "         oversubscribe=False, flux=False, mpi_flavour=None, mpiexec=None,\n"
-                "         runtime=None, cwd=None, runtime_args=None)\n\n"
+                "         runtime=None, cwd=None, runtime_args=None, restart_limit=0,\n"
+                "         run_time_max=0.0, run_time_grace_ms=0, hostname=None)\n\n"
                 "One frontend executor (see frontend/pmp_executor.h)."},
     {Py_tp_new, s_executor_new},
     {Py_tp_dealloc, s_executor_dealloc},
@@ -657,6 +687,9 @@ static int s_module_exec(PyObject *module)
         s_add_int(module, "EVENT_HELLO", PMP_EVENT_HELLO) < 0 ||
         s_add_int(module, "EVENT_EXIT", PMP_EVENT_EXIT) < 0 ||
         s_add_int(module, "EVENT_CLOSED", PMP_EVENT_CLOSED) < 0 ||
+        s_add_int(module, "EVENT_RESTART", PMP_EVENT_RESTART) < 0 ||
+        s_add_int(module, "DONE_LOST", PMP_DONE_LOST) < 0 ||
+        s_add_int(module, "DONE_TIMEOUT", PMP_DONE_TIMEOUT) < 0 ||
         s_add_int(module, "PROTOCOL_VERSION", PMP_PROTOCOL_VERSION) < 0 ||
         s_add_int(module, "ZERO_COPY_THRESHOLD", PMP_PY_ZERO_COPY_THRESHOLD) < 0)
         return -1;

@@ -23,7 +23,7 @@ process; each executor does so when it is created.
 from ._config import VERSION as __version__
 from ._executor import Executor, ExecutorBroken, PoolExecutor
 from ._pool import AsyncResult, IMapIterator, MapResult, MPISpawnPool, Pool
-from ._serialize import RemoteTraceback
+from ._serialize import RemoteTraceback, TaskExitError
 
 __all__ = [
     "Executor",
@@ -35,6 +35,7 @@ __all__ = [
     "IMapIterator",
     "ExecutorBroken",
     "RemoteTraceback",
+    "TaskExitError",
     "__version__",
 ]
 

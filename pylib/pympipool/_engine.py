@@ -80,11 +80,13 @@ class _State:
         self.keys = itertools.count(1)
         self.hellos: List[Dict[str, str]] = []
         self.exit_hooks: List[Callable[[], None]] = []
+        #: why the job was relaunched, one text per restart (EVENT_RESTART)
+        self.restarts: List[str] = []
 
     # -- submitting and cancelling
 
     def submit(
-        self, msg_type: int, flags: int, payload: bytes, buffers: list
+        self, msg_type: int, flags: int, payload: bytes, buffers: list, ncalls: int = 1
     ) -> "_Future":
         task_id = next(self.ids)
         future = _Future(self, task_id)
@@ -93,7 +95,7 @@ class _State:
                 raise ExecutorBroken(self.broken)
             self.futures[task_id] = future
             try:
-                self.core.submit(task_id, msg_type, flags, payload, buffers)
+                self.core.submit(task_id, msg_type, flags, payload, buffers, ncalls)
             except BrokenPipeError as exc:
                 del self.futures[task_id]
                 if self.broken is None:
@@ -322,6 +324,17 @@ def _dispatch(state: _State) -> None:
                 future = state.pop(task_id)
                 if future is not None:
                     _finish(future, exception=ExecutorBroken(text))
+            elif kind == _core.DONE_LOST:
+                # Lost in a restart: this call fails, the executor goes on.
+                future = state.pop(task_id)
+                if future is not None:
+                    _finish(future, exception=ExecutorBroken(text))
+            elif kind == _core.DONE_TIMEOUT:
+                future = state.pop(task_id)
+                if future is not None:
+                    _finish(future, exception=TimeoutError(text))
+            elif kind == _core.EVENT_RESTART:
+                state.restarts.append(text)
             elif kind == _core.EVENT_HELLO:
                 fields = _parse_hello(text)
                 state.hellos.append(fields)
@@ -450,12 +463,67 @@ def _find_program(program: str, what: str) -> str:
     return found
 
 
-def _runtime_args(cwd: Optional[str]) -> List[str]:
+def _runtime_args(
+    cwd: Optional[str], run_time_max: Optional[float] = None
+) -> List[str]:
     here = os.getcwd()
     args = ["--python-executable", sys.executable, "--cwd", cwd or here]
     for entry in sys.path:
         args += ["--sys-path", entry or here]
+    if run_time_max is not None:
+        args += ["--run-time-max", repr(float(run_time_max))]
     return args
+
+
+def _check_restart_limit(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(
+            f"restart_limit must be an int (>= 0), not {type(value).__name__}"
+        )
+    if value < 0:
+        raise ValueError(f"restart_limit must be at least 0, not {value}")
+    return int(value)
+
+
+def _check_run_time_max(value: Any) -> Optional[float]:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(
+            f"run_time_max must be None or a number of seconds, "
+            f"not {type(value).__name__}"
+        )
+    if not (0 < value <= 1e9):  # also rejects nan
+        raise ValueError(
+            f"run_time_max must be None or a number of seconds > 0 (and at most 1e9), "
+            f"not {value!r}"
+        )
+    return float(value)
+
+
+_WILDCARDS = ("*", "0.0.0.0", "::", "[::]", "0:0:0:0:0:0:0:0")
+
+
+def _check_hostname(value: Any) -> Optional[str]:
+    """None (ipc:// on this host) or one address to listen on with TCP."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise TypeError(
+            f"hostname must be None or a str (an IP address or network interface "
+            f"name), not {type(value).__name__}"
+        )
+    if value.strip() in _WILDCARDS:
+        raise ValueError(
+            f"hostname {value!r} is a wildcard: give one IP address or network "
+            f"interface of this host that the runtime can connect to (for example "
+            f"'127.0.0.1', 'eth0' or this host's address on the cluster network)"
+        )
+    if not value or any(c in value for c in "/ \t\n;,\0"):
+        raise ValueError(
+            f"hostname {value!r} is not an IP address or network interface name"
+        )
+    return value
 
 
 class _Engine:
@@ -481,9 +549,20 @@ class _Engine:
         queue_adapter: Any = None,
         queue_adapter_kwargs: Optional[dict] = None,
         exit_hooks: Sequence[Callable[[], None]] = (),
+        restart_limit: int = 0,
+        run_time_max: Optional[float] = None,
+        hostname: Optional[str] = None,
     ) -> None:
         # Everything is checked before anything is launched.
         cwd = _check_cwd(cwd)
+        hostname = _check_hostname(hostname)
+        restart_limit = _check_restart_limit(restart_limit)
+        run_time_max = _check_run_time_max(run_time_max)
+        if restart_limit > 0 and queue_adapter is not None:
+            raise ValueError(
+                "restart_limit must be 0 with a queue_adapter: the job is started by "
+                "the queuing system, so pympipool cannot start it again"
+            )
         if not isinstance(oversubscribe, bool):
             raise TypeError(
                 f"oversubscribe must be a bool, not {type(oversubscribe).__name__}"
@@ -532,7 +611,10 @@ class _Engine:
             mpiexec=None if enable_flux_backend else mpiexec,
             runtime=runtime,
             cwd=cwd,
-            runtime_args=_runtime_args(cwd),
+            runtime_args=_runtime_args(cwd, run_time_max),
+            restart_limit=restart_limit,
+            run_time_max=run_time_max or 0.0,
+            hostname=hostname,
         )
         state = _State(core)
         state.exit_hooks.extend(exit_hooks)
@@ -612,9 +694,11 @@ class _Engine:
             self._check_open()
             self._state.define_key(key, fn_payload, fn_buffers)
             try:
-                for payload, buffers in messages:
+                for (payload, buffers), batch in zip(messages, batches):
                     futures.append(
-                        self._state.submit(_core.MSG_TASK, flags, payload, buffers)
+                        self._state.submit(
+                            _core.MSG_TASK, flags, payload, buffers, len(batch)
+                        )
                     )
             finally:
                 self._state.forget_when_done(key, futures)

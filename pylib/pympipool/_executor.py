@@ -76,6 +76,20 @@ class Executor(_ExecutorBase):
     **queue_adapter_kwargs)`` starts the command, e.g. through a queuing
     system, instead of it being started here).
 
+    ``hostname`` (keyword): ``None`` (the default) keeps the socket on this
+    host, ``ipc://`` in a directory only you can enter.  An IP address or a
+    network interface name (``"10.0.0.5"``, ``"ib0"``, ``"127.0.0.1"``)
+    listens with TCP on that address instead, on a port the system chooses,
+    encrypted and authenticated with CURVE, so that a runtime on another
+    host can connect; a wildcard such as ``"*"`` is refused.  Either way
+    only this executor's runtime can connect (docs/security.md).
+
+    Keyword-only: ``restart_limit`` (relaunch the MPI job up to this many
+    times when it dies; running calls fail with ``ExecutorBroken``, queued
+    ones run on the new job, ``init_function`` runs again); ``run_time_max``
+    (seconds per call; a call that runs longer fails with ``TimeoutError``,
+    and the job is restarted when the call cannot be interrupted).
+
     The runtime and mpiexec recorded at build time can be overridden with the
     environment variables ``PYMPIPOOL_RUNTIME`` and ``PYMPIPOOL_MPIEXEC``.
     """
@@ -89,6 +103,10 @@ class Executor(_ExecutorBase):
         cwd: Optional[str] = None,
         queue_adapter: Any = None,
         queue_adapter_kwargs: Optional[dict] = None,
+        *,
+        restart_limit: int = 0,
+        run_time_max: Optional[float] = None,
+        hostname: Optional[str] = None,
     ) -> None:
         cores = _check_count("cores", cores)
         self._start_engine(
@@ -102,6 +120,9 @@ class Executor(_ExecutorBase):
             cwd=cwd,
             queue_adapter=queue_adapter,
             queue_adapter_kwargs=queue_adapter_kwargs,
+            restart_limit=restart_limit,
+            run_time_max=run_time_max,
+            hostname=hostname,
         )
 
 
@@ -147,6 +168,9 @@ class PoolExecutor(_ExecutorBase):
         queue_adapter_kwargs: Optional[dict] = None,
         *,
         cores: Optional[int] = None,
+        restart_limit: int = 0,
+        run_time_max: Optional[float] = None,
+        hostname: Optional[str] = None,
     ) -> None:
         name, value = _resolve_alias("max_workers", max_workers, "cores", cores)
         workers = _check_count(name, value)
@@ -162,6 +186,9 @@ class PoolExecutor(_ExecutorBase):
             cwd=cwd,
             queue_adapter=queue_adapter,
             queue_adapter_kwargs=queue_adapter_kwargs,
+            restart_limit=restart_limit,
+            run_time_max=run_time_max,
+            hostname=hostname,
         )
 
     @property

@@ -593,6 +593,9 @@ class Pool(_PoolBase):
         show_progress: bool = False,
         *,
         cores: Optional[int] = None,
+        restart_limit: int = 0,
+        run_time_max: Optional[float] = None,
+        hostname: Optional[str] = None,
     ) -> None:
         name, value = _resolve_alias("max_workers", max_workers, "cores", cores)
         workers = _check_count(name, value)
@@ -618,6 +621,9 @@ class Pool(_PoolBase):
             cwd=cwd,
             queue_adapter=queue_adapter,
             queue_adapter_kwargs=queue_adapter_kwargs,
+            restart_limit=restart_limit,
+            run_time_max=run_time_max,
+            hostname=hostname,
         )
 
 
@@ -650,6 +656,9 @@ class MPISpawnPool(_PoolBase):
         *,
         cores: Optional[int] = None,
         cores_per_task: Optional[int] = None,
+        restart_limit: int = 0,
+        run_time_max: Optional[float] = None,
+        hostname: Optional[str] = None,
     ) -> None:
         ranks_name, ranks = _resolve_alias("max_ranks", max_ranks, "cores", cores)
         per_name, per_task = _resolve_alias(
@@ -675,4 +684,7 @@ class MPISpawnPool(_PoolBase):
             cwd=cwd,
             queue_adapter=queue_adapter,
             queue_adapter_kwargs=queue_adapter_kwargs,
+            restart_limit=restart_limit,
+            run_time_max=run_time_max,
+            hostname=hostname,
         )

@@ -20,7 +20,9 @@ Decoding: a ``RESULT`` is unpickled from the received frames without copying
 ``PER_RANK`` holds a rank table and is decoded into the list of every rank's
 value.  An ``ERROR`` becomes the original exception (same class) with a
 ``RemoteTraceback`` as ``__cause__``; if the exception cannot be rebuilt, a
-``RuntimeError`` named after its type.
+``RuntimeError`` named after its type.  A ``SystemExit`` (the task called
+``sys.exit()``) becomes a ``TaskExitError``: re-raised as it is, it would end
+the caller's program.
 
 Pickling by value.  cloudpickle pickles functions *by reference* (module name
 plus qualified name) whenever their module can be imported, which fails on the
@@ -79,6 +81,48 @@ class RemoteTraceback(Exception):
 
     def __str__(self) -> str:
         return self.text
+
+
+class TaskExitError(RuntimeError):
+    """A task called ``sys.exit()`` (or raised ``SystemExit``) on a worker.
+
+    ``SystemExit`` would end the caller's program if ``result()`` re-raised
+    it, so the future fails with this instead; the worker caught the exit
+    and keeps serving.  ``code`` is the exit code the task passed
+    (``sys.exit(3)`` gives 3, ``sys.exit()`` gives None), ``rank`` and
+    ``host`` say where it happened.  The message reads "the task called
+    sys.exit(3) on rank 0 (host h)".
+    """
+
+    def __init__(
+        self, message: str, code: Any = None, rank: int = -1, host: str = ""
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.rank = rank
+        self.host = host
+
+    def __reduce__(self) -> Any:
+        return (type(self), (str(self), self.code, self.rank, self.host))
+
+
+def _task_exit(exception: Any, message: str, rank: Any, host: Any) -> TaskExitError:
+    """The TaskExitError for a SystemExit that came back from a worker."""
+    if isinstance(exception, SystemExit):
+        code = exception.code
+    else:  # not unpickled: the code is only in the message
+        code = message if message else None
+        try:
+            code = int(message)
+        except (TypeError, ValueError):
+            pass
+    return TaskExitError(
+        f"the task called sys.exit({'' if code is None else repr(code)}) on rank {rank} "
+        f"(host {host})",
+        code,
+        rank,
+        host,
+    )
 
 
 def _stdlib_dirs() -> List[str]:
@@ -322,7 +366,10 @@ def loads_error(frames: Sequence[Any]) -> BaseException:
             exception = pickle.loads(exc_bytes)
         except Exception:
             exception = None
-    if not isinstance(exception, BaseException):
+    if isinstance(exception, SystemExit) or type_name == "SystemExit":
+        # Re-raised as it is, it would end the caller's program.
+        exception = _task_exit(exception, message, rank, host)
+    elif not isinstance(exception, BaseException):
         exception = RuntimeError(f"{type_name}: {message}")
     header = f"Rank {rank} of {size} on {host}:"
     exception.__cause__ = RemoteTraceback(f"{header}\n{tb_text}")
