@@ -182,6 +182,11 @@ def test_python_version_mismatch_in_hello_breaks_the_executor(monkeypatch, tmp_p
             endpoint = args[args.index("--endpoint") + 1]
             ctx = zmq.Context()
             sock = ctx.socket(zmq.DEALER)
+            # authenticate as the runtime does (PLAIN, docs/security.md)
+            with open(args[args.index("--credentials") + 1]) as f:
+                cred = dict(l.split("=", 1) for l in f.read().split() if "=" in l)
+            sock.plain_username = b"pympipool-runtime"
+            sock.plain_password = cred["password"].encode()
             sock.connect(endpoint)
             hello = ("group=0\\nngroups=1\\ngroup_size=1\\nworld_size=1\\nworld_rank=0\\n"
                      "pid=%d\\nhost=fakehost\\npython=2.7.18\\nmpi=none\\nruntime=0\\n" % os.getpid())

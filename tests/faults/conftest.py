@@ -1,0 +1,180 @@
+"""Shared pieces of the fault-injection suite (tests/faults/).
+
+Every row of the "Faults" table of issue 4 is a test here, for
+``Executor(cores=1)``, ``Executor(cores=2)`` and ``PoolExecutor(max_workers=2)``
+where it applies.  Each test measures how long the error took to reach the
+caller and asserts a bound; ``timed(row, kind, seconds)`` records it and the
+table of every measurement is printed at the end of the run (visible with
+``pytest -s`` and ``ctest -V``).
+
+* Every test has a deadline (SIGALRM, ``PMP_TEST_TIMEOUT`` seconds, default
+  120), so a hang fails instead of blocking the run.
+* After every test no process may remain that carries ``--frontend-pid``
+  of this process (mpiexec and every rank do) or descends from it.
+* ``job_pids(executor)``: mpiexec's pid and every rank's pid (from the
+  hellos' ``ranks`` line), to prove they are all gone.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+import time
+from typing import Dict, List
+
+import pytest
+
+TEST_TIMEOUT = int(os.environ.get("PMP_TEST_TIMEOUT", "120"))
+os.environ.setdefault("OMPI_ALLOW_RUN_AS_ROOT", "1")
+os.environ.setdefault("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+
+HOST = socket.gethostname()
+KINDS = ["exec1", "exec2", "pool2"]
+_TIMES: List[tuple] = []
+
+
+def make(kind: str, **kwargs):
+    """The executor of one kind of the table."""
+    import pympipool
+
+    if kind == "exec1":
+        return pympipool.Executor(cores=1, **kwargs)
+    if kind == "exec2":
+        return pympipool.Executor(cores=2, **kwargs)
+    if kind == "pool2":
+        return pympipool.PoolExecutor(max_workers=2, **kwargs)
+    raise ValueError(kind)
+
+
+def timed(row: str, kind: str, seconds: float, bound: float) -> None:
+    """Records a measurement, prints it and asserts its bound."""
+    _TIMES.append((row, kind, seconds))
+    print(f"FAULT-TIME {row:<34} {kind:<6} {seconds:7.3f} s (bound {bound} s)")
+    assert seconds < bound, f"{row} ({kind}) took {seconds:.3f} s, more than {bound} s"
+
+
+def _stat(pid: int):
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read().decode(errors="replace")
+    except OSError:
+        return None
+    rest = data[data.rfind(")") + 2 :].split()
+    return rest[0], int(rest[1])
+
+
+def alive(pid: int) -> bool:
+    """Whether pid exists and is not a zombie."""
+    stat = _stat(pid)
+    return stat is not None and stat[0] != "Z"
+
+
+def wait_gone(pids, timeout: float) -> float:
+    """Seconds until none of pids is alive; fails after timeout."""
+    start = time.monotonic()
+    while True:
+        left = [p for p in pids if alive(p)]
+        if not left:
+            return time.monotonic() - start
+        if time.monotonic() - start > timeout:
+            raise AssertionError(f"processes {left} still alive after {timeout} s")
+        time.sleep(0.02)
+
+
+def hellos_ranks(hellos: List[Dict[str, str]]) -> List[int]:
+    """Every rank pid named by the hellos' ``ranks`` lines."""
+    pids = []
+    for hello in hellos:
+        ranks = hello.get("ranks")
+        assert ranks, f"the hello names no ranks: {hello}"
+        for entry in ranks.split(","):
+            _rank, pid, _host = entry.split(":", 2)
+            pids.append(int(pid))
+    return pids
+
+
+def job_pids(executor, groups: int, timeout: float = 30.0) -> List[int]:
+    """[mpiexec pid] + every rank's pid, once every group said hello."""
+    state = executor._state
+    deadline = time.monotonic() + timeout
+    while len(state.hellos) < groups:
+        assert time.monotonic() < deadline, "not every group said hello"
+        time.sleep(0.01)
+    return [state.core.pid] + hellos_ranks(state.hellos)
+
+
+def groups_of(kind: str) -> int:
+    return 2 if kind == "pool2" else 1
+
+
+def _tagged_processes() -> Dict[int, str]:
+    """Live processes started with --frontend-pid <our pid>, or descending
+    from us."""
+    me = str(os.getpid())
+    found = {}
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        pid = int(entry)
+        stat = _stat(pid)
+        if stat is None or stat[0] == "Z":
+            continue
+        parents[pid] = stat[1]
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        for i, arg in enumerate(argv[:-1]):
+            if arg == b"--frontend-pid" and argv[i + 1].decode() == me:
+                found[pid] = b" ".join(argv).decode(errors="replace")
+    frontier = {os.getpid()}
+    while frontier:
+        children = {p for p, pp in parents.items() if pp in frontier and p not in found}
+        for child in children:
+            found[child] = "descendant"
+        frontier = children
+    return found
+
+
+@pytest.fixture(autouse=True)
+def deadline_and_leftovers(request):
+    def on_alarm(signum, frame):
+        raise TimeoutError(f"test exceeded its deadline of {TEST_TIMEOUT} s")
+
+    old = signal.signal(signal.SIGALRM, on_alarm)
+    signal.alarm(TEST_TIMEOUT)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+    if request.node.get_closest_marker("shared_executor"):
+        return  # its executor lives on for the next test of the module
+    deadline = time.monotonic() + 15
+    while _tagged_processes() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _tagged_processes() == {}, "processes left behind"
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "shared_executor: uses a module-scoped executor")
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not _TIMES:
+        return
+    mpi = "?"
+    try:
+        from pympipool import _config
+
+        mpi = _config.MPI_FLAVOUR
+    except Exception:
+        pass
+    terminalreporter.write_line("")
+    terminalreporter.write_line(f"time for the error to reach the caller ({mpi}):")
+    for row, kind, seconds in _TIMES:
+        terminalreporter.write_line(f"  {row:<34} {kind:<6} {seconds:7.3f} s")

@@ -1,0 +1,151 @@
+"""A runtime on another host than its frontend (``hostname=``, TCP + CURVE).
+
+Another host is emulated on this one: mpiexec runs inside fresh UTS, PID and
+mount namespaces (``unshare --uts --pid --fork --mount-proc``), so the ranks
+see another host name and another process-id space, exactly the two things
+that differ on a real remote host.  There the frontend's process id means
+nothing, and the leader must watch the connection itself (ZMTP heartbeats
+and a socket monitor, runtime/pmp_leader.c):
+
+* an idle executor keeps working beyond the leader's liveness checks;
+* when the frontend's process is killed with SIGKILL, every rank of the
+  "remote" job exits within seconds, with nothing left behind.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from pympipool import Executor, PoolExecutor, _config
+
+from conftest import wait_until
+
+REMOTE_HOST = "pmp-remote-host"
+
+
+def _namespaces_work() -> bool:
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        return False
+    probe = subprocess.run(
+        ["unshare", "--uts", "--pid", "--fork", "--mount-proc", "true"],
+        capture_output=True,
+    )
+    return probe.returncode == 0
+
+
+pytestmark = pytest.mark.skipif(
+    not _namespaces_work(),
+    reason="emulating another host needs root and unshare(1) with UTS/PID namespaces",
+)
+
+
+@pytest.fixture
+def remote_mpiexec(tmp_path, monkeypatch):
+    """An mpiexec whose job runs as if on another host."""
+    real = shutil.which(_config.MPIEXEC) or _config.MPIEXEC
+    script = tmp_path / "remote-mpiexec"
+    script.write_text(
+        "#!/bin/sh\n"
+        "exec unshare --uts --pid --fork --mount-proc /bin/sh -c "
+        f"'hostname {REMOTE_HOST} && exec \"$@\"' sh {real} \"$@\"\n"
+    )
+    script.chmod(0o755)
+    monkeypatch.setenv("PYMPIPOOL_MPIEXEC", str(script))
+    return str(script)
+
+
+def _gethostname():
+    import socket
+
+    return socket.gethostname()
+
+
+@pytest.mark.parametrize("kind", ["executor1", "executor2", "pool_executor2"])
+def test_remote_runtime_outlives_the_liveness_checks(remote_mpiexec, kind):
+    make = {
+        "executor1": lambda: Executor(cores=1, hostname="127.0.0.1"),
+        "executor2": lambda: Executor(cores=2, hostname="127.0.0.1"),
+        "pool_executor2": lambda: PoolExecutor(max_workers=2, hostname="127.0.0.1"),
+    }[kind]
+    with make() as ex:
+        first = ex.submit(_gethostname).result(timeout=60)
+        hosts = first if isinstance(first, list) else [first]
+        assert hosts and all(h == REMOTE_HOST for h in hosts), hosts
+        time.sleep(3.5)  # several idle checks of the leader
+        again = ex.submit(_gethostname).result(timeout=30)
+        assert again == first
+        assert not ex.broken
+
+
+FRONTEND = textwrap.dedent(
+    """
+    import sys, time
+    from pympipool import Executor, PoolExecutor
+    kind = sys.argv[1]
+    if kind == "pool_executor2":
+        ex = PoolExecutor(max_workers=2, hostname="127.0.0.1")
+    else:
+        ex = Executor(cores=int(kind[-1]), hostname="127.0.0.1")
+    ex.submit(sum, [1, 2]).result(timeout=60)
+    print(ex._state.core.endpoint, flush=True)
+    time.sleep(600)
+    """
+)
+
+
+def _runtime_processes(endpoint: str) -> list:
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                args = f.read().split(b"\0")
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                state = f.read().rsplit(b")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != b"Z" and endpoint.encode() in args:
+            found.append(int(entry))
+    return found
+
+
+@pytest.mark.parametrize("kind", ["executor1", "executor2", "pool_executor2"])
+def test_remote_runtime_exits_when_the_frontend_is_killed(remote_mpiexec, kind):
+    endpoint = ""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", FRONTEND, kind],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        endpoint = proc.stdout.readline().strip()
+        assert endpoint.startswith("tcp://127.0.0.1:"), endpoint
+        pids = _runtime_processes(endpoint)
+        assert len(pids) >= 2, pids  # mpiexec (or unshare) and the ranks
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        start = time.monotonic()
+        gone = wait_until(lambda: not _runtime_processes(endpoint), 30)
+        took = time.monotonic() - start
+        print(f"FAULT-TIME remote frontend SIGKILL {kind}: all ranks gone after {took:.2f} s")
+        assert gone, _runtime_processes(endpoint)
+        assert took < 20, took
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for pid in _runtime_processes(endpoint) if endpoint else []:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
