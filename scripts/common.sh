@@ -6,7 +6,7 @@ set -euo pipefail
 
 PMP_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PMP_PYTHON=/usr/bin/python3
-PMP_PACKAGES=(cmake make gcc pkg-config clang-format libzmq3-dev python3-dev python3-cloudpickle python3-numpy
+PMP_PACKAGES=(cmake make gcc clang libclang-rt-14-dev pkg-config clang-format libzmq3-dev python3-dev python3-cloudpickle python3-numpy
     python3-pytest python3-zmq python3-mpi4py python3-tqdm python3-nbclient python3-ipykernel python3-nbformat
     libmpich-dev mpich libopenmpi-dev openmpi-bin)
 
@@ -23,7 +23,8 @@ pmp_install_packages() {
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-# pmp_build <flavour: mpich|openmpi> [extra cmake args...]  -> sets PMP_BUILD
+# pmp_build <flavour: mpich|openmpi[-suffix]> [extra cmake args...]  -> sets PMP_BUILD
+# PMP_BUILD_TARGETS (optional): build only these targets instead of all.
 pmp_build() {
     local flavour=$1; shift
     PMP_BUILD=${PMP_BUILD_ROOT:-$PMP_ROOT}/build-$flavour
@@ -31,7 +32,8 @@ pmp_build() {
     mkdir -p "$PMP_BUILD"
     cmake -S "$PMP_ROOT" -B "$PMP_BUILD" -DPython3_EXECUTABLE=$PMP_PYTHON -DPYMPIPOOL_MPI="${flavour%%-*}" \
         "$@" >"$PMP_BUILD/configure.log" 2>&1 || { cat "$PMP_BUILD/configure.log"; return 1; }
-    cmake --build "$PMP_BUILD" -j"$(nproc)" >"$PMP_BUILD/build.log" 2>&1 || { cat "$PMP_BUILD/build.log"; return 1; }
+    cmake --build "$PMP_BUILD" -j"$(nproc)" ${PMP_BUILD_TARGETS:+--target $PMP_BUILD_TARGETS} \
+        >"$PMP_BUILD/build.log" 2>&1 || { cat "$PMP_BUILD/build.log"; return 1; }
 }
 
 # Open MPI refuses to run as root unless told that it is intended.

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Sets everything up (Debian packages, configure, build) and runs the whole
-# test suite: against MPICH, against Open MPI, and the unit tests once more
-# under AddressSanitizer and UndefinedBehaviorSanitizer.
-#   bash scripts/test.sh [mpich|openmpi|asan ...]   (default: all three)
+# test suite: against MPICH, against Open MPI, the unit tests once more
+# under AddressSanitizer and UndefinedBehaviorSanitizer, and the protocol
+# decoder's libFuzzer target (clang) for a bounded time.
+#   bash scripts/test.sh [mpich|openmpi|asan|fuzz ...]   (default: all four)
 source "$(dirname "$0")/common.sh"
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(mpich openmpi asan)
+[ ${#targets[@]} -gt 0 ] || targets=(mpich openmpi asan fuzz)
 pmp_install_packages
 status=0
 for t in "${targets[@]}"; do
@@ -21,8 +22,16 @@ for t in "${targets[@]}"; do
         ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
             ctest --test-dir "$PMP_BUILD" --output-on-failure -L unit -j2 || status=1
         ;;
+    fuzz)
+        # Only the fuzz targets are built (with clang); -L fuzz runs
+        # fuzz.protocol (PYMPIPOOL_FUZZ_SECONDS, default 60 s).
+        CC=clang PMP_BUILD_TARGETS="fuzz_protocol fuzz_replay" \
+            pmp_build mpich-fuzz -DPYMPIPOOL_WERROR=ON -DPYMPIPOOL_FUZZ=ON
+        echo "== ctest (libFuzzer on the protocol decoder)"
+        ctest --test-dir "$PMP_BUILD" --output-on-failure -L fuzz || status=1
+        ;;
     *)
-        echo "unknown target '$t': use mpich, openmpi or asan" >&2
+        echo "unknown target '$t': use mpich, openmpi, asan or fuzz" >&2
         exit 2
         ;;
     esac
