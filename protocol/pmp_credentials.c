@@ -247,9 +247,11 @@ int pmp_credentials_read(const char *path, pmp_credentials_t *c, pmp_error_t *er
     close(fd);
     if (!e) {
         text[got] = '\0';
-        if (strlen(text) != got || s_parse(text, c, path, err) < 0) {
-            if (strlen(text) != got)
-                pmp_error_set(err, "the credentials file %s is malformed (a NUL byte)", path);
+        /* s_parse cuts the text into lines in place: look for NULs first */
+        if (strlen(text) != got) {
+            pmp_error_set(err, "the credentials file %s is malformed (a NUL byte)", path);
+            e = EINVAL;
+        } else if (s_parse(text, c, path, err) < 0) {
             e = EINVAL;
         }
     }
