@@ -26,6 +26,10 @@ from typing import Dict, List
 
 import pytest
 
+# the process helpers of the Python suite (tests/python/pmp_procs.py)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
+from pmp_procs import our_processes, process_alive, wait_until  # noqa: E402
+
 TEST_TIMEOUT = int(os.environ.get("PMP_TEST_TIMEOUT", "120"))
 os.environ.setdefault("OMPI_ALLOW_RUN_AS_ROOT", "1")
 os.environ.setdefault("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
@@ -55,27 +59,11 @@ def timed(row: str, kind: str, seconds: float, bound: float) -> None:
     assert seconds < bound, f"{row} ({kind}) took {seconds:.3f} s, more than {bound} s"
 
 
-def _stat(pid: int):
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read().decode(errors="replace")
-    except OSError:
-        return None
-    rest = data[data.rfind(")") + 2 :].split()
-    return rest[0], int(rest[1])
-
-
-def alive(pid: int) -> bool:
-    """Whether pid exists and is not a zombie."""
-    stat = _stat(pid)
-    return stat is not None and stat[0] != "Z"
-
-
 def wait_gone(pids, timeout: float) -> float:
     """Seconds until none of pids is alive; fails after timeout."""
     start = time.monotonic()
     while True:
-        left = [p for p in pids if alive(p)]
+        left = [p for p in pids if process_alive(p)]
         if not left:
             return time.monotonic() - start
         if time.monotonic() - start > timeout:
@@ -109,37 +97,6 @@ def groups_of(kind: str) -> int:
     return 2 if kind == "pool2" else 1
 
 
-def _tagged_processes() -> Dict[int, str]:
-    """Live processes started with --frontend-pid <our pid>, or descending
-    from us."""
-    me = str(os.getpid())
-    found = {}
-    parents = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        pid = int(entry)
-        stat = _stat(pid)
-        if stat is None or stat[0] == "Z":
-            continue
-        parents[pid] = stat[1]
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                argv = f.read().split(b"\0")
-        except OSError:
-            continue
-        for i, arg in enumerate(argv[:-1]):
-            if arg == b"--frontend-pid" and argv[i + 1].decode() == me:
-                found[pid] = b" ".join(argv).decode(errors="replace")
-    frontier = {os.getpid()}
-    while frontier:
-        children = {p for p, pp in parents.items() if pp in frontier and p not in found}
-        for child in children:
-            found[child] = "descendant"
-        frontier = children
-    return found
-
-
 @pytest.fixture(autouse=True)
 def deadline_and_leftovers(request):
     def on_alarm(signum, frame):
@@ -154,10 +111,8 @@ def deadline_and_leftovers(request):
         signal.signal(signal.SIGALRM, old)
     if request.node.get_closest_marker("shared_executor"):
         return  # its executor lives on for the next test of the module
-    deadline = time.monotonic() + 15
-    while _tagged_processes() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert _tagged_processes() == {}, "processes left behind"
+    wait_until(lambda: not our_processes(), 15)
+    assert our_processes() == {}, "processes left behind"
 
 
 def pytest_configure(config):

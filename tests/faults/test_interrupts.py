@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from conftest import KINDS, alive, timed, wait_gone
+from conftest import KINDS, process_alive, timed, wait_gone
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -146,7 +146,7 @@ def test_user_process_sigkilled(kind, busy):
     )
     try:
         pids = [int(p) for p in read_line(proc, "PIDS").split()]
-        assert all(alive(p) for p in pids)
+        assert all(process_alive(p) for p in pids)
         start = time.monotonic()
         proc.kill()
         proc.wait()
