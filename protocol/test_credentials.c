@@ -25,17 +25,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int s_failures = 0;
-static int s_checks = 0;
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        s_checks++;                                                                                \
-        if (!(cond)) {                                                                             \
-            s_failures++;                                                                          \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);               \
-        }                                                                                          \
-    } while (0)
+#include "pmp_check.h"
 
 static char s_dir[256];
 
@@ -215,10 +205,5 @@ int main(void)
     test_refusals();
     test_key_valid();
     rmdir(s_dir);
-    if (s_failures) {
-        fprintf(stderr, "test_credentials: %d of %d checks FAILED\n", s_failures, s_checks);
-        return 1;
-    }
-    printf("test_credentials: all %d checks passed\n", s_checks);
-    return 0;
+    return pmp_check_verdict("test_credentials");
 }

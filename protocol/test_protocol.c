@@ -28,17 +28,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static int s_failures = 0;
-static int s_checks = 0;
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        s_checks++;                                                                                \
-        if (!(cond)) {                                                                             \
-            s_failures++;                                                                          \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);               \
-        }                                                                                          \
-    } while (0)
+#include "pmp_check.h"
 
 /* Checks that rc is a rejection with EPROTO whose reason contains want. */
 #define CHECK_REJECT(rc_expr, err, want)                                                           \
@@ -912,10 +902,5 @@ int main(void)
     test_message_round_trips();
     test_error_set();
     test_logging();
-    if (s_failures) {
-        fprintf(stderr, "test_protocol: %d of %d checks FAILED\n", s_failures, s_checks);
-        return 1;
-    }
-    printf("test_protocol: all %d checks passed\n", s_checks);
-    return 0;
+    return pmp_check_verdict("test_protocol");
 }
