@@ -276,95 +276,16 @@ def _prepare(sig, args, kwargs):
 # ---- the communicator: mpi4py or pympipool's own -----------------------------
 
 
-def _elf_dynamic_strings(path):
-    """(DT_NEEDED list, DT_SONAME or None) of the ELF file at path, read
-    from its section headers.  Raises ValueError for anything that is not a
-    well-formed ELF file with a dynamic section."""
-    with open(path, "rb") as f:
-        data = f.read()
-    if data[:4] != b"\x7fELF" or len(data) < 64:
-        raise ValueError("%s is not an ELF file" % path)
-    bits = {1: 32, 2: 64}.get(data[4])
-    order = {1: "<", 2: ">"}.get(data[5])
-    if bits is None or order is None:
-        raise ValueError("%s: unknown ELF class or byte order" % path)
-    if bits == 64:
-        shoff, = struct.unpack_from(order + "Q", data, 0x28)
-        shentsize, shnum = struct.unpack_from(order + "HH", data, 0x3A)
-        sec_fmt, dyn_fmt = order + "IIQQQQIIQQ", order + "qQ"
-    else:
-        shoff, = struct.unpack_from(order + "I", data, 0x20)
-        shentsize, shnum = struct.unpack_from(order + "HH", data, 0x2E)
-        sec_fmt, dyn_fmt = order + "IIIIIIIIII", order + "iI"
-    sections = []
-    for i in range(shnum):
-        off = shoff + i * shentsize
-        if off + struct.calcsize(sec_fmt) > len(data):
-            raise ValueError("%s: truncated section table" % path)
-        sections.append(struct.unpack_from(sec_fmt, data, off))
-    # fields: name, type, flags, addr, offset, size, link, info, align, entsize
-    dynamic = [sec for sec in sections if sec[1] == 6]  # SHT_DYNAMIC
-    if not dynamic:
-        raise ValueError("%s has no dynamic section" % path)
-    dyn = dynamic[0]
-    if dyn[6] >= len(sections):
-        raise ValueError("%s: bad string table link" % path)
-    strtab = sections[dyn[6]]
-    strings = data[strtab[4] : strtab[4] + strtab[5]]
-
-    def text(offset):
-        end = strings.find(b"\0", offset)
-        if offset >= len(strings) or end < 0:
-            raise ValueError("%s: bad string offset" % path)
-        return strings[offset:end].decode("utf-8", "replace")
-
-    needed, soname = [], None
-    step = struct.calcsize(dyn_fmt)
-    for off in range(dyn[4], min(dyn[4] + dyn[5], len(data) - step + 1), step):
-        tag, value = struct.unpack_from(dyn_fmt, data, off)
-        if tag == 0:  # DT_NULL
-            break
-        if tag == 1:  # DT_NEEDED
-            needed.append(text(value))
-        elif tag == 14:  # DT_SONAME
-            soname = text(value)
-    return needed, soname
-
-
-def _mpi4py_extension():
-    """Path of the mpi4py.MPI extension on sys.path, or None.  Imports the
-    pure-Python mpi4py package only, never mpi4py.MPI."""
-    import importlib.util
-
-    try:
-        spec = importlib.util.find_spec("mpi4py.MPI")
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.origin or not os.path.isfile(spec.origin):
-        return None
-    return spec.origin
-
-
-def mpi4py_links_runtime(extension, libmpi):
-    """(ok, reason): whether the mpi4py.MPI extension file links the
-    library at path libmpi (the runtime's MPI, by its soname)."""
-    try:
-        _, soname = _elf_dynamic_strings(libmpi)
-    except (OSError, ValueError) as exc:
-        return False, "cannot read the runtime's MPI library: %s" % exc
-    if not soname:
-        return False, "the runtime's MPI library %s has no soname" % libmpi
-    try:
-        needed, _ = _elf_dynamic_strings(extension)
-    except (OSError, ValueError) as exc:
-        return False, "cannot read %s: %s" % (extension, exc)
-    if soname in needed:
-        return True, "%s links %s" % (extension, soname)
-    return False, "%s needs %s, not the runtime's %s" % (
-        extension,
-        ", ".join(n for n in needed if "mpi" in n) or "no MPI library",
-        soname,
-    )
+# The ELF reader and the mpi4py checks are shared with the pympipool package
+# (pylib/pympipool/_elf.py): the runtime embeds that file as _pympipool_elf
+# (runtime/CMakeLists.txt); this file loaded on its own (the tests) takes the
+# package's copy.
+try:
+    from _pympipool_elf import mpi4py_extension as _mpi4py_extension
+    from _pympipool_elf import mpi4py_links_runtime
+except ImportError:
+    from pympipool._elf import mpi4py_extension as _mpi4py_extension
+    from pympipool._elf import mpi4py_links_runtime
 
 
 def setup_mpi(build_mode, runtime_mpi, mpi4py_mpi, libmpi):
