@@ -2,11 +2,12 @@
 
     check_install.py BUILD_DIR PACKAGE_SUBDIR
 
-Checks that `cmake --install` puts the runtime, the frontend library and the
-package under the prefix, that the installed package imports from a directory
-unrelated to the source and build trees, that it finds the installed runtime
-(not the build tree's), and that an Executor started from it returns one
-result per rank.
+Checks that `cmake --install` puts the runtime, the frontend library, the
+package and the `pympipool` command under the prefix, that the installed
+package imports from a directory unrelated to the source and build trees,
+that it finds the installed runtime (not the build tree's), that an Executor
+started from it returns one result per rank, and that `<prefix>/bin/pympipool`
+(run without PYTHONPATH) describes the installed package, not the build tree.
 """
 import os
 import subprocess
@@ -31,7 +32,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="pympipool-install-") as prefix:
         subprocess.run(["cmake", "--install", build, "--prefix", prefix], check=True,
                        stdout=subprocess.DEVNULL)
-        for rel in ("bin/pympipool-runtime", package_subdir + "/pympipool/__init__.py"):
+        for rel in ("bin/pympipool-runtime", "bin/pympipool",
+                    package_subdir + "/pympipool/__init__.py"):
             if not os.path.exists(os.path.join(prefix, rel)):
                 print(f"check_install: {rel} was not installed", file=sys.stderr)
                 return 1
@@ -44,7 +46,35 @@ def main() -> int:
         sys.stderr.write(proc.stderr)
         if proc.returncode != 0 or "ran on ranks 2" not in proc.stdout:
             return 1
+        return check_command(prefix, package_subdir)
     return 0
+
+
+def check_command(prefix: str, package_subdir: str) -> int:
+    """`<prefix>/bin/pympipool --version` and `--info` describe the installed tree."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYMPIPOOL_RUNTIME")}
+    command = os.path.join(prefix, "bin", "pympipool")
+    version = subprocess.run([command, "--version"], cwd=prefix, env=env,
+                             capture_output=True, text=True, timeout=60)
+    info = subprocess.run([command, "--info"], cwd=prefix, env=env,
+                          capture_output=True, text=True, timeout=60)
+    sys.stdout.write(version.stdout + info.stdout)
+    sys.stderr.write(version.stderr + info.stderr)
+    rows = dict(line.split(": ", 1) for line in info.stdout.splitlines() if ": " in line)
+    wanted = {
+        "package": os.path.join(prefix, package_subdir, "pympipool"),
+        "runtime": os.path.join(prefix, "bin", "pympipool-runtime"),
+        "status": "ok",
+    }
+    bad = [f"{key}: {rows.get(key)!r}, expected {value!r}" for key, value in wanted.items()
+           if rows.get(key) != value]
+    if version.returncode != 0 or not version.stdout.startswith("pympipool "):
+        bad.append(f"--version exited {version.returncode} with {version.stdout!r}")
+    if info.returncode != 0:
+        bad.append(f"--info exited {info.returncode}")
+    for line in bad:
+        print("check_install: bin/pympipool " + line, file=sys.stderr)
+    return 1 if bad else 0
 
 
 if __name__ == "__main__":
