@@ -1,13 +1,15 @@
 # Shared by scripts/examples.sh and scripts/test.sh: installs what is missing
 # (Debian packages), configures and builds one MPI flavour of pympipool.
 # Everything uses Debian's /usr/bin/python3: the python3-* packages belong to
-# it, and the runtime embeds exactly that interpreter.
+# it, and the runtime embeds exactly that interpreter.  python3-pip and
+# python3-venv are for the install.* tests (pip install into a fresh venv).
 set -euo pipefail
 
 PMP_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PMP_PYTHON=/usr/bin/python3
 PMP_PACKAGES=(cmake make gcc clang libclang-rt-14-dev pkg-config clang-format libzmq3-dev python3-dev python3-cloudpickle python3-numpy
     python3-pytest python3-zmq python3-mpi4py python3-tqdm python3-nbclient python3-ipykernel python3-nbformat
+    python3-pip python3-venv
     libmpich-dev mpich libopenmpi-dev openmpi-bin)
 
 pmp_install_packages() {
