@@ -67,6 +67,8 @@ CLASSIFIERS = [
     "Topic :: System :: Distributed Computing",
 ]
 MPI_FLAVOURS = ("mpich", "openmpi", "auto")
+#: The --config-settings keys build_wheel understands.
+SETTINGS = ("mpi", "cmake-args", "build-dir")
 #: Lines of the build log an error message carries.
 LOG_TAIL_LINES = 60
 
@@ -169,6 +171,17 @@ def _setting(config_settings: ConfigSettings, key: str) -> List[str]:
         return []
     value = config_settings[key]
     return [value] if isinstance(value, str) else [str(v) for v in value]
+
+
+def check_settings(config_settings: ConfigSettings) -> None:
+    """Refuses settings this backend does not know, so that a misspelt one
+    (``mpi-flavour=openmpi``) cannot quietly build the default."""
+    unknown = sorted(set(config_settings or ()) - set(SETTINGS))
+    if unknown:
+        raise BuildError(
+            "unknown --config-settings %s: pympipool's are %s"
+            % (", ".join(repr(k) for k in unknown), ", ".join(SETTINGS))
+        )
 
 
 def mpi_flavour(config_settings: ConfigSettings = None) -> str:
@@ -383,6 +396,7 @@ def build_wheel(
 ) -> str:
     """PEP 517: builds the C parts with CMake for sys.executable and writes
     the wheel into wheel_directory; returns its file name."""
+    check_settings(config_settings)
     dist = _dist_name(SOURCE_DIR)
     dist_info = dist + ".dist-info"
     name = "%s-%s.whl" % (dist, wheel_tag())

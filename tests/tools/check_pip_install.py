@@ -26,7 +26,8 @@
 
 ``error`` (CTest: install.pip_error): a build that fails (a bad CMake
 argument through ``--config-settings cmake-args=``) must fail pip and show
-CMake's own error text and the tail of the build log.
+CMake's own error text and the tail of the build log; a setting the backend
+does not know must be refused.
 
 Prints how long each step took.
 """
@@ -261,6 +262,15 @@ def check_error(source: str) -> None:
         for line in output.splitlines():
             if "PYMPIPOOL_MPI must be" in line or "cmake configure failed" in line:
                 print("    " + line.strip()[:200])
+
+        # A misspelt setting is refused before anything is built.
+        proc = run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                    "-w", os.path.join(tmp, "wheels"), "--config-settings", "mpi-flavour=openmpi",
+                    source], clean_env(), tmp, timeout=300, check=False)
+        output = proc.stdout + proc.stderr
+        expect(proc.returncode != 0 and "unknown --config-settings 'mpi-flavour'" in output,
+               "a misspelt setting was not refused:\n" + output[-4000:])
+        print("    " + [l for l in output.splitlines() if "unknown --config-settings" in l][0].strip())
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

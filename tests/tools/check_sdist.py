@@ -67,6 +67,7 @@ def check_metadata(text: str, version: str, what: str) -> None:
 def check_sdist(source: str, tmp: str, version: str) -> str:
     """Builds and checks the sdist; returns its path."""
     sys.path.insert(0, os.path.join(source, "backend"))
+    sys.dont_write_bytecode = True  # leave no __pycache__ in the source tree
     import pympipool_build
 
     name = pympipool_build.build_sdist(tmp)
