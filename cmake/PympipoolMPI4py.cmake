@@ -14,8 +14,9 @@
 #   PYMPIPOOL_RUNTIME_MPI     short name of the runtime's MPI ("MPICH 4.0.2")
 # The runtime checks "matching" again at start-up on every rank (the
 # DT_NEEDED entries of the mpi4py.MPI extension it would load, see
-# runtime/pmp_worker.py), because the job's sys.path may differ from the
-# build's.
+# runtime/pmp_worker.py and pylib/pympipool/_elf.py), because the job's
+# sys.path may differ from the build's.  The results also go into the
+# package's _config.py, for `python -m pympipool --info`.
 if(PYMPIPOOL_MPI_FLAVOUR STREQUAL "mpich")
   set(PYMPIPOOL_RUNTIME_MPI "MPICH ${PYMPIPOOL_MPI_VERSION}")
 elseif(PYMPIPOOL_MPI_FLAVOUR STREQUAL "openmpi")
