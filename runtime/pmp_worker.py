@@ -24,9 +24,7 @@ back, following the payload conventions of docs/protocol.md:
   again with the same snapshot of its globals is neither unpickled nor
   inspected again.  A cached by-value function keeps its module state
   (globals it changes) between calls on this rank, as a module function
-  does in a ProcessPoolExecutor worker.  A slot that is not bytes is the
-  function itself (the caller does that when the function's pickle has
-  out-of-band buffers); it is used as it is and not cached;
+  does in a ProcessPoolExecutor worker;
 * functions kept by key (DEFINE) are unpickled once per rank; one that
   cannot be unpickled is kept as its error, and every task using the key
   fails with that error (which names the missing module);
@@ -109,6 +107,7 @@ def setup(rank, size, host):
         faulthandler.enable(2, all_threads=True)
     except Exception:
         pass
+    signal.signal(signal.SIGINT, _on_interrupt)
 
 
 def _type_name(exc):
@@ -408,11 +407,14 @@ _fn_cache_bytes = [0]  # total length of the keys of _fn_cache
 
 def _function(slot):
     """(fn, signature) for the function slot of a TASK: a function's pickle
-    (bytes), looked up in the LRU cache of unpickled functions first, or the
-    function itself (not cached).  Unpickling errors propagate (and nothing
-    is cached, so a later call tries again)."""
+    (bytes), looked up in the LRU cache of unpickled functions first.
+    Unpickling errors propagate (and nothing is cached, so a later call
+    tries again)."""
     if type(slot) is not bytes:
-        return slot, _signature(slot)
+        raise TypeError(
+            "malformed task: the function slot holds %s, not the function's pickle"
+            % type(slot).__name__
+        )
     cacheable = len(slot) <= FN_CACHE_MAX_BYTES
     if cacheable:
         entry = _fn_cache.get(slot)
@@ -507,6 +509,29 @@ def _disarm_timer():
         signal.setitimer(signal.ITIMER_REAL, 0)
 
 
+# ---- interrupting a call: SIGINT ---------------------------------------------
+#
+# The ranks run in their own process group, so Ctrl-C at the user's terminal
+# never reaches them; the frontend forwards SIGINT to the ranks of a running
+# call when the user's with block is left by an exception (Executor
+# __exit__).  Like the time limit's SIGALRM, the handler raises only while a
+# call runs (KeyboardInterrupt in the call; the worker survives and reports
+# it as the call's error) and at most once per call; a SIGINT at any other
+# moment is ignored, so it never ends a worker between tasks.
+
+_interrupt = {"armed": False}
+
+
+def _on_interrupt(signum, frame):
+    if not _interrupt["armed"]:
+        return
+    _interrupt["armed"] = False
+    raise KeyboardInterrupt(
+        "the call was interrupted (SIGINT) on rank %d of %d on %s"
+        % (_state["rank"], _state["size"], _state["host"])
+    )
+
+
 def run_task(payload, buffers, flags=0):
     """Run one TASK: returns (ok, payload_bytes, [out-of-band buffers])."""
     if _timer["limit"] <= 0:
@@ -528,7 +553,11 @@ def _run_task(payload, buffers, flags):
         exc, text, message = stored
         return False, _error_payload(exc, text, message), []
     try:
-        value = _call_all(flags, payload, buffers)
+        _interrupt["armed"] = True
+        try:
+            value = _call_all(flags, payload, buffers)
+        finally:
+            _interrupt["armed"] = False
     except _KeptError as kept:
         _disarm_timer()
         _, exc, text, message = kept.entry
@@ -542,10 +571,27 @@ def _run_task(payload, buffers, flags):
     try:
         data, oob = _dumps(value)
     except BaseException as exc:
-        wrapped = TypeError(
-            "cannot pickle the result of type %s: %s: %s"
-            % (type(value).__name__, _type_name(exc), exc)
+        # The pickler's own exception (PicklingError, TypeError, even a
+        # SystemExit from a __reduce__), as the caller's except clauses
+        # expect, with a note saying whose result it was.
+        note = "pympipool: the result of type %s could not be pickled on rank %d of %d on %s" % (
+            _type_name(value),
+            _state["rank"],
+            _state["size"],
+            _state["host"],
         )
-        wrapped.__cause__ = exc
-        return False, _error_payload(wrapped), []
+        _add_note(exc, note)
+        return False, _error_payload(exc), []
     return True, data, oob
+
+
+def _add_note(exc, note):
+    """exc.add_note(note), also before Python 3.11 (as __notes__)."""
+    add_note = getattr(exc, "add_note", None)
+    try:
+        if add_note is not None:
+            add_note(note)
+        else:
+            exc.__notes__ = list(getattr(exc, "__notes__", ())) + [note]
+    except Exception:
+        pass

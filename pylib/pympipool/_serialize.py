@@ -21,8 +21,18 @@ Decoding: a ``RESULT`` is unpickled from the received frames without copying
 value.  An ``ERROR`` becomes the original exception (same class) with a
 ``RemoteTraceback`` as ``__cause__``; if the exception cannot be rebuilt, a
 ``RuntimeError`` named after its type.  A ``SystemExit`` (the task called
-``sys.exit()``) becomes a ``TaskExitError``: re-raised as it is, it would end
-the caller's program.
+``sys.exit(n)``) becomes a ``TaskExitError``, a ``SystemExit`` with the same
+``code`` that also names the rank and host: ``result()`` raises it as
+``ProcessPoolExecutor`` raises the ``SystemExit`` itself.
+
+Snapshots and zero copy.  A function's own pickle (``TASK`` function slot,
+``DEFINE``, ``INIT``) is always made in band: the bytes are a complete
+snapshot of the function and the globals it uses, taken at submit, even when
+it captured a large array (which is then copied into the pickle).  The
+arguments of a call keep their large buffers out of band, without a copy:
+the frontend reads them until the call's future is done, unless the
+executor was made with ``zero_copy=False`` (docs/interfaces.md, "Large
+arrays").
 
 Pickling by value.  cloudpickle pickles functions *by reference* (module name
 plus qualified name) whenever their module can be imported, which fails on the
@@ -83,27 +93,33 @@ class RemoteTraceback(Exception):
         return self.text
 
 
-class TaskExitError(RuntimeError):
-    """A task called ``sys.exit()`` (or raised ``SystemExit``) on a worker.
+class TaskExitError(SystemExit):
+    """A task called ``sys.exit(n)`` (or raised ``SystemExit``) on a worker.
 
-    ``SystemExit`` would end the caller's program if ``result()`` re-raised
-    it, so the future fails with this instead; the worker caught the exit
-    and keeps serving.  ``code`` is the exit code the task passed
-    (``sys.exit(3)`` gives 3, ``sys.exit()`` gives None), ``rank`` and
-    ``host`` say where it happened.  The message reads "the task called
-    sys.exit(3) on rank 0 (host h)".
+    ``result()`` raises it where the task raised ``SystemExit``, as
+    ``ProcessPoolExecutor`` and ``mpi4py.futures`` do: it *is* a
+    ``SystemExit`` (``except SystemExit`` catches it) with the task's
+    ``code`` (``sys.exit(3)`` gives 3, ``sys.exit()`` gives None), so left
+    uncaught it ends the caller's program with that status.  It also says
+    where: ``rank`` and ``host``, and its text reads "the task called
+    sys.exit(3) on rank 0 (host h)".  The worker caught the exit and keeps
+    serving.
     """
 
     def __init__(
         self, message: str, code: Any = None, rank: int = -1, host: str = ""
     ) -> None:
-        super().__init__(message)
+        super().__init__(code)
         self.code = code
+        self.message = message
         self.rank = rank
         self.host = host
 
+    def __str__(self) -> str:
+        return self.message
+
     def __reduce__(self) -> Any:
-        return (type(self), (str(self), self.code, self.rank, self.host))
+        return (type(self), (self.message, self.code, self.rank, self.host))
 
 
 def _task_exit(exception: Any, message: str, rank: Any, host: Any) -> TaskExitError:
@@ -209,7 +225,9 @@ class _Pickler(cloudpickle.Pickler):
 
 
 class _PicklerSlot(threading.local):
-    """One reusable ``cloudpickle.Pickler`` per thread.
+    """Two reusable ``cloudpickle.Pickler`` per thread: one that keeps large
+    buffers out of band (calls, results), one that keeps everything in band
+    (function snapshots).
 
     Building a Pickler (its BytesIO, its dispatch tables) costs about as much
     as pickling a small call, so each thread keeps one and resets it between
@@ -226,6 +244,8 @@ class _PicklerSlot(threading.local):
         self.pickler = _Pickler(
             self.file, protocol=PICKLE_PROTOCOL, buffer_callback=self._keep_out_of_band
         )
+        self.inband_file = io.BytesIO()
+        self.inband_pickler = _Pickler(self.inband_file, protocol=PICKLE_PROTOCOL)
         self.busy = False
 
     def _keep_out_of_band(self, pickle_buffer: pickle.PickleBuffer) -> bool:
@@ -276,38 +296,51 @@ def _dumps(obj: Any) -> Tuple[bytes, List[memoryview]]:
         slot.busy = False
 
 
-def _function_slot(fn: Callable) -> Any:
-    """What goes in the function slot of a TASK: fn's own pickle (bytes),
-    which the workers cache by those bytes, or -- when that pickle has
-    out-of-band buffers (fn captures a large array), so that the bytes alone
-    are not the whole snapshot -- fn itself, pickled with the call as before
-    (its buffers stay zero-copy; the workers do not cache it)."""
-    fn_bytes, fn_buffers = _dumps(fn)
-    return fn if fn_buffers else fn_bytes
+def _dumps_snapshot(fn: Callable) -> Tuple[bytes, List[memoryview]]:
+    """A function's pickle, in band: the bytes alone are the whole snapshot
+    of fn and the globals it uses (a captured array is copied into them), so
+    a change made after this call never reaches the workers, and the workers
+    can cache the function by these bytes."""
+    slot = _slot
+    if slot.busy:
+        return cloudpickle.dumps(fn, protocol=PICKLE_PROTOCOL), []
+    slot.busy = True
+    file, pickler = slot.inband_file, slot.inband_pickler
+    try:
+        pickler.dump(fn)
+        return file.getvalue(), []
+    finally:
+        file.seek(0)
+        file.truncate()
+        pickler.clear_memo()
+        pickler.globals_ref = {}
+        slot.busy = False
 
 
 def dumps_call(
     fn: Callable, args: Sequence[Any], kwargs: dict
 ) -> Tuple[bytes, List[memoryview]]:
     """Pickles a ``TASK``: ``(fn_bytes, args, kwargs)`` with ``fn_bytes`` the
-    pickle of fn alone (see ``_function_slot``); the payload and the
-    out-of-band buffers.  fn is pickled again at every call, so a changed
-    global it refers to is always seen.  Raises whatever pickle raises for an
-    unpicklable function or argument."""
+    in-band pickle of fn alone (``_dumps_snapshot``); the payload and the
+    out-of-band buffers of the arguments.  fn is pickled again at every
+    call, so a changed global it refers to is always seen.  Raises whatever
+    pickle raises for an unpicklable function or argument."""
     _register_module_of(fn)
-    return _dumps((_function_slot(fn), tuple(args), dict(kwargs)))
+    fn_bytes, _ = _dumps_snapshot(fn)
+    return _dumps((fn_bytes, tuple(args), dict(kwargs)))
 
 
 def dumps_init(fn: Callable) -> Tuple[bytes, List[memoryview]]:
-    """Pickles an ``init_function`` for an ``INIT``."""
+    """Pickles an ``init_function`` for an ``INIT`` (a snapshot, in band)."""
     _register_module_of(fn)
-    return _dumps(fn)
+    return _dumps_snapshot(fn)
 
 
 def dumps_function(fn: Callable) -> Tuple[bytes, List[memoryview]]:
-    """Pickles the function of a ``DEFINE`` (kept by key on the workers)."""
+    """Pickles the function of a ``DEFINE`` (kept by key on the workers; a
+    snapshot, in band)."""
     _register_module_of(fn)
-    return _dumps(fn)
+    return _dumps_snapshot(fn)
 
 
 def dumps_keyed(key: int, *call: Any) -> Tuple[bytes, List[memoryview]]:
@@ -358,13 +391,13 @@ def loads_error(frames: Sequence[Any]) -> BaseException:
         tag, version, exc_bytes, type_name, message, tb_text, rank, size, host = record
         if tag != _ERROR_TAG or version != _ERROR_VERSION:
             raise ValueError(f"unknown error record {tag!r} version {version!r}")
-    except Exception as exc:  # a malformed record must not kill the dispatcher
+    except BaseException as exc:  # a malformed record must not kill the dispatcher
         return RuntimeError(f"pympipool: cannot decode the error of a task: {exc!r}")
     exception = None
     if exc_bytes is not None:
         try:
             exception = pickle.loads(exc_bytes)
-        except Exception:
+        except BaseException:  # even SystemExit from a hostile __reduce__
             exception = None
     if isinstance(exception, SystemExit) or type_name == "SystemExit":
         # Re-raised as it is, it would end the caller's program.

@@ -151,16 +151,20 @@ def test_a_changed_global_changes_the_bytes(monkeypatch):
     assert pickle.loads(first)[0] != pickle.loads(second)[0]
 
 
-def test_a_function_with_large_buffers_travels_as_before():
-    big = np.arange(20_000, dtype=np.float64)  # 160 kB: out of band
+def test_a_function_with_large_buffers_is_a_snapshot():
+    big = np.arange(20_000, dtype=np.float64)  # 160 kB: out of band as an argument
 
     def total():
         return float(big.sum())
 
+    expected = float(big.sum())
     payload, buffers = _serialize.dumps_call(total, (), {})
-    assert len(buffers) == 1 and buffers[0].nbytes == big.nbytes
-    fn, args, kwargs = pickle.loads(payload, buffers=buffers)
-    assert callable(fn) and fn() == float(big.sum())
+    big[:] = 0  # changed after the submit: the call must not see it
+    # the function's pickle is in band, so its bytes are the whole snapshot
+    assert buffers == []
+    fn_bytes, args, kwargs = pickle.loads(payload)
+    assert isinstance(fn_bytes, bytes) and len(fn_bytes) > big.nbytes
+    assert pickle.loads(fn_bytes)() == expected
 
 
 def test_worker_unpickles_a_function_once(worker):
@@ -234,11 +238,16 @@ def test_worker_does_not_cache_large_pickles(worker, monkeypatch):
     assert len(worker._fn_cache) == 0
 
 
-def test_worker_takes_a_function_object_in_the_slot(worker):
+def test_worker_refuses_a_function_object_in_the_slot(worker):
+    # The slot always holds the function's pickle (bytes); anything else is
+    # a malformed task, reported as the call's error, and the worker goes on.
     payload = cloudpickle.dumps((make_adder(2), (40,), {}), protocol=5)
     ok, data, oob = worker.run_task(payload, [], 0)
-    assert ok and pickle.loads(data) == 42
+    assert not ok
+    exc = _serialize.loads_error([data])
+    assert isinstance(exc, TypeError) and "malformed task" in str(exc)
     assert len(worker._fn_cache) == 0
+    assert run(worker, count_calls)[0]
 
 
 def test_worker_does_not_cache_an_unpickling_error(worker, monkeypatch):
