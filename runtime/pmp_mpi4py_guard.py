@@ -36,15 +36,31 @@ class MismatchedMPI4PyFinder(importlib.abc.MetaPathFinder):
 
     def message(self) -> str:
         return (
-            "mpi4py here is built for %s but pympipool-runtime uses %s; "
-            "functions get pympipool's own communicator (the `comm` argument) "
-            "instead" % (self.mpi4py_mpi, self.runtime_mpi)
+            "cannot import mpi4py.MPI here: pympipool-runtime uses %s, but this "
+            "mpi4py is built for %s, and loading a second MPI library would crash "
+            "the rank. Either use the `comm` argument (a parameter named comm gets "
+            "pympipool's own communicator, with mpi4py's method names), or rebuild "
+            "pympipool for the MPI mpi4py was built for (%s)"
+            % (self.runtime_mpi, self.mpi4py_mpi, _rebuild_hint(self.mpi4py_mpi))
         )
 
     def find_spec(self, fullname, path=None, target=None):
         if fullname == _BLOCKED:
             raise ImportError(self.message(), name=fullname)
         return None
+
+
+def _rebuild_hint(mpi4py_mpi: str) -> str:
+    """How to build pympipool for the MPI library named mpi4py_mpi."""
+    name = mpi4py_mpi.lower()
+    flavour = None
+    if "open mpi" in name or "openmpi" in name:
+        flavour = "openmpi"
+    elif "mpich" in name:
+        flavour = "mpich"
+    if flavour is None:
+        return "cmake -DPYMPIPOOL_MPI=<that MPI>, or PYMPIPOOL_MPI=<that MPI> pip install ."
+    return "cmake -DPYMPIPOOL_MPI=%s, or PYMPIPOOL_MPI=%s pip install ." % (flavour, flavour)
 
 
 def install(runtime_mpi: str, mpi4py_mpi: str) -> MismatchedMPI4PyFinder:

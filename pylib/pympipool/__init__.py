@@ -21,7 +21,7 @@ process; each executor does so when it is created.
 """
 
 from ._config import VERSION as __version__
-from ._executor import Executor, ExecutorBroken, PoolExecutor
+from ._executor import Executor, ExecutorBroken, PoolExecutor, cancel_items_in_queue
 from ._pool import AsyncResult, IMapIterator, MapResult, MPISpawnPool, Pool
 from ._serialize import RemoteTraceback, TaskExitError
 
@@ -36,6 +36,7 @@ __all__ = [
     "ExecutorBroken",
     "RemoteTraceback",
     "TaskExitError",
+    "cancel_items_in_queue",
     "__version__",
 ]
 

@@ -24,8 +24,27 @@ closes the core (queued tasks still finish, their futures stay valid) and
 the dispatcher destroys the core after the final ``CLOSED`` completion.
 Functions in ``_State.exit_hooks`` run when the dispatcher ends (every
 future is finished by then); the pools stop their result-handler thread
-that way.  An ``atexit`` hook destroys every core still alive when the
-interpreter exits, so no MPI process outlives the user's process.
+that way.  An ``atexit`` hook ends every core still alive when the
+interpreter exits, so no MPI process outlives the user's process: an
+executor that was shut down without waiting (or garbage-collected) first
+runs its queued calls, as ``ProcessPoolExecutor`` does; one still open is
+stopped (``SHUTDOWN``, then ``SIGTERM`` after a grace period).
+
+User data never kills a thread of ours.  Whatever a completion carries (a
+result whose unpickling raises ``SystemExit``, a done-callback that raises
+``KeyboardInterrupt``) fails or is logged for that future only; the
+dispatcher goes on.  Nor does it keep anything alive: a completion's frames,
+value and future are dropped before the next wait, so a result the caller
+dropped is freed at once.
+
+Fork.  A child made by ``os.fork()`` (or ``multiprocessing``'s fork start
+method) inherits the executors' Python objects but none of their threads.
+An ``os.register_at_fork`` hook marks every inherited executor dead in the
+child: submitting raises ``ExecutorBroken`` at once, its pending futures
+fail with it, ``shutdown()`` and the context manager return at once, and
+the child's exit does not wait for them (the C frontend, for its part,
+never joins or signals from the child: ``_core.Executor.forked``).  The
+parent is unaffected.
 """
 
 from __future__ import annotations
@@ -34,7 +53,9 @@ import atexit
 import concurrent.futures
 import errno
 import itertools
+import logging
 import os
+import shlex
 import shutil
 import sys
 import threading
@@ -55,6 +76,12 @@ from ._serialize import (
 _AFTER_SHUTDOWN = "cannot schedule new futures after shutdown"
 #: Grace period for the job to leave after SHUTDOWN before it is killed.
 _DESTROY_GRACE_MS = 3000
+#: How long an interrupted call (SIGINT forwarded to its ranks when an
+#: exception leaves a ``with`` block) may take to finish before its job is
+#: stopped.
+INTERRUPT_GRACE_S = 2.0
+#: concurrent.futures' own logger: failing done-callbacks are reported there.
+_LOGGER = logging.getLogger("concurrent.futures")
 
 
 class ExecutorBroken(concurrent.futures.BrokenExecutor):
@@ -73,6 +100,14 @@ class _State:
 
     def __init__(self, core: "_core.Executor") -> None:
         self.core = core
+        self.pid = os.getpid()
+        #: set in a forked child: the executor belongs to process ``pid``
+        self.forked = False
+        #: shut down (or collected) without waiting: queued calls still run
+        self.closing = False
+        self.dispatcher: Optional[threading.Thread] = None
+        #: run in a forked child before its futures are failed (pools)
+        self.fork_hooks: List[Callable[[], None]] = []
         self.lock = threading.Lock()
         self.futures: Dict[int, "_Future"] = {}
         self.broken: Optional[str] = None
@@ -203,13 +238,22 @@ class _State:
             _finish(future, exception=ExecutorBroken(message))
 
     def close(self) -> None:
+        self.closing = True
         try:
             self.core.close()
         except ValueError:  # already destroyed
             pass
 
     def destroy(self, grace_ms: int = _DESTROY_GRACE_MS) -> None:
+        if self.forked:  # the parent's job: not ours to stop
+            return
         self.core.destroy(grace_ms=grace_ms)
+
+    def forked_text(self) -> str:
+        return (
+            f"this executor belongs to process {self.pid}; it cannot be used in a "
+            f"forked child process (pid {os.getpid()}): create a new one in the child"
+        )
 
     def pending(self) -> int:
         try:
@@ -230,9 +274,20 @@ class _Future(Future):
     def cancel(self) -> bool:
         if self.done():
             return super().cancel()
-        if not self._pmp_state.cancel(self._pmp_task_id):
+        if self._pmp_state.forked or not self._pmp_state.cancel(self._pmp_task_id):
             return False
         return _cancelled(self)
+
+    def _invoke_callbacks(self) -> None:
+        # As Future._invoke_callbacks, but a callback that raises any
+        # BaseException (SystemExit, KeyboardInterrupt, ...) is logged too:
+        # it must neither kill the dispatcher thread nor keep the callbacks
+        # after it from running.
+        for callback in self._done_callbacks:
+            try:
+                callback(self)
+            except BaseException:
+                _LOGGER.exception("exception calling callback for %r", self)
 
 
 def _cancelled(future: Future) -> bool:
@@ -289,7 +344,8 @@ def _check_hello(fields: Dict[str, str]) -> Optional[str]:
 
 def _dispatch(state: _State) -> None:
     """The dispatcher thread: completes futures until the core is closed or
-    destroyed.  Holds only ``state``."""
+    destroyed.  Holds only ``state``; one event at a time, and nothing of it
+    after it was handled."""
     core = state.core
     try:
         while True:
@@ -302,55 +358,12 @@ def _dispatch(state: _State) -> None:
                 return
             if event is None:
                 continue
-            kind, task_id, flags, frames, text, status = event
-            if kind == _core.DONE_RESULT:
-                future = state.pop(task_id)
-                if future is None:
-                    continue
-                try:
-                    value = loads_result(flags, frames, _core.FLAG_PER_RANK)
-                except Exception as exc:
-                    _finish(future, exception=exc)
-                else:
-                    _finish(future, result=value)
-            elif kind == _core.DONE_ERROR:
-                future = state.pop(task_id)
-                if future is not None:
-                    _finish(future, exception=loads_error(frames))
-            elif kind == _core.DONE_BROKEN:
-                with state.lock:
-                    if state.broken is None:
-                        state.broken = text
-                future = state.pop(task_id)
-                if future is not None:
-                    _finish(future, exception=ExecutorBroken(text))
-            elif kind == _core.DONE_LOST:
-                # Lost in a restart: this call fails, the executor goes on.
-                future = state.pop(task_id)
-                if future is not None:
-                    _finish(future, exception=ExecutorBroken(text))
-            elif kind == _core.DONE_TIMEOUT:
-                future = state.pop(task_id)
-                if future is not None:
-                    _finish(future, exception=TimeoutError(text))
-            elif kind == _core.EVENT_RESTART:
-                state.restarts.append(text)
-            elif kind == _core.EVENT_HELLO:
-                fields = _parse_hello(text)
-                state.hellos.append(fields)
-                problem = _check_hello(fields)
-                if problem is not None:
-                    # Nothing useful can run there: stop the job now rather
-                    # than wait for tasks it may never answer.
-                    state.break_executor(problem)
-                    state.destroy()
+            try:
+                if _handle(state, event):
                     return
-            elif kind == _core.EVENT_EXIT:
-                state.break_executor(text or f"the MPI job exited (status {status})")
-            elif kind == _core.EVENT_CLOSED:
-                state.break_executor("the executor was shut down")
-                state.destroy()
-                return
+            except BaseException:  # a thread of ours never dies of user data
+                _LOGGER.exception("pympipool: error while handling a completion")
+            event = None  # the frames and what was decoded from them go now
     except BaseException as exc:  # never leave futures hanging
         state.break_executor(f"pympipool's dispatcher thread failed: {exc!r}")
         raise
@@ -358,8 +371,62 @@ def _dispatch(state: _State) -> None:
         for hook in state.exit_hooks:
             try:
                 hook()
-            except Exception:
-                pass
+            except BaseException:
+                _LOGGER.exception("pympipool: error in an exit hook")
+
+
+def _handle(state: _State, event: tuple) -> bool:
+    """Handles one completion; True when the dispatcher is to stop.  Runs
+    user code (unpickling, done-callbacks): whatever it raises is the
+    future's exception, never the dispatcher's."""
+    kind, task_id, flags, frames, text, status = event
+    if kind == _core.DONE_RESULT:
+        future = state.pop(task_id)
+        if future is None:
+            return False
+        try:
+            value = loads_result(flags, frames, _core.FLAG_PER_RANK)
+        except BaseException as exc:  # SystemExit from a hostile __reduce__, ...
+            _finish(future, exception=exc)
+        else:
+            _finish(future, result=value)
+    elif kind == _core.DONE_ERROR:
+        future = state.pop(task_id)
+        if future is not None:
+            _finish(future, exception=loads_error(frames))
+    elif kind == _core.DONE_BROKEN:
+        with state.lock:
+            if state.broken is None:
+                state.broken = text
+        future = state.pop(task_id)
+        if future is not None:
+            _finish(future, exception=ExecutorBroken(text))
+    elif kind == _core.DONE_LOST:
+        # Lost in a restart: this call fails, the executor goes on.
+        future = state.pop(task_id)
+        if future is not None:
+            _finish(future, exception=ExecutorBroken(text))
+    elif kind == _core.DONE_TIMEOUT:
+        future = state.pop(task_id)
+        if future is not None:
+            _finish(future, exception=TimeoutError(text))
+    elif kind == _core.EVENT_RESTART:
+        state.restarts.append(text)
+    elif kind == _core.EVENT_HELLO:
+        fields = _parse_hello(text)
+        state.hellos.append(fields)
+        problem = _check_hello(fields)
+        if problem is not None:
+            state.break_executor(problem)
+            state.destroy()
+            return True
+    elif kind == _core.EVENT_EXIT:
+        state.break_executor(text or f"the MPI job exited (status {status})")
+    elif kind == _core.EVENT_CLOSED:
+        state.break_executor("the executor was shut down")
+        state.destroy()
+        return True
+    return False
 
 
 # ---- clean-up at garbage collection and interpreter exit -------------------
@@ -369,10 +436,19 @@ _atexit_lock = threading.Lock()
 _atexit_registered = False
 
 
-def _destroy_all_at_exit() -> None:
+def _end_all_at_exit() -> None:
+    """atexit: an executor shut down without waiting (or collected) runs its
+    queued calls first, as with ``ProcessPoolExecutor``; then every job is
+    stopped.  Ctrl-C while waiting stops the rest at once."""
+    waiting = True
     for state in list(_live_states):
+        if waiting and state.closing and state.dispatcher is not None:
+            try:
+                state.dispatcher.join()
+            except KeyboardInterrupt:
+                waiting = False
         try:
-            state.destroy()
+            state.destroy(grace_ms=_DESTROY_GRACE_MS if waiting else 0)
         except Exception:
             pass
 
@@ -382,14 +458,45 @@ def _register_at_exit(state: _State) -> None:
     with _atexit_lock:
         _live_states.add(state)
         if not _atexit_registered:
-            atexit.register(_destroy_all_at_exit)
+            atexit.register(_end_all_at_exit)
             _atexit_registered = True
+
+
+def _after_fork_in_child() -> None:
+    """os.register_at_fork hook: in the child, every inherited executor is
+    dead (see the module docstring).  No lock of the parent's threads is
+    taken: they may have been held at the fork."""
+    global _atexit_lock
+    _atexit_lock = threading.Lock()
+    states = list(_live_states)
+    _live_states.clear()
+    for state in states:
+        state.forked = True
+        state.lock = threading.Lock()
+        state.dispatcher = None
+        for hook in state.fork_hooks:
+            try:
+                hook()
+            except BaseException:
+                _LOGGER.exception("pympipool: error in a fork hook")
+    for state in states:
+        futures = list(state.futures.values())
+        state.futures = {}
+        for future in futures:
+            future._condition = threading.Condition()  # may be held by a dead thread
+            _finish(future, exception=ExecutorBroken(state.forked_text()))
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _collect(state: _State, dispatcher: threading.Thread) -> None:
     """weakref.finalize callback of a collected executor: queued tasks still
     run, then the dispatcher destroys the core.  Without a dispatcher,
-    destroy now."""
+    destroy now.  Nothing in a forked child: the job is the parent's."""
+    if state.forked:
+        return
     if dispatcher.is_alive():
         state.close()
     else:
@@ -403,7 +510,7 @@ def _check_count(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be an int, not {type(value).__name__}")
     if value < 1:
-        raise ValueError(f"{name} must be at least 1, not {value}")
+        raise ValueError(f"{name} must be greater than 0")
     return int(value)
 
 
@@ -552,8 +659,11 @@ class _Engine:
         restart_limit: int = 0,
         run_time_max: Optional[float] = None,
         hostname: Optional[str] = None,
+        zero_copy: bool = True,
     ) -> None:
         # Everything is checked before anything is launched.
+        if not isinstance(zero_copy, bool):
+            raise TypeError(f"zero_copy must be a bool, not {type(zero_copy).__name__}")
         cwd = _check_cwd(cwd)
         hostname = _check_hostname(hostname)
         restart_limit = _check_restart_limit(restart_limit)
@@ -598,6 +708,7 @@ class _Engine:
 
         self._shutdown_lock = threading.Lock()
         self._shutdown = False
+        self._zero_copy = zero_copy
         self._task_flags = _core.FLAG_ALL_RANKS if all_ranks else 0
 
         core = _core.Executor(
@@ -622,10 +733,12 @@ class _Engine:
             if init_function is not None:
                 state.submit_init(*dumps_init(init_function))
             if queue_adapter is not None:
+                # As pympipool 0.5 (and pysqa's submit_job) expect: the
+                # command as one string, quoted for a shell.
                 queue_adapter.submit_job(
                     working_directory=cwd or os.getcwd(),
                     cores=ranks,
-                    command=list(core.command),
+                    command=shlex.join(core.command),
                     **(queue_adapter_kwargs or {}),
                 )
         except BaseException:
@@ -636,6 +749,7 @@ class _Engine:
         self._dispatcher = threading.Thread(
             target=_dispatch, args=(state,), name="pympipool-dispatcher", daemon=True
         )
+        state.dispatcher = self._dispatcher
         self._dispatcher.start()
         self._finalizer = weakref.finalize(self, _collect, state, self._dispatcher)
         self._finalizer.atexit = False  # the atexit hook destroys instead
@@ -646,8 +760,19 @@ class _Engine:
         raise NotImplementedError
 
     def _check_broken(self) -> None:
-        if self._state.broken is not None:
-            raise ExecutorBroken(self._state.broken)
+        state = self._state
+        if state.forked:
+            raise ExecutorBroken(state.forked_text())
+        if state.broken is not None:
+            raise ExecutorBroken(state.broken)
+
+    def _buffers(self, buffers: List[memoryview]) -> list:
+        """The out-of-band buffers of a call as they are sent: the arrays
+        themselves (zero copy: read until the future is done), or copies
+        taken now with ``zero_copy=False``."""
+        if self._zero_copy or not buffers:
+            return buffers
+        return [bytes(b) for b in buffers]
 
     def _submit_call(self, fn: Callable, args: Sequence, kwargs: dict) -> "_Future":
         """A TASK carrying the pickled ``fn(*args, **kwargs)``.  Pickling
@@ -657,6 +782,7 @@ class _Engine:
             raise TypeError(f"{type(fn).__name__!r} object is not callable")
         self._check_open()
         payload, buffers = dumps_call(fn, args, kwargs)
+        buffers = self._buffers(buffers)
         with self._shutdown_lock:
             self._check_open()
             return self._state.submit(
@@ -685,10 +811,11 @@ class _Engine:
         messages = []
         for batch in batches:
             if chunk:
-                messages.append(dumps_keyed(key, batch))
+                payload, buffers = dumps_keyed(key, batch)
             else:
                 ((args, kwargs),) = batch
-                messages.append(dumps_keyed(key, args, kwargs))
+                payload, buffers = dumps_keyed(key, args, kwargs)
+            messages.append((payload, self._buffers(buffers)))
         futures: List[_Future] = []
         with self._shutdown_lock:
             self._check_open()
@@ -705,7 +832,10 @@ class _Engine:
         return futures
 
     def _close_engine(self, cancel_futures: bool = False) -> None:
-        """No more submits; queued tasks still run (unless cancelled)."""
+        """No more submits; queued tasks still run (unless cancelled).
+        Nothing in a forked child (the job is the parent's)."""
+        if self._state.forked:
+            return
         with self._shutdown_lock:
             self._shutdown = True
         if cancel_futures:
@@ -714,6 +844,8 @@ class _Engine:
 
     def _join_engine(self) -> None:
         """Waits until every task has finished and the job has exited."""
+        if self._state.forked:
+            return
         if threading.current_thread() is not self._dispatcher:
             self._dispatcher.join()
             self._state.destroy()
@@ -721,17 +853,60 @@ class _Engine:
     def _terminate_engine(self, message: str) -> None:
         """Stops the job now: every task not finished is lost, its future
         fails with ExecutorBroken(message)."""
+        state = self._state
+        if state.forked:
+            return
         with self._shutdown_lock:
             self._shutdown = True
         # Every future, queued or running, fails with the same reason; the
         # frontend drops the queued tasks when the core is destroyed.  Idle
         # workers leave at once on SHUTDOWN, cleanly (killing mpiexec makes
         # it print a scary report); busy ones are killed without delay.
-        state = self._state
         with state.lock:
             busy = bool(state.futures)
         state.break_executor(message)
         state.destroy(grace_ms=0 if busy else _DESTROY_GRACE_MS)
+
+    def _interrupt_engine(self, reason: str) -> None:
+        """Ends the executor because ``reason`` (an exception) left its
+        ``with`` block: queued calls are cancelled, running ones get SIGINT
+        on their ranks (a ``KeyboardInterrupt`` in the call; the worker
+        survives), and whatever still runs ``INTERRUPT_GRACE_S`` later is
+        stopped with its job (its future fails with ``ExecutorBroken``).
+        The ranks run in their own process group, so Ctrl-C at a terminal
+        never reaches them by itself."""
+        state = self._state
+        if state.forked:
+            return
+        with self._shutdown_lock:
+            self._shutdown = True
+        state.cancel_all()
+        with state.lock:
+            running = bool(state.futures)
+        try:
+            if running:
+                try:
+                    state.core.interrupt()
+                except (AttributeError, ValueError, OSError):
+                    pass
+            state.close()
+            if threading.current_thread() is self._dispatcher:
+                return
+            self._dispatcher.join(INTERRUPT_GRACE_S)
+        except KeyboardInterrupt:  # a second Ctrl-C: stop now
+            state.break_executor(f"the executor was interrupted ({reason})")
+            state.destroy(grace_ms=0)
+            raise
+        if self._dispatcher.is_alive():
+            state.break_executor(
+                f"the call was still running {INTERRUPT_GRACE_S:g} s after {reason} "
+                f"left the executor's with block (SIGINT was forwarded to its ranks); "
+                f"its MPI job was stopped"
+            )
+            state.destroy(grace_ms=0)
+            self._dispatcher.join()
+        else:
+            state.destroy()
 
     @property
     def broken(self) -> bool:

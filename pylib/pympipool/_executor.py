@@ -15,10 +15,13 @@ dispatcher thread, the futures table, shutdown and clean-up live there):
 
 from __future__ import annotations
 
+import queue
 import time
+import warnings
 from concurrent.futures import Executor as _FuturesExecutor
 from concurrent.futures import Future
-from typing import Any, Callable, Iterable, Iterator, List, Optional
+from types import TracebackType
+from typing import Any, Callable, Iterable, Iterator, List, Optional, Type
 
 from ._engine import (
     _AFTER_SHUTDOWN,
@@ -29,7 +32,7 @@ from ._engine import (
     _resolve_alias,
 )
 
-__all__ = ["Executor", "ExecutorBroken", "PoolExecutor"]
+__all__ = ["Executor", "ExecutorBroken", "PoolExecutor", "cancel_items_in_queue"]
 
 
 class _ExecutorBase(_Engine, _FuturesExecutor):
@@ -42,6 +45,8 @@ class _ExecutorBase(_Engine, _FuturesExecutor):
         return self._submit_call(fn, args, kwargs)
 
     def _check_open(self) -> None:
+        if self._state.forked:
+            self._check_broken()
         if self._shutdown:
             raise RuntimeError(_AFTER_SHUTDOWN)
         self._check_broken()
@@ -49,10 +54,33 @@ class _ExecutorBase(_Engine, _FuturesExecutor):
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Stops accepting work.  ``cancel_futures`` cancels every task not yet
         sent; queued ones otherwise still run.  ``wait`` blocks until they
-        have finished and the MPI job has exited."""
+        have finished and the MPI job has exited.  With ``wait=False`` the
+        queued calls still run, also when the interpreter exits first (it
+        waits for them, as with ``ProcessPoolExecutor``).  In a forked child
+        the executor is the parent's: this returns at once."""
         self._close_engine(cancel_futures=cancel_futures)
         if wait:
             self._join_engine()
+
+    def __enter__(self) -> "_ExecutorBase":
+        return self
+
+    def __exit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc_val: Optional[BaseException],
+        exc_tb: Optional[TracebackType],
+    ) -> Optional[bool]:
+        """Without an exception: ``shutdown(wait=True)``.  When an exception
+        (Ctrl-C's ``KeyboardInterrupt`` or any other) leaves the block:
+        queued calls are cancelled, running ones are interrupted (SIGINT on
+        their ranks) and stopped with the job if they have not finished
+        ``INTERRUPT_GRACE_S`` (2 s) later; the exception goes on."""
+        if exc_type is None:
+            self.shutdown(wait=True)
+        else:
+            self._interrupt_engine(exc_type.__name__)
+        return None
 
     def __len__(self) -> int:
         """Number of submitted tasks not yet sent to the ranks."""
@@ -88,7 +116,13 @@ class Executor(_ExecutorBase):
     times when it dies; running calls fail with ``ExecutorBroken``, queued
     ones run on the new job, ``init_function`` runs again); ``run_time_max``
     (seconds per call; a call that runs longer fails with ``TimeoutError``,
-    and the job is restarted when the call cannot be interrupted).
+    and the job is restarted when the call cannot be interrupted);
+    ``zero_copy`` (``True``: large argument buffers such as numpy arrays are
+    sent without a copy and read until the call's future is done, so do not
+    change them before; ``False``: they are copied at ``submit``).
+
+    The positional parameters are those of pympipool 0.5, in its order;
+    everything added since is keyword-only.
 
     The runtime and mpiexec recorded at build time can be overridden with the
     environment variables ``PYMPIPOOL_RUNTIME`` and ``PYMPIPOOL_MPIEXEC``.
@@ -107,6 +141,7 @@ class Executor(_ExecutorBase):
         restart_limit: int = 0,
         run_time_max: Optional[float] = None,
         hostname: Optional[str] = None,
+        zero_copy: bool = True,
     ) -> None:
         cores = _check_count("cores", cores)
         self._start_engine(
@@ -123,6 +158,7 @@ class Executor(_ExecutorBase):
             restart_limit=restart_limit,
             run_time_max=run_time_max,
             hostname=hostname,
+            zero_copy=zero_copy,
         )
 
 
@@ -154,7 +190,9 @@ class PoolExecutor(_ExecutorBase):
     Parameters: ``max_workers`` (workers, >= 1; ``cores`` is accepted as
     another name for it, as in the original documentation); the others as
     for ``Executor`` (``init_function`` runs on every worker before its
-    first task).
+    first task).  The positional parameters are pympipool 0.5's, in its
+    order; ``sleep_interval`` (0.5's polling interval) is accepted and
+    ignored with a ``DeprecationWarning``: the frontend is driven by events.
     """
 
     def __init__(
@@ -163,15 +201,18 @@ class PoolExecutor(_ExecutorBase):
         oversubscribe: bool = False,
         enable_flux_backend: bool = False,
         cwd: Optional[str] = None,
-        init_function: Optional[Callable[[], dict]] = None,
+        sleep_interval: Optional[float] = None,
         queue_adapter: Any = None,
         queue_adapter_kwargs: Optional[dict] = None,
         *,
+        init_function: Optional[Callable[[], dict]] = None,
         cores: Optional[int] = None,
         restart_limit: int = 0,
         run_time_max: Optional[float] = None,
         hostname: Optional[str] = None,
+        zero_copy: bool = True,
     ) -> None:
+        _ignore_sleep_interval(sleep_interval)
         name, value = _resolve_alias("max_workers", max_workers, "cores", cores)
         workers = _check_count(name, value)
         self._max_workers = workers
@@ -189,10 +230,12 @@ class PoolExecutor(_ExecutorBase):
             restart_limit=restart_limit,
             run_time_max=run_time_max,
             hostname=hostname,
+            zero_copy=zero_copy,
         )
 
     @property
     def max_workers(self) -> int:
+        """The number of workers (ranks)."""
         return self._max_workers
 
     def map(
@@ -226,25 +269,70 @@ class PoolExecutor(_ExecutorBase):
             batches = [calls[i : i + chunksize] for i in starts]
             futures = self._submit_keyed(fn, batches, chunk=True)
 
+        # As concurrent.futures: the iterator holds the futures still to be
+        # yielded and nothing else, so a result the caller drops is freed at
+        # once (a chunk's list gives its values up one by one).
+        futures.reverse()
+
         def result_iterator() -> Iterator:
-            pending: List[Future] = list(reversed(futures))
             try:
-                while pending:
-                    future = pending.pop()
-                    try:
-                        if timeout is None:
-                            value = future.result()
-                        else:
-                            value = future.result(end_time - time.monotonic())
-                    except BaseException:
-                        future.cancel()
-                        raise
+                while futures:
+                    left = None if timeout is None else end_time - time.monotonic()
                     if chunksize == 1:
-                        yield value
-                    else:
-                        yield from value
+                        yield _result_or_cancel(futures.pop(), left)
+                        continue
+                    chunk = _result_or_cancel(futures.pop(), left)
+                    chunk.reverse()
+                    while chunk:
+                        yield chunk.pop()
             finally:
-                for future in pending:
+                for future in futures:
                     future.cancel()
 
         return result_iterator()
+
+
+def _result_or_cancel(future: Future, timeout: Optional[float] = None) -> Any:
+    """``future.result(timeout)``; the future is cancelled if that raised
+    (a timeout, Ctrl-C), and no reference to it is kept."""
+    try:
+        try:
+            return future.result(timeout)
+        finally:
+            future.cancel()
+    finally:
+        del future
+
+
+def _ignore_sleep_interval(sleep_interval: Any) -> None:
+    """pympipool 0.5's ``sleep_interval`` (seconds between polls): accepted,
+    ignored, with one ``DeprecationWarning`` (per call site)."""
+    if sleep_interval is None:
+        return
+    if isinstance(sleep_interval, bool) or not isinstance(sleep_interval, (int, float)):
+        raise TypeError(
+            f"sleep_interval must be a number of seconds, not {type(sleep_interval).__name__}"
+        )
+    warnings.warn(
+        "sleep_interval is ignored: pympipool's frontend is driven by events and "
+        "does not poll; remove the argument",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+
+
+def cancel_items_in_queue(que: "queue.Queue[Any]") -> None:
+    """Cancels the futures of the task dicts still waiting in ``que`` (a
+    ``queue.Queue`` of ``{"fn": ..., "future": ...}`` dicts, as pympipool
+    0.5's executors kept), taking every item out of it.  Kept from
+    pympipool 0.5's public API for programs that build their own queues;
+    pympipool's executors themselves cancel with
+    ``shutdown(cancel_futures=True)``."""
+    while True:
+        try:
+            item = que.get_nowait()
+        except queue.Empty:
+            return
+        if isinstance(item, dict) and "future" in item:
+            item["future"].cancel()
+        que.task_done()

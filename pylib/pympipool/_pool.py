@@ -26,6 +26,11 @@ result objects on top of the engine's futures:
   multiprocessing: use after ``close`` or ``terminate`` raises
   ``ValueError("Pool not running")``, ``join`` before them raises
   ``ValueError``, and ``__exit__`` calls ``terminate()``.
+* User code never stops the result handler: a callback (or a progress bar)
+  that raises any ``BaseException`` is reported and the handler goes on;
+  the handler keeps no delivered result alive.  In a forked child the
+  handler thread does not exist: deliveries happen at once, in the thread
+  that completes the future.
 """
 
 from __future__ import annotations
@@ -38,7 +43,8 @@ import sys
 import threading
 import traceback
 from concurrent.futures import CancelledError, Future
-from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
+from types import TracebackType
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Type
 
 from ._engine import _check_count, _Default, _Engine, _resolve_alias
 from ._executor import POOL_PIPELINE_DEPTH
@@ -67,6 +73,7 @@ class _ResultHandler:
 
     def __init__(self) -> None:
         self._queue: "queue.SimpleQueue" = queue.SimpleQueue()
+        self._direct = False
         self.thread = threading.Thread(
             target=self._run, args=(self._queue,), name="pympipool-results", daemon=True
         )
@@ -78,21 +85,34 @@ class _ResultHandler:
             item = items.get()
             if item is None:
                 return
-            target, index, future = item
-            try:
-                target._deliver(index, *_outcome(future))
-            except Exception:  # a broken result object must not stop the others
-                _report("delivering a result")
+            _deliver(*item)
+            item = None  # a delivered result is the caller's alone
 
     def put(self, target: Any, index: int, future: Future) -> None:
-        self._queue.put((target, index, future))
+        if self._direct:
+            _deliver(target, index, future)
+        else:
+            self._queue.put((target, index, future))
+
+    def after_fork(self) -> None:
+        """In a forked child: there is no handler thread, deliver at once."""
+        self._direct = True
 
     def stop(self) -> None:
         self._queue.put(None)
 
     def join(self) -> None:
+        if self._direct:
+            return
         if threading.current_thread() is not self.thread:
             self.thread.join()
+
+
+def _deliver(target: Any, index: int, future: Future) -> None:
+    try:
+        target._deliver(index, *_outcome(future))
+    except BaseException:  # a broken result object must not stop the others
+        _report("delivering a result")
 
 
 def _outcome(future: Future) -> Tuple[bool, Any]:
@@ -116,7 +136,7 @@ def _call_back(function: Optional[Callable], value: Any) -> None:
     if function is not None:
         try:
             function(value)
-        except Exception:
+        except BaseException:  # SystemExit, KeyboardInterrupt too: see the module
             _report(f"running the callback {function!r}")
 
 
@@ -204,8 +224,7 @@ class MapResult(AsyncResult):
         self._left -= 1
         start = self._starts[index]
         end = self._starts[index + 1] if index + 1 < len(self._starts) else self._length
-        if self._bar is not None:
-            self._bar.update(end - start)
+        _advance(self._bar, end - start)
         if success and self._success:
             self._value[start:end] = value
         elif not success and self._success:
@@ -271,8 +290,7 @@ class IMapIterator:
             self._items.append((False, value))
 
     def _deliver(self, index: int, success: bool, value: Any) -> None:
-        if self._bar is not None:
-            self._bar.update(self._sizes[index])
+        _advance(self._bar, self._sizes[index])
         with self._cond:
             if not self._ordered:
                 self._push(success, value)
@@ -290,8 +308,16 @@ def _close_bar(bar: Any) -> None:
     if bar is not None:
         try:
             bar.close()
-        except Exception:
-            pass
+        except BaseException:
+            _report("closing the progress bar")
+
+
+def _advance(bar: Any, n: int) -> None:
+    if bar is not None:
+        try:
+            bar.update(n)
+        except BaseException:
+            _report("updating the progress bar")
 
 
 # ---- the pools -------------------------------------------------------------------
@@ -314,10 +340,13 @@ class _PoolBase(_Engine):
         except BaseException:
             handler.stop()
             raise
+        self._state.fork_hooks.append(handler.after_fork)
 
     # -- state
 
     def _check_open(self) -> None:
+        if self._state.forked:
+            self._check_broken()
         if self._pool_state != _RUN:
             raise ValueError(_NOT_RUNNING)
         self._check_broken()
@@ -538,7 +567,10 @@ class _PoolBase(_Engine):
 
     def join(self) -> None:
         """Waits for the workers to exit; call ``close`` or ``terminate``
-        first (``ValueError`` otherwise, as in multiprocessing)."""
+        first (``ValueError`` otherwise, as in multiprocessing).  In a forked
+        child the pool is the parent's: this returns at once."""
+        if self._state.forked:
+            return
         if self._pool_state == _RUN:
             raise ValueError("Pool is still running")
         self._join_engine()
@@ -556,7 +588,12 @@ class _PoolBase(_Engine):
         self._check_open()
         return self
 
-    def __exit__(self, *exc_info: Any) -> None:
+    def __exit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc_val: Optional[BaseException],
+        exc_tb: Optional[TracebackType],
+    ) -> None:
         # As multiprocessing.Pool: leaving the block terminates the pool.
         # Results obtained inside the block (map, get) are complete by then;
         # pending *_async results are lost.
@@ -578,7 +615,9 @@ class Pool(_PoolBase):
     Parameters: ``max_workers`` (``cores`` is another name for it, as in the
     original documentation); ``show_progress`` shows a tqdm progress bar for
     every map, advanced as chunks complete (needs ``tqdm``, Debian
-    ``python3-tqdm``); the others as for ``PoolExecutor``.
+    ``python3-tqdm``); the others as for ``PoolExecutor``.  The positional
+    parameters are pympipool 0.5's, in its order; everything added since is
+    keyword-only.
     """
 
     def __init__(
@@ -587,15 +626,16 @@ class Pool(_PoolBase):
         oversubscribe: bool = False,
         enable_flux_backend: bool = False,
         cwd: Optional[str] = None,
-        init_function: Optional[Callable[[], dict]] = None,
         queue_adapter: Any = None,
         queue_adapter_kwargs: Optional[dict] = None,
-        show_progress: bool = False,
         *,
+        init_function: Optional[Callable[[], dict]] = None,
+        show_progress: bool = False,
         cores: Optional[int] = None,
         restart_limit: int = 0,
         run_time_max: Optional[float] = None,
         hostname: Optional[str] = None,
+        zero_copy: bool = True,
     ) -> None:
         name, value = _resolve_alias("max_workers", max_workers, "cores", cores)
         workers = _check_count(name, value)
@@ -624,6 +664,7 @@ class Pool(_PoolBase):
             restart_limit=restart_limit,
             run_time_max=run_time_max,
             hostname=hostname,
+            zero_copy=zero_copy,
         )
 
 
@@ -659,6 +700,7 @@ class MPISpawnPool(_PoolBase):
         restart_limit: int = 0,
         run_time_max: Optional[float] = None,
         hostname: Optional[str] = None,
+        zero_copy: bool = True,
     ) -> None:
         ranks_name, ranks = _resolve_alias("max_ranks", max_ranks, "cores", cores)
         per_name, per_task = _resolve_alias(
@@ -687,4 +729,5 @@ class MPISpawnPool(_PoolBase):
             restart_limit=restart_limit,
             run_time_max=run_time_max,
             hostname=hostname,
+            zero_copy=zero_copy,
         )

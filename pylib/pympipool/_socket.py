@@ -22,13 +22,30 @@ The other end, for the booted program: ``connect_to_socket_interface``,
 
 A ``SocketInterface`` (like a ZeroMQ socket) may be used by one thread at a
 time; a second thread calling in while one waits gets ``RuntimeError``.
+
+A queuing system instead of a child process (pympipool 0.5's
+``queue_adapter``): ``bootup`` hands the command, as one shell-quoted string,
+to ``queue_adapter.submit_job``.  The job cannot inherit the keys through
+its environment, so they go into a file of mode 0600 in a fresh directory of
+mode 0700 (``PYMPIPOOL_SOCKET_KEY_FILE``, set on the command line with
+``env``; the file path is not a secret, its content is), removed at
+``shutdown``; ``connect_to_socket_interface`` reads it.  The file must be
+visible to the job: on another host, put ``TMPDIR`` on a shared file system
+of your own.
+
+In a child made by ``os.fork()`` an inherited interface belongs to the
+parent: its methods raise ``RuntimeError``, ``shutdown()`` returns at once
+and the child's exit leaves the parent's program alone.
 """
 
 from __future__ import annotations
 
 import os
 import pickle
+import shlex
+import shutil
 import socket as _pysocket
+import tempfile
 import time
 import traceback
 import weakref
@@ -50,6 +67,9 @@ ENV_SERVER_KEY = "PYMPIPOOL_SOCKET_SERVER_KEY"
 ENV_PUBLIC_KEY = "PYMPIPOOL_SOCKET_PUBLIC_KEY"
 ENV_SECRET_KEY = "PYMPIPOOL_SOCKET_SECRET_KEY"
 _KEY_VARIABLES = (ENV_SERVER_KEY, ENV_PUBLIC_KEY, ENV_SECRET_KEY)
+#: For a program started by a queue adapter: a file holding the three keys,
+#: one ``NAME=value`` line each.
+ENV_KEY_FILE = "PYMPIPOOL_SOCKET_KEY_FILE"
 
 _ERROR_TAG = "pympipool-error"
 _ERROR_VERSION = 1
@@ -62,6 +82,8 @@ def _shutdown_channel(channel: Any, wait: bool, grace_period: float) -> Any:
     None.  Used by ``SocketInterface.shutdown`` and by the finalizer."""
     result = None
     deadline = time.monotonic() + grace_period
+    if getattr(channel, "forked", False):  # the parent's program: leave it
+        return None
     try:
         if channel.closed:
             return None
@@ -96,6 +118,12 @@ class SocketInterface:
     """The server end of a coupling with one program.
 
     Args:
+        queue_adapter: ``None`` (default) boots the program here as a child
+            process; an object with ``submit_job(working_directory=, cores=,
+            command=, **queue_adapter_kwargs)`` (pympipool 0.5's queue
+            adapter, e.g. pysqa's) gets the command instead, as one
+            shell-quoted string.
+        queue_adapter_kwargs: extra keyword arguments for ``submit_job``.
         interface: address to bind to; ``"127.0.0.1"`` (the default) accepts
             connections from this host only; use a routable address (or
             ``"*"``) when the program runs on another host.
@@ -104,7 +132,8 @@ class SocketInterface:
         grace_period: seconds ``shutdown()`` gives the program to exit by
             itself before it is sent SIGTERM (and SIGKILL 2 s later).
 
-    Typical use::
+    The two positional parameters are pympipool 0.5's; the others are
+    keyword-only.  Typical use::
 
         with SocketInterface() as interface:
             port = interface.bind_to_random_port()
@@ -114,10 +143,28 @@ class SocketInterface:
 
     def __init__(
         self,
+        queue_adapter: Any = None,
+        queue_adapter_kwargs: Optional[Dict[str, Any]] = None,
+        *,
         interface: str = "127.0.0.1",
         curve: Optional[bool] = None,
         grace_period: float = 5.0,
     ) -> None:
+        if queue_adapter is not None and not callable(getattr(queue_adapter, "submit_job", None)):
+            hint = (
+                f" (the address to bind is a keyword argument: interface={queue_adapter!r})"
+                if isinstance(queue_adapter, str)
+                else ""
+            )
+            raise TypeError(
+                f"queue_adapter must be None or have a callable submit_job() method, "
+                f"not {type(queue_adapter).__name__}{hint}"
+            )
+        if not isinstance(queue_adapter_kwargs, (dict, type(None))):
+            raise TypeError(
+                f"queue_adapter_kwargs must be a dict or None, "
+                f"not {type(queue_adapter_kwargs).__name__}"
+            )
         if not isinstance(interface, str):
             raise TypeError(f"interface must be a str, not {type(interface).__name__}")
         if isinstance(grace_period, bool) or not isinstance(grace_period, (int, float)):
@@ -126,14 +173,25 @@ class SocketInterface:
             raise ValueError(f"grace_period must be >= 0, got {grace_period!r}")
         if curve is not None and not isinstance(curve, bool):
             raise TypeError("curve must be None, True or False")
+        self._queue_adapter = queue_adapter
+        self._queue_adapter_kwargs = dict(queue_adapter_kwargs or {})
         self._grace_period = float(grace_period)
         self._channel = _core.Channel(
             interface=interface, curve=-1 if curve is None else int(curve)
         )
         self._task_id = 0
+        self._key_dir: Optional[str] = None
         self._finalizer = weakref.finalize(
             self, _shutdown_channel, self._channel, True, min(self._grace_period, 2.0)
         )
+
+    def _check_usable(self) -> None:
+        if getattr(self._channel, "forked", False):
+            raise RuntimeError(
+                f"this SocketInterface belongs to another process; it cannot be used "
+                f"in a forked child process (pid {os.getpid()}): create a new one in "
+                f"the child"
+            )
 
     # ---- set-up ---------------------------------------------------------------
 
@@ -181,30 +239,61 @@ class SocketInterface:
         return None
 
     def bootup(
-        self, command_lst: Sequence[Union[str, os.PathLike]], cwd: Optional[str] = None
+        self,
+        command_lst: Sequence[Union[str, os.PathLike]],
+        cwd: Optional[str] = None,
+        cores: Optional[int] = None,
     ) -> None:
         """Start the program ``command_lst`` (an argument list, no shell) in
         ``cwd``, with this process's environment plus the keys of
         ``client_environment``.  Its stdout is ours; its stderr is echoed to
         ours and its last lines are kept for the error if it dies.
 
+        With a ``queue_adapter`` the command goes to its ``submit_job``
+        instead, with ``working_directory=cwd`` and ``cores`` (pympipool
+        0.5's meaning; ``cores`` is used for nothing else), and the keys in
+        a private file (see the module docstring).
+
         Raises ``FileNotFoundError`` naming the program if it is not found,
         ``OSError`` if it cannot be started (e.g. a bad ``cwd``)."""
+        self._check_usable()
         if isinstance(command_lst, (str, bytes)):
             raise TypeError(
                 "command_lst must be a list of arguments, not a string (no shell is used)"
             )
-        command = list(command_lst)
+        command = [os.fspath(c) for c in command_lst]
         if not command:
             raise ValueError("command_lst is empty")
+        if self._queue_adapter is not None:
+            self._submit_to_queue(command, cwd, cores)
+            return
         env = dict(os.environ)
-        for name in _KEY_VARIABLES:
+        for name in (*_KEY_VARIABLES, ENV_KEY_FILE):
             env.pop(name, None)
         env.update(self.client_environment)
         self._channel.bootup(
             command,
             cwd=None if cwd is None else os.fspath(cwd),
             env=[f"{k}={v}" for k, v in env.items()],
+        )
+
+    def _submit_to_queue(
+        self, command: List[str], cwd: Optional[str], cores: Optional[int]
+    ) -> None:
+        keys = self.client_environment
+        if keys:
+            self._key_dir = tempfile.mkdtemp(prefix="pympipool-socket-")  # mode 0700
+            path = os.path.join(self._key_dir, "keys")
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.writelines(f"{k}={v}\n" for k, v in keys.items())
+            weakref.finalize(self, _remove_key_dir, self._key_dir, os.getpid())
+            command = ["env", f"{ENV_KEY_FILE}={path}", *command]
+        self._queue_adapter.submit_job(
+            working_directory=None if cwd is None else os.fspath(cwd),
+            cores=cores,
+            command=shlex.join(command),
+            **self._queue_adapter_kwargs,
         )
 
     # ---- talking --------------------------------------------------------------
@@ -214,6 +303,7 @@ class SocketInterface:
         program.  Waits until the program is connected; raises
         ``ChildProcessError`` if it has exited, and whatever pickling raises
         (before anything is sent) for an unpicklable value."""
+        self._check_usable()
         if not isinstance(input_dict, dict):
             raise TypeError(f"input_dict must be a dict, not {type(input_dict).__name__}")
         for value in input_dict.values():
@@ -229,6 +319,7 @@ class SocketInterface:
         with the remote traceback as ``__cause__``.  If the program exits
         before answering, raises ``ChildProcessError`` with its exit status
         and the end of its stderr.  Ctrl-C interrupts the wait."""
+        self._check_usable()
         kind, _task_id, _flags, frames = self._channel.recv()
         if kind == _core.MSG_ERROR:
             raise _socket_error(frames)
@@ -256,11 +347,16 @@ class SocketInterface:
         ``wait=False`` returns at once and the same happens in the
         background.  Returns the ``"result"`` of the program's answer to the
         shutdown instruction if it sent one (``wait=True`` only), else None.
-        Idempotent."""
-        if self._channel.closed:
+        Idempotent; in a forked child it returns at once."""
+        if getattr(self._channel, "forked", False) or self._channel.closed:
             return None
         self._finalizer.detach()
-        return _shutdown_channel(self._channel, bool(wait), self._grace_period)
+        try:
+            return _shutdown_channel(self._channel, bool(wait), self._grace_period)
+        finally:
+            if self._key_dir is not None:
+                _remove_key_dir(self._key_dir, os.getpid())
+                self._key_dir = None
 
     def __enter__(self) -> "SocketInterface":
         return self
@@ -271,6 +367,13 @@ class SocketInterface:
     def __repr__(self) -> str:
         state = "closed" if self._channel.closed else (self.endpoint or "not bound")
         return f"<pympipool.SocketInterface {state} pid={self.pid}>"
+
+
+def _remove_key_dir(path: str, pid: int) -> None:
+    """Removes a key directory made by ``bootup`` (not from a forked child:
+    it is the parent's)."""
+    if os.getpid() == pid:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _socket_error(frames: Sequence[Any]) -> BaseException:
@@ -335,6 +438,9 @@ def connect_to_socket_interface(
     except (TypeError, ValueError):
         raise ValueError(f"port must be an integer, got {port!r}") from None
     keys = [os.environ.get(name) for name in _KEY_VARIABLES]
+    key_file = os.environ.get(ENV_KEY_FILE)
+    if key_file and not any(keys):
+        keys = _read_key_file(key_file)
     if any(keys) and not all(keys):
         missing = [n for n, k in zip(_KEY_VARIABLES, keys) if not k]
         raise ValueError(f"incomplete CURVE keys in the environment: {', '.join(missing)} unset")
@@ -343,6 +449,19 @@ def connect_to_socket_interface(
     else:
         channel = _core.Channel.connect(str(host), port_number)
     return SocketContext(), BackendSocket(channel)
+
+
+def _read_key_file(path: str) -> List[Optional[str]]:
+    """The three keys from a key file written by ``bootup`` for a queue
+    adapter's job (``NAME=value`` lines)."""
+    try:
+        with open(path) as f:
+            entries = dict(line.rstrip("\n").split("=", 1) for line in f if "=" in line)
+    except OSError as exc:
+        raise OSError(
+            exc.errno, f"cannot read the SocketInterface key file ({ENV_KEY_FILE}): {exc.strerror}", path
+        ) from None
+    return [entries.get(name) for name in _KEY_VARIABLES]
 
 
 def receive_instruction(socket: BackendSocket) -> Dict[str, Any]:
@@ -421,4 +540,5 @@ __all__ = [
     "ENV_SERVER_KEY",
     "ENV_PUBLIC_KEY",
     "ENV_SECRET_KEY",
+    "ENV_KEY_FILE",
 ]

@@ -2,6 +2,7 @@
 reported as ExecutorBroken with the job's stderr, within seconds."""
 
 import os
+import shlex
 import sys
 import textwrap
 import time
@@ -233,7 +234,7 @@ class PopenAdapter:
                 **kwargs,
             )
         )
-        self.processes.append(subprocess.Popen(command, cwd=working_directory))
+        self.processes.append(subprocess.Popen(shlex.split(command), cwd=working_directory))
         return len(self.processes)
 
 
@@ -251,8 +252,9 @@ def test_queue_adapter_receives_the_command_and_runs_it(tmp_path):
     assert call["cores"] == 2
     assert call["working_directory"] == str(tmp_path)
     assert call["queue"] == "debug" and call["run_time_max"] == 60
-    command = call["command"]
-    assert isinstance(command, list) and all(isinstance(a, str) for a in command)
+    # One shell-quoted string, as pympipool 0.5 (and pysqa) pass it.
+    assert isinstance(call["command"], str)
+    command = shlex.split(call["command"])
     assert "--endpoint" in command and "-n" in command
     assert command[command.index("-n") + 1] == "2"
     (process,) = adapter.processes

@@ -3,6 +3,7 @@ with keyed functions and chunks, aliases, bad input, unpicklable functions."""
 
 import concurrent.futures
 import os
+import shlex
 import sys
 import threading
 import time
@@ -364,7 +365,7 @@ def test_queue_adapter_gets_the_command_and_runs_it(tmp_path):
             import subprocess
 
             calls.append(dict(cores=cores, command=command, **kwargs))
-            processes.append(subprocess.Popen(command, cwd=working_directory))
+            processes.append(subprocess.Popen(shlex.split(command), cwd=working_directory))
 
     with PoolExecutor(
         max_workers=2, queue_adapter=PopenAdapter(), queue_adapter_kwargs={"q": 1}
@@ -376,7 +377,7 @@ def test_queue_adapter_gets_the_command_and_runs_it(tmp_path):
         assert list(exe.map(square, range(6), chunksize=2)) == [0, 1, 4, 9, 16, 25]
     (call,) = calls
     assert call["cores"] == 2 and call["q"] == 1
-    command = call["command"]
+    command = shlex.split(call["command"])
     assert command[command.index("--ranks-per-group") + 1] == "1"
     assert processes[0].wait(timeout=30) == 0
 

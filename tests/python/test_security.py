@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import pickle
 import pwd
+import shlex
 import socket
 import stat
 import struct
@@ -227,7 +228,7 @@ def test_tcp_with_queue_adapter_refuses_foreign_client_key_then_admits_runtime()
         finally:
             for intruder in intruders:
                 intruder.close()
-        job = subprocess.Popen(hold.command, stdin=subprocess.DEVNULL)
+        job = subprocess.Popen(shlex.split(hold.command), stdin=subprocess.DEVNULL)
         assert future.result(timeout=60) == 8
         assert wait_gone(path)
     finally:
