@@ -4,7 +4,8 @@
 
 For every class pympipool exports that a user creates (``Executor``,
 ``PoolExecutor``, ``Pool``, ``MPISpawnPool``, ``SocketInterface``) and for
-the module-level functions of the socket coupling's other end, the page must
+the module-level functions (the socket coupling's other end and
+``cancel_items_in_queue``), the page must
 name the class or function, every parameter of its constructor or
 signature, and every public method and property, each inside code (inline
 or a block).  Imports nothing but the package; starts no executor.  Used by
@@ -60,8 +61,15 @@ def main() -> int:
         for what, item in s_names(obj, "class"):
             if item not in words:
                 missing.append(f"{what} {item}")
-    # The other end of SocketInterface: module-level functions.
-    for name in ("connect_to_socket_interface", "send_result", "receive_instruction", "close_connection"):
+    # The other end of SocketInterface, and pympipool 0.5's queue helper:
+    # module-level functions.
+    for name in (
+        "connect_to_socket_interface",
+        "send_result",
+        "receive_instruction",
+        "close_connection",
+        "cancel_items_in_queue",
+    ):
         fn = getattr(pympipool, name, None)
         if fn is not None:
             for what, item in s_names(fn, "function"):
