@@ -156,6 +156,9 @@ def test_mismatched_mpi4py_import_raises(executor2):
         assert kind == "ImportError" and package == "mpi4py"
         assert "MPICH" in message and "Open MPI" in message, message
         assert "`comm` argument" in message
+        # and what to do: rebuild for mpi4py's MPI
+        assert "-DPYMPIPOOL_MPI=openmpi" in message, message
+        assert "PYMPIPOOL_MPI=openmpi pip install ." in message, message
     # the rank survived and its MPI still works
     got = executor2.submit(keyword_comm, 0).result(RESULT_TIMEOUT)
     assert got == [(0, 0, 3), (0, 1, 3)]
