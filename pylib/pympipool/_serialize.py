@@ -63,9 +63,9 @@ import sys
 import sysconfig
 import threading
 import types
-from typing import Any, Callable, List, Sequence, Tuple
+from typing import Any, Callable, Dict, FrozenSet, List, Sequence, Set, Tuple
 
-import cloudpickle
+import cloudpickle  # type: ignore[import]  # ships no type information
 
 #: Buffers of at least this many bytes go out of band (docs/protocol.md).
 OOB_THRESHOLD = 64 * 1024
@@ -178,7 +178,7 @@ def should_pickle_by_value(module_name: str | None) -> bool:
     return True
 
 
-_registered: set = set()
+_registered: Set[str] = set()
 
 
 def _register_module_of(obj: Any) -> None:
@@ -190,13 +190,13 @@ def _register_module_of(obj: Any) -> None:
         _registered.add(module_name)
 
 
-def _cloudpickle_helpers() -> frozenset:
+def _cloudpickle_helpers() -> FrozenSet[int]:
     """ids of cloudpickle's own module-level functions (``_make_function``,
     ``_function_setstate``, ``_builtin_type``, ...): the reconstructors its
     reductions name, several in every function it pickles by value.  They
     are importable, so cloudpickle pickles them by reference, but only after
     asking, in Python, whether they are: ``_Pickler`` answers at once."""
-    ids = set()
+    ids: Set[int] = set()
     for name in ("cloudpickle.cloudpickle", "cloudpickle.cloudpickle_fast"):
         module = sys.modules.get(name)
         for value in vars(module).values() if module is not None else ():
@@ -209,10 +209,10 @@ def _cloudpickle_helpers() -> frozenset:
 
 
 _CLOUDPICKLE_HELPERS = _cloudpickle_helpers()
-_base_reducer_override = getattr(cloudpickle.Pickler, "reducer_override", None)
+_base_reducer_override: Any = getattr(cloudpickle.Pickler, "reducer_override", None)
 
 
-class _Pickler(cloudpickle.Pickler):
+class _Pickler(cloudpickle.Pickler):  # type: ignore[misc]  # cloudpickle is untyped
     """cloudpickle's Pickler, minus the detour for its own helpers; the
     output is byte for byte that of ``cloudpickle.dumps``."""
 
@@ -296,7 +296,7 @@ def _dumps(obj: Any) -> Tuple[bytes, List[memoryview]]:
         slot.busy = False
 
 
-def _dumps_snapshot(fn: Callable) -> Tuple[bytes, List[memoryview]]:
+def _dumps_snapshot(fn: Callable[..., Any]) -> Tuple[bytes, List[memoryview]]:
     """A function's pickle, in band: the bytes alone are the whole snapshot
     of fn and the globals it uses (a captured array is copied into them), so
     a change made after this call never reaches the workers, and the workers
@@ -318,7 +318,7 @@ def _dumps_snapshot(fn: Callable) -> Tuple[bytes, List[memoryview]]:
 
 
 def dumps_call(
-    fn: Callable, args: Sequence[Any], kwargs: dict
+    fn: Callable[..., Any], args: Sequence[Any], kwargs: Dict[str, Any]
 ) -> Tuple[bytes, List[memoryview]]:
     """Pickles a ``TASK``: ``(fn_bytes, args, kwargs)`` with ``fn_bytes`` the
     in-band pickle of fn alone (``_dumps_snapshot``); the payload and the
@@ -330,13 +330,13 @@ def dumps_call(
     return _dumps((fn_bytes, tuple(args), dict(kwargs)))
 
 
-def dumps_init(fn: Callable) -> Tuple[bytes, List[memoryview]]:
+def dumps_init(fn: Callable[..., Any]) -> Tuple[bytes, List[memoryview]]:
     """Pickles an ``init_function`` for an ``INIT`` (a snapshot, in band)."""
     _register_module_of(fn)
     return _dumps_snapshot(fn)
 
 
-def dumps_function(fn: Callable) -> Tuple[bytes, List[memoryview]]:
+def dumps_function(fn: Callable[..., Any]) -> Tuple[bytes, List[memoryview]]:
     """Pickles the function of a ``DEFINE`` (kept by key on the workers; a
     snapshot, in band)."""
     _register_module_of(fn)
@@ -355,6 +355,14 @@ def dumps_keyed(key: int, *call: Any) -> Tuple[bytes, List[memoryview]]:
         return _dumps((key, tuple(args), dict(kwargs)))
     (calls,) = call  # already a list of (tuple, dict): no copy of a long map
     return _dumps((key, calls))
+
+
+def loads_message(frames: Sequence[Any]) -> Any:
+    """Unpickles a message of one pickle: ``frames[0]``, with the other
+    frames as its out-of-band buffers.  Frames are ``_core.Frame`` objects or
+    anything else with the buffer protocol (typed ``Any``: type checkers
+    without PEP 688 do not know ``Frame`` as a buffer)."""
+    return pickle.loads(frames[0], buffers=frames[1:])
 
 
 def loads_result(flags: int, frames: Sequence[Any], per_rank_flag: int) -> Any:
