@@ -82,6 +82,22 @@ class _ExecutorBase(_Engine, _FuturesExecutor):
             self._interrupt_engine(exc_type.__name__)
         return None
 
+    def map(
+        self,
+        fn: Callable,
+        *iterables: Iterable,
+        timeout: Optional[float] = None,
+        chunksize: int = 1,
+    ) -> Iterator:
+        """An iterator over ``fn(*args)`` for ``args`` in ``zip(*iterables)``,
+        in input order, as ``concurrent.futures.Executor.map``: every call is
+        submitted at once; ``timeout`` (seconds from this call) raises
+        ``TimeoutError`` from ``__next__``; a call's exception is raised when
+        its result is reached.  For ``Executor(cores > 1)`` each item is the
+        list of every rank's value; ``chunksize`` is ignored (one call at a
+        time runs on all ranks)."""
+        return super().map(fn, *iterables, timeout=timeout, chunksize=chunksize)
+
     def __len__(self) -> int:
         """Number of submitted tasks not yet sent to the ranks."""
         return self._state.pending()

@@ -266,6 +266,9 @@ class IMapIterator:
         return self
 
     def next(self, timeout: Optional[float] = None) -> Any:
+        """The next result; raises the call's exception in its place,
+        ``StopIteration`` at the end, ``multiprocessing.TimeoutError`` when
+        nothing arrives within ``timeout`` seconds."""
         with self._cond:
             if not self._items and self._chunks_left > 0:
                 self._cond.wait_for(

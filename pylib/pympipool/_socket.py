@@ -117,20 +117,19 @@ def _shutdown_channel(channel: Any, wait: bool, grace_period: float) -> Any:
 class SocketInterface:
     """The server end of a coupling with one program.
 
-    Args:
-        queue_adapter: ``None`` (default) boots the program here as a child
-            process; an object with ``submit_job(working_directory=, cores=,
-            command=, **queue_adapter_kwargs)`` (pympipool 0.5's queue
-            adapter, e.g. pysqa's) gets the command instead, as one
-            shell-quoted string.
-        queue_adapter_kwargs: extra keyword arguments for ``submit_job``.
-        interface: address to bind to; ``"127.0.0.1"`` (the default) accepts
-            connections from this host only; use a routable address (or
-            ``"*"``) when the program runs on another host.
-        curve: ``None`` (default) uses CURVE when libzmq has it, ``True``
-            requires it, ``False`` turns it off.
-        grace_period: seconds ``shutdown()`` gives the program to exit by
-            itself before it is sent SIGTERM (and SIGKILL 2 s later).
+    :param queue_adapter: ``None`` (default) boots the program here as a
+        child process; an object with ``submit_job(working_directory=,
+        cores=, command=, **queue_adapter_kwargs)`` (pympipool 0.5's queue
+        adapter, e.g. pysqa's) gets the command instead, as one
+        shell-quoted string.
+    :param queue_adapter_kwargs: extra keyword arguments for ``submit_job``.
+    :param interface: address to bind to; ``"127.0.0.1"`` (the default)
+        accepts connections from this host only; use a routable address (or
+        ``"*"``) when the program runs on another host.
+    :param curve: ``None`` (default) uses CURVE when libzmq has it, ``True``
+        requires it, ``False`` turns it off.
+    :param grace_period: seconds ``shutdown()`` gives the program to exit by
+        itself before it is sent SIGTERM (and SIGKILL 2 s later).
 
     The two positional parameters are pympipool 0.5's; the others are
     keyword-only.  Typical use::
