@@ -61,7 +61,7 @@ import sys
 import threading
 import weakref
 from concurrent.futures import Future
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from . import _config, _core
 from ._serialize import (
@@ -74,6 +74,15 @@ from ._serialize import (
 )
 
 _AFTER_SHUTDOWN = "cannot schedule new futures after shutdown"
+#: The out-of-band buffers of a message as they are handed to the frontend.
+_Buffers = Sequence[Union[bytes, memoryview]]
+#: One call of a chunk or keyed task: (args, kwargs).
+_Call = Tuple[Tuple[Any, ...], Dict[str, Any]]
+#: What ``_core.Executor.wait`` returns: (kind, task_id, flags, frames, text,
+#: status).
+_Completion = Tuple[int, int, int, List["_core.Frame"], str, int]
+#: ``cwd`` as the interfaces take it: a path, or None.
+_Cwd = Union[str, "os.PathLike[str]", None]
 #: Grace period for the job to leave after SHUTDOWN before it is killed.
 _DESTROY_GRACE_MS = 3000
 #: How long an interrupted call (SIGINT forwarded to its ranks when an
@@ -121,7 +130,12 @@ class _State:
     # -- submitting and cancelling
 
     def submit(
-        self, msg_type: int, flags: int, payload: bytes, buffers: list, ncalls: int = 1
+        self,
+        msg_type: int,
+        flags: int,
+        payload: bytes,
+        buffers: _Buffers,
+        ncalls: int = 1,
     ) -> "_Future":
         task_id = next(self.ids)
         future = _Future(self, task_id)
@@ -149,10 +163,10 @@ class _State:
                 raise
         return future
 
-    def submit_init(self, payload: bytes, buffers: list) -> None:
+    def submit_init(self, payload: bytes, buffers: _Buffers) -> None:
         self.core.submit(next(self.ids), _core.MSG_INIT, 0, payload, buffers)
 
-    def define_key(self, key: int, payload: bytes, buffers: list) -> None:
+    def define_key(self, key: int, payload: bytes, buffers: _Buffers) -> None:
         """Broadcasts a DEFINE of a pickled function under key (from
         ``self.keys``)."""
         with self.lock:
@@ -179,7 +193,7 @@ class _State:
         except (OSError, ValueError, RuntimeError):
             pass
 
-    def forget_when_done(self, key: int, futures: List[Future]) -> None:
+    def forget_when_done(self, key: int, futures: Sequence[Future[Any]]) -> None:
         """FORGETs key once every future of futures is finished (done,
         failed or cancelled): only then has no group a task that uses it."""
         if not futures:
@@ -188,7 +202,7 @@ class _State:
         lock = threading.Lock()
         left = [len(futures)]
 
-        def one_done(_future: Future) -> None:
+        def one_done(_future: Future[Any]) -> None:
             with lock:
                 left[0] -= 1
                 last = left[0] == 0
@@ -262,9 +276,13 @@ class _State:
             return 0
 
 
-class _Future(Future):
+class _Future(Future[Any]):
     """A Future whose ``cancel()`` also removes the task from the frontend's
     queue; it succeeds only while the task has not been sent to the ranks."""
+
+    # Future's private attributes used here (typeshed does not declare them).
+    _condition: threading.Condition
+    _done_callbacks: List[Callable[[Future[Any]], object]]
 
     def __init__(self, state: _State, task_id: int) -> None:
         super().__init__()
@@ -290,7 +308,7 @@ class _Future(Future):
                 _LOGGER.exception("exception calling callback for %r", self)
 
 
-def _cancelled(future: Future) -> bool:
+def _cancelled(future: Future[Any]) -> bool:
     """Cancels a future whose task the frontend has dropped, and moves it on
     to CANCELLED_AND_NOTIFIED at once, as ProcessPoolExecutor does when it
     drops a cancelled work item: ``concurrent.futures.wait`` and
@@ -303,7 +321,7 @@ def _cancelled(future: Future) -> bool:
 
 
 def _finish(
-    future: Future, result: Any = None, exception: Optional[BaseException] = None
+    future: Future[Any], result: Any = None, exception: Optional[BaseException] = None
 ) -> None:
     try:
         if not future.set_running_or_notify_cancel():
@@ -347,6 +365,7 @@ def _dispatch(state: _State) -> None:
     destroyed.  Holds only ``state``; one event at a time, and nothing of it
     after it was handled."""
     core = state.core
+    event: Optional[_Completion]
     try:
         while True:
             try:
@@ -375,7 +394,7 @@ def _dispatch(state: _State) -> None:
                 _LOGGER.exception("pympipool: error in an exit hook")
 
 
-def _handle(state: _State, event: tuple) -> bool:
+def _handle(state: _State, event: _Completion) -> bool:
     """Handles one completion; True when the dispatcher is to stop.  Runs
     user code (unpickling, done-callbacks): whatever it raises is the
     future's exception, never the dispatcher's."""
@@ -524,7 +543,9 @@ class _Default(int):
         return int.__repr__(self)
 
 
-def _resolve_alias(name: str, value: Any, alias: str, alias_value: Any) -> tuple:
+def _resolve_alias(
+    name: str, value: Any, alias: str, alias_value: Any
+) -> Tuple[str, Any]:
     """(the name the user spelled, its value) of a parameter with an alias;
     TypeError if both spellings were given."""
     if alias_value is None:
@@ -540,7 +561,7 @@ def _check_cwd(cwd: Any) -> Optional[str]:
     if cwd is None:
         return None
     try:
-        path = os.fspath(cwd)
+        path: Union[str, bytes] = os.fspath(cwd)
     except TypeError:
         raise TypeError(
             f"cwd must be a path or None, not {type(cwd).__name__}"
@@ -651,10 +672,10 @@ class _Engine:
         all_ranks: bool,
         oversubscribe: bool = False,
         enable_flux_backend: bool = False,
-        init_function: Optional[Callable[[], dict]] = None,
-        cwd: Optional[str] = None,
+        init_function: Optional[Callable[[], Dict[str, Any]]] = None,
+        cwd: _Cwd = None,
         queue_adapter: Any = None,
-        queue_adapter_kwargs: Optional[dict] = None,
+        queue_adapter_kwargs: Optional[Dict[str, Any]] = None,
         exit_hooks: Sequence[Callable[[], None]] = (),
         restart_limit: int = 0,
         run_time_max: Optional[float] = None,
@@ -766,7 +787,7 @@ class _Engine:
         if state.broken is not None:
             raise ExecutorBroken(state.broken)
 
-    def _buffers(self, buffers: List[memoryview]) -> list:
+    def _buffers(self, buffers: List[memoryview]) -> _Buffers:
         """The out-of-band buffers of a call as they are sent: the arrays
         themselves (zero copy: read until the future is done), or copies
         taken now with ``zero_copy=False``."""
@@ -774,7 +795,9 @@ class _Engine:
             return buffers
         return [bytes(b) for b in buffers]
 
-    def _submit_call(self, fn: Callable, args: Sequence, kwargs: dict) -> "_Future":
+    def _submit_call(
+        self, fn: Callable[..., Any], args: Sequence[Any], kwargs: Dict[str, Any]
+    ) -> _Future:
         """A TASK carrying the pickled ``fn(*args, **kwargs)``.  Pickling
         happens here, before anything is sent: an unpicklable argument raises
         pickle's own exception."""
@@ -782,15 +805,15 @@ class _Engine:
             raise TypeError(f"{type(fn).__name__!r} object is not callable")
         self._check_open()
         payload, buffers = dumps_call(fn, args, kwargs)
-        buffers = self._buffers(buffers)
+        to_send = self._buffers(buffers)
         with self._shutdown_lock:
             self._check_open()
             return self._state.submit(
-                _core.MSG_TASK, self._task_flags, payload, buffers
+                _core.MSG_TASK, self._task_flags, payload, to_send
             )
 
     def _submit_keyed(
-        self, fn: Callable, batches: List[list], chunk: bool
+        self, fn: Callable[..., Any], batches: Sequence[Sequence[_Call]], chunk: bool
     ) -> List["_Future"]:
         """Sends fn once (DEFINE) and one task per batch of calls, each a list
         of ``(args, kwargs)``: a CHUNK task per batch when ``chunk`` (its
@@ -821,10 +844,10 @@ class _Engine:
             self._check_open()
             self._state.define_key(key, fn_payload, fn_buffers)
             try:
-                for (payload, buffers), batch in zip(messages, batches):
+                for (payload, to_send), batch in zip(messages, batches):
                     futures.append(
                         self._state.submit(
-                            _core.MSG_TASK, flags, payload, buffers, len(batch)
+                            _core.MSG_TASK, flags, payload, to_send, len(batch)
                         )
                     )
             finally:
