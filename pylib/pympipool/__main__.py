@@ -103,6 +103,7 @@ def _check_mpiexec(mpiexec: str) -> Tuple[str, List[str]]:
     if status != 0:
         why = out if status is None else "exit status %d" % status
         return "cannot run --version: %s" % why, []
+    flavour: Optional[str]
     match = re.search(r"\(OpenRTE\)\s*(\S+)|Open MPI\D*(\d\S*)", out)
     if match:
         flavour, text = "openmpi", "Open MPI %s" % (match.group(1) or match.group(2))
