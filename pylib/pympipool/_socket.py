@@ -51,7 +51,7 @@ import traceback
 import weakref
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
-import cloudpickle
+import cloudpickle  # type: ignore[import]  # ships no type information
 
 from . import _core
 from ._serialize import (
@@ -60,6 +60,7 @@ from ._serialize import (
     _dumps,
     _register_module_of,
     loads_error,
+    loads_message,
 )
 
 #: Environment variables through which the booted program gets its keys.
@@ -76,7 +77,7 @@ _ERROR_VERSION = 1
 _RANK_HEADER = "Rank 0 of 1 on "
 
 
-def _shutdown_channel(channel: Any, wait: bool, grace_period: float) -> Any:
+def _shutdown_channel(channel: _core.Channel, wait: bool, grace_period: float) -> Any:
     """Tell the peer to stop, collect its answer if it gives one, close the
     channel and stop the booted program.  Returns the answer's result or
     None.  Used by ``SocketInterface.shutdown`` and by the finalizer."""
@@ -103,7 +104,7 @@ def _shutdown_channel(channel: Any, wait: bool, grace_period: float) -> Any:
                 reply = None  # the program left without answering: fine
             if reply is not None and reply[0] == _core.MSG_RESULT:
                 try:
-                    value = pickle.loads(reply[3][0], buffers=reply[3][1:])
+                    value = loads_message(reply[3])
                     if isinstance(value, dict):
                         result = value.get("result")
                 except Exception:
@@ -239,8 +240,8 @@ class SocketInterface:
 
     def bootup(
         self,
-        command_lst: Sequence[Union[str, os.PathLike]],
-        cwd: Optional[str] = None,
+        command_lst: Sequence[Union[str, os.PathLike[str]]],
+        cwd: Union[str, os.PathLike[str], None] = None,
         cores: Optional[int] = None,
     ) -> None:
         """Start the program ``command_lst`` (an argument list, no shell) in
@@ -277,7 +278,10 @@ class SocketInterface:
         )
 
     def _submit_to_queue(
-        self, command: List[str], cwd: Optional[str], cores: Optional[int]
+        self,
+        command: List[str],
+        cwd: Union[str, os.PathLike[str], None],
+        cores: Optional[int],
     ) -> None:
         keys = self.client_environment
         if keys:
@@ -322,7 +326,7 @@ class SocketInterface:
         kind, _task_id, _flags, frames = self._channel.recv()
         if kind == _core.MSG_ERROR:
             raise _socket_error(frames)
-        value = pickle.loads(frames[0], buffers=frames[1:])
+        value = loads_message(frames)
         if not isinstance(value, dict) or "result" not in value:
             raise ValueError(
                 "the program's answer has no 'result' key: "
@@ -406,7 +410,7 @@ class BackendSocket:
     with ``receive_instruction``, ``send_result`` and ``close_connection``.
     One thread at a time."""
 
-    def __init__(self, channel: Any) -> None:
+    def __init__(self, channel: _core.Channel) -> None:
         self._channel = channel
 
     @property
@@ -468,7 +472,8 @@ def receive_instruction(socket: BackendSocket) -> Dict[str, Any]:
     ``send_dict``; ``{"shutdown": True, "wait": ...}`` asks the program to
     stop).  Ctrl-C interrupts the wait."""
     _kind, _task_id, _flags, frames = socket._channel.recv()
-    return pickle.loads(frames[0], buffers=frames[1:])
+    instruction: Dict[str, Any] = loads_message(frames)
+    return instruction
 
 
 def _error_payload(exception: BaseException) -> bytes:
