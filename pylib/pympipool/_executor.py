@@ -15,13 +15,25 @@ dispatcher thread, the futures table, shutdown and clean-up live there):
 
 from __future__ import annotations
 
+import os
 import queue
 import time
 import warnings
 from concurrent.futures import Executor as _FuturesExecutor
 from concurrent.futures import Future
 from types import TracebackType
-from typing import Any, Callable, Iterable, Iterator, List, Optional, Type
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    Iterable,
+    Iterator,
+    List,
+    Optional,
+    Type,
+    TypeVar,
+    Union,
+)
 
 from ._engine import (
     _AFTER_SHUTDOWN,
@@ -34,14 +46,20 @@ from ._engine import (
 
 __all__ = ["Executor", "ExecutorBroken", "PoolExecutor", "cancel_items_in_queue"]
 
+_T = TypeVar("_T")
+_ExecutorT = TypeVar("_ExecutorT", bound="_ExecutorBase")
+
 
 class _ExecutorBase(_Engine, _FuturesExecutor):
     """``concurrent.futures.Executor`` semantics on top of the engine."""
 
-    def submit(self, fn: Callable, /, *args: Any, **kwargs: Any) -> Future:
+    def submit(
+        self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any
+    ) -> Future[Any]:
         """Schedules ``fn(*args, **kwargs)``; returns a ``Future``.  The call is
         pickled here: an unpicklable argument raises pickle's exception at once
-        and the executor keeps working."""
+        and the executor keeps working.  With ``Executor(cores > 1)`` the
+        future's result is the list of every rank's value."""
         return self._submit_call(fn, args, kwargs)
 
     def _check_open(self) -> None:
@@ -62,7 +80,7 @@ class _ExecutorBase(_Engine, _FuturesExecutor):
         if wait:
             self._join_engine()
 
-    def __enter__(self) -> "_ExecutorBase":
+    def __enter__(self: _ExecutorT) -> _ExecutorT:
         return self
 
     def __exit__(
@@ -84,11 +102,11 @@ class _ExecutorBase(_Engine, _FuturesExecutor):
 
     def map(
         self,
-        fn: Callable,
-        *iterables: Iterable,
+        fn: Callable[..., Any],
+        *iterables: Iterable[Any],
         timeout: Optional[float] = None,
         chunksize: int = 1,
-    ) -> Iterator:
+    ) -> Iterator[Any]:
         """An iterator over ``fn(*args)`` for ``args`` in ``zip(*iterables)``,
         in input order, as ``concurrent.futures.Executor.map``: every call is
         submitted at once; ``timeout`` (seconds from this call) raises
@@ -149,10 +167,10 @@ class Executor(_ExecutorBase):
         cores: int = 1,
         oversubscribe: bool = False,
         enable_flux_backend: bool = False,
-        init_function: Optional[Callable[[], dict]] = None,
-        cwd: Optional[str] = None,
+        init_function: Optional[Callable[[], Dict[str, Any]]] = None,
+        cwd: Union[str, os.PathLike[str], None] = None,
         queue_adapter: Any = None,
-        queue_adapter_kwargs: Optional[dict] = None,
+        queue_adapter_kwargs: Optional[Dict[str, Any]] = None,
         *,
         restart_limit: int = 0,
         run_time_max: Optional[float] = None,
@@ -216,12 +234,12 @@ class PoolExecutor(_ExecutorBase):
         max_workers: int = _Default(1),
         oversubscribe: bool = False,
         enable_flux_backend: bool = False,
-        cwd: Optional[str] = None,
+        cwd: Union[str, os.PathLike[str], None] = None,
         sleep_interval: Optional[float] = None,
         queue_adapter: Any = None,
-        queue_adapter_kwargs: Optional[dict] = None,
+        queue_adapter_kwargs: Optional[Dict[str, Any]] = None,
         *,
-        init_function: Optional[Callable[[], dict]] = None,
+        init_function: Optional[Callable[[], Dict[str, Any]]] = None,
         cores: Optional[int] = None,
         restart_limit: int = 0,
         run_time_max: Optional[float] = None,
@@ -254,13 +272,22 @@ class PoolExecutor(_ExecutorBase):
         """The number of workers (ranks)."""
         return self._max_workers
 
+    def submit(
+        self, fn: Callable[..., _T], /, *args: Any, **kwargs: Any
+    ) -> Future[_T]:
+        """Schedules ``fn(*args, **kwargs)`` on one worker; returns a
+        ``Future`` of its value.  The call is pickled here: an unpicklable
+        argument raises pickle's exception at once and the executor keeps
+        working."""
+        return self._submit_call(fn, args, kwargs)
+
     def map(
         self,
-        fn: Callable,
-        *iterables: Iterable,
+        fn: Callable[..., _T],
+        *iterables: Iterable[Any],
         timeout: Optional[float] = None,
         chunksize: int = 1,
-    ) -> Iterator:
+    ) -> Iterator[_T]:
         """Returns an iterator equivalent to ``map(fn, *iterables)``, as
         ``ProcessPoolExecutor.map``: the iterables are consumed and every
         call is sent at once; results come in input order; ``timeout``
@@ -276,7 +303,7 @@ class PoolExecutor(_ExecutorBase):
             raise ValueError("chunksize must be >= 1.")
         if timeout is not None:
             end_time = timeout + time.monotonic()
-        no_kwargs: dict = {}  # shared: pickled once per chunk
+        no_kwargs: Dict[str, Any] = {}  # shared: pickled once per chunk
         calls = [(args, no_kwargs) for args in zip(*iterables)]
         if chunksize == 1:
             futures = self._submit_keyed(fn, [[c] for c in calls], chunk=False)
@@ -290,7 +317,7 @@ class PoolExecutor(_ExecutorBase):
         # once (a chunk's list gives its values up one by one).
         futures.reverse()
 
-        def result_iterator() -> Iterator:
+        def result_iterator() -> Iterator[_T]:
             try:
                 while futures:
                     left = None if timeout is None else end_time - time.monotonic()
@@ -308,7 +335,7 @@ class PoolExecutor(_ExecutorBase):
         return result_iterator()
 
 
-def _result_or_cancel(future: Future, timeout: Optional[float] = None) -> Any:
+def _result_or_cancel(future: Future[_T], timeout: Optional[float] = None) -> _T:
     """``future.result(timeout)``; the future is cancelled if that raised
     (a timeout, Ctrl-C), and no reference to it is kept."""
     try:
