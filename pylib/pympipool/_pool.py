@@ -36,17 +36,33 @@ result objects on top of the engine's futures:
 from __future__ import annotations
 
 import collections
+import functools
 import importlib
 import multiprocessing
+import os
 import queue
 import sys
 import threading
 import traceback
 from concurrent.futures import CancelledError, Future
 from types import TracebackType
-from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Type
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    Generic,
+    Iterable,
+    List,
+    Optional,
+    Protocol,
+    Tuple,
+    Type,
+    TypeVar,
+    Union,
+    cast,
+)
 
-from ._engine import _check_count, _Default, _Engine, _resolve_alias
+from ._engine import _Call, _check_count, _Default, _Engine, _resolve_alias
 from ._executor import POOL_PIPELINE_DEPTH
 
 __all__ = ["Pool", "MPISpawnPool", "AsyncResult", "MapResult", "IMapIterator"]
@@ -58,6 +74,9 @@ _TQDM_MISSING = (
     "which is not installed"
 )
 
+_T = TypeVar("_T")
+_PoolT = TypeVar("_PoolT", bound="_PoolBase")
+
 #: Tasks one group of an MPISpawnPool may hold.  MPI-parallel tasks are
 #: usually long, so a second task queued behind one would wait while another
 #: group may be idle; the round trip saved is negligible next to the task.
@@ -67,12 +86,24 @@ SPAWN_PIPELINE_DEPTH = 1
 # ---- the result-handler thread ------------------------------------------------
 
 
+class _Receiver(Protocol):
+    """What a finished task is delivered to: a result object (``AsyncResult``,
+    ``MapResult``, ``IMapIterator``), with the task's index in its map."""
+
+    def _deliver(self, index: int, success: bool, value: Any) -> None: ...
+
+
+#: One queued delivery: (receiver, index, future).
+_Delivery = Tuple[_Receiver, int, "Future[Any]"]
+_R = TypeVar("_R", bound=_Receiver)
+
+
 class _ResultHandler:
     """One daemon thread that runs queued deliveries in order.  It holds only
     its queue (never the pool), and ends after ``stop()``."""
 
     def __init__(self) -> None:
-        self._queue: "queue.SimpleQueue" = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Optional[_Delivery]] = queue.SimpleQueue()
         self._direct = False
         self.thread = threading.Thread(
             target=self._run, args=(self._queue,), name="pympipool-results", daemon=True
@@ -80,7 +111,7 @@ class _ResultHandler:
         self.thread.start()
 
     @staticmethod
-    def _run(items: "queue.SimpleQueue") -> None:
+    def _run(items: queue.SimpleQueue[Optional[_Delivery]]) -> None:
         while True:
             item = items.get()
             if item is None:
@@ -88,7 +119,7 @@ class _ResultHandler:
             _deliver(*item)
             item = None  # a delivered result is the caller's alone
 
-    def put(self, target: Any, index: int, future: Future) -> None:
+    def put(self, target: _Receiver, index: int, future: Future[Any]) -> None:
         if self._direct:
             _deliver(target, index, future)
         else:
@@ -108,14 +139,14 @@ class _ResultHandler:
             self.thread.join()
 
 
-def _deliver(target: Any, index: int, future: Future) -> None:
+def _deliver(target: _Receiver, index: int, future: Future[Any]) -> None:
     try:
         target._deliver(index, *_outcome(future))
     except BaseException:  # a broken result object must not stop the others
         _report("delivering a result")
 
 
-def _outcome(future: Future) -> Tuple[bool, Any]:
+def _outcome(future: Future[Any]) -> Tuple[bool, Any]:
     if future.cancelled():
         return False, CancelledError()
     exc = future.exception()
@@ -132,7 +163,7 @@ def _report(what: str) -> None:
     traceback.print_exc()
 
 
-def _call_back(function: Optional[Callable], value: Any) -> None:
+def _call_back(function: Optional[Callable[[Any], object]], value: Any) -> None:
     if function is not None:
         try:
             function(value)
@@ -150,14 +181,14 @@ def _check_callback(name: str, function: Any) -> None:
 # ---- result objects ---------------------------------------------------------------
 
 
-class AsyncResult:
+class AsyncResult(Generic[_T]):
     """The result of ``apply_async`` (and, as ``MapResult``, of ``map_async``
     and ``starmap_async``), as ``multiprocessing.pool.AsyncResult``."""
 
     def __init__(
         self,
-        callback: Optional[Callable] = None,
-        error_callback: Optional[Callable] = None,
+        callback: Optional[Callable[[_T], object]] = None,
+        error_callback: Optional[Callable[[BaseException], object]] = None,
     ) -> None:
         self._event = threading.Event()
         self._callback = callback
@@ -180,14 +211,14 @@ class AsyncResult:
         """Waits until the result is ready or ``timeout`` seconds passed."""
         self._event.wait(timeout)
 
-    def get(self, timeout: Optional[float] = None) -> Any:
+    def get(self, timeout: Optional[float] = None) -> _T:
         """The result; re-raises the call's exception; raises
         ``multiprocessing.TimeoutError`` if not ready within ``timeout``."""
         self.wait(timeout)
         if not self.ready():
             raise multiprocessing.TimeoutError
         if self._success:
-            return self._value
+            return cast(_T, self._value)
         raise self._value
 
     def _deliver(self, index: int, success: bool, value: Any) -> None:
@@ -196,7 +227,7 @@ class AsyncResult:
         self._event.set()
 
 
-class MapResult(AsyncResult):
+class MapResult(AsyncResult[List[_T]]):
     """The result of ``map_async`` / ``starmap_async``: ``get()`` is the list
     of results in input order, or raises the first exception of any call
     (ready once every chunk has finished, as in multiprocessing)."""
@@ -205,8 +236,8 @@ class MapResult(AsyncResult):
         self,
         chunk_starts: List[int],
         length: int,
-        callback: Optional[Callable] = None,
-        error_callback: Optional[Callable] = None,
+        callback: Optional[Callable[[List[_T]], object]] = None,
+        error_callback: Optional[Callable[[BaseException], object]] = None,
         bar: Any = None,
     ) -> None:
         super().__init__(callback, error_callback)
@@ -239,7 +270,7 @@ class MapResult(AsyncResult):
             self._event.set()
 
 
-class IMapIterator:
+class IMapIterator(Generic[_T]):
     """The iterator of ``imap`` (results in input order) and
     ``imap_unordered`` (in completion order).  ``next(timeout)`` raises
     ``multiprocessing.TimeoutError`` if nothing arrives in time; a failed
@@ -262,10 +293,10 @@ class IMapIterator:
         if nchunks == 0:
             _close_bar(bar)
 
-    def __iter__(self) -> "IMapIterator":
+    def __iter__(self) -> IMapIterator[_T]:
         return self
 
-    def next(self, timeout: Optional[float] = None) -> Any:
+    def next(self, timeout: Optional[float] = None) -> _T:
         """The next result; raises the call's exception in its place,
         ``StopIteration`` at the end, ``multiprocessing.TimeoutError`` when
         nothing arrives within ``timeout`` seconds."""
@@ -280,7 +311,7 @@ class IMapIterator:
                 raise multiprocessing.TimeoutError
             success, value = self._items.popleft()
         if success:
-            return value
+            return cast(_T, value)
         raise value
 
     __next__ = next
@@ -365,11 +396,11 @@ class _PoolBase(_Engine):
 
     # -- maps
 
-    def _calls(self, iterable: Iterable, star: bool) -> List[Tuple[tuple, dict]]:
+    def _calls(self, iterable: Iterable[Any], star: bool) -> List[_Call]:
         # One shared, empty kwargs dict: pickled once per chunk.
-        no_kwargs: dict = {}
+        no_kwargs: Dict[str, Any] = {}
         if star:
-            calls = []
+            calls: List[_Call] = []
             for args in iterable:
                 try:
                     calls.append((tuple(args), no_kwargs))
@@ -383,8 +414,8 @@ class _PoolBase(_Engine):
 
     def _chunksize(self, chunksize: Any, ncalls: int) -> int:
         if chunksize is None:
-            chunksize, extra = divmod(ncalls, self._groups * 4)
-            return chunksize + 1 if extra else max(chunksize, 1)
+            size, extra = divmod(ncalls, self._groups * 4)
+            return size + 1 if extra else max(size, 1)
         if isinstance(chunksize, bool) or not isinstance(chunksize, int):
             raise TypeError(
                 f"chunksize must be an int or None, not {type(chunksize).__name__}"
@@ -402,12 +433,12 @@ class _PoolBase(_Engine):
 
     def _map(
         self,
-        func: Callable,
-        iterable: Iterable,
+        func: Callable[..., Any],
+        iterable: Iterable[Any],
         chunksize: Any,
         star: bool,
-        make_result: Callable[[List[int], int, Any], Any],
-    ) -> Any:
+        make_result: Callable[[List[int], int, Any], _R],
+    ) -> _R:
         """Checks everything, then DEFINEs func and sends one chunk task per
         chunk; make_result(chunk_starts, length, bar) builds the result
         object every chunk is delivered to."""
@@ -429,34 +460,38 @@ class _PoolBase(_Engine):
             raise
         handler = self._handler
         for index, future in enumerate(futures):
-            future.add_done_callback(
-                lambda f, i=index: handler.put(result, i, f)
-            )
+            future.add_done_callback(functools.partial(handler.put, result, index))
         return result
 
     def map(
-        self, func: Callable, iterable: Iterable, chunksize: Optional[int] = None
-    ) -> list:
+        self,
+        func: Callable[..., _T],
+        iterable: Iterable[Any],
+        chunksize: Optional[int] = None,
+    ) -> List[_T]:
         """``[func(x) for x in iterable]`` computed by the workers, in input
         order.  The first exception of any call is raised (same class, with
         the remote traceback as ``__cause__``); the pool stays usable."""
         return self.map_async(func, iterable, chunksize).get()
 
     def starmap(
-        self, func: Callable, iterable: Iterable, chunksize: Optional[int] = None
-    ) -> list:
+        self,
+        func: Callable[..., _T],
+        iterable: Iterable[Iterable[Any]],
+        chunksize: Optional[int] = None,
+    ) -> List[_T]:
         """Like ``map`` but each item is an iterable of arguments:
         ``[func(*args) for args in iterable]``."""
         return self.starmap_async(func, iterable, chunksize).get()
 
     def map_async(
         self,
-        func: Callable,
-        iterable: Iterable,
+        func: Callable[..., _T],
+        iterable: Iterable[Any],
         chunksize: Optional[int] = None,
-        callback: Optional[Callable] = None,
-        error_callback: Optional[Callable] = None,
-    ) -> MapResult:
+        callback: Optional[Callable[[List[_T]], object]] = None,
+        error_callback: Optional[Callable[[BaseException], object]] = None,
+    ) -> MapResult[_T]:
         """``map`` without waiting: returns a ``MapResult``.  ``callback``
         gets the list of results, ``error_callback`` the first exception."""
         _check_callback("callback", callback)
@@ -471,12 +506,12 @@ class _PoolBase(_Engine):
 
     def starmap_async(
         self,
-        func: Callable,
-        iterable: Iterable,
+        func: Callable[..., _T],
+        iterable: Iterable[Iterable[Any]],
         chunksize: Optional[int] = None,
-        callback: Optional[Callable] = None,
-        error_callback: Optional[Callable] = None,
-    ) -> MapResult:
+        callback: Optional[Callable[[List[_T]], object]] = None,
+        error_callback: Optional[Callable[[BaseException], object]] = None,
+    ) -> MapResult[_T]:
         """``starmap`` without waiting: returns a ``MapResult``."""
         _check_callback("callback", callback)
         _check_callback("error_callback", error_callback)
@@ -489,22 +524,26 @@ class _PoolBase(_Engine):
         )
 
     def imap(
-        self, func: Callable, iterable: Iterable, chunksize: int = 1
-    ) -> IMapIterator:
+        self, func: Callable[..., _T], iterable: Iterable[Any], chunksize: int = 1
+    ) -> IMapIterator[_T]:
         """An iterator over ``func(x)`` in input order, yielding each result
         as soon as it and those before it are there.  The iterable is
         consumed (and checked) by this call, before anything is sent."""
         return self._imap(func, iterable, chunksize, ordered=True)
 
     def imap_unordered(
-        self, func: Callable, iterable: Iterable, chunksize: int = 1
-    ) -> IMapIterator:
+        self, func: Callable[..., _T], iterable: Iterable[Any], chunksize: int = 1
+    ) -> IMapIterator[_T]:
         """Like ``imap``, but results come in the order they finish."""
         return self._imap(func, iterable, chunksize, ordered=False)
 
     def _imap(
-        self, func: Callable, iterable: Iterable, chunksize: Any, ordered: bool
-    ) -> IMapIterator:
+        self,
+        func: Callable[..., _T],
+        iterable: Iterable[Any],
+        chunksize: Any,
+        ordered: bool,
+    ) -> IMapIterator[_T]:
         if chunksize is None:
             raise TypeError("chunksize must be an int, not NoneType")
         return self._map(
@@ -516,19 +555,22 @@ class _PoolBase(_Engine):
         )
 
     def apply(
-        self, func: Callable, args: Iterable = (), kwds: Optional[dict] = None
-    ) -> Any:
+        self,
+        func: Callable[..., _T],
+        args: Iterable[Any] = (),
+        kwds: Optional[Dict[str, Any]] = None,
+    ) -> _T:
         """``func(*args, **kwds)`` on one worker; waits for the result."""
         return self.apply_async(func, args, kwds).get()
 
     def apply_async(
         self,
-        func: Callable,
-        args: Iterable = (),
-        kwds: Optional[dict] = None,
-        callback: Optional[Callable] = None,
-        error_callback: Optional[Callable] = None,
-    ) -> AsyncResult:
+        func: Callable[..., _T],
+        args: Iterable[Any] = (),
+        kwds: Optional[Dict[str, Any]] = None,
+        callback: Optional[Callable[[_T], object]] = None,
+        error_callback: Optional[Callable[[BaseException], object]] = None,
+    ) -> AsyncResult[_T]:
         """``apply`` without waiting: returns an ``AsyncResult``."""
         _check_callback("callback", callback)
         _check_callback("error_callback", error_callback)
@@ -587,7 +629,7 @@ class _PoolBase(_Engine):
         if wait:
             self.join()
 
-    def __enter__(self) -> "_PoolBase":
+    def __enter__(self: _PoolT) -> _PoolT:
         self._check_open()
         return self
 
@@ -628,11 +670,11 @@ class Pool(_PoolBase):
         max_workers: int = _Default(1),
         oversubscribe: bool = False,
         enable_flux_backend: bool = False,
-        cwd: Optional[str] = None,
+        cwd: Union[str, os.PathLike[str], None] = None,
         queue_adapter: Any = None,
-        queue_adapter_kwargs: Optional[dict] = None,
+        queue_adapter_kwargs: Optional[Dict[str, Any]] = None,
         *,
-        init_function: Optional[Callable[[], dict]] = None,
+        init_function: Optional[Callable[[], Dict[str, Any]]] = None,
         show_progress: bool = False,
         cores: Optional[int] = None,
         restart_limit: int = 0,
@@ -694,9 +736,9 @@ class MPISpawnPool(_PoolBase):
         max_ranks: int = _Default(1),
         ranks_per_task: int = _Default(1),
         oversubscribe: bool = False,
-        cwd: Optional[str] = None,
+        cwd: Union[str, os.PathLike[str], None] = None,
         queue_adapter: Any = None,
-        queue_adapter_kwargs: Optional[dict] = None,
+        queue_adapter_kwargs: Optional[Dict[str, Any]] = None,
         *,
         cores: Optional[int] = None,
         cores_per_task: Optional[int] = None,
