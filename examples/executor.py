@@ -1,13 +1,14 @@
 """Executor: every call runs on all ranks; init_function fills parameter k."""
 import numpy as np
+import numpy.typing as npt
 from pympipool import Executor
 
 
-def calc(i, j, k):
+def calc(i: int, j: int, k: int) -> npt.NDArray[np.int_]:
     return np.array([i, j, k])
 
 
-def init_k():
+def init_k() -> dict[str, int]:
     return {"k": 3}
 
 

@@ -1,7 +1,8 @@
 import numpy as np
+import numpy.typing as npt
 from pympipool import Pool
 
-def calc(i):
+def calc(i: int) -> npt.NDArray[np.int_]:
     return np.array(i ** 2)
 
 with Pool(cores=2) as p:

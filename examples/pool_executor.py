@@ -5,7 +5,7 @@ from concurrent.futures import as_completed
 from pympipool import PoolExecutor
 
 
-def calc(i):
+def calc(i: int) -> int:
     time.sleep(0.5)
     return i**2
 

@@ -6,15 +6,16 @@ import os
 import sys
 
 import numpy as np
+import numpy.typing as npt
 
 from pympipool import SocketInterface
 
 
-def calc(i):
+def calc(i: int) -> npt.NDArray[np.int_]:
     return np.array(i**2)
 
 
-def fail(i):
+def fail(i: int) -> None:
     raise ValueError(f"no square for {i}")
 
 
