@@ -13,16 +13,14 @@
    ``PoolExecutor(max_workers=2)`` with the venv's Python, and
    ``pympipool --version`` / ``python -m pympipool --info``, whose rows must
    name the venv's package and runtime, the MPI FLAVOUR that CMake found
-   (mpich, openmpi), the version CMake's
-   project() gives (VERSION) and the mpi4py decision of the CMake build this
-   test belongs to (MPI4PY: the build inside pip must see the venv's
-   mpi4py, not pip's isolated environment);
-3. ``pip uninstall -y pympipool`` must leave the venv as it was;
-4. installs again, this time ``--no-build-isolation --prefix P`` with the MPI
-   from ``PYMPIPOOL_MPI`` and a kept ``build-dir``, checks the same through
-   ``PYTHONPATH=P/lib/pythonX.Y/site-packages`` (the runtime is found in
-   ``P/bin``) and that the venv was not touched.  (pip uninstalls only what
-   lies inside its own environment, so this copy is simply removed.)
+   (mpich, openmpi), the version CMake's project() gives (VERSION) and the
+   mpi4py decision of the CMake build this test belongs to (MPI4PY: the
+   build inside pip must see the venv's mpi4py, not pip's isolated
+   environment);
+3. ``pip uninstall -y pympipool`` must leave the venv as it was.
+
+A build without isolation, from the sdist, installed with ``--prefix``, is
+install.sdist's (check_sdist.py, which uses check_installed from here).
 
 ``error`` (CTest: install.pip_error): a build that fails (a bad CMake
 argument through ``--config-settings cmake-args=``) must fail pip and show
@@ -198,7 +196,7 @@ def check_installed(
 
 
 def check_pip(source: str, mpi: str, flavour: str, version: str, mpi4py: str) -> None:
-    """Steps 1-4 of the module docstring."""
+    """Steps 1-3 of the module docstring."""
     base = sys.executable
     tmp = tempfile.mkdtemp(prefix="pympipool-pip-")
     try:
@@ -212,7 +210,6 @@ def check_pip(source: str, mpi: str, flavour: str, version: str, mpi4py: str) ->
                    env, outside).stdout.strip()
         before = snapshot(venv)
 
-        # 1-3: build isolation, MPI by --config-settings, uninstall.
         run([python, "-m", "pip", "install", "--config-settings", "mpi=" + mpi, source],
             env, outside)
         check_installed(python, os.path.join(venv, "bin", "pympipool"), site,
@@ -220,22 +217,6 @@ def check_pip(source: str, mpi: str, flavour: str, version: str, mpi4py: str) ->
         run([python, "-m", "pip", "uninstall", "-y", "pympipool"], env, outside)
         left = leftovers(before, snapshot(venv))
         expect(not left, "pip uninstall left in the venv: %s" % ", ".join(left))
-
-        # 4: no build isolation, MPI by the environment, --prefix, kept build dir.
-        prefix = os.path.join(tmp, "prefix")
-        build = os.path.join(tmp, "build")
-        run([python, "-m", "pip", "install", "--no-build-isolation", "--prefix", prefix,
-             "--config-settings", "build-dir=" + build, source],
-            clean_env(PYMPIPOOL_MPI=mpi), outside)
-        expect(os.path.isfile(os.path.join(build, "pympipool-build.log")),
-               "the build directory %s was not kept" % build)
-        prefix_site = os.path.join(prefix, os.path.relpath(site, venv))
-        penv = clean_env(PYTHONPATH=prefix_site)
-        check_installed(python, os.path.join(prefix, "bin", "pympipool"), prefix_site,
-                        os.path.join(prefix, "bin"), penv, outside, flavour, version, mpi4py)
-        # (pip uninstalls only inside its own environment: nothing to do there.)
-        left = leftovers(before, snapshot(venv))
-        expect(not left, "the --prefix install touched the venv: %s" % ", ".join(left))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -1,23 +1,33 @@
-"""The source distribution and the wheel made from it, checked file by file.
+"""The source distribution, a wheel built from it alone, and that wheel installed.
 
-    check_sdist.py SOURCE_DIR MPI VERSION
+    check_sdist.py SOURCE_DIR MPI FLAVOUR VERSION MPI4PY
 
 (CTest: install.sdist.)  Calls the build backend's ``build_sdist``
-(backend/pympipool_build.py, the hook ``python -m build`` uses) and
-checks the tarball: ``pympipool-VERSION/`` holds exactly the files git
-tracks (in a git checkout) plus PKG-INFO, with their executable bits, and
-PKG-INFO says name, VERSION (CMake's project version), Requires-Python and
-Requires-Dist.  Then ``pip wheel`` builds a wheel from that tarball alone
-(no git, no source tree: the sdist must be complete) and the wheel is checked
-against the wheel format: every file listed in RECORD with its sha256 and
-size, the package at the root (with the extension and the generated
-_config.py), the runtime and the library under ``.data/data/`` with the
-runtime executable, the console script as an entry point, the tag of this
-interpreter, no symbolic links and no ``bin/pympipool`` file of its own.
+(backend/pympipool_build.py, the hook ``python -m build`` uses) and checks
+the tarball: ``pympipool-VERSION/`` holds exactly the files git tracks (in a
+git checkout) plus PKG-INFO, with their executable bits, and PKG-INFO says
+name, VERSION (CMake's project version), Requires-Python and Requires-Dist.
+
+Then ``pip wheel --no-build-isolation`` builds a wheel from that tarball
+alone (no git, no source tree: the sdist must be complete), for the MPI
+given by ``PYMPIPOOL_MPI=MPI`` and in a kept ``build-dir``, and the wheel is
+checked against the wheel format: every file listed in RECORD with its
+sha256 and size, the package at the root (with the extension and the
+generated _config.py), the runtime and the library under ``.data/data/``
+with the runtime executable, the console script as an entry point, the tag
+of this interpreter, no symbolic links and no ``bin/pympipool`` file of its
+own.
+
+Last, this interpreter's pip installs the wheel with ``--prefix P`` (on
+Debian that is the ``P/local/...`` layout) and the installed copy must work
+through ``PYTHONPATH`` alone: executors, ``pympipool --version``, ``--info``
+naming the runtime pip put under P, FLAVOUR and the build's mpi4py decision
+MPI4PY (check_pip_install.check_installed).
 """
 
 import base64
 import csv
+import glob
 import hashlib
 import io
 import os
@@ -32,15 +42,7 @@ import zipfile
 from email.parser import Parser
 from typing import Dict, List, Sequence
 
-
-class Failure(Exception):
-    """A check failed; the message says which."""
-
-
-def expect(condition: bool, what: str) -> None:
-    """Raises Failure(what) unless condition holds."""
-    if not condition:
-        raise Failure(what)
+from check_pip_install import Failure, check_installed, expect, run
 
 
 def tracked_files(source: str) -> List[str]:
@@ -151,33 +153,59 @@ def check_wheel(path: str, version: str) -> None:
     print("wheel %s: %d files, RECORD verified" % (os.path.basename(path), len(names)))
 
 
+def install_and_check(wheel: str, tmp: str, env: Dict[str, str], flavour: str, version: str,
+                      mpi4py: str) -> None:
+    """pip install --prefix of the wheel, then the installed copy used from elsewhere."""
+    prefix = os.path.join(tmp, "prefix")
+    run([sys.executable, "-m", "pip", "install", "--no-deps", "--prefix", prefix, wheel], env, tmp,
+        timeout=300)
+    inits = glob.glob(os.path.join(prefix, "**", "pympipool", "__init__.py"), recursive=True)
+    runtimes = glob.glob(os.path.join(prefix, "**", "bin", "pympipool-runtime"), recursive=True)
+    expect(len(inits) == 1 and len(runtimes) == 1, "installed %s and %s" % (inits, runtimes))
+    site = os.path.dirname(os.path.dirname(inits[0]))
+    bindir = os.path.dirname(runtimes[0])
+    print("installed into %s, runtime in %s" % (site, bindir))
+    elsewhere = os.path.join(tmp, "elsewhere")
+    os.mkdir(elsewhere)
+    used = dict(env, PYTHONPATH=site)
+    check_installed(sys.executable, os.path.join(bindir, "pympipool"), site, bindir, used,
+                    elsewhere, flavour, version, mpi4py)
+
+
 def main(argv: Sequence[str]) -> int:
     """Entry point; returns the exit status."""
-    if len(argv) != 4:
+    if len(argv) != 6:
         print(__doc__, file=sys.stderr)
         return 2
-    source, mpi, version = argv[1:]
+    source, mpi, flavour, version, mpi4py = argv[1:]
     start = time.monotonic()
     tmp = tempfile.mkdtemp(prefix="pympipool-sdist-")
     try:
         sdist = check_sdist(source, tmp, version)
         wheels = os.path.join(tmp, "wheels")
+        build = os.path.join(tmp, "build")
         env = {k: v for k, v in os.environ.items()
                if k not in ("PYTHONPATH", "PYMPIPOOL_MPI", "PYMPIPOOL_CMAKE_ARGS",
-                            "PYMPIPOOL_BUILD_DIR")}
-        env.update(PIP_NO_INDEX="1", PIP_DISABLE_PIP_VERSION_CHECK="1", PIP_NO_CACHE_DIR="1")
+                            "PYMPIPOOL_BUILD_DIR", "PYMPIPOOL_RUNTIME", "PYMPIPOOL_MPIEXEC")}
+        env.update(PIP_NO_INDEX="1", PIP_DISABLE_PIP_VERSION_CHECK="1", PIP_NO_CACHE_DIR="1",
+                   PYTHONDONTWRITEBYTECODE="1")
         t0 = time.monotonic()
-        proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", wheels,
-                               "--config-settings", "mpi=" + mpi, sdist],
-                              env=env, cwd=tmp, capture_output=True, text=True, timeout=900)
-        print("[%6.1f s] pip wheel %s -> %d" % (time.monotonic() - t0, os.path.basename(sdist),
-                                               proc.returncode))
+        proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps",
+                               "--no-build-isolation", "-w", wheels,
+                               "--config-settings", "build-dir=" + build, sdist],
+                              env=dict(env, PYMPIPOOL_MPI=mpi), cwd=tmp, capture_output=True,
+                              text=True, timeout=900)
+        print("[%6.1f s] pip wheel --no-build-isolation %s -> %d"
+              % (time.monotonic() - t0, os.path.basename(sdist), proc.returncode))
         expect(proc.returncode == 0, "pip wheel failed:\n%s\n%s"
                % (proc.stdout[-4000:], proc.stderr[-4000:]))
+        expect(os.path.isfile(os.path.join(build, "pympipool-build.log")),
+               "the build directory %s was not kept" % build)
         built = [n for n in os.listdir(wheels) if n.endswith(".whl")]
         expect(len(built) == 1, "pip wheel made %s" % built)
         check_wheel(os.path.join(wheels, built[0]), version)
-    except Failure as exc:
+        install_and_check(os.path.join(wheels, built[0]), tmp, env, flavour, version, mpi4py)
+    except (Failure, subprocess.TimeoutExpired) as exc:
         print("check_sdist: %s" % exc, file=sys.stderr)
         return 1
     finally:
