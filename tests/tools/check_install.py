@@ -7,7 +7,8 @@ package and the `pympipool` command under the prefix, that the installed
 package imports from a directory unrelated to the source and build trees,
 that it finds the installed runtime (not the build tree's), that an Executor
 started from it returns one result per rank, and that `<prefix>/bin/pympipool`
-(run without PYTHONPATH) describes the installed package, not the build tree.
+(run without PYTHONPATH) describes the installed package, not the build tree,
+also after the whole prefix was moved to another directory.
 """
 import os
 import subprocess
@@ -46,8 +47,15 @@ def main() -> int:
         sys.stderr.write(proc.stderr)
         if proc.returncode != 0 or "ran on ranks 2" not in proc.stdout:
             return 1
-        return check_command(prefix, package_subdir)
-    return 0
+        if check_command(prefix, package_subdir) != 0:
+            return 1
+        # The installed tree moved elsewhere still finds its own runtime.
+        moved = prefix + "-moved"
+        os.rename(prefix, moved)
+        try:
+            return check_command(moved, package_subdir)
+        finally:
+            os.rename(moved, prefix)
 
 
 def check_command(prefix: str, package_subdir: str) -> int:
