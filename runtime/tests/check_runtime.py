@@ -47,6 +47,13 @@ PYTHON = "/usr/bin/python3"
 TIMEOUT = 40
 
 
+def fn_pickle(fn):
+    """The function slot of a TASK: the function's own pickle (docs/protocol.md)."""
+    import cloudpickle
+
+    return cloudpickle.dumps(fn, protocol=5)
+
+
 def fail(message, proc=None):
     print("FAIL:", message, file=sys.stderr)
     if proc is not None:
@@ -397,7 +404,7 @@ def case_protocol(runtime, mpiexec):
         sock.send_multipart([ident, header(TASK, 1, nframes=5), b"x"])
         sock.send_multipart([ident, header(RESULT, 1), b"x"])
         # A task on every rank, every result back in rank order.
-        task = cloudpickle.dumps((_launcher_rank, (), {}), protocol=5)
+        task = cloudpickle.dumps((fn_pickle(_launcher_rank), (), {}), protocol=5)
         sock.send_multipart([ident, header(TASK, 2, flags=1), task])
         _, t, tid, flags, frames = recv()
         if (t, tid) != (RESULT, 2):
@@ -596,7 +603,7 @@ def case_define(runtime, mpiexec):
         calls = [((1,), {}), ((2,), {"factor": 10})]
         expect(
             "chunk by value",
-            peer.call(ident, 3, dumps((_scaled, calls)), CHUNK),
+            peer.call(ident, 3, dumps((fn_pickle(_scaled), calls)), CHUNK),
             ("result", [(2, 0), (20, 0)]),
         )
         expect(
@@ -609,13 +616,13 @@ def case_define(runtime, mpiexec):
         calls = [((1,), {}), ((2,), {}), ((3,), {})]
         expect_error(
             "first failing call of a chunk",
-            peer.call(ident, 6, dumps((_fail_from_two, calls)), CHUNK),
+            peer.call(ident, 6, dumps((fn_pickle(_fail_from_two), calls)), CHUNK),
             "ValueError",
             "bad 2",
         )
         expect_error(
             "chunk with ALL_RANKS",
-            peer.call(ident, 7, dumps((_scaled, calls)), CHUNK | ALL_RANKS),
+            peer.call(ident, 7, dumps((fn_pickle(_scaled), calls)), CHUNK | ALL_RANKS),
             "ValueError",
             "not supported",
         )
@@ -686,7 +693,7 @@ def case_groups(runtime, mpiexec):
             tid += 1
             expect(
                 "leader's result of group %d" % g,
-                peer.call(ident, tid, dumps((_group_info, (), {}))),
+                peer.call(ident, tid, dumps((fn_pickle(_group_info), (), {}))),
                 ("result", (g * k, k, 0, k)),
             )
             tid += 1
@@ -740,7 +747,7 @@ def case_mpi4py(runtime, mpiexec):
     peer = Peer(runtime, mpiexec, k=n)
     try:
         ident, _ = peer.hellos(1)[0]
-        task = cloudpickle.dumps((_try_mpi4py, (), {}), protocol=5)
+        task = cloudpickle.dumps((fn_pickle(_try_mpi4py), (), {}), protocol=5)
         kind, got = peer.call(ident, 1, task, ALL_RANKS)
         expect("task", kind, "result")
         got = got if n > 1 else [got]
@@ -757,7 +764,7 @@ def case_mpi4py(runtime, mpiexec):
                     if needle not in value[1]:
                         fail("%s: the ImportError does not mention %r" % (what, needle))
         # MPI still works after the import, and the job ends with status 0
-        kind, got = peer.call(ident, 2, cloudpickle.dumps((_group_info, (), {})), 0)
+        kind, got = peer.call(ident, 2, cloudpickle.dumps((fn_pickle(_group_info), (), {})), 0)
         expect("after import", (kind, got[1:]), ("result", (n, 0, n)))
         err = peer.finish([ident])
         for bad in ("MPI_Finalize", "Traceback", "error"):
