@@ -51,6 +51,7 @@
 
 #include "pmp_auth.h"
 #include "pmp_completion.h"
+#include "pmp_fork.h"
 #include "pmp_launcher.h"
 
 #define S_LINGER_MS 1000
@@ -151,7 +152,9 @@ static void *s_keeper_run(void *arg)
     s_keeper_t *k = arg;
     pmp_error_t err;
     err.text[0] = '\0';
-    pmp_launcher_t *launcher = pmp_launcher_new_env(k->path, k->argv, k->envp, k->cwd, &err);
+    /* the program's environment as given (or ours, untouched) and our stdout */
+    pmp_launcher_opts_t opts = {.envp = k->envp, .cwd = k->cwd};
+    pmp_launcher_t *launcher = pmp_launcher_new(k->path, k->argv, &opts, &err);
     int e = errno;
     pthread_mutex_lock(&k->mutex);
     if (!launcher) {
@@ -171,7 +174,7 @@ static void *s_keeper_run(void *arg)
     int64_t deadline = 0;
     for (;;) {
         if (!exited && pmp_launcher_poll_exit(launcher)) {
-            pmp_launcher_drain_stderr(launcher, 500);
+            pmp_launcher_drain(launcher, 500);
             char *text = pmp_launcher_exit_text(launcher, "the booted program");
             pthread_mutex_lock(&k->mutex);
             k->exited = 1;
@@ -202,17 +205,16 @@ static void *s_keeper_run(void *arg)
                 deadline = now + 3600 * 1000;
             }
         }
-        struct pollfd p[3];
+        struct pollfd p[2 + PMP_LAUNCHER_MAX_FDS];
         nfds_t n = 0;
         p[n++] = (struct pollfd){.fd = k->wakefd, .events = POLLIN};
-        int errfd = pmp_launcher_stderr_fd(launcher);
-        if (errfd >= 0)
-            p[n++] = (struct pollfd){.fd = errfd, .events = POLLIN};
         int pidfd = exited ? -1 : pmp_launcher_pidfd(launcher);
         if (pidfd >= 0)
             p[n++] = (struct pollfd){.fd = pidfd, .events = POLLIN};
         int timeout = -1;
-        if (!exited && pidfd < 0)
+        nfds_t out_i = n;
+        n += (nfds_t)pmp_launcher_pollfds(launcher, p + n, &timeout); /* its stderr */
+        if (!exited && pidfd < 0 && (timeout < 0 || timeout > 100))
             timeout = 100;
         if (stage > 0 && !exited) {
             int64_t left = deadline - now;
@@ -228,8 +230,11 @@ static void *s_keeper_run(void *arg)
             ssize_t rc = read(k->wakefd, &v, sizeof v);
             (void)rc;
         }
-        if (errfd >= 0 && p[1].revents)
-            pmp_launcher_read_stderr(launcher);
+        for (nfds_t i = out_i; i < n; i++)
+            if (p[i].revents) {
+                pmp_launcher_pump(launcher);
+                break;
+            }
     }
     pmp_launcher_destroy(&launcher);
     pthread_mutex_lock(&k->mutex);
@@ -243,6 +248,8 @@ static void *s_keeper_run(void *arg)
 /* ---- the channel --------------------------------------------------------- */
 
 struct pmp_channel {
+    unsigned gen; /* fork generation at creation (pmp_fork.h) */
+    pid_t owner;  /* the process that created it */
     void *ctx;
     void *sock;
     pmp_auth_t *auth; /* CURVE servers only: keys and the ZAP handler */
@@ -260,6 +267,19 @@ int pmp_channel_has_curve(void)
     return zmq_has("curve");
 }
 
+/* Whether this process is a forked child of the channel's creator: then
+ * ZeroMQ's threads and the keeper are not here, and every call that would
+ * wait on them (or on a lock they may hold) fails at once instead. */
+static inline int s_in_child(const pmp_channel_t *self)
+{
+    return __builtin_expect(self->gen != pmp_fork_generation(), 0);
+}
+
+int pmp_channel_forked(const pmp_channel_t *self)
+{
+    return s_in_child(self);
+}
+
 static pmp_channel_t *s_channel_alloc(int server, pmp_error_t *err)
 {
     pmp_channel_t *self = calloc(1, sizeof *self);
@@ -268,6 +288,9 @@ static pmp_channel_t *s_channel_alloc(int server, pmp_error_t *err)
         errno = ENOMEM;
         return NULL;
     }
+    pmp_fork_watch();
+    self->gen = pmp_fork_generation();
+    self->owner = getpid();
     self->server = server;
     self->ctx = zmq_ctx_new();
     if (self->ctx)
@@ -415,6 +438,11 @@ void pmp_channel_destroy(pmp_channel_t **self_p, int grace_ms, int wait)
     if (!self_p || !*self_p)
         return;
     pmp_channel_t *self = *self_p;
+    *self_p = NULL;
+    /* In a forked child, closing the socket would wait forever for
+     * ZeroMQ's reaper thread, and the booted program is the parent's. */
+    if (s_in_child(self))
+        return;
     s_channel_close_sockets(self);
     s_keeper_t *k = self->keeper;
     if (k) {
@@ -435,11 +463,12 @@ void pmp_channel_destroy(pmp_channel_t **self_p, int grace_ms, int wait)
         }
     }
     free(self);
-    *self_p = NULL;
 }
 
 int pmp_channel_bind_random_port(pmp_channel_t *self, pmp_error_t *err)
 {
+    if (s_in_child(self))
+        return pmp_fork_fail(err, "socket interface", self->owner);
     if (!self->server) {
         pmp_error_set(err, "only the server side of a channel binds");
         errno = EINVAL;
@@ -505,6 +534,8 @@ const char *pmp_channel_client_secret_key(const pmp_channel_t *self)
 int pmp_channel_bootup(pmp_channel_t *self, const char *const argv[], const char *cwd,
                        const char *const envp[], pmp_error_t *err)
 {
+    if (s_in_child(self))
+        return pmp_fork_fail(err, "socket interface", self->owner);
     if (!self->server) {
         pmp_error_set(err, "only the server side of a channel boots a program");
         errno = EINVAL;
@@ -593,6 +624,11 @@ pid_t pmp_channel_pid(const pmp_channel_t *self)
 
 int pmp_channel_exited(pmp_channel_t *self, int *status)
 {
+    if (s_in_child(self)) {
+        if (status)
+            *status = -1;
+        return pmp_fork_fail(NULL, "socket interface", self->owner);
+    }
     s_keeper_t *k = self->keeper;
     if (!k) {
         if (status)
@@ -609,6 +645,10 @@ int pmp_channel_exited(pmp_channel_t *self, int *status)
 
 char *pmp_channel_exit_text(pmp_channel_t *self)
 {
+    if (s_in_child(self)) {
+        pmp_fork_fail(NULL, "socket interface", self->owner);
+        return NULL;
+    }
     s_keeper_t *k = self->keeper;
     char *text = NULL;
     if (k) {
@@ -681,6 +721,8 @@ static int s_wait(pmp_channel_t *self, short events, int timeout_ms, int watch_e
 
 int pmp_channel_wait_writable(pmp_channel_t *self, int timeout_ms, pmp_error_t *err)
 {
+    if (s_in_child(self))
+        return pmp_fork_fail(err, "socket interface", self->owner);
     int64_t deadline = timeout_ms < 0 ? -1 : s_now_ms() + timeout_ms;
     for (;;) {
         if (self->server && !self->bound) {
@@ -726,6 +768,8 @@ static void s_release_from(const pmp_buffer_t *bufs, size_t nbufs, size_t first)
 int pmp_channel_send(pmp_channel_t *self, int type, uint64_t task_id, uint32_t flags,
                      const pmp_buffer_t *bufs, size_t nbufs, pmp_error_t *err)
 {
+    if (s_in_child(self))
+        return pmp_fork_fail(err, "socket interface", self->owner);
     int ok_type =
         self->server ? type == PMP_MSG_TASK : (type == PMP_MSG_RESULT || type == PMP_MSG_ERROR);
     if (!ok_type) {
@@ -919,6 +963,10 @@ static pmp_channel_msg_t *s_try_recv(pmp_channel_t *self, pmp_error_t *err)
 
 pmp_channel_msg_t *pmp_channel_recv(pmp_channel_t *self, int timeout_ms, pmp_error_t *err)
 {
+    if (s_in_child(self)) {
+        pmp_fork_fail(err, "socket interface", self->owner);
+        return NULL;
+    }
     if (self->server && !self->bound) {
         pmp_error_set(err, "the socket is not bound: call bind_to_random_port() first");
         errno = ENOTCONN;

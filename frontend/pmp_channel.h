@@ -34,6 +34,15 @@
  * Threads: a channel (its socket) may be used by one thread at a time; the
  * caller serialises the calls.  The keeper thread only touches the child
  * process and a mutex-protected status; it never touches the socket.
+ *
+ * Fork: a channel belongs to the process that created it.  In a child made
+ * by fork() every call below that would use its socket, keeper or locks
+ * fails at once with errno = PMP_EFORKED (and, where it takes err, the
+ * sentence "this socket interface belongs to process P; it cannot be used
+ * in a forked child (pid C)"); a send that fails so calls no free_fn.
+ * pmp_channel_destroy() then returns at once, leaves the parent's booted
+ * program alone and leaks the object (the child's exit or exec reclaims
+ * it).
  */
 #ifndef PMP_CHANNEL_H
 #define PMP_CHANNEL_H
@@ -68,6 +77,10 @@ typedef struct {
 /* Whether this libzmq supports CURVE. */
 PMP_EXPORT int pmp_channel_has_curve(void);
 
+/* 1 if this process is a forked child of the one that created the channel
+ * (its other calls then fail with PMP_EFORKED), 0 otherwise.  Cheap. */
+PMP_EXPORT int pmp_channel_forked(const pmp_channel_t *self);
+
 /* Creates the server side: a PAIR socket not bound yet.  interface is the
  * address to bind later ("127.0.0.1" when NULL; "*" means every interface;
  * an IPv6 address enables IPv6).  curve: 1 = use CURVE (ENOTSUP if libzmq
@@ -91,7 +104,8 @@ PMP_EXPORT pmp_channel_t *pmp_channel_new_client(const char *host, int port, con
  * process group and, 2 s later, SIGKILL, and returns once it is reaped; with
  * wait == 0 returns at once and the keeper thread does the same in the
  * background.  Messages still queued for sending get up to 1 s to leave.
- * NULL-safe; nulls *self_p. */
+ * NULL-safe; nulls *self_p.  In a forked child: returns at once, touches
+ * nothing and leaks the channel. */
 PMP_EXPORT void pmp_channel_destroy(pmp_channel_t **self_p, int grace_ms, int wait);
 
 /* Server: binds to a free port of the interface chosen at creation.
@@ -128,13 +142,13 @@ PMP_EXPORT int pmp_channel_bootup(pmp_channel_t *self, const char *const argv[],
 PMP_EXPORT pid_t pmp_channel_pid(const pmp_channel_t *self);
 
 /* 1 if the booted program has exited (and was reaped), 0 if it runs or none
- * was booted.  With status != NULL stores its waitpid status (-1 if
- * unknown).  Thread-safe. */
+ * was booted, -1 with errno = PMP_EFORKED in a forked child.  With status
+ * != NULL stores its waitpid status (-1 if unknown).  Thread-safe. */
 PMP_EXPORT int pmp_channel_exited(pmp_channel_t *self, int *status);
 
 /* The sentence describing the booted program's exit (status and stderr
  * tail), malloc'ed (caller frees); NULL with errno = ESRCH while it runs or
- * when none was booted. */
+ * when none was booted (PMP_EFORKED in a forked child). */
 PMP_EXPORT char *pmp_channel_exit_text(pmp_channel_t *self);
 
 /* Waits up to timeout_ms (-1: forever) until a message can be sent at once

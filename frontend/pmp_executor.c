@@ -70,6 +70,23 @@
  * every group said GOODBYE (no launch).  destroy() asks the thread to stop:
  * SHUTDOWN, up to grace_ms for the job to exit, SIGTERM to its process
  * group, 2 s, SIGKILL; then joins the thread and removes the directory.
+ * Before the frontend kills a job on purpose (destroy, a time limit) it
+ * tells the launcher to stop echoing what the job says about it.
+ *
+ * The job's output.  The launcher (pmp_launcher) pipes the job's stderr
+ * and stdout; this thread polls them with everything else and pumps them
+ * (stderr echoed and kept, stdout relayed to the user's fd 1 without the
+ * MPI launcher's banner, never blocking on it: pmp_relay).
+ *
+ * Interrupt.  pmp_executor_interrupt() asks (intr_asked, under mtx), wakes
+ * this thread and waits; the thread, which alone owns the group table,
+ * signals the local ranks of every group holding a task through their
+ * pidfds and answers with the count (s_serve_interrupts).
+ *
+ * Fork.  The executor remembers the fork generation it was made in
+ * (pmp_fork.h); every public entry point compares it first and, in a forked
+ * child, fails at once without touching the mutex, the eventfd or the
+ * thread, which stayed in the parent.
  */
 #include "pmp_executor.h"
 
@@ -93,6 +110,7 @@
 #include "pmp_command.h"
 #include "pmp_completion.h"
 #include "pmp_credentials.h"
+#include "pmp_fork.h"
 #include "pmp_launcher.h"
 #include "pmp_queue.h"
 #include "pmp_sched.h"
@@ -143,6 +161,8 @@ typedef struct {
 
 struct pmp_executor {
     /* immutable after new() */
+    unsigned gen; /* fork generation at creation (pmp_fork.h) */
+    pid_t owner;  /* the process that created it */
     int ranks, ranks_per_group, depth, launch;
     int restart_limit;     /* relaunches allowed after deaths */
     int64_t time_limit_ms; /* per call, 0: none; hard limit adds time_grace_ms */
@@ -162,6 +182,7 @@ struct pmp_executor {
     pthread_mutex_t mtx;
     pthread_cond_t ready_cv; /* start-up handshake */
     pthread_cond_t done_cv;  /* completions */
+    pthread_cond_t intr_cv;  /* interrupt requests served */
     /* protected by mtx */
     int ready, start_rc, start_errno;
     pmp_error_t start_err;
@@ -179,6 +200,10 @@ struct pmp_executor {
     char *exit_text;
     pmp_completion_t *done_head, *done_tail;
     int closed_delivered, closed_returned;
+    /* interrupt(): requests asked and served (the I/O thread signals), the
+     * ranks the last batch reached, and whether the I/O thread has ended */
+    uint64_t intr_asked, intr_served;
+    int intr_count, io_done;
 
     /* owned by the I/O thread */
     pmp_launcher_t *launcher;
@@ -204,6 +229,14 @@ struct pmp_executor {
 };
 
 /* ---- small helpers ------------------------------------------------------- */
+
+/* Whether this process is a forked child of the executor's creator: every
+ * public call that would touch a lock, the socket or the thread checks
+ * this first and leaves such an inherited copy alone (pmp_executor.h). */
+static inline int s_in_child(const pmp_executor_t *self)
+{
+    return __builtin_expect(self->gen != pmp_fork_generation(), 0);
+}
 
 static int64_t s_now_ms(void)
 {
@@ -449,8 +482,8 @@ static void s_fail_inflight_locked(pmp_executor_t *self, size_t gi, int kind, co
         s_task_t *task = pmp_queue_pop(self->inflight, &id);
         if (gi == SIZE_MAX || task->group == gi) {
             pmp_sched_dec(self->sched, task->group);
+            s_task_destroy(&task); /* its buffers go before its completion */
             s_deliver_event_locked(self, kind, id, text, -1);
-            s_task_destroy(&task);
         } else {
             PMP_ASSERT(pmp_queue_push(self->inflight, id, task) == 0);
         }
@@ -766,6 +799,11 @@ static void s_on_reply(pmp_executor_t *self, s_group_t *g, const pmp_header_t *h
     pmp_sched_dec(self->sched, gi);
     if (self->time_limit_ms)
         g->last_done_ms = s_now_ms();
+    /* Released before the completion is queued: once the caller has the
+     * result, nothing here refers to the task's buffers (with keep_sent the
+     * task held references to them until now; otherwise ZeroMQ let them go
+     * when it had written them, before the reply could even exist). */
+    s_task_destroy(&task);
     int kind = hdr->type == PMP_MSG_RESULT ? PMP_DONE_RESULT : PMP_DONE_ERROR;
     pmp_completion_t *c = pmp_completion_new(kind, hdr->task_id, hdr->flags, "", -1);
     PMP_ASSERT(c != NULL);
@@ -775,7 +813,6 @@ static void s_on_reply(pmp_executor_t *self, s_group_t *g, const pmp_header_t *h
     /* Woken after the unlock (the hot path): a waiter woken while the
      * mutex is still held would only go back to sleep on it. */
     pthread_cond_broadcast(&self->done_cv);
-    s_task_destroy(&task);
 }
 
 static void s_on_goodbye(pmp_executor_t *self, s_group_t *g)
@@ -950,8 +987,8 @@ static int s_restart(pmp_executor_t *self, char **text_p)
         s_group_t *g = &self->groups[task->group];
         pmp_sched_dec(self->sched, task->group);
         if (!g->timed_out) {
-            s_deliver_event_locked(self, PMP_DONE_LOST, id, lost, -1);
             s_task_destroy(&task);
+            s_deliver_event_locked(self, PMP_DONE_LOST, id, lost, -1);
         } else {
             again[nagain++] = task;
         }
@@ -989,7 +1026,8 @@ static int s_restart(pmp_executor_t *self, char **text_p)
 static void s_on_exit(pmp_executor_t *self)
 {
     s_remove_credentials(self, "the job exited"); /* a relaunch writes it again */
-    pmp_launcher_drain_stderr(self->launcher, S_DRAIN_MS);
+    /* all of its stderr (and banner) into the tail before the text is made */
+    pmp_launcher_drain(self->launcher, S_DRAIN_MS);
     /* ranks that outlived mpiexec would be orphans: end them */
     pmp_launcher_signal(self->launcher, SIGKILL);
     char *text = s_exit_text(self);
@@ -1009,14 +1047,50 @@ static void s_on_exit(pmp_executor_t *self)
     s_task_t *task;
     uint64_t id;
     while ((task = pmp_queue_pop(self->queue, &id))) {
-        s_deliver_event_locked(self, PMP_DONE_BROKEN, id, text, -1);
         s_task_destroy(&task);
+        s_deliver_event_locked(self, PMP_DONE_BROKEN, id, text, -1);
     }
     while ((task = pmp_queue_pop(self->bcasts, NULL))) /* broadcasts have no completion */
         s_task_destroy(&task);
     for (size_t i = 0; i < self->ngroups; i++)
         s_group_gone(self, &self->groups[i]);
     pthread_mutex_unlock(&self->mtx);
+}
+
+/* ---- interrupt (I/O thread) ---------------------------------------------- */
+
+/* Serves pmp_executor_interrupt(): SIGINT, through its pidfd, to every
+ * watched rank of every group that holds a task.  The group table is the
+ * I/O thread's, so the callers only ask (intr_asked) and wait for the
+ * answer.  A pidfd never reaches a recycled pid: the watch closes it as
+ * soon as the rank exits.  Takes mtx (only when something was asked). */
+static void s_serve_interrupts(pmp_executor_t *self)
+{
+    if (__atomic_load_n(&self->intr_asked, __ATOMIC_RELAXED) == self->intr_served)
+        return; /* the usual case: no lock taken */
+    int n = 0;
+    pthread_mutex_lock(&self->mtx);
+    if (!self->exited && !self->stop) {
+        for (size_t gi = 0; gi < self->ngroups; gi++) {
+            s_group_t *g = &self->groups[gi];
+            if (g->gone || pmp_sched_load(self->sched, gi) == 0)
+                continue;
+            for (size_t r = 0; r < g->nranks; r++) {
+#ifdef SYS_pidfd_send_signal
+                if (g->pidfds[r] >= 0 &&
+                    syscall(SYS_pidfd_send_signal, g->pidfds[r], SIGINT, NULL, 0) == 0)
+                    n++;
+#endif
+            }
+        }
+    }
+    if (n > 0 && self->launcher) /* a rank that dies of it is no news to the caller */
+        pmp_launcher_quiet(self->launcher, PMP_LAUNCHER_QUIET_BANNER);
+    self->intr_served = self->intr_asked;
+    self->intr_count = n;
+    pthread_cond_broadcast(&self->intr_cv);
+    pthread_mutex_unlock(&self->mtx);
+    pmp_log(PMP_LOG_INFO, "frontend: interrupt: SIGINT sent to %d rank(s)", n);
 }
 
 /* ---- the I/O thread ------------------------------------------------------ */
@@ -1033,7 +1107,11 @@ static int s_launch(pmp_executor_t *self, pmp_error_t *err)
     if (s_write_credentials(self, err) < 0)
         return -1;
     self->hellos = 0;
-    pmp_launcher_t *launcher = pmp_launcher_new(self->exec_path, self->argv, self->cwd, err);
+    /* a clean launcher environment when this process is itself an MPI rank
+     * (an executor made inside a task); stdout relayed, without the
+     * launcher's banner */
+    pmp_launcher_opts_t opts = {.cwd = self->cwd, .clean_environ = 1, .relay_stdout = 1};
+    pmp_launcher_t *launcher = pmp_launcher_new(self->exec_path, self->argv, &opts, err);
     if (!launcher)
         return -1;
     self->launcher = launcher;
@@ -1116,14 +1194,15 @@ static long s_check_time(pmp_executor_t *self)
                      (long long)g->hello.pid, g->hello.host);
             pmp_sched_dec(self->sched, task->group);
             g->timed_out = 1;
-            s_deliver_event_locked(self, PMP_DONE_TIMEOUT, id, text, -1);
             s_task_destroy(&task);
+            s_deliver_event_locked(self, PMP_DONE_TIMEOUT, id, text, -1);
         }
         self->timeout_kill = 1;
         self->next_check = INT64_MAX;
         pthread_mutex_unlock(&self->mtx);
         pmp_log(PMP_LOG_INFO, "frontend: %zu task(s) exceeded run_time_max; killing the job",
                 (size_t)scan.expired);
+        pmp_launcher_quiet(self->launcher, PMP_LAUNCHER_QUIET_ALL); /* ended on purpose */
         pmp_launcher_signal(self->launcher, SIGKILL);
         return -1;
     }
@@ -1161,28 +1240,35 @@ static void *s_thread(void *arg)
     int stop_phase = 0; /* 0 running, 1 waiting for exit/goodbyes, 2 after SIGTERM */
     int64_t deadline = 0;
     for (;;) {
-        zmq_pollitem_t *items = s_poll_items(self, 6);
+        zmq_pollitem_t *items = s_poll_items(self, 5 + PMP_LAUNCHER_MAX_FDS);
         int n = 0;
         items[n++] = (zmq_pollitem_t){.socket = self->router, .events = ZMQ_POLLIN};
         items[n++] = (zmq_pollitem_t){.fd = self->efd, .events = ZMQ_POLLIN};
         int running = self->launcher && !pmp_launcher_exited(self->launcher);
-        int pidfd_i = -1, err_i = -1;
+        int pidfd_i = -1;
         if (running && pmp_launcher_pidfd(self->launcher) >= 0) {
             pidfd_i = n;
             items[n++] =
                 (zmq_pollitem_t){.fd = pmp_launcher_pidfd(self->launcher), .events = ZMQ_POLLIN};
         }
-        if (self->launcher && pmp_launcher_stderr_fd(self->launcher) >= 0) {
-            err_i = n;
-            items[n++] = (zmq_pollitem_t){.fd = pmp_launcher_stderr_fd(self->launcher),
-                                          .events = ZMQ_POLLIN};
+        /* the job's output: stderr, stdout and, while relayed output
+         * waits for room, our stdout */
+        int out_i = n, nout = 0, out_timeout = -1;
+        if (self->launcher) {
+            struct pollfd pfds[PMP_LAUNCHER_MAX_FDS];
+            nout = pmp_launcher_pollfds(self->launcher, pfds, &out_timeout);
+            for (int k = 0; k < nout; k++)
+                items[n++] = (zmq_pollitem_t){
+                    .fd = pfds[k].fd,
+                    .events = (short)((pfds[k].events & POLLIN ? ZMQ_POLLIN : 0) |
+                                      (pfds[k].events & POLLOUT ? ZMQ_POLLOUT : 0))};
         }
         int auth_i = n, nauth = pmp_auth_pollitems(self->auth, items + n);
         n += nauth;
         int watch_i = n;
         n += s_add_watches(self, items + n);
-        long timeout = -1;
-        if (running && pidfd_i < 0)
+        long timeout = out_timeout;
+        if (running && pidfd_i < 0 && (timeout < 0 || timeout > S_EXIT_POLL_MS))
             timeout = S_EXIT_POLL_MS;
         long time_left = s_check_time(self); /* may kill the job: seen next round */
         if (time_left >= 0 && (timeout < 0 || time_left < timeout))
@@ -1209,8 +1295,12 @@ static void *s_thread(void *arg)
             ssize_t r = read(self->efd, &v, sizeof v);
             (void)r;
         }
-        if (err_i >= 0 && rc > 0 && (items[err_i].revents & (ZMQ_POLLIN | ZMQ_POLLERR)))
-            pmp_launcher_read_stderr(self->launcher);
+        s_serve_interrupts(self);
+        int pump = out_timeout >= 0 && rc == 0; /* held output is due */
+        for (int k = out_i; rc > 0 && k < out_i + nout; k++)
+            pump |= items[k].revents != 0;
+        if (pump)
+            pmp_launcher_pump(self->launcher);
         for (int k = auth_i; rc > 0 && k < auth_i + nauth; k++)
             if (items[k].revents) { /* handshakes: admit the runtime, refuse the rest */
                 pmp_auth_serve(self->auth);
@@ -1256,6 +1346,8 @@ static void *s_thread(void *arg)
             break;
         if (stop_phase == 1) {
             pmp_log(PMP_LOG_INFO, "frontend: the job did not exit within %d ms; SIGTERM", grace);
+            /* ended on purpose: what the launcher says about it is noise */
+            pmp_launcher_quiet(self->launcher, PMP_LAUNCHER_QUIET_ALL);
             pmp_launcher_signal(self->launcher, SIGTERM);
             stop_phase = 2;
             deadline = s_now_ms() + S_TERM_GRACE_MS;
@@ -1277,6 +1369,10 @@ static void *s_thread(void *arg)
     zmq_setsockopt(self->router, ZMQ_LINGER, &linger, sizeof linger);
     zmq_close(self->router);
     self->router = NULL;
+    pthread_mutex_lock(&self->mtx);
+    self->io_done = 1; /* nobody is left to serve an interrupt */
+    pthread_cond_broadcast(&self->intr_cv);
+    pthread_mutex_unlock(&self->mtx);
     return NULL;
 }
 
@@ -1346,6 +1442,7 @@ static void s_free_all(pmp_executor_t *self)
     pthread_mutex_destroy(&self->mtx);
     pthread_cond_destroy(&self->ready_cv);
     pthread_cond_destroy(&self->done_cv);
+    pthread_cond_destroy(&self->intr_cv);
     free(self);
 }
 
@@ -1361,6 +1458,9 @@ pmp_executor_t *pmp_executor_new(const pmp_executor_config_t *cfg, pmp_error_t *
         errno = ENOMEM;
         return NULL;
     }
+    pmp_fork_watch();
+    self->gen = pmp_fork_generation();
+    self->owner = getpid();
     self->efd = -1;
     self->pid = -1;
     self->ranks = cfg->ranks;
@@ -1379,6 +1479,7 @@ pmp_executor_t *pmp_executor_new(const pmp_executor_config_t *cfg, pmp_error_t *
     pthread_mutex_init(&self->mtx, NULL);
     pthread_cond_init(&self->ready_cv, &ca);
     pthread_cond_init(&self->done_cv, &ca);
+    pthread_cond_init(&self->intr_cv, &ca);
     pthread_condattr_destroy(&ca);
     int e = 0;
 
@@ -1571,6 +1672,9 @@ void pmp_executor_destroy(pmp_executor_t **self_p, int grace_ms)
     if (!self_p || !*self_p)
         return;
     pmp_executor_t *self = *self_p;
+    *self_p = NULL;
+    if (s_in_child(self))
+        return; /* the parent's: its thread is not here, its locks may be held */
     pthread_mutex_lock(&self->mtx);
     self->stop = 1;
     self->grace_ms = grace_ms < 0 ? 0 : grace_ms;
@@ -1578,7 +1682,6 @@ void pmp_executor_destroy(pmp_executor_t **self_p, int grace_ms)
     s_wake(self);
     pthread_join(self->thread, NULL);
     s_free_all(self);
-    *self_p = NULL;
 }
 
 const char *pmp_executor_endpoint(const pmp_executor_t *self)
@@ -1594,6 +1697,16 @@ const char *const *pmp_executor_command(const pmp_executor_t *self)
 pid_t pmp_executor_pid(const pmp_executor_t *self)
 {
     return __atomic_load_n(&self->pid, __ATOMIC_RELAXED); /* changes at a restart */
+}
+
+int pmp_executor_forked(const pmp_executor_t *self)
+{
+    return s_in_child(self);
+}
+
+pid_t pmp_executor_owner(const pmp_executor_t *self)
+{
+    return self->owner;
 }
 
 /* ---- submit and friends -------------------------------------------------- */
@@ -1701,6 +1814,8 @@ int pmp_executor_submit(pmp_executor_t *self, uint64_t task_id, int type, uint32
 
 int pmp_executor_restarts(pmp_executor_t *self)
 {
+    if (s_in_child(self))
+        return pmp_fork_fail(NULL, "executor", self->owner);
     pthread_mutex_lock(&self->mtx);
     int n = self->restarts;
     pthread_mutex_unlock(&self->mtx);
@@ -1711,6 +1826,8 @@ int pmp_executor_submit_calls(pmp_executor_t *self, uint64_t task_id, int type, 
                               const pmp_buffer_t *bufs, size_t nbufs, uint32_t ncalls,
                               pmp_error_t *err)
 {
+    if (s_in_child(self))
+        return pmp_fork_fail(err, "executor", self->owner);
     if (ncalls < 1)
         ncalls = 1;
     if (type != PMP_MSG_TASK && type != PMP_MSG_INIT) {
@@ -1784,6 +1901,8 @@ int pmp_executor_submit_calls(pmp_executor_t *self, uint64_t task_id, int type, 
 int pmp_executor_broadcast(pmp_executor_t *self, int type, uint64_t key, const pmp_buffer_t *bufs,
                            size_t nbufs, pmp_error_t *err)
 {
+    if (s_in_child(self))
+        return pmp_fork_fail(err, "executor", self->owner);
     if (type != PMP_MSG_DEFINE && type != PMP_MSG_FORGET) {
         pmp_error_set(err, "broadcast: type must be DEFINE (%d) or FORGET (%d), not %d",
                       PMP_MSG_DEFINE, PMP_MSG_FORGET, type);
@@ -1850,6 +1969,8 @@ int pmp_executor_broadcast(pmp_executor_t *self, int type, uint64_t key, const p
 
 int pmp_executor_cancel(pmp_executor_t *self, uint64_t task_id)
 {
+    if (s_in_child(self))
+        return pmp_fork_fail(NULL, "executor", self->owner);
     pthread_mutex_lock(&self->mtx);
     s_task_t *task = pmp_queue_remove(self->queue, task_id);
     pthread_mutex_unlock(&self->mtx);
@@ -1864,6 +1985,8 @@ int pmp_executor_cancel_all(pmp_executor_t *self, uint64_t **ids, size_t *n)
 {
     *ids = NULL;
     *n = 0;
+    if (s_in_child(self))
+        return pmp_fork_fail(NULL, "executor", self->owner);
     pthread_mutex_lock(&self->mtx);
     size_t count = pmp_queue_size(self->queue);
     if (count == 0) {
@@ -1893,22 +2016,54 @@ int pmp_executor_cancel_all(pmp_executor_t *self, uint64_t **ids, size_t *n)
 
 size_t pmp_executor_pending(pmp_executor_t *self)
 {
+    if (s_in_child(self)) {
+        pmp_fork_fail(NULL, "executor", self->owner);
+        return 0;
+    }
     pthread_mutex_lock(&self->mtx);
     size_t n = pmp_queue_size(self->queue);
     pthread_mutex_unlock(&self->mtx);
     return n;
 }
 
-void pmp_executor_close(pmp_executor_t *self)
+int pmp_executor_close(pmp_executor_t *self)
 {
+    if (s_in_child(self))
+        return pmp_fork_fail(NULL, "executor", self->owner);
     pthread_mutex_lock(&self->mtx);
     self->closing = 1;
     pthread_mutex_unlock(&self->mtx);
     s_wake(self);
+    return 0;
+}
+
+int pmp_executor_interrupt(pmp_executor_t *self)
+{
+    if (s_in_child(self))
+        return pmp_fork_fail(NULL, "executor", self->owner);
+    pthread_mutex_lock(&self->mtx);
+    if (self->exited || self->stop || self->io_done) {
+        pthread_mutex_unlock(&self->mtx);
+        return 0;
+    }
+    /* read by the I/O thread without the lock, as a hint */
+    uint64_t ticket = __atomic_add_fetch(&self->intr_asked, 1, __ATOMIC_RELAXED);
+    pthread_mutex_unlock(&self->mtx);
+    s_wake(self);
+    pthread_mutex_lock(&self->mtx);
+    while (self->intr_served < ticket && !self->io_done)
+        pthread_cond_wait(&self->intr_cv, &self->mtx);
+    int n = self->intr_served >= ticket ? self->intr_count : 0;
+    pthread_mutex_unlock(&self->mtx);
+    return n;
 }
 
 pmp_completion_t *pmp_executor_wait(pmp_executor_t *self, int timeout_ms)
 {
+    if (s_in_child(self)) {
+        pmp_fork_fail(NULL, "executor", self->owner);
+        return NULL;
+    }
     struct timespec deadline;
     if (timeout_ms > 0) {
         clock_gettime(CLOCK_MONOTONIC, &deadline);

@@ -30,10 +30,32 @@
  * a task that overruns its hard time limit completes as PMP_DONE_TIMEOUT
  * and gets the job killed and relaunched; otherwise the job's death ends
  * the executor (PMP_EVENT_EXIT, PMP_DONE_BROKEN).
+ *
+ * The job's output: its stderr is copied to this process's fd 2 and its
+ * last 8 KiB are kept for error texts; its stdout comes through a pipe
+ * that the I/O thread relays to this process's fd 1 (as it was at launch),
+ * without the MPI launcher's own failure banner (MPICH's "BAD TERMINATION
+ * ..." box), which goes to stderr and the kept tail instead, or nowhere
+ * when the frontend ended the job on purpose (destroy, a time limit); after
+ * such a kill the job's stderr is no longer echoed either (pmp_launcher.h).
+ * When this process is itself a rank of an MPI job (or a task of an srun
+ * step), the launcher gets an environment without the enclosing job's
+ * launcher variables (pmp_environ.h), so that a nested launch works.
+ *
+ * Fork: an executor belongs to the process that created it.  In a child
+ * made by fork() it is a dead object: every function below that would
+ * touch its locks, socket or thread fails at once with errno = PMP_EFORKED
+ * and, where it takes err, the sentence "this executor belongs to process
+ * P; it cannot be used in a forked child (pid C)"; pmp_executor_destroy()
+ * returns at once without joining, signalling, removing anything of the
+ * parent's or taking a lock, and leaks the object (the child's exit or
+ * exec reclaims it; its descriptors are close-on-exec).  The parent is not
+ * affected.
  */
 #ifndef PMP_EXECUTOR_H
 #define PMP_EXECUTOR_H
 
+#include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -52,6 +74,11 @@ extern "C" {
 #endif
 
 typedef struct pmp_executor pmp_executor_t;
+
+/* errno of every call on an executor (or channel) that a forked child
+ * inherited from its parent ("state not recoverable": the object's threads
+ * stayed in the parent). */
+#define PMP_EFORKED ENOTRECOVERABLE
 
 typedef struct {
     int ranks;                       /* MPI ranks in the job, >= 1 */
@@ -100,7 +127,8 @@ PMP_EXPORT pmp_executor_t *pmp_executor_new(const pmp_executor_config_t *cfg, pm
  * waits up to grace_ms for the job to exit, then SIGTERM and, 2 s later,
  * SIGKILL to its process group; joins the I/O thread; removes the socket
  * directory; drops undelivered completions (their frames are freed, their
- * tasks get no further notice).  NULL-safe; sets *self_p to NULL. */
+ * tasks get no further notice).  NULL-safe; sets *self_p to NULL.  In a
+ * forked child: returns at once and leaks the object (see "Fork" above). */
 PMP_EXPORT void pmp_executor_destroy(pmp_executor_t **self_p, int grace_ms);
 
 /* The endpoint the runtime connects to ("ipc:///tmp/pympipool-XXXXXX/frontend",
@@ -117,6 +145,14 @@ PMP_EXPORT const char *const *pmp_executor_command(const pmp_executor_t *self);
 
 /* Process id of the launched job (mpiexec / flux), or -1 if not launched. */
 PMP_EXPORT pid_t pmp_executor_pid(const pmp_executor_t *self);
+
+/* 1 if this process is a forked child of the one that created the
+ * executor (every other call then fails with PMP_EFORKED), 0 otherwise.
+ * Cheap (an integer compare); works in the child. */
+PMP_EXPORT int pmp_executor_forked(const pmp_executor_t *self);
+
+/* Process id of the process that created the executor. */
+PMP_EXPORT pid_t pmp_executor_owner(const pmp_executor_t *self);
 
 /* A buffer handed to pmp_executor_submit.  With free_fn == NULL the bytes are
  * copied during submit.  With free_fn != NULL the executor takes the memory
@@ -142,7 +178,8 @@ typedef struct {
  *   EINVAL  bad type, id, flags or buffers; a second INIT or an INIT after a TASK
  *   ESHUTDOWN  pmp_executor_close() was called
  *   EPIPE   the job has exited (err holds why, with the tail of its stderr)
- *   ENOMEM  allocation failed */
+ *   ENOMEM  allocation failed
+ *   PMP_EFORKED  called in a forked child */
 PMP_EXPORT int pmp_executor_submit(pmp_executor_t *self, uint64_t task_id, int type, uint32_t flags,
                                    const pmp_buffer_t *bufs, size_t nbufs, pmp_error_t *err);
 
@@ -154,8 +191,22 @@ PMP_EXPORT int pmp_executor_submit_calls(pmp_executor_t *self, uint64_t task_id,
                                          uint32_t ncalls, pmp_error_t *err);
 
 /* Number of times the job was relaunched so far (after deaths and after
- * time limits). */
+ * time limits); -1 with errno = PMP_EFORKED in a forked child. */
 PMP_EXPORT int pmp_executor_restarts(pmp_executor_t *self);
+
+/* Interrupts the calls running now: sends SIGINT to every rank on this
+ * host of every group that holds a task (a task sent and not completed),
+ * as named by the group's hello and watched through a pidfd, so a rank
+ * that has exited (or a recycled pid) is never signalled.  Ranks on other
+ * hosts, and ranks of a runtime too old to name them, are not reached.
+ * What SIGINT does there is the runtime's business (the worker raises
+ * KeyboardInterrupt in the running call).  The signals are sent by the I/O
+ * thread, which owns the group table; the caller waits for it (at most one
+ * turn of its loop).  Returns the number of ranks signalled (0 when no
+ * group holds a task, the job has exited or the executor is being
+ * destroyed), or -1 with errno = PMP_EFORKED in a forked child.
+ * Thread-safe, but not concurrent with pmp_executor_destroy(). */
+PMP_EXPORT int pmp_executor_interrupt(pmp_executor_t *self);
 
 /* Sends a message to every group, in order with the tasks submitted before
  * and after it, and to every group that connects later (after the INIT):
@@ -169,27 +220,30 @@ PMP_EXPORT int pmp_executor_restarts(pmp_executor_t *self);
  * behaviour as for pmp_executor_submit (EINVAL for an unknown type, a zero
  * key, a DEFINE of a key already defined or a FORGET of an unknown key),
  * except that a FORGET of a defined key also succeeds after close() and
- * after the job has exited, so that cleanup never fails. */
+ * after the job has exited, so that cleanup never fails (and PMP_EFORKED in a
+ * forked child, as every call). */
 PMP_EXPORT int pmp_executor_broadcast(pmp_executor_t *self, int type, uint64_t key,
                                       const pmp_buffer_t *bufs, size_t nbufs, pmp_error_t *err);
 
 /* Removes a task that has not been sent to a group yet.  Returns 1 if it
  * was removed (it gets no completion), 0 if it was already sent, finished
- * or is unknown. */
+ * or is unknown, -1 with errno = PMP_EFORKED in a forked child. */
 PMP_EXPORT int pmp_executor_cancel(pmp_executor_t *self, uint64_t task_id);
 
 /* Removes every task not yet sent.  Stores a malloc'ed array of their ids
  * in *ids (caller frees; NULL when none) and the count in *n.  Returns 0,
- * or -1 with errno = ENOMEM (nothing removed). */
+ * or -1 with errno = ENOMEM (nothing removed) or PMP_EFORKED. */
 PMP_EXPORT int pmp_executor_cancel_all(pmp_executor_t *self, uint64_t **ids, size_t *n);
 
-/* Number of tasks submitted but not yet sent to a group. */
+/* Number of tasks submitted but not yet sent to a group (0 with errno =
+ * PMP_EFORKED in a forked child). */
 PMP_EXPORT size_t pmp_executor_pending(pmp_executor_t *self);
 
 /* No more submits.  Tasks already queued still run; once every one has
  * completed, the groups get SHUTDOWN, the job is waited for, and a
- * PMP_EVENT_CLOSED completion is the last one delivered.  Idempotent. */
-PMP_EXPORT void pmp_executor_close(pmp_executor_t *self);
+ * PMP_EVENT_CLOSED completion is the last one delivered.  Idempotent.
+ * Returns 0, or -1 with errno = PMP_EFORKED in a forked child. */
+PMP_EXPORT int pmp_executor_close(pmp_executor_t *self);
 
 /* ---- completions --------------------------------------------------------- */
 
@@ -223,7 +277,10 @@ typedef struct pmp_frame pmp_frame_t;
 /* Waits up to timeout_ms (-1: forever, 0: poll) for the next completion.
  * Returns it (caller owns it: pmp_completion_destroy), or NULL with errno =
  * EAGAIN on timeout.  After PMP_EVENT_CLOSED has been returned, returns NULL
- * with errno = ESHUTDOWN at once. */
+ * with errno = ESHUTDOWN at once; in a forked child with PMP_EFORKED.  The
+ * zero-copy buffers of a task are released (their free_fn called) before
+ * its completion is queued, unless ZeroMQ itself still holds them (it
+ * releases a sent frame right after writing its last byte). */
 PMP_EXPORT pmp_completion_t *pmp_executor_wait(pmp_executor_t *self, int timeout_ms);
 
 PMP_EXPORT int pmp_completion_kind(const pmp_completion_t *c);

@@ -9,10 +9,13 @@
  * (PR_SET_PDEATHSIG: the I/O thread, not the caller, forks so that the job
  * lives exactly as long as the executor), resets the signal mask and the
  * dispositions an interpreter likes to ignore (SIGPIPE, SIGXFSZ), changes
- * directory, takes stdin from /dev/null and sends stderr into a pipe.  A
- * second, close-on-exec pipe reports a failed chdir or exec back to the
- * parent, so pmp_launcher_new() returns only once the exec is known to have
- * happened and its error sentence says exactly what failed.
+ * directory, takes stdin from /dev/null, sends stderr (and, relayed, stdout)
+ * into a pipe and, when asked to and this process is itself an MPI rank,
+ * removes the enclosing job's launcher variables from its own copy of
+ * environ (pmp_environ_clean: in place, no allocation).  A second,
+ * close-on-exec pipe reports a failed chdir or exec back to the parent, so
+ * pmp_launcher_new() returns only once the exec is known to have happened
+ * and its error sentence says exactly what failed.
  *
  * The watch: a pidfd (pidfd_open through syscall(), Linux >= 5.3) becomes
  * readable when the job exits, so the I/O thread sees the exit in the same
@@ -20,7 +23,12 @@
  * polls pmp_launcher_poll_exit() every 100 ms instead.  Every chunk read from
  * the stderr pipe is echoed to the user's fd 2 (the user still sees what
  * mpiexec and the ranks print) and kept in an 8 KiB tail for the
- * "job exited" message.
+ * "job exited" message.  The relayed stdout (pmp_relay) is written to a
+ * duplicate of fd 1 made at launch, so the job's output goes where an
+ * inherited stdout would have gone; the launcher's banner taken out of it
+ * is treated as stderr.  Once the owner ended the job on purpose
+ * (pmp_launcher_quiet) the echo stops; the tail keeps everything, so an
+ * exit text never lacks what the job said.
  */
 #define _GNU_SOURCE /* pipe2 */
 #include "pmp_launcher.h"
@@ -40,9 +48,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "pmp_environ.h"
+#include "pmp_relay.h"
 #include "pmp_tail.h"
 
 #define S_TAIL_BYTES 8192
+
+extern char **environ;
 
 struct pmp_launcher {
     pid_t pid; /* also the process group id */
@@ -50,9 +62,25 @@ struct pmp_launcher {
     int errfd;
     int exited;
     int status;
+    int quiet; /* PMP_LAUNCHER_QUIET_* */
     char *argv0;
     pmp_tail_t *tail;
+    pmp_relay_t *relay; /* the relayed stdout, or NULL */
 };
+
+/* Copies bytes of the job's output to this process's fd 2, as far as it
+ * takes them (an error or a full non-blocking stderr drops the rest). */
+static void s_echo(const char *data, size_t len)
+{
+    for (size_t off = 0; off < len;) {
+        ssize_t w = write(2, data + off, len - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            break;
+        off += (size_t)w;
+    }
+}
 
 static int s_is_executable(const char *path)
 {
@@ -119,8 +147,8 @@ static void s_child_fail(int fd, int stage)
     _exit(127);
 }
 
-static void s_child(const char *path, char *const argv[], char *const envp[], const char *cwd,
-                    int errpipe_w, int execpipe_w, pid_t parent)
+static void s_child(const char *path, char *const argv[], const pmp_launcher_opts_t *opts,
+                    int outpipe_w, int errpipe_w, int execpipe_w, pid_t parent)
 {
     setpgid(0, 0);
     if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0)
@@ -135,29 +163,41 @@ static void s_child(const char *path, char *const argv[], char *const envp[], co
     dfl.sa_handler = SIG_DFL;
     sigaction(SIGPIPE, &dfl, NULL);
     sigaction(SIGXFSZ, &dfl, NULL);
-    if (cwd && chdir(cwd) < 0)
+    if (opts->cwd && chdir(opts->cwd) < 0)
         s_child_fail(execpipe_w, S_STAGE_CHDIR);
     int devnull = open("/dev/null", O_RDONLY);
-    if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(errpipe_w, 2) < 0)
+    if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(errpipe_w, 2) < 0 ||
+        (outpipe_w >= 0 && dup2(outpipe_w, 1) < 0))
         s_child_fail(execpipe_w, S_STAGE_SETUP);
-    if (envp)
-        execve(path, argv, envp);
-    else
+    if (opts->envp) {
+        execve(path, argv, opts->envp);
+    } else {
+        if (opts->clean_environ && environ)
+            pmp_environ_clean(environ); /* this process's copy: the parent keeps its own */
         execv(path, argv);
+    }
     s_child_fail(execpipe_w, S_STAGE_EXEC);
 }
 
-pmp_launcher_t *pmp_launcher_new(const char *path, char *const argv[], const char *cwd,
-                                 pmp_error_t *err)
+/* The launcher's banner, taken out of the relayed stdout: kept like
+ * stderr, and echoed unless the owner ended the job on purpose. */
+static void s_banner(void *arg, const char *data, size_t len)
 {
-    return pmp_launcher_new_env(path, argv, NULL, cwd, err);
+    pmp_launcher_t *self = arg;
+    pmp_tail_append(self->tail, data, len);
+    if (!(self->quiet & PMP_LAUNCHER_QUIET_BANNER))
+        s_echo(data, len);
 }
 
-pmp_launcher_t *pmp_launcher_new_env(const char *path, char *const argv[], char *const envp[],
-                                     const char *cwd, pmp_error_t *err)
+pmp_launcher_t *pmp_launcher_new(const char *path, char *const argv[],
+                                 const pmp_launcher_opts_t *opts, pmp_error_t *err)
 {
+    static const pmp_launcher_opts_t defaults;
+    if (!opts)
+        opts = &defaults;
+    const char *cwd = opts->cwd;
     pmp_launcher_t *self = calloc(1, sizeof *self);
-    int errpipe[2] = {-1, -1}, execpipe[2] = {-1, -1};
+    int errpipe[2] = {-1, -1}, execpipe[2] = {-1, -1}, outpipe[2] = {-1, -1}, out_fd = -1;
     if (!self)
         goto nomem;
     self->pid = -1;
@@ -168,6 +208,12 @@ pmp_launcher_t *pmp_launcher_new_env(const char *path, char *const argv[], char 
     self->tail = pmp_tail_new(S_TAIL_BYTES);
     if (!self->argv0 || !self->tail)
         goto nomem;
+    if (opts->relay_stdout && pipe2(outpipe, O_CLOEXEC) < 0) {
+        int e = errno;
+        pmp_error_set(err, "cannot create pipes to start %s: %s", argv[0], strerror(e));
+        errno = e;
+        goto fail;
+    }
     if (pipe2(errpipe, O_CLOEXEC) < 0 || pipe2(execpipe, O_CLOEXEC) < 0) {
         int e = errno;
         pmp_error_set(err, "cannot create pipes to start %s: %s", argv[0], strerror(e));
@@ -183,12 +229,16 @@ pmp_launcher_t *pmp_launcher_new_env(const char *path, char *const argv[], char 
         goto fail;
     }
     if (pid == 0)
-        s_child(path, argv, envp, cwd, errpipe[1], execpipe[1], parent);
+        s_child(path, argv, opts, outpipe[1], errpipe[1], execpipe[1], parent);
     self->pid = pid;
     setpgid(pid, pid); /* also here, so that no kill(-pid) can race the child */
     close(errpipe[1]);
     close(execpipe[1]);
     errpipe[1] = execpipe[1] = -1;
+    if (outpipe[1] >= 0) {
+        close(outpipe[1]);
+        outpipe[1] = -1;
+    }
 
     int report[2];
     ssize_t got;
@@ -217,6 +267,19 @@ pmp_launcher_t *pmp_launcher_new_env(const char *path, char *const argv[], char 
     self->errfd = errpipe[0];
     errpipe[0] = -1;
     fcntl(self->errfd, F_SETFL, fcntl(self->errfd, F_GETFL) | O_NONBLOCK);
+    if (outpipe[0] >= 0) {
+        /* where the job's stdout would have gone: fd 1 as it is now (-1
+         * if closed, then the output is dropped) */
+        out_fd = fcntl(1, F_DUPFD_CLOEXEC, 3);
+        self->relay = pmp_relay_new(outpipe[0], out_fd, s_banner, self);
+        outpipe[0] = out_fd = -1; /* the relay owns them, also on failure */
+        if (!self->relay) {
+            pmp_launcher_destroy(&self); /* kills and reaps the job */
+            pmp_error_set(err, "out of memory while starting %s", argv[0]);
+            errno = ENOMEM;
+            return NULL;
+        }
+    }
 #ifdef SYS_pidfd_open
     /* PYMPIPOOL_NO_PIDFD=1 forces the waitpid poll (to test that path) */
     const char *no_pidfd = getenv("PYMPIPOOL_NO_PIDFD");
@@ -237,6 +300,8 @@ fail : {
             close(errpipe[i]);
         if (execpipe[i] >= 0)
             close(execpipe[i]);
+        if (outpipe[i] >= 0)
+            close(outpipe[i]);
     }
     if (self) {
         pmp_tail_destroy(&self->tail);
@@ -261,6 +326,7 @@ void pmp_launcher_destroy(pmp_launcher_t **self_p)
         close(self->pidfd);
     if (self->errfd >= 0)
         close(self->errfd);
+    pmp_relay_destroy(&self->relay);
     pmp_tail_destroy(&self->tail);
     free(self->argv0);
     free(self);
@@ -277,26 +343,27 @@ int pmp_launcher_pidfd(const pmp_launcher_t *self)
     return self->exited ? -1 : self->pidfd;
 }
 
-int pmp_launcher_stderr_fd(const pmp_launcher_t *self)
+int pmp_launcher_pollfds(const pmp_launcher_t *self, struct pollfd *fds, int *timeout_ms)
 {
-    return self->errfd;
+    int n = 0;
+    if (self->errfd >= 0)
+        fds[n++] = (struct pollfd){.fd = self->errfd, .events = POLLIN};
+    if (self->relay)
+        n += pmp_relay_pollfds(self->relay, fds + n, timeout_ms);
+    return n;
 }
 
-int pmp_launcher_read_stderr(pmp_launcher_t *self)
+/* Reads what is available on the stderr pipe without blocking, echoes it
+ * (unless quiet) and keeps its tail.  Returns 1 at end of file. */
+static int s_read_stderr(pmp_launcher_t *self)
 {
     char buf[4096];
     while (self->errfd >= 0) {
         ssize_t n = read(self->errfd, buf, sizeof buf);
         if (n > 0) {
             pmp_tail_append(self->tail, buf, (size_t)n);
-            for (ssize_t off = 0; off < n;) {
-                ssize_t w = write(2, buf + off, (size_t)(n - off));
-                if (w < 0 && errno == EINTR)
-                    continue;
-                if (w <= 0)
-                    break;
-                off += w;
-            }
+            if (!(self->quiet & PMP_LAUNCHER_QUIET_STDERR))
+                s_echo(buf, (size_t)n);
             continue;
         }
         if (n < 0 && errno == EINTR)
@@ -310,6 +377,18 @@ int pmp_launcher_read_stderr(pmp_launcher_t *self)
     return 1;
 }
 
+int pmp_launcher_pump(pmp_launcher_t *self)
+{
+    int err_done = s_read_stderr(self);
+    int out_done = self->relay ? pmp_relay_pump(self->relay) : 1;
+    return err_done && out_done;
+}
+
+void pmp_launcher_quiet(pmp_launcher_t *self, int what)
+{
+    self->quiet |= what;
+}
+
 static int64_t s_now_ms(void)
 {
     struct timespec ts;
@@ -317,17 +396,19 @@ static int64_t s_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-void pmp_launcher_drain_stderr(pmp_launcher_t *self, int timeout_ms)
+void pmp_launcher_drain(pmp_launcher_t *self, int timeout_ms)
 {
     int64_t deadline = s_now_ms() + timeout_ms;
-    while (self->errfd >= 0) {
-        if (pmp_launcher_read_stderr(self))
-            return;
+    while (!pmp_launcher_pump(self)) {
         int64_t left = deadline - s_now_ms();
         if (left <= 0)
             return;
-        struct pollfd p = {.fd = self->errfd, .events = POLLIN};
-        poll(&p, 1, (int)left);
+        struct pollfd p[PMP_LAUNCHER_MAX_FDS];
+        int t = -1;
+        int n = pmp_launcher_pollfds(self, p, &t);
+        if (t < 0 || t > left)
+            t = (int)left;
+        poll(p, (nfds_t)n, t);
     }
 }
 
@@ -404,8 +485,9 @@ char *pmp_launcher_exit_text(const pmp_launcher_t *self, const char *what)
     if (text && *tail)
         snprintf(text, len, "%s (%s pid %ld) %s; its stderr ended with:\n%s", what, self->argv0,
                  (long)self->pid, how, tail);
-    else if (text)
-        snprintf(text, len, "%s (%s pid %ld) %s", what, self->argv0, (long)self->pid, how);
+    else if (text) /* say so: silence is a clue too (a launcher that misread its environment) */
+        snprintf(text, len, "%s (%s pid %ld) %s; it wrote nothing to stderr", what, self->argv0,
+                 (long)self->pid, how);
     else
         errno = ENOMEM;
     free(tail);

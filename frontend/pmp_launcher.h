@@ -1,18 +1,45 @@
 /*
  * pmp_launcher.h - starts the runtime job (mpiexec / flux) as a child
- * process in its own process group, captures its stderr and watches for its
- * exit.  Internal to the frontend; used by the executor's I/O thread only,
- * which must be the thread that calls pmp_launcher_new (the child gets
- * SIGTERM when that thread ends, PR_SET_PDEATHSIG).
+ * process in its own process group, captures its output and watches for
+ * its exit.  Internal to the frontend; used by the executor's I/O thread
+ * and by a channel's keeper thread, each of which must be the thread that
+ * calls pmp_launcher_new (the child gets SIGTERM when that thread ends,
+ * PR_SET_PDEATHSIG) and the only one that uses the launcher.
+ *
+ * Output: the job's stderr goes into a pipe; every chunk read is echoed to
+ * this process's fd 2 and the last 8 KiB are kept for the exit text.  With
+ * opts.relay_stdout its stdout goes into a second pipe that pmp_relay moves
+ * to this process's fd 1 (as it was at launch), with the launcher's failure
+ * banner handled like stderr (echoed to fd 2 and kept); otherwise stdout is
+ * inherited.  After pmp_launcher_quiet() the echo stops for what the caller
+ * ended on purpose (the tail still keeps everything).
  */
 #ifndef PMP_LAUNCHER_H
 #define PMP_LAUNCHER_H
 
+#include <poll.h>
 #include <sys/types.h>
 
 #include "pmp_error.h"
 
 typedef struct pmp_launcher pmp_launcher_t;
+
+/* How a program is started. */
+typedef struct {
+    char *const *envp; /* the program's environment; NULL: this process's environ */
+    const char *cwd;   /* working directory; NULL: the current one */
+    int clean_environ; /* when this process is an MPI rank or srun task, remove the
+                          enclosing job's launcher variables (pmp_environ.h) */
+    int relay_stdout;  /* stdout into a pipe relayed to fd 1 (pmp_relay.h); 0: inherited */
+} pmp_launcher_opts_t;
+
+/* What pmp_launcher_quiet() stops echoing to fd 2 (the tail keeps it). */
+#define PMP_LAUNCHER_QUIET_BANNER 1 /* the launcher's failure banner */
+#define PMP_LAUNCHER_QUIET_STDERR 2 /* the job's stderr */
+#define PMP_LAUNCHER_QUIET_ALL 3
+
+/* pmp_launcher_pollfds() fills at most this many entries. */
+#define PMP_LAUNCHER_MAX_FDS 3
 
 /* Finds a program: a name with a '/' must be an executable regular file;
  * otherwise it is searched in PATH.  Returns the malloc'ed path (caller
@@ -20,23 +47,16 @@ typedef struct pmp_launcher pmp_launcher_t;
  * program and what it is for ("what", e.g. "mpiexec") in err. */
 char *pmp_launcher_which(const char *name, const char *what, pmp_error_t *err);
 
-/* Forks and executes path with argv (never through a shell) in cwd (or the
- * current directory when NULL), stdin from /dev/null, stdout inherited,
- * stderr into a pipe read by pmp_launcher_read_stderr().  Returns only
- * after the exec succeeded or failed; on failure returns NULL with errno
- * and a sentence in err, and no child is left. */
-pmp_launcher_t *pmp_launcher_new(const char *path, char *const argv[], const char *cwd,
-                                 pmp_error_t *err);
-
-/* As pmp_launcher_new, but the program's environment is envp (a
- * NULL-terminated array of "KEY=value" strings) when envp is not NULL,
- * instead of this process's environ.  Used by pmp_channel to hand keys to a
- * booted program without putting them on its command line. */
-pmp_launcher_t *pmp_launcher_new_env(const char *path, char *const argv[], char *const envp[],
-                                     const char *cwd, pmp_error_t *err);
+/* Forks and executes path with argv (never through a shell), as opts says
+ * (NULL: all defaults), stdin from /dev/null, stderr into a pipe.  Returns
+ * only after the exec succeeded or failed; on failure returns NULL with
+ * errno and a sentence in err, and no child is left. */
+pmp_launcher_t *pmp_launcher_new(const char *path, char *const argv[],
+                                 const pmp_launcher_opts_t *opts, pmp_error_t *err);
 
 /* Kills the process group (SIGKILL) if the job was not reaped yet, reaps it,
- * closes the descriptors.  NULL-safe; nulls *self_p. */
+ * closes the descriptors (output not yet relayed is dropped).  NULL-safe;
+ * nulls *self_p. */
 void pmp_launcher_destroy(pmp_launcher_t **self_p);
 
 pid_t pmp_launcher_pid(const pmp_launcher_t *self);
@@ -45,16 +65,25 @@ pid_t pmp_launcher_pid(const pmp_launcher_t *self);
  * has none (then poll pmp_launcher_poll_exit() every 100 ms). */
 int pmp_launcher_pidfd(const pmp_launcher_t *self);
 
-/* The read end of the stderr pipe, or -1 once it reached end of file. */
-int pmp_launcher_stderr_fd(const pmp_launcher_t *self);
+/* Fills fds with the descriptors that carry the job's output (the stderr
+ * pipe, the stdout pipe, and fd 1 while relayed output waits for room) and
+ * returns how many (0 to PMP_LAUNCHER_MAX_FDS).  Lowers *timeout_ms (-1:
+ * none yet) to when pmp_launcher_pump() must run even if none is ready. */
+int pmp_launcher_pollfds(const pmp_launcher_t *self, struct pollfd *fds, int *timeout_ms);
 
-/* Reads what is available on the stderr pipe without blocking, writes it to
- * this process's fd 2 and keeps the last 8 KiB.  Returns 1 at end of file
- * (the fd is then closed), 0 otherwise. */
-int pmp_launcher_read_stderr(pmp_launcher_t *self);
+/* Moves the job's output along without blocking: reads both pipes, echoes
+ * stderr, relays stdout.  Call when a poll saw one of those fds ready or
+ * its timeout passed.  Returns 1 once both pipes reached end of file and
+ * the relayed output is written (or dropped), 0 otherwise. */
+int pmp_launcher_pump(pmp_launcher_t *self);
 
-/* Reads stderr until end of file or until timeout_ms passed. */
-void pmp_launcher_drain_stderr(pmp_launcher_t *self, int timeout_ms);
+/* Pumps until both pipes reached end of file or timeout_ms passed. */
+void pmp_launcher_drain(pmp_launcher_t *self, int timeout_ms);
+
+/* Stops echoing what (PMP_LAUNCHER_QUIET_*) to fd 2, from now on: the
+ * caller ends the job on purpose (destroy, a time limit) or interrupted
+ * it, and what the launcher says about that is noise to the user. */
+void pmp_launcher_quiet(pmp_launcher_t *self, int what);
 
 /* Reaps the job if it has exited (waitpid WNOHANG).  Returns 1 if it has
  * exited (now or before), 0 if it still runs. */
@@ -74,8 +103,9 @@ int pmp_launcher_status(const pmp_launcher_t *self);
 
 /* "<what> (<argv0> pid P) exited with status S" or "... was killed by
  * signal N", plus "; its stderr ended with:\n<tail>" when the job wrote
- * anything; what names the job for the reader ("pympipool-runtime job").
- * malloc'ed (caller frees), NULL with errno = ENOMEM. */
+ * anything, or "; it wrote nothing to stderr" when it did not; what names
+ * the job for the reader ("pympipool-runtime job").  malloc'ed (caller
+ * frees), NULL with errno = ENOMEM. */
 char *pmp_launcher_exit_text(const pmp_launcher_t *self, const char *what);
 
 #endif

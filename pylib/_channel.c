@@ -27,6 +27,12 @@
  * RuntimeError.  destroy() from another thread is allowed: it marks the
  * channel closing, the waiting call leaves within one slice with
  * RuntimeError, and only then is the C object freed.
+ *
+ * Fork: in a child made by fork() an inherited Channel is dead (`forked`
+ * is True): its methods raise RuntimeError naming both processes, and
+ * destroy() and deallocation return at once without waiting for `busy` or
+ * taking the release list's lock (the parent's threads may have held it);
+ * the parent's booted program is left alone.
  */
 #define PY_SSIZE_T_CLEAN
 #include "_channel.h"
@@ -36,6 +42,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "_pmp_py.h"
 #include "pmp_channel.h"
@@ -50,12 +57,24 @@ typedef struct {
     int closing;              /* destroy() has begun */
     int busy;                 /* a call is inside with the GIL released */
     uint64_t last_task_id;
+    pid_t owner; /* the process that created it (for `forked` once ch is gone) */
     pmp_py_release_t released;
 } s_channel_object;
 
+/* Whether this process is a forked child of the channel's creator. */
+static int s_forked(const s_channel_object *self)
+{
+    if (self->ch != NULL)
+        return pmp_channel_forked(self->ch);
+    return self->owner != 0 && getpid() != self->owner;
+}
+
+/* Releases what the frontend gave back; not in a forked child, where the
+ * list's lock may have been held by a thread of the parent. */
 static void s_drain(s_channel_object *self)
 {
-    pmp_py_release_drain(&self->released);
+    if (!s_forked(self))
+        pmp_py_release_drain(&self->released);
 }
 
 /* ---- Channel: construction ------------------------------------------------------ */
@@ -78,6 +97,7 @@ static s_channel_object *s_channel_alloc(PyTypeObject *type)
     self->closing = 0;
     self->busy = 0;
     self->last_task_id = 0;
+    self->owner = getpid();
     pmp_py_release_init(&self->released);
     return self;
 }
@@ -133,6 +153,11 @@ static PyObject *s_channel_connect(PyObject *cls, PyObject *args, PyObject *kwar
 
 static void s_channel_destroy_now(s_channel_object *self, int grace_ms, int wait)
 {
+    if (s_forked(self)) { /* the parent's: nothing to wait for or stop */
+        self->closing = 1;
+        pmp_channel_destroy(&self->ch, 0, 0); /* returns at once, leaks */
+        return;
+    }
     self->closing = 1;
     while (self->busy > 0)
         pmp_py_sleep_without_gil();
@@ -153,7 +178,8 @@ static void s_channel_dealloc(PyObject *op)
     /* Never block a garbage collection: the keeper stops the program in
      * the background. */
     s_channel_destroy_now(self, S_DEFAULT_GRACE_MS, 0);
-    pmp_py_release_fini(&self->released);
+    if (!s_forked(self)) /* in a child the lock may be held: leak the list */
+        pmp_py_release_fini(&self->released);
     Py_CLEAR(self->frame_type);
     tp->tp_free(op);
     Py_DECREF(tp);
@@ -164,6 +190,15 @@ static void s_channel_dealloc(PyObject *op)
 /* Enters a call: the channel must be open and not in use by another thread. */
 static int s_enter(s_channel_object *self)
 {
+    if (s_forked(self)) {
+        char text[200];
+        snprintf(text, sizeof text,
+                 "this socket interface belongs to process %ld; it cannot be used in a forked "
+                 "child (pid %ld)",
+                 (long)self->owner, (long)getpid());
+        pmp_py_raise(PMP_EFORKED, text);
+        return -1;
+    }
     if (self->closing || self->ch == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "the socket interface is closed");
         return -1;
@@ -392,9 +427,9 @@ static PyObject *s_channel_send(PyObject *op, PyObject *args, PyObject *kwargs)
     double deadline;
     if (s_deadline(timeout_obj, &deadline) < 0)
         return NULL;
-    s_drain(self);
     if (s_enter(self) < 0)
         return NULL;
+    s_drain(self);
     pmp_py_message_t msg;
     PyObject *result = NULL;
     if (pmp_py_message_fill(&msg, &self->released, payload, buffers_obj) < 0)
@@ -417,7 +452,7 @@ static PyObject *s_channel_send(PyObject *op, PyObject *args, PyObject *kwargs)
     e = errno;
     PyEval_RestoreThread(ts);
     self->busy--;
-    if (rc < 0 && e == EINVAL) {
+    if (rc < 0 && (e == EINVAL || e == PMP_EFORKED)) {
         pmp_py_raise(e, err.text); /* no free_fn was called: we still own the holds */
         goto done;
     }
@@ -450,9 +485,9 @@ static PyObject *s_channel_recv(PyObject *op, PyObject *args, PyObject *kwargs)
     double deadline;
     if (s_deadline(timeout_obj, &deadline) < 0)
         return NULL;
-    s_drain(self);
     if (s_enter(self) < 0)
         return NULL;
+    s_drain(self);
     for (;;) {
         if (self->closing || self->ch == NULL) {
             PyErr_SetString(PyExc_RuntimeError, "the socket interface was closed");
@@ -561,7 +596,8 @@ static PyObject *s_get_exit_status(PyObject *op, void *closure)
 {
     s_channel_object *self = (s_channel_object *)op;
     int status;
-    if (self->ch == NULL || !pmp_channel_exited(self->ch, &status))
+    /* unknown in a forked child: the parent's keeper knows */
+    if (self->ch == NULL || pmp_channel_exited(self->ch, &status) != 1)
         Py_RETURN_NONE;
     return PyLong_FromLong(status);
 }
@@ -577,6 +613,11 @@ static PyObject *s_get_exit_text(PyObject *op, void *closure)
     PyObject *s = PyUnicode_DecodeUTF8(text, (Py_ssize_t)strlen(text), "replace");
     free(text);
     return s;
+}
+
+static PyObject *s_get_forked(PyObject *op, void *closure)
+{
+    return PyBool_FromLong(s_forked((s_channel_object *)op));
 }
 
 static PyObject *s_get_last_task_id(PyObject *op, void *closure)
@@ -611,6 +652,10 @@ static PyGetSetDef s_channel_getset[] = {
     {"exit_text", s_get_exit_text, NULL,
      "Sentence describing the booted program's exit (with its stderr tail), or None.", NULL},
     {"last_task_id", s_get_last_task_id, NULL, "Task id of the last message received.", NULL},
+    {"forked", s_get_forked, NULL,
+     "Whether this process is a forked child of the one that created the channel\n"
+     "(it is then dead here: methods raise RuntimeError, destroy() returns at once).",
+     NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 

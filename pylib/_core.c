@@ -17,10 +17,15 @@
  *             are copied, larger ones are passed without copying, held until
  *             the frontend gives them back on the executor's release list.
  *             The list is drained, with the GIL, at the start of submit() and
- *             wait() and after destroy, so no Python code ever runs on a C
- *             thread.  wait() blocks with the GIL released, in slices of at
- *             most 100 ms, and calls PyErr_CheckSignals() between slices so
- *             that Ctrl-C works; its completions carry Frame objects.
+ *             wait(), right after wait() obtained a completion and after
+ *             destroy, so no Python code ever runs on a C thread, and once a
+ *             call's completion reaches Python nothing of ours refers to its
+ *             arguments any more (the frontend releases a task's buffers
+ *             before it queues the completion).  wait() blocks with the GIL
+ *             released, in slices of at most 100 ms, and calls
+ *             PyErr_CheckSignals() between slices so that Ctrl-C works; its
+ *             completions carry Frame objects.  interrupt() has the I/O
+ *             thread send SIGINT to the ranks of the running calls.
  *
  * Concurrency: methods that release the GIL (wait, destroy) count themselves
  * in `busy`; destroy() first marks the object as going away (every method
@@ -28,6 +33,14 @@
  * inside the frontend any more (at most one wait slice), and only then frees
  * the frontend object.  Errors from the frontend become exceptions in one
  * place, pmp_py_raise().
+ *
+ * Fork: in a child made by fork() an inherited Executor is dead (`forked`
+ * is True): every method raises RuntimeError ("this executor belongs to
+ * process P; it cannot be used in a forked child (pid C)"), and destroy()
+ * and deallocation return at once: they neither wait for `busy` (a count
+ * of the parent's threads, which the child does not have) nor take the
+ * release list's lock (a ZeroMQ thread of the parent may have held it),
+ * and the frontend leaks the object rather than join or signal anything.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -38,6 +51,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "pmp_executor.h"
 #include "_channel.h"
@@ -56,8 +70,9 @@ enum { S_LIVE = 0, S_DESTROYING = 1, S_DESTROYED = 2 };
 typedef struct {
     PyObject ob_base;
     pmp_executor_t *exe;
-    int state; /* S_LIVE, S_DESTROYING, S_DESTROYED; changed with the GIL */
-    int busy;  /* calls inside the frontend with the GIL released */
+    int state;   /* S_LIVE, S_DESTROYING, S_DESTROYED; changed with the GIL */
+    int busy;    /* calls inside the frontend with the GIL released */
+    pid_t owner; /* the process that created it (for `forked` once exe is gone) */
     pmp_py_release_t released;
     PyObject *weakreflist;
 } s_executor_object;
@@ -75,10 +90,31 @@ static PyObject *s_raise_destroyed(void)
     return NULL;
 }
 
-/* Releases every buffer the frontend has given back.  Needs the GIL. */
+/* Whether this process is a forked child of the executor's creator: one
+ * integer compare while the frontend object exists. */
+static int s_forked(const s_executor_object *self)
+{
+    if (self->exe != NULL)
+        return pmp_executor_forked(self->exe);
+    return self->owner != 0 && getpid() != self->owner;
+}
+
+static PyObject *s_raise_forked(const s_executor_object *self)
+{
+    char text[200];
+    snprintf(text, sizeof text,
+             "this executor belongs to process %ld; it cannot be used in a forked child (pid %ld)",
+             (long)self->owner, (long)getpid());
+    return pmp_py_raise(PMP_EFORKED, text);
+}
+
+/* Releases every buffer the frontend has given back.  Needs the GIL.  Not
+ * in a forked child: the list's lock may have been held by one of the
+ * parent's threads, and the child's frontend releases nothing anyway. */
 static void s_drain(s_executor_object *self)
 {
-    pmp_py_release_drain(&self->released);
+    if (!s_forked(self))
+        pmp_py_release_drain(&self->released);
 }
 
 /* ---- Executor: construction and destruction -------------------------------- */
@@ -207,6 +243,7 @@ static PyObject *s_executor_new(PyTypeObject *type, PyObject *args, PyObject *kw
     self->exe = NULL;
     self->state = S_DESTROYED; /* until the frontend object exists */
     self->busy = 0;
+    self->owner = getpid();
     self->weakreflist = NULL;
     pmp_py_release_init(&self->released);
 
@@ -235,6 +272,11 @@ static PyObject *s_executor_new(PyTypeObject *type, PyObject *args, PyObject *kw
  * the frontend and for a destroy running on another thread.  Idempotent. */
 static void s_executor_destroy_now(s_executor_object *self, int grace_ms)
 {
+    if (s_forked(self)) {                    /* the parent's: nothing to wait for or stop */
+        pmp_executor_destroy(&self->exe, 0); /* returns at once, leaks */
+        self->state = S_DESTROYED;
+        return;
+    }
     if (self->state == S_LIVE) {
         self->state = S_DESTROYING;
         while (self->busy > 0)
@@ -260,7 +302,8 @@ static void s_executor_dealloc(PyObject *op)
         PyObject_ClearWeakRefs(op);
     /* No other call can be running: it would hold a reference to self. */
     s_executor_destroy_now(self, S_DEFAULT_GRACE_MS);
-    pmp_py_release_fini(&self->released);
+    if (!s_forked(self)) /* in a child the lock may be held: leak the list */
+        pmp_py_release_fini(&self->released);
     tp->tp_free(op);
     Py_DECREF(tp);
 }
@@ -269,7 +312,22 @@ static void s_executor_dealloc(PyObject *op)
 
 static int s_check_live(s_executor_object *self)
 {
+    if (s_forked(self)) {
+        s_raise_forked(self);
+        return -1;
+    }
     if (self->state != S_LIVE || self->exe == NULL) {
+        s_raise_destroyed();
+        return -1;
+    }
+    return 0;
+}
+
+/* For the read-only attributes, which stay readable in a forked child
+ * (they take no lock). */
+static int s_check_exists(s_executor_object *self)
+{
+    if (self->exe == NULL || (self->state != S_LIVE && !s_forked(self))) {
         s_raise_destroyed();
         return -1;
     }
@@ -279,7 +337,7 @@ static int s_check_live(s_executor_object *self)
 static PyObject *s_executor_get_endpoint(PyObject *op, void *closure)
 {
     s_executor_object *self = (s_executor_object *)op;
-    if (s_check_live(self) < 0)
+    if (s_check_exists(self) < 0)
         return NULL;
     return PyUnicode_FromString(pmp_executor_endpoint(self->exe));
 }
@@ -287,7 +345,7 @@ static PyObject *s_executor_get_endpoint(PyObject *op, void *closure)
 static PyObject *s_executor_get_command(PyObject *op, void *closure)
 {
     s_executor_object *self = (s_executor_object *)op;
-    if (s_check_live(self) < 0)
+    if (s_check_exists(self) < 0)
         return NULL;
     const char *const *argv = pmp_executor_command(self->exe);
     PyObject *list = PyList_New(0);
@@ -308,7 +366,7 @@ static PyObject *s_executor_get_command(PyObject *op, void *closure)
 static PyObject *s_executor_get_pid(PyObject *op, void *closure)
 {
     s_executor_object *self = (s_executor_object *)op;
-    if (s_check_live(self) < 0)
+    if (s_check_exists(self) < 0)
         return NULL;
     pid_t pid = pmp_executor_pid(self->exe);
     if (pid < 0)
@@ -328,6 +386,11 @@ static PyObject *s_executor_get_destroyed(PyObject *op, void *closure)
 {
     s_executor_object *self = (s_executor_object *)op;
     return PyBool_FromLong(self->state != S_LIVE);
+}
+
+static PyObject *s_executor_get_forked(PyObject *op, void *closure)
+{
+    return PyBool_FromLong(s_forked((s_executor_object *)op));
 }
 
 /* What submit() and broadcast() share once their arguments are checked:
@@ -377,9 +440,9 @@ static PyObject *s_executor_submit(PyObject *op, PyObject *args, PyObject *kwarg
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "KiIOO|I:submit", kwlist, &task_id, &type,
                                      &flags, &payload, &buffers_obj, &ncalls))
         return NULL;
-    s_drain(self);
     if (s_check_live(self) < 0)
         return NULL;
+    s_drain(self);
     if (payload == Py_None) {
         PyErr_SetString(PyExc_TypeError, "submit() needs a payload");
         return NULL;
@@ -409,9 +472,9 @@ static PyObject *s_executor_broadcast(PyObject *op, PyObject *args, PyObject *kw
     unsigned long long key = PyLong_AsUnsignedLongLong(key_obj);
     if (key == (unsigned long long)-1 && PyErr_Occurred())
         return NULL;
-    s_drain(self);
     if (s_check_live(self) < 0)
         return NULL;
+    s_drain(self);
     return s_executor_send(self, 1, type, (uint64_t)key, 0, payload == Py_None ? NULL : payload,
                            buffers_obj, 1);
 }
@@ -424,7 +487,10 @@ static PyObject *s_executor_cancel(PyObject *op, PyObject *arg)
         return NULL;
     if (s_check_live(self) < 0)
         return NULL;
-    return PyBool_FromLong(pmp_executor_cancel(self->exe, (uint64_t)task_id));
+    int removed = pmp_executor_cancel(self->exe, (uint64_t)task_id);
+    if (removed < 0)
+        return pmp_py_raise(errno, NULL);
+    return PyBool_FromLong(removed);
 }
 
 static PyObject *s_executor_cancel_all(PyObject *op, PyObject *unused)
@@ -462,8 +528,34 @@ static PyObject *s_executor_close(PyObject *op, PyObject *unused)
     s_executor_object *self = (s_executor_object *)op;
     if (s_check_live(self) < 0)
         return NULL;
-    pmp_executor_close(self->exe);
+    if (pmp_executor_close(self->exe) < 0)
+        return pmp_py_raise(errno, NULL);
     Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(s_interrupt_doc,
+             "interrupt() -> int\n--\n\n"
+             "Send SIGINT to every rank on this host of every group that holds a task\n"
+             "(the calls running now).  Returns how many ranks were signalled: 0 when\n"
+             "nothing runs, the job has exited, or no rank could be reached (ranks on\n"
+             "other hosts never are).");
+
+static PyObject *s_executor_interrupt(PyObject *op, PyObject *unused)
+{
+    s_executor_object *self = (s_executor_object *)op;
+    if (s_check_live(self) < 0)
+        return NULL;
+    int n, errnum;
+    /* The I/O thread sends the signals; wait for it without the GIL. */
+    self->busy++;
+    PyThreadState *ts = PyEval_SaveThread();
+    n = pmp_executor_interrupt(self->exe);
+    errnum = errno;
+    PyEval_RestoreThread(ts);
+    self->busy--;
+    if (n < 0)
+        return pmp_py_raise(errnum, NULL);
+    return PyLong_FromLong(n);
 }
 
 /* Turns a completion into (kind, task_id, flags, frames, text, status);
@@ -552,8 +644,12 @@ static PyObject *s_executor_wait(PyObject *op, PyObject *args, PyObject *kwargs)
         errnum = errno;
         PyEval_RestoreThread(ts);
         self->busy--;
-        if (c != NULL)
+        if (c != NULL) {
+            /* The frontend released this task's buffers before it queued the
+             * completion: let them go before the caller sees the result. */
+            s_drain(self);
             return s_completion_tuple(self, c);
+        }
         if (errnum != EAGAIN && errnum != ETIMEDOUT && errnum != EINTR) {
             if (errnum == ESHUTDOWN)
                 return pmp_py_raise(ESHUTDOWN, "the executor is closed: no completion follows");
@@ -599,6 +695,7 @@ static PyMethodDef s_executor_methods[] = {
      "pending() -> number of tasks submitted but not yet sent."},
     {"close", s_executor_close, METH_NOARGS,
      "close(): no more submits; queued tasks still run, then CLOSED completes."},
+    {"interrupt", s_executor_interrupt, METH_NOARGS, s_interrupt_doc},
     {"wait", (PyCFunction)(void (*)(void))s_executor_wait, METH_VARARGS | METH_KEYWORDS,
      s_wait_doc},
     {"destroy", (PyCFunction)(void (*)(void))s_executor_destroy, METH_VARARGS | METH_KEYWORDS,
@@ -613,6 +710,10 @@ static PyGetSetDef s_executor_getset[] = {
     {"destroyed", s_executor_get_destroyed, NULL, "Whether destroy() has run.", NULL},
     {"restarts", s_executor_get_restarts, NULL,
      "How many times the job was relaunched (after deaths and time limits).", NULL},
+    {"forked", s_executor_get_forked, NULL,
+     "Whether this process is a forked child of the one that created the executor\n"
+     "(it is then dead here: methods raise RuntimeError, destroy() returns at once).",
+     NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 

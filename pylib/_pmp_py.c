@@ -50,10 +50,11 @@ PyObject *pmp_py_raise(int errnum, const char *text)
     case ENOMEM:
         type = PyExc_MemoryError;
         break;
-    case ESHUTDOWN: /* the executor is closed */
-    case ENOTCONN:  /* the channel's peer is not there */
-    case EALREADY:  /* the channel is already bound / booted */
-    case ENOTSUP:   /* CURVE without libzmq support */
+    case ESHUTDOWN:   /* the executor is closed */
+    case ENOTCONN:    /* the channel's peer is not there */
+    case EALREADY:    /* the channel is already bound / booted */
+    case ENOTSUP:     /* CURVE without libzmq support */
+    case PMP_EFORKED: /* an executor or channel inherited by a forked child */
         type = PyExc_RuntimeError;
         break;
     default:

@@ -29,7 +29,8 @@ typedef struct {
 
 /* Sets the exception for a frontend failure and returns NULL: errnum picks
  * the class (EINVAL: ValueError; ENOMEM: MemoryError; ESHUTDOWN, ENOTCONN,
- * EALREADY, ENOTSUP: RuntimeError; anything else OSError(errnum, text),
+ * EALREADY, ENOTSUP and PMP_EFORKED (an object inherited by a forked
+ * child): RuntimeError; anything else OSError(errnum, text),
  * which selects FileNotFoundError, BrokenPipeError, ChildProcessError, ...),
  * text (or strerror(errnum) when NULL or empty) is the message, decoded as
  * UTF-8 with replacement. */

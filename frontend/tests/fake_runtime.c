@@ -11,6 +11,8 @@
  * it says GOODBYE and exits 0; it also exits when the frontend process
  * (--frontend-pid) is gone.  Test options:
  *   --fake-crash-at-task N  write "fake: crashing" to stderr, exit 3 on task N
+ *   --fake-kill-at-task N   write "fake: killing myself" to stderr and die of
+ *                           SIGKILL on task N
  *   --fake-fail-start       write a message to stderr, exit 1 before hello
  *   --fake-error            answer every task with ERROR (payload echoed)
  *   --fake-delay-ms N       sleep N ms before each answer
@@ -20,6 +22,15 @@
  *                           "I:<payload>", "D<key>:<payload>", "F<key>",
  *                           separated by commas ("log=" when none)
  *   --fake-late-ms N        groups other than group 0 connect N ms late
+ *   --fake-sigint           catch SIGINT: a task sleeping in --fake-delay-ms
+ *                           is cut short and answered with the one frame
+ *                           "interrupted" (without it, SIGINT kills the rank)
+ *   --fake-print TEXT       write TEXT to stdout (flushed) for every task
+ *   --fake-ranks            name the leader in the hello's "ranks" line (so
+ *                           that the frontend watches it and can signal it)
+ *   --fake-print-bytes N    write N bytes ('y') to stdout for every task
+ *   --fake-getenv A,B,...   append a frame "A=<value or ->,B=..." of this
+ *                           process's environment to every RESULT
  * DEFINE and FORGET get no reply, as from the real runtime.  With
  * --credentials FILE it authenticates as the real runtime does (PLAIN or
  * CURVE, pmp_credentials.h); --fake-no-credentials ignores the file, to
@@ -27,6 +38,7 @@
  */
 #include <errno.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +48,14 @@
 
 #include "pmp_credentials.h"
 #include "pmp_protocol.h"
+
+static volatile sig_atomic_t s_interrupted;
+
+static void s_on_sigint(int sig)
+{
+    (void)sig;
+    s_interrupted = 1;
+}
 
 static int s_env_int(const char *a, const char *b, int dflt)
 {
@@ -61,9 +81,11 @@ static void s_send(void *sock, int type, uint64_t id, uint32_t flags, zmq_msg_t 
 int main(int argc, char **argv)
 {
     const char *endpoint = NULL;
-    int rpg = 1, crash_at = 0, fail_start = 0, error = 0, delay_ms = 0, tag = 0, log = 0;
-    int late_ms = 0, no_credentials = 0;
-    const char *credentials = NULL;
+    int rpg = 1, crash_at = 0, kill_at = 0, fail_start = 0, error = 0, delay_ms = 0, tag = 0,
+        log = 0;
+    int late_ms = 0, no_credentials = 0, catch_sigint = 0, name_ranks = 0;
+    const char *credentials = NULL, *print = NULL, *getenv_names = NULL;
+    long print_bytes = 0;
     long frontend_pid = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -76,6 +98,8 @@ int main(int argc, char **argv)
             frontend_pid = atol(argv[++i]);
         else if (!strcmp(a, "--fake-crash-at-task") && v)
             crash_at = atoi(argv[++i]);
+        else if (!strcmp(a, "--fake-kill-at-task") && v)
+            kill_at = atoi(argv[++i]);
         else if (!strcmp(a, "--fake-delay-ms") && v)
             delay_ms = atoi(argv[++i]);
         else if (!strcmp(a, "--fake-fail-start"))
@@ -92,6 +116,23 @@ int main(int argc, char **argv)
             credentials = argv[++i];
         else if (!strcmp(a, "--fake-no-credentials"))
             no_credentials = 1;
+        else if (!strcmp(a, "--fake-sigint"))
+            catch_sigint = 1;
+        else if (!strcmp(a, "--fake-ranks"))
+            name_ranks = 1;
+        else if (!strcmp(a, "--fake-print-bytes") && v)
+            print_bytes = atol(argv[++i]);
+        else if (!strcmp(a, "--fake-getenv") && v)
+            getenv_names = argv[++i];
+        else if (!strcmp(a, "--fake-print") && v)
+            print = argv[++i];
+    }
+    if (catch_sigint) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = s_on_sigint; /* no SA_RESTART: a sleep ends early */
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGINT, &sa, NULL);
     }
     int rank = s_env_int("PMI_RANK", "OMPI_COMM_WORLD_RANK", 0);
     int size = s_env_int("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", 1);
@@ -152,6 +193,14 @@ int main(int argc, char **argv)
     int len = pmp_hello_encode(&hello, text, sizeof text);
     if (len < 0)
         return 5;
+    if (name_ranks) {
+        pmp_hello_rank_t me = {.world_rank = rank, .pid = getpid()};
+        snprintf(me.host, sizeof me.host, "%s", hello.host);
+        int m = pmp_hello_ranks_encode(&me, 1, text + len, sizeof text - (size_t)len);
+        if (m < 0)
+            return 5;
+        len += m;
+    }
     zmq_msg_t hm;
     zmq_msg_init_size(&hm, (size_t)len);
     memcpy(zmq_msg_data(&hm), text, (size_t)len);
@@ -162,7 +211,10 @@ int main(int argc, char **argv)
     int ntasks = 0;
     for (;;) {
         zmq_pollitem_t item = {.socket = sock, .events = ZMQ_POLLIN};
-        if (zmq_poll(&item, 1, 500) == 0) {
+        int ready = zmq_poll(&item, 1, 500);
+        if (ready < 0 && errno == EINTR)
+            continue;
+        if (ready == 0) {
             if (frontend_pid > 0 && kill((pid_t)frontend_pid, 0) < 0 && errno == ESRCH)
                 return 6;
             continue;
@@ -228,9 +280,31 @@ int main(int argc, char **argv)
             fprintf(stderr, "fake: crashing\n");
             exit(3);
         }
+        if (kill_at && ntasks == kill_at) {
+            fprintf(stderr, "fake: killing myself\n");
+            kill(getpid(), SIGKILL);
+        }
+        if (print) {
+            fputs(print, stdout);
+            fflush(stdout);
+        }
+        for (long b = 0; b < print_bytes; b++)
+            putchar('y');
+        fflush(stdout);
+        s_interrupted = 0;
         if (delay_ms > 0) {
             struct timespec ts = {delay_ms / 1000, (long)(delay_ms % 1000) * 1000000L};
-            nanosleep(&ts, NULL);
+            while (nanosleep(&ts, &ts) < 0 && errno == EINTR && !s_interrupted)
+                ;
+        }
+        if (s_interrupted) {
+            for (size_t i = 0; i < n; i++)
+                zmq_msg_close(&parts[i]);
+            zmq_msg_t m;
+            zmq_msg_init_size(&m, 11);
+            memcpy(zmq_msg_data(&m), "interrupted", 11);
+            s_send(sock, PMP_MSG_RESULT, hdr.task_id, 0, &m, 1);
+            continue;
         }
         size_t nout = n - 1;
         if (tag && nout < 63) {
@@ -238,6 +312,20 @@ int main(int argc, char **argv)
             int tl = snprintf(t, sizeof t, "group=%d init=%s", rank / rpg, init);
             zmq_msg_init_size(&parts[n], (size_t)tl);
             memcpy(zmq_msg_data(&parts[n]), t, (size_t)tl);
+            nout++;
+        }
+        if (getenv_names && nout < 63) {
+            char t[2048] = "", names[512];
+            snprintf(names, sizeof names, "%s", getenv_names);
+            for (char *save = NULL, *name = strtok_r(names, ",", &save); name;
+                 name = strtok_r(NULL, ",", &save)) {
+                const char *value = getenv(name);
+                size_t used = strlen(t);
+                snprintf(t + used, sizeof t - used, "%s%s=%s", used ? "," : "", name,
+                         value ? value : "-");
+            }
+            zmq_msg_init_size(&parts[1 + nout], strlen(t));
+            memcpy(zmq_msg_data(&parts[1 + nout]), t, strlen(t));
             nout++;
         }
         if (log && nout < 63) {

@@ -9,7 +9,8 @@
  * program, echoes one instruction and exits.  Error paths: a client with
  * the wrong CURVE key gets nowhere, a garbage message is dropped, a program
  * that crashes makes a waiting receive fail with its status and stderr, a
- * missing program is named, destroy leaves no process behind.
+ * missing program is named, destroy leaves no process behind, and a forked
+ * child can neither use nor stop the parent's channel.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -355,6 +356,59 @@ static void test_destroy(int wait)
     }
 }
 
+/* A forked child finds the channel dead: every call fails at once with
+ * PMP_EFORKED (a send calls no free_fn), destroy returns at once and leaves
+ * the parent's program running; the parent goes on. */
+static void test_fork(void)
+{
+    pmp_error_t err;
+    pmp_channel_t *server = pmp_channel_new_server(NULL, -1, &err);
+    CHECK(server);
+    CHECK(pmp_channel_bind_random_port(server, &err) > 0);
+    const char *argv[] = {"sleep", "30", NULL};
+    CHECK(pmp_channel_bootup(server, argv, NULL, NULL, &err) == 0);
+    pid_t program = pmp_channel_pid(server), parent = getpid();
+    CHECK(pmp_channel_forked(server) == 0);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        alarm(10);
+        int ok = 1;
+        double t0 = s_now();
+        int freed = 0;
+        char want[200];
+        snprintf(want, sizeof want,
+                 "this socket interface belongs to process %ld; it cannot be used in a "
+                 "forked child (pid %ld)",
+                 (long)parent, (long)getpid());
+        pmp_buffer_t b[1] = {{"x", 1, s_count_free, &freed}};
+        ok &= pmp_channel_forked(server) == 1;
+        ok &= pmp_channel_send(server, PMP_MSG_TASK, 1, 0, b, 1, &err) < 0 && errno == PMP_EFORKED;
+        ok &= strcmp(err.text, want) == 0 && freed == 0;
+        ok &= pmp_channel_recv(server, -1, &err) == NULL && errno == PMP_EFORKED;
+        ok &= pmp_channel_wait_writable(server, -1, &err) < 0 && errno == PMP_EFORKED;
+        ok &= pmp_channel_bind_random_port(server, &err) < 0 && errno == PMP_EFORKED;
+        ok &= pmp_channel_bootup(server, argv, NULL, NULL, &err) < 0 && errno == PMP_EFORKED;
+        int status = 0;
+        ok &= pmp_channel_exited(server, &status) < 0 && errno == PMP_EFORKED && status == -1;
+        ok &= pmp_channel_exit_text(server) == NULL && errno == PMP_EFORKED;
+        pmp_channel_destroy(&server, 5000, 1);
+        ok &= server == NULL && s_now() - t0 < 1.0;
+        ok &= kill(program, 0) == 0; /* the parent's program is left alone */
+        if (!ok)
+            fprintf(stderr, "fork: the child's checks failed\n");
+        _exit(ok ? 0 : 1);
+    }
+    int status;
+    CHECK(waitpid(pid, &status, 0) == pid);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CHECK(pmp_channel_forked(server) == 0);
+    CHECK(pmp_channel_exited(server, NULL) == 0);
+    CHECK(pmp_channel_wait_writable(server, 50, &err) < 0 && errno == EAGAIN);
+    pmp_channel_destroy(&server, 0, 1);
+    CHECK(s_process_gone(program, 5.0));
+}
+
 /* Peer mode: what a booted program does. */
 static int s_peer(const char *portstr)
 {
@@ -394,6 +448,7 @@ int main(int argc, char **argv)
     test_missing_program();
     test_destroy(1);
     test_destroy(0);
+    test_fork();
     if (s_failures) {
         fprintf(stderr, "%d check(s) failed\n", s_failures);
         return 1;
