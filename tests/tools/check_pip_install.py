@@ -203,7 +203,10 @@ def check_pip(source: str, mpi: str, flavour: str, version: str, mpi4py: str) ->
         outside = os.path.join(tmp, "elsewhere")
         os.mkdir(outside)
         venv = os.path.join(tmp, "venv")
-        env = clean_env()
+        # pip's and the backend's temporary directories (a failed build's is
+        # kept on purpose) go away with ours.
+        os.mkdir(os.path.join(tmp, "tmp"))
+        env = clean_env(TMPDIR=os.path.join(tmp, "tmp"))
         run([base, "-m", "venv", "--system-site-packages", venv], env, outside, timeout=300)
         python = os.path.join(venv, "bin", "python")
         site = run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['platlib'])"],

@@ -188,7 +188,8 @@ def main(argv: Sequence[str]) -> int:
                if k not in ("PYTHONPATH", "PYMPIPOOL_MPI", "PYMPIPOOL_CMAKE_ARGS",
                             "PYMPIPOOL_BUILD_DIR", "PYMPIPOOL_RUNTIME", "PYMPIPOOL_MPIEXEC")}
         env.update(PIP_NO_INDEX="1", PIP_DISABLE_PIP_VERSION_CHECK="1", PIP_NO_CACHE_DIR="1",
-                   PYTHONDONTWRITEBYTECODE="1")
+                   PYTHONDONTWRITEBYTECODE="1", TMPDIR=os.path.join(tmp, "tmp"))
+        os.mkdir(env["TMPDIR"])
         t0 = time.monotonic()
         proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps",
                                "--no-build-isolation", "-w", wheels,
