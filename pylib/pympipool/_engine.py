@@ -59,6 +59,7 @@ import shlex
 import shutil
 import sys
 import threading
+import time
 import weakref
 from concurrent.futures import Future
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
@@ -89,6 +90,8 @@ _DESTROY_GRACE_MS = 3000
 #: exception leaves a ``with`` block) may take to finish before its job is
 #: stopped.
 INTERRUPT_GRACE_S = 2.0
+#: How often the interrupt is repeated meanwhile (for calls that start later).
+_INTERRUPT_ROUND_S = 0.05
 #: concurrent.futures' own logger: failing done-callbacks are reported there.
 _LOGGER = logging.getLogger("concurrent.futures")
 
@@ -904,18 +907,24 @@ class _Engine:
         with self._shutdown_lock:
             self._shutdown = True
         state.cancel_all()
-        with state.lock:
-            running = bool(state.futures)
         try:
-            if running:
-                try:
-                    state.core.interrupt()
-                except (AttributeError, ValueError, OSError):
-                    pass
             state.close()
             if threading.current_thread() is self._dispatcher:
                 return
-            self._dispatcher.join(INTERRUPT_GRACE_S)
+            # A worker may hold a second call behind the running one (its
+            # pipeline): it starts once the first is interrupted, and gets
+            # its own SIGINT at the next round.  A SIGINT that reaches a
+            # rank between calls is ignored there.
+            deadline = time.monotonic() + INTERRUPT_GRACE_S
+            while self._dispatcher.is_alive() and time.monotonic() < deadline:
+                with state.lock:
+                    running = bool(state.futures)
+                if running:
+                    try:
+                        state.core.interrupt()
+                    except (ValueError, OSError):  # destroyed, or the job is gone
+                        pass
+                self._dispatcher.join(min(_INTERRUPT_ROUND_S, max(deadline - time.monotonic(), 0)))
         except KeyboardInterrupt:  # a second Ctrl-C: stop now
             state.break_executor(f"the executor was interrupted ({reason})")
             state.destroy(grace_ms=0)
