@@ -124,7 +124,7 @@ static PyObject *s_channel_new(PyTypeObject *type, PyObject *args, PyObject *kwa
 }
 
 PyDoc_STRVAR(s_connect_doc,
-             "connect(host, port, server_key=None, public_key=None, secret_key=None)\n--\n\n"
+             "connect($cls, host, port, server_key=None, public_key=None, secret_key=None)\n--\n\n"
              "The client side: a Channel connected to tcp://host:port, with CURVE when\n"
              "server_key is given (then public_key and secret_key are the client's).");
 
@@ -268,7 +268,7 @@ fail:
     return NULL;
 }
 
-PyDoc_STRVAR(s_bootup_doc, "bootup(argv, cwd=None, env=None)\n--\n\n"
+PyDoc_STRVAR(s_bootup_doc, "bootup($self, argv, cwd=None, env=None)\n--\n\n"
                            "Start argv (a list, no shell) and watch it.  env: the program's\n"
                            "whole environment as a list of 'KEY=value', or None for ours.");
 
@@ -406,12 +406,12 @@ static int s_wait_writable(s_channel_object *self, double deadline)
     }
 }
 
-PyDoc_STRVAR(s_send_doc,
-             "send(type, task_id, flags, payload, buffers, timeout=None) -> bool\n--\n\n"
-             "Wait until the peer can take a message (GIL released, signals checked\n"
-             "every 100 ms) and send it: header, payload, out-of-band buffers (64 KiB\n"
-             "or more: not copied).  False if timeout seconds passed first.  Raises\n"
-             "ChildProcessError when the booted program has exited.");
+PyDoc_STRVAR(s_send_doc, "send($self, type, task_id, flags, payload, buffers, timeout=None)\n--\n\n"
+                         "Wait until the peer can take a message (GIL released, signals checked\n"
+                         "every 100 ms) and send it: header, payload, out-of-band buffers (64 KiB\n"
+                         "or more: not copied).  True once sent, False if timeout seconds passed\n"
+                         "first.  Raises\n"
+                         "ChildProcessError when the booted program has exited.");
 
 static PyObject *s_channel_send(PyObject *op, PyObject *args, PyObject *kwargs)
 {
@@ -469,7 +469,7 @@ done:
     return result;
 }
 
-PyDoc_STRVAR(s_recv_doc, "recv(timeout=None)\n--\n\n"
+PyDoc_STRVAR(s_recv_doc, "recv($self, timeout=None)\n--\n\n"
                          "Wait for the next message (GIL released, signals checked every\n"
                          "100 ms): (type, task_id, flags, frames), or None after timeout\n"
                          "seconds.  Raises ChildProcessError with the exit status and stderr\n"
@@ -534,7 +534,7 @@ static PyObject *s_channel_recv(PyObject *op, PyObject *args, PyObject *kwargs)
 }
 
 PyDoc_STRVAR(s_destroy_doc,
-             "destroy(grace_ms=3000, wait=True)\n--\n\n"
+             "destroy($self, grace_ms=3000, wait=True)\n--\n\n"
              "Close the socket and stop the booted program: wait up to grace_ms for it\n"
              "to exit, then SIGTERM, then SIGKILL; with wait=False that happens in the\n"
              "background.  Idempotent.");

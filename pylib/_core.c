@@ -424,7 +424,7 @@ static PyObject *s_executor_send(s_executor_object *self, int broadcast, int typ
     return result;
 }
 
-PyDoc_STRVAR(s_submit_doc, "submit(task_id, type, flags, payload, buffers)\n--\n\n"
+PyDoc_STRVAR(s_submit_doc, "submit($self, task_id, type, flags, payload, buffers, ncalls=1)\n--\n\n"
                            "Queue a TASK or INIT message.  payload and every buffer support the\n"
                            "buffer protocol; buffers of 64 KiB or more are sent without copying\n"
                            "and stay referenced until the frontend releases them.");
@@ -534,7 +534,7 @@ static PyObject *s_executor_close(PyObject *op, PyObject *unused)
 }
 
 PyDoc_STRVAR(s_interrupt_doc,
-             "interrupt() -> int\n--\n\n"
+             "interrupt($self, /)\n--\n\n"
              "Send SIGINT to every rank on this host of every group that holds a task\n"
              "(the calls running now).  Returns how many ranks were signalled: 0 when\n"
              "nothing runs, the job has exited, or no rank could be reached (ranks on\n"
@@ -598,7 +598,7 @@ static double s_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-PyDoc_STRVAR(s_wait_doc, "wait(timeout=None)\n--\n\n"
+PyDoc_STRVAR(s_wait_doc, "wait($self, timeout=None)\n--\n\n"
                          "Wait for the next completion: None after timeout seconds, otherwise\n"
                          "(kind, task_id, flags, frames, text, status).  timeout None waits\n"
                          "forever.  The GIL is released while waiting; signals are checked at\n"
@@ -663,7 +663,7 @@ static PyObject *s_executor_wait(PyObject *op, PyObject *args, PyObject *kwargs)
 }
 
 PyDoc_STRVAR(s_destroy_doc,
-             "destroy(grace_ms=3000)\n--\n\n"
+             "destroy($self, grace_ms=3000)\n--\n\n"
              "Stop the job (SHUTDOWN, then SIGTERM/SIGKILL after grace_ms) and free\n"
              "the frontend.  Idempotent; afterwards every method raises ValueError.");
 
