@@ -55,8 +55,15 @@ def test_import_starts_no_thread_process_or_socket():
         before = set(os.listdir("/proc/self/fd"))
         import pympipool
         after = set(os.listdir("/proc/self/fd"))
-        children = [p for p in os.listdir("/proc") if p.isdigit() and
-                    open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[1] == str(os.getpid())]
+
+        def parent(pid):  # None for a process that exited meanwhile
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    return f.read().rsplit(")", 1)[1].split()[1]
+            except OSError:
+                return None
+
+        children = [p for p in os.listdir("/proc") if p.isdigit() and parent(p) == str(os.getpid())]
         print(threading.active_count(), len(after - before), children)
         """
     )
