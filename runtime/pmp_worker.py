@@ -476,17 +476,31 @@ def _call_all(flags, payload, buffers):
 # The handler raises at most once per arming, and only while a call is
 # armed, so a late signal never hits the worker's own code or the next task.
 
-_timer = {"limit": 0.0, "armed": False}
+class _OneShot:
+    """A signal handler that raises make_error() inside a call: only while
+    armed, and at most once per arming (the handler disarms itself)."""
+
+    def __init__(self, make_error):
+        self.armed = False
+        self.make_error = make_error
+
+    def __call__(self, signum, frame):
+        if not self.armed:
+            return
+        self.armed = False
+        raise self.make_error()
 
 
-def _on_alarm(signum, frame):
-    if not _timer["armed"]:
-        return
-    _timer["armed"] = False
-    raise TimeoutError(
-        "the call ran longer than run_time_max (%g s) on rank %d of %d on %s"
-        % (_timer["limit"], _state["rank"], _state["size"], _state["host"])
+def _where():
+    return "rank %d of %d on %s" % (_state["rank"], _state["size"], _state["host"])
+
+
+_timer = {"limit": 0.0}
+_on_alarm = _OneShot(
+    lambda: TimeoutError(
+        "the call ran longer than run_time_max (%g s) on %s" % (_timer["limit"], _where())
     )
+)
 
 
 def set_time_limit(seconds):
@@ -499,13 +513,13 @@ def set_time_limit(seconds):
 
 def _arm_timer():
     if _timer["limit"] > 0:
-        _timer["armed"] = True
+        _on_alarm.armed = True
         signal.setitimer(signal.ITIMER_REAL, _timer["limit"])
 
 
 def _disarm_timer():
     if _timer["limit"] > 0:
-        _timer["armed"] = False
+        _on_alarm.armed = False
         signal.setitimer(signal.ITIMER_REAL, 0)
 
 
@@ -519,17 +533,7 @@ def _disarm_timer():
 # it as the call's error) and at most once per call; a SIGINT at any other
 # moment is ignored, so it never ends a worker between tasks.
 
-_interrupt = {"armed": False}
-
-
-def _on_interrupt(signum, frame):
-    if not _interrupt["armed"]:
-        return
-    _interrupt["armed"] = False
-    raise KeyboardInterrupt(
-        "the call was interrupted (SIGINT) on rank %d of %d on %s"
-        % (_state["rank"], _state["size"], _state["host"])
-    )
+_on_interrupt = _OneShot(lambda: KeyboardInterrupt("the call was interrupted (SIGINT) on " + _where()))
 
 
 def run_task(payload, buffers, flags=0):
@@ -553,11 +557,11 @@ def _run_task(payload, buffers, flags):
         exc, text, message = stored
         return False, _error_payload(exc, text, message), []
     try:
-        _interrupt["armed"] = True
+        _on_interrupt.armed = True
         try:
             value = _call_all(flags, payload, buffers)
         finally:
-            _interrupt["armed"] = False
+            _on_interrupt.armed = False
     except _KeptError as kept:
         _disarm_timer()
         _, exc, text, message = kept.entry

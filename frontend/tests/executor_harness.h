@@ -25,14 +25,7 @@
 
 #include "pmp_executor.h"
 
-#define CHECK(expr)                                                                                \
-    do {                                                                                           \
-        if (!(expr)) {                                                                             \
-            fprintf(stderr, "%s:%d: check failed: %s (errno %d: %s)\n", __FILE__, __LINE__, #expr, \
-                    errno, strerror(errno));                                                       \
-            exit(1);                                                                               \
-        }                                                                                          \
-    } while (0)
+#include "pmp_test.h"
 
 static const char *g_fake, *g_mpiexec, *g_flavour;
 static char g_tmpdir[256];

@@ -16,13 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CHECK(expr)                                                                                \
-    do {                                                                                           \
-        if (!(expr)) {                                                                             \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #expr);               \
-            exit(1);                                                                               \
-        }                                                                                          \
-    } while (0)
+#include "pmp_test.h"
 
 #define RULE "===================================================================================\n"
 

@@ -13,13 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CHECK(expr)                                                                                \
-    do {                                                                                           \
-        if (!(expr)) {                                                                             \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #expr);               \
-            exit(1);                                                                               \
-        }                                                                                          \
-    } while (0)
+#include "pmp_test.h"
 
 /* Whether the NULL-terminated env holds the entry whose name is name. */
 static int s_has(char **env, const char *name)

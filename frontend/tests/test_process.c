@@ -212,6 +212,18 @@ static int s_redirect(int fd, char *path, size_t size, const char *name)
     return saved;
 }
 
+/* Points fd 1 at the write end of a fresh pipe (p[0] is the caller's to
+ * read, or not); returns the saved original, for s_restore_fd. */
+static int s_stdout_to_pipe(int p[2])
+{
+    CHECK(pipe(p) == 0);
+    fflush(NULL);
+    int saved = fcntl(1, F_DUPFD_CLOEXEC, 10);
+    CHECK(saved >= 0 && dup2(p[1], 1) == 1);
+    close(p[1]);
+    return saved;
+}
+
 static void s_restore_fd(int fd, int saved)
 {
     fflush(NULL);
@@ -338,11 +350,7 @@ static void s_case_stdout_kill(void)
 static void s_case_stdout_broken(void)
 {
     int p[2];
-    CHECK(pipe(p) == 0);
-    fflush(NULL);
-    int saved = fcntl(1, F_DUPFD_CLOEXEC, 10);
-    CHECK(dup2(p[1], 1) == 1);
-    close(p[1]);
+    int saved = s_stdout_to_pipe(p);
     close(p[0]); /* nobody will ever read: every write gets EPIPE (and SIGPIPE) */
     const char *const args[] = {"--fake-print", "into a broken pipe\n", NULL};
     pmp_executor_t *ex = s_new(1, 1, 1, args);
@@ -352,18 +360,13 @@ static void s_case_stdout_broken(void)
         s_result_is(ex, id, "x", 10000);
     }
     s_destroy(&ex, 2000);
-    CHECK(dup2(saved, 1) == 1);
-    close(saved);
+    s_restore_fd(1, saved);
 }
 
 static void s_case_stdout_blocked(void)
 {
     int p[2];
-    CHECK(pipe(p) == 0);
-    fflush(NULL);
-    int saved = fcntl(1, F_DUPFD_CLOEXEC, 10);
-    CHECK(dup2(p[1], 1) == 1);
-    close(p[1]); /* p[0] stays open and is never read */
+    int saved = s_stdout_to_pipe(p); /* p[0] stays open and is never read */
     const char *const args[] = {"--fake-print-bytes", "1000000", NULL};
     pmp_executor_t *ex = s_new(1, 1, 1, args);
     s_wait_hellos(ex, 1);
@@ -386,8 +389,7 @@ static void s_case_stdout_blocked(void)
     pmp_executor_destroy(&ex, 0);
     fprintf(stderr, "stdout_blocked: destroy took %lld ms\n", (long long)(s_now_ms() - t0));
     CHECK(s_now_ms() - t0 < 6000);
-    CHECK(dup2(saved, 1) == 1);
-    close(saved);
+    s_restore_fd(1, saved);
     close(p[0]);
 }
 
@@ -417,11 +419,7 @@ static void *s_slow_reader(void *arg)
 static void s_case_stdout_slow(void)
 {
     int p[2];
-    CHECK(pipe(p) == 0);
-    fflush(NULL);
-    int saved = fcntl(1, F_DUPFD_CLOEXEC, 10);
-    CHECK(dup2(p[1], 1) == 1);
-    close(p[1]);
+    int saved = s_stdout_to_pipe(p);
     /* the user made stdout non-blocking: writes may fail with EAGAIN */
     CHECK(fcntl(1, F_SETFL, fcntl(1, F_GETFL) | O_NONBLOCK) == 0);
     s_reader_t r = {.fd = p[0]};
@@ -445,8 +443,7 @@ static void s_case_stdout_slow(void)
     while (__atomic_load_n(&r.total, __ATOMIC_RELAXED) < 600000 && s_now_ms() < end)
         usleep(20000);
     s_destroy(&ex, 2000);
-    CHECK(dup2(saved, 1) == 1); /* the last writer of the pipe goes: the reader ends */
-    close(saved);
+    s_restore_fd(1, saved); /* the last writer of the pipe goes: the reader ends */
     CHECK(pthread_join(reader, NULL) == 0);
     close(p[0]);
     fprintf(stderr, "stdout_slow: %ld bytes arrived, %ld wrong\n", r.total, r.bad);

@@ -14,13 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CHECK(expr)                                                                                \
-    do {                                                                                           \
-        if (!(expr)) {                                                                             \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #expr);               \
-            exit(1);                                                                               \
-        }                                                                                          \
-    } while (0)
+#include "pmp_test.h"
 
 static uint64_t s_rng = 0x9e3779b97f4a7c15ULL;
 

@@ -67,6 +67,18 @@ PRELUDE = textwrap.dedent(
         os.kill(pid, 9)
         os.waitpid(pid, 0)
         raise SystemExit(f"the child hung for more than {{bound}} s")
+
+    def fork_and_wait(child, bound=10):
+        # Runs child() in a forked child, which then exits normally (atexit
+        # hooks, finalizers, module teardown); the child must exit with 0
+        # within bound seconds.  Prints how long it took.
+        pid = os.fork()
+        if pid == 0:
+            child()
+            sys.exit(0)
+        code, took = wait_child(pid, bound)
+        assert code == 0, code
+        print("CHILD", took, flush=True)
     """
 )
 
@@ -118,12 +130,7 @@ def child_time(out: str) -> float:
 def test_forked_child_that_exits_does_not_wait(tmp_path):
     out = run_script(
         """
-        pid = os.fork()
-        if pid == 0:
-            sys.exit(0)  # a normal exit: atexit hooks, finalizers, module teardown
-        code, took = wait_child(pid, 10)
-        assert code == 0, code
-        print("CHILD", took, flush=True)
+        fork_and_wait(lambda: None)
         """,
         tmp_path,
     )
@@ -133,8 +140,7 @@ def test_forked_child_that_exits_does_not_wait(tmp_path):
 def test_forked_child_that_submits_gets_an_error_at_once(tmp_path):
     out = run_script(
         """
-        pid = os.fork()
-        if pid == 0:
+        def child():
             failures = []
             for name, call in [
                 ("Executor.submit", lambda: exe.submit(square, 1)),
@@ -161,10 +167,8 @@ def test_forked_child_that_submits_gets_an_error_at_once(tmp_path):
             if failures:
                 print("\\n".join(failures), flush=True)
                 os._exit(3)
-            sys.exit(0)
-        code, took = wait_child(pid, 10)
-        assert code == 0, code
-        print("CHILD", took, flush=True)
+
+        fork_and_wait(child)
         """,
         tmp_path,
     )
@@ -174,8 +178,7 @@ def test_forked_child_that_submits_gets_an_error_at_once(tmp_path):
 def test_forked_child_that_shuts_down_returns_at_once(tmp_path):
     out = run_script(
         """
-        pid = os.fork()
-        if pid == 0:
+        def child():
             start = time.monotonic()
             exe.shutdown(wait=True)
             pexe.shutdown(wait=True, cancel_futures=True)
@@ -185,10 +188,10 @@ def test_forked_child_that_shuts_down_returns_at_once(tmp_path):
             sock.shutdown(wait=True)
             with Executor(cores=1) as fresh:  # the child may make its own
                 assert fresh.submit(square, 7).result(30) == 49
-            os._exit(0 if time.monotonic() - start < 30 else 4)
-        code, took = wait_child(pid, 60)
-        assert code == 0, code
-        print("CHILD", took, flush=True)
+            if time.monotonic() - start > 30:
+                os._exit(4)
+
+        fork_and_wait(child, 60)
         """,
         tmp_path,
     )

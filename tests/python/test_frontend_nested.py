@@ -77,30 +77,27 @@ def _launcher(tmp_path, body):
     return str(path)
 
 
-def test_failed_launch_carries_the_launchers_stderr(tmp_path, monkeypatch):
-    launcher = _launcher(
-        tmp_path, "echo 'fake-mpiexec: cannot do that (marker 5150)' >&2\nexit 1\n"
-    )
-    monkeypatch.setenv("PYMPIPOOL_MPIEXEC", launcher)
+def _launch_error(tmp_path, monkeypatch, script):
+    """The ExecutorBroken text of an Executor whose mpiexec is script."""
+    monkeypatch.setenv("PYMPIPOOL_MPIEXEC", _launcher(tmp_path, script))
     exe = Executor(cores=1)
     try:
         with pytest.raises(ExecutorBroken) as info:
             exe.submit(double, 1).result(timeout=60)
     finally:
         exe.shutdown(wait=True)
-    text = str(info.value)
+    return str(info.value)
+
+
+def test_failed_launch_carries_the_launchers_stderr(tmp_path, monkeypatch):
+    text = _launch_error(
+        tmp_path, monkeypatch, "echo 'fake-mpiexec: cannot do that (marker 5150)' >&2\nexit 1\n"
+    )
     assert "exited with status 1" in text
     assert "its stderr ended with:" in text
     assert "marker 5150" in text
 
 
 def test_failed_launch_that_says_nothing_says_so(tmp_path, monkeypatch):
-    monkeypatch.setenv("PYMPIPOOL_MPIEXEC", _launcher(tmp_path, "exit 1\n"))
-    exe = Executor(cores=1)
-    try:
-        with pytest.raises(ExecutorBroken) as info:
-            exe.submit(double, 1).result(timeout=60)
-    finally:
-        exe.shutdown(wait=True)
-    text = str(info.value)
+    text = _launch_error(tmp_path, monkeypatch, "exit 1\n")
     assert "exited with status 1; it wrote nothing to stderr" in text
