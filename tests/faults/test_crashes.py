@@ -86,7 +86,12 @@ def test_rank_dies(kind, how):
             assert "Fatal Python error: Segmentation fault" in text
             assert "in fault" in text
         elif how == "os._exit(1)":
-            assert re.search(r"exited with status 1\b", text), text
+            # mpiexec's status is the rank's exit code; MPICH's hydra, once
+            # it has killed the job's other busy rank ("CLEANING UP
+            # REMAINING PROCESSES"), may report that rank's SIGKILL instead.
+            # Which rank died is named above either way.
+            status = "1" if size == 1 else "(1|9)"
+            assert re.search(rf"exited with status {status}\b", text), text
         else:
             assert re.search(r"signal 9\b|exited with status (9|137)\b", text), text
         # queued futures fail with the same class, a later submit at once
