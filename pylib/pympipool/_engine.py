@@ -113,8 +113,6 @@ class _State:
     def __init__(self, core: "_core.Executor") -> None:
         self.core = core
         self.pid = os.getpid()
-        #: set in a forked child: the executor belongs to process ``pid``
-        self.forked = False
         #: shut down (or collected) without waiting: queued calls still run
         self.closing = False
         self.dispatcher: Optional[threading.Thread] = None
@@ -260,6 +258,12 @@ class _State:
             self.core.close()
         except ValueError:  # already destroyed
             pass
+
+    @property
+    def forked(self) -> bool:
+        """Whether this is a forked child of the process that made the
+        executor (the frontend's own record, ``_core.Executor.forked``)."""
+        return bool(self.core.forked)
 
     def destroy(self, grace_ms: int = _DESTROY_GRACE_MS) -> None:
         if self.forked:  # the parent's job: not ours to stop
@@ -413,25 +417,17 @@ def _handle(state: _State, event: _Completion) -> bool:
         else:
             _finish(future, result=value)
     elif kind == _core.DONE_ERROR:
-        future = state.pop(task_id)
-        if future is not None:
-            _finish(future, exception=loads_error(frames))
+        _fail(state, task_id, lambda: loads_error(frames))
     elif kind == _core.DONE_BROKEN:
         with state.lock:
             if state.broken is None:
                 state.broken = text
-        future = state.pop(task_id)
-        if future is not None:
-            _finish(future, exception=ExecutorBroken(text))
+        _fail(state, task_id, lambda: ExecutorBroken(text))
     elif kind == _core.DONE_LOST:
         # Lost in a restart: this call fails, the executor goes on.
-        future = state.pop(task_id)
-        if future is not None:
-            _finish(future, exception=ExecutorBroken(text))
+        _fail(state, task_id, lambda: ExecutorBroken(text))
     elif kind == _core.DONE_TIMEOUT:
-        future = state.pop(task_id)
-        if future is not None:
-            _finish(future, exception=TimeoutError(text))
+        _fail(state, task_id, lambda: TimeoutError(text))
     elif kind == _core.EVENT_RESTART:
         state.restarts.append(text)
     elif kind == _core.EVENT_HELLO:
@@ -439,6 +435,8 @@ def _handle(state: _State, event: _Completion) -> bool:
         state.hellos.append(fields)
         problem = _check_hello(fields)
         if problem is not None:
+            # Nothing useful can run there: stop the job now rather than
+            # wait for tasks it may never answer.
             state.break_executor(problem)
             state.destroy()
             return True
@@ -449,6 +447,13 @@ def _handle(state: _State, event: _Completion) -> bool:
         state.destroy()
         return True
     return False
+
+
+def _fail(state: _State, task_id: int, make_error: Callable[[], BaseException]) -> None:
+    """Fails the future of task_id (if it is still ours) with make_error()."""
+    future = state.pop(task_id)
+    if future is not None:
+        _finish(future, exception=make_error())
 
 
 # ---- clean-up at garbage collection and interpreter exit -------------------
@@ -493,9 +498,7 @@ def _after_fork_in_child() -> None:
     states = list(_live_states)
     _live_states.clear()
     for state in states:
-        state.forked = True
         state.lock = threading.Lock()
-        state.dispatcher = None
         for hook in state.fork_hooks:
             try:
                 hook()

@@ -225,8 +225,8 @@ class _Pickler(cloudpickle.Pickler):  # type: ignore[misc]  # cloudpickle is unt
 
 
 class _PicklerSlot(threading.local):
-    """Two reusable ``cloudpickle.Pickler`` per thread: one that keeps large
-    buffers out of band (calls, results), one that keeps everything in band
+    """One reusable ``cloudpickle.Pickler`` per thread.  It keeps large
+    buffers out of band (calls), unless ``in_band`` is set for the dump
     (function snapshots).
 
     Building a Pickler (its BytesIO, its dispatch tables) costs about as much
@@ -244,11 +244,12 @@ class _PicklerSlot(threading.local):
         self.pickler = _Pickler(
             self.file, protocol=PICKLE_PROTOCOL, buffer_callback=self._keep_out_of_band
         )
-        self.inband_file = io.BytesIO()
-        self.inband_pickler = _Pickler(self.inband_file, protocol=PICKLE_PROTOCOL)
+        self.in_band = False
         self.busy = False
 
     def _keep_out_of_band(self, pickle_buffer: pickle.PickleBuffer) -> bool:
+        if self.in_band:
+            return True
         return _keep_out_of_band(self.buffers, pickle_buffer)
 
 
@@ -270,19 +271,20 @@ def _keep_out_of_band(
 _slot = _PicklerSlot()
 
 
-def _dumps(obj: Any) -> Tuple[bytes, List[memoryview]]:
+def _dumps(obj: Any, in_band: bool = False) -> Tuple[bytes, List[memoryview]]:
     """cloudpickle.dumps(obj, protocol 5) with large contiguous buffers out
-    of band: (payload, buffers)."""
+    of band, or every buffer in band with ``in_band``: (payload, buffers)."""
     slot = _slot
     if slot.busy:  # re-entered from a reduction: a Pickler of its own
         buffers: List[memoryview] = []
         payload = cloudpickle.dumps(
             obj,
             protocol=PICKLE_PROTOCOL,
-            buffer_callback=lambda b: _keep_out_of_band(buffers, b),
+            buffer_callback=None if in_band else lambda b: _keep_out_of_band(buffers, b),
         )
         return payload, buffers
     slot.busy = True
+    slot.in_band = in_band
     file, pickler = slot.file, slot.pickler
     try:
         pickler.dump(obj)
@@ -293,6 +295,7 @@ def _dumps(obj: Any) -> Tuple[bytes, List[memoryview]]:
         pickler.clear_memo()
         pickler.globals_ref = {}
         slot.buffers = []
+        slot.in_band = False
         slot.busy = False
 
 
@@ -301,20 +304,7 @@ def _dumps_snapshot(fn: Callable[..., Any]) -> Tuple[bytes, List[memoryview]]:
     of fn and the globals it uses (a captured array is copied into them), so
     a change made after this call never reaches the workers, and the workers
     can cache the function by these bytes."""
-    slot = _slot
-    if slot.busy:
-        return cloudpickle.dumps(fn, protocol=PICKLE_PROTOCOL), []
-    slot.busy = True
-    file, pickler = slot.inband_file, slot.inband_pickler
-    try:
-        pickler.dump(fn)
-        return file.getvalue(), []
-    finally:
-        file.seek(0)
-        file.truncate()
-        pickler.clear_memo()
-        pickler.globals_ref = {}
-        slot.busy = False
+    return _dumps(fn, in_band=True)
 
 
 def dumps_call(
