@@ -26,7 +26,8 @@
  * child is reaped.  It polls the child's stderr pipe and pidfd (or, without
  * pidfd, waitpid every 100 ms), keeps the stderr tail, publishes the exit
  * under a mutex and through the eventfd, and on destroy stops the child
- * (grace period, SIGTERM, SIGKILL).  When destroy does not wait, the keeper
+ * (grace period, SIGTERM, SIGKILL: the launcher's stop steps, which the
+ * executor's I/O thread takes too).  When destroy does not wait, the keeper
  * is detached and frees its own state at the end.
  *
  * Guarantees: no call blocks forever on a dead booted program; a malformed
@@ -56,7 +57,6 @@
 
 #define S_LINGER_MS 1000
 #define S_EXIT_LINGER_MS 300
-#define S_KILL_AFTER_TERM_MS 2000
 #define S_ENDPOINT_MAX 300
 
 /* ---- the keeper thread --------------------------------------------------- */
@@ -170,8 +170,8 @@ static void *s_keeper_run(void *arg)
     if (!launcher)
         return NULL; /* the creator joins and frees */
 
-    int exited = 0, stage = 0; /* stage 1: grace, 2: after SIGTERM, 3: after SIGKILL */
-    int64_t deadline = 0;
+    int exited = 0;
+    pmp_launcher_stop_t ending = {0}; /* grace, SIGTERM, SIGKILL (pmp_launcher.h) */
     for (;;) {
         if (!exited && pmp_launcher_poll_exit(launcher)) {
             pmp_launcher_drain(launcher, 500);
@@ -189,22 +189,9 @@ static void *s_keeper_run(void *arg)
         pthread_mutex_unlock(&k->mutex);
         if (stop && exited)
             break;
-        int64_t now = s_now_ms();
-        if (stop && stage == 0) {
-            stage = 1;
-            deadline = now + grace_ms;
-        }
-        if (stage > 0 && now >= deadline) {
-            if (stage == 1) {
-                pmp_launcher_signal(launcher, SIGTERM);
-                stage = 2;
-                deadline = now + S_KILL_AFTER_TERM_MS;
-            } else if (stage == 2) {
-                pmp_launcher_signal(launcher, SIGKILL);
-                stage = 3;
-                deadline = now + 3600 * 1000;
-            }
-        }
+        if (stop && !pmp_launcher_stop_begun(&ending))
+            pmp_launcher_stop_begin(&ending, grace_ms, 0);
+        pmp_launcher_stop_next(launcher, &ending);
         struct pollfd p[2 + PMP_LAUNCHER_MAX_FDS];
         nfds_t n = 0;
         p[n++] = (struct pollfd){.fd = k->wakefd, .events = POLLIN};
@@ -216,13 +203,9 @@ static void *s_keeper_run(void *arg)
         n += (nfds_t)pmp_launcher_pollfds(launcher, p + n, &timeout); /* its stderr */
         if (!exited && pidfd < 0 && (timeout < 0 || timeout > 100))
             timeout = 100;
-        if (stage > 0 && !exited) {
-            int64_t left = deadline - now;
-            if (left < 0)
-                left = 0;
-            if (timeout < 0 || left < timeout)
-                timeout = (int)left;
-        }
+        int64_t left = exited ? -1 : pmp_launcher_stop_left(&ending);
+        if (left >= 0 && (timeout < 0 || left < timeout))
+            timeout = (int)left;
         if (poll(p, n, timeout) <= 0)
             continue;
         if (p[0].revents) {

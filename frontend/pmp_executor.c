@@ -115,7 +115,6 @@
 #include "pmp_queue.h"
 #include "pmp_sched.h"
 
-#define S_TERM_GRACE_MS 2000 /* between SIGTERM and SIGKILL */
 #define S_EXIT_POLL_MS 100   /* waitpid poll period without a pidfd */
 #define S_DRAIN_MS 500       /* how long to wait for the stderr pipe's end */
 #define S_MAX_RECV_BATCH 256 /* messages handled per poll round */
@@ -1237,8 +1236,8 @@ static void *s_thread(void *arg)
     }
     s_signal_ready(self, 0, 0, NULL);
 
-    int stop_phase = 0; /* 0 running, 1 waiting for exit/goodbyes, 2 after SIGTERM */
-    int64_t deadline = 0;
+    /* destroy(): SHUTDOWN, grace, SIGTERM, SIGKILL (pmp_launcher.h) */
+    pmp_launcher_stop_t ending = {0};
     for (;;) {
         zmq_pollitem_t *items = s_poll_items(self, 5 + PMP_LAUNCHER_MAX_FDS);
         int n = 0;
@@ -1279,12 +1278,9 @@ static void *s_thread(void *arg)
             if (timeout < 0 || left < timeout)
                 timeout = (long)left;
         }
-        if (stop_phase) {
-            int64_t left = deadline - s_now_ms();
-            left = left < 0 ? 0 : left;
-            if (timeout < 0 || left < timeout)
-                timeout = (long)left;
-        }
+        int64_t stop_left = pmp_launcher_stop_left(&ending);
+        if (stop_left >= 0 && (timeout < 0 || stop_left < timeout))
+            timeout = (long)stop_left;
         int rc = zmq_poll(items, n, timeout);
         if (rc < 0 && errno != EINTR) {
             pmp_log(PMP_LOG_ERROR, "frontend: zmq_poll failed: %s", zmq_strerror(errno));
@@ -1329,31 +1325,25 @@ static void *s_thread(void *arg)
         if (!stop)
             continue;
         int job_gone = !self->launcher || pmp_launcher_exited(self->launcher);
-        if (stop_phase == 0) {
+        if (!pmp_launcher_stop_begun(&ending)) {
             pthread_mutex_lock(&self->mtx);
             self->shutdown_sent = 1;
             for (size_t i = 0; i < self->ngroups; i++)
                 s_send_shutdown(self, &self->groups[i]);
             pthread_mutex_unlock(&self->mtx);
-            stop_phase = 1;
-            deadline = s_now_ms() + grace;
+            /* once signalled, the job was ended on purpose: its noise is not shown */
+            pmp_launcher_stop_begin(&ending, grace, PMP_LAUNCHER_QUIET_ALL);
         }
         if (self->launch ? job_gone : s_live_groups(self) == 0)
             break;
-        if (s_now_ms() < deadline)
+        if (!pmp_launcher_stop_due(&ending))
             continue;
         if (!self->launch)
             break;
-        if (stop_phase == 1) {
+        if (pmp_launcher_stop_next(self->launcher, &ending) == SIGTERM) {
             pmp_log(PMP_LOG_INFO, "frontend: the job did not exit within %d ms; SIGTERM", grace);
-            /* ended on purpose: what the launcher says about it is noise */
-            pmp_launcher_quiet(self->launcher, PMP_LAUNCHER_QUIET_ALL);
-            pmp_launcher_signal(self->launcher, SIGTERM);
-            stop_phase = 2;
-            deadline = s_now_ms() + S_TERM_GRACE_MS;
         } else {
             pmp_log(PMP_LOG_INFO, "frontend: the job ignored SIGTERM; SIGKILL");
-            pmp_launcher_signal(self->launcher, SIGKILL);
             pmp_launcher_wait(self->launcher);
             s_on_exit(self);
             break;

@@ -29,6 +29,13 @@
  * is treated as stderr.  Once the owner ended the job on purpose
  * (pmp_launcher_quiet) the echo stops; the tail keeps everything, so an
  * exit text never lacks what the job said.
+ *
+ * Ending a job on purpose: both owners (the executor's I/O thread and a
+ * channel's keeper) stop their job the same way, a grace period, SIGTERM,
+ * two seconds, SIGKILL, from inside their own poll loops.  The steps
+ * (pmp_launcher_stop_t) are kept here, once, as a record with a deadline
+ * that the loop asks about, rather than a blocking call, because each loop
+ * must keep pumping the job's output and serving its sockets meanwhile.
  */
 #define _GNU_SOURCE /* pipe2 */
 #include "pmp_launcher.h"
@@ -451,6 +458,49 @@ int pmp_launcher_signal(pmp_launcher_t *self, int sig)
         return -1;
     }
     return kill(-self->pid, sig);
+}
+
+void pmp_launcher_stop_begin(pmp_launcher_stop_t *stop, int grace_ms, int quiet)
+{
+    stop->step = 1;
+    stop->deadline = s_now_ms() + (grace_ms < 0 ? 0 : grace_ms);
+    stop->quiet = quiet;
+}
+
+int pmp_launcher_stop_begun(const pmp_launcher_stop_t *stop)
+{
+    return stop->step > 0;
+}
+
+int pmp_launcher_stop_due(const pmp_launcher_stop_t *stop)
+{
+    return stop->step > 0 && stop->step < 3 && s_now_ms() >= stop->deadline;
+}
+
+int64_t pmp_launcher_stop_left(const pmp_launcher_stop_t *stop)
+{
+    if (stop->step < 1 || stop->step > 2)
+        return -1;
+    int64_t left = stop->deadline - s_now_ms();
+    return left < 0 ? 0 : left;
+}
+
+int pmp_launcher_stop_next(pmp_launcher_t *self, pmp_launcher_stop_t *stop)
+{
+    if (!pmp_launcher_stop_due(stop))
+        return 0;
+    if (stop->step == 1) {
+        /* ended on purpose: what the launcher says about it is noise */
+        if (stop->quiet)
+            pmp_launcher_quiet(self, stop->quiet);
+        pmp_launcher_signal(self, SIGTERM);
+        stop->step = 2;
+        stop->deadline = s_now_ms() + PMP_LAUNCHER_TERM_GRACE_MS;
+        return SIGTERM;
+    }
+    pmp_launcher_signal(self, SIGKILL);
+    stop->step = 3;
+    return SIGKILL;
 }
 
 int pmp_launcher_exited(const pmp_launcher_t *self)

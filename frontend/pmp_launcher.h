@@ -18,6 +18,7 @@
 #define PMP_LAUNCHER_H
 
 #include <poll.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "pmp_error.h"
@@ -97,6 +98,44 @@ void pmp_launcher_wait(pmp_launcher_t *self);
 int pmp_launcher_signal(pmp_launcher_t *self, int sig);
 
 int pmp_launcher_exited(const pmp_launcher_t *self);
+
+/* ---- ending a job on purpose ---------------------------------------------
+ * The owner's destroy path: the job gets grace_ms to leave by itself (the
+ * owner has asked it to, e.g. with SHUTDOWN), then SIGTERM to its process
+ * group, PMP_LAUNCHER_TERM_GRACE_MS more, then SIGKILL.  The steps are a
+ * plain record kept by the owner's loop, which polls everything else as
+ * usual and asks when the next step is due, so the loop never sleeps past
+ * one.  Owner's thread only; no allocation, cannot fail. */
+
+#define PMP_LAUNCHER_TERM_GRACE_MS 2000 /* between SIGTERM and SIGKILL */
+
+typedef struct {
+    int step;         /* 0: not begun, 1: grace, 2: after SIGTERM, 3: after SIGKILL */
+    int64_t deadline; /* CLOCK_MONOTONIC milliseconds of the next step */
+    int quiet;        /* PMP_LAUNCHER_QUIET_* set right before SIGTERM (0: none) */
+} pmp_launcher_stop_t;
+
+/* Begins the steps: the grace period of grace_ms (< 0: 0) starts now, and
+ * quiet (PMP_LAUNCHER_QUIET_*, or 0) is what the echo drops once the job
+ * is signalled.  stop must be zero-initialised (not begun). */
+void pmp_launcher_stop_begin(pmp_launcher_stop_t *stop, int grace_ms, int quiet);
+
+int pmp_launcher_stop_begun(const pmp_launcher_stop_t *stop);
+
+/* Whether the next step (a signal) is due: begun, SIGKILL not sent yet and
+ * its deadline passed.  Also tells an owner without a job (nothing to
+ * signal) that the grace period is over. */
+int pmp_launcher_stop_due(const pmp_launcher_stop_t *stop);
+
+/* Milliseconds until the next step is due (0 when it is), or -1 when none
+ * is pending (not begun, or SIGKILL sent): what the owner's poll may wait
+ * at most. */
+int64_t pmp_launcher_stop_left(const pmp_launcher_stop_t *stop);
+
+/* Takes the next step if it is due: after the grace period quiets the echo
+ * (stop->quiet) and sends SIGTERM; after PMP_LAUNCHER_TERM_GRACE_MS more
+ * sends SIGKILL.  Returns the signal sent, or 0 when no step was due. */
+int pmp_launcher_stop_next(pmp_launcher_t *self, pmp_launcher_stop_t *stop);
 
 /* waitpid status of the exited job, -1 while it runs. */
 int pmp_launcher_status(const pmp_launcher_t *self);
