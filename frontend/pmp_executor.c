@@ -114,6 +114,7 @@
 #include "pmp_launcher.h"
 #include "pmp_queue.h"
 #include "pmp_sched.h"
+#include "pmp_task.h"
 
 #define S_EXIT_POLL_MS 100   /* waitpid poll period without a pidfd */
 #define S_DRAIN_MS 500       /* how long to wait for the stderr pipe's end */
@@ -121,28 +122,6 @@
 /* After a rank died, how long mpiexec gets to notice and exit by itself
  * (and to print its report) before the job is killed. */
 #define S_RANK_DEATH_GRACE_MS 3000
-
-/* Hint of a zero-copy frame: calls the user's free_fn once it is armed. */
-typedef struct {
-    pmp_free_fn *free_fn;
-    void *hint;
-    int armed;
-} s_zc_t;
-
-/* A message waiting in the queue or in flight.  msgs are the frames after
- * the header (payload first); zero-copy ones carry an s_zc_t hint. */
-typedef struct {
-    uint64_t id;  /* task id; the key of DEFINE and FORGET */
-    uint64_t seq; /* submission order, shared by tasks and broadcasts */
-    int type;
-    uint32_t flags;
-    size_t nmsgs;
-    zmq_msg_t *msgs;
-    s_zc_t **zcs;    /* hints of zero-copy msgs until armed, then NULL */
-    size_t group;    /* index in groups[] while in flight */
-    int64_t sent_ms; /* when it was sent to its group (hard time limit) */
-    uint32_t ncalls; /* calls it carries (CHUNK): its time limit is ncalls times the per-call one */
-} s_task_t;
 
 typedef struct {
     unsigned char identity[256];
@@ -193,7 +172,7 @@ struct pmp_executor {
     int init_submitted;
     int any_task;
     /* the broadcasts a late group must get; changed by the I/O thread only */
-    s_task_t *init_kept;
+    pmp_task_t *init_kept;
     pmp_queue_t *kept; /* DEFINEs by key, in order */
     int closing, exited, stop, grace_ms;
     char *exit_text;
@@ -259,27 +238,6 @@ static char *s_strdup_or_null(const char *s, int *failed)
     if (!copy)
         *failed = 1;
     return copy;
-}
-
-static void s_zc_release(void *data, void *hint)
-{
-    s_zc_t *zc = hint;
-    if (zc->armed)
-        zc->free_fn(data, zc->hint);
-    free(zc);
-}
-
-static void s_task_destroy(s_task_t **task_p)
-{
-    if (!task_p || !*task_p)
-        return;
-    s_task_t *task = *task_p;
-    for (size_t i = 0; i < task->nmsgs; i++)
-        zmq_msg_close(&task->msgs[i]);
-    free(task->msgs);
-    free(task->zcs);
-    free(task);
-    *task_p = NULL;
 }
 
 /* Appends a completion without waking anyone; mtx held.  Running out of
@@ -377,31 +335,12 @@ static void s_send_shutdown(pmp_executor_t *self, s_group_t *g)
     pmp_sched_retire(self->sched, s_index(self, g));
 }
 
-/* Sends a broadcast to one group; the task keeps its frames (the group
- * gets references to them, not copies of the bytes).  mtx held. */
-static void s_send_copy(pmp_executor_t *self, s_group_t *g, const s_task_t *task)
-{
-    if (g->gone || g->shutdown_sent)
-        return;
-    zmq_msg_t stack[4];
-    zmq_msg_t *copies = task->nmsgs <= 4 ? stack : calloc(task->nmsgs, sizeof *copies);
-    PMP_ASSERT(copies != NULL);
-    for (size_t i = 0; i < task->nmsgs; i++) {
-        zmq_msg_init(&copies[i]);
-        PMP_ASSERT(zmq_msg_copy(&copies[i], &task->msgs[i]) == 0); /* shares, no copy */
-    }
-    if (s_send(self, g, task->type, task->id, task->flags, copies, task->nmsgs) < 0)
-        for (size_t i = 0; i < task->nmsgs; i++)
-            zmq_msg_close(&copies[i]);
-    if (copies != stack)
-        free(copies);
-}
-
-/* Sends a task to group g and keeps its frames (the group gets shared
- * references): used when the job may be restarted, so that a task a group
- * held but had not started can be sent again to the next job.  Returns 0,
- * or -1 as s_send.  mtx held. */
-static int s_send_keeping(pmp_executor_t *self, s_group_t *g, const s_task_t *task)
+/* Sends task to group g and keeps its frames: the group gets shared
+ * references to them (zmq_msg_copy, no byte copy).  A broadcast goes to
+ * every group this way, and so does a task when the job may be restarted
+ * (keep_sent), so that a task a group held but had not started can be
+ * sent again to the next job.  Returns 0, or -1 as s_send.  mtx held. */
+static int s_send_shared(pmp_executor_t *self, s_group_t *g, const pmp_task_t *task)
 {
     zmq_msg_t stack[4];
     zmq_msg_t *copies = task->nmsgs <= 4 ? stack : calloc(task->nmsgs, sizeof *copies);
@@ -417,6 +356,14 @@ static int s_send_keeping(pmp_executor_t *self, s_group_t *g, const s_task_t *ta
     if (copies != stack)
         free(copies);
     return rc;
+}
+
+/* Sends a broadcast to one group, unless it left or was shut down.  mtx
+ * held. */
+static void s_send_copy(pmp_executor_t *self, s_group_t *g, const pmp_task_t *task)
+{
+    if (!g->gone && !g->shutdown_sent)
+        s_send_shared(self, g, task);
 }
 
 static void s_send_kept(uint64_t key, void *item, void *arg)
@@ -438,7 +385,7 @@ static void s_sync_group(pmp_executor_t *self, s_group_t *g)
 
 /* Sends a broadcast (the head of bcasts) to every live group and updates
  * what late groups get.  Takes ownership of task.  mtx held. */
-static void s_run_broadcast(pmp_executor_t *self, s_task_t *task)
+static void s_run_broadcast(pmp_executor_t *self, pmp_task_t *task)
 {
     for (size_t i = 0; i < self->ngroups; i++)
         s_send_copy(self, &self->groups[i], task);
@@ -449,9 +396,9 @@ static void s_run_broadcast(pmp_executor_t *self, s_task_t *task)
         /* broadcast() refuses a second DEFINE of a kept key */
         PMP_ASSERT(pmp_queue_push(self->kept, task->id, task) == 0);
     } else {
-        s_task_t *def = pmp_queue_remove(self->kept, task->id);
-        s_task_destroy(&def); /* its buffers go once the groups' copies are sent */
-        s_task_destroy(&task);
+        pmp_task_t *def = pmp_queue_remove(self->kept, task->id);
+        pmp_task_destroy(&def); /* its buffers go once the groups' copies are sent */
+        pmp_task_destroy(&task);
     }
 }
 
@@ -478,10 +425,10 @@ static void s_fail_inflight_locked(pmp_executor_t *self, size_t gi, int kind, co
     size_t n = pmp_queue_size(self->inflight);
     for (size_t k = 0; k < n; k++) {
         uint64_t id;
-        s_task_t *task = pmp_queue_pop(self->inflight, &id);
+        pmp_task_t *task = pmp_queue_pop(self->inflight, &id);
         if (gi == SIZE_MAX || task->group == gi) {
             pmp_sched_dec(self->sched, task->group);
-            s_task_destroy(&task); /* its buffers go before its completion */
+            pmp_task_destroy(&task); /* its buffers go before its completion */
             s_deliver_event_locked(self, kind, id, text, -1);
         } else {
             PMP_ASSERT(pmp_queue_push(self->inflight, id, task) == 0);
@@ -498,8 +445,8 @@ static void s_step(pmp_executor_t *self)
      * nothing more: what is queued waits for the next job, if any. */
     if (!self->exited && !self->stop && !self->timeout_kill && !self->death) {
         for (;;) {
-            s_task_t *head = pmp_queue_peek(self->queue, NULL);
-            s_task_t *bcast = pmp_queue_peek(self->bcasts, NULL);
+            pmp_task_t *head = pmp_queue_peek(self->queue, NULL);
+            pmp_task_t *bcast = pmp_queue_peek(self->bcasts, NULL);
             if (bcast && (!head || bcast->seq < head->seq)) {
                 s_run_broadcast(self, pmp_queue_pop(self->bcasts, NULL));
                 continue;
@@ -511,8 +458,8 @@ static void s_step(pmp_executor_t *self)
                 break;
             s_group_t *best = &self->groups[gi];
             uint64_t id;
-            s_task_t *task = pmp_queue_pop(self->queue, &id);
-            int sent = self->keep_sent ? s_send_keeping(self, best, task)
+            pmp_task_t *task = pmp_queue_pop(self->queue, &id);
+            int sent = self->keep_sent ? s_send_shared(self, best, task)
                                        : s_send(self, best, task->type, task->id, task->flags,
                                                 task->msgs, task->nmsgs);
             if (sent < 0) {
@@ -786,7 +733,7 @@ static void s_on_reply(pmp_executor_t *self, s_group_t *g, const pmp_header_t *h
 {
     size_t gi = s_index(self, g);
     pthread_mutex_lock(&self->mtx);
-    s_task_t *task = pmp_queue_find(self->inflight, hdr->task_id);
+    pmp_task_t *task = pmp_queue_find(self->inflight, hdr->task_id);
     if (!task || task->group != gi) {
         pthread_mutex_unlock(&self->mtx);
         pmp_log(PMP_LOG_WARNING, "frontend: dropped a %s for task %llu that group %d does not hold",
@@ -802,7 +749,7 @@ static void s_on_reply(pmp_executor_t *self, s_group_t *g, const pmp_header_t *h
      * result, nothing here refers to the task's buffers (with keep_sent the
      * task held references to them until now; otherwise ZeroMQ let them go
      * when it had written them, before the reply could even exist). */
-    s_task_destroy(&task);
+    pmp_task_destroy(&task);
     int kind = hdr->type == PMP_MSG_RESULT ? PMP_DONE_RESULT : PMP_DONE_ERROR;
     pmp_completion_t *c = pmp_completion_new(kind, hdr->task_id, hdr->flags, "", -1);
     PMP_ASSERT(c != NULL);
@@ -978,22 +925,22 @@ static int s_restart(pmp_executor_t *self, char **text_p)
      * started (the group was stuck in that call): they go back to the head
      * of the queue, in their order, and run on the next job. */
     size_t n = pmp_queue_size(self->inflight), nagain = 0;
-    s_task_t **again = n ? malloc(n * sizeof *again) : NULL;
+    pmp_task_t **again = n ? malloc(n * sizeof *again) : NULL;
     PMP_ASSERT(n == 0 || again != NULL);
     for (size_t k = 0; k < n; k++) {
         uint64_t id;
-        s_task_t *task = pmp_queue_pop(self->inflight, &id);
+        pmp_task_t *task = pmp_queue_pop(self->inflight, &id);
         s_group_t *g = &self->groups[task->group];
         pmp_sched_dec(self->sched, task->group);
         if (!g->timed_out) {
-            s_task_destroy(&task);
+            pmp_task_destroy(&task);
             s_deliver_event_locked(self, PMP_DONE_LOST, id, lost, -1);
         } else {
             again[nagain++] = task;
         }
     }
     while (nagain > 0) {
-        s_task_t *task = again[--nagain];
+        pmp_task_t *task = again[--nagain];
         PMP_ASSERT(pmp_queue_push_front(self->queue, task->id, task) == 0);
     }
     free(again);
@@ -1043,14 +990,14 @@ static void s_on_exit(pmp_executor_t *self)
     self->exit_text = text;
     s_deliver_event_locked(self, PMP_EVENT_EXIT, 0, text, pmp_launcher_status(self->launcher));
     s_break_inflight_locked(self, SIZE_MAX, text);
-    s_task_t *task;
+    pmp_task_t *task;
     uint64_t id;
     while ((task = pmp_queue_pop(self->queue, &id))) {
-        s_task_destroy(&task);
+        pmp_task_destroy(&task);
         s_deliver_event_locked(self, PMP_DONE_BROKEN, id, text, -1);
     }
     while ((task = pmp_queue_pop(self->bcasts, NULL))) /* broadcasts have no completion */
-        s_task_destroy(&task);
+        pmp_task_destroy(&task);
     for (size_t i = 0; i < self->ngroups; i++)
         s_group_gone(self, &self->groups[i]);
     pthread_mutex_unlock(&self->mtx);
@@ -1128,7 +1075,7 @@ static void s_scan_task(uint64_t id, void *item, void *arg)
 {
     (void)id;
     s_scan_t *scan = arg;
-    s_task_t *task = item;
+    pmp_task_t *task = item;
     s_group_t *g = &scan->self->groups[task->group];
     if (g->scan == scan->self->scan)
         return; /* not the oldest task of its group: it has not started */
@@ -1178,7 +1125,7 @@ static long s_check_time(pmp_executor_t *self)
         size_t n = pmp_queue_size(self->inflight);
         for (size_t k = 0; k < n; k++) {
             uint64_t id;
-            s_task_t *task = pmp_queue_pop(self->inflight, &id);
+            pmp_task_t *task = pmp_queue_pop(self->inflight, &id);
             if (task->sent_ms != INT64_MIN) {
                 PMP_ASSERT(pmp_queue_push(self->inflight, id, task) == 0);
                 continue;
@@ -1193,7 +1140,7 @@ static long s_check_time(pmp_executor_t *self)
                      (long long)g->hello.pid, g->hello.host);
             pmp_sched_dec(self->sched, task->group);
             g->timed_out = 1;
-            s_task_destroy(&task);
+            pmp_task_destroy(&task);
             s_deliver_event_locked(self, PMP_DONE_TIMEOUT, id, text, -1);
         }
         self->timeout_kill = 1;
@@ -1379,10 +1326,10 @@ static void s_free_all(pmp_executor_t *self)
         zmq_ctx_term(self->ctx);
     if (self->efd >= 0)
         close(self->efd);
-    s_task_t *task;
+    pmp_task_t *task;
     if (self->queue) {
         while ((task = pmp_queue_pop(self->queue, NULL)))
-            s_task_destroy(&task);
+            pmp_task_destroy(&task);
         pmp_queue_destroy(&self->queue);
     }
     pmp_queue_t **queues[] = {&self->inflight, &self->bcasts, &self->kept};
@@ -1390,11 +1337,11 @@ static void s_free_all(pmp_executor_t *self)
         if (!*queues[q])
             continue;
         while ((task = pmp_queue_pop(*queues[q], NULL)))
-            s_task_destroy(&task);
+            pmp_task_destroy(&task);
         pmp_queue_destroy(queues[q]);
     }
     pmp_queue_destroy(&self->defined); /* holds no tasks */
-    s_task_destroy(&self->init_kept);
+    pmp_task_destroy(&self->init_kept);
     pmp_sched_destroy(&self->sched);
     while (self->done_head) {
         pmp_completion_t *c = self->done_head;
@@ -1701,98 +1648,15 @@ pid_t pmp_executor_owner(const pmp_executor_t *self)
 
 /* ---- submit and friends -------------------------------------------------- */
 
-/* Builds a task from the buffers with every zero-copy release disarmed.
- * Returns NULL with errno = ENOMEM, having called no free_fn. */
-static s_task_t *s_task_new(uint64_t id, int type, uint32_t flags, const pmp_buffer_t *bufs,
-                            size_t nbufs)
-{
-    s_task_t *task = calloc(1, sizeof *task);
-    zmq_msg_t *msgs = calloc(nbufs, sizeof *msgs);
-    s_zc_t **zcs = calloc(nbufs, sizeof *zcs);
-    size_t built = 0;
-    if (!task || !msgs || !zcs)
-        goto fail;
-    for (size_t i = 0; i < nbufs; i++)
-        if (bufs[i].free_fn && !(zcs[i] = malloc(sizeof *zcs[i])))
-            goto fail;
-    for (; built < nbufs; built++) {
-        const pmp_buffer_t *b = &bufs[built];
-        if (b->free_fn) {
-            *zcs[built] = (s_zc_t){.free_fn = b->free_fn, .hint = b->hint, .armed = 0};
-            if (zmq_msg_init_data(&msgs[built], (void *)b->data, b->size, s_zc_release,
-                                  zcs[built]) < 0)
-                goto fail;
-        } else {
-            if (zmq_msg_init_size(&msgs[built], b->size) < 0)
-                goto fail;
-            if (b->size)
-                memcpy(zmq_msg_data(&msgs[built]), b->data, b->size);
-        }
-    }
-    task->id = id;
-    task->type = type;
-    task->flags = flags;
-    task->ncalls = 1;
-    task->nmsgs = nbufs;
-    task->msgs = msgs;
-    task->zcs = zcs;
-    return task;
-fail:
-    /* messages made so far free their (disarmed) hint when closed; hints
-     * not yet handed to ZeroMQ are freed here */
-    for (size_t i = 0; i < built; i++)
-        zmq_msg_close(&msgs[i]);
-    if (zcs)
-        for (size_t i = built; i < nbufs; i++)
-            free(zcs[i]);
-    free(zcs);
-    free(msgs);
-    free(task);
-    errno = ENOMEM;
-    return NULL;
-}
-
-/* From now on the executor owns the zero-copy buffers: their release calls
- * free_fn.  Called under mtx before the I/O thread can see the task. */
-static void s_task_arm(s_task_t *task)
-{
-    for (size_t i = 0; i < task->nmsgs; i++)
-        if (task->zcs[i])
-            task->zcs[i]->armed = 1;
-    free(task->zcs);
-    task->zcs = NULL;
-}
-
-/* Checks a buffer list: between min and PMP_MAX_FRAMES buffers, none with a
- * size but no data.  0, or -1 with errno = EINVAL and a sentence in err. */
-static int s_check_bufs(const char *who, const pmp_buffer_t *bufs, size_t nbufs, size_t min,
-                        pmp_error_t *err)
-{
-    if ((!bufs && nbufs > 0) || nbufs < min || nbufs > PMP_MAX_FRAMES) {
-        pmp_error_set(err, "%s: between %zu and %d buffers are needed, not %zu", who, min,
-                      PMP_MAX_FRAMES, bufs ? nbufs : (size_t)0);
-        errno = EINVAL;
-        return -1;
-    }
-    for (size_t i = 0; i < nbufs; i++)
-        if (!bufs[i].data && bufs[i].size) {
-            pmp_error_set(err, "%s: buffer %zu has no data but a size of %zu", who, i,
-                          bufs[i].size);
-            errno = EINVAL;
-            return -1;
-        }
-    return 0;
-}
-
 /* Queues a built broadcast behind everything submitted so far; mtx held.
  * Returns 0 or ENOMEM (task untouched). */
-static int s_queue_broadcast_locked(pmp_executor_t *self, s_task_t *task)
+static int s_queue_broadcast_locked(pmp_executor_t *self, pmp_task_t *task)
 {
     task->seq = self->next_seq;
     if (pmp_queue_push(self->bcasts, task->seq, task) < 0)
         return ENOMEM;
     self->next_seq++;
-    s_task_arm(task);
+    pmp_task_arm(task);
     return 0;
 }
 
@@ -1836,10 +1700,10 @@ int pmp_executor_submit_calls(pmp_executor_t *self, uint64_t task_id, int type, 
         errno = EINVAL;
         return -1;
     }
-    if (s_check_bufs("submit", bufs, nbufs, 1, err) < 0)
+    if (pmp_task_check_bufs("submit", bufs, nbufs, 1, err) < 0)
         return -1;
 
-    s_task_t *task = s_task_new(task_id, type, flags, bufs, nbufs);
+    pmp_task_t *task = pmp_task_new(task_id, type, flags, bufs, nbufs);
     if (!task) {
         pmp_error_set(err, "submit: out of memory");
         errno = ENOMEM;
@@ -1875,12 +1739,12 @@ int pmp_executor_submit_calls(pmp_executor_t *self, uint64_t task_id, int type, 
         e = ENOMEM;
     } else {
         task->seq = self->next_seq++;
-        s_task_arm(task);
+        pmp_task_arm(task);
         self->any_task = 1;
     }
     pthread_mutex_unlock(&self->mtx);
     if (e) {
-        s_task_destroy(&task); /* disarmed: calls no free_fn */
+        pmp_task_destroy(&task); /* disarmed: calls no free_fn */
         errno = e;
         return -1;
     }
@@ -1905,7 +1769,7 @@ int pmp_executor_broadcast(pmp_executor_t *self, int type, uint64_t key, const p
         return -1;
     }
     int define = type == PMP_MSG_DEFINE;
-    if (s_check_bufs("broadcast", bufs, nbufs, define ? 1 : 0, err) < 0)
+    if (pmp_task_check_bufs("broadcast", bufs, nbufs, define ? 1 : 0, err) < 0)
         return -1;
     if (!define && nbufs > 1) {
         pmp_error_set(err, "broadcast: a forget carries at most one (empty) buffer, not %zu",
@@ -1914,7 +1778,7 @@ int pmp_executor_broadcast(pmp_executor_t *self, int type, uint64_t key, const p
         return -1;
     }
 
-    s_task_t *task = s_task_new(key, type, 0, bufs, nbufs);
+    pmp_task_t *task = pmp_task_new(key, type, 0, bufs, nbufs);
     if (!task) {
         pmp_error_set(err, "broadcast: out of memory");
         errno = ENOMEM;
@@ -1949,7 +1813,7 @@ int pmp_executor_broadcast(pmp_executor_t *self, int type, uint64_t key, const p
     }
     pthread_mutex_unlock(&self->mtx);
     if (e) {
-        s_task_destroy(&task); /* disarmed: calls no free_fn */
+        pmp_task_destroy(&task); /* disarmed: calls no free_fn */
         errno = e;
         return -1;
     }
@@ -1962,11 +1826,11 @@ int pmp_executor_cancel(pmp_executor_t *self, uint64_t task_id)
     if (s_in_child(self))
         return pmp_fork_fail(NULL, "executor", self->owner);
     pthread_mutex_lock(&self->mtx);
-    s_task_t *task = pmp_queue_remove(self->queue, task_id);
+    pmp_task_t *task = pmp_queue_remove(self->queue, task_id);
     pthread_mutex_unlock(&self->mtx);
     if (!task)
         return 0;
-    s_task_destroy(&task);
+    pmp_task_destroy(&task);
     s_wake(self); /* close() may now be able to proceed */
     return 1;
 }
@@ -1984,7 +1848,7 @@ int pmp_executor_cancel_all(pmp_executor_t *self, uint64_t **ids, size_t *n)
         return 0;
     }
     uint64_t *out = malloc(count * sizeof *out);
-    s_task_t **tasks = malloc(count * sizeof *tasks);
+    pmp_task_t **tasks = malloc(count * sizeof *tasks);
     if (!out || !tasks) {
         pthread_mutex_unlock(&self->mtx);
         free(out);
@@ -1996,7 +1860,7 @@ int pmp_executor_cancel_all(pmp_executor_t *self, uint64_t **ids, size_t *n)
         tasks[i] = pmp_queue_pop(self->queue, &out[i]);
     pthread_mutex_unlock(&self->mtx);
     for (size_t i = 0; i < count; i++)
-        s_task_destroy(&tasks[i]);
+        pmp_task_destroy(&tasks[i]);
     free(tasks);
     *ids = out;
     *n = count;
