@@ -109,6 +109,7 @@
 #include "pmp_auth.h"
 #include "pmp_command.h"
 #include "pmp_completion.h"
+#include "pmp_completion_queue.h"
 #include "pmp_credentials.h"
 #include "pmp_fork.h"
 #include "pmp_launcher.h"
@@ -159,7 +160,6 @@ struct pmp_executor {
 
     pthread_mutex_t mtx;
     pthread_cond_t ready_cv; /* start-up handshake */
-    pthread_cond_t done_cv;  /* completions */
     pthread_cond_t intr_cv;  /* interrupt requests served */
     /* protected by mtx */
     int ready, start_rc, start_errno;
@@ -176,8 +176,8 @@ struct pmp_executor {
     pmp_queue_t *kept; /* DEFINEs by key, in order */
     int closing, exited, stop, grace_ms;
     char *exit_text;
-    pmp_completion_t *done_head, *done_tail;
-    int closed_delivered, closed_returned;
+    pmp_completion_queue_t *done; /* completions for wait(), guarded by mtx */
+    int closed_delivered;
     /* interrupt(): requests asked and served (the I/O thread signals), the
      * ranks the last batch reached, and whether the I/O thread has ended */
     uint64_t intr_asked, intr_served;
@@ -240,31 +240,10 @@ static char *s_strdup_or_null(const char *s, int *failed)
     return copy;
 }
 
-/* Appends a completion without waking anyone; mtx held.  Running out of
- * memory here would lose a completion and hang a caller forever, so it is
- * fatal. */
-static void s_append_locked(pmp_executor_t *self, pmp_completion_t *c)
-{
-    PMP_ASSERT(c != NULL);
-    c->next = NULL;
-    if (self->done_tail)
-        self->done_tail->next = c;
-    else
-        self->done_head = c;
-    self->done_tail = c;
-}
-
-/* Appends a completion and wakes the waiters; mtx held. */
-static void s_deliver_locked(pmp_executor_t *self, pmp_completion_t *c)
-{
-    s_append_locked(self, c);
-    pthread_cond_broadcast(&self->done_cv);
-}
-
 static void s_deliver_event_locked(pmp_executor_t *self, int kind, uint64_t id, const char *text,
                                    int status)
 {
-    s_deliver_locked(self, pmp_completion_new(kind, id, 0, text, status));
+    pmp_completion_queue_deliver_locked(self->done, pmp_completion_new(kind, id, 0, text, status));
 }
 
 /* ---- sending (I/O thread) ------------------------------------------------ */
@@ -754,11 +733,11 @@ static void s_on_reply(pmp_executor_t *self, s_group_t *g, const pmp_header_t *h
     pmp_completion_t *c = pmp_completion_new(kind, hdr->task_id, hdr->flags, "", -1);
     PMP_ASSERT(c != NULL);
     PMP_ASSERT(pmp_completion_take_msgs(c, frames, nframes) == 0);
-    s_append_locked(self, c);
+    pmp_completion_queue_push_locked(self->done, c);
     pthread_mutex_unlock(&self->mtx);
     /* Woken after the unlock (the hot path): a waiter woken while the
      * mutex is still held would only go back to sleep on it. */
-    pthread_cond_broadcast(&self->done_cv);
+    pmp_completion_queue_wake(self->done);
 }
 
 static void s_on_goodbye(pmp_executor_t *self, s_group_t *g)
@@ -1343,11 +1322,7 @@ static void s_free_all(pmp_executor_t *self)
     pmp_queue_destroy(&self->defined); /* holds no tasks */
     pmp_task_destroy(&self->init_kept);
     pmp_sched_destroy(&self->sched);
-    while (self->done_head) {
-        pmp_completion_t *c = self->done_head;
-        self->done_head = c->next;
-        pmp_completion_destroy(&c);
-    }
+    pmp_completion_queue_destroy(&self->done);
     if (self->sock_path)
         unlink(self->sock_path);
     if (self->cred_path)
@@ -1378,7 +1353,6 @@ static void s_free_all(pmp_executor_t *self)
     free(self->exec_path);
     pthread_mutex_destroy(&self->mtx);
     pthread_cond_destroy(&self->ready_cv);
-    pthread_cond_destroy(&self->done_cv);
     pthread_cond_destroy(&self->intr_cv);
     free(self);
 }
@@ -1415,7 +1389,6 @@ pmp_executor_t *pmp_executor_new(const pmp_executor_config_t *cfg, pmp_error_t *
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_mutex_init(&self->mtx, NULL);
     pthread_cond_init(&self->ready_cv, &ca);
-    pthread_cond_init(&self->done_cv, &ca);
     pthread_cond_init(&self->intr_cv, &ca);
     pthread_condattr_destroy(&ca);
     int e = 0;
@@ -1429,9 +1402,10 @@ pmp_executor_t *pmp_executor_new(const pmp_executor_config_t *cfg, pmp_error_t *
     self->defined = pmp_queue_new();
     self->kept = pmp_queue_new();
     self->sched = pmp_sched_new((size_t)self->depth);
+    self->done = pmp_completion_queue_new(&self->mtx);
     self->next_seq = 1;
     if (failed || !self->queue || !self->inflight || !self->bcasts || !self->defined ||
-        !self->kept || !self->sched)
+        !self->kept || !self->sched || !self->done)
         goto nomem;
 
     if (self->launch) {
@@ -1918,45 +1892,5 @@ pmp_completion_t *pmp_executor_wait(pmp_executor_t *self, int timeout_ms)
         pmp_fork_fail(NULL, "executor", self->owner);
         return NULL;
     }
-    struct timespec deadline;
-    if (timeout_ms > 0) {
-        clock_gettime(CLOCK_MONOTONIC, &deadline);
-        deadline.tv_sec += timeout_ms / 1000;
-        deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-        if (deadline.tv_nsec >= 1000000000L) {
-            deadline.tv_sec++;
-            deadline.tv_nsec -= 1000000000L;
-        }
-    }
-    pthread_mutex_lock(&self->mtx);
-    for (;;) {
-        if (self->done_head)
-            break;
-        if (self->closed_returned) {
-            pthread_mutex_unlock(&self->mtx);
-            errno = ESHUTDOWN;
-            return NULL;
-        }
-        int rc = 0;
-        if (timeout_ms < 0)
-            rc = pthread_cond_wait(&self->done_cv, &self->mtx);
-        else if (timeout_ms == 0)
-            rc = ETIMEDOUT;
-        else
-            rc = pthread_cond_timedwait(&self->done_cv, &self->mtx, &deadline);
-        if (rc == ETIMEDOUT && !self->done_head) {
-            pthread_mutex_unlock(&self->mtx);
-            errno = EAGAIN;
-            return NULL;
-        }
-    }
-    pmp_completion_t *c = self->done_head;
-    self->done_head = c->next;
-    if (!self->done_head)
-        self->done_tail = NULL;
-    c->next = NULL;
-    if (c->kind == PMP_EVENT_CLOSED)
-        self->closed_returned = 1;
-    pthread_mutex_unlock(&self->mtx);
-    return c;
+    return pmp_completion_queue_wait(self->done, timeout_ms);
 }
