@@ -106,11 +106,10 @@
 #include <unistd.h>
 #include <zmq.h>
 
-#include "pmp_auth.h"
 #include "pmp_command.h"
 #include "pmp_completion.h"
 #include "pmp_completion_queue.h"
-#include "pmp_credentials.h"
+#include "pmp_endpoint.h"
 #include "pmp_fork.h"
 #include "pmp_launcher.h"
 #include "pmp_queue.h"
@@ -146,13 +145,11 @@ struct pmp_executor {
     int restart_limit;     /* relaunches allowed after deaths */
     int64_t time_limit_ms; /* per call, 0: none; hard limit adds time_grace_ms */
     int time_grace_ms;
-    char *dir, *sock_path, *endpoint, *cwd, *exec_path;
-    char **argv;      /* the command, NULL-terminated */
-    char *hostname;   /* TCP + CURVE on this address; NULL: ipc + PLAIN */
-    char *cred_path;  /* the runtime's credentials file, <dir>/credentials */
-    pmp_auth_t *auth; /* credentials and ZAP handler; the I/O thread's once it runs */
-    void *ctx;
-    void *router; /* owned by the I/O thread once it runs */
+    char *cwd, *exec_path;
+    char **argv; /* the command, NULL-terminated */
+    /* the socket, its authentication and the credentials file: the I/O
+     * thread's once it runs; its address never changes */
+    pmp_endpoint_t *endpoint;
     int efd;
     pthread_t thread;
     int thread_started;
@@ -188,8 +185,7 @@ struct pmp_executor {
     pmp_sched_t *sched; /* identity -> group, load of each group */
     s_group_t *groups;  /* indexed like sched */
     size_t ngroups, groups_cap;
-    size_t hellos;    /* groups that said hello since the last launch */
-    int cred_written; /* the credentials file exists (s_remove_credentials) */
+    size_t hellos; /* groups that said hello since the last launch */
     int shutdown_sent;
     /* restarts (see s_restart); restarts is read by callers under mtx */
     int restarts, restarts_counted;
@@ -279,7 +275,8 @@ static int s_send(pmp_executor_t *self, s_group_t *g, int type, uint64_t id, uin
         .type = (uint16_t)type, .task_id = id, .flags = flags, .nframes = (uint32_t)nmsgs};
     unsigned char hbuf[PMP_HEADER_SIZE];
     pmp_header_encode(&hdr, hbuf);
-    if (zmq_send(self->router, g->identity, g->identity_size, ZMQ_SNDMORE) < 0) {
+    void *router = pmp_endpoint_socket(self->endpoint);
+    if (zmq_send(router, g->identity, g->identity_size, ZMQ_SNDMORE) < 0) {
         pmp_log(PMP_LOG_WARNING, "frontend: cannot send %s to group %d: %s",
                 pmp_msg_type_name(type), (int)g->hello.group, zmq_strerror(errno));
         s_group_gone(self, g);
@@ -293,10 +290,10 @@ static int s_send(pmp_executor_t *self, s_group_t *g, int type, uint64_t id, uin
         }
         return -1;
     }
-    int rc = zmq_send(self->router, hbuf, sizeof hbuf, nmsgs ? ZMQ_SNDMORE : 0);
+    int rc = zmq_send(router, hbuf, sizeof hbuf, nmsgs ? ZMQ_SNDMORE : 0);
     PMP_ASSERT(rc == (int)sizeof hbuf);
     for (size_t i = 0; i < nmsgs; i++) {
-        rc = zmq_msg_send(&msgs[i], self->router, i + 1 < nmsgs ? ZMQ_SNDMORE : 0);
+        rc = zmq_msg_send(&msgs[i], router, i + 1 < nmsgs ? ZMQ_SNDMORE : 0);
         PMP_ASSERT(rc >= 0);
     }
     return 0;
@@ -465,34 +462,6 @@ static void s_step(pmp_executor_t *self)
         s_deliver_event_locked(self, PMP_EVENT_CLOSED, 0, "", -1);
     }
     pthread_mutex_unlock(&self->mtx);
-}
-
-/* ---- the runtime's credentials ------------------------------------------ */
-
-/* Writes the credentials file that the job's leaders read before they
- * connect (mode 0600, in the 0700 directory; atomic, so a relaunch simply
- * replaces it).  Called right before every launch (s_launch) and, without
- * launch, by new().  Returns 0, or -1 with errno and a sentence in err. */
-static int s_write_credentials(pmp_executor_t *self, pmp_error_t *err)
-{
-    if (pmp_credentials_write(self->cred_path, pmp_auth_credentials(self->auth), err) < 0)
-        return -1;
-    self->cred_written = 1;
-    return 0;
-}
-
-/* Removes the credentials file once no runtime needs it (why: for the log).
- * Idempotent. */
-static void s_remove_credentials(pmp_executor_t *self, const char *why)
-{
-    if (!self->cred_written)
-        return;
-    self->cred_written = 0;
-    if (unlink(self->cred_path) < 0 && errno != ENOENT)
-        pmp_log(PMP_LOG_WARNING, "frontend: cannot remove the credentials file %s: %s",
-                self->cred_path, strerror(errno));
-    else
-        pmp_log(PMP_LOG_DEBUG, "frontend: removed the credentials file (%s)", why);
 }
 
 /* ---- receiving (I/O thread) ---------------------------------------------- */
@@ -689,7 +658,7 @@ static void s_on_hello(pmp_executor_t *self, zmq_msg_t *identity, zmq_msg_t *pay
     pmp_log(PMP_LOG_INFO, "frontend: group %d of %d connected (leader pid %lld on %s)",
             (int)hello.group, (int)hello.ngroups, (long long)hello.pid, hello.host);
     if (++self->hellos >= (size_t)(self->ranks / self->ranks_per_group))
-        s_remove_credentials(self, "every group said hello");
+        pmp_endpoint_remove_credentials(self->endpoint, "every group said hello");
 
     size_t len = zmq_msg_size(payload);
     char *text = malloc(len + 1);
@@ -762,12 +731,13 @@ static int s_recv_one(pmp_executor_t *self)
 {
     zmq_msg_t stack[8];
     zmq_msg_t *parts = stack;
+    void *router = pmp_endpoint_socket(self->endpoint);
     size_t n = 0, cap = 8;
     int more = 1, overflow = 0;
     while (more) {
         zmq_msg_t msg;
         zmq_msg_init(&msg);
-        if (zmq_msg_recv(&msg, self->router, n == 0 ? ZMQ_DONTWAIT : 0) < 0) {
+        if (zmq_msg_recv(&msg, router, n == 0 ? ZMQ_DONTWAIT : 0) < 0) {
             zmq_msg_close(&msg);
             PMP_ASSERT(n == 0); /* later parts of a message are always there */
             return 0;
@@ -950,7 +920,8 @@ static int s_restart(pmp_executor_t *self, char **text_p)
 
 static void s_on_exit(pmp_executor_t *self)
 {
-    s_remove_credentials(self, "the job exited"); /* a relaunch writes it again */
+    pmp_endpoint_remove_credentials(self->endpoint,
+                                    "the job exited"); /* a relaunch writes it again */
     /* all of its stderr (and banner) into the tail before the text is made */
     pmp_launcher_drain(self->launcher, S_DRAIN_MS);
     /* ranks that outlived mpiexec would be orphans: end them */
@@ -1029,7 +1000,7 @@ static int s_launch(pmp_executor_t *self, pmp_error_t *err)
 {
     /* fresh for every launch: the last one's file is removed after its
      * start-up, and its groups' hellos no longer count */
-    if (s_write_credentials(self, err) < 0)
+    if (pmp_endpoint_write_credentials(self->endpoint, err) < 0)
         return -1;
     self->hellos = 0;
     /* a clean launcher environment when this process is itself an MPI rank
@@ -1154,8 +1125,7 @@ static void *s_thread(void *arg)
         pmp_error_t err = {{0}};
         if (s_launch(self, &err) < 0) {
             int e = errno;
-            zmq_close(self->router);
-            self->router = NULL;
+            pmp_endpoint_close_socket(self->endpoint, 0);
             s_signal_ready(self, -1, e, &err);
             return NULL;
         }
@@ -1167,7 +1137,8 @@ static void *s_thread(void *arg)
     for (;;) {
         zmq_pollitem_t *items = s_poll_items(self, 5 + PMP_LAUNCHER_MAX_FDS);
         int n = 0;
-        items[n++] = (zmq_pollitem_t){.socket = self->router, .events = ZMQ_POLLIN};
+        items[n++] =
+            (zmq_pollitem_t){.socket = pmp_endpoint_socket(self->endpoint), .events = ZMQ_POLLIN};
         items[n++] = (zmq_pollitem_t){.fd = self->efd, .events = ZMQ_POLLIN};
         int running = self->launcher && !pmp_launcher_exited(self->launcher);
         int pidfd_i = -1;
@@ -1188,7 +1159,7 @@ static void *s_thread(void *arg)
                     .events = (short)((pfds[k].events & POLLIN ? ZMQ_POLLIN : 0) |
                                       (pfds[k].events & POLLOUT ? ZMQ_POLLOUT : 0))};
         }
-        int auth_i = n, nauth = pmp_auth_pollitems(self->auth, items + n);
+        int auth_i = n, nauth = pmp_endpoint_pollitems(self->endpoint, items + n);
         n += nauth;
         int watch_i = n;
         n += s_add_watches(self, items + n);
@@ -1225,7 +1196,7 @@ static void *s_thread(void *arg)
             pmp_launcher_pump(self->launcher);
         for (int k = auth_i; rc > 0 && k < auth_i + nauth; k++)
             if (items[k].revents) { /* handshakes: admit the runtime, refuse the rest */
-                pmp_auth_serve(self->auth);
+                pmp_endpoint_serve(self->endpoint);
                 break;
             }
         for (int k = watch_i; rc > 0 && k < n; k++)
@@ -1282,9 +1253,7 @@ static void *s_thread(void *arg)
         linger = self->grace_ms < 1000 ? self->grace_ms : 1000;
         pthread_mutex_unlock(&self->mtx);
     }
-    zmq_setsockopt(self->router, ZMQ_LINGER, &linger, sizeof linger);
-    zmq_close(self->router);
-    self->router = NULL;
+    pmp_endpoint_close_socket(self->endpoint, linger);
     pthread_mutex_lock(&self->mtx);
     self->io_done = 1; /* nobody is left to serve an interrupt */
     pthread_cond_broadcast(&self->intr_cv);
@@ -1298,11 +1267,7 @@ static void *s_thread(void *arg)
 static void s_free_all(pmp_executor_t *self)
 {
     pmp_launcher_destroy(&self->launcher);
-    if (self->router)
-        zmq_close(self->router);
-    pmp_auth_destroy(&self->auth); /* after the router: it must not outlive its handler */
-    if (self->ctx)
-        zmq_ctx_term(self->ctx);
+    pmp_endpoint_destroy(&self->endpoint); /* the socket, the directory and what is in it */
     if (self->efd >= 0)
         close(self->efd);
     pmp_task_t *task;
@@ -1323,12 +1288,6 @@ static void s_free_all(pmp_executor_t *self)
     pmp_task_destroy(&self->init_kept);
     pmp_sched_destroy(&self->sched);
     pmp_completion_queue_destroy(&self->done);
-    if (self->sock_path)
-        unlink(self->sock_path);
-    if (self->cred_path)
-        unlink(self->cred_path); /* in any case: a job that never said hello */
-    if (self->dir)
-        rmdir(self->dir);
     if (self->argv) {
         for (size_t i = 0; self->argv[i]; i++)
             free(self->argv[i]);
@@ -1344,11 +1303,6 @@ static void s_free_all(pmp_executor_t *self)
     free(self->watched);
     free(self->death);
     free(self->exit_text);
-    free(self->dir);
-    free(self->sock_path);
-    free(self->cred_path);
-    free(self->hostname);
-    free(self->endpoint);
     free(self->cwd);
     free(self->exec_path);
     pthread_mutex_destroy(&self->mtx);
@@ -1395,7 +1349,6 @@ pmp_executor_t *pmp_executor_new(const pmp_executor_config_t *cfg, pmp_error_t *
 
     int failed = 0;
     self->cwd = s_strdup_or_null(cfg->cwd, &failed);
-    self->hostname = s_strdup_or_null(cfg->hostname, &failed);
     self->queue = pmp_queue_new();
     self->inflight = pmp_queue_new();
     self->bcasts = pmp_queue_new();
@@ -1427,103 +1380,16 @@ pmp_executor_t *pmp_executor_new(const pmp_executor_config_t *cfg, pmp_error_t *
         }
     }
 
-    /* the private directory and the endpoint in it */
-    const char *tmp = getenv("TMPDIR");
-    if (!tmp || !*tmp)
-        tmp = "/tmp";
-    size_t len = strlen(tmp) + 32;
-    self->dir = malloc(len);
-    if (!self->dir)
-        goto nomem;
-    snprintf(self->dir, len, "%s/pympipool-XXXXXX", tmp);
-    if (!mkdtemp(self->dir)) {
-        e = errno;
-        pmp_error_set(err, "cannot create a private directory in %s: %s", tmp, strerror(e));
-        free(self->dir);
-        self->dir = NULL;
-        errno = e;
+    /* the private directory, the socket in it (or on cfg->hostname) and
+     * who may connect */
+    self->endpoint = pmp_endpoint_new(cfg->hostname, err);
+    if (!self->endpoint)
         goto fail_errno;
-    }
-    if (chmod(self->dir, 0700) < 0) {
-        e = errno;
-        pmp_error_set(err, "cannot make %s private: %s", self->dir, strerror(e));
-        errno = e;
-        goto fail_errno;
-    }
-    len = strlen(self->dir) + 32;
-    self->cred_path = malloc(len);
-    self->endpoint = malloc(len > 300 ? len : 300);
-    if (!self->cred_path || !self->endpoint)
-        goto nomem;
-    snprintf(self->cred_path, len, "%s/credentials", self->dir);
-    if (!self->hostname) {
-        self->sock_path = malloc(len);
-        if (!self->sock_path)
-            goto nomem;
-        snprintf(self->sock_path, len, "%s/frontend", self->dir);
-        snprintf(self->endpoint, len, "ipc://%s", self->sock_path);
-    } else {
-        snprintf(self->endpoint, 300, strchr(self->hostname, ':') ? "tcp://[%s]:*" : "tcp://%s:*",
-                 self->hostname);
-    }
-    if (self->sock_path && strlen(self->sock_path) >= 108) {
-        pmp_error_set(err,
-                      "the socket path %s is too long for a Unix socket; set TMPDIR to a "
-                      "shorter directory",
-                      self->sock_path);
-        errno = ENAMETOOLONG;
-        goto fail_errno;
-    }
-
-    self->ctx = zmq_ctx_new();
-    if (!self->ctx)
-        goto zmq_fail;
-    zmq_ctx_set(self->ctx, ZMQ_BLOCKY, 0);
-    self->router = zmq_socket(self->ctx, ZMQ_ROUTER);
-    if (!self->router)
-        goto zmq_fail;
-    int zero = 0, one = 1;
-    zmq_setsockopt(self->router, ZMQ_LINGER, &zero, sizeof zero);
-    zmq_setsockopt(self->router, ZMQ_SNDHWM, &zero, sizeof zero);
-    if (zmq_setsockopt(self->router, ZMQ_ROUTER_MANDATORY, &one, sizeof one) < 0)
-        goto zmq_fail;
-    /* Only the runtime gets in: PLAIN with a fresh password on ipc://, CURVE
-     * with fresh keys on tcp://, both checked by our ZAP handler, which is
-     * bound before the socket and closed after it (pmp_auth.h). */
-    self->auth = pmp_auth_new(
-        self->ctx, self->hostname ? PMP_CREDENTIALS_CURVE : PMP_CREDENTIALS_PLAIN, "frontend", err);
-    if (!self->auth || pmp_auth_server_setup(self->auth, self->router, err) < 0)
-        goto fail_errno;
-    pmp_auth_watch(self->auth, self->router, NULL); /* only for log lines */
-    if (!self->hostname) {
-        if (zmq_bind(self->router, self->endpoint) < 0)
-            goto zmq_fail;
-    } else {
-        if (strchr(self->hostname, ':'))
-            zmq_setsockopt(self->router, ZMQ_IPV6, &one, sizeof one);
-        if (zmq_bind(self->router, self->endpoint) < 0) {
-            e = errno;
-            pmp_error_set(err,
-                          "cannot listen on hostname '%s' (%s: %s): it must be an IP address or "
-                          "the name of a network interface of this host",
-                          self->hostname, self->endpoint, zmq_strerror(e));
-            errno = e == ENODEV || e == EADDRNOTAVAIL || e == EINVAL ? EINVAL : e;
-            goto fail_errno;
-        }
-        size_t elen = 300;
-        if (zmq_getsockopt(self->router, ZMQ_LAST_ENDPOINT, self->endpoint, &elen) < 0)
-            goto zmq_fail;
-        if (strstr(self->endpoint, "//0.0.0.0:") || strstr(self->endpoint, "//[::]:")) {
-            pmp_error_set(err, "hostname '%s' listens on every interface (%s); %s", self->hostname,
-                          self->endpoint, "give one address that the runtime can connect to");
-            errno = EINVAL;
-            goto fail_errno;
-        }
-    }
-    if (!self->launch && s_write_credentials(self, err) < 0)
+    if (!self->launch && pmp_endpoint_write_credentials(self->endpoint, err) < 0)
         goto fail_errno; /* a queue adapter starts the job later */
 
-    self->argv = pmp_command_argv(cfg, self->endpoint, self->cred_path);
+    self->argv = pmp_command_argv(cfg, pmp_endpoint_address(self->endpoint),
+                                  pmp_endpoint_credentials_path(self->endpoint));
     if (!self->argv)
         goto nomem;
     self->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -1562,12 +1428,6 @@ pmp_executor_t *pmp_executor_new(const pmp_executor_config_t *cfg, pmp_error_t *
     }
     return self;
 
-zmq_fail:
-    e = errno;
-    pmp_error_set(err, "cannot bind the executor's socket to %s: %s",
-                  self->endpoint ? self->endpoint : "(none)", zmq_strerror(e));
-    errno = e;
-    goto fail_errno;
 nomem:
     pmp_error_set(err, "out of memory creating the executor");
     errno = ENOMEM;
@@ -1597,7 +1457,7 @@ void pmp_executor_destroy(pmp_executor_t **self_p, int grace_ms)
 
 const char *pmp_executor_endpoint(const pmp_executor_t *self)
 {
-    return self->endpoint;
+    return pmp_endpoint_address(self->endpoint);
 }
 
 const char *const *pmp_executor_command(const pmp_executor_t *self)
