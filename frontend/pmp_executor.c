@@ -113,15 +113,13 @@
 #include "pmp_fork.h"
 #include "pmp_launcher.h"
 #include "pmp_queue.h"
+#include "pmp_rankwatch.h"
 #include "pmp_sched.h"
 #include "pmp_task.h"
 
 #define S_EXIT_POLL_MS 100   /* waitpid poll period without a pidfd */
 #define S_DRAIN_MS 500       /* how long to wait for the stderr pipe's end */
 #define S_MAX_RECV_BATCH 256 /* messages handled per poll round */
-/* After a rank died, how long mpiexec gets to notice and exit by itself
- * (and to print its report) before the job is killed. */
-#define S_RANK_DEATH_GRACE_MS 3000
 
 typedef struct {
     unsigned char identity[256];
@@ -129,12 +127,9 @@ typedef struct {
     pmp_hello_t hello;
     int gone; /* said GOODBYE or became unreachable */
     int shutdown_sent;
-    int64_t last_done_ms;    /* when it last completed a task (start of its next one) */
-    int timed_out;           /* its running task completed as TIMEOUT; the job is being killed */
-    uint64_t scan;           /* s_check_time's pass that saw this group's oldest task */
-    pmp_hello_rank_t *ranks; /* the hello's "ranks" (NULL from an older runtime) */
-    int *pidfds;             /* per rank: a pidfd of a rank on this host, or -1 */
-    size_t nranks;
+    int64_t last_done_ms; /* when it last completed a task (start of its next one) */
+    int timed_out;        /* its running task completed as TIMEOUT; the job is being killed */
+    uint64_t scan;        /* s_check_time's pass that saw this group's oldest task */
 } s_group_t;
 
 struct pmp_executor {
@@ -189,17 +184,13 @@ struct pmp_executor {
     int shutdown_sent;
     /* restarts (see s_restart); restarts is read by callers under mtx */
     int restarts, restarts_counted;
-    int timeout_kill;   /* the job was killed because a task exceeded its time limit */
-    int keep_sent;      /* a restart is possible: tasks keep their frames in flight */
-    uint64_t scan;      /* pass counter of s_check_time */
-    int64_t next_check; /* when s_check_time must look again (INT64_MAX: nothing runs) */
-    /* the watch of the ranks on this host (pidfds of the groups' ranks) */
-    char local_host[PMP_HELLO_TEXT_MAX];
-    zmq_pollitem_t *items; /* poll set of the I/O thread */
-    size_t (*watched)[2];  /* per item after the fixed ones: (group, rank) */
+    int timeout_kill;       /* the job was killed because a task exceeded its time limit */
+    int keep_sent;          /* a restart is possible: tasks keep their frames in flight */
+    uint64_t scan;          /* pass counter of s_check_time */
+    int64_t next_check;     /* when s_check_time must look again (INT64_MAX: nothing runs) */
+    pmp_rankwatch_t *watch; /* pidfds of the groups' ranks on this host, the first death */
+    zmq_pollitem_t *items;  /* poll set of the I/O thread */
     size_t items_cap;
-    char *death;            /* "rank R of N (pid P on host H) ..." of the first rank that died */
-    int64_t death_deadline; /* then the job is killed if it has not exited by itself */
 };
 
 /* ---- small helpers ------------------------------------------------------- */
@@ -419,7 +410,7 @@ static void s_step(pmp_executor_t *self)
     pthread_mutex_lock(&self->mtx);
     /* While the job is being killed (a time limit, a rank that died) it gets
      * nothing more: what is queued waits for the next job, if any. */
-    if (!self->exited && !self->stop && !self->timeout_kill && !self->death) {
+    if (!self->exited && !self->stop && !self->timeout_kill && !pmp_rankwatch_death(self->watch)) {
         for (;;) {
             pmp_task_t *head = pmp_queue_peek(self->queue, NULL);
             pmp_task_t *bcast = pmp_queue_peek(self->bcasts, NULL);
@@ -472,118 +463,31 @@ static s_group_t *s_find_group(pmp_executor_t *self, const void *id, size_t len)
     return i == PMP_SCHED_NONE ? NULL : &self->groups[i];
 }
 
-/* ---- the watch of the ranks (I/O thread) --------------------------------
- * The hello names every rank of its group (world rank, pid, host).  Each
- * rank on this host gets a pidfd (pidfd_open works for processes that are
- * not our children) in the I/O thread's poll set, so the frontend learns
- * which rank died first, and when, even though only mpiexec can reap it.
- * The exit status of a rank is not ours to read: how it died comes from
- * the rank itself (its fatal-signal line on stderr) or from mpiexec. */
-
-static void s_watch_ranks(pmp_executor_t *self, s_group_t *g, zmq_msg_t *payload)
+/* The I/O thread's poll set with room for n items. */
+static zmq_pollitem_t *s_poll_items(pmp_executor_t *self, size_t n)
 {
-    pmp_error_t err;
-    pmp_hello_rank_t *ranks = NULL;
-    size_t n = 0;
-    if (pmp_hello_ranks_decode(zmq_msg_data(payload), zmq_msg_size(payload),
-                               (size_t)g->hello.group_size, &ranks, &n, &err) < 0) {
-        pmp_log(PMP_LOG_WARNING, "frontend: ignored the ranks of group %d's hello: %s",
-                (int)g->hello.group, err.text);
-        return;
-    }
-    if (n == 0)
-        return;
-    int *pidfds = malloc(n * sizeof *pidfds);
-    PMP_ASSERT(pidfds != NULL);
-    if (!self->local_host[0] && gethostname(self->local_host, sizeof self->local_host - 1) < 0)
-        snprintf(self->local_host, sizeof self->local_host, "?");
-    for (size_t i = 0; i < n; i++) {
-        pidfds[i] = -1;
-#ifdef SYS_pidfd_open
-        if (self->launch && strcmp(ranks[i].host, self->local_host) == 0 &&
-            ranks[i].pid <= (int64_t)INT_MAX) {
-            pidfds[i] = (int)syscall(SYS_pidfd_open, (pid_t)ranks[i].pid, 0);
-            if (pidfds[i] >= 0)
-                fcntl(pidfds[i], F_SETFD, FD_CLOEXEC);
-        }
-#endif
-    }
-    g->ranks = ranks;
-    g->pidfds = pidfds;
-    g->nranks = n;
-}
-
-/* Closes the pidfds of group g's ranks. */
-static void s_unwatch(s_group_t *g)
-{
-    for (size_t i = 0; i < g->nranks; i++)
-        if (g->pidfds[i] >= 0) {
-            close(g->pidfds[i]);
-            g->pidfds[i] = -1;
-        }
-}
-
-/* The I/O thread's poll set with room for nfixed items plus one per
- * watched rank. */
-static zmq_pollitem_t *s_poll_items(pmp_executor_t *self, size_t nfixed)
-{
-    size_t need = nfixed;
-    for (size_t i = 0; i < self->ngroups; i++)
-        for (size_t r = 0; r < self->groups[i].nranks; r++)
-            need += self->groups[i].pidfds[r] >= 0;
-    if (need > self->items_cap) {
-        size_t cap = need * 2;
+    if (n > self->items_cap) {
+        size_t cap = n * 2;
         zmq_pollitem_t *items = realloc(self->items, cap * sizeof *items);
         PMP_ASSERT(items != NULL);
         self->items = items;
-        size_t(*watched)[2] = realloc(self->watched, cap * sizeof *watched);
-        PMP_ASSERT(watched != NULL);
-        self->watched = watched;
         self->items_cap = cap;
     }
     return self->items;
 }
 
-/* Adds the pidfd of every watched rank to items (room made by
- * s_poll_items) and notes whose it is in self->watched.  Returns the
- * number added. */
-static int s_add_watches(pmp_executor_t *self, zmq_pollitem_t *items)
+/* Poll item k of the rank watch fired: that rank has exited.  While the
+ * job should be running that is a crash: the first one is remembered for
+ * the error text, and the job gets PMP_RANKWATCH_DEATH_GRACE_MS to end by
+ * itself (mpiexec notices and kills the other ranks) before it is killed,
+ * so that no rank is left waiting on a dead peer. */
+static void s_on_rank_exit(pmp_executor_t *self, int k)
 {
-    int n = 0;
-    for (size_t i = 0; i < self->ngroups; i++)
-        for (size_t r = 0; r < self->groups[i].nranks; r++)
-            if (self->groups[i].pidfds[r] >= 0) {
-                items[n] = (zmq_pollitem_t){.fd = self->groups[i].pidfds[r], .events = ZMQ_POLLIN};
-                self->watched[n][0] = i;
-                self->watched[n][1] = r;
-                n++;
-            }
-    return n;
-}
-
-/* Rank ri of group gi has exited.  While the job should be running that
- * is a crash: the first one is remembered for the error text, and the job
- * gets S_RANK_DEATH_GRACE_MS to end by itself (mpiexec notices and kills
- * the other ranks) before it is killed, so that no rank is left waiting on
- * a dead peer. */
-static void s_on_rank_exit(pmp_executor_t *self, size_t gi, size_t ri)
-{
-    s_group_t *g = &self->groups[gi];
-    close(g->pidfds[ri]);
-    g->pidfds[ri] = -1;
+    const s_group_t *g = &self->groups[pmp_rankwatch_item_group(self->watch, k)];
     pthread_mutex_lock(&self->mtx);
     int expected = self->stop || self->shutdown_sent || self->exited || g->gone;
     pthread_mutex_unlock(&self->mtx);
-    if (expected || self->death)
-        return;
-    const pmp_hello_rank_t *r = &g->ranks[ri];
-    char text[PMP_ERROR_TEXT];
-    snprintf(text, sizeof text, "rank %d of %d (pid %lld on host %s, group %d)", (int)r->world_rank,
-             (int)g->hello.world_size, (long long)r->pid, r->host, (int)g->hello.group);
-    self->death = strdup(text);
-    PMP_ASSERT(self->death != NULL);
-    self->death_deadline = s_now_ms() + S_RANK_DEATH_GRACE_MS;
-    pmp_log(PMP_LOG_INFO, "frontend: %s died while the job was running", text);
+    pmp_rankwatch_on_exit(self->watch, k, expected);
 }
 
 /* The text of the job's exit for the user: which rank died first and how,
@@ -593,33 +497,7 @@ static char *s_exit_text(pmp_executor_t *self)
 {
     char *base = pmp_launcher_exit_text(self->launcher, "pympipool-runtime job");
     PMP_ASSERT(base != NULL);
-    for (size_t i = 0; i < self->ngroups; i++)
-        s_unwatch(&self->groups[i]);
-    if (!self->death)
-        return base;
-    /* How it died, if the rank said so before dying (its fatal-signal line:
-     * "... (pid P) was killed by signal 11 (Segmentation fault)"). */
-    char how[160] = "died";
-    const char *pid = strstr(self->death, "(pid ");
-    char needle[64];
-    if (pid && sscanf(pid, "(pid %63[0-9]", needle) == 1) {
-        char key[96];
-        snprintf(key, sizeof key, "(pid %s) was killed by signal ", needle);
-        const char *line = strstr(base, key);
-        if (line) {
-            line += strlen(key) - strlen("was killed by signal ");
-            size_t len = strcspn(line, "\n");
-            snprintf(how, sizeof how, "%.*s", (int)(len < 150 ? len : 150), line);
-        }
-    }
-    size_t size = strlen(self->death) + strlen(how) + strlen(base) + 64;
-    char *text = malloc(size);
-    PMP_ASSERT(text != NULL);
-    snprintf(text, size, "%s %s; the %s", self->death, how, base);
-    free(base);
-    free(self->death);
-    self->death = NULL;
-    return text;
+    return pmp_rankwatch_exit_text(self->watch, base);
 }
 
 static void s_on_hello(pmp_executor_t *self, zmq_msg_t *identity, zmq_msg_t *payload)
@@ -654,7 +532,7 @@ static void s_on_hello(pmp_executor_t *self, zmq_msg_t *identity, zmq_msg_t *pay
     g->identity_size = zmq_msg_size(identity);
     memcpy(g->identity, zmq_msg_data(identity), g->identity_size);
     g->hello = hello;
-    s_watch_ranks(self, g, payload);
+    pmp_rankwatch_add(self->watch, gi, &hello, zmq_msg_data(payload), zmq_msg_size(payload));
     pmp_log(PMP_LOG_INFO, "frontend: group %d of %d connected (leader pid %lld on %s)",
             (int)hello.group, (int)hello.ngroups, (long long)hello.pid, hello.host);
     if (++self->hellos >= (size_t)(self->ranks / self->ranks_per_group))
@@ -812,11 +690,7 @@ static int s_launch(pmp_executor_t *self, pmp_error_t *err);
 static void s_forget_groups_locked(pmp_executor_t *self)
 {
     PMP_ASSERT(pmp_queue_size(self->inflight) == 0);
-    for (size_t i = 0; i < self->ngroups; i++) {
-        s_unwatch(&self->groups[i]);
-        free(self->groups[i].ranks);
-        free(self->groups[i].pidfds);
-    }
+    pmp_rankwatch_clear(self->watch);
     self->ngroups = 0;
     pmp_sched_destroy(&self->sched);
     self->sched = pmp_sched_new((size_t)self->depth);
@@ -968,16 +842,9 @@ static void s_serve_interrupts(pmp_executor_t *self)
     pthread_mutex_lock(&self->mtx);
     if (!self->exited && !self->stop) {
         for (size_t gi = 0; gi < self->ngroups; gi++) {
-            s_group_t *g = &self->groups[gi];
-            if (g->gone || pmp_sched_load(self->sched, gi) == 0)
+            if (self->groups[gi].gone || pmp_sched_load(self->sched, gi) == 0)
                 continue;
-            for (size_t r = 0; r < g->nranks; r++) {
-#ifdef SYS_pidfd_send_signal
-                if (g->pidfds[r] >= 0 &&
-                    syscall(SYS_pidfd_send_signal, g->pidfds[r], SIGINT, NULL, 0) == 0)
-                    n++;
-#endif
-            }
+            n += pmp_rankwatch_signal(self->watch, gi, SIGINT);
         }
     }
     if (n > 0 && self->launcher) /* a rank that dies of it is no news to the caller */
@@ -1056,12 +923,12 @@ static long s_check_time(pmp_executor_t *self)
         return -1;
     int64_t now = s_now_ms();
     pthread_mutex_lock(&self->mtx);
-    /* A rank already died (self->death): the job is ending anyway, and its
-     * tasks are lost to that death, not to a time limit. */
-    if (self->timeout_kill || self->stop || self->exited || self->death || now < self->next_check) {
-        int64_t next = self->timeout_kill || self->stop || self->exited || self->death
-                           ? INT64_MAX
-                           : self->next_check;
+    /* A rank already died: the job is ending anyway, and its tasks are
+     * lost to that death, not to a time limit. */
+    int died = pmp_rankwatch_death(self->watch) != NULL;
+    if (self->timeout_kill || self->stop || self->exited || died || now < self->next_check) {
+        int64_t next =
+            self->timeout_kill || self->stop || self->exited || died ? INT64_MAX : self->next_check;
         pthread_mutex_unlock(&self->mtx);
         return next == INT64_MAX ? -1 : (long)(next - now);
     }
@@ -1135,7 +1002,9 @@ static void *s_thread(void *arg)
     /* destroy(): SHUTDOWN, grace, SIGTERM, SIGKILL (pmp_launcher.h) */
     pmp_launcher_stop_t ending = {0};
     for (;;) {
-        zmq_pollitem_t *items = s_poll_items(self, 5 + PMP_LAUNCHER_MAX_FDS);
+        zmq_pollitem_t *items =
+            s_poll_items(self, 3 + PMP_LAUNCHER_MAX_FDS + PMP_ENDPOINT_MAX_ITEMS +
+                                   pmp_rankwatch_count(self->watch));
         int n = 0;
         items[n++] =
             (zmq_pollitem_t){.socket = pmp_endpoint_socket(self->endpoint), .events = ZMQ_POLLIN};
@@ -1162,19 +1031,16 @@ static void *s_thread(void *arg)
         int auth_i = n, nauth = pmp_endpoint_pollitems(self->endpoint, items + n);
         n += nauth;
         int watch_i = n;
-        n += s_add_watches(self, items + n);
+        n += pmp_rankwatch_pollitems(self->watch, items + n);
         long timeout = out_timeout;
         if (running && pidfd_i < 0 && (timeout < 0 || timeout > S_EXIT_POLL_MS))
             timeout = S_EXIT_POLL_MS;
         long time_left = s_check_time(self); /* may kill the job: seen next round */
         if (time_left >= 0 && (timeout < 0 || time_left < timeout))
             timeout = time_left;
-        if (running && self->death) {
-            int64_t left = self->death_deadline - s_now_ms();
-            left = left < 0 ? 0 : left;
-            if (timeout < 0 || left < timeout)
-                timeout = (long)left;
-        }
+        int64_t death_left = running ? pmp_rankwatch_left(self->watch) : -1;
+        if (death_left >= 0 && (timeout < 0 || death_left < timeout))
+            timeout = (long)death_left;
         int64_t stop_left = pmp_launcher_stop_left(&ending);
         if (stop_left >= 0 && (timeout < 0 || stop_left < timeout))
             timeout = (long)stop_left;
@@ -1201,13 +1067,12 @@ static void *s_thread(void *arg)
             }
         for (int k = watch_i; rc > 0 && k < n; k++)
             if (items[k].revents)
-                s_on_rank_exit(self, self->watched[k - watch_i][0], self->watched[k - watch_i][1]);
-        if (running && self->death && s_now_ms() >= self->death_deadline) {
+                s_on_rank_exit(self, k - watch_i);
+        if (running && pmp_rankwatch_kill_due(self->watch)) {
             pmp_log(PMP_LOG_WARNING,
                     "frontend: the job did not end within %d ms after %s died; killing it",
-                    S_RANK_DEATH_GRACE_MS, self->death);
+                    PMP_RANKWATCH_DEATH_GRACE_MS, pmp_rankwatch_death(self->watch));
             pmp_launcher_signal(self->launcher, SIGKILL);
-            self->death_deadline = INT64_MAX;
         }
         for (int k = 0; k < S_MAX_RECV_BATCH && s_recv_one(self); k++)
             ;
@@ -1293,15 +1158,9 @@ static void s_free_all(pmp_executor_t *self)
             free(self->argv[i]);
         free(self->argv);
     }
-    for (size_t i = 0; i < self->ngroups; i++) {
-        s_unwatch(&self->groups[i]);
-        free(self->groups[i].ranks);
-        free(self->groups[i].pidfds);
-    }
+    pmp_rankwatch_destroy(&self->watch);
     free(self->groups);
     free(self->items);
-    free(self->watched);
-    free(self->death);
     free(self->exit_text);
     free(self->cwd);
     free(self->exec_path);
@@ -1356,9 +1215,10 @@ pmp_executor_t *pmp_executor_new(const pmp_executor_config_t *cfg, pmp_error_t *
     self->kept = pmp_queue_new();
     self->sched = pmp_sched_new((size_t)self->depth);
     self->done = pmp_completion_queue_new(&self->mtx);
+    self->watch = pmp_rankwatch_new(self->launch);
     self->next_seq = 1;
     if (failed || !self->queue || !self->inflight || !self->bcasts || !self->defined ||
-        !self->kept || !self->sched || !self->done)
+        !self->kept || !self->sched || !self->done || !self->watch)
         goto nomem;
 
     if (self->launch) {

@@ -1,0 +1,269 @@
+/*
+ * pmp_rankwatch.c - pidfds of the job's local ranks (see pmp_rankwatch.h).
+ *
+ * Place in the design: the first of the three sources of a fault report
+ * (docs/architecture.md, "Faults: what died, and how the error says so"):
+ * which process died.  The executor's I/O thread adds each group's ranks
+ * at its hello, polls the pidfds with everything else, and asks here for
+ * the exit text when mpiexec has exited.  The exit status of a rank is not
+ * ours to read (mpiexec's proxies are its parents): how it died comes from
+ * the rank's own fatal-signal line in the job's stderr, matched by pid.
+ *
+ * How: one entry per group, in hello order, with the decoded ranks and a
+ * pidfd per rank (-1: not on this host, not launched here, or already
+ * exited).  pollitems() lays the open pidfds out after the I/O thread's
+ * fixed poll items and notes (group, rank) per item, so a fired item maps
+ * back in O(1).  pidfd_open works for processes that are not our
+ * children; where the kernel lacks it nothing is watched and a death is
+ * seen when mpiexec exits.
+ */
+#include "pmp_rankwatch.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "pmp_error.h"
+
+typedef struct {
+    int group, world_size;   /* from the hello, for the death's text */
+    pmp_hello_rank_t *ranks; /* the hello's "ranks" (NULL from an older runtime) */
+    int *pidfds;             /* per rank: a pidfd of a rank on this host, or -1 */
+    size_t nranks;
+} s_group_t;
+
+struct pmp_rankwatch {
+    int local; /* the job was launched here: its ranks on this host are ours to watch */
+    char local_host[PMP_HELLO_TEXT_MAX];
+    s_group_t *groups;
+    size_t ngroups, groups_cap;
+    size_t (*watched)[2]; /* per poll item of the last pollitems(): (group, rank) */
+    size_t watched_cap;
+    char *death; /* "rank R of N (pid P on host H, group G)" of the first rank that died */
+    int64_t death_deadline; /* then the job is killed if it has not exited by itself */
+};
+
+static int64_t s_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+pmp_rankwatch_t *pmp_rankwatch_new(int local)
+{
+    pmp_rankwatch_t *self = calloc(1, sizeof *self);
+    if (!self) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    self->local = local;
+    return self;
+}
+
+/* Closes the pidfds of group g's ranks. */
+static void s_unwatch(s_group_t *g)
+{
+    for (size_t i = 0; i < g->nranks; i++)
+        if (g->pidfds[i] >= 0) {
+            close(g->pidfds[i]);
+            g->pidfds[i] = -1;
+        }
+}
+
+void pmp_rankwatch_clear(pmp_rankwatch_t *self)
+{
+    for (size_t i = 0; i < self->ngroups; i++) {
+        s_unwatch(&self->groups[i]);
+        free(self->groups[i].ranks);
+        free(self->groups[i].pidfds);
+    }
+    self->ngroups = 0;
+}
+
+void pmp_rankwatch_destroy(pmp_rankwatch_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    pmp_rankwatch_t *self = *self_p;
+    pmp_rankwatch_clear(self);
+    free(self->groups);
+    free(self->watched);
+    free(self->death);
+    free(self);
+    *self_p = NULL;
+}
+
+void pmp_rankwatch_add(pmp_rankwatch_t *self, size_t group, const pmp_hello_t *hello,
+                       const void *payload, size_t len)
+{
+    PMP_ASSERT(group == self->ngroups);
+    if (self->ngroups == self->groups_cap) {
+        size_t cap = self->groups_cap ? self->groups_cap * 2 : 8;
+        s_group_t *groups = realloc(self->groups, cap * sizeof *groups);
+        PMP_ASSERT(groups != NULL);
+        self->groups = groups;
+        self->groups_cap = cap;
+    }
+    s_group_t *g = &self->groups[self->ngroups++];
+    memset(g, 0, sizeof *g);
+    g->group = hello->group;
+    g->world_size = hello->world_size;
+
+    pmp_error_t err;
+    pmp_hello_rank_t *ranks = NULL;
+    size_t n = 0;
+    if (pmp_hello_ranks_decode(payload, len, (size_t)hello->group_size, &ranks, &n, &err) < 0) {
+        pmp_log(PMP_LOG_WARNING, "frontend: ignored the ranks of group %d's hello: %s",
+                (int)hello->group, err.text);
+        return;
+    }
+    if (n == 0)
+        return;
+    int *pidfds = malloc(n * sizeof *pidfds);
+    PMP_ASSERT(pidfds != NULL);
+    if (!self->local_host[0] && gethostname(self->local_host, sizeof self->local_host - 1) < 0)
+        snprintf(self->local_host, sizeof self->local_host, "?");
+    for (size_t i = 0; i < n; i++) {
+        pidfds[i] = -1;
+#ifdef SYS_pidfd_open
+        if (self->local && strcmp(ranks[i].host, self->local_host) == 0 &&
+            ranks[i].pid <= (int64_t)INT_MAX) {
+            pidfds[i] = (int)syscall(SYS_pidfd_open, (pid_t)ranks[i].pid, 0);
+            if (pidfds[i] >= 0)
+                fcntl(pidfds[i], F_SETFD, FD_CLOEXEC);
+        }
+#endif
+    }
+    g->ranks = ranks;
+    g->pidfds = pidfds;
+    g->nranks = n;
+}
+
+size_t pmp_rankwatch_count(const pmp_rankwatch_t *self)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < self->ngroups; i++)
+        for (size_t r = 0; r < self->groups[i].nranks; r++)
+            n += self->groups[i].pidfds[r] >= 0;
+    return n;
+}
+
+int pmp_rankwatch_pollitems(pmp_rankwatch_t *self, zmq_pollitem_t *items)
+{
+    size_t need = pmp_rankwatch_count(self);
+    if (need > self->watched_cap) {
+        size_t cap = need * 2;
+        size_t(*watched)[2] = realloc(self->watched, cap * sizeof *watched);
+        PMP_ASSERT(watched != NULL);
+        self->watched = watched;
+        self->watched_cap = cap;
+    }
+    int n = 0;
+    for (size_t i = 0; i < self->ngroups; i++)
+        for (size_t r = 0; r < self->groups[i].nranks; r++)
+            if (self->groups[i].pidfds[r] >= 0) {
+                items[n] = (zmq_pollitem_t){.fd = self->groups[i].pidfds[r], .events = ZMQ_POLLIN};
+                self->watched[n][0] = i;
+                self->watched[n][1] = r;
+                n++;
+            }
+    return n;
+}
+
+size_t pmp_rankwatch_item_group(const pmp_rankwatch_t *self, int k)
+{
+    return self->watched[k][0];
+}
+
+void pmp_rankwatch_on_exit(pmp_rankwatch_t *self, int k, int expected)
+{
+    s_group_t *g = &self->groups[self->watched[k][0]];
+    size_t ri = self->watched[k][1];
+    close(g->pidfds[ri]);
+    g->pidfds[ri] = -1;
+    if (expected || self->death)
+        return;
+    const pmp_hello_rank_t *r = &g->ranks[ri];
+    char text[PMP_ERROR_TEXT];
+    snprintf(text, sizeof text, "rank %d of %d (pid %lld on host %s, group %d)", (int)r->world_rank,
+             g->world_size, (long long)r->pid, r->host, g->group);
+    self->death = strdup(text);
+    PMP_ASSERT(self->death != NULL);
+    self->death_deadline = s_now_ms() + PMP_RANKWATCH_DEATH_GRACE_MS;
+    pmp_log(PMP_LOG_INFO, "frontend: %s died while the job was running", text);
+}
+
+const char *pmp_rankwatch_death(const pmp_rankwatch_t *self)
+{
+    return self->death;
+}
+
+int64_t pmp_rankwatch_left(const pmp_rankwatch_t *self)
+{
+    if (!self->death || self->death_deadline == INT64_MAX)
+        return -1;
+    int64_t left = self->death_deadline - s_now_ms();
+    return left < 0 ? 0 : left;
+}
+
+int pmp_rankwatch_kill_due(pmp_rankwatch_t *self)
+{
+    if (!self->death || self->death_deadline == INT64_MAX || s_now_ms() < self->death_deadline)
+        return 0;
+    self->death_deadline = INT64_MAX;
+    return 1;
+}
+
+int pmp_rankwatch_signal(pmp_rankwatch_t *self, size_t group, int sig)
+{
+    int n = 0;
+    if (group >= self->ngroups)
+        return 0;
+#ifdef SYS_pidfd_send_signal
+    s_group_t *g = &self->groups[group];
+    for (size_t r = 0; r < g->nranks; r++)
+        if (g->pidfds[r] >= 0 && syscall(SYS_pidfd_send_signal, g->pidfds[r], sig, NULL, 0) == 0)
+            n++;
+#else
+    (void)sig;
+#endif
+    return n;
+}
+
+char *pmp_rankwatch_exit_text(pmp_rankwatch_t *self, char *base)
+{
+    for (size_t i = 0; i < self->ngroups; i++)
+        s_unwatch(&self->groups[i]);
+    if (!self->death)
+        return base;
+    /* How it died, if the rank said so before dying (its fatal-signal line:
+     * "... (pid P) was killed by signal 11 (Segmentation fault)"). */
+    char how[160] = "died";
+    const char *pid = strstr(self->death, "(pid ");
+    char needle[64];
+    if (pid && sscanf(pid, "(pid %63[0-9]", needle) == 1) {
+        char key[96];
+        snprintf(key, sizeof key, "(pid %s) was killed by signal ", needle);
+        const char *line = strstr(base, key);
+        if (line) {
+            line += strlen(key) - strlen("was killed by signal ");
+            size_t len = strcspn(line, "\n");
+            snprintf(how, sizeof how, "%.*s", (int)(len < 150 ? len : 150), line);
+        }
+    }
+    size_t size = strlen(self->death) + strlen(how) + strlen(base) + 64;
+    char *text = malloc(size);
+    PMP_ASSERT(text != NULL);
+    snprintf(text, size, "%s %s; the %s", self->death, how, base);
+    free(base);
+    free(self->death);
+    self->death = NULL;
+    return text;
+}
