@@ -116,6 +116,7 @@
 #include "pmp_rankwatch.h"
 #include "pmp_sched.h"
 #include "pmp_task.h"
+#include "pmp_timelimit.h"
 
 #define S_EXIT_POLL_MS 100   /* waitpid poll period without a pidfd */
 #define S_DRAIN_MS 500       /* how long to wait for the stderr pipe's end */
@@ -127,9 +128,6 @@ typedef struct {
     pmp_hello_t hello;
     int gone; /* said GOODBYE or became unreachable */
     int shutdown_sent;
-    int64_t last_done_ms; /* when it last completed a task (start of its next one) */
-    int timed_out;        /* its running task completed as TIMEOUT; the job is being killed */
-    uint64_t scan;        /* s_check_time's pass that saw this group's oldest task */
 } s_group_t;
 
 struct pmp_executor {
@@ -137,9 +135,7 @@ struct pmp_executor {
     unsigned gen; /* fork generation at creation (pmp_fork.h) */
     pid_t owner;  /* the process that created it */
     int ranks, ranks_per_group, depth, launch;
-    int restart_limit;     /* relaunches allowed after deaths */
-    int64_t time_limit_ms; /* per call, 0: none; hard limit adds time_grace_ms */
-    int time_grace_ms;
+    int restart_limit; /* relaunches allowed after deaths */
     char *cwd, *exec_path;
     char **argv; /* the command, NULL-terminated */
     /* the socket, its authentication and the credentials file: the I/O
@@ -184,12 +180,11 @@ struct pmp_executor {
     int shutdown_sent;
     /* restarts (see s_restart); restarts is read by callers under mtx */
     int restarts, restarts_counted;
-    int timeout_kill;       /* the job was killed because a task exceeded its time limit */
-    int keep_sent;          /* a restart is possible: tasks keep their frames in flight */
-    uint64_t scan;          /* pass counter of s_check_time */
-    int64_t next_check;     /* when s_check_time must look again (INT64_MAX: nothing runs) */
-    pmp_rankwatch_t *watch; /* pidfds of the groups' ranks on this host, the first death */
-    zmq_pollitem_t *items;  /* poll set of the I/O thread */
+    int timeout_kill;           /* the job was killed because a task exceeded its time limit */
+    int keep_sent;              /* a restart is possible: tasks keep their frames in flight */
+    pmp_timelimit_t *timelimit; /* the clock of the hard time limit */
+    pmp_rankwatch_t *watch;     /* pidfds of the groups' ranks on this host, the first death */
+    zmq_pollitem_t *items;      /* poll set of the I/O thread */
     size_t items_cap;
 };
 
@@ -434,9 +429,7 @@ static void s_step(pmp_executor_t *self)
                 continue; /* best is now gone; try another group */
             }
             task->group = gi;
-            task->sent_ms = self->time_limit_ms ? s_now_ms() : 0;
-            if (self->next_check == INT64_MAX)
-                self->next_check = 0; /* s_check_time: something runs now */
+            task->sent_ms = pmp_timelimit_sent(self->timelimit);
             pmp_sched_inc(self->sched, gi);
             PMP_ASSERT(pmp_queue_push(self->inflight, id, task) == 0);
         }
@@ -569,8 +562,7 @@ static void s_on_reply(pmp_executor_t *self, s_group_t *g, const pmp_header_t *h
     }
     pmp_queue_remove(self->inflight, hdr->task_id);
     pmp_sched_dec(self->sched, gi);
-    if (self->time_limit_ms)
-        g->last_done_ms = s_now_ms();
+    pmp_timelimit_done(self->timelimit, gi);
     /* Released before the completion is queued: once the caller has the
      * result, nothing here refers to the task's buffers (with keep_sent the
      * task held references to them until now; otherwise ZeroMQ let them go
@@ -691,6 +683,7 @@ static void s_forget_groups_locked(pmp_executor_t *self)
 {
     PMP_ASSERT(pmp_queue_size(self->inflight) == 0);
     pmp_rankwatch_clear(self->watch);
+    pmp_timelimit_clear(self->timelimit); /* nothing runs until the next job's first task */
     self->ngroups = 0;
     pmp_sched_destroy(&self->sched);
     self->sched = pmp_sched_new((size_t)self->depth);
@@ -753,9 +746,8 @@ static int s_restart(pmp_executor_t *self, char **text_p)
     for (size_t k = 0; k < n; k++) {
         uint64_t id;
         pmp_task_t *task = pmp_queue_pop(self->inflight, &id);
-        s_group_t *g = &self->groups[task->group];
         pmp_sched_dec(self->sched, task->group);
-        if (!g->timed_out) {
+        if (!pmp_timelimit_timed_out(self->timelimit, task->group)) {
             pmp_task_destroy(&task);
             s_deliver_event_locked(self, PMP_DONE_LOST, id, lost, -1);
         } else {
@@ -769,7 +761,6 @@ static int s_restart(pmp_executor_t *self, char **text_p)
     free(again);
     s_forget_groups_locked(self);
     self->timeout_kill = 0;
-    self->next_check = INT64_MAX;
     pthread_mutex_unlock(&self->mtx);
     pmp_log(PMP_LOG_WARNING, "frontend: %s", why);
     free(lost);
@@ -882,32 +873,6 @@ static int s_launch(pmp_executor_t *self, pmp_error_t *err)
     return 0;
 }
 
-typedef struct {
-    pmp_executor_t *self;
-    int64_t now, next;
-    int expired;
-} s_scan_t;
-
-static void s_scan_task(uint64_t id, void *item, void *arg)
-{
-    (void)id;
-    s_scan_t *scan = arg;
-    pmp_task_t *task = item;
-    s_group_t *g = &scan->self->groups[task->group];
-    if (g->scan == scan->self->scan)
-        return; /* not the oldest task of its group: it has not started */
-    g->scan = scan->self->scan;
-    int64_t start = task->sent_ms > g->last_done_ms ? task->sent_ms : g->last_done_ms;
-    int64_t deadline =
-        start + (int64_t)task->ncalls * scan->self->time_limit_ms + scan->self->time_grace_ms;
-    if (deadline <= scan->now) {
-        task->sent_ms = INT64_MIN; /* marks it for s_check_time */
-        scan->expired++;
-    } else if (deadline < scan->next) {
-        scan->next = deadline;
-    }
-}
-
 /* The hard time limit.  The task a group runs is the oldest one it holds
  * (groups run their tasks in order); it started when it was sent or when
  * the group finished the one before, whichever came later.  One that has
@@ -918,7 +883,7 @@ static void s_scan_task(uint64_t id, void *item, void *arg)
  * milliseconds until the next check is due (-1: none).  I/O thread. */
 static long s_check_time(pmp_executor_t *self)
 {
-    if (!self->time_limit_ms || !self->launch || !self->launcher ||
+    if (!pmp_timelimit_limit_ms(self->timelimit) || !self->launch || !self->launcher ||
         pmp_launcher_exited(self->launcher))
         return -1;
     int64_t now = s_now_ms();
@@ -926,24 +891,22 @@ static long s_check_time(pmp_executor_t *self)
     /* A rank already died: the job is ending anyway, and its tasks are
      * lost to that death, not to a time limit. */
     int died = pmp_rankwatch_death(self->watch) != NULL;
-    if (self->timeout_kill || self->stop || self->exited || died || now < self->next_check) {
-        int64_t next =
-            self->timeout_kill || self->stop || self->exited || died ? INT64_MAX : self->next_check;
+    int64_t next = pmp_timelimit_next(self->timelimit);
+    if (self->timeout_kill || self->stop || self->exited || died || now < next) {
+        if (self->timeout_kill || self->stop || self->exited || died)
+            next = INT64_MAX;
         pthread_mutex_unlock(&self->mtx);
         return next == INT64_MAX ? -1 : (long)(next - now);
     }
-    self->scan++;
-    s_scan_t scan = {.self = self, .now = now, .next = INT64_MAX, .expired = 0};
-    pmp_queue_foreach(self->inflight, s_scan_task, &scan);
-    self->next_check = scan.next;
-    if (scan.expired) {
-        double limit = (double)self->time_limit_ms / 1000.0;
+    size_t expired = pmp_timelimit_scan_locked(self->timelimit, self->inflight, now);
+    if (expired) {
+        double limit = (double)pmp_timelimit_limit_ms(self->timelimit) / 1000.0;
         char text[PMP_ERROR_TEXT];
         size_t n = pmp_queue_size(self->inflight);
         for (size_t k = 0; k < n; k++) {
             uint64_t id;
             pmp_task_t *task = pmp_queue_pop(self->inflight, &id);
-            if (task->sent_ms != INT64_MIN) {
+            if (task->sent_ms != PMP_TIMELIMIT_EXPIRED) {
                 PMP_ASSERT(pmp_queue_push(self->inflight, id, task) == 0);
                 continue;
             }
@@ -953,24 +916,25 @@ static long s_check_time(pmp_executor_t *self)
                      "runtime's own timer; pympipool gave it %g s more, then killed the "
                      "pympipool-runtime job (group %d, leader pid %lld on %s) and restarted it",
                      limit * task->ncalls, task->ncalls > 1 ? " per call of its chunk" : "",
-                     (double)self->time_grace_ms / 1000.0, (int)g->hello.group,
+                     (double)pmp_timelimit_grace_ms(self->timelimit) / 1000.0, (int)g->hello.group,
                      (long long)g->hello.pid, g->hello.host);
             pmp_sched_dec(self->sched, task->group);
-            g->timed_out = 1;
+            pmp_timelimit_expire(self->timelimit, task->group);
             pmp_task_destroy(&task);
             s_deliver_event_locked(self, PMP_DONE_TIMEOUT, id, text, -1);
         }
         self->timeout_kill = 1;
-        self->next_check = INT64_MAX;
+        pmp_timelimit_idle(self->timelimit);
         pthread_mutex_unlock(&self->mtx);
         pmp_log(PMP_LOG_INFO, "frontend: %zu task(s) exceeded run_time_max; killing the job",
-                (size_t)scan.expired);
+                expired);
         pmp_launcher_quiet(self->launcher, PMP_LAUNCHER_QUIET_ALL); /* ended on purpose */
         pmp_launcher_signal(self->launcher, SIGKILL);
         return -1;
     }
+    next = pmp_timelimit_next(self->timelimit);
     pthread_mutex_unlock(&self->mtx);
-    return scan.next == INT64_MAX ? -1 : (long)(scan.next - now);
+    return next == INT64_MAX ? -1 : (long)(next - now);
 }
 
 static void s_signal_ready(pmp_executor_t *self, int rc, int e, const pmp_error_t *err)
@@ -1159,6 +1123,7 @@ static void s_free_all(pmp_executor_t *self)
         free(self->argv);
     }
     pmp_rankwatch_destroy(&self->watch);
+    pmp_timelimit_destroy(&self->timelimit);
     free(self->groups);
     free(self->items);
     free(self->exit_text);
@@ -1192,11 +1157,7 @@ pmp_executor_t *pmp_executor_new(const pmp_executor_config_t *cfg, pmp_error_t *
     self->depth = cfg->pipeline_depth;
     self->launch = cfg->launch != 0;
     self->restart_limit = cfg->restart_limit;
-    self->time_limit_ms = cfg->run_time_max_ms;
-    self->time_grace_ms =
-        cfg->run_time_grace_ms ? cfg->run_time_grace_ms : PMP_EXECUTOR_RUN_TIME_GRACE_MS;
-    self->next_check = INT64_MAX;
-    self->keep_sent = self->launch && (self->restart_limit > 0 || self->time_limit_ms > 0);
+    self->keep_sent = self->launch && (self->restart_limit > 0 || cfg->run_time_max_ms > 0);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -1216,9 +1177,12 @@ pmp_executor_t *pmp_executor_new(const pmp_executor_config_t *cfg, pmp_error_t *
     self->sched = pmp_sched_new((size_t)self->depth);
     self->done = pmp_completion_queue_new(&self->mtx);
     self->watch = pmp_rankwatch_new(self->launch);
+    self->timelimit = pmp_timelimit_new(cfg->run_time_max_ms, cfg->run_time_grace_ms
+                                                                  ? cfg->run_time_grace_ms
+                                                                  : PMP_EXECUTOR_RUN_TIME_GRACE_MS);
     self->next_seq = 1;
     if (failed || !self->queue || !self->inflight || !self->bcasts || !self->defined ||
-        !self->kept || !self->sched || !self->done || !self->watch)
+        !self->kept || !self->sched || !self->done || !self->watch || !self->timelimit)
         goto nomem;
 
     if (self->launch) {
