@@ -157,24 +157,23 @@ size_t pmp_rankwatch_count(const pmp_rankwatch_t *self)
 
 int pmp_rankwatch_pollitems(pmp_rankwatch_t *self, zmq_pollitem_t *items)
 {
-    size_t need = pmp_rankwatch_count(self);
-    if (need > self->watched_cap) {
-        size_t cap = need * 2;
-        size_t(*watched)[2] = realloc(self->watched, cap * sizeof *watched);
-        PMP_ASSERT(watched != NULL);
-        self->watched = watched;
-        self->watched_cap = cap;
-    }
-    int n = 0;
+    size_t n = 0;
     for (size_t i = 0; i < self->ngroups; i++)
         for (size_t r = 0; r < self->groups[i].nranks; r++)
             if (self->groups[i].pidfds[r] >= 0) {
+                if (n == self->watched_cap) {
+                    size_t cap = self->watched_cap ? self->watched_cap * 2 : 16;
+                    size_t(*watched)[2] = realloc(self->watched, cap * sizeof *watched);
+                    PMP_ASSERT(watched != NULL);
+                    self->watched = watched;
+                    self->watched_cap = cap;
+                }
                 items[n] = (zmq_pollitem_t){.fd = self->groups[i].pidfds[r], .events = ZMQ_POLLIN};
                 self->watched[n][0] = i;
                 self->watched[n][1] = r;
                 n++;
             }
-    return n;
+    return (int)n;
 }
 
 size_t pmp_rankwatch_item_group(const pmp_rankwatch_t *self, int k)
