@@ -2,7 +2,7 @@
  * pmp_auth.h - authentication of the one peer a frontend socket serves:
  * fresh credentials, the server side of ZeroMQ's PLAIN or CURVE mechanism
  * and a ZAP handler that admits only the holder of those credentials.
- * Shared by the executor (pmp_executor.c: the runtime's leaders) and the
+ * Shared by the executor (pmp_endpoint.c: the runtime's leaders) and the
  * socket interface (pmp_channel.c: the booted program).  No Python in here.
  *
  * How it works.  pmp_auth_new() makes the credentials (PLAIN: a password of

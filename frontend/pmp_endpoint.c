@@ -24,7 +24,7 @@
  * Credentials file: written right before every launch (and once at
  * creation for a queue adapter, which starts the job later), removed once
  * every group said hello, when the job exits and here on destroy; the
- * executor decides when (pmp_executor.c), this file how.
+ * executor decides when (pmp_job.c, pmp_executor_io.c), this file how.
  */
 #include "pmp_endpoint.h"
 

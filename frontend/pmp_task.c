@@ -4,9 +4,9 @@
  *
  * Place in the design: everything the executor sends to its groups, a
  * task or a broadcast, is one pmp_task_t from submit to completion.  The
- * public API builds it, the queues hold it, the I/O thread sends it and
- * destroys it when its completion is queued, or keeps it while a restart
- * may need to send it again (pmp_executor.c).
+ * public API builds it (pmp_executor.c), the queues hold it, the I/O
+ * thread sends it and destroys it when its completion is queued, or keeps
+ * it while a restart may need to send it again (pmp_executor_io.c).
  *
  * How the zero-copy release works: each buffer with a free_fn gets a small
  * record (free_fn, hint, armed) that is the hint of its zmq_msg_init_data

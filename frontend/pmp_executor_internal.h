@@ -1,0 +1,146 @@
+/*
+ * pmp_executor_internal.h - the executor's shared state and the I/O
+ * thread's entry points, for the three files that make up the executor:
+ * pmp_executor.c (the public API, run by callers), pmp_executor_io.c (the
+ * I/O thread: its loop, sending, the message handlers) and pmp_job.c (the
+ * job's life: launch, exit, restart, the hard time limit).  Internal to
+ * the frontend; nothing else may include it.
+ *
+ * Ownership.  Every field of struct pmp_executor is under exactly one of
+ * three rules, written next to it:
+ *   - immutable after pmp_executor_new(): any thread reads it freely;
+ *   - guarded by mtx: any thread, holding mtx;
+ *   - the I/O thread's: only that thread, with or without mtx (some of
+ *     these are written inside its critical sections, for the reasons
+ *     given in pmp_executor.c, but no other thread reads them).
+ * A function that must be called with mtx held ends in _locked.
+ *
+ * Failure: out of memory in the I/O thread is fatal (PMP_ASSERT): losing
+ * a completion would hang a caller forever.  Everything a caller can get
+ * wrong fails in the public API, before the I/O thread sees it.
+ */
+#ifndef PMP_EXECUTOR_INTERNAL_H
+#define PMP_EXECUTOR_INTERNAL_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+#include <zmq.h>
+
+#include "pmp_completion.h"
+#include "pmp_completion_queue.h"
+#include "pmp_endpoint.h"
+#include "pmp_executor.h"
+#include "pmp_launcher.h"
+#include "pmp_queue.h"
+#include "pmp_rankwatch.h"
+#include "pmp_sched.h"
+#include "pmp_task.h"
+#include "pmp_timelimit.h"
+
+/* One group of the job, from its hello on: the I/O thread's. */
+typedef struct {
+    unsigned char identity[256]; /* its ZeroMQ routing identity */
+    size_t identity_size;
+    pmp_hello_t hello;
+    int gone; /* said GOODBYE or became unreachable */
+    int shutdown_sent;
+} pmp_executor_group_t;
+
+struct pmp_executor {
+    /* ---- immutable after new() */
+    unsigned gen; /* fork generation at creation (pmp_fork.h) */
+    pid_t owner;  /* the process that created it */
+    int ranks, ranks_per_group, depth, launch;
+    int restart_limit; /* relaunches allowed after deaths */
+    int keep_sent;     /* a restart is possible: tasks keep their frames in flight */
+    char *cwd, *exec_path;
+    char **argv; /* the command, NULL-terminated */
+    /* the socket, its authentication and the credentials file: the
+     * creator's, then the I/O thread's once it runs; its address and
+     * credentials path never change */
+    pmp_endpoint_t *endpoint;
+    int efd; /* eventfd: callers wake the I/O thread */
+    pthread_t thread;
+    int thread_started;
+    pthread_mutex_t mtx;
+    pthread_cond_t ready_cv;      /* start-up handshake */
+    pthread_cond_t intr_cv;       /* interrupt requests served */
+    pmp_completion_queue_t *done; /* the pointer; its contents are guarded by mtx */
+
+    /* ---- written by the I/O thread, read by callers: atomic */
+    pid_t pid; /* the job's launcher process; changes at a restart */
+
+    /* ---- guarded by mtx */
+    int ready, start_rc, start_errno;
+    pmp_error_t start_err;
+    pmp_queue_t *queue;    /* tasks not yet sent, by task id */
+    pmp_queue_t *inflight; /* tasks sent, not completed */
+    pmp_queue_t *bcasts;   /* broadcasts not yet sent, by seq */
+    pmp_queue_t *defined;  /* keys DEFINEd and not FORGOTten (caller's view) */
+    uint64_t next_seq;
+    int init_submitted;
+    int any_task;
+    /* the broadcasts a late group must get; changed by the I/O thread only */
+    pmp_task_t *init_kept;
+    pmp_queue_t *kept; /* DEFINEs by key, in order */
+    int closing, exited, stop, grace_ms;
+    char *exit_text;
+    int closed_delivered;
+    int restarts; /* relaunches so far (pmp_executor_restarts) */
+    /* interrupt(): requests asked (also read without the lock, as a hint)
+     * and served, the ranks the last batch reached, and whether the I/O
+     * thread has ended */
+    uint64_t intr_asked, intr_served;
+    int intr_count, io_done;
+
+    /* ---- the I/O thread's */
+    pmp_launcher_t *launcher;
+    pmp_sched_t *sched;           /* identity -> group, load of each group */
+    pmp_executor_group_t *groups; /* indexed like sched */
+    size_t ngroups, groups_cap;
+    size_t hellos;              /* groups that said hello since the last launch */
+    int shutdown_sent;          /* every group was sent SHUTDOWN (close or destroy) */
+    int restarts_counted;       /* restarts that count against restart_limit */
+    int timeout_kill;           /* the job was killed because a task exceeded its time limit */
+    pmp_timelimit_t *timelimit; /* the clock of the hard time limit */
+    pmp_rankwatch_t *watch;     /* pidfds of the groups' ranks on this host, the first death */
+    zmq_pollitem_t *items;      /* poll set */
+    size_t items_cap;
+};
+
+static inline int64_t pmp_executor_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Queues an event or a task's failure (kind, id, text, status) and wakes
+ * the waiters.  mtx held. */
+static inline void pmp_executor_deliver_locked(pmp_executor_t *self, int kind, uint64_t id,
+                                               const char *text, int status)
+{
+    pmp_completion_queue_deliver_locked(self->done, pmp_completion_new(kind, id, 0, text, status));
+}
+
+/* ---- the I/O thread (pmp_executor_io.c) ---------------------------------- */
+
+/* The I/O thread's body, started by pmp_executor_new() with the executor
+ * as arg: launches the job (cfg->launch), reports ready, then polls and
+ * serves everything until destroy() asked it to stop and the job is gone;
+ * closes the socket before it returns. */
+void *pmp_executor_io_main(void *arg);
+
+/* Completes every in-flight task of group gi (or of every group when gi is
+ * SIZE_MAX) with kind (PMP_DONE_BROKEN, ...) and text, releasing each
+ * task's frames first.  O(tasks in flight).  mtx held; I/O thread. */
+void pmp_executor_io_fail_inflight_locked(pmp_executor_t *self, size_t gi, int kind,
+                                          const char *text);
+
+/* Group g left or cannot be reached: it gets nothing more.  I/O thread. */
+void pmp_executor_io_group_gone(pmp_executor_t *self, pmp_executor_group_t *g);
+
+#endif

@@ -1,0 +1,705 @@
+/*
+ * pmp_executor_io.c - the executor's I/O thread: one poll loop that owns
+ * the ROUTER socket, sends every task and broadcast to the groups, handles
+ * every message they send back, and watches the job (pmp_executor.c has
+ * the design as a whole; pmp_executor_internal.h the shared state).
+ *
+ * The path of a call through this file.  pmp_executor_submit() queues the
+ * task under the mutex and writes the eventfd.  The loop wakes, and
+ * s_step() pops the head of the queue for the least loaded group with room
+ * (pmp_sched), sends it (s_send_locked: identity, header, the task's
+ * frames) and moves it to the in-flight table.  The group's leader answers
+ * with RESULT or ERROR; s_recv_one() reads the multipart message, checks
+ * the header and who sent it, and s_on_reply() takes the task out of the
+ * in-flight table, releases its frames and queues the completion with the
+ * received frames (moved, never copied) for pmp_executor_wait().  A HELLO
+ * adds a group (s_on_hello, which also replays the INIT and the kept
+ * DEFINEs to it: s_sync_group_locked); a GOODBYE retires one.
+ *
+ * One round of the loop.  The poll set is, in this order: the socket, the
+ * eventfd, the job's pidfd, the job's output pipes (and fd 1 while relayed
+ * output waits for room), the ZAP handler's sockets (pmp_endpoint) and a
+ * pidfd per local rank (pmp_rankwatch).  The timeout is the earliest of:
+ * the output relay's next write, the 100 ms waitpid poll where there is no
+ * pidfd, the hard time limit's next deadline (pmp_job_check_time), the
+ * grace after a rank's death, and destroy()'s stop steps.  After the poll:
+ * interrupts are served, output is pumped, handshakes answered, rank exits
+ * noted, up to S_MAX_RECV_BATCH messages handled, the job's exit handled
+ * (pmp_job_on_exit), and s_step() sends whatever now has room.
+ *
+ * The mutex.  Every send of this thread happens with the callers' mutex
+ * held (pmp_executor.c says which and why); the receive side takes it
+ * only to update the tables and queue the completion.  Nothing here calls
+ * into Python or blocks on a peer: the ROUTER never blocks a send, a
+ * message from an unknown or malformed peer is dropped with a warning, and
+ * out of memory is fatal rather than a lost completion.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "pmp_executor_internal.h"
+#include "pmp_job.h"
+
+#define S_EXIT_POLL_MS 100   /* waitpid poll period without a pidfd */
+#define S_MAX_RECV_BATCH 256 /* messages handled per poll round */
+
+/* ---- groups -------------------------------------------------------------- */
+
+static size_t s_index(const pmp_executor_t *self, const pmp_executor_group_t *g)
+{
+    return (size_t)(g - self->groups);
+}
+
+static size_t s_load(const pmp_executor_t *self, const pmp_executor_group_t *g)
+{
+    return pmp_sched_load(self->sched, s_index(self, g));
+}
+
+/* The group left or cannot be reached: it gets nothing more. */
+void pmp_executor_io_group_gone(pmp_executor_t *self, pmp_executor_group_t *g)
+{
+    g->gone = 1;
+    pmp_sched_retire(self->sched, s_index(self, g));
+}
+
+static pmp_executor_group_t *s_find_group(pmp_executor_t *self, const void *id, size_t len)
+{
+    size_t i = pmp_sched_find(self->sched, id, len);
+    return i == PMP_SCHED_NONE ? NULL : &self->groups[i];
+}
+
+static size_t s_live_groups(const pmp_executor_t *self)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < self->ngroups; i++)
+        n += !self->groups[i].gone;
+    return n;
+}
+
+/* ---- sending (mtx held) --------------------------------------------------- */
+
+/* Completes in-flight tasks (pmp_executor_internal.h).  mtx held. */
+void pmp_executor_io_fail_inflight_locked(pmp_executor_t *self, size_t gi, int kind,
+                                          const char *text)
+{
+    size_t n = pmp_queue_size(self->inflight);
+    for (size_t k = 0; k < n; k++) {
+        uint64_t id;
+        pmp_task_t *task = pmp_queue_pop(self->inflight, &id);
+        if (gi == SIZE_MAX || task->group == gi) {
+            pmp_sched_dec(self->sched, task->group);
+            pmp_task_destroy(&task); /* its buffers go before its completion */
+            pmp_executor_deliver_locked(self, kind, id, text, -1);
+        } else {
+            PMP_ASSERT(pmp_queue_push(self->inflight, id, task) == 0);
+        }
+    }
+}
+
+/* Completes every in-flight task of group gi (or of every group when gi is
+ * SIZE_MAX) as BROKEN with text; mtx held. */
+static void s_break_inflight_locked(pmp_executor_t *self, size_t gi, const char *text)
+{
+    pmp_executor_io_fail_inflight_locked(self, gi, PMP_DONE_BROKEN, text);
+}
+
+/* Sends header + msgs to group g, consuming the msgs on success; every
+ * send of the executor goes through here.  An unreachable group is marked
+ * gone and its tasks in flight complete as BROKEN.  Returns 0, or -1 if
+ * the group is unreachable (the msgs are then untouched, unless the
+ * failure came after the first frame, which ZeroMQ does not do for
+ * ROUTER).  Never blocks (no send limit, mandatory routing).  mtx held. */
+static int s_send_locked(pmp_executor_t *self, pmp_executor_group_t *g, int type, uint64_t id,
+                         uint32_t flags, zmq_msg_t *msgs, size_t nmsgs)
+{
+    pmp_header_t hdr = {
+        .type = (uint16_t)type, .task_id = id, .flags = flags, .nframes = (uint32_t)nmsgs};
+    unsigned char hbuf[PMP_HEADER_SIZE];
+    pmp_header_encode(&hdr, hbuf);
+    void *router = pmp_endpoint_socket(self->endpoint);
+    if (zmq_send(router, g->identity, g->identity_size, ZMQ_SNDMORE) < 0) {
+        pmp_log(PMP_LOG_WARNING, "frontend: cannot send %s to group %d: %s",
+                pmp_msg_type_name(type), (int)g->hello.group, zmq_strerror(errno));
+        pmp_executor_io_group_gone(self, g);
+        if (s_load(self, g) > 0) {
+            char text[PMP_ERROR_TEXT];
+            snprintf(text, sizeof text,
+                     "group %d of the pympipool-runtime job (leader pid %lld on %s) became "
+                     "unreachable while running this task",
+                     (int)g->hello.group, (long long)g->hello.pid, g->hello.host);
+            s_break_inflight_locked(self, s_index(self, g), text);
+        }
+        return -1;
+    }
+    int rc = zmq_send(router, hbuf, sizeof hbuf, nmsgs ? ZMQ_SNDMORE : 0);
+    PMP_ASSERT(rc == (int)sizeof hbuf);
+    for (size_t i = 0; i < nmsgs; i++) {
+        rc = zmq_msg_send(&msgs[i], router, i + 1 < nmsgs ? ZMQ_SNDMORE : 0);
+        PMP_ASSERT(rc >= 0);
+    }
+    return 0;
+}
+
+/* SHUTDOWN to group g, once; it is never picked again.  mtx held. */
+static void s_send_shutdown_locked(pmp_executor_t *self, pmp_executor_group_t *g)
+{
+    if (g->gone || g->shutdown_sent)
+        return;
+    zmq_msg_t empty;
+    zmq_msg_init(&empty);
+    if (s_send_locked(self, g, PMP_MSG_SHUTDOWN, 0, 0, &empty, 1) < 0)
+        zmq_msg_close(&empty);
+    g->shutdown_sent = 1;
+    pmp_sched_retire(self->sched, s_index(self, g));
+}
+
+/* SHUTDOWN to every group (close() once the queue drained, or destroy()):
+ * the groups say GOODBYE and the runtime finalises.  mtx held. */
+static void s_shutdown_all_locked(pmp_executor_t *self)
+{
+    self->shutdown_sent = 1;
+    for (size_t i = 0; i < self->ngroups; i++)
+        s_send_shutdown_locked(self, &self->groups[i]);
+}
+
+/* Sends task to group g and keeps its frames: the group gets shared
+ * references to them (zmq_msg_copy, no byte copy).  A broadcast goes to
+ * every group this way, and so does a task when the job may be restarted
+ * (keep_sent), so that a task a group held but had not started can be
+ * sent again to the next job.  Returns 0, or -1 as s_send_locked.  mtx
+ * held. */
+static int s_send_shared_locked(pmp_executor_t *self, pmp_executor_group_t *g,
+                                const pmp_task_t *task)
+{
+    zmq_msg_t stack[4];
+    zmq_msg_t *copies = task->nmsgs <= 4 ? stack : calloc(task->nmsgs, sizeof *copies);
+    PMP_ASSERT(copies != NULL);
+    for (size_t i = 0; i < task->nmsgs; i++) {
+        zmq_msg_init(&copies[i]);
+        PMP_ASSERT(zmq_msg_copy(&copies[i], &task->msgs[i]) == 0); /* shares, no copy */
+    }
+    int rc = s_send_locked(self, g, task->type, task->id, task->flags, copies, task->nmsgs);
+    if (rc < 0)
+        for (size_t i = 0; i < task->nmsgs; i++)
+            zmq_msg_close(&copies[i]);
+    if (copies != stack)
+        free(copies);
+    return rc;
+}
+
+/* Sends a broadcast to one group, unless it left or was shut down.  mtx
+ * held. */
+static void s_send_copy_locked(pmp_executor_t *self, pmp_executor_group_t *g,
+                               const pmp_task_t *task)
+{
+    if (!g->gone && !g->shutdown_sent)
+        s_send_shared_locked(self, g, task);
+}
+
+/* pmp_queue_foreach callback of s_sync_group_locked: ctx is {self, g}. */
+static void s_send_kept_locked(uint64_t key, void *item, void *arg)
+{
+    (void)key;
+    void **ctx = arg;
+    s_send_copy_locked(ctx[0], ctx[1], item);
+}
+
+/* What a group that just connected must know before its first task: the
+ * INIT, then the DEFINEs still kept, in order.  mtx held. */
+static void s_sync_group_locked(pmp_executor_t *self, pmp_executor_group_t *g)
+{
+    if (self->init_kept)
+        s_send_copy_locked(self, g, self->init_kept);
+    void *ctx[2] = {self, g};
+    pmp_queue_foreach(self->kept, s_send_kept_locked, ctx);
+}
+
+/* Sends a broadcast (the head of bcasts) to every live group and updates
+ * what late groups get.  Takes ownership of task.  mtx held. */
+static void s_run_broadcast_locked(pmp_executor_t *self, pmp_task_t *task)
+{
+    for (size_t i = 0; i < self->ngroups; i++)
+        s_send_copy_locked(self, &self->groups[i], task);
+    if (task->type == PMP_MSG_INIT) {
+        PMP_ASSERT(self->init_kept == NULL); /* submit allows one */
+        self->init_kept = task;
+    } else if (task->type == PMP_MSG_DEFINE) {
+        /* broadcast() refuses a second DEFINE of a kept key */
+        PMP_ASSERT(pmp_queue_push(self->kept, task->id, task) == 0);
+    } else {
+        pmp_task_t *def = pmp_queue_remove(self->kept, task->id);
+        pmp_task_destroy(&def); /* its buffers go once the groups' copies are sent */
+        pmp_task_destroy(&task);
+    }
+}
+
+/* Sends the broadcasts and queued tasks, oldest first, wherever there is
+ * room, and moves close() along.  The first half of a call's path: the
+ * task leaves the queue, is sent and enters the in-flight table in one
+ * critical section.  Called after every poll round; takes mtx. */
+static void s_step(pmp_executor_t *self)
+{
+    pthread_mutex_lock(&self->mtx);
+    /* While the job is being killed (a time limit, a rank that died) it gets
+     * nothing more: what is queued waits for the next job, if any. */
+    if (!self->exited && !self->stop && !self->timeout_kill && !pmp_rankwatch_death(self->watch)) {
+        for (;;) {
+            pmp_task_t *head = pmp_queue_peek(self->queue, NULL);
+            pmp_task_t *bcast = pmp_queue_peek(self->bcasts, NULL);
+            if (bcast && (!head || bcast->seq < head->seq)) {
+                s_run_broadcast_locked(self, pmp_queue_pop(self->bcasts, NULL));
+                continue;
+            }
+            if (!head)
+                break;
+            size_t gi = pmp_sched_pick(self->sched);
+            if (gi == PMP_SCHED_NONE)
+                break;
+            pmp_executor_group_t *best = &self->groups[gi];
+            uint64_t id;
+            pmp_task_t *task = pmp_queue_pop(self->queue, &id);
+            int sent = self->keep_sent ? s_send_shared_locked(self, best, task)
+                                       : s_send_locked(self, best, task->type, task->id,
+                                                       task->flags, task->msgs, task->nmsgs);
+            if (sent < 0) {
+                PMP_ASSERT(pmp_queue_push_front(self->queue, id, task) == 0);
+                continue; /* best is now gone; try another group */
+            }
+            task->group = gi;
+            task->sent_ms = pmp_timelimit_sent(self->timelimit);
+            pmp_sched_inc(self->sched, gi);
+            PMP_ASSERT(pmp_queue_push(self->inflight, id, task) == 0);
+        }
+        if (self->closing && !self->shutdown_sent && pmp_queue_size(self->queue) == 0 &&
+            pmp_queue_size(self->inflight) == 0)
+            s_shutdown_all_locked(self);
+    }
+    if (self->closing && !self->closed_delivered &&
+        (self->exited || (!self->launch && self->shutdown_sent && s_live_groups(self) == 0))) {
+        self->closed_delivered = 1;
+        pmp_executor_deliver_locked(self, PMP_EVENT_CLOSED, 0, "", -1);
+    }
+    pthread_mutex_unlock(&self->mtx);
+}
+
+/* ---- receiving ----------------------------------------------------------- */
+
+/* A group connected: it joins the group table, the rank watch and the
+ * scheduler, gets the INIT and the kept DEFINEs before anything else (or
+ * SHUTDOWN when the executor is ending), and the hello text goes to the
+ * caller as PMP_EVENT_HELLO.  The credentials file goes once every group
+ * of the job has said hello.  Takes mtx. */
+static void s_on_hello(pmp_executor_t *self, zmq_msg_t *identity, zmq_msg_t *payload)
+{
+    pmp_error_t err;
+    pmp_hello_t hello;
+    if (zmq_msg_size(identity) > sizeof self->groups[0].identity) {
+        pmp_log(PMP_LOG_WARNING, "frontend: dropped a hello with an oversized identity");
+        return;
+    }
+    if (s_find_group(self, zmq_msg_data(identity), zmq_msg_size(identity))) {
+        pmp_log(PMP_LOG_WARNING, "frontend: dropped a second hello from the same peer");
+        return;
+    }
+    if (pmp_hello_decode(zmq_msg_data(payload), zmq_msg_size(payload), &hello, &err) < 0) {
+        pmp_log(PMP_LOG_WARNING, "frontend: dropped a malformed hello: %s", err.text);
+        return;
+    }
+    if (self->ngroups == self->groups_cap) {
+        size_t cap = self->groups_cap ? self->groups_cap * 2 : 8;
+        pmp_executor_group_t *groups = realloc(self->groups, cap * sizeof *groups);
+        PMP_ASSERT(groups != NULL);
+        self->groups = groups;
+        self->groups_cap = cap;
+    }
+    size_t gi;
+    PMP_ASSERT(pmp_sched_add(self->sched, zmq_msg_data(identity), zmq_msg_size(identity), &gi) ==
+               0);
+    PMP_ASSERT(gi == self->ngroups);
+    pmp_executor_group_t *g = &self->groups[self->ngroups++];
+    memset(g, 0, sizeof *g);
+    g->identity_size = zmq_msg_size(identity);
+    memcpy(g->identity, zmq_msg_data(identity), g->identity_size);
+    g->hello = hello;
+    pmp_rankwatch_add(self->watch, gi, &hello, zmq_msg_data(payload), zmq_msg_size(payload));
+    pmp_log(PMP_LOG_INFO, "frontend: group %d of %d connected (leader pid %lld on %s)",
+            (int)hello.group, (int)hello.ngroups, (long long)hello.pid, hello.host);
+    if (++self->hellos >= (size_t)(self->ranks / self->ranks_per_group))
+        pmp_endpoint_remove_credentials(self->endpoint, "every group said hello");
+
+    size_t len = zmq_msg_size(payload);
+    char *text = malloc(len + 1);
+    PMP_ASSERT(text != NULL);
+    memcpy(text, zmq_msg_data(payload), len);
+    text[len] = '\0';
+    pthread_mutex_lock(&self->mtx);
+    if (self->shutdown_sent || self->stop || self->exited)
+        s_send_shutdown_locked(self, g);
+    else
+        s_sync_group_locked(self, g);
+    if (!self->closed_delivered) /* nothing follows CLOSED */
+        pmp_executor_deliver_locked(self, PMP_EVENT_HELLO, 0, text, -1);
+    pthread_mutex_unlock(&self->mtx);
+    free(text);
+}
+
+/* A RESULT or ERROR: the second half of a call's path.  The task leaves
+ * the in-flight table and its group's load, its frames are released, and
+ * the completion takes the received frames (moved, not copied).  A reply
+ * for a task the group does not hold is dropped.  Takes mtx. */
+static void s_on_reply(pmp_executor_t *self, pmp_executor_group_t *g, const pmp_header_t *hdr,
+                       zmq_msg_t *frames, size_t nframes)
+{
+    size_t gi = s_index(self, g);
+    pthread_mutex_lock(&self->mtx);
+    pmp_task_t *task = pmp_queue_find(self->inflight, hdr->task_id);
+    if (!task || task->group != gi) {
+        pthread_mutex_unlock(&self->mtx);
+        pmp_log(PMP_LOG_WARNING, "frontend: dropped a %s for task %llu that group %d does not hold",
+                pmp_msg_type_name(hdr->type), (unsigned long long)hdr->task_id,
+                (int)g->hello.group);
+        return;
+    }
+    pmp_queue_remove(self->inflight, hdr->task_id);
+    pmp_sched_dec(self->sched, gi);
+    pmp_timelimit_done(self->timelimit, gi);
+    /* Released before the completion is queued: once the caller has the
+     * result, nothing here refers to the task's buffers (with keep_sent the
+     * task held references to them until now; otherwise ZeroMQ let them go
+     * when it had written them, before the reply could even exist). */
+    pmp_task_destroy(&task);
+    int kind = hdr->type == PMP_MSG_RESULT ? PMP_DONE_RESULT : PMP_DONE_ERROR;
+    pmp_completion_t *c = pmp_completion_new(kind, hdr->task_id, hdr->flags, "", -1);
+    PMP_ASSERT(c != NULL);
+    PMP_ASSERT(pmp_completion_take_msgs(c, frames, nframes) == 0);
+    pmp_completion_queue_push_locked(self->done, c);
+    pthread_mutex_unlock(&self->mtx);
+    /* Woken after the unlock (the hot path): a waiter woken while the
+     * mutex is still held would only go back to sleep on it. */
+    pmp_completion_queue_wake(self->done);
+}
+
+/* A GOODBYE: the group is retired; a task it still held cannot complete
+ * any more and fails as BROKEN.  Takes mtx. */
+static void s_on_goodbye(pmp_executor_t *self, pmp_executor_group_t *g)
+{
+    size_t gi = s_index(self, g);
+    pmp_executor_io_group_gone(self, g);
+    pthread_mutex_lock(&self->mtx);
+    if (s_load(self, g) > 0) {
+        char text[PMP_ERROR_TEXT];
+        snprintf(text, sizeof text,
+                 "group %d of the pympipool-runtime job (leader pid %lld on %s) left while "
+                 "running this task",
+                 (int)g->hello.group, (long long)g->hello.pid, g->hello.host);
+        s_break_inflight_locked(self, gi, text);
+    }
+    pthread_mutex_unlock(&self->mtx);
+}
+
+/* Receives one multipart message if there is one, checks it (frame count,
+ * header, a sender that said hello and did not leave) and hands it to its
+ * handler above; anything else is dropped with a warning.  Returns 1 if a
+ * message was handled (or dropped), 0 if none was waiting. */
+static int s_recv_one(pmp_executor_t *self)
+{
+    zmq_msg_t stack[8];
+    zmq_msg_t *parts = stack;
+    void *router = pmp_endpoint_socket(self->endpoint);
+    size_t n = 0, cap = 8;
+    int more = 1, overflow = 0;
+    while (more) {
+        zmq_msg_t msg;
+        zmq_msg_init(&msg);
+        if (zmq_msg_recv(&msg, router, n == 0 ? ZMQ_DONTWAIT : 0) < 0) {
+            zmq_msg_close(&msg);
+            PMP_ASSERT(n == 0); /* later parts of a message are always there */
+            return 0;
+        }
+        more = zmq_msg_more(&msg);
+        if (n == cap && !overflow) {
+            if (cap >= (size_t)PMP_MAX_FRAMES + 2) {
+                overflow = 1;
+            } else {
+                zmq_msg_t *bigger = malloc(cap * 2 * sizeof *bigger);
+                PMP_ASSERT(bigger != NULL);
+                for (size_t i = 0; i < n; i++) {
+                    zmq_msg_init(&bigger[i]);
+                    zmq_msg_move(&bigger[i], &parts[i]);
+                }
+                if (parts != stack)
+                    free(parts);
+                parts = bigger;
+                cap *= 2;
+            }
+        }
+        if (overflow) {
+            zmq_msg_close(&msg);
+            continue;
+        }
+        zmq_msg_init(&parts[n]);
+        zmq_msg_move(&parts[n], &msg);
+        zmq_msg_close(&msg);
+        n++;
+    }
+
+    pmp_error_t err;
+    pmp_header_t hdr;
+    pmp_executor_group_t *g =
+        n >= 1 ? s_find_group(self, zmq_msg_data(&parts[0]), zmq_msg_size(&parts[0])) : NULL;
+    if (overflow) {
+        pmp_log(PMP_LOG_WARNING, "frontend: dropped a message of more than %d frames",
+                PMP_MAX_FRAMES + 2);
+    } else if (n < 2) {
+        pmp_log(PMP_LOG_WARNING, "frontend: dropped a message without a header frame");
+    } else if (pmp_header_decode(zmq_msg_data(&parts[1]), zmq_msg_size(&parts[1]), &hdr, &err) <
+                   0 ||
+               pmp_header_check(&hdr, n - 2, 1, &err) < 0) {
+        pmp_log(PMP_LOG_WARNING, "frontend: dropped a malformed message: %s", err.text);
+    } else if (hdr.type == PMP_MSG_HELLO) {
+        s_on_hello(self, &parts[0], &parts[2]);
+    } else if (!g) {
+        pmp_log(PMP_LOG_WARNING, "frontend: dropped a %s from a peer that never said hello",
+                pmp_msg_type_name(hdr.type));
+    } else if (g->gone) {
+        pmp_log(PMP_LOG_WARNING, "frontend: dropped a %s from group %d after its goodbye",
+                pmp_msg_type_name(hdr.type), (int)g->hello.group);
+    } else if (hdr.type == PMP_MSG_RESULT || hdr.type == PMP_MSG_ERROR) {
+        s_on_reply(self, g, &hdr, parts + 2, n - 2);
+    } else if (hdr.type == PMP_MSG_GOODBYE) {
+        s_on_goodbye(self, g);
+    }
+    for (size_t i = 0; i < n; i++)
+        zmq_msg_close(&parts[i]);
+    if (parts != stack)
+        free(parts);
+    return 1;
+}
+
+/* ---- ranks and interrupts ------------------------------------------------ */
+
+/* Poll item k of the rank watch fired: that rank has exited.  While the
+ * job should be running that is a crash: the first one is remembered for
+ * the error text, and the job gets PMP_RANKWATCH_DEATH_GRACE_MS to end by
+ * itself (mpiexec notices and kills the other ranks) before it is killed,
+ * so that no rank is left waiting on a dead peer. */
+static void s_on_rank_exit(pmp_executor_t *self, int k)
+{
+    const pmp_executor_group_t *g = &self->groups[pmp_rankwatch_item_group(self->watch, k)];
+    pthread_mutex_lock(&self->mtx);
+    int expected = self->stop || self->shutdown_sent || self->exited || g->gone;
+    pthread_mutex_unlock(&self->mtx);
+    pmp_rankwatch_on_exit(self->watch, k, expected);
+}
+
+/* Serves pmp_executor_interrupt(): SIGINT, through its pidfd, to every
+ * watched rank of every group that holds a task.  The group table is the
+ * I/O thread's, so the callers only ask (intr_asked) and wait for the
+ * answer.  A pidfd never reaches a recycled pid: the watch closes it as
+ * soon as the rank exits.  Takes mtx (only when something was asked). */
+static void s_serve_interrupts(pmp_executor_t *self)
+{
+    if (__atomic_load_n(&self->intr_asked, __ATOMIC_RELAXED) == self->intr_served)
+        return; /* the usual case: no lock taken */
+    int n = 0;
+    pthread_mutex_lock(&self->mtx);
+    if (!self->exited && !self->stop) {
+        for (size_t gi = 0; gi < self->ngroups; gi++) {
+            if (self->groups[gi].gone || pmp_sched_load(self->sched, gi) == 0)
+                continue;
+            n += pmp_rankwatch_signal(self->watch, gi, SIGINT);
+        }
+    }
+    if (n > 0 && self->launcher) /* a rank that dies of it is no news to the caller */
+        pmp_launcher_quiet(self->launcher, PMP_LAUNCHER_QUIET_BANNER);
+    self->intr_served = self->intr_asked;
+    self->intr_count = n;
+    pthread_cond_broadcast(&self->intr_cv);
+    pthread_mutex_unlock(&self->mtx);
+    pmp_log(PMP_LOG_INFO, "frontend: interrupt: SIGINT sent to %d rank(s)", n);
+}
+
+/* ---- the loop ------------------------------------------------------------ */
+
+/* The I/O thread's poll set with room for n items. */
+static zmq_pollitem_t *s_poll_items(pmp_executor_t *self, size_t n)
+{
+    if (n > self->items_cap) {
+        size_t cap = n * 2;
+        zmq_pollitem_t *items = realloc(self->items, cap * sizeof *items);
+        PMP_ASSERT(items != NULL);
+        self->items = items;
+        self->items_cap = cap;
+    }
+    return self->items;
+}
+
+/* Ends pmp_executor_new()'s wait: started (rc 0) or not (-1, errno e and
+ * the sentence in err).  Takes mtx. */
+static void s_signal_ready(pmp_executor_t *self, int rc, int e, const pmp_error_t *err)
+{
+    pthread_mutex_lock(&self->mtx);
+    self->ready = 1;
+    self->start_rc = rc;
+    self->start_errno = e;
+    if (err)
+        self->start_err = *err;
+    pthread_cond_broadcast(&self->ready_cv);
+    pthread_mutex_unlock(&self->mtx);
+}
+
+/* destroy() asked the thread to stop: SHUTDOWN to every group once, then
+ * the launcher's stop steps (grace for the job to exit, SIGTERM, 2 s,
+ * SIGKILL) or, without a launched job, up to grace for every group's
+ * GOODBYE.  Returns 1 when the thread may end.  Takes mtx. */
+static int s_stopping(pmp_executor_t *self, pmp_launcher_stop_t *ending, int grace)
+{
+    int job_gone = !self->launcher || pmp_launcher_exited(self->launcher);
+    if (!pmp_launcher_stop_begun(ending)) {
+        pthread_mutex_lock(&self->mtx);
+        s_shutdown_all_locked(self);
+        pthread_mutex_unlock(&self->mtx);
+        /* once signalled, the job was ended on purpose: its noise is not shown */
+        pmp_launcher_stop_begin(ending, grace, PMP_LAUNCHER_QUIET_ALL);
+    }
+    if (self->launch ? job_gone : s_live_groups(self) == 0)
+        return 1;
+    if (!pmp_launcher_stop_due(ending))
+        return 0;
+    if (!self->launch)
+        return 1;
+    if (pmp_launcher_stop_next(self->launcher, ending) == SIGTERM) {
+        pmp_log(PMP_LOG_INFO, "frontend: the job did not exit within %d ms; SIGTERM", grace);
+        return 0;
+    }
+    pmp_log(PMP_LOG_INFO, "frontend: the job ignored SIGTERM; SIGKILL");
+    pmp_launcher_wait(self->launcher);
+    pmp_job_on_exit(self);
+    return 1;
+}
+
+/* The I/O thread (pmp_executor_internal.h): one round of this loop is
+ * described at the top of this file. */
+void *pmp_executor_io_main(void *arg)
+{
+    pmp_executor_t *self = arg;
+    if (self->launch) {
+        pmp_error_t err = {{0}};
+        if (pmp_job_launch(self, &err) < 0) {
+            int e = errno;
+            pmp_endpoint_close_socket(self->endpoint, 0);
+            s_signal_ready(self, -1, e, &err);
+            return NULL;
+        }
+    }
+    s_signal_ready(self, 0, 0, NULL);
+
+    /* destroy(): SHUTDOWN, grace, SIGTERM, SIGKILL (pmp_launcher.h) */
+    pmp_launcher_stop_t ending = {0};
+    for (;;) {
+        zmq_pollitem_t *items =
+            s_poll_items(self, 3 + PMP_LAUNCHER_MAX_FDS + PMP_ENDPOINT_MAX_ITEMS +
+                                   pmp_rankwatch_count(self->watch));
+        int n = 0;
+        items[n++] =
+            (zmq_pollitem_t){.socket = pmp_endpoint_socket(self->endpoint), .events = ZMQ_POLLIN};
+        items[n++] = (zmq_pollitem_t){.fd = self->efd, .events = ZMQ_POLLIN};
+        int running = self->launcher && !pmp_launcher_exited(self->launcher);
+        int pidfd_i = -1;
+        if (running && pmp_launcher_pidfd(self->launcher) >= 0) {
+            pidfd_i = n;
+            items[n++] =
+                (zmq_pollitem_t){.fd = pmp_launcher_pidfd(self->launcher), .events = ZMQ_POLLIN};
+        }
+        /* the job's output: stderr, stdout and, while relayed output
+         * waits for room, our stdout */
+        int out_i = n, nout = 0, out_timeout = -1;
+        if (self->launcher) {
+            struct pollfd pfds[PMP_LAUNCHER_MAX_FDS];
+            nout = pmp_launcher_pollfds(self->launcher, pfds, &out_timeout);
+            for (int k = 0; k < nout; k++)
+                items[n++] = (zmq_pollitem_t){
+                    .fd = pfds[k].fd,
+                    .events = (short)((pfds[k].events & POLLIN ? ZMQ_POLLIN : 0) |
+                                      (pfds[k].events & POLLOUT ? ZMQ_POLLOUT : 0))};
+        }
+        int auth_i = n, nauth = pmp_endpoint_pollitems(self->endpoint, items + n);
+        n += nauth;
+        int watch_i = n;
+        n += pmp_rankwatch_pollitems(self->watch, items + n);
+        long timeout = out_timeout;
+        if (running && pidfd_i < 0 && (timeout < 0 || timeout > S_EXIT_POLL_MS))
+            timeout = S_EXIT_POLL_MS;
+        long time_left = pmp_job_check_time(self); /* may kill the job: seen next round */
+        if (time_left >= 0 && (timeout < 0 || time_left < timeout))
+            timeout = time_left;
+        int64_t death_left = running ? pmp_rankwatch_left(self->watch) : -1;
+        if (death_left >= 0 && (timeout < 0 || death_left < timeout))
+            timeout = (long)death_left;
+        int64_t stop_left = pmp_launcher_stop_left(&ending);
+        if (stop_left >= 0 && (timeout < 0 || stop_left < timeout))
+            timeout = (long)stop_left;
+        int rc = zmq_poll(items, n, timeout);
+        if (rc < 0 && errno != EINTR) {
+            pmp_log(PMP_LOG_ERROR, "frontend: zmq_poll failed: %s", zmq_strerror(errno));
+            PMP_ASSERT(errno == ETERM);
+        }
+        if (rc > 0 && (items[1].revents & ZMQ_POLLIN)) {
+            uint64_t v;
+            ssize_t r = read(self->efd, &v, sizeof v);
+            (void)r;
+        }
+        s_serve_interrupts(self);
+        int pump = out_timeout >= 0 && rc == 0; /* held output is due */
+        for (int k = out_i; rc > 0 && k < out_i + nout; k++)
+            pump |= items[k].revents != 0;
+        if (pump)
+            pmp_launcher_pump(self->launcher);
+        for (int k = auth_i; rc > 0 && k < auth_i + nauth; k++)
+            if (items[k].revents) { /* handshakes: admit the runtime, refuse the rest */
+                pmp_endpoint_serve(self->endpoint);
+                break;
+            }
+        for (int k = watch_i; rc > 0 && k < n; k++)
+            if (items[k].revents)
+                s_on_rank_exit(self, k - watch_i);
+        if (running && pmp_rankwatch_kill_due(self->watch)) {
+            pmp_log(PMP_LOG_WARNING,
+                    "frontend: the job did not end within %d ms after %s died; killing it",
+                    PMP_RANKWATCH_DEATH_GRACE_MS, pmp_rankwatch_death(self->watch));
+            pmp_launcher_signal(self->launcher, SIGKILL);
+        }
+        for (int k = 0; k < S_MAX_RECV_BATCH && s_recv_one(self); k++)
+            ;
+        if (running && (pidfd_i < 0 || (rc > 0 && items[pidfd_i].revents)) &&
+            pmp_launcher_poll_exit(self->launcher))
+            pmp_job_on_exit(self);
+        s_step(self);
+
+        pthread_mutex_lock(&self->mtx);
+        int stop = self->stop, grace = self->grace_ms;
+        pthread_mutex_unlock(&self->mtx);
+        if (stop && s_stopping(self, &ending, grace))
+            break;
+    }
+    /* without a launched job, give SHUTDOWN messages a moment to leave */
+    int linger = 0;
+    if (!self->launch) {
+        pthread_mutex_lock(&self->mtx);
+        linger = self->grace_ms < 1000 ? self->grace_ms : 1000;
+        pthread_mutex_unlock(&self->mtx);
+    }
+    pmp_endpoint_close_socket(self->endpoint, linger);
+    pthread_mutex_lock(&self->mtx);
+    self->io_done = 1; /* nobody is left to serve an interrupt */
+    pthread_cond_broadcast(&self->intr_cv);
+    pthread_mutex_unlock(&self->mtx);
+    return NULL;
+}
