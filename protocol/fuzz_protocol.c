@@ -597,6 +597,10 @@ pmp_fuzz_seed_t *pmp_fuzz_seeds_new(size_t *count)
     s_seed_to_leader(&s, "leader-task-buffers", PMP_MSG_TASK, 2, PMP_FLAG_ALL_RANKS, 3, pk_bufs, 3);
     s_seed_to_leader(&s, "leader-task-fn-key-chunk", PMP_MSG_TASK, 3,
                      PMP_FLAG_FN_KEY | PMP_FLAG_CHUNK, 1, &pk, 1);
+    s_seed_to_leader(&s, "leader-task-fn-key-chunk-map", PMP_MSG_TASK, 3,
+                     PMP_FLAG_FN_KEY | PMP_FLAG_CHUNK | PMP_FLAG_MAP, 1, &pk, 1);
+    s_seed_to_leader(&s, "leader-task-fn-key-chunk-starmap", PMP_MSG_TASK, 3,
+                     PMP_FLAG_FN_KEY | PMP_FLAG_CHUNK | PMP_FLAG_STARMAP, 1, &pk, 1);
     s_seed_to_leader(&s, "leader-init", PMP_MSG_INIT, 4, 0, 1, &pk, 1);
     s_seed_to_leader(&s, "leader-define", PMP_MSG_DEFINE, 0xfeedull, 0, 1, &pk, 1);
     s_seed_to_leader(&s, "leader-forget", PMP_MSG_FORGET, 0xfeedull, 0, 0, NULL, 0);
@@ -622,7 +626,7 @@ pmp_fuzz_seed_t *pmp_fuzz_seeds_new(size_t *count)
         hdr[6] = 10;
         s_seed_add(&s, "leader-bad-type", parts, 2);
         hdr[6] = PMP_MSG_TASK;
-        hdr[16] = 0x08;
+        hdr[16] = 0x20; /* the lowest bit above PMP_FLAG_KNOWN_MASK */
         s_seed_add(&s, "leader-bad-flags", parts, 2);
         hdr[16] = 0;
         hdr[22] = 0x01; /* 65537 frames */

@@ -69,11 +69,17 @@ typedef enum {
 /* The payload is (fn_or_key, calls), calls a list of (args, kwargs); the
  * result is the list of their return values in order, or the first error. */
 #define PMP_FLAG_CHUNK 0x4u
+/* With PMP_FLAG_CHUNK: calls is a plain list of items, one call fn(item)
+ * each (a map), instead of (args, kwargs) pairs. */
+#define PMP_FLAG_MAP 0x8u
+/* With PMP_FLAG_CHUNK: calls is a plain list of argument tuples, one call
+ * fn(*args) each (a starmap).  Not together with PMP_FLAG_MAP. */
+#define PMP_FLAG_STARMAP 0x10u
 /* Result flags (RESULT). */
 /* The payload is a rank table, followed by each rank's pickle and buffers. */
 #define PMP_FLAG_PER_RANK 0x1u
 /* Flags a receiver does not know are rejected. */
-#define PMP_FLAG_KNOWN_MASK 0x7u
+#define PMP_FLAG_KNOWN_MASK 0x1fu
 
 typedef struct {
     uint16_t version;

@@ -159,15 +159,22 @@ static void test_header_rejections(void)
         CHECK_REJECT(pmp_header_decode(buf, PMP_HEADER_SIZE, &h, &err), err, want);
     }
 
-    s_valid_header(buf, PMP_MSG_TASK, 7, 0x8, 1);
-    CHECK_REJECT(pmp_header_decode(buf, PMP_HEADER_SIZE, &h, &err), err, "unknown flags 0x8");
+    s_valid_header(buf, PMP_MSG_TASK, 7, 0x20, 1);
+    CHECK_REJECT(pmp_header_decode(buf, PMP_HEADER_SIZE, &h, &err), err, "unknown flags 0x20");
     CHECK(strstr(err.text, "task header") != NULL);
-    CHECK(strstr(err.text, "known: 0x7") != NULL);
-    s_valid_header(buf, PMP_MSG_TASK, 7, PMP_FLAG_FN_KEY | PMP_FLAG_CHUNK | 0x10, 1);
-    CHECK_REJECT(pmp_header_decode(buf, PMP_HEADER_SIZE, &h, &err), err, "unknown flags 0x10");
+    CHECK(strstr(err.text, "known: 0x1f") != NULL);
+    s_valid_header(buf, PMP_MSG_TASK, 7, PMP_FLAG_FN_KEY | PMP_FLAG_CHUNK | PMP_FLAG_MAP | 0x40, 1);
+    CHECK_REJECT(pmp_header_decode(buf, PMP_HEADER_SIZE, &h, &err), err, "unknown flags 0x40");
     /* every known bit alone and together decodes */
-    static const uint32_t known[] = {PMP_FLAG_ALL_RANKS, PMP_FLAG_FN_KEY, PMP_FLAG_CHUNK,
-                                     PMP_FLAG_FN_KEY | PMP_FLAG_CHUNK, PMP_FLAG_KNOWN_MASK};
+    static const uint32_t known[] = {PMP_FLAG_ALL_RANKS,
+                                     PMP_FLAG_FN_KEY,
+                                     PMP_FLAG_CHUNK,
+                                     PMP_FLAG_MAP,
+                                     PMP_FLAG_STARMAP,
+                                     PMP_FLAG_FN_KEY | PMP_FLAG_CHUNK,
+                                     PMP_FLAG_FN_KEY | PMP_FLAG_CHUNK | PMP_FLAG_MAP,
+                                     PMP_FLAG_FN_KEY | PMP_FLAG_CHUNK | PMP_FLAG_STARMAP,
+                                     PMP_FLAG_KNOWN_MASK};
     for (size_t i = 0; i < sizeof known / sizeof known[0]; i++) {
         s_valid_header(buf, PMP_MSG_TASK, 7, known[i], 1);
         CHECK(pmp_header_decode(buf, PMP_HEADER_SIZE, &h, &err) == 0 && h.flags == known[i]);
@@ -715,6 +722,8 @@ static void test_message_round_trips(void)
         {PMP_MSG_TASK, 5, PMP_FLAG_FN_KEY, 1, 0},
         {PMP_MSG_TASK, 6, PMP_FLAG_FN_KEY | PMP_FLAG_CHUNK, 2, 0},
         {PMP_MSG_TASK, 7, PMP_FLAG_CHUNK, 1, 0},
+        {PMP_MSG_TASK, 8, PMP_FLAG_FN_KEY | PMP_FLAG_CHUNK | PMP_FLAG_MAP, 1, 0},
+        {PMP_MSG_TASK, 9, PMP_FLAG_FN_KEY | PMP_FLAG_CHUNK | PMP_FLAG_STARMAP, 3, 0},
     };
     pmp_error_t err = {{0}};
     for (size_t i = 0; i < sizeof msgs / sizeof msgs[0]; i++) {

@@ -780,6 +780,8 @@ static int s_module_exec(PyObject *module)
         s_add_int(module, "MSG_FORGET", PMP_MSG_FORGET) < 0 ||
         s_add_int(module, "FLAG_FN_KEY", (long)PMP_FLAG_FN_KEY) < 0 ||
         s_add_int(module, "FLAG_CHUNK", (long)PMP_FLAG_CHUNK) < 0 ||
+        s_add_int(module, "FLAG_MAP", (long)PMP_FLAG_MAP) < 0 ||
+        s_add_int(module, "FLAG_STARMAP", (long)PMP_FLAG_STARMAP) < 0 ||
         s_add_int(module, "FLAG_ALL_RANKS", PMP_FLAG_ALL_RANKS) < 0 ||
         s_add_int(module, "FLAG_PER_RANK", PMP_FLAG_PER_RANK) < 0 ||
         s_add_int(module, "DONE_RESULT", PMP_DONE_RESULT) < 0 ||

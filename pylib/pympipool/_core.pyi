@@ -28,6 +28,8 @@ MSG_FORGET: Final[int]
 
 FLAG_FN_KEY: Final[int]
 FLAG_CHUNK: Final[int]
+FLAG_MAP: Final[int]
+FLAG_STARMAP: Final[int]
 FLAG_ALL_RANKS: Final[int]
 FLAG_PER_RANK: Final[int]
 
