@@ -30,6 +30,10 @@ back, following the payload conventions of docs/protocol.md:
   fails with that error (which names the missing module);
 * a CHUNK task calls one function for a list of ``(args, kwargs)`` and
   returns the list of results, or the error of the first failing call.
+  With MAP (or STARMAP) the list holds plain items (argument tuples), and
+  when nothing needs filling (see ``_Callable.plain``) and no time limit is
+  set the chunk runs as ``list(map(fn, items))`` (``itertools.starmap``),
+  without any per-call work of this module.
 
 The communicator: ``setup_mpi`` runs once at start-up (before any user
 code) and decides what ``comm`` is.  When the build found mpi4py built for
@@ -53,6 +57,7 @@ pympipool package is installed.
 import collections
 import inspect
 import io
+import itertools
 import os
 import pickle
 import signal
@@ -78,6 +83,8 @@ ERROR_VERSION = 1
 FLAG_ALL_RANKS = 0x1
 FLAG_FN_KEY = 0x2
 FLAG_CHUNK = 0x4
+FLAG_MAP = 0x8
+FLAG_STARMAP = 0x10
 
 _state = {
     "rank": 0,
@@ -85,7 +92,7 @@ _state = {
     "host": socket.gethostname(),
     "init": {},
     "init_error": None,
-    # key -> ("fn", callable, signature) or ("error", exc, text, message)
+    # key -> ("fn", _Callable) or ("error", exc, text, message)
     "functions": {},
     # "c" (pympipool's Comm) or "mpi4py"; see setup_mpi
     "comm_kind": "c",
@@ -229,6 +236,41 @@ def _signature(fn):
         return None
 
 
+_FILLED_KINDS = (
+    inspect.Parameter.POSITIONAL_OR_KEYWORD,
+    inspect.Parameter.KEYWORD_ONLY,
+)
+
+
+def _needs_nothing(sig):
+    """Whether no call of a function with signature sig ever gets a
+    parameter filled by _prepare: it has no parameter (that a call could
+    leave out) named ``comm`` or after an entry of the init dict."""
+    if sig is None:
+        return True
+    init = _state["init"]
+    for name, param in sig:
+        if param.kind in _FILLED_KINDS and (name == "comm" or name in init):
+            return False
+    return True
+
+
+class _Callable:
+    """A task function with what its calls need, worked out once per
+    function (and kept with it in the caches): its signature, for filling
+    parameters, and ``plain``, true when no call needs anything filled (no
+    ``comm`` parameter, none named after an init-dict entry), so that a
+    chunk of plain items can run as ``list(map(fn, items))``.  ``plain``
+    depends on the init dict: run_init works it out again."""
+
+    __slots__ = ("fn", "sig", "plain")
+
+    def __init__(self, fn):
+        self.fn = fn
+        self.sig = _signature(fn)
+        self.plain = _needs_nothing(self.sig)
+
+
 def _group_comm():
     """A fresh communicator object for one call (made lazily: only
     functions that take ``comm`` pay for it)."""
@@ -350,16 +392,26 @@ def run_init(payload, buffers):
         return None
     _state["init"] = result
     _state["init_error"] = None
+    # Which functions need parameters filled depends on the dict's names.
+    kept = [entry[1] for entry in _state["functions"].values() if entry[0] == "fn"]
+    for entry in itertools.chain(kept, _fn_cache.values()):
+        entry.plain = _needs_nothing(entry.sig)
     return None
 
 
 def run_define(key, payload, buffers):
     """Keep the function of a DEFINE message under key (replacing an
     earlier one).  A function that cannot be unpickled here is kept as its
-    error; tasks that use the key fail with it."""
+    error; tasks that use the key fail with it.  The pickle is looked up in
+    the cache of unpickled functions first (``_function``): a map of the
+    same function with the same snapshot, again and again, unpickles and
+    inspects it once."""
     try:
-        fn = cloudpickle.loads(payload, buffers=buffers)
-        _state["functions"][key] = ("fn", fn, _signature(fn))
+        if buffers:
+            entry = _Callable(cloudpickle.loads(payload, buffers=buffers))
+        else:
+            entry = _function(bytes(payload))
+        _state["functions"][key] = ("fn", entry)
     except BaseException as exc:
         text = "the function defined under key %d cannot be unpickled on rank %d:\n%s" % (
             key,
@@ -389,7 +441,7 @@ class _KeptError(Exception):
 
 
 def _lookup(key):
-    """(fn, signature) kept under key; raises KeyError or _KeptError."""
+    """The _Callable kept under key; raises KeyError or _KeptError."""
     entry = _state["functions"].get(key)
     if entry is None:
         raise KeyError(
@@ -398,15 +450,15 @@ def _lookup(key):
         )
     if entry[0] == "error":
         raise _KeptError(entry)
-    return entry[1], entry[2]
+    return entry[1]
 
 
-_fn_cache = collections.OrderedDict()  # pickle bytes -> (fn, signature)
+_fn_cache = collections.OrderedDict()  # pickle bytes -> _Callable
 _fn_cache_bytes = [0]  # total length of the keys of _fn_cache
 
 
 def _function(slot):
-    """(fn, signature) for the function slot of a TASK: a function's pickle
+    """The _Callable for the function slot of a TASK: a function's pickle
     (bytes), looked up in the LRU cache of unpickled functions first.
     Unpickling errors propagate (and nothing is cached, so a later call
     tries again)."""
@@ -421,8 +473,7 @@ def _function(slot):
         if entry is not None:
             _fn_cache.move_to_end(slot)
             return entry
-    fn = cloudpickle.loads(slot)
-    entry = (fn, _signature(fn))
+    entry = _Callable(cloudpickle.loads(slot))
     if cacheable:
         _fn_cache[slot] = entry
         _fn_cache_bytes[0] += len(slot)
@@ -443,24 +494,44 @@ def _call_all(flags, payload, buffers):
                 "a chunk of calls cannot return every rank's result "
                 "(PMP_FLAG_CHUNK together with PMP_FLAG_ALL_RANKS is not supported)"
             )
-        fn, calls = cloudpickle.loads(payload, buffers=buffers)
+        form = flags & (FLAG_MAP | FLAG_STARMAP)
+        if form == FLAG_MAP | FLAG_STARMAP:
+            raise ValueError(
+                "a chunk is either a map or a starmap "
+                "(PMP_FLAG_MAP together with PMP_FLAG_STARMAP is not supported)"
+            )
+        slot, calls = cloudpickle.loads(payload, buffers=buffers)
         del payload, buffers
-        if flags & FLAG_FN_KEY:
-            fn, sig = _lookup(fn)
-        else:
-            fn, sig = _function(fn)
-        results = []
-        for args, kwargs in calls:
-            _arm_timer()  # run_time_max is per call: each call of a chunk anew
-            results.append(fn(*args, **_prepare(sig, args, kwargs)))
-        return results
-    fn, args, kwargs = cloudpickle.loads(payload, buffers=buffers)
+        entry = _lookup(slot) if flags & FLAG_FN_KEY else _function(slot)
+        fn = entry.fn
+        if form == FLAG_MAP:
+            if entry.plain and _timer["limit"] <= 0:
+                return list(map(fn, calls))
+            return [_call_one(entry, (item,), _NO_KWARGS) for item in calls]
+        if form == FLAG_STARMAP:
+            if entry.plain and _timer["limit"] <= 0:
+                return list(itertools.starmap(fn, calls))
+            return [_call_one(entry, args, _NO_KWARGS) for args in calls]
+        return [_call_one(entry, args, kwargs) for args, kwargs in calls]
+    if flags & (FLAG_MAP | FLAG_STARMAP):
+        raise ValueError(
+            "PMP_FLAG_MAP and PMP_FLAG_STARMAP describe a chunk's calls: "
+            "they need PMP_FLAG_CHUNK"
+        )
+    slot, args, kwargs = cloudpickle.loads(payload, buffers=buffers)
     del payload, buffers
-    if flags & FLAG_FN_KEY:
-        fn, sig = _lookup(fn)
-    else:
-        fn, sig = _function(fn)
-    return fn(*args, **_prepare(sig, args, kwargs))
+    entry = _lookup(slot) if flags & FLAG_FN_KEY else _function(slot)
+    return entry.fn(*args, **_prepare(entry.sig, args, kwargs))
+
+
+_NO_KWARGS = {}  # never changed: _prepare copies before it fills
+
+
+def _call_one(entry, args, kwargs):
+    """One call of a chunk on the general path: run_time_max is per call,
+    so each call of a chunk gets its own timer."""
+    _arm_timer()
+    return entry.fn(*args, **_prepare(entry.sig, args, kwargs))
 
 
 # ---- run_time_max: the soft per-call time limit ------------------------------
