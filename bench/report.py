@@ -141,10 +141,16 @@ def limits(workloads: List[Workload]) -> List[str]:
             if c.kind == "limit"]
 
 
-def failures(tallies: Dict[str, List[Tally]]) -> List[str]:
+def failures(tallies: Dict[str, List[Tally]], budgets: Dict[str, float]) -> List[str]:
     out = []
     for name, ts in tallies.items():
         for t in ts:
             if t.reason:
-                out.append(f"{name}: {t.contender.label}: {t.reason}")
+                items = t.contender.params.get("items")
+                label = t.contender.label + (f" ({items:,} items)" if items else "")
+                reason = (f"exceeded its budget of {budgets[name]:g} s"
+                          if t.reason == "timeout" else t.reason)
+                rounds = len(next(iter(t.samples.values()), []))
+                after = f" (after {rounds} good round(s))" if rounds else ""
+                out.append(f"{name}: {label}: {reason}{after}")
     return out

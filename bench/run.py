@@ -115,11 +115,28 @@ def _meta(args: argparse.Namespace) -> Dict[str, Any]:
                       "runtime": c.RUNTIME, "mpiexec": c.MPIEXEC,
                       "package": os.path.dirname(os.path.abspath(c.__file__))},
         "mpi4py": {"version": c.MPI4PY_VERSION, "mpi": c.MPI4PY_MPI},
+        "libraries": _versions(),
         "loadavg": os.getloadavg(),
         "rounds": args.rounds,
         "quick": args.quick,
         "argv": sys.argv[1:],
     }
+
+
+def _versions() -> Dict[str, str]:
+    import importlib
+
+    found = {}
+    for name in ("zmq", "cloudpickle", "numpy"):
+        try:
+            found[name] = importlib.import_module(name).__version__
+        except ImportError:
+            found[name] = "missing"
+    if found["zmq"] != "missing":
+        import zmq
+
+        found["libzmq"] = zmq.zmq_version()
+    return found
 
 
 def _select(workloads: List[Workload], only: List[str]) -> List[Workload]:
@@ -193,8 +210,11 @@ def main(argv: List[str]) -> int:
     m = meta["machine"]
     print(f"pympipool {p['version']} on {p['mpi_version']} ({p['package']}); "
           f"mpi4py {meta['mpi4py']['version']} on {meta['mpi4py']['mpi']}")
+    lib = meta["libraries"]
     print(f"{m['cpus']} CPUs ({m['cpu_model']}), {m['memory_mib']:,} MiB, {m['os']}, "
-          f"Linux {m['kernel']}, Python {meta['python']}; {meta['date']}")
+          f"Linux {m['kernel']}, Python {meta['python']}, pyzmq {lib['zmq']} "
+          f"(libzmq {lib.get('libzmq', '?')}), cloudpickle {lib['cloudpickle']}, "
+          f"numpy {lib['numpy']}; {meta['date']}")
     capped = [f"{w.name} {w.max_rounds}" for w in workloads
               if w.max_rounds and w.max_rounds < args.rounds]
     print(f"median of {args.rounds} round(s){' (' + ', '.join(capped) + ')' if capped else ''}"
@@ -202,15 +222,16 @@ def main(argv: List[str]) -> int:
           f"{meta['duration_s']:.0f} s; load average {meta['loadavg'][0]:.2f} before, "
           f"{meta['loadavg_after'][0]:.2f} after; ↑ higher is better, ↓ lower is better")
     print()
-    print(report.markdown(rows, {w.name: w.budget for w in workloads}))
+    budgets = {w.name: w.budget for w in workloads}
+    print(report.markdown(rows, budgets))
     legend = report.limits(workloads)
     if legend:
         print("\nlimit column:")
     for line in legend:
         print(f"- {line}")
-    stopped = report.failures(tallies)
+    stopped = report.failures(tallies, budgets)
     if stopped:
-        print("\nnot measured (or stopped after that round):")
+        print("\nnot measured, or not after the round that failed:")
     for line in stopped:
         print(f"- {line}")
     document = {

@@ -134,7 +134,7 @@ def workloads(cfg: Config) -> List[Workload]:
         Workload(
             "sleep", __name__, "4 sleeping calls on 2 workers",
             [Measure("sleep_s", f"4 x sleep({nap:g}) submitted at once, 2 workers "
-                     f"(ideal {2 * nap:g})", "s", False)],
+                     f"(ideal {2 * nap:.1f} s)", "s", False)],
             [
                 ours("PoolExecutor(2).submit", "naps", contender="PoolExecutor"),
                 ours("Pool(2).apply_async", "naps", contender="Pool"),
