@@ -12,7 +12,13 @@ and in the API they put on top.  What they share lives here, in ``_Engine``:
 * the table of futures and the messages to the frontend: plain tasks (the
   function pickled with the call), functions kept by key (``DEFINE`` once,
   then ``FN_KEY`` tasks, ``FORGET`` after the last of them completed) and
-  chunks (``CHUNK``: many calls in one task, one result list back);
+  chunks (``CHUNK``: many calls in one task, one result list back; with
+  ``MAP`` / ``STARMAP`` a plain list of items or argument tuples);
+* the maps' tasks: ``_MapRun`` (one function kept by key, its tasks
+  delivered through ``_Sink`` entries of the futures table, straight to a
+  receiver, without a ``Future`` each) and ``_Feed``, the bounded
+  read-ahead of a lazy map (``Pool.imap``, ``Executor.map``): a feeder
+  thread reads the input only as the consumer takes results;
 * one dispatcher thread that turns completions into ``Future`` results;
 * closing, terminating and the clean-up guarantees.
 
@@ -50,10 +56,12 @@ parent is unaffected.
 from __future__ import annotations
 
 import atexit
+import collections
 import concurrent.futures
 import errno
 import itertools
 import logging
+import operator
 import os
 import shlex
 import shutil
@@ -61,8 +69,21 @@ import sys
 import threading
 import time
 import weakref
-from concurrent.futures import Future
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from concurrent.futures import CancelledError, Future
+from typing import (
+    Any,
+    Callable,
+    Deque,
+    Dict,
+    Iterator,
+    List,
+    Optional,
+    Protocol,
+    Sequence,
+    Set,
+    Tuple,
+    Union,
+)
 
 from . import _config, _core
 from ._serialize import (
@@ -77,8 +98,12 @@ from ._serialize import (
 _AFTER_SHUTDOWN = "cannot schedule new futures after shutdown"
 #: The out-of-band buffers of a message as they are handed to the frontend.
 _Buffers = Sequence[Union[bytes, memoryview]]
-#: One call of a chunk or keyed task: (args, kwargs).
-_Call = Tuple[Tuple[Any, ...], Dict[str, Any]]
+#: Tasks a lazy map keeps read ahead per task a group may hold: see _Feed.
+READ_AHEAD_PER_SLOT = 4
+#: A map whose tasks would carry at most this many bytes of its function's
+#: pickle in all carries it in every task (as a TASK does; the workers cache
+#: it by those bytes) instead of a DEFINE to every group and a FORGET after.
+INLINE_FUNCTION_BYTES = 64 * 1024
 #: What ``_core.Executor.wait`` returns: (kind, task_id, flags, frames, text,
 #: status).
 _Completion = Tuple[int, int, int, List["_core.Frame"], str, int]
@@ -119,7 +144,11 @@ class _State:
         #: run in a forked child before its futures are failed (pools)
         self.fork_hooks: List[Callable[[], None]] = []
         self.lock = threading.Lock()
-        self.futures: Dict[int, "_Future"] = {}
+        self.futures: Dict[int, "_Pending"] = {}
+        #: the feeds of lazy maps still reading their input (see _Feed)
+        self.feeds: Set["_Feed"] = set()
+        #: close the core once the last feed has ended (Pool.close)
+        self.close_when_fed = False
         self.broken: Optional[str] = None
         self.ids = itertools.count(1)
         self.keys = itertools.count(1)
@@ -140,6 +169,27 @@ class _State:
     ) -> "_Future":
         task_id = next(self.ids)
         future = _Future(self, task_id)
+        self._enter(task_id, future, msg_type, flags, payload, buffers, ncalls)
+        return future
+
+    def submit_sink(
+        self, sink: "_Sink", flags: int, payload: bytes, buffers: _Buffers
+    ) -> None:
+        """Submits a TASK of a map whose completion goes to sink."""
+        task_id = next(self.ids)
+        sink.task_id = task_id
+        self._enter(task_id, sink, _core.MSG_TASK, flags, payload, buffers, sink.size)
+
+    def _enter(
+        self,
+        task_id: int,
+        future: "_Pending",
+        msg_type: int,
+        flags: int,
+        payload: bytes,
+        buffers: _Buffers,
+        ncalls: int,
+    ) -> None:
         with self.lock:
             if self.broken is not None:
                 raise ExecutorBroken(self.broken)
@@ -162,7 +212,6 @@ class _State:
             except BaseException:
                 del self.futures[task_id]
                 raise
-        return future
 
     def submit_init(self, payload: bytes, buffers: _Buffers) -> None:
         self.core.submit(next(self.ids), _core.MSG_INIT, 0, payload, buffers)
@@ -194,25 +243,6 @@ class _State:
         except (OSError, ValueError, RuntimeError):
             pass
 
-    def forget_when_done(self, key: int, futures: Sequence[Future[Any]]) -> None:
-        """FORGETs key once every future of futures is finished (done,
-        failed or cancelled): only then has no group a task that uses it."""
-        if not futures:
-            self.forget(key)
-            return
-        lock = threading.Lock()
-        left = [len(futures)]
-
-        def one_done(_future: Future[Any]) -> None:
-            with lock:
-                left[0] -= 1
-                last = left[0] == 0
-            if last:
-                self.forget(key)
-
-        for future in futures:
-            future.add_done_callback(one_done)
-
     def cancel(self, task_id: int) -> bool:
         """Removes a task the frontend has not sent yet."""
         with self.lock:
@@ -234,26 +264,69 @@ class _State:
                 return
             cancelled = [self.futures.pop(i) for i in ids if i in self.futures]
         for future in cancelled:
-            _cancelled(future)
+            if isinstance(future, _Sink):
+                future.set_exception(CancelledError())
+            else:
+                _cancelled(future)
 
-    def pop(self, task_id: int) -> Optional["_Future"]:
+    def pop(self, task_id: int) -> Optional["_Pending"]:
         with self.lock:
             return self.futures.pop(task_id, None)
+
+    # -- the feeds of lazy maps
+
+    def add_feed(self, feed: "_Feed") -> None:
+        with self.lock:
+            self.feeds.add(feed)
+
+    def feed_ended(self, feed: "_Feed") -> None:
+        """A feed has read its last input: the core is closed now if a
+        ``close`` waited for that (``close(drain_feeds=True)``)."""
+        with self.lock:
+            self.feeds.discard(feed)
+            close = self.close_when_fed and not self.feeds
+        if close:
+            self.close()
+
+    def stop_feeds(self, make_error: Callable[[], BaseException]) -> None:
+        """Every lazy map stops reading its input; each ends, after the
+        results of the tasks it sent, with make_error()."""
+        with self.lock:
+            feeds = list(self.feeds)
+        for feed in feeds:
+            feed.stop(make_error())
 
     # -- breaking, closing, destroying
 
     def break_executor(self, message: str) -> None:
-        """Marks the executor broken and fails every pending future."""
+        """Marks the executor broken, stops the lazy maps' feeds and fails
+        every pending future."""
         with self.lock:
             if self.broken is None:
                 self.broken = message
             futures = list(self.futures.values())
             self.futures.clear()
+        self.stop_feeds(lambda: ExecutorBroken(message))
         for future in futures:
             _finish(future, exception=ExecutorBroken(message))
 
-    def close(self) -> None:
+    def close(self, drain_feeds: bool = False) -> None:
+        """Closes the core: no more tasks, the queued ones still run.  With
+        ``drain_feeds`` the lazy maps still reading their input first read
+        all of it, without their read-ahead bound, and the core is closed
+        once the last of them has ended (``Pool.close``); otherwise they
+        stop reading, and end with the error of a submit after shutdown."""
         self.closing = True
+        if drain_feeds:
+            with self.lock:
+                feeds = list(self.feeds)
+                self.close_when_fed = bool(feeds)
+            for feed in feeds:
+                feed.drain()
+            if feeds:
+                return
+        else:
+            self.stop_feeds(lambda: RuntimeError(_AFTER_SHUTDOWN))
         try:
             self.core.close()
         except ValueError:  # already destroyed
@@ -328,7 +401,9 @@ def _cancelled(future: Future[Any]) -> bool:
 
 
 def _finish(
-    future: Future[Any], result: Any = None, exception: Optional[BaseException] = None
+    future: "Union[Future[Any], _Sink]",
+    result: Any = None,
+    exception: Optional[BaseException] = None,
 ) -> None:
     try:
         if not future.set_running_or_notify_cancel():
@@ -341,6 +416,372 @@ def _finish(
         pass
     except RuntimeError:  # set_running_or_notify_cancel on a finished future
         pass
+
+
+# ---- the tasks of maps ---------------------------------------------------------
+
+
+class _Receiver(Protocol):
+    """Where the tasks of a map are delivered: the task's index in its map,
+    whether it succeeded, and its value (the list of its calls' values for
+    a chunk) or exception."""
+
+    def _deliver(self, index: int, success: bool, value: Any) -> None: ...
+
+
+class _Sink:
+    """What the futures table holds for a task of a map instead of a
+    ``_Future``: its completion (``_finish``) goes straight to its map's
+    receiver, on the thread that completes it (the dispatcher, or the one
+    that breaks the executor), without a Future's condition, state and
+    callbacks.  ``size`` is the number of calls in the task."""
+
+    __slots__ = ("run", "index", "size", "task_id")
+
+    def __init__(self, run: "_MapRun", index: int, size: int) -> None:
+        self.run = run
+        self.index = index
+        self.size = size
+        self.task_id = 0  # set by _State.submit_sink
+
+    def set_running_or_notify_cancel(self) -> bool:
+        return True
+
+    def set_result(self, value: Any) -> None:
+        self.run.complete(self, True, value)
+
+    def set_exception(self, exception: BaseException) -> None:
+        self.run.complete(self, False, exception)
+
+
+#: An entry of the futures table.
+_Pending = Union["_Future", _Sink]
+
+
+class _MapRun:
+    """One map's function and the tasks that use it.  The function is
+    either kept by key on the workers (``slot`` the key: the ``DEFINE`` goes
+    out before the first task, see ``_Engine``, the ``FORGET`` once no more
+    tasks will be sent, ``seal``, and every one sent has completed or was
+    cancelled) or carried by every task (``slot`` its pickle).  Each task
+    is a ``_Sink``; its outcome goes to ``receiver._deliver``, which must
+    not run user code (the pools route such receivers through their
+    result-handler thread)."""
+
+    def __init__(self, state: _State, slot: Union[int, bytes], receiver: _Receiver) -> None:
+        self.state = state
+        self.slot = slot
+        self.receiver = receiver
+        self._lock = threading.Lock()
+        self._left = 0
+        self._sealed = False
+
+    def submit(self, sink: _Sink, flags: int, payload: bytes, buffers: _Buffers) -> None:
+        with self._lock:
+            self._left += 1
+        try:
+            self.state.submit_sink(sink, flags, payload, buffers)
+        except BaseException:
+            self._task_done()
+            raise
+
+    def complete(self, sink: _Sink, success: bool, value: Any) -> None:
+        try:
+            self.receiver._deliver(sink.index, success, value)
+        finally:
+            self._task_done()
+
+    def cancel(self, sink: _Sink) -> bool:
+        """Drops a task the frontend has not sent yet: True if it was
+        dropped (then it is never delivered)."""
+        if sink.task_id and self.state.cancel(sink.task_id):
+            self._task_done()
+            return True
+        return False
+
+    def seal(self) -> None:
+        """No more tasks: the function is forgotten after the last one."""
+        with self._lock:
+            self._sealed = True
+            last = self._left == 0
+        if last:
+            self._forget()
+
+    def _task_done(self) -> None:
+        with self._lock:
+            self._left -= 1
+            last = self._sealed and self._left == 0
+        if last:
+            self._forget()
+
+    def _forget(self) -> None:
+        if isinstance(self.slot, int):
+            self.state.forget(self.slot)
+
+
+def _tasks_hint(iterables: Sequence[Any], size: int) -> int:
+    """How many tasks of size items a lazy map over zip(*iterables) will
+    have, from their lengths (``operator.length_hint``); 0 if unknown."""
+    try:
+        hint = min(operator.length_hint(iterable) for iterable in iterables)
+    except Exception:  # a broken __len__ / __length_hint__: just unknown
+        return 0
+    return -(-hint // size)
+
+
+def _batches(items: Iterator[Any], size: int) -> Iterator[List[Any]]:
+    """The input of a lazy map cut into lists of up to size items, read
+    only as the lists are taken.  When the input raises, the items read
+    before make one more list, and the next one raises the error."""
+    if size == 1:
+        return ([item] for item in items)
+    return _chunks(items, size)
+
+
+def _chunks(items: Iterator[Any], size: int) -> Iterator[List[Any]]:
+    islice = itertools.islice
+    while True:
+        batch: List[Any] = []
+        try:
+            batch.extend(islice(items, size))  # keeps what came before an error
+        except BaseException:
+            if batch:
+                yield batch
+            raise
+        if not batch:
+            return
+        yield batch
+
+
+class _Feed:
+    """The bounded read-ahead of one lazy map (``Pool.imap`` and
+    ``imap_unordered``, ``Executor.map``): a feeder thread reads the input
+    (``batches``: one list of items per task), pickles each task and sends
+    it, keeping at most ``window`` tasks read but not yet taken by the
+    consumer (``take``); each ``take`` makes room for one more.  So a map
+    over a million items (or an endless generator) holds ``window`` tasks,
+    and the input is read in a thread of its own: a generator that blocks,
+    or waits for the consumer, does not block the caller.
+
+    ``take`` returns the tasks' outcomes in input order (``ordered``) or in
+    the order they complete.  Every task read gets an outcome at its index:
+    its value, the exception of its first failing call, pickle's exception
+    if its items cannot be pickled (the map goes on), or the exception that
+    stopped the sending (the map ends after it).  An exception raised by
+    the input itself ends the map there: it is the last outcome.  ``stop``
+    (shutdown, terminate, a broken job) ends the map after the tasks already
+    sent, with the given error; ``close`` (the consumer is gone) also
+    cancels the tasks not yet sent to a worker; ``drain`` (``Pool.close``)
+    lifts the bound so the whole input is read.
+
+    While it reads, the feed keeps the interface object (``owner``) alive,
+    so that an iterator alone keeps its executor working; the interface
+    object does not refer to the feed, and the consumer's iterator is not
+    referred to by anything here, so dropping it closes the feed."""
+
+    def __init__(
+        self,
+        owner: "_Engine",
+        batches: Iterator[List[Any]],
+        chunk: bool,
+        window: int,
+        ordered: bool,
+    ) -> None:
+        self._owner: Optional[_Engine] = owner
+        self._batches: Optional[Iterator[List[Any]]] = batches
+        self._flags = 0
+        self._chunk = chunk
+        self._window = window
+        # The feeder sleeps until this many tasks have room, then fills the
+        # window: one wake-up per few tasks, not one per task.
+        self._refill = max(1, window // 4)
+        self._ordered = ordered
+        self._lock = threading.Lock()
+        self._room = threading.Condition(self._lock)  # the feeder waits here
+        self._ready = threading.Condition(self._lock)  # the consumer waits here
+        self._drawn = 0  # tasks read (indices 0 .. drawn-1)
+        self._taken = 0  # outcomes handed to the consumer
+        self._total: Optional[int] = None  # outcomes in all, once reading ended
+        self._draining = False
+        self._closed = False
+        self._by_index: Dict[int, Tuple[bool, Any]] = {}  # ordered
+        self._in_order: Deque[Tuple[bool, Any]] = collections.deque()  # unordered
+        self._in_flight: Dict[int, _Sink] = {}
+        self._run: Optional[_MapRun] = None
+        self._thread: Optional[threading.Thread] = None
+
+    @property
+    def chunked(self) -> bool:
+        """Whether each outcome is a chunk's list of values (not one call's
+        value)."""
+        return self._chunk
+
+    def start(self, run: _MapRun, flags: int) -> None:
+        self._run = run
+        self._flags = flags
+        self._thread = threading.Thread(
+            target=self._feed, name="pympipool-feeder", daemon=True
+        )
+        try:
+            self._thread.start()
+        except BaseException:  # no thread: nothing was read or sent
+            self._batches = self._owner = None
+            run.seal()
+            run.state.feed_ended(self)
+            raise
+
+    # -- the feeder thread
+
+    def _feed(self) -> None:
+        run = self._run
+        batches = self._batches
+        owner = self._owner
+        assert run is not None and batches is not None and owner is not None
+        try:
+            while self._next(run, batches, owner):
+                pass
+        finally:
+            self._batches = None
+            self._owner = None
+            run.seal()
+            run.state.feed_ended(self)
+
+    def _next(self, run: _MapRun, batches: Iterator[List[Any]], owner: "_Engine") -> bool:
+        """Reads, pickles and sends one task; False once reading ended."""
+        with self._lock:
+            if not self._draining and self._drawn - self._taken >= self._window:
+                while (
+                    self._total is None
+                    and not self._draining
+                    and self._drawn - self._taken > self._window - self._refill
+                ):
+                    self._room.wait()
+            if self._total is not None:
+                return False
+        try:
+            batch = next(batches)
+        except StopIteration:
+            self._end(None)
+            return False
+        except BaseException as exc:  # the input's own error ends the map
+            self._end(exc)
+            return False
+        with self._lock:
+            if self._total is not None:  # stopped while the input was read
+                return False
+            index = self._drawn
+            self._drawn += 1
+            sink = _Sink(run, index, len(batch))
+            self._in_flight[index] = sink
+        try:
+            if self._chunk:
+                payload, buffers = dumps_keyed(run.slot, batch)
+            else:
+                payload, buffers = dumps_keyed(run.slot, batch[0], {})
+        except BaseException as exc:  # this task fails, the map goes on
+            self._deliver(index, False, exc)
+            return True
+        del batch
+        try:
+            run.submit(sink, self._flags, payload, owner._buffers(buffers))
+        except BaseException as exc:  # closed, terminated, broken: the end
+            self._deliver(index, False, exc)
+            self._end(None)
+            return False
+        return True
+
+    def _end(self, error: Optional[BaseException]) -> None:
+        """Reading has ended; error (if any) is the map's last outcome."""
+        with self._lock:
+            if self._total is not None:
+                return
+            if error is not None:
+                self._store(self._drawn, (False, error))
+                self._drawn += 1
+            self._total = self._drawn
+            self._ready.notify_all()
+            self._room.notify_all()
+
+    def _store(self, index: int, outcome: Tuple[bool, Any]) -> None:
+        if self._closed:
+            return
+        if self._ordered:
+            self._by_index[index] = outcome
+        else:
+            self._in_order.append(outcome)
+
+    # -- control, from any thread
+
+    def _deliver(self, index: int, success: bool, value: Any) -> None:
+        with self._lock:
+            self._in_flight.pop(index, None)
+            self._store(index, (success, value))
+            self._ready.notify()
+
+    def stop(self, error: Optional[BaseException]) -> None:
+        """No more input is read; the map ends after the tasks already read,
+        with error as its last outcome (if not None)."""
+        self._end(error)
+
+    def drain(self) -> None:
+        """Read the whole input, without the read-ahead bound."""
+        with self._lock:
+            self._draining = True
+            self._room.notify_all()
+
+    def close(self) -> None:
+        """The consumer is gone: stop reading, cancel the tasks not yet sent
+        to a worker, keep no outcome."""
+        self._end(None)
+        with self._lock:
+            self._closed = True
+            self._by_index.clear()
+            self._in_order.clear()
+            sinks = list(self._in_flight.values())
+        for sink in sinks:
+            if sink.run.cancel(sink):
+                with self._lock:
+                    self._in_flight.pop(sink.index, None)
+
+    def after_fork(self, error: BaseException) -> None:
+        """In a forked child: the feeder thread does not exist (and its
+        lock may have been held by a thread of the parent)."""
+        self._lock = threading.Lock()
+        self._room = threading.Condition(self._lock)
+        self._ready = threading.Condition(self._lock)
+        self._end(error)
+
+    # -- the consumer
+
+    def take(self, timeout: Optional[float] = None) -> Optional[Tuple[bool, Any]]:
+        """The next outcome (success, value); None when timeout seconds
+        passed first; StopIteration after the last one."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            while True:
+                if self._closed:
+                    raise StopIteration
+                if self._ordered:
+                    outcome = self._by_index.pop(self._taken, None)
+                elif self._in_order:
+                    outcome = self._in_order.popleft()
+                else:
+                    outcome = None
+                if outcome is not None:
+                    break
+                if self._total is not None and self._taken >= self._total:
+                    raise StopIteration
+                if deadline is None:
+                    self._ready.wait()
+                else:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        return None
+                    self._ready.wait(left)
+            self._taken += 1
+            if self._drawn - self._taken == self._window - self._refill:
+                self._room.notify()
+        return outcome
 
 
 def _parse_hello(text: str) -> Dict[str, str]:
@@ -504,11 +945,16 @@ def _after_fork_in_child() -> None:
                 hook()
             except BaseException:
                 _LOGGER.exception("pympipool: error in a fork hook")
+        feeds = list(state.feeds)
+        state.feeds = set()
+        for feed in feeds:
+            feed.after_fork(ExecutorBroken(state.forked_text()))
     for state in states:
         futures = list(state.futures.values())
         state.futures = {}
         for future in futures:
-            future._condition = threading.Condition()  # may be held by a dead thread
+            if isinstance(future, _Future):
+                future._condition = threading.Condition()  # may be held by a dead thread
             _finish(future, exception=ExecutorBroken(state.forked_text()))
 
 
@@ -737,6 +1183,8 @@ class _Engine:
         self._shutdown = False
         self._zero_copy = zero_copy
         self._task_flags = _core.FLAG_ALL_RANKS if all_ranks else 0
+        #: tasks a lazy map reads ahead (see _Feed)
+        self._read_ahead = READ_AHEAD_PER_SLOT * (ranks // ranks_per_group) * pipeline_depth
 
         core = _core.Executor(
             ranks=ranks,
@@ -818,58 +1266,112 @@ class _Engine:
                 _core.MSG_TASK, self._task_flags, payload, to_send
             )
 
-    def _submit_keyed(
-        self, fn: Callable[..., Any], batches: Sequence[Sequence[_Call]], chunk: bool
-    ) -> List["_Future"]:
-        """Sends fn once (DEFINE) and one task per batch of calls, each a list
-        of ``(args, kwargs)``: a CHUNK task per batch when ``chunk`` (its
-        result is the list of the calls' values), otherwise one FN_KEY task
-        per call (batches of one).  FORGETs fn once every task finished.
+    def _map_flags(self, star: bool, chunk: bool, keyed: bool) -> int:
+        """The flags of a map's tasks: FN_KEY if its function is kept by
+        key, and for chunks CHUNK with MAP (items are single arguments) or
+        STARMAP (argument tuples)."""
+        flags = self._task_flags
+        if keyed:
+            flags |= _core.FLAG_FN_KEY
+        if chunk:
+            flags |= _core.FLAG_CHUNK | (_core.FLAG_STARMAP if star else _core.FLAG_MAP)
+        return flags
+
+    def _function_slot(self, fn_payload: bytes, ntasks: int) -> Union[int, bytes]:
+        """The function slot of a map's tasks: the function's pickle itself
+        when its tasks carry at most INLINE_FUNCTION_BYTES of it in all
+        (``ntasks`` 0: unknown, never), otherwise a fresh key, which the
+        caller DEFINEs before the first task."""
+        if 0 < ntasks and len(fn_payload) * ntasks <= INLINE_FUNCTION_BYTES:
+            return fn_payload
+        return next(self._state.keys)
+
+    def _map_eagerly(
+        self,
+        fn: Callable[..., Any],
+        items: Sequence[Any],
+        size: int,
+        star: bool,
+        receiver: _Receiver,
+    ) -> None:
+        """Sends one CHUNK task (MAP or STARMAP) per ``size`` items: task i
+        carries ``items[i*size : (i+1)*size]`` and its outcome goes to
+        ``receiver._deliver(i, success, value)``.  The function is pickled
+        once; it travels in every task when they are few, else once to
+        every group (DEFINE) and is FORGOTten once every task finished.
         Everything is pickled before anything is sent; if a submit fails
         midway, the tasks already sent still run and the error is raised."""
         if not callable(fn):
             raise TypeError(f"{type(fn).__name__!r} object is not callable")
         self._check_open()
-        fn_payload, fn_buffers = dumps_function(fn)
-        flags = self._task_flags | _core.FLAG_FN_KEY
-        if chunk:
-            flags |= _core.FLAG_CHUNK
-        # The key is known only after the DEFINE: pickle with a placeholder
-        # is not possible, so reserve the key first.
-        key = next(self._state.keys)
-        messages = []
-        for batch in batches:
-            if chunk:
-                payload, buffers = dumps_keyed(key, batch)
-            else:
-                ((args, kwargs),) = batch
-                payload, buffers = dumps_keyed(key, args, kwargs)
-            messages.append((payload, self._buffers(buffers)))
-        futures: List[_Future] = []
+        fn_payload, _ = dumps_function(fn)  # in band: no buffers
+        length = len(items)
+        starts = range(0, length, size)
+        slot = self._function_slot(fn_payload, len(starts))
+        messages = [dumps_keyed(slot, items[start : start + size]) for start in starts]
+        del items  # the pickles are all that is sent
+        flags = self._map_flags(star, True, isinstance(slot, int))
         with self._shutdown_lock:
             self._check_open()
-            self._state.define_key(key, fn_payload, fn_buffers)
+            if isinstance(slot, int):
+                self._state.define_key(slot, fn_payload, [])
+            run = _MapRun(self._state, slot, receiver)
             try:
-                for (payload, to_send), batch in zip(messages, batches):
-                    futures.append(
-                        self._state.submit(
-                            _core.MSG_TASK, flags, payload, to_send, len(batch)
-                        )
+                for index, (payload, buffers) in enumerate(messages):
+                    messages[index] = (b"", [])  # sent: the frontend holds it
+                    ncalls = min(size, length - index * size)
+                    run.submit(
+                        _Sink(run, index, ncalls), flags, payload, self._buffers(buffers)
                     )
+                    del payload, buffers
             finally:
-                self._state.forget_when_done(key, futures)
-        return futures
+                run.seal()
 
-    def _close_engine(self, cancel_futures: bool = False) -> None:
-        """No more submits; queued tasks still run (unless cancelled).
-        Nothing in a forked child (the job is the parent's)."""
+    def _map_lazily(
+        self,
+        fn: Callable[..., Any],
+        batches: Iterator[List[Any]],
+        star: bool,
+        ordered: bool,
+        ntasks: int = 0,
+    ) -> _Feed:
+        """Starts the feed that reads batches (one list of items per task)
+        ahead of the consumer, at most ``_read_ahead`` tasks (see _Feed).
+        The function is pickled once, and DEFINEd unless the tasks are few
+        (``ntasks``: how many, if known).  The tasks are CHUNKs (MAP, or
+        STARMAP for argument tuples), or single calls of ``fn(*args)``
+        where chunks cannot return every rank's result (``Executor(cores >
+        1)``): then each batch is one argument tuple."""
+        if not callable(fn):
+            raise TypeError(f"{type(fn).__name__!r} object is not callable")
+        self._check_open()
+        fn_payload, _ = dumps_function(fn)  # in band: no buffers
+        chunk = not self._task_flags & _core.FLAG_ALL_RANKS
+        feed = _Feed(self, batches, chunk, self._read_ahead, ordered)
+        slot = self._function_slot(fn_payload, ntasks)
+        with self._shutdown_lock:
+            self._check_open()
+            if isinstance(slot, int):
+                self._state.define_key(slot, fn_payload, [])
+            self._state.add_feed(feed)
+        run = _MapRun(self._state, slot, feed)
+        feed.start(run, self._map_flags(star, chunk, isinstance(slot, int)))
+        return feed
+
+    def _close_engine(self, cancel_futures: bool = False, drain_feeds: bool = False) -> None:
+        """No more submits; queued tasks still run (unless cancelled).  The
+        lazy maps stop reading their input, or with ``drain_feeds`` read
+        all of it first (see ``_State.close``).  Nothing in a forked child
+        (the job is the parent's)."""
         if self._state.forked:
             return
         with self._shutdown_lock:
             self._shutdown = True
+        if not drain_feeds:
+            self._state.stop_feeds(lambda: RuntimeError(_AFTER_SHUTDOWN))
         if cancel_futures:
             self._state.cancel_all()
-        self._state.close()
+        self._state.close(drain_feeds=drain_feeds)
 
     def _join_engine(self) -> None:
         """Waits until every task has finished and the job has exited."""
@@ -909,6 +1411,7 @@ class _Engine:
             return
         with self._shutdown_lock:
             self._shutdown = True
+        state.stop_feeds(lambda: RuntimeError(_AFTER_SHUTDOWN))
         state.cancel_all()
         try:
             state.close()

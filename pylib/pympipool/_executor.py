@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import os
 import queue
+import threading
 import time
 import warnings
+import weakref
 from concurrent.futures import Executor as _FuturesExecutor
 from concurrent.futures import Future
 from types import TracebackType
@@ -30,18 +32,23 @@ from typing import (
     Iterator,
     List,
     Optional,
+    Tuple,
     Type,
     TypeVar,
     Union,
+    cast,
 )
 
 from ._engine import (
     _AFTER_SHUTDOWN,
     ExecutorBroken,
+    _batches,
     _check_count,
     _Default,
     _Engine,
+    _Feed,
     _resolve_alias,
+    _tasks_hint,
 )
 
 __all__ = ["Executor", "ExecutorBroken", "PoolExecutor", "cancel_items_in_queue"]
@@ -108,13 +115,43 @@ class _ExecutorBase(_Engine, _FuturesExecutor):
         chunksize: int = 1,
     ) -> Iterator[Any]:
         """An iterator over ``fn(*args)`` for ``args`` in ``zip(*iterables)``,
-        in input order, as ``concurrent.futures.Executor.map``: every call is
-        submitted at once; ``timeout`` (seconds from this call) raises
-        ``TimeoutError`` from ``__next__``; a call's exception is raised when
-        its result is reached.  For ``Executor(cores > 1)`` each item is the
-        list of every rank's value; ``chunksize`` is ignored (one call at a
-        time runs on all ranks)."""
-        return super().map(fn, *iterables, timeout=timeout, chunksize=chunksize)
+        in input order, as ``concurrent.futures.Executor.map``: ``timeout``
+        (seconds from this call) raises ``TimeoutError`` from ``__next__``;
+        a call's exception is raised when its result is reached, and ends
+        the iteration.  ``fn`` is pickled once: the ranks keep it for the
+        rest of the map.
+
+        Unlike ``ProcessPoolExecutor.map``, the iterables are read lazily,
+        in a thread of the executor, a bounded number of calls ahead of the
+        results taken (``READ_AHEAD_PER_SLOT`` per call the ranks may
+        hold), so this returns at once, also for an endless generator.  An
+        exception raised by an iterable is raised by ``__next__`` in its
+        place, after the results before it, and ends the iteration (the
+        standard library raises it from ``map`` itself).  Dropping or
+        closing the iterator stops the reading and cancels the calls not
+        yet sent; after ``shutdown`` no more input is read and the iterator
+        ends, after the calls already sent, with the ``RuntimeError`` of a
+        submit after shutdown.  For ``Executor(cores > 1)`` each item is the
+        list of every rank's value and ``chunksize`` is ignored (one call at
+        a time runs on all ranks)."""
+        return self._lazy_map(fn, iterables, timeout, chunksize)
+
+    def _lazy_map(
+        self,
+        fn: Callable[..., _T],
+        iterables: Tuple[Iterable[Any], ...],
+        timeout: Optional[float],
+        chunksize: Any,
+    ) -> Iterator[_T]:
+        if isinstance(chunksize, bool) or not isinstance(chunksize, int):
+            raise TypeError(f"chunksize must be an int, not {type(chunksize).__name__}")
+        if chunksize < 1:
+            raise ValueError("chunksize must be >= 1.")
+        end_time = None if timeout is None else timeout + time.monotonic()
+        args = zip(*iterables)  # not iterable: TypeError now
+        ntasks = _tasks_hint(iterables, chunksize) if iterables else 0
+        feed = self._map_lazily(fn, _batches(args, chunksize), True, True, ntasks)
+        return _MapIterator(feed, end_time)
 
     def __len__(self) -> int:
         """Number of submitted tasks not yet sent to the ranks."""
@@ -289,62 +326,70 @@ class PoolExecutor(_ExecutorBase):
         chunksize: int = 1,
     ) -> Iterator[_T]:
         """Returns an iterator equivalent to ``map(fn, *iterables)``, as
-        ``ProcessPoolExecutor.map``: the iterables are consumed and every
-        call is sent at once; results come in input order; ``timeout``
+        ``ProcessPoolExecutor.map``: results come in input order; ``timeout``
         (seconds from this call) raises ``TimeoutError`` from ``__next__``;
         the first exception of a call is raised when its result is reached;
         closing the iterator cancels the calls not yet sent.
 
         ``fn`` is pickled once: every worker keeps it for the rest of the map.
-        With ``chunksize > 1`` one task carries up to ``chunksize`` calls."""
-        if isinstance(chunksize, bool) or not isinstance(chunksize, int):
-            raise TypeError(f"chunksize must be an int, not {type(chunksize).__name__}")
-        if chunksize < 1:
-            raise ValueError("chunksize must be >= 1.")
-        if timeout is not None:
-            end_time = timeout + time.monotonic()
-        no_kwargs: Dict[str, Any] = {}  # shared: pickled once per chunk
-        calls = [(args, no_kwargs) for args in zip(*iterables)]
-        if chunksize == 1:
-            futures = self._submit_keyed(fn, [[c] for c in calls], chunk=False)
-        else:
-            starts = range(0, len(calls), chunksize)
-            batches = [calls[i : i + chunksize] for i in starts]
-            futures = self._submit_keyed(fn, batches, chunk=True)
+        With ``chunksize > 1`` one task carries up to ``chunksize`` calls.
 
-        # As concurrent.futures: the iterator holds the futures still to be
-        # yielded and nothing else, so a result the caller drops is freed at
-        # once (a chunk's list gives its values up one by one).
-        futures.reverse()
+        The iterables are read lazily, a bounded number of tasks ahead of
+        the results taken (``READ_AHEAD_PER_SLOT`` per task a worker may
+        hold); see ``Executor.map`` for what that changes against
+        ``ProcessPoolExecutor.map``: an exception of the input is raised in
+        its place by ``__next__``, and after ``shutdown`` the iterator ends
+        with ``RuntimeError`` after the calls already sent."""
+        return self._lazy_map(fn, iterables, timeout, chunksize)
 
-        def result_iterator() -> Iterator[_T]:
+
+class _MapIterator(Iterator[_T]):
+    """The iterator of ``Executor.map`` / ``PoolExecutor.map`` over a lazy
+    map's feed (``_engine._Feed``), in input order.  As the generator of
+    ``concurrent.futures``: a call's exception, or a timeout, is raised
+    once and ends the iteration; it holds only the results not yet
+    yielded.  Dropping it (or ``close()``) stops the feed."""
+
+    def __init__(self, feed: _Feed, end_time: Optional[float]) -> None:
+        self._feed: Optional[_Feed] = feed
+        self._end_time = end_time
+        self._lock = threading.Lock()
+        self._values: List[Any] = []  # the current chunk's, reversed
+        self._finalizer = weakref.finalize(self, feed.close)
+
+    def __next__(self) -> _T:
+        with self._lock:
+            values = self._values
+            if values:
+                return cast(_T, values.pop())
+            feed = self._feed
+            if feed is None:
+                raise StopIteration
             try:
-                while futures:
-                    left = None if timeout is None else end_time - time.monotonic()
-                    if chunksize == 1:
-                        yield _result_or_cancel(futures.pop(), left)
-                        continue
-                    chunk = _result_or_cancel(futures.pop(), left)
-                    chunk.reverse()
-                    while chunk:
-                        yield chunk.pop()
-            finally:
-                for future in futures:
-                    future.cancel()
+                left = None if self._end_time is None else self._end_time - time.monotonic()
+                outcome = feed.take(left)
+                if outcome is None:
+                    raise TimeoutError
+                success, value = outcome
+                del outcome
+                if not success:
+                    raise value
+            except BaseException:
+                self.close()
+                raise
+            if not feed.chunked:
+                return cast(_T, value)
+            value.reverse()
+            item = value.pop()
+            self._values = value
+            return cast(_T, item)
 
-        return result_iterator()
-
-
-def _result_or_cancel(future: Future[_T], timeout: Optional[float] = None) -> _T:
-    """``future.result(timeout)``; the future is cancelled if that raised
-    (a timeout, Ctrl-C), and no reference to it is kept."""
-    try:
-        try:
-            return future.result(timeout)
-        finally:
-            future.cancel()
-    finally:
-        del future
+    def close(self) -> None:
+        """Stops the map: no more input is read, calls not yet sent are
+        cancelled, and iteration ends."""
+        self._feed = None
+        self._values = []
+        self._finalizer()
 
 
 def _ignore_sleep_interval(sleep_interval: Any) -> None:

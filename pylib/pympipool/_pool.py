@@ -3,25 +3,38 @@
 Both run on ``_engine._Engine``; they add multiprocessing's API and its
 result objects on top of the engine's futures:
 
-* A map (``map``, ``starmap``, ``imap``, ``imap_unordered`` and their
-  ``_async`` forms) consumes its iterable, cuts the calls into chunks of
-  ``chunksize`` (multiprocessing's meaning and default), pickles the function
-  once and sends it to every group (``DEFINE``); every chunk is then one
-  ``FN_KEY | CHUNK`` task whose result is the list of its calls' values.
+* A map pickles its function once and sends it to every group
+  (``DEFINE``); every chunk of ``chunksize`` items (multiprocessing's
+  meaning and default) is then one ``FN_KEY | CHUNK`` task carrying the
+  plain list of its items (``MAP``; argument tuples for ``starmap``:
+  ``STARMAP``), which the worker runs as ``list(map(func, items))`` when
+  nothing needs filling; its result is the list of the calls' values.
   After the map's last chunk has finished, the function is dropped
-  everywhere (``FORGET``).  Nothing is sent before the whole input has been
-  checked, so a bad iterable raises ``TypeError`` with nothing in flight.
-* Results reach ``AsyncResult`` / ``MapResult`` / ``IMapIterator`` objects
-  through one *result-handler thread* per pool: the dispatcher thread only
-  queues finished futures to it, and the handler stores values, advances the
-  progress bar and runs the user's ``callback`` / ``error_callback``.  So, as
-  in multiprocessing, a callback runs in a thread of the pool, before
-  ``get()`` returns, and a slow callback delays the results behind it but
-  never the dispatcher.  The handler holds only its queue; it stops once the
-  dispatcher has ended (every future is finished by then).  An
-  ``apply_async`` without callbacks is the exception: no user code runs on
-  its delivery, so the dispatcher stores its value itself and an ``apply()``
-  waits for one thread hand-off less.
+  everywhere (``FORGET``).
+* ``map``, ``starmap`` and their ``_async`` forms consume their iterable
+  first (they need its length) and send nothing before the whole input has
+  been checked and pickled, so a bad iterable raises with nothing in
+  flight.  ``imap`` and ``imap_unordered`` read theirs lazily, in a feeder
+  thread, at most ``_engine.READ_AHEAD_PER_SLOT`` chunks per task a worker
+  may hold ahead of what the caller has taken (``_engine._Feed``): they
+  return at once, also for an endless generator, and a million items cost
+  a few chunks' memory.  An exception raised by the input is raised by the
+  iterator in its place, after the results before it, and ends it.
+  ``close()`` lets them read the rest of their input (``join()`` waits for
+  it, as in multiprocessing); ``terminate()`` (and leaving the ``with``
+  block) stops them at once.
+* Results reach ``AsyncResult`` / ``MapResult`` objects from the dispatcher
+  thread directly when no user code runs on their delivery (no callbacks,
+  no progress bar), and otherwise through one *result-handler thread* per
+  pool: the dispatcher only queues the outcome to it, and the handler
+  stores values, advances the progress bar and runs the user's
+  ``callback`` / ``error_callback``.  So, as in multiprocessing, a callback
+  runs in a thread of the pool, before ``get()`` returns, and a slow
+  callback delays the results behind it but never the dispatcher.  The
+  handler holds only its queue; it stops once the dispatcher has ended
+  (every task is finished by then).  An ``IMapIterator``'s results are
+  stored by the dispatcher; its progress bar advances as the caller takes
+  them.
 * ``close`` / ``join`` / ``terminate`` and the context manager follow
   multiprocessing: use after ``close`` or ``terminate`` raises
   ``ValueError("Pool not running")``, ``join`` before them raises
@@ -35,8 +48,6 @@ result objects on top of the engine's futures:
 
 from __future__ import annotations
 
-import collections
-import functools
 import importlib
 import multiprocessing
 import os
@@ -44,6 +55,7 @@ import queue
 import sys
 import threading
 import traceback
+import weakref
 from concurrent.futures import CancelledError, Future
 from types import TracebackType
 from typing import (
@@ -54,7 +66,7 @@ from typing import (
     Iterable,
     List,
     Optional,
-    Protocol,
+    Sequence,
     Tuple,
     Type,
     TypeVar,
@@ -62,7 +74,16 @@ from typing import (
     cast,
 )
 
-from ._engine import _Call, _check_count, _Default, _Engine, _resolve_alias
+from ._engine import (
+    _batches,
+    _tasks_hint,
+    _check_count,
+    _Default,
+    _Engine,
+    _Feed,
+    _Receiver,
+    _resolve_alias,
+)
 from ._executor import POOL_PIPELINE_DEPTH
 
 __all__ = ["Pool", "MPISpawnPool", "AsyncResult", "MapResult", "IMapIterator"]
@@ -86,16 +107,8 @@ SPAWN_PIPELINE_DEPTH = 1
 # ---- the result-handler thread ------------------------------------------------
 
 
-class _Receiver(Protocol):
-    """What a finished task is delivered to: a result object (``AsyncResult``,
-    ``MapResult``, ``IMapIterator``), with the task's index in its map."""
-
-    def _deliver(self, index: int, success: bool, value: Any) -> None: ...
-
-
-#: One queued delivery: (receiver, index, future).
-_Delivery = Tuple[_Receiver, int, "Future[Any]"]
-_R = TypeVar("_R", bound=_Receiver)
+#: One queued delivery: (receiver, index, success, value).
+_Delivery = Tuple[_Receiver, int, bool, Any]
 
 
 class _ResultHandler:
@@ -119,11 +132,11 @@ class _ResultHandler:
             _deliver(*item)
             item = None  # a delivered result is the caller's alone
 
-    def put(self, target: _Receiver, index: int, future: Future[Any]) -> None:
+    def put(self, target: _Receiver, index: int, success: bool, value: Any) -> None:
         if self._direct:
-            _deliver(target, index, future)
+            _deliver(target, index, success, value)
         else:
-            self._queue.put((target, index, future))
+            self._queue.put((target, index, success, value))
 
     def after_fork(self) -> None:
         """In a forked child: there is no handler thread, deliver at once."""
@@ -139,11 +152,26 @@ class _ResultHandler:
             self.thread.join()
 
 
-def _deliver(target: _Receiver, index: int, future: Future[Any]) -> None:
+def _deliver(target: _Receiver, index: int, success: bool, value: Any) -> None:
     try:
-        target._deliver(index, *_outcome(future))
+        target._deliver(index, success, value)
     except BaseException:  # a broken result object must not stop the others
         _report("delivering a result")
+
+
+class _Relay:
+    """A receiver that hands every delivery to the result-handler thread:
+    for result objects whose delivery runs user code (callbacks, progress
+    bars), which must not run on the dispatcher thread."""
+
+    __slots__ = ("_handler", "_target")
+
+    def __init__(self, handler: _ResultHandler, target: _Receiver) -> None:
+        self._handler = handler
+        self._target = target
+
+    def _deliver(self, index: int, success: bool, value: Any) -> None:
+        self._handler.put(self._target, index, success, value)
 
 
 def _outcome(future: Future[Any]) -> Tuple[bool, Any]:
@@ -234,8 +262,8 @@ class MapResult(AsyncResult[List[_T]]):
 
     def __init__(
         self,
-        chunk_starts: List[int],
         length: int,
+        chunksize: int,
         callback: Optional[Callable[[List[_T]], object]] = None,
         error_callback: Optional[Callable[[BaseException], object]] = None,
         bar: Any = None,
@@ -243,25 +271,31 @@ class MapResult(AsyncResult[List[_T]]):
         super().__init__(callback, error_callback)
         self._success = True
         self._value = [None] * length
-        self._starts = chunk_starts
-        self._left = len(chunk_starts)
-        self._bar = bar
         self._length = length
+        self._chunksize = chunksize
+        self._left = -(-length // chunksize)  # chunks
+        self._bar = bar
+        self._lock = threading.Lock()
         if self._left == 0:  # empty input: ready at once, no callback
             _close_bar(bar)
             self._event.set()
 
     def _deliver(self, index: int, success: bool, value: Any) -> None:
-        self._left -= 1
-        start = self._starts[index]
-        end = self._starts[index + 1] if index + 1 < len(self._starts) else self._length
-        _advance(self._bar, end - start)
-        if success and self._success:
-            self._value[start:end] = value
-        elif not success and self._success:
-            self._success = False
-            self._value = value  # only the first exception is kept
-        if self._left == 0:
+        # Chunk index covers items [start, end).  Normally one thread
+        # delivers, but a terminate() fails the rest from its own.
+        start = index * self._chunksize
+        end = min(start + self._chunksize, self._length)
+        with self._lock:
+            self._left -= 1
+            last = self._left == 0
+            if success and self._success:
+                self._value[start:end] = value
+            elif not success and self._success:
+                self._success = False
+                self._value = value  # only the first exception is kept
+        if self._bar is not None:
+            _advance(self._bar, end - start)
+        if last:
             _close_bar(self._bar)
             if self._success:
                 _call_back(self._callback, self._value)
@@ -274,24 +308,18 @@ class IMapIterator(Generic[_T]):
     """The iterator of ``imap`` (results in input order) and
     ``imap_unordered`` (in completion order).  ``next(timeout)`` raises
     ``multiprocessing.TimeoutError`` if nothing arrives in time; a failed
-    call raises its exception in its place and iteration then goes on."""
+    call raises its exception in its place and iteration then goes on (an
+    exception of the input itself ends it).
 
-    def __init__(
-        self, chunk_starts: List[int], length: int, ordered: bool, bar: Any = None
-    ) -> None:
-        self._cond = threading.Condition(threading.Lock())
-        self._items: "collections.deque[Tuple[bool, Any]]" = collections.deque()
-        self._sizes = [
-            end - start for start, end in zip(chunk_starts, chunk_starts[1:] + [length])
-        ]
-        nchunks = len(chunk_starts)
-        self._chunks_left = nchunks
-        self._ordered = ordered
-        self._waiting: Dict[int, Tuple[bool, Any]] = {}
-        self._next_chunk = 0
+    It reads its input lazily (see ``Pool.imap``); dropping it (or
+    ``close()``) stops the reading and cancels the chunks not yet sent."""
+
+    def __init__(self, feed: _Feed, bar: Any = None) -> None:
+        self._feed = feed
+        self._lock = threading.Lock()
+        self._values: List[Any] = []  # the current chunk's, reversed
         self._bar = bar
-        if nchunks == 0:
-            _close_bar(bar)
+        self._finalizer = weakref.finalize(self, _close_feed, feed, bar)
 
     def __iter__(self) -> IMapIterator[_T]:
         return self
@@ -300,42 +328,57 @@ class IMapIterator(Generic[_T]):
         """The next result; raises the call's exception in its place,
         ``StopIteration`` at the end, ``multiprocessing.TimeoutError`` when
         nothing arrives within ``timeout`` seconds."""
-        with self._cond:
-            if not self._items and self._chunks_left > 0:
-                self._cond.wait_for(
-                    lambda: self._items or self._chunks_left == 0, timeout
-                )
-            if not self._items:
-                if self._chunks_left == 0:
-                    raise StopIteration
+        with self._lock:
+            values = self._values
+            if values:
+                return cast(_T, values.pop())
+            try:
+                outcome = self._feed.take(timeout)
+            except StopIteration:
+                self._finalizer()  # closes the progress bar
+                raise
+            if outcome is None:
                 raise multiprocessing.TimeoutError
-            success, value = self._items.popleft()
-        if success:
-            return cast(_T, value)
-        raise value
+            success, value = outcome
+            del outcome
+            if not success:
+                raise value
+            if self._bar is not None:
+                _advance(self._bar, len(value))
+            value.reverse()
+            item = value.pop()
+            self._values = value
+            return cast(_T, item)
 
     __next__ = next
 
-    def _push(self, success: bool, value: Any) -> None:
-        self._chunks_left -= 1
-        if success:
-            self._items.extend((True, v) for v in value)
-        else:
-            self._items.append((False, value))
+    def close(self) -> None:
+        """Stops reading the input; chunks not yet sent are cancelled and
+        iteration ends."""
+        self._finalizer()
 
-    def _deliver(self, index: int, success: bool, value: Any) -> None:
-        _advance(self._bar, self._sizes[index])
-        with self._cond:
-            if not self._ordered:
-                self._push(success, value)
-            else:
-                self._waiting[index] = (success, value)
-                while self._next_chunk in self._waiting:
-                    self._push(*self._waiting.pop(self._next_chunk))
-                    self._next_chunk += 1
-            if self._chunks_left == 0:
-                _close_bar(self._bar)
-            self._cond.notify_all()
+
+def _close_feed(feed: _Feed, bar: Any) -> None:
+    feed.close()
+    _close_bar(bar)
+
+
+def _length(iterable: Any) -> Optional[int]:
+    """len(iterable), or None for an iterable without one."""
+    try:
+        return len(iterable)
+    except Exception:
+        return None
+
+
+def _star_args(args: Any) -> Tuple[Any, ...]:
+    try:
+        return tuple(args)
+    except TypeError:
+        raise TypeError(
+            f"starmap needs an iterable of argument iterables; "
+            f"{type(args).__name__!r} object is not iterable"
+        ) from None
 
 
 def _close_bar(bar: Any) -> None:
@@ -396,21 +439,18 @@ class _PoolBase(_Engine):
 
     # -- maps
 
-    def _calls(self, iterable: Iterable[Any], star: bool) -> List[_Call]:
-        # One shared, empty kwargs dict: pickled once per chunk.
-        no_kwargs: Dict[str, Any] = {}
-        if star:
-            calls: List[_Call] = []
-            for args in iterable:
-                try:
-                    calls.append((tuple(args), no_kwargs))
-                except TypeError:
-                    raise TypeError(
-                        f"starmap needs an iterable of argument iterables; "
-                        f"{type(args).__name__!r} object is not iterable"
-                    ) from None
-            return calls
-        return [((x,), no_kwargs) for x in iterable]
+    @staticmethod
+    def _items(iterable: Iterable[Any], star: bool) -> Sequence[Any]:
+        """The input of map / starmap as a sequence whose slices are the
+        chunks: a list, tuple or range as it is (a map over range(n) sends
+        ranges), anything else as a list; starmap's items as tuples."""
+        if type(iterable) in (list, tuple, range):
+            items = cast(Sequence[Any], iterable)
+        else:
+            items = list(iterable)
+        if star and (type(items) is range or set(map(type, items)) - {tuple}):
+            items = [_star_args(args) for args in items]
+        return items
 
     def _chunksize(self, chunksize: Any, ncalls: int) -> int:
         if chunksize is None:
@@ -424,43 +464,44 @@ class _PoolBase(_Engine):
             raise ValueError(f"Chunksize must be 1+, not {chunksize:n}")
         return chunksize
 
-    def _bar(self, total: int) -> Any:
+    def _bar(self, total: Optional[int]) -> Any:
         if not self._show_progress:
             return None
         import tqdm
 
         return tqdm.tqdm(total=total)
 
-    def _map(
+    def _map_async(
         self,
         func: Callable[..., Any],
         iterable: Iterable[Any],
         chunksize: Any,
         star: bool,
-        make_result: Callable[[List[int], int, Any], _R],
-    ) -> _R:
-        """Checks everything, then DEFINEs func and sends one chunk task per
-        chunk; make_result(chunk_starts, length, bar) builds the result
-        object every chunk is delivered to."""
+        callback: Optional[Callable[[List[Any]], object]],
+        error_callback: Optional[Callable[[BaseException], object]],
+    ) -> MapResult[Any]:
+        """Checks and pickles everything, then DEFINEs func and sends one
+        chunk task per chunk, each delivered to the MapResult."""
+        _check_callback("callback", callback)
+        _check_callback("error_callback", error_callback)
         self._check_open()
         if not callable(func):
             raise TypeError(f"{type(func).__name__!r} object is not callable")
-        calls = self._calls(iterable, star)
-        size = self._chunksize(chunksize, len(calls))
-        starts = list(range(0, len(calls), size))
-        batches = [calls[s : s + size] for s in starts]
-        bar = self._bar(len(calls))
-        result = make_result(starts, len(calls), bar)
-        if not batches:
+        items = self._items(iterable, star)
+        length = len(items)
+        size = self._chunksize(chunksize, length)
+        bar = self._bar(length)
+        result: MapResult[Any] = MapResult(length, size, callback, error_callback, bar)
+        if not length:
             return result
+        receiver: _Receiver = result
+        if callback is not None or error_callback is not None or bar is not None:
+            receiver = _Relay(self._handler, result)  # user code: not on the dispatcher
         try:
-            futures = self._submit_keyed(func, batches, chunk=True)
+            self._map_eagerly(func, items, size, star, receiver)
         except BaseException:
             _close_bar(bar)
             raise
-        handler = self._handler
-        for index, future in enumerate(futures):
-            future.add_done_callback(functools.partial(handler.put, result, index))
         return result
 
     def map(
@@ -494,15 +535,7 @@ class _PoolBase(_Engine):
     ) -> MapResult[_T]:
         """``map`` without waiting: returns a ``MapResult``.  ``callback``
         gets the list of results, ``error_callback`` the first exception."""
-        _check_callback("callback", callback)
-        _check_callback("error_callback", error_callback)
-        return self._map(
-            func,
-            iterable,
-            chunksize,
-            False,
-            lambda s, n, bar: MapResult(s, n, callback, error_callback, bar),
-        )
+        return self._map_async(func, iterable, chunksize, False, callback, error_callback)
 
     def starmap_async(
         self,
@@ -513,22 +546,18 @@ class _PoolBase(_Engine):
         error_callback: Optional[Callable[[BaseException], object]] = None,
     ) -> MapResult[_T]:
         """``starmap`` without waiting: returns a ``MapResult``."""
-        _check_callback("callback", callback)
-        _check_callback("error_callback", error_callback)
-        return self._map(
-            func,
-            iterable,
-            chunksize,
-            True,
-            lambda s, n, bar: MapResult(s, n, callback, error_callback, bar),
-        )
+        return self._map_async(func, iterable, chunksize, True, callback, error_callback)
 
     def imap(
         self, func: Callable[..., _T], iterable: Iterable[Any], chunksize: int = 1
     ) -> IMapIterator[_T]:
         """An iterator over ``func(x)`` in input order, yielding each result
-        as soon as it and those before it are there.  The iterable is
-        consumed (and checked) by this call, before anything is sent."""
+        as soon as it and those before it are there.  The iterable is read
+        lazily, in a thread of the pool, a bounded number of chunks ahead of
+        the results taken (``READ_AHEAD_PER_SLOT`` per task a worker may
+        hold): this returns at once, also for an endless generator.  An
+        exception raised by the iterable is raised in its place, after the
+        results before it, and ends the iteration."""
         return self._imap(func, iterable, chunksize, ordered=True)
 
     def imap_unordered(
@@ -546,13 +575,19 @@ class _PoolBase(_Engine):
     ) -> IMapIterator[_T]:
         if chunksize is None:
             raise TypeError("chunksize must be an int, not NoneType")
-        return self._map(
-            func,
-            iterable,
-            chunksize,
-            False,
-            lambda s, n, bar: IMapIterator(s, n, ordered, bar),
-        )
+        self._check_open()
+        if not callable(func):
+            raise TypeError(f"{type(func).__name__!r} object is not callable")
+        size = self._chunksize(chunksize, 0)
+        items = iter(iterable)
+        ntasks = _tasks_hint([iterable], size)
+        bar = self._bar(_length(iterable)) if self._show_progress else None
+        try:
+            feed = self._map_lazily(func, _batches(items, size), False, ordered, ntasks)
+        except BaseException:
+            _close_bar(bar)
+            raise
+        return IMapIterator(feed, bar)
 
     def apply(
         self,
@@ -587,19 +622,20 @@ class _PoolBase(_Engine):
             future.add_done_callback(lambda f: result._deliver(0, *_outcome(f)))
         else:
             handler = self._handler
-            future.add_done_callback(lambda f: handler.put(result, 0, f))
+            future.add_done_callback(lambda f: handler.put(result, 0, *_outcome(f)))
         return result
 
     # -- lifetime
 
     def close(self) -> None:
-        """No more tasks; those submitted still run.  The workers exit once
-        they are done (``join`` waits for that)."""
+        """No more tasks; those submitted still run, and ``imap`` /
+        ``imap_unordered`` iterators read the rest of their input.  The
+        workers exit once they are done (``join`` waits for that)."""
         with self._pool_lock:
             if self._pool_state != _RUN:
                 return
             self._pool_state = _CLOSE
-        self._close_engine()
+        self._close_engine(drain_feeds=True)
 
     def terminate(self) -> None:
         """Stops the workers now.  Tasks not finished are lost: their results

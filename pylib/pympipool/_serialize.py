@@ -63,7 +63,7 @@ import sys
 import sysconfig
 import threading
 import types
-from typing import Any, Callable, Dict, FrozenSet, List, Sequence, Set, Tuple
+from typing import Any, Callable, Dict, FrozenSet, List, Sequence, Set, Tuple, Union
 
 import cloudpickle  # type: ignore[import]  # ships no type information
 
@@ -333,17 +333,21 @@ def dumps_function(fn: Callable[..., Any]) -> Tuple[bytes, List[memoryview]]:
     return _dumps_snapshot(fn)
 
 
-def dumps_keyed(key: int, *call: Any) -> Tuple[bytes, List[memoryview]]:
-    """Pickles a task that names its function by the key of a ``DEFINE``:
-    ``dumps_keyed(key, args, kwargs)`` gives ``(key, args, kwargs)`` (flag
-    ``FN_KEY``), ``dumps_keyed(key, calls)`` gives ``(key, calls)`` with
-    calls a list of ``(args, kwargs)``, each a tuple and a dict (flags
-    ``FN_KEY | CHUNK``).  The calls may share one kwargs dict: the worker
-    never changes it."""
+def dumps_keyed(key: Union[int, bytes], *call: Any) -> Tuple[bytes, List[memoryview]]:
+    """Pickles a task of a map, whose function is either kept by the key
+    of a ``DEFINE`` (``key`` an int, flag ``FN_KEY``) or carried as its
+    pickle (``key`` the bytes of ``dumps_function``, as in a ``TASK``):
+    ``dumps_keyed(key, args, kwargs)`` gives ``(key, args, kwargs)``,
+    ``dumps_keyed(key, calls)`` gives ``(key, calls)`` with calls a list
+    (flag ``CHUNK``): of ``(args, kwargs)`` pairs, each a tuple and a dict
+    (the pairs may share one kwargs dict: the worker never changes it);
+    with ``MAP`` of plain items, each one call's only argument; with
+    ``STARMAP`` of argument tuples.  A map's items are pickled as they are,
+    one list per chunk, as ``multiprocessing`` does."""
     if len(call) == 2:
         args, kwargs = call
         return _dumps((key, tuple(args), dict(kwargs)))
-    (calls,) = call  # already a list of (tuple, dict): no copy of a long map
+    (calls,) = call  # the list itself: no copy of a long map
     return _dumps((key, calls))
 
 

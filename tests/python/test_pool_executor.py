@@ -259,6 +259,7 @@ def test_map_pickles_the_function_once(pool):
 
 
 def test_map_forgets_its_function_after_its_tasks(pool, monkeypatch):
+    monkeypatch.setattr(pympipool._engine, "INLINE_FUNCTION_BYTES", 0)  # always DEFINE
     state = pool._state
     defined, forgotten = [], []
     original_define, original_forget = state.define_key, state.forget
@@ -307,9 +308,18 @@ def test_map_bad_input_fails_before_anything_is_sent(pool, monkeypatch):
         pool.map(square, [1], chunksize=1.5)
     with pytest.raises(TypeError, match="not callable"):
         pool.map(3, [1])
-    with pytest.raises(TypeError):  # unpicklable argument
-        pool.map(square, [threading.Lock()])
     assert sent == []
+
+
+def test_map_an_unpicklable_argument_fails_its_call(pool):
+    # The input is read lazily: as with ProcessPoolExecutor, pickle's error
+    # is the call's, raised when its result is reached.
+    results = pool.map(square, [2, threading.Lock(), 3])
+    assert next(results) == 4
+    with pytest.raises(TypeError, match="lock"):
+        next(results)
+    assert list(results) == []  # a call's exception ends the iteration
+    assert list(pool.map(square, [1, 2], chunksize=2)) == [1, 4]
 
 
 # ---- parameters ------------------------------------------------------------------
