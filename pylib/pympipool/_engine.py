@@ -519,6 +519,11 @@ class _MapRun:
             self.state.forget(self.slot)
 
 
+def _in_memory(iterables: Sequence[Any]) -> bool:
+    """Whether reading iterables runs no user code and cannot block."""
+    return all(type(iterable) in (list, tuple, range) for iterable in iterables)
+
+
 def _tasks_hint(iterables: Sequence[Any], size: int) -> int:
     """How many tasks of size items a lazy map over zip(*iterables) will
     have, from their lengths (``operator.length_hint``); 0 if unknown."""
@@ -616,9 +621,16 @@ class _Feed:
         value)."""
         return self._chunk
 
-    def start(self, run: _MapRun, flags: int) -> None:
+    def start(self, run: _MapRun, flags: int, now: bool = False) -> None:
+        """Starts reading: in a feeder thread, or with ``now`` at once in
+        this thread (for an input in memory that fits the window, which
+        neither blocks nor ever waits for room)."""
         self._run = run
         self._flags = flags
+        if now:
+            self._draining = True  # never wait for room: nobody takes yet
+            self._feed()
+            return
         self._thread = threading.Thread(
             target=self._feed, name="pympipool-feeder", daemon=True
         )
@@ -1334,11 +1346,14 @@ class _Engine:
         star: bool,
         ordered: bool,
         ntasks: int = 0,
+        in_memory: bool = False,
     ) -> _Feed:
         """Starts the feed that reads batches (one list of items per task)
         ahead of the consumer, at most ``_read_ahead`` tasks (see _Feed).
         The function is pickled once, and DEFINEd unless the tasks are few
-        (``ntasks``: how many, if known).  The tasks are CHUNKs (MAP, or
+        (``ntasks``: how many, if known).  An input ``in_memory`` (lists,
+        tuples, ranges) of at most ``_read_ahead`` tasks is sent at once,
+        without a feeder thread.  The tasks are CHUNKs (MAP, or
         STARMAP for argument tuples), or single calls of ``fn(*args)``
         where chunks cannot return every rank's result (``Executor(cores >
         1)``): then each batch is one argument tuple."""
@@ -1355,7 +1370,8 @@ class _Engine:
                 self._state.define_key(slot, fn_payload, [])
             self._state.add_feed(feed)
         run = _MapRun(self._state, slot, feed)
-        feed.start(run, self._map_flags(star, chunk, isinstance(slot, int)))
+        now = in_memory and 0 < ntasks <= self._read_ahead
+        feed.start(run, self._map_flags(star, chunk, isinstance(slot, int)), now)
         return feed
 
     def _close_engine(self, cancel_futures: bool = False, drain_feeds: bool = False) -> None:

@@ -47,6 +47,7 @@ from ._engine import (
     _Default,
     _Engine,
     _Feed,
+    _in_memory,
     _resolve_alias,
     _tasks_hint,
 )
@@ -150,7 +151,8 @@ class _ExecutorBase(_Engine, _FuturesExecutor):
         end_time = None if timeout is None else timeout + time.monotonic()
         args = zip(*iterables)  # not iterable: TypeError now
         ntasks = _tasks_hint(iterables, chunksize) if iterables else 0
-        feed = self._map_lazily(fn, _batches(args, chunksize), True, True, ntasks)
+        in_memory = _in_memory(iterables)
+        feed = self._map_lazily(fn, _batches(args, chunksize), True, True, ntasks, in_memory)
         return _MapIterator(feed, end_time)
 
     def __len__(self) -> int:

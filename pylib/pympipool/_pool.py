@@ -76,6 +76,7 @@ from typing import (
 
 from ._engine import (
     _batches,
+    _in_memory,
     _tasks_hint,
     _check_count,
     _Default,
@@ -583,7 +584,9 @@ class _PoolBase(_Engine):
         ntasks = _tasks_hint([iterable], size)
         bar = self._bar(_length(iterable)) if self._show_progress else None
         try:
-            feed = self._map_lazily(func, _batches(items, size), False, ordered, ntasks)
+            feed = self._map_lazily(
+                func, _batches(items, size), False, ordered, ntasks, _in_memory([iterable])
+            )
         except BaseException:
             _close_bar(bar)
             raise

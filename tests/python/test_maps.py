@@ -330,7 +330,10 @@ def test_small_maps_carry_their_function_and_large_ones_define_it(pool, monkeypa
     original = state.define_key
     monkeypatch.setattr(state, "define_key", lambda k, *a: (defined.append(k), original(k, *a)))
     assert pool.map(square, range(10)) == [i * i for i in range(10)]
-    assert list(pool.imap(square, [1, 2])) == [1, 4]
+    it = pool.imap(square, [1, 2])
+    assert not pool._state.feeds  # a small input in memory: sent at once, no feeder
+    assert list(it) == [1, 4]
+    assert sorted(pool.imap_unordered(square, (3, 4))) == [9, 16]
     assert defined == []
     assert pool.map(square, range(3000), chunksize=1)[-1] == 2999**2
     assert list(pool.imap(square, (i for i in range(3)))) == [0, 1, 4]  # length unknown
