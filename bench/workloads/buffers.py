@@ -1,7 +1,7 @@
 """Large buffers: the round trip of a numpy array that a call returns as it
 came (``identity(a)``), 1 worker.
 
-For an 8 MiB and a 128 MiB float64 array (8 and 32 MiB with ``--quick``):
+For an 8 MiB and a 128 MiB float64 array (4 and 16 MiB with ``--quick``):
 the array's size divided by the median round trip (one echo to warm up,
 then 5 resp. 2 timed), in GB/s (10^9 bytes/s); the array crosses twice, so
 the bytes moved per second are twice that.  The warm-up echo's result is
@@ -46,8 +46,8 @@ def echo(contender: str, sizes_mib: List[int], reps: List[int]) -> Dict[str, flo
 
 
 def workloads(cfg: Config) -> List[Workload]:
-    sizes = [8, 32] if cfg.quick else [8, 128]
-    reps = [3, 2] if cfg.quick else [5, 2]
+    sizes = [4, 16] if cfg.quick else [8, 128]
+    reps = [2, 1] if cfg.quick else [5, 2]
     return [
         Workload(
             "buffers", __name__, "echo of a large numpy array, 1 worker",

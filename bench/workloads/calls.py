@@ -88,7 +88,7 @@ def round_trips(contender: str, workers: int, calls: int) -> Dict[str, float]:
 
 def workloads(cfg: Config) -> List[Workload]:
     q = cfg.quick
-    tiny_params = {"workers": 2, "calls": 1000 if q else 5000, "reps": 1 if q else 3}
+    tiny_params = {"workers": 2, "calls": 500 if q else 5000, "reps": 1 if q else 3}
     rtt_calls = 100 if q else 500
     nap = 0.1 if q else 0.5
     return [

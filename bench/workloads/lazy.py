@@ -85,9 +85,9 @@ def pending(contender: str, calls: int) -> Dict[str, float]:
 
 
 def workloads(cfg: Config) -> List[Workload]:
-    n = 20_000 if cfg.quick else cfg.imap_n
+    n = 10_000 if cfg.quick else cfg.imap_n
     small = n // 10
-    calls = 10_000 if cfg.quick else 100_000
+    calls = 2_000 if cfg.quick else 100_000
     budget = cfg.budget
 
     def pair(items: int, key: str) -> list:

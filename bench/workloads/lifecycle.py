@@ -11,9 +11,9 @@
     0.5.3's design (mpiexec.openmpi -n 2).
 ``idle``
     CPU used while nothing is asked of the executor, over 3 s (0.5 s with
-    ``--quick``) after its first result and a settling pause: utime +
-    stime from ``/proc/<pid>/stat`` of every descendant of the contender's
-    process.  ``worker``: per worker process (the ranks, the pool's
+    ``--quick``) after its first result and a settling pause (0.5 s, 0.2 s
+    with ``--quick``): utime + stime from ``/proc/<pid>/stat`` of every
+    descendant of the contender's process.  ``worker``: per worker process (the ranks, the pool's
     processes), % of one core; ``launcher``: mpiexec, hydra's proxies or
     orted together, % of one core; ``caller``: the caller's own process
     (the executor's threads; its main thread sleeps), % of one core.  At
@@ -47,12 +47,12 @@ def start_stop(contender: str, workers: int) -> Dict[str, float]:
     return {"start_s": started, "stop_ms": (time.perf_counter() - start) * 1e3}
 
 
-def idle(contender: str, workers: int, seconds: float) -> Dict[str, float]:
+def idle(contender: str, workers: int, seconds: float, settle: float) -> Dict[str, float]:
     me = os.getpid()
     adapter = open_contender(contender, workers)
     try:
         adapter.call(trivial)
-        time.sleep(0.5)
+        time.sleep(settle)
         workers0, launchers0 = cpu_split(me)
         caller0 = cpu_seconds(me) or 0.0
         start = time.monotonic()
@@ -117,7 +117,7 @@ def workloads(cfg: Config) -> List[Workload]:
                         "% core", False),
             ],
             _contenders("idle", True),
-            {"workers": 2, "seconds": seconds},
+            {"workers": 2, "seconds": seconds, "settle": 0.2 if cfg.quick else 0.5},
             max_rounds=3,
         ),
     ]
