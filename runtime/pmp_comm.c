@@ -48,10 +48,6 @@
 #define S_PICKLE_PROTOCOL 5
 #define S_CHUNK (64L * 1024 * 1024) /* bytes per MPI_Ibcast of one broadcast */
 
-/* Backoff of the probe loop in recv(); the same numbers as pmp_mpiwait.c. */
-#define S_BUSY_NS 200000L
-#define S_SLEEP_MIN_NS 2000L
-#define S_SLEEP_MAX_NS 1000000L
 #define S_SIGNAL_CHECK_NS 10000000L /* s_probe runs signal handlers every 10 ms */
 
 /* Header broadcast by the root of bcast, scatter and allreduce. */
@@ -378,8 +374,8 @@ static long s_now_ns(void)
     return (long)ts.tv_sec * 1000000000L + ts.tv_nsec;
 }
 
-/* MPI_Improbe until a message matches, with the GIL released and the same
- * backoff as pmp_mpi_waitall (there is no request to hand it).  Returns the
+/* MPI_Improbe until a message matches, with the GIL released and the
+ * backoff of pmp_mpi_waitall (there is no request to hand it).  Returns the
  * MPI error code, or -1 with a Python exception set when a signal handler
  * raised while it waited (run_time_max's TimeoutError, KeyboardInterrupt).
  *
@@ -394,8 +390,9 @@ static int s_probe(s_comm_t *self, int source, int tag, MPI_Message *msg, MPI_St
     int rc = MPI_SUCCESS, flag = 0;
     self->busy++;
     PyThreadState *ts = PyEval_SaveThread();
-    long start = s_now_ns();
-    long sleep_ns = 0, last_check = start;
+    pmp_mpi_backoff_t backoff;
+    pmp_mpi_backoff_start(&backoff);
+    long last_check = s_now_ns();
     for (;;) {
         rc = MPI_Improbe(source, tag, self->comm, &flag, msg, status);
         if (rc != MPI_SUCCESS || flag)
@@ -410,13 +407,7 @@ static int s_probe(s_comm_t *self, int source, int tag, MPI_Message *msg, MPI_St
                 break;
             }
         }
-        if (sleep_ns == 0 && s_now_ns() - start < S_BUSY_NS)
-            continue;
-        sleep_ns = sleep_ns ? sleep_ns * 2 : S_SLEEP_MIN_NS;
-        if (sleep_ns > S_SLEEP_MAX_NS)
-            sleep_ns = S_SLEEP_MAX_NS;
-        struct timespec nap = {0, sleep_ns};
-        nanosleep(&nap, NULL);
+        pmp_mpi_backoff_nap(&backoff);
     }
     PyEval_RestoreThread(ts);
     self->busy--;

@@ -468,6 +468,7 @@ int main(int argc, char **argv)
         exit(1);
     }
 
+    int bells = pmp_mpi_doorbell_open(pmp_group_comm(rt.group));
     pmp_hello_rank_t *ranks = s_gather_ranks(rt.group, wrank, host);
     if (rt.leader) {
         pmp_hello_t hello = {
@@ -486,13 +487,14 @@ int main(int argc, char **argv)
             pmp_log(PMP_LOG_ERROR, "cannot send hello: %s", strerror(errno));
     }
     free(ranks);
-    pmp_log(PMP_LOG_INFO, "started: group %d of %d, rank %d of %d in the group",
+    pmp_log(PMP_LOG_INFO, "started: group %d of %d, rank %d of %d in the group%s",
             pmp_group_index(rt.group), pmp_group_count(rt.group), pmp_group_rank(rt.group),
-            pmp_group_size(rt.group));
+            pmp_group_size(rt.group), bells ? ", doorbells to the ranks on this host" : "");
 
     s_loop(&rt);
 
     pmp_log(PMP_LOG_INFO, "shutting down");
+    pmp_mpi_doorbell_close();
     pmp_leader_destroy(&rt.leader);
     pmp_python_destroy(&rt.py); /* no Python object uses user_comm after this */
     MPI_Comm_free(&rt.user_comm);
