@@ -67,6 +67,8 @@ from typing import Any, Callable, Dict, FrozenSet, List, Sequence, Set, Tuple, U
 
 import cloudpickle  # type: ignore[import]  # ships no type information
 
+from ._snapshot import cached_pickle
+
 #: Buffers of at least this many bytes go out of band (docs/protocol.md).
 OOB_THRESHOLD = 64 * 1024
 PICKLE_PROTOCOL = 5
@@ -299,12 +301,17 @@ def _dumps(obj: Any, in_band: bool = False) -> Tuple[bytes, List[memoryview]]:
         slot.busy = False
 
 
+def _dump_in_band(fn: Callable[..., Any]) -> bytes:
+    return _dumps(fn, in_band=True)[0]
+
+
 def _dumps_snapshot(fn: Callable[..., Any]) -> Tuple[bytes, List[memoryview]]:
     """A function's pickle, in band: the bytes alone are the whole snapshot
     of fn and the globals it uses (a captured array is copied into them), so
     a change made after this call never reaches the workers, and the workers
-    can cache the function by these bytes."""
-    return _dumps(fn, in_band=True)
+    can cache the function by these bytes.  Made once for as long as it
+    cannot differ (``_snapshot.cached_pickle``)."""
+    return cached_pickle(fn, _dump_in_band), []
 
 
 def dumps_call(
@@ -312,8 +319,9 @@ def dumps_call(
 ) -> Tuple[bytes, List[memoryview]]:
     """Pickles a ``TASK``: ``(fn_bytes, args, kwargs)`` with ``fn_bytes`` the
     in-band pickle of fn alone (``_dumps_snapshot``); the payload and the
-    out-of-band buffers of the arguments.  fn is pickled again at every
-    call, so a changed global it refers to is always seen.  Raises whatever
+    out-of-band buffers of the arguments.  fn's pickle is made again
+    unless nothing it depends on can have changed, so a changed global it
+    refers to is always seen.  Raises whatever
     pickle raises for an unpicklable function or argument."""
     _register_module_of(fn)
     fn_bytes, _ = _dumps_snapshot(fn)

@@ -82,3 +82,88 @@ def test_zero_copy_must_be_a_bool():
         PoolExecutor(max_workers=1, zero_copy=1)
     with pytest.raises(TypeError, match="zero_copy must be a bool"):
         Pool(1, zero_copy="no")
+
+
+# ---- the pickle of a function is made once while it cannot differ ----------
+
+SCALE = 2
+COUNTS = [1]
+
+
+def scaled(x):
+    return x * SCALE
+
+
+def counted(x):
+    return x + COUNTS[0]
+
+
+def helper(x):
+    return x + 1
+
+
+def calls_helper(x):
+    return helper(x) * 10
+
+
+def test_rebound_globals_are_seen(executor):
+    global SCALE, helper
+    SCALE = 2
+    assert executor.submit(scaled, 5).result(TIMEOUT) == 10
+    SCALE = 3  # rebinding: a new fingerprint, a new pickle
+    assert executor.submit(scaled, 5).result(TIMEOUT) == 15
+    original = helper
+    try:
+        assert executor.submit(calls_helper, 1).result(TIMEOUT) == 20
+
+        def helper(x):  # noqa: F811  # redefined between two submits
+            return x + 2
+
+        assert executor.submit(calls_helper, 1).result(TIMEOUT) == 30
+    finally:
+        helper = original
+
+
+def test_changed_in_place_is_seen(executor):
+    COUNTS[0] = 1
+    assert executor.submit(counted, 1).result(TIMEOUT) == 2
+    COUNTS[0] = 5  # the list is mutable: never cached, pickled again
+    assert executor.submit(counted, 1).result(TIMEOUT) == 6
+
+
+def test_pickle_reused_only_while_it_cannot_differ():
+    from pympipool import _snapshot
+
+    dumps = []
+
+    def dump(fn):
+        dumps.append(fn)
+        return b"pickle %d" % len(dumps)
+
+    global SCALE
+    SCALE = 2
+    first = _snapshot.cached_pickle(scaled, dump)
+    assert _snapshot.cached_pickle(scaled, dump) is first
+    SCALE = 4
+    assert _snapshot.cached_pickle(scaled, dump) == b"pickle 2"
+    assert _snapshot.fingerprint(counted) is None  # depends on a list
+    assert _snapshot.cached_pickle(counted, dump) == b"pickle 3"
+    assert _snapshot.cached_pickle(counted, dump) == b"pickle 4"
+    assert _snapshot.fingerprint(calls_helper) is not None
+    assert _snapshot.fingerprint(lambda: np.zeros(1)) is not None  # a module
+    assert _snapshot.fingerprint(lambda: BIG) is None  # an array
+    assert _snapshot.fingerprint(lambda: Pool) is not None  # an importable class
+
+
+def test_cache_lets_go_of_the_function():
+    import gc
+    import weakref
+
+    from pympipool import _snapshot
+
+    fn = eval("lambda x: x + 1")
+    ref = weakref.ref(fn)
+    _snapshot.cached_pickle(fn, lambda f: b"x")
+    del fn
+    gc.collect()
+    assert ref() is None
