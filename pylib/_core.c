@@ -605,13 +605,33 @@ PyDoc_STRVAR(s_wait_doc, "wait($self, timeout=None)\n--\n\n"
                          "least every 100 ms.  Raises RuntimeError once the CLOSED completion has\n"
                          "been returned.");
 
-static PyObject *s_executor_wait(PyObject *op, PyObject *args, PyObject *kwargs)
+/* At most this many completions are taken per wait_batch(). */
+#define S_WAIT_BATCH 64
+
+/* The completions of one batch as a list of tuples; every completion is
+ * consumed, whatever happens. */
+static PyObject *s_completion_list(s_executor_object *self, pmp_completion_t **batch, size_t n)
 {
-    static char *kwlist[] = {"timeout", NULL};
-    s_executor_object *self = (s_executor_object *)op;
-    PyObject *timeout_obj = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|O:wait", kwlist, &timeout_obj))
-        return NULL;
+    PyObject *list = PyList_New((Py_ssize_t)n);
+    for (size_t i = 0; i < n; i++) {
+        PyObject *t = list != NULL ? s_completion_tuple(self, batch[i]) : NULL;
+        if (t == NULL) {
+            if (list == NULL)
+                pmp_completion_destroy(&batch[i]);
+            Py_CLEAR(list);
+            continue;
+        }
+        PyList_SET_ITEM(list, (Py_ssize_t)i, t);
+    }
+    return list;
+}
+
+/* wait() (batch 0: one tuple or None) and wait_batch() (a list, empty
+ * after the timeout): blocks in slices with the GIL released, so that
+ * signals are handled; after the first completion takes, still without
+ * the GIL, those already queued (at most S_WAIT_BATCH). */
+static PyObject *s_wait(s_executor_object *self, PyObject *timeout_obj, int batch)
+{
     double deadline = 0.0;
     int forever = timeout_obj == Py_None;
     if (!forever) {
@@ -624,6 +644,7 @@ static PyObject *s_executor_wait(PyObject *op, PyObject *args, PyObject *kwargs)
         }
         deadline = s_now() + timeout;
     }
+    size_t limit = batch ? S_WAIT_BATCH : 1;
     for (;;) {
         s_drain(self);
         if (s_check_live(self) < 0)
@@ -636,19 +657,23 @@ static PyObject *s_executor_wait(PyObject *op, PyObject *args, PyObject *kwargs)
             else if (left * 1000.0 < slice)
                 slice = (int)(left * 1000.0) + 1;
         }
-        pmp_completion_t *c;
+        pmp_completion_t *got[S_WAIT_BATCH];
+        size_t n = 0;
         int errnum;
         self->busy++;
         PyThreadState *ts = PyEval_SaveThread();
-        c = pmp_executor_wait(self->exe, slice);
+        got[0] = pmp_executor_wait(self->exe, slice);
         errnum = errno;
+        if (got[0] != NULL)
+            for (n = 1; n < limit && (got[n] = pmp_executor_wait(self->exe, 0)) != NULL; n++)
+                ;
         PyEval_RestoreThread(ts);
         self->busy--;
-        if (c != NULL) {
-            /* The frontend released this task's buffers before it queued the
-             * completion: let them go before the caller sees the result. */
+        if (n > 0) {
+            /* The frontend released these tasks' buffers before it queued the
+             * completions: let them go before the caller sees the results. */
             s_drain(self);
-            return s_completion_tuple(self, c);
+            return batch ? s_completion_list(self, got, n) : s_completion_tuple(self, got[0]);
         }
         if (errnum != EAGAIN && errnum != ETIMEDOUT && errnum != EINTR) {
             if (errnum == ESHUTDOWN)
@@ -657,9 +682,35 @@ static PyObject *s_executor_wait(PyObject *op, PyObject *args, PyObject *kwargs)
         }
         if (PyErr_CheckSignals() < 0)
             return NULL;
-        if (!forever && (slice == 0 || s_now() >= deadline))
+        if (!forever && (slice == 0 || s_now() >= deadline)) {
+            if (batch)
+                return PyList_New(0);
             Py_RETURN_NONE;
+        }
     }
+}
+
+static PyObject *s_executor_wait(PyObject *op, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"timeout", NULL};
+    PyObject *timeout_obj = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|O:wait", kwlist, &timeout_obj))
+        return NULL;
+    return s_wait((s_executor_object *)op, timeout_obj, 0);
+}
+
+PyDoc_STRVAR(s_wait_batch_doc,
+             "wait_batch($self, timeout=None)\n--\n\n"
+             "As wait(), but returns a list: the next completion and those queued\n"
+             "behind it (at most 64), or [] after timeout seconds.");
+
+static PyObject *s_executor_wait_batch(PyObject *op, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"timeout", NULL};
+    PyObject *timeout_obj = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|O:wait_batch", kwlist, &timeout_obj))
+        return NULL;
+    return s_wait((s_executor_object *)op, timeout_obj, 1);
 }
 
 PyDoc_STRVAR(s_destroy_doc,
@@ -698,6 +749,8 @@ static PyMethodDef s_executor_methods[] = {
     {"interrupt", s_executor_interrupt, METH_NOARGS, s_interrupt_doc},
     {"wait", (PyCFunction)(void (*)(void))s_executor_wait, METH_VARARGS | METH_KEYWORDS,
      s_wait_doc},
+    {"wait_batch", (PyCFunction)(void (*)(void))s_executor_wait_batch, METH_VARARGS | METH_KEYWORDS,
+     s_wait_batch_doc},
     {"destroy", (PyCFunction)(void (*)(void))s_executor_destroy, METH_VARARGS | METH_KEYWORDS,
      s_destroy_doc},
     {NULL, NULL, 0, NULL},

@@ -822,27 +822,28 @@ def _check_hello(fields: Dict[str, str]) -> Optional[str]:
 
 def _dispatch(state: _State) -> None:
     """The dispatcher thread: completes futures until the core is closed or
-    destroyed.  Holds only ``state``; one event at a time, and nothing of it
-    after it was handled."""
+    destroyed.  Holds only ``state``; takes the completions that are there
+    in one go (one release of the GIL for many futures), handles them in
+    order and keeps nothing of one after it was handled."""
     core = state.core
-    event: Optional[_Completion]
+    events: List[Optional[_Completion]]
     try:
         while True:
             try:
-                event = core.wait(None)
+                events = core.wait_batch(None)  # type: ignore[assignment]
             except ValueError:  # destroyed under us (atexit, finalizer)
                 state.break_executor("the executor was destroyed")
                 return
             except RuntimeError:  # CLOSED already delivered
                 return
-            if event is None:
-                continue
-            try:
-                if _handle(state, event):
-                    return
-            except BaseException:  # a thread of ours never dies of user data
-                _LOGGER.exception("pympipool: error while handling a completion")
-            event = None  # the frames and what was decoded from them go now
+            for index, event in enumerate(events):
+                events[index] = None  # the frames go once handled
+                try:
+                    if _handle(state, event):  # type: ignore[arg-type]
+                        return
+                except BaseException:  # a thread of ours never dies of user data
+                    _LOGGER.exception("pympipool: error while handling a completion")
+                event = None
     except BaseException as exc:  # never leave futures hanging
         state.break_executor(f"pympipool's dispatcher thread failed: {exc!r}")
         raise

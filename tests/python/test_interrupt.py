@@ -104,8 +104,13 @@ def test_leaving_the_with_block_ends_running_calls(tmp_path, kind, how):
     (queued,) = [l.split()[1:] for l in out.splitlines() if l.startswith("QUEUED ")]
     cancelled, failed, total = map(int, queued)
     assert failed == total == 4, out
-    # an Executor holds one call, a PoolExecutor worker two (its pipeline)
-    assert cancelled == (1 if kind == "pool_executor" else 4), out
+    # an Executor holds one call, a PoolExecutor worker two (its pipeline):
+    # at least one of the five calls was never sent; more when the second
+    # worker had not said hello yet when the block was left
+    if kind == "pool_executor":
+        assert 1 <= cancelled <= 3, out
+    else:
+        assert cancelled == 4, out
     assert took < BOUND, f"{took:.1f} s\n{out}\n{err}"
     if how == "sigint":
         assert child.returncode in (-signal.SIGINT, 130, 1), child.returncode
