@@ -446,29 +446,33 @@ static size_t s_recv_rest(pmp_leader_t *self, zmq_msg_t **parts_p, size_t *cap_p
 pmp_rtmsg_t *pmp_leader_recv(pmp_leader_t *self, pmp_python_t *py)
 {
     long last_check = s_now_ms();
+    int polled = 0; /* a message already queued is taken without a poll */
     for (;;) {
         pmp_python_drain(py);
-        zmq_pollitem_t item = {.socket = self->sock, .events = ZMQ_POLLIN};
-        int timeout = pmp_python_pending(py) ? S_BUSY_POLL_MS : S_IDLE_POLL_MS;
-        int rc = zmq_poll(&item, 1, timeout);
-        if (rc < 0 && errno != EINTR) {
-            pmp_log(PMP_LOG_ERROR, "cannot poll the frontend socket: %s; shutting down",
-                    zmq_strerror(errno));
-            return s_shutdown_msg();
-        }
-        if (rc <= 0 || !(item.revents & ZMQ_POLLIN)) {
-            if (s_now_ms() - last_check >= S_IDLE_POLL_MS) {
-                last_check = s_now_ms();
-                if (!s_frontend_alive(self)) {
-                    pmp_log(PMP_LOG_WARNING,
-                            "the frontend (pid %ld) or its socket is gone; shutting down",
-                            (long)self->frontend_pid);
-                    self->frontend_gone = 1;
-                    return s_shutdown_msg();
-                }
+        if (polled) {
+            zmq_pollitem_t item = {.socket = self->sock, .events = ZMQ_POLLIN};
+            int timeout = pmp_python_pending(py) ? S_BUSY_POLL_MS : S_IDLE_POLL_MS;
+            int rc = zmq_poll(&item, 1, timeout);
+            if (rc < 0 && errno != EINTR) {
+                pmp_log(PMP_LOG_ERROR, "cannot poll the frontend socket: %s; shutting down",
+                        zmq_strerror(errno));
+                return s_shutdown_msg();
             }
-            continue;
+            if (rc <= 0 || !(item.revents & ZMQ_POLLIN)) {
+                if (s_now_ms() - last_check >= S_IDLE_POLL_MS) {
+                    last_check = s_now_ms();
+                    if (!s_frontend_alive(self)) {
+                        pmp_log(PMP_LOG_WARNING,
+                                "the frontend (pid %ld) or its socket is gone; shutting down",
+                                (long)self->frontend_pid);
+                        self->frontend_gone = 1;
+                        return s_shutdown_msg();
+                    }
+                }
+                continue;
+            }
         }
+        polled = 1;
         size_t cap = 8;
         zmq_msg_t *parts = malloc(cap * sizeof *parts);
         PMP_ASSERT(parts != NULL);

@@ -39,10 +39,11 @@ at a time under the GIL; two threads may both pickle, which is harmless).
 
 from __future__ import annotations
 
+import functools
 import sys
 import types
 import weakref
-from typing import Any, Callable, List, Optional, Set, Tuple
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 import cloudpickle  # type: ignore[import]  # ships no type information
 
@@ -53,14 +54,15 @@ _is_registered_by_value: Optional[Callable[[types.ModuleType], bool]] = getattr(
 _ATOMS = (type(None), bool, int, float, complex, str, bytes, type(Ellipsis))
 _DEPTH = 8  # nesting of tuples and functions looked into before giving up
 
-#: code object -> names its code (and the code nested in it) looks up
-_code_names: "weakref.WeakKeyDictionary[types.CodeType, Tuple[str, ...]]" = (
-    weakref.WeakKeyDictionary()
-)
-#: function -> (fingerprint, pickle)
-_pickles: "weakref.WeakKeyDictionary[Callable[..., Any], Tuple[Any, bytes]]" = (
-    weakref.WeakKeyDictionary()
-)
+#: id(code object) -> (the code object, the names its code and the code
+#: nested in it look up); plain dicts, since a weak-key lookup makes a
+#: weak reference at every call.  Code objects are few (lambdas made in a
+#: loop share theirs) and the table is emptied when it grows past _MAX_CODES.
+_code_names: Dict[int, Tuple[types.CodeType, Tuple[str, ...]]] = {}
+_MAX_CODES = 4096
+#: id(function) -> (weak reference to it, fingerprint, pickle); the weak
+#: reference's callback removes the entry when the function goes.
+_pickles: Dict[int, Tuple["weakref.ref[Any]", Any, bytes]] = {}
 
 
 class _NotFrozen(Exception):
@@ -71,14 +73,17 @@ _NOT_FROZEN = _NotFrozen()
 
 
 def _names(code: types.CodeType) -> Tuple[str, ...]:
-    names = _code_names.get(code)
-    if names is None:
-        found = set(code.co_names)
-        for const in code.co_consts:
-            if isinstance(const, types.CodeType):
-                found.update(_names(const))
-        names = tuple(sorted(found))
-        _code_names[code] = names
+    entry = _code_names.get(id(code))
+    if entry is not None and entry[0] is code:
+        return entry[1]
+    found = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            found.update(_names(const))
+    names = tuple(sorted(found))
+    if len(_code_names) >= _MAX_CODES:
+        _code_names.clear()
+    _code_names[id(code)] = (code, names)
     return names
 
 
@@ -174,11 +179,20 @@ def cached_pickle(fn: Any, dump: Callable[[Any], bytes]) -> bytes:
     mark = fingerprint(fn)
     if mark is None:
         return dump(fn)
-    entry = _pickles.get(fn)
-    if entry is not None and entry[0] == mark:
-        return entry[1]
+    key = id(fn)
+    entry = _pickles.get(key)
+    if entry is not None and entry[0]() is fn and entry[1] == mark:
+        return entry[2]
     data = dump(fn)
-    _pickles[fn] = (mark, data)
+    _pickles[key] = (weakref.ref(fn, functools.partial(_forget, key)), mark, data)
     return data
+
+
+def _forget(key: int, ref: "weakref.ref[Any]") -> None:
+    """A cached function is gone: its entry goes (unless the id was reused
+    by a newer function already)."""
+    entry = _pickles.get(key)
+    if entry is not None and entry[0] is ref:
+        del _pickles[key]
 
 
