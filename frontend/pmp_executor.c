@@ -149,9 +149,15 @@ static inline int s_in_child(const pmp_executor_t *self)
     return __builtin_expect(self->gen != pmp_fork_generation(), 0);
 }
 
-/* Wakes the I/O thread: the eventfd it polls with everything else. */
+/* Wakes the I/O thread: the eventfd it polls with everything else.  Only
+ * the first caller since the thread's last round writes it: the round that
+ * follows sees every change made before it started (the thread clears
+ * wake_pending right after its poll, before it looks at anything), so a
+ * stream of submits costs one write and one wake-up, not one per task. */
 static void s_wake(pmp_executor_t *self)
 {
+    if (atomic_exchange(&self->wake_pending, 1))
+        return;
     uint64_t one = 1;
     ssize_t rc = write(self->efd, &one, sizeof one);
     (void)rc; /* EAGAIN: the counter is already non-zero, the thread will wake */

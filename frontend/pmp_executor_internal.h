@@ -23,6 +23,7 @@
 #define PMP_EXECUTOR_INTERNAL_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -72,6 +73,9 @@ struct pmp_executor {
 
     /* ---- written by the I/O thread, read by callers: atomic */
     pid_t pid; /* the job's launcher process; changes at a restart */
+    /* ---- written by both, atomic: the eventfd was written and the I/O
+     * thread has not yet started the round that sees why (s_wake) */
+    atomic_int wake_pending;
 
     /* ---- guarded by mtx */
     int ready, start_rc, start_errno;

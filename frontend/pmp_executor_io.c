@@ -38,6 +38,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -651,6 +652,9 @@ void *pmp_executor_io_main(void *arg)
             pmp_log(PMP_LOG_ERROR, "frontend: zmq_poll failed: %s", zmq_strerror(errno));
             PMP_ASSERT(errno == ETERM);
         }
+        /* From here on this round sees every change a caller made before
+         * now; a later change writes the eventfd again (s_wake). */
+        atomic_store(&self->wake_pending, 0);
         if (rc > 0 && (items[1].revents & ZMQ_POLLIN)) {
             uint64_t v;
             ssize_t r = read(self->efd, &v, sizeof v);
