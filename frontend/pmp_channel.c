@@ -150,6 +150,7 @@ static void s_eventfd_post(int fd)
 static void *s_keeper_run(void *arg)
 {
     s_keeper_t *k = arg;
+    pthread_setname_np(pthread_self(), "pympipool-keep");
     pmp_error_t err;
     err.text[0] = '\0';
     /* the program's environment as given (or ours, untouched) and our stdout */

@@ -34,6 +34,7 @@
  * message from an unknown or malformed peer is dropped with a warning, and
  * out of memory is fatal rather than a lost completion.
  */
+#define _GNU_SOURCE /* pthread_setname_np */
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
@@ -591,6 +592,7 @@ static int s_stopping(pmp_executor_t *self, pmp_launcher_stop_t *ending, int gra
 void *pmp_executor_io_main(void *arg)
 {
     pmp_executor_t *self = arg;
+    pthread_setname_np(pthread_self(), "pympipool-io"); /* top, perf, gdb */
     if (self->launch) {
         pmp_error_t err = {{0}};
         if (pmp_job_launch(self, &err) < 0) {

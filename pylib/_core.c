@@ -50,6 +50,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -873,6 +874,26 @@ static void s_module_free(void *module)
     (void)s_module_clear((PyObject *)module);
 }
 
+PyDoc_STRVAR(s_name_thread_doc, "name_thread(name)\n--\n\n"
+                                "Name the calling OS thread (at most 15 bytes are kept), as\n"
+                                "top, perf and gdb show it.");
+
+static PyObject *s_name_thread(PyObject *module, PyObject *arg)
+{
+    const char *name = PyUnicode_AsUTF8(arg);
+    if (name == NULL)
+        return NULL;
+    char buf[16];
+    snprintf(buf, sizeof buf, "%s", name);
+    prctl(PR_SET_NAME, buf, 0, 0, 0);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef s_module_methods[] = {
+    {"name_thread", s_name_thread, METH_O, s_name_thread_doc},
+    {NULL, NULL, 0, NULL},
+};
+
 static PyModuleDef_Slot s_module_slots[] = {
     {Py_mod_exec, s_module_exec},
     {0, NULL},
@@ -883,6 +904,7 @@ static struct PyModuleDef s_module_def = {
     .m_name = "pympipool._core",
     .m_doc = "Thin binding over the pympipool C frontend (frontend/pmp_executor.h).",
     .m_size = sizeof(pmp_py_state_t),
+    .m_methods = s_module_methods,
     .m_slots = s_module_slots,
     .m_traverse = s_module_traverse,
     .m_clear = s_module_clear,

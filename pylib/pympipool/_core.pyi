@@ -45,6 +45,8 @@ EVENT_CLOSED: Final[int]
 EVENT_RESTART: Final[int]
 
 PROTOCOL_VERSION: Final[int]
+
+def name_thread(name: str) -> None: ...
 #: Buffers of at least this many bytes are handed over without copying.
 ZERO_COPY_THRESHOLD: Final[int]
 #: 1 if libzmq supports CURVE, else 0.

@@ -827,6 +827,7 @@ def _dispatch(state: _State) -> None:
     order and keeps nothing of one after it was handled."""
     core = state.core
     events: List[Optional[_Completion]]
+    _core.name_thread("pympipool-disp")  # as top and perf show it
     try:
         while True:
             try:
