@@ -5,7 +5,9 @@ Both are thin layers over ``_engine._Engine`` (validation, launch, the
 dispatcher thread, the futures table, shutdown and clean-up live there):
 
 * ``Executor(cores=N)`` is one group of N ranks, strict first in first out,
-  one task at a time; every call runs on every rank.
+  one task at a time; every call runs on every rank.  The group holds the
+  running task and the next (``pipeline_depth=2``), like a ``PoolExecutor``
+  worker.
 * ``PoolExecutor(max_workers=N)`` is N groups of one rank each, every one of
   them a worker (none is spent as a broker); the frontend hands each task to
   the group with the fewest in flight the moment one has room, driven by
@@ -160,9 +162,20 @@ class _ExecutorBase(_Engine, _FuturesExecutor):
         return self._state.pending()
 
 
+#: Tasks a group may hold (Executor, PoolExecutor, Pool): the one it runs
+#: and the next; see PoolExecutor.
+POOL_PIPELINE_DEPTH = 2
+
+
 class Executor(_ExecutorBase):
     """Runs each submitted function on all ``cores`` MPI ranks, one call at a
-    time, first in first out.
+    time, first in first out.  The ranks hold the running call and the next
+    one (``POOL_PIPELINE_DEPTH``), so that a stream of short calls never
+    waits on a round trip; ``cancel()`` succeeds for a call that has not
+    been sent yet (not the running call and not the one behind it, as with
+    ``ProcessPoolExecutor``, which also queues one call more than it runs).
+    With ``restart_limit`` they hold the running call only: a crash then
+    loses that call alone, and every queued one runs on the new job.
 
     ``result()`` is the function's value for ``cores=1`` and the list of every
     rank's value (rank order) for ``cores > 1``.  Functions that take a
@@ -220,7 +233,10 @@ class Executor(_ExecutorBase):
         self._start_engine(
             ranks=cores,
             ranks_per_group=cores,
-            pipeline_depth=1,
+            # a crash loses every call the group held (at most once), so
+            # with restarts it holds only the running call: the others run
+            # on the new job
+            pipeline_depth=1 if restart_limit else POOL_PIPELINE_DEPTH,
             all_ranks=cores > 1,
             oversubscribe=oversubscribe,
             enable_flux_backend=enable_flux_backend,
@@ -233,10 +249,6 @@ class Executor(_ExecutorBase):
             hostname=hostname,
             zero_copy=zero_copy,
         )
-
-
-#: Tasks one serial worker may hold (PoolExecutor, Pool): see PoolExecutor.
-POOL_PIPELINE_DEPTH = 2
 
 
 class PoolExecutor(_ExecutorBase):

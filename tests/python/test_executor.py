@@ -298,10 +298,12 @@ def test_shutdown_wait_false_returns_at_once_and_tasks_still_finish():
 def test_shutdown_cancel_futures_cancels_what_was_not_sent():
     exe = Executor()
     running = exe.submit(sleep_and_return, 1.5, "running")
-    queued = [exe.submit(add, i) for i in range(4)]
-    assert wait_until(lambda: len(exe) == 4, 30), "the first task was never sent"
+    held, *queued = [exe.submit(add, i) for i in range(4)]
+    # the group holds the running call and the next one; the rest wait here
+    assert wait_until(lambda: len(exe) == 3, 30), "the first tasks were never sent"
     exe.shutdown(wait=True, cancel_futures=True)
     assert running.result(timeout=1) == "running"
+    assert held.result(timeout=1) == 0
     assert all(f.cancelled() for f in queued)
     with pytest.raises(concurrent.futures.CancelledError):
         queued[0].result()
@@ -331,7 +333,7 @@ def test_len_counts_tasks_not_yet_sent():
         assert len(exe) == 0
         first = exe.submit(sleep_and_return, 1.0, 0)
         rest = [exe.submit(add, i) for i in range(3)]
-        assert wait_until(lambda: len(exe) == 3, 30)
+        assert wait_until(lambda: len(exe) == 2, 30)  # one more is held
         assert first.result(timeout=60) == 0
         assert [f.result(timeout=60) for f in rest] == [0, 1, 2]
         assert len(exe) == 0
@@ -340,13 +342,16 @@ def test_len_counts_tasks_not_yet_sent():
 def test_cancel_removes_a_queued_task_but_not_a_running_one():
     with Executor() as exe:
         running = exe.submit(sleep_and_return, 1.0, "ran")
+        held = exe.submit(add, 0)  # sent behind the running call
         queued = exe.submit(add, 1)
         last = exe.submit(add, 2)
         assert wait_until(lambda: len(exe) == 2, 30)
         assert queued.cancel() is True
         assert queued.cancelled() and queued.done()
         assert running.cancel() is False
+        assert held.cancel() is False
         assert running.result(timeout=60) == "ran"
+        assert held.result(timeout=60) == 0
         assert last.result(timeout=60) == 2
         assert running.cancel() is False  # finished
         assert queued.cancel() is True  # already cancelled

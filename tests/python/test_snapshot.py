@@ -7,7 +7,8 @@
 * Arguments: large buffers (numpy arrays of 64 KiB or more) travel without
   a copy and are read until the call's future is done.  The test proves it
   by changing an array while its call is still queued in the frontend (an
-  ``Executor`` holds one call at a time): the call sees the change.  With
+  ``Executor`` holds two calls, the running one and the next): the call
+  sees the change.  With
   ``zero_copy=False`` the buffers are copied at ``submit`` and the call sees
   the array as it was.
 """
@@ -62,9 +63,10 @@ def test_map_function_globals_are_a_snapshot():
 
 def test_argument_buffers(executor):
     arg = np.ones(N)
-    blocker = executor.submit(time.sleep, 0.5)  # holds the executor's one slot
+    blocker = executor.submit(time.sleep, 0.5)  # the running call ...
+    executor.submit(time.sleep, 0)  # ... and the one the group holds behind it
     future = executor.submit(total, arg)
-    # the blocker is sent, the call is still queued in the frontend
+    # the blockers are sent, the call is still queued in the frontend
     assert wait_until(lambda: len(executor) == 1, 0.4)
     arg[:] = 5.0
     assert not blocker.done()
