@@ -41,7 +41,7 @@ def version_text() -> str:
 def find_program(program: str) -> Tuple[Optional[str], str]:
     """(path, "") of an executable given as a path or a name looked up in
     PATH, or (None, why not).  The same rule the executors apply
-    (pympipool/_engine.py, ``_find_program``)."""
+    (pympipool/_checks.py, ``_find_program``)."""
     if os.sep in program:
         if not os.path.exists(program):
             return None, "does not exist"

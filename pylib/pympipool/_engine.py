@@ -5,7 +5,8 @@ how they lay out the MPI job (ranks, ranks per group, tasks a group may hold)
 and in the API they put on top.  What they share lives here, in ``_Engine``:
 
 * validation of everything before anything is launched (counts, ``cwd``,
-  ``init_function``, the queue adapter, the programs to run);
+  ``init_function``, the queue adapter, the programs to run; the checks
+  themselves are in ``_checks``);
 * the runtime's environment arguments (this process's ``sys.executable``,
   ``sys.path`` and working directory) and the launch, here or through a queue
   adapter's ``submit_job``;
@@ -58,13 +59,11 @@ from __future__ import annotations
 import atexit
 import collections
 import concurrent.futures
-import errno
 import itertools
 import logging
 import operator
 import os
 import shlex
-import shutil
 import sys
 import threading
 import time
@@ -86,6 +85,13 @@ from typing import (
 )
 
 from . import _config, _core
+from ._checks import (
+    _check_cwd,
+    _check_hostname,
+    _check_restart_limit,
+    _check_run_time_max,
+    _find_program,
+)
 from ._serialize import (
     dumps_call,
     dumps_function,
@@ -988,73 +994,7 @@ def _collect(state: _State, dispatcher: threading.Thread) -> None:
         state.destroy()
 
 
-# ---- validation helpers -------------------------------------------------
-
-
-def _check_count(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be greater than 0")
-    return int(value)
-
-
-class _Default(int):
-    """The default of a count that has an alias (``cores`` for
-    ``max_workers``): an int equal to the default that can be told apart
-    from the same number passed explicitly, so that passing both spellings
-    is detected.  Its repr is the number's, so signatures read as usual."""
-
-    def __repr__(self) -> str:
-        return int.__repr__(self)
-
-
-def _resolve_alias(
-    name: str, value: Any, alias: str, alias_value: Any
-) -> Tuple[str, Any]:
-    """(the name the user spelled, its value) of a parameter with an alias;
-    TypeError if both spellings were given."""
-    if alias_value is None:
-        return name, value
-    if not isinstance(value, _Default):
-        raise TypeError(
-            f"{alias} is another name for {name}: pass one of them, not both"
-        )
-    return alias, alias_value
-
-
-def _check_cwd(cwd: Any) -> Optional[str]:
-    if cwd is None:
-        return None
-    try:
-        path: Union[str, bytes] = os.fspath(cwd)
-    except TypeError:
-        raise TypeError(
-            f"cwd must be a path or None, not {type(cwd).__name__}"
-        ) from None
-    if isinstance(path, bytes):
-        path = os.fsdecode(path)
-    if not os.path.isdir(path):
-        raise FileNotFoundError(
-            errno.ENOENT, "cwd must be an existing directory; no such directory", path
-        )
-    return os.path.abspath(path)
-
-
-def _find_program(program: str, what: str) -> str:
-    """Path of an executable (a path, or a name looked up in PATH)."""
-    if os.sep in program:
-        if os.path.isfile(program) and os.access(program, os.X_OK):
-            return program
-        raise FileNotFoundError(
-            errno.ENOENT, f"{what} not found: no executable file at this path", program
-        )
-    found = shutil.which(program)
-    if found is None:
-        raise FileNotFoundError(
-            errno.ENOENT, f"{what} not found: {program!r} is not on PATH", program
-        )
-    return found
+# ---- the engine ------------------------------------------------------------
 
 
 def _runtime_args(
@@ -1067,57 +1007,6 @@ def _runtime_args(
     if run_time_max is not None:
         args += ["--run-time-max", repr(float(run_time_max))]
     return args
-
-
-def _check_restart_limit(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(
-            f"restart_limit must be an int (>= 0), not {type(value).__name__}"
-        )
-    if value < 0:
-        raise ValueError(f"restart_limit must be at least 0, not {value}")
-    return int(value)
-
-
-def _check_run_time_max(value: Any) -> Optional[float]:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(
-            f"run_time_max must be None or a number of seconds, "
-            f"not {type(value).__name__}"
-        )
-    if not (0 < value <= 1e9):  # also rejects nan
-        raise ValueError(
-            f"run_time_max must be None or a number of seconds > 0 (and at most 1e9), "
-            f"not {value!r}"
-        )
-    return float(value)
-
-
-_WILDCARDS = ("*", "0.0.0.0", "::", "[::]", "0:0:0:0:0:0:0:0")
-
-
-def _check_hostname(value: Any) -> Optional[str]:
-    """None (ipc:// on this host) or one address to listen on with TCP."""
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise TypeError(
-            f"hostname must be None or a str (an IP address or network interface "
-            f"name), not {type(value).__name__}"
-        )
-    if value.strip() in _WILDCARDS:
-        raise ValueError(
-            f"hostname {value!r} is a wildcard: give one IP address or network "
-            f"interface of this host that the runtime can connect to (for example "
-            f"'127.0.0.1', 'eth0' or this host's address on the cluster network)"
-        )
-    if not value or any(c in value for c in "/ \t\n;,\0"):
-        raise ValueError(
-            f"hostname {value!r} is not an IP address or network interface name"
-        )
-    return value
 
 
 class _Engine:

@@ -41,16 +41,14 @@ from typing import (
     cast,
 )
 
+from ._checks import _check_count, _Default, _resolve_alias
 from ._engine import (
     _AFTER_SHUTDOWN,
     ExecutorBroken,
     _batches,
-    _check_count,
-    _Default,
     _Engine,
     _Feed,
     _in_memory,
-    _resolve_alias,
     _tasks_hint,
 )
 

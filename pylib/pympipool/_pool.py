@@ -74,16 +74,14 @@ from typing import (
     cast,
 )
 
+from ._checks import _check_count, _Default, _resolve_alias
 from ._engine import (
     _batches,
     _in_memory,
     _tasks_hint,
-    _check_count,
-    _Default,
     _Engine,
     _Feed,
     _Receiver,
-    _resolve_alias,
 )
 from ._executor import POOL_PIPELINE_DEPTH
 

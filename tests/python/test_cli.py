@@ -4,7 +4,7 @@ Run from the build tree's package (PYTHONPATH), so every row is checked
 against facts found here independently: the package directory, the runtime
 and mpiexec the build recorded, the runtime's own ``--version``, which MPI
 the importable mpi4py was built for (asked in a separate process), and the
-executors' own path resolution (``_engine._find_program``), which ``--info``
+executors' own path resolution (``_checks._find_program``), which ``--info``
 must agree with for every kind of ``PYMPIPOOL_RUNTIME`` / ``PYMPIPOOL_MPIEXEC``
 value.  A broken installation (no runtime, a runtime of another version, an
 mpiexec of another MPI) must say so and exit with status 1.
@@ -24,7 +24,7 @@ from typing import Dict, Optional, Tuple
 import pytest
 
 import pympipool
-from pympipool import _config, _engine
+from pympipool import _checks, _config
 from pympipool import __main__ as cli
 
 KEYS = [
@@ -213,7 +213,7 @@ def test_mpiexec_of_another_mpi_is_broken():
 
 def resolve_like_the_engine(value: str) -> Tuple[Optional[str], bool]:
     try:
-        return _engine._find_program(value, "program"), True
+        return _checks._find_program(value, "program"), True
     except FileNotFoundError:
         return None, False
 
