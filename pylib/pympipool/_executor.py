@@ -42,15 +42,8 @@ from typing import (
 )
 
 from ._checks import _check_count, _Default, _resolve_alias
-from ._engine import (
-    _AFTER_SHUTDOWN,
-    ExecutorBroken,
-    _batches,
-    _Engine,
-    _Feed,
-    _in_memory,
-    _tasks_hint,
-)
+from ._engine import _batches, _Engine, _Feed, _in_memory, _tasks_hint
+from ._futures import _AFTER_SHUTDOWN, ExecutorBroken
 
 __all__ = ["Executor", "ExecutorBroken", "PoolExecutor", "cancel_items_in_queue"]
 
