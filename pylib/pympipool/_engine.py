@@ -22,32 +22,14 @@ and in the API they put on top.  What they share lives here, in ``_Engine``:
   receiver, without a ``Future`` each) and ``_Feed``, the bounded
   read-ahead of a lazy map (``Pool.imap``, ``Executor.map``): a feeder
   thread reads the input only as the consumer takes results;
-* closing, terminating and the clean-up guarantees.
-
-Lifetime.  The dispatcher thread (``_futures``) holds only a ``_State``
-(the core and the table of futures), never the interface object, so one
-nobody references is garbage-collected; its ``weakref.finalize`` then
-closes the core (queued tasks still finish, their futures stay valid) and
-the dispatcher destroys the core after the final ``CLOSED`` completion.
-An ``atexit`` hook ends every core still alive when the interpreter exits,
-so no MPI process outlives the user's process: an executor that was shut
-down without waiting (or garbage-collected) first runs its queued calls, as
-``ProcessPoolExecutor`` does; one still open is stopped (``SHUTDOWN``, then
-``SIGTERM`` after a grace period).
-
-Fork.  A child made by ``os.fork()`` (or ``multiprocessing``'s fork start
-method) inherits the executors' Python objects but none of their threads.
-An ``os.register_at_fork`` hook marks every inherited executor dead in the
-child: submitting raises ``ExecutorBroken`` at once, its pending futures
-fail with it, ``shutdown()`` and the context manager return at once, and
-the child's exit does not wait for them (the C frontend, for its part,
-never joins or signals from the child: ``_core.Executor.forked``).  The
-parent is unaffected.
+* closing, terminating and interrupting the job (``_close_engine``,
+  ``_join_engine``, ``_terminate_engine``, ``_interrupt_engine``).  What
+  ends a job that none of them ended (garbage collection, interpreter exit,
+  ``os.fork()``) is in ``_lifecycle``.
 """
 
 from __future__ import annotations
 
-import atexit
 import collections
 import itertools
 import operator
@@ -82,14 +64,13 @@ from ._checks import (
 from ._futures import (
     _AFTER_SHUTDOWN,
     _DESTROY_GRACE_MS,
-    _LOGGER,
     ExecutorBroken,
     _Buffers,
     _dispatch,
-    _finish,
     _Future,
     _State,
 )
+from ._lifecycle import _collect, _register_at_exit
 from ._serialize import dumps_call, dumps_function, dumps_init, dumps_keyed
 
 #: Tasks a lazy map keeps read ahead per task a group may hold: see _Feed.
@@ -481,83 +462,6 @@ class _Feed:
             if self._drawn - self._taken == self._window - self._refill:
                 self._room.notify()
         return outcome
-
-
-# ---- clean-up at garbage collection and interpreter exit -------------------
-
-_live_states: "weakref.WeakSet[_State]" = weakref.WeakSet()
-_atexit_lock = threading.Lock()
-_atexit_registered = False
-
-
-def _end_all_at_exit() -> None:
-    """atexit: an executor shut down without waiting (or collected) runs its
-    queued calls first, as with ``ProcessPoolExecutor``; then every job is
-    stopped.  Ctrl-C while waiting stops the rest at once."""
-    waiting = True
-    for state in list(_live_states):
-        if waiting and state.closing and state.dispatcher is not None:
-            try:
-                state.dispatcher.join()
-            except KeyboardInterrupt:
-                waiting = False
-        try:
-            state.destroy(grace_ms=_DESTROY_GRACE_MS if waiting else 0)
-        except Exception:
-            pass
-
-
-def _register_at_exit(state: _State) -> None:
-    global _atexit_registered
-    with _atexit_lock:
-        _live_states.add(state)
-        if not _atexit_registered:
-            atexit.register(_end_all_at_exit)
-            _atexit_registered = True
-
-
-def _after_fork_in_child() -> None:
-    """os.register_at_fork hook: in the child, every inherited executor is
-    dead (see the module docstring).  No lock of the parent's threads is
-    taken: they may have been held at the fork."""
-    global _atexit_lock
-    _atexit_lock = threading.Lock()
-    states = list(_live_states)
-    _live_states.clear()
-    for state in states:
-        state.lock = threading.Lock()
-        for hook in state.fork_hooks:
-            try:
-                hook()
-            except BaseException:
-                _LOGGER.exception("pympipool: error in a fork hook")
-        feeds = list(state.feeds)
-        state.feeds = set()
-        for feed in feeds:
-            feed.after_fork(ExecutorBroken(state.forked_text()))
-    for state in states:
-        futures = list(state.futures.values())
-        state.futures = {}
-        for future in futures:
-            if isinstance(future, _Future):
-                future._condition = threading.Condition()  # may be held by a dead thread
-            _finish(future, exception=ExecutorBroken(state.forked_text()))
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-def _collect(state: _State, dispatcher: threading.Thread) -> None:
-    """weakref.finalize callback of a collected executor: queued tasks still
-    run, then the dispatcher destroys the core.  Without a dispatcher,
-    destroy now.  Nothing in a forked child: the job is the parent's."""
-    if state.forked:
-        return
-    if dispatcher.is_alive():
-        state.close()
-    else:
-        state.destroy()
 
 
 # ---- the engine ------------------------------------------------------------

@@ -31,7 +31,7 @@ id to ``_Future`` (a call) or ``_Sink`` (a task of a map, see
    ``_State.cancel_all`` every one.
 
 The dispatcher holds only the ``_State``, never the interface object, so an
-executor nobody references can be collected (see ``_engine``).  The table
+executor nobody references can be collected (``_lifecycle``).  The table
 also lists the executor's lazy maps still reading their input (``feeds``):
 closing or breaking the executor stops them.
 
