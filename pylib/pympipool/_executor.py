@@ -2,7 +2,8 @@
 ``PoolExecutor``.
 
 Both are thin layers over ``_engine._Engine`` (validation, launch, the
-dispatcher thread, the futures table, shutdown and clean-up live there):
+dispatcher thread, the futures table, the maps, shutdown and clean-up: see
+``_engine`` and the modules it names):
 
 * ``Executor(cores=N)`` is one group of N ranks, strict first in first out,
   one task at a time; every call runs on every rank.  The group holds the
@@ -42,8 +43,9 @@ from typing import (
 )
 
 from ._checks import _check_count, _Default, _resolve_alias
-from ._engine import _batches, _Engine, _Feed, _in_memory, _tasks_hint
+from ._engine import _Engine
 from ._futures import _AFTER_SHUTDOWN, ExecutorBroken
+from ._maps import _batches, _Feed, _in_memory, _tasks_hint
 
 __all__ = ["Executor", "ExecutorBroken", "PoolExecutor", "cancel_items_in_queue"]
 
@@ -350,7 +352,7 @@ class PoolExecutor(_ExecutorBase):
 
 class _MapIterator(Iterator[_T]):
     """The iterator of ``Executor.map`` / ``PoolExecutor.map`` over a lazy
-    map's feed (``_engine._Feed``), in input order.  As the generator of
+    map's feed (``_maps._Feed``), in input order.  As the generator of
     ``concurrent.futures``: a call's exception, or a timeout, is raised
     once and ends the iteration; it holds only the results not yet
     yielded.  Dropping it (or ``close()``) stops the feed."""

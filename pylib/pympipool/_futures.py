@@ -4,7 +4,7 @@
 Every interface submits through one ``_State`` per executor.  It holds the
 ``_core.Executor`` (the C frontend) and the table of what is pending: task
 id to ``_Future`` (a call) or ``_Sink`` (a task of a map, see
-``_engine``).
+``_maps``).
 
 1. ``_State.submit`` takes the next task id, enters the future in the table
    and hands the pickled call to ``core.submit``, both under the table's
@@ -69,7 +69,7 @@ from . import _core
 from ._serialize import loads_error, loads_result
 
 if TYPE_CHECKING:
-    from ._engine import _Feed, _Sink
+    from ._maps import _Feed, _Sink
 
 _AFTER_SHUTDOWN = "cannot schedule new futures after shutdown"
 #: The out-of-band buffers of a message as they are handed to the frontend.

@@ -15,8 +15,8 @@ result objects on top of the engine's futures:
   first (they need its length) and send nothing before the whole input has
   been checked and pickled, so a bad iterable raises with nothing in
   flight.  ``imap`` and ``imap_unordered`` read theirs lazily, in a feeder
-  thread, at most ``_engine.READ_AHEAD_PER_SLOT`` chunks per task a worker
-  may hold ahead of what the caller has taken (``_engine._Feed``): they
+  thread, at most ``_maps.READ_AHEAD_PER_SLOT`` chunks per task a worker
+  may hold ahead of what the caller has taken (``_maps._Feed``): they
   return at once, also for an endless generator, and a million items cost
   a few chunks' memory.  An exception raised by the input is raised by the
   iterator in its place, after the results before it, and ends it.
@@ -75,14 +75,8 @@ from typing import (
 )
 
 from ._checks import _check_count, _Default, _resolve_alias
-from ._engine import (
-    _batches,
-    _in_memory,
-    _tasks_hint,
-    _Engine,
-    _Feed,
-    _Receiver,
-)
+from ._engine import _Engine
+from ._maps import _batches, _Feed, _in_memory, _Receiver, _tasks_hint
 from ._executor import POOL_PIPELINE_DEPTH
 
 __all__ = ["Pool", "MPISpawnPool", "AsyncResult", "MapResult", "IMapIterator"]

@@ -131,7 +131,7 @@ def test_default_chunksize_is_multiprocessings(pool):
 def test_map_pickles_the_function_once_and_forgets_it(pool, monkeypatch):
     # Tasks that would carry more of the function than this send it once
     # to every worker (DEFINE) instead: here, every map does.
-    monkeypatch.setattr(pympipool._engine, "INLINE_FUNCTION_BYTES", 0)
+    monkeypatch.setattr(pympipool._maps, "INLINE_FUNCTION_BYTES", 0)
     state = pool._state
     defined, forgotten = [], []
     original_define, original_forget = state.define_key, state.forget

@@ -259,7 +259,7 @@ def test_map_pickles_the_function_once(pool):
 
 
 def test_map_forgets_its_function_after_its_tasks(pool, monkeypatch):
-    monkeypatch.setattr(pympipool._engine, "INLINE_FUNCTION_BYTES", 0)  # always DEFINE
+    monkeypatch.setattr(pympipool._maps, "INLINE_FUNCTION_BYTES", 0)  # always DEFINE
     state = pool._state
     defined, forgotten = [], []
     original_define, original_forget = state.define_key, state.forget
