@@ -139,4 +139,3 @@ def _check_hostname(value: Any) -> Optional[str]:
             f"hostname {value!r} is not an IP address or network interface name"
         )
     return value
-
