@@ -49,3 +49,22 @@ def test_quick_run_writes_table_and_json(tmp_path):
                 "peers", "best_peer", "ratio_best_peer", "ratio_limit"} <= set(r)
     (call,) = [r for r in doc["rows"] if r["workload"] == "mpi-call"]
     assert call["ours"] == "Executor(cores=2).submit().result()" and call["value"] > 0
+
+
+PROFILE = os.path.join(os.path.dirname(RUN), "profile_call.py")
+
+
+def test_profile_call_names_the_threads_of_a_call(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, PROFILE, "--calls", "300", "--interface", "executor"],
+        capture_output=True, text=True, timeout=100, cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "executor: 300 trivial calls, submitted, then collected" in proc.stdout
+    rows = [line.split("|")[1:-1] for line in proc.stdout.splitlines() if line.startswith("| ")]
+    threads = {cells[1].strip() for cells in rows[1:]}
+    # the frontend's I/O thread and the dispatcher carry their names; a rank
+    # shows up as the runtime; the last row adds everything up
+    assert {"pympipool-io", "pympipool-disp", "pympipool-runti"} <= threads, proc.stdout
+    total = [cells for cells in rows if cells[0].strip() == "all"]
+    assert len(total) == 1 and float(total[0][2]) > 0
