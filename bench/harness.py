@@ -37,20 +37,11 @@ _PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 
-#: Process names (``/proc/<pid>/comm``) of MPI launchers and their daemons;
-#: every other descendant of an executor's process is one of its workers.
-LAUNCHERS = {
-    "mpiexec",
-    "mpiexec.hydra",
-    "mpiexec.mpich",
-    "mpiexec.openmpi",
-    "mpirun",
-    "orterun",
-    "orted",
-    "prterun",
-    "prted",
-    "hydra_pmi_proxy",
-}
+#: Process names of MPI launchers and their daemons (one list, kept by the
+#: test suite's stray-process check); every other descendant of an
+#: executor's process is one of its workers.
+sys.path.insert(0, os.path.join(BENCH_DIR, os.pardir, "tests", "tools"))
+from check_strays import LAUNCHERS  # noqa: E402
 
 
 def _prctl(option: int, value: int) -> None:

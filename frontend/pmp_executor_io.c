@@ -112,6 +112,21 @@ static void s_break_inflight_locked(pmp_executor_t *self, size_t gi, const char 
     pmp_executor_io_fail_inflight_locked(self, gi, PMP_DONE_BROKEN, text);
 }
 
+/* Group g is gone (how: "left", "became unreachable"): it gets nothing
+ * more, and the tasks it held complete as BROKEN.  mtx held. */
+static void s_group_lost_locked(pmp_executor_t *self, pmp_executor_group_t *g, const char *how)
+{
+    pmp_executor_io_group_gone(self, g);
+    if (s_load(self, g) == 0)
+        return;
+    char text[PMP_ERROR_TEXT];
+    snprintf(text, sizeof text,
+             "group %d of the pympipool-runtime job (leader pid %lld on %s) %s while running "
+             "this task",
+             (int)g->hello.group, (long long)g->hello.pid, g->hello.host, how);
+    s_break_inflight_locked(self, s_index(self, g), text);
+}
+
 /* Sends header + msgs to group g, consuming the msgs on success; every
  * send of the executor goes through here.  An unreachable group is marked
  * gone and its tasks in flight complete as BROKEN.  Returns 0, or -1 if
@@ -129,15 +144,7 @@ static int s_send_locked(pmp_executor_t *self, pmp_executor_group_t *g, int type
     if (zmq_send(router, g->identity, g->identity_size, ZMQ_SNDMORE) < 0) {
         pmp_log(PMP_LOG_WARNING, "frontend: cannot send %s to group %d: %s",
                 pmp_msg_type_name(type), (int)g->hello.group, zmq_strerror(errno));
-        pmp_executor_io_group_gone(self, g);
-        if (s_load(self, g) > 0) {
-            char text[PMP_ERROR_TEXT];
-            snprintf(text, sizeof text,
-                     "group %d of the pympipool-runtime job (leader pid %lld on %s) became "
-                     "unreachable while running this task",
-                     (int)g->hello.group, (long long)g->hello.pid, g->hello.host);
-            s_break_inflight_locked(self, s_index(self, g), text);
-        }
+        s_group_lost_locked(self, g, "became unreachable");
         return -1;
     }
     int rc = zmq_send(router, hbuf, sizeof hbuf, nmsgs ? ZMQ_SNDMORE : 0);
@@ -392,17 +399,8 @@ static void s_on_reply(pmp_executor_t *self, pmp_executor_group_t *g, const pmp_
  * any more and fails as BROKEN.  Takes mtx. */
 static void s_on_goodbye(pmp_executor_t *self, pmp_executor_group_t *g)
 {
-    size_t gi = s_index(self, g);
-    pmp_executor_io_group_gone(self, g);
     pthread_mutex_lock(&self->mtx);
-    if (s_load(self, g) > 0) {
-        char text[PMP_ERROR_TEXT];
-        snprintf(text, sizeof text,
-                 "group %d of the pympipool-runtime job (leader pid %lld on %s) left while "
-                 "running this task",
-                 (int)g->hello.group, (long long)g->hello.pid, g->hello.host);
-        s_break_inflight_locked(self, gi, text);
-    }
+    s_group_lost_locked(self, g, "left");
     pthread_mutex_unlock(&self->mtx);
 }
 

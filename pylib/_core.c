@@ -631,8 +631,14 @@ static PyObject *s_completion_list(s_executor_object *self, pmp_completion_t **b
  * after the timeout): blocks in slices with the GIL released, so that
  * signals are handled; after the first completion takes, still without
  * the GIL, those already queued (at most S_WAIT_BATCH). */
-static PyObject *s_wait(s_executor_object *self, PyObject *timeout_obj, int batch)
+static PyObject *s_wait(PyObject *op, PyObject *args, PyObject *kwargs, int batch)
 {
+    static char *kwlist[] = {"timeout", NULL};
+    s_executor_object *self = (s_executor_object *)op;
+    PyObject *timeout_obj = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, batch ? "|O:wait_batch" : "|O:wait", kwlist,
+                                     &timeout_obj))
+        return NULL;
     double deadline = 0.0;
     int forever = timeout_obj == Py_None;
     if (!forever) {
@@ -693,11 +699,7 @@ static PyObject *s_wait(s_executor_object *self, PyObject *timeout_obj, int batc
 
 static PyObject *s_executor_wait(PyObject *op, PyObject *args, PyObject *kwargs)
 {
-    static char *kwlist[] = {"timeout", NULL};
-    PyObject *timeout_obj = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|O:wait", kwlist, &timeout_obj))
-        return NULL;
-    return s_wait((s_executor_object *)op, timeout_obj, 0);
+    return s_wait(op, args, kwargs, 0);
 }
 
 PyDoc_STRVAR(s_wait_batch_doc,
@@ -707,11 +709,7 @@ PyDoc_STRVAR(s_wait_batch_doc,
 
 static PyObject *s_executor_wait_batch(PyObject *op, PyObject *args, PyObject *kwargs)
 {
-    static char *kwlist[] = {"timeout", NULL};
-    PyObject *timeout_obj = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|O:wait_batch", kwlist, &timeout_obj))
-        return NULL;
-    return s_wait((s_executor_object *)op, timeout_obj, 1);
+    return s_wait(op, args, kwargs, 1);
 }
 
 PyDoc_STRVAR(s_destroy_doc,

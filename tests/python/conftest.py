@@ -125,3 +125,14 @@ def started(pool, groups: int, timeout: float = 60.0):
     if not wait_until(lambda: len(pool._state.hellos) >= groups, timeout):
         raise RuntimeError(f"only {len(pool._state.hellos)} of {groups} groups started")
     return pool
+
+
+@pytest.fixture(scope="module")
+def pool():
+    """A Pool of 2 started workers shared by the tests of one module."""
+    from pympipool import Pool
+
+    p = started(Pool(max_workers=2), 2)
+    yield p
+    p.terminate()
+    p.join()

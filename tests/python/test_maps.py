@@ -227,14 +227,6 @@ def test_a_define_reuses_the_unpickled_function(worker):
 
 
 @pytest.fixture(scope="module")
-def pool():
-    p = started(Pool(max_workers=2), 2)
-    yield p
-    p.terminate()
-    p.join()
-
-
-@pytest.fixture(scope="module")
 def executor():
     exe = started(PoolExecutor(max_workers=2), 2)
     yield exe

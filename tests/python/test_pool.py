@@ -13,7 +13,7 @@ import pytest
 import pympipool
 from pympipool import AsyncResult, ExecutorBroken, MapResult, Pool, RemoteTraceback
 
-from conftest import make_unimportable_function, started, wait_until
+from conftest import make_unimportable_function, wait_until
 
 NOT_RUNNING = "Pool not running"
 
@@ -86,14 +86,6 @@ class CountedFunction:
 
     def __setstate__(self, state):
         pass
-
-
-@pytest.fixture(scope="module")
-def pool():
-    p = started(Pool(max_workers=2), 2)
-    yield p
-    p.terminate()
-    p.join()
 
 
 # ---- the map family -------------------------------------------------------------

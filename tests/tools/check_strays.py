@@ -34,7 +34,9 @@ import signal
 import sys
 import time
 
-NAMES = {
+#: Process names (``/proc/<pid>/comm``) of MPI launchers and their daemons
+#: (bench/harness.py tells them from workers with this set too).
+LAUNCHERS = {
     "mpiexec",
     "mpiexec.hydra",
     "mpiexec.mpich",
@@ -45,6 +47,8 @@ NAMES = {
     "prted",
     "prterun",
     "hydra_pmi_proxy",
+}
+NAMES = LAUNCHERS | {
     "pympipool-runti",  # comm is cut to 15 characters
     "pympipool-runtime",
     "fake_runtime",
