@@ -2,11 +2,15 @@
  * pmp_group.c - the group communicator and its traffic (see pmp_group.h).
  *
  * The control block of a broadcast has a fixed size (S_CTRL_WORDS uint64:
- * type, task id, flags, frame count and up to S_INLINE_SIZES frame sizes)
- * so that an idle rank can post one MPI_Ibcast for "the next message" and
- * wait on it with backoff; frame sizes that do not fit inline follow in a
- * second broadcast.  Frames are then broadcast in chunks of S_CHUNK bytes,
- * all posted at once and completed together.  Point-to-point results use
+ * type, task id, flags, frame count, up to S_INLINE_SIZES frame sizes and
+ * whether the frames are inline, then S_INLINE_BYTES of room) so that an
+ * idle rank can post one MPI_Ibcast for "the next message" and wait on it
+ * with backoff.  A small message (a trivial call's pickle) travels whole
+ * in the control block: one broadcast per message instead of two, which
+ * is most of a small call's traffic inside the group.  Otherwise frame
+ * sizes that do not fit inline follow in a second broadcast, and the
+ * frames are broadcast in chunks of S_CHUNK bytes, all posted at once and
+ * completed together.  Point-to-point results use
  * two tags: S_TAG_SIZES for the frame sizes and S_TAG_DATA for the chunks;
  * MPI's non-overtaking rule keeps the chunks of one sender in order.
  */
@@ -21,7 +25,9 @@
 #include "pmp_protocol.h"
 
 #define S_INLINE_SIZES 12
-#define S_CTRL_WORDS (4 + S_INLINE_SIZES)
+#define S_INLINE_FLAG (4 + S_INLINE_SIZES) /* word: the frames follow inline */
+#define S_INLINE_BYTES 1024
+#define S_CTRL_WORDS (5 + S_INLINE_SIZES + S_INLINE_BYTES / 8)
 /* Chunk size; a build may lower it (-DPMP_GROUP_CHUNK=n) to exercise the
  * chunking with small frames. */
 #ifdef PMP_GROUP_CHUNK
@@ -131,14 +137,35 @@ static void s_transfer(pmp_group_t *self, s_op_t op, int peer, uint32_t n, void 
     free(reqs);
 }
 
+/* Where the inline frames start in a control block. */
+static unsigned char *s_inline(uint64_t *ctrl)
+{
+    return (unsigned char *)&ctrl[S_INLINE_FLAG + 1];
+}
+
 void pmp_group_bcast_send(pmp_group_t *self, const pmp_rtmsg_t *msg)
 {
     uint64_t ctrl[S_CTRL_WORDS] = {msg->type, msg->task_id, msg->flags, msg->nframes};
-    for (uint32_t i = 0; i < msg->nframes && i < S_INLINE_SIZES; i++)
+    size_t total = 0;
+    for (uint32_t i = 0; i < msg->nframes && i < S_INLINE_SIZES; i++) {
         ctrl[4 + i] = msg->size[i];
+        total += msg->size[i];
+    }
+    int inline_frames = msg->nframes <= S_INLINE_SIZES && total <= S_INLINE_BYTES;
+    if (inline_frames) {
+        ctrl[S_INLINE_FLAG] = 1;
+        unsigned char *p = s_inline(ctrl);
+        for (uint32_t i = 0; i < msg->nframes; i++) {
+            if (msg->size[i] > 0)
+                memcpy(p, msg->data[i], msg->size[i]);
+            p += msg->size[i];
+        }
+    }
     MPI_Request req;
     S_MPI(MPI_Ibcast(ctrl, S_CTRL_WORDS, MPI_UINT64_T, 0, self->comm, &req));
     pmp_mpi_waitall(1, &req);
+    if (inline_frames)
+        return;
     if (msg->nframes > S_INLINE_SIZES) {
         uint32_t extra = msg->nframes - S_INLINE_SIZES;
         uint64_t *sizes = malloc(extra * sizeof *sizes);
@@ -166,6 +193,18 @@ pmp_rtmsg_t *pmp_group_bcast_recv(pmp_group_t *self)
     msg->flags = (uint32_t)ctrl[2];
     for (uint32_t i = 0; i < msg->nframes && i < S_INLINE_SIZES; i++)
         msg->size[i] = (size_t)ctrl[4 + i];
+    if (ctrl[S_INLINE_FLAG]) {
+        PMP_ASSERT(msg->nframes <= S_INLINE_SIZES);
+        PMP_ASSERT(pmp_rtmsg_alloc_heap(msg) == 0);
+        const unsigned char *p = s_inline(ctrl);
+        for (uint32_t i = 0; i < msg->nframes; i++) {
+            PMP_ASSERT(p + msg->size[i] <= s_inline(ctrl) + S_INLINE_BYTES);
+            if (msg->size[i] > 0)
+                memcpy(msg->data[i], p, msg->size[i]);
+            p += msg->size[i];
+        }
+        return msg;
+    }
     if (msg->nframes > S_INLINE_SIZES) {
         uint32_t extra = msg->nframes - S_INLINE_SIZES;
         uint64_t *sizes = malloc(extra * sizeof *sizes);
