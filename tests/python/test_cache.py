@@ -432,6 +432,7 @@ def test_pool_executor_keeps_the_cache_per_worker():
 
 def test_wait_and_as_completed_see_a_cancelled_future(exe):
     blocker = exe.submit(time.sleep, 1.0)
+    held = exe.submit(time.sleep, 0)  # the group holds it behind the blocker
     queued = exe.submit(time.sleep, 0.01)
     assert queued.cancel()
     done, not_done = concurrent.futures.wait([queued], timeout=5)
@@ -441,6 +442,7 @@ def test_wait_and_as_completed_see_a_cancelled_future(exe):
     with pytest.raises(concurrent.futures.CancelledError):
         queued.result()
     assert blocker.result() is None
+    assert held.result() is None
 
 
 def test_shutdown_cancel_futures_notifies_waiters():
