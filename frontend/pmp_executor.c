@@ -151,8 +151,9 @@ static inline int s_in_child(const pmp_executor_t *self)
 
 /* Wakes the I/O thread: the eventfd it polls with everything else.  Only
  * the first caller since the thread's last round writes it: the round that
- * follows sees every change made before it started (the thread clears
- * wake_pending right after its poll, before it looks at anything), so a
+ * follows sees every change made before it started (the thread drains the
+ * eventfd and then clears wake_pending right after its poll, before it
+ * looks at anything), so a
  * stream of submits costs one write and one wake-up, not one per task. */
 static void s_wake(pmp_executor_t *self)
 {

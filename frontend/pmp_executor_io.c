@@ -652,14 +652,17 @@ void *pmp_executor_io_main(void *arg)
             pmp_log(PMP_LOG_ERROR, "frontend: zmq_poll failed: %s", zmq_strerror(errno));
             PMP_ASSERT(errno == ETERM);
         }
-        /* From here on this round sees every change a caller made before
-         * now; a later change writes the eventfd again (s_wake). */
-        atomic_store(&self->wake_pending, 0);
+        /* The eventfd is drained first, then wake_pending cleared: from here
+         * on this round sees every change a caller made before now, and a
+         * later change writes the eventfd again (s_wake).  The other order
+         * could drain the write of a caller that came between the two and
+         * leave wake_pending set with nothing to wake the next poll. */
         if (rc > 0 && (items[1].revents & ZMQ_POLLIN)) {
             uint64_t v;
             ssize_t r = read(self->efd, &v, sizeof v);
             (void)r;
         }
+        atomic_store(&self->wake_pending, 0);
         s_serve_interrupts(self);
         int pump = out_timeout >= 0 && rc == 0; /* held output is due */
         for (int k = out_i; rc > 0 && k < out_i + nout; k++)
