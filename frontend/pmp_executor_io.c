@@ -144,7 +144,14 @@ static int s_send_locked(pmp_executor_t *self, pmp_executor_group_t *g, int type
     if (zmq_send(router, g->identity, g->identity_size, ZMQ_SNDMORE) < 0) {
         pmp_log(PMP_LOG_WARNING, "frontend: cannot send %s to group %d: %s",
                 pmp_msg_type_name(type), (int)g->hello.group, zmq_strerror(errno));
-        s_group_lost_locked(self, g, "became unreachable");
+        if (self->keep_sent && self->launch)
+            /* A restart is possible: a group that cannot be reached has
+             * died or is about to, and the job's exit or restart completes
+             * what it held, saying why (pmp_job.c); failing it here would
+             * only race that with a vaguer reason. */
+            pmp_executor_io_group_gone(self, g);
+        else
+            s_group_lost_locked(self, g, "became unreachable");
         return -1;
     }
     int rc = zmq_send(router, hbuf, sizeof hbuf, nmsgs ? ZMQ_SNDMORE : 0);
