@@ -129,7 +129,8 @@ static void s_group_lost_locked(pmp_executor_t *self, pmp_executor_group_t *g, c
 
 /* Sends header + msgs to group g, consuming the msgs on success; every
  * send of the executor goes through here.  An unreachable group is marked
- * gone and its tasks in flight complete as BROKEN.  Returns 0, or -1 if
+ * gone and its tasks in flight complete as BROKEN (with restarts possible,
+ * when the job's exit or restart completes them).  Returns 0, or -1 if
  * the group is unreachable (the msgs are then untouched, unless the
  * failure came after the first frame, which ZeroMQ does not do for
  * ROUTER).  Never blocks (no send limit, mandatory routing).  mtx held. */
