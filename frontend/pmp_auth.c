@@ -323,6 +323,23 @@ static void s_serve_zap(pmp_auth_t *self)
     }
 }
 
+int pmp_auth_judge_link(pmp_auth_t *self, const void *password, size_t len, const char *why,
+                        const char *peer)
+{
+    if (!why && (self->mechanism != PMP_CREDENTIALS_PLAIN ||
+                 !s_equal(password, len, self->creds.password, strlen(self->creds.password))))
+        why = "wrong PLAIN password";
+    if (why) {
+        self->refused++;
+        pmp_log(s_refusal_level(self), "%s: refused a connection from %s: %s (%zu refused)",
+                self->who, peer, why, self->refused);
+        return -1;
+    }
+    self->admitted++;
+    pmp_log(PMP_LOG_DEBUG, "%s: admitted a connection from %s", self->who, peer);
+    return 0;
+}
+
 static const char *s_protocol_error(uint32_t value)
 {
     switch (value) {

@@ -74,6 +74,15 @@ int pmp_auth_pollitems(pmp_auth_t *self, zmq_pollitem_t *items);
  * readable (calling it at other times is harmless). */
 void pmp_auth_serve(pmp_auth_t *self);
 
+/* Judges a local link's greeting (pmp_link.h) by the same rules as a PLAIN
+ * handshake: admitted (0) only with this object's password (compared in
+ * constant time).  why, when not NULL, refuses it for that reason (a
+ * malformed greeting, a foreign uid); peer names it in the log line.
+ * Every refusal is counted and logged like a refused handshake.  Returns 0
+ * or -1. */
+int pmp_auth_judge_link(pmp_auth_t *self, const void *password, size_t len, const char *why,
+                        const char *peer);
+
 /* The credentials a client needs; owned by the auth object. */
 const pmp_credentials_t *pmp_auth_credentials(const pmp_auth_t *self);
 

@@ -5,11 +5,19 @@
  * Place in the design: the executor's security boundary.  Everything a
  * stranger could reach is made here: the directory that holds the ipc
  * socket and the credentials (mode 0700, so another user can neither
- * connect nor read), the ROUTER socket, and the ZAP handler (pmp_auth)
- * that completes a handshake only for the holder of this executor's fresh
- * credentials: a PLAIN password on ipc://, CURVE keys on tcp://.  The I/O
- * thread polls the handler next to the socket and serves it
- * (pmp_endpoint_serve); docs/security.md has the threat model.
+ * connect nor read), the listening Unix socket (ipc://) or the ROUTER
+ * socket (tcp://), and the judge that admits only the holder of this
+ * executor's fresh credentials: on ipc:// a connection of this user
+ * (SO_PEERCRED) whose first frame, the link greeting, carries the PLAIN
+ * password; on tcp:// a CURVE handshake with the runtime's key, answered
+ * by the ZAP handler (pmp_auth), which the I/O thread polls next to the
+ * socket and serves (pmp_endpoint_serve).  docs/security.md has the
+ * threat model.
+ *
+ * Why two transports: on one host a Unix socket read and written by the
+ * I/O thread and the leader themselves (pmp_link.h) spares the two libzmq
+ * I/O threads a message would otherwise pass, and tells at once when the
+ * peer dies; across hosts ZeroMQ gives CURVE, heartbeats and reconnects.
  *
  * How: the endpoint has its own ZeroMQ context, because the ZAP handler
  * (inproc://zeromq.zap.01) is per context and must answer for this socket
@@ -26,17 +34,21 @@
  * every group said hello, when the job exits and here on destroy; the
  * executor decides when (pmp_job.c, pmp_executor_io.c), this file how.
  */
+#define _GNU_SOURCE /* accept4, struct ucred */
 #include "pmp_endpoint.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "pmp_auth.h"
 #include "pmp_credentials.h"
+#include "pmp_link.h"
 
 #define S_ADDRESS_MAX 300 /* room for ipc://<dir>/frontend or tcp://[v6]:port */
 
@@ -46,7 +58,8 @@ struct pmp_endpoint {
     char *cred_path;  /* <dir>/credentials */
     char *address;    /* what the runtime connects to */
     void *ctx;        /* the endpoint's own context (its ZAP handler) */
-    void *router;     /* NULL once closed */
+    void *router;     /* tcp: NULL once closed */
+    int listen_fd;    /* ipc: the listening Unix socket, -1 once closed */
     pmp_auth_t *auth; /* credentials and ZAP handler */
     int cred_written; /* the credentials file exists (remove_credentials) */
 };
@@ -107,6 +120,23 @@ nomem:
     return -1;
 }
 
+/* ipc: the listening Unix socket at sock_path (the directory is private
+ * already); sets err and errno on failure. */
+static int s_listen(pmp_endpoint_t *self, pmp_error_t *err)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", self->sock_path); /* length checked */
+    self->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (self->listen_fd < 0 || bind(self->listen_fd, (struct sockaddr *)&sa, sizeof sa) < 0 ||
+        listen(self->listen_fd, SOMAXCONN) < 0) {
+        int e = errno;
+        pmp_error_set(err, "cannot listen on %s: %s", self->sock_path, strerror(e));
+        errno = e;
+        return -1;
+    }
+    return 0;
+}
+
 /* The socket, its authentication and its bind; sets err and errno on
  * failure. */
 static int s_bind(pmp_endpoint_t *self, const char *hostname, pmp_error_t *err)
@@ -116,6 +146,11 @@ static int s_bind(pmp_endpoint_t *self, const char *hostname, pmp_error_t *err)
     if (!self->ctx)
         goto zmq_fail;
     zmq_ctx_set(self->ctx, ZMQ_BLOCKY, 0);
+    if (!hostname) {
+        /* the password the runtime greets with; no ZeroMQ socket on ipc */
+        self->auth = pmp_auth_new(self->ctx, PMP_CREDENTIALS_PLAIN, "frontend", err);
+        return self->auth ? s_listen(self, err) : -1;
+    }
     self->router = zmq_socket(self->ctx, ZMQ_ROUTER);
     if (!self->router)
         goto zmq_fail;
@@ -132,11 +167,6 @@ static int s_bind(pmp_endpoint_t *self, const char *hostname, pmp_error_t *err)
     if (!self->auth || pmp_auth_server_setup(self->auth, self->router, err) < 0)
         return -1;
     pmp_auth_watch(self->auth, self->router, NULL); /* only for log lines */
-    if (!hostname) {
-        if (zmq_bind(self->router, self->address) < 0)
-            goto zmq_fail;
-        return 0;
-    }
     if (strchr(hostname, ':'))
         zmq_setsockopt(self->router, ZMQ_IPV6, &one, sizeof one);
     if (zmq_bind(self->router, self->address) < 0) {
@@ -174,6 +204,7 @@ pmp_endpoint_t *pmp_endpoint_new(const char *hostname, pmp_error_t *err)
         errno = ENOMEM;
         return NULL;
     }
+    self->listen_fd = -1;
     if (s_make_dir(self, hostname, err) < 0 || s_bind(self, hostname, err) < 0) {
         int e = errno;
         pmp_endpoint_destroy(&self);
@@ -190,6 +221,8 @@ void pmp_endpoint_destroy(pmp_endpoint_t **self_p)
     pmp_endpoint_t *self = *self_p;
     if (self->router)
         zmq_close(self->router);
+    if (self->listen_fd >= 0)
+        close(self->listen_fd);
     pmp_auth_destroy(&self->auth); /* after the router: it must not outlive its handler */
     if (self->ctx)
         zmq_ctx_term(self->ctx);
@@ -224,6 +257,9 @@ void *pmp_endpoint_socket(const pmp_endpoint_t *self)
 
 void pmp_endpoint_close_socket(pmp_endpoint_t *self, int linger_ms)
 {
+    if (self->listen_fd >= 0)
+        close(self->listen_fd);
+    self->listen_fd = -1;
     if (!self->router)
         return;
     zmq_setsockopt(self->router, ZMQ_LINGER, &linger_ms, sizeof linger_ms);
@@ -233,7 +269,46 @@ void pmp_endpoint_close_socket(pmp_endpoint_t *self, int linger_ms)
 
 int pmp_endpoint_pollitems(pmp_endpoint_t *self, zmq_pollitem_t *items)
 {
-    return pmp_auth_pollitems(self->auth, items);
+    return self->router ? pmp_auth_pollitems(self->auth, items) : 0;
+}
+
+int pmp_endpoint_listen_fd(const pmp_endpoint_t *self)
+{
+    return self->listen_fd;
+}
+
+int pmp_endpoint_accept(pmp_endpoint_t *self)
+{
+    while (self->listen_fd >= 0) {
+        int fd = accept4(self->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            return -1; /* EAGAIN: nobody waits */
+        }
+        struct ucred cred;
+        socklen_t len = sizeof cred;
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 && cred.uid == geteuid())
+            return fd;
+        char peer[64], why[80];
+        snprintf(peer, sizeof peer, "pid %ld", len == sizeof cred ? (long)cred.pid : -1L);
+        snprintf(why, sizeof why, "uid %ld is not this user's",
+                 len == sizeof cred ? (long)cred.uid : -1L);
+        pmp_auth_judge_link(self->auth, NULL, 0, why, peer);
+        close(fd);
+    }
+    errno = EBADF;
+    return -1;
+}
+
+int pmp_endpoint_admit_link(pmp_endpoint_t *self, const void *greeting, size_t len,
+                            const char *peer)
+{
+    const unsigned char *password = NULL;
+    size_t plen = 0;
+    pmp_error_t err;
+    int bad = pmp_link_greeting_decode(greeting, len, &password, &plen, &err) < 0;
+    return pmp_auth_judge_link(self->auth, password, plen, bad ? err.text : NULL, peer);
 }
 
 void pmp_endpoint_serve(pmp_endpoint_t *self)

@@ -29,9 +29,11 @@ typedef struct pmp_endpoint pmp_endpoint_t;
 /* pmp_endpoint_pollitems() fills at most this many entries. */
 #define PMP_ENDPOINT_MAX_ITEMS 2
 
-/* Makes a fresh directory of mode 0700 under $TMPDIR (or /tmp) and binds a
- * ROUTER socket (ZMQ_ROUTER_MANDATORY, no send limit, linger 0) either to
- * ipc://<dir>/frontend with PLAIN (hostname NULL) or to
+/* Makes a fresh directory of mode 0700 under $TMPDIR (or /tmp) and either
+ * listens on the Unix socket <dir>/frontend, address ipc://<dir>/frontend
+ * (hostname NULL: the groups connect over local links, pmp_link.h, and
+ * greet with a fresh PLAIN password), or binds a ROUTER socket
+ * (ZMQ_ROUTER_MANDATORY, no send limit, linger 0) to
  * tcp://<hostname>:<port chosen by the system> with CURVE, served by a ZAP
  * handler in the endpoint's own ZeroMQ context.  hostname is an IP address
  * or the name of an interface of this host; a wildcard is refused.
@@ -52,11 +54,12 @@ const char *pmp_endpoint_address(const pmp_endpoint_t *self);
 /* "<dir>/credentials", where pmp_endpoint_write_credentials() puts them. */
 const char *pmp_endpoint_credentials_path(const pmp_endpoint_t *self);
 
-/* The bound ROUTER socket (NULL once closed); the owning thread's only. */
+/* The bound ROUTER socket of a tcp:// endpoint (NULL on ipc, or once
+ * closed); the owning thread's only. */
 void *pmp_endpoint_socket(const pmp_endpoint_t *self);
 
-/* Closes the socket, giving unsent messages linger_ms to leave.
- * Idempotent. */
+/* Closes the socket (tcp: giving unsent messages linger_ms to leave; ipc:
+ * the listening socket, the links are the I/O thread's).  Idempotent. */
 void pmp_endpoint_close_socket(pmp_endpoint_t *self, int linger_ms);
 
 /* Fills items (room for PMP_ENDPOINT_MAX_ITEMS) with what the owning thread
@@ -66,6 +69,22 @@ int pmp_endpoint_pollitems(pmp_endpoint_t *self, zmq_pollitem_t *items);
 /* Admits the runtime's handshakes and refuses (and logs) the rest, without
  * blocking.  Call it when one of those items is readable. */
 void pmp_endpoint_serve(pmp_endpoint_t *self);
+
+/* ipc: the listening Unix socket (-1 on tcp, or once closed), for poll();
+ * the owning thread's only. */
+int pmp_endpoint_listen_fd(const pmp_endpoint_t *self);
+
+/* ipc: accepts the next waiting connection of a process of this user and
+ * returns its descriptor (non-blocking, close-on-exec; the caller owns
+ * it).  A connection of another uid is refused, logged and closed.
+ * Returns -1 with errno EAGAIN when nobody waits (EBADF on tcp). */
+int pmp_endpoint_accept(pmp_endpoint_t *self);
+
+/* ipc: judges the first frame a connection sent (a link greeting,
+ * pmp_link.h) as the ZAP handler judges a PLAIN handshake: 0 admits it,
+ * -1 refuses it (logged and counted, naming peer). */
+int pmp_endpoint_admit_link(pmp_endpoint_t *self, const void *greeting, size_t len,
+                            const char *peer);
 
 /* Writes the runtime's credentials file (mode 0600 in the 0700 directory;
  * atomic, so a second write simply replaces it).  Returns 0, or -1 with

@@ -7,18 +7,20 @@
  * files, one per thread role, and small opaque helpers, one per concern:
  *   pmp_executor.c     the public API (callers' threads)
  *   pmp_executor_io.c  the I/O thread: poll loop, sending, message handlers
+ *   pmp_executor_links.c  the I/O thread's local links (groups on this host)
  *   pmp_job.c          the job: launch, hard time limit, exit and restart
  *   pmp_task           a task or broadcast and its zero-copy frames
  *   pmp_completion_queue  completions on their way to pmp_executor_wait()
- *   pmp_endpoint       private directory, ROUTER socket, authentication
+ *   pmp_endpoint       private directory, listening or ROUTER socket, auth
  *   pmp_rankwatch      pidfds of the local ranks, the first death
  *   pmp_timelimit      the clock of the hard time limit
  *   pmp_sched, pmp_queue, pmp_launcher  group table, FIFO, the child job
  *
- * Threads and ownership.  pmp_executor_new() binds the ROUTER socket to
- * ipc://<dir>/frontend (<dir> a fresh 0700 directory) or to a TCP address
+ * Threads and ownership.  pmp_executor_new() listens on the Unix socket
+ * ipc://<dir>/frontend (<dir> a fresh 0700 directory; the groups connect
+ * over local links, pmp_link.h) or binds a ROUTER socket to a TCP address
  * (pmp_endpoint), then starts the I/O thread and hands it the socket; from
- * then on only that thread touches the socket, the launcher (the job's
+ * then on only that thread touches the socket and the links, the launcher (the job's
  * pid, pidfd and output pipes), the group table, the rank watch and the
  * time limit.  Callers on any thread share with it one mutex that guards
  * the task queue (FIFO, O(1) cancel by id), the in-flight table (id ->
@@ -42,9 +44,10 @@
  * put the task back at the head of the queue in order and complete the
  * group's other tasks as BROKEN, and the order of broadcasts and tasks
  * (their submit-time sequence numbers) is decided where they are queued.
- * Why it is cheap: a ROUTER send never blocks (no send limit; mandatory
- * routing fails at once for a peer that is gone), frames move into ZeroMQ
- * or are shared by reference count, never copied, so a caller waits at
+ * Why it is cheap: a send never blocks (a link writes what the socket
+ * takes and queues the rest for POLLOUT; a ROUTER has no send limit and
+ * mandatory routing fails at once for a peer that is gone), frames move
+ * into the link or ZeroMQ or are shared by reference count, never copied, so a caller waits at
  * most for one round of s_step, O(tasks sent in it) or O(groups) for a
  * broadcast.  Receiving takes the mutex only to update the tables; a
  * result's completion is queued under it and its waiter woken after the
@@ -77,7 +80,7 @@
  *
  * Buffers.  A buffer without free_fn is copied at submit; one with free_fn
  * becomes a zmq_msg_init_data message whose release callback calls
- * free_fn(data, hint) exactly once, whenever ZeroMQ is done with it (sent,
+ * free_fn(data, hint) exactly once, whenever the transport is done with it (sent,
  * dropped, cancelled, destroyed).  Until submit has fully succeeded those
  * callbacks are disarmed, so a failed submit never calls free_fn
  * (pmp_task).

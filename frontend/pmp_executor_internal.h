@@ -35,6 +35,7 @@
 #include "pmp_endpoint.h"
 #include "pmp_executor.h"
 #include "pmp_launcher.h"
+#include "pmp_link.h"
 #include "pmp_queue.h"
 #include "pmp_rankwatch.h"
 #include "pmp_sched.h"
@@ -43,8 +44,9 @@
 
 /* One group of the job, from its hello on: the I/O thread's. */
 typedef struct {
-    unsigned char identity[256]; /* its ZeroMQ routing identity */
+    unsigned char identity[256]; /* its ZeroMQ routing identity, or its link's */
     size_t identity_size;
+    pmp_link_t *link; /* ipc: its connection (NULL once closed); tcp: NULL */
     pmp_hello_t hello;
     int gone; /* said GOODBYE or became unreachable */
     int shutdown_sent;
@@ -113,6 +115,13 @@ struct pmp_executor {
     pmp_rankwatch_t *watch;     /* pidfds of the groups' ranks on this host, the first death */
     zmq_pollitem_t *items;      /* poll set */
     size_t items_cap;
+    /* ipc: connections that have not said hello yet (pmp_executor_links.c),
+     * and what each poll item of the links stands for */
+    struct pmp_executor_pending *pending;
+    size_t npending, pending_cap;
+    uint32_t links_accepted;
+    struct pmp_executor_slot *slots;
+    size_t nslots, slots_cap;
 };
 
 static inline int64_t pmp_executor_now_ms(void)
@@ -146,5 +155,38 @@ void pmp_executor_io_fail_inflight_locked(pmp_executor_t *self, size_t gi, int k
 
 /* Group g left or cannot be reached: it gets nothing more.  I/O thread. */
 void pmp_executor_io_group_gone(pmp_executor_t *self, pmp_executor_group_t *g);
+
+/* Handles one received message, parts[0] its header and n >= 1: from
+ * group g, or (g NULL) from a peer that has not said hello, known by its
+ * identity (id, idlen) and, over a local link, by link (NULL over
+ * ZeroMQ), which a HELLO makes the new group's.  Checks the header and
+ * drops (with a warning) what does not belong.  I/O thread. */
+void pmp_executor_io_on_message(pmp_executor_t *self, pmp_executor_group_t *g, const void *id,
+                                size_t idlen, pmp_link_t *link, zmq_msg_t *parts, size_t n);
+
+/* Group g's link ended (the leader closed it or died) before its goodbye.
+ * With a launched job the group is only retired (never picked again): the
+ * rank watch and the job's exit, seen next, say what happened and
+ * complete its tasks; otherwise the group is gone and its tasks fail as
+ * BROKEN now.  The caller closes the link.  I/O thread; takes mtx. */
+void pmp_executor_io_link_lost(pmp_executor_t *self, pmp_executor_group_t *g);
+
+/* ---- the local links (pmp_executor_links.c) ------------------------------ */
+
+/* Fills items with what the links need polled: the listening socket,
+ * every connection that has not said hello, every group's link (POLLOUT
+ * too while output waits); returns how many (at most
+ * pmp_executor_links_count()). */
+int pmp_executor_links_pollitems(pmp_executor_t *self, zmq_pollitem_t *items);
+size_t pmp_executor_links_count(const pmp_executor_t *self);
+
+/* Serves the items filled last by pmp_executor_links_pollitems: writes
+ * what waits, reads and handles what arrived (at most max_msgs messages
+ * per link), accepts and greets new connections. */
+void pmp_executor_links_serve(pmp_executor_t *self, const zmq_pollitem_t *items, int max_msgs);
+
+/* Gives queued output up to linger_ms to leave, then closes every link
+ * and every connection that has not said hello. */
+void pmp_executor_links_close(pmp_executor_t *self, int linger_ms);
 
 #endif

@@ -1,36 +1,41 @@
 /*
  * pmp_executor_io.c - the executor's I/O thread: one poll loop that owns
- * the ROUTER socket, sends every task and broadcast to the groups, handles
- * every message they send back, and watches the job (pmp_executor.c has
+ * the connections to the groups (local links, pmp_executor_links.c, or the
+ * ROUTER socket over TCP), sends every task and broadcast to the groups,
+ * handles every message they send back, and watches the job (pmp_executor.c has
  * the design as a whole; pmp_executor_internal.h the shared state).
  *
  * The path of a call through this file.  pmp_executor_submit() queues the
  * task under the mutex and writes the eventfd.  The loop wakes, and
  * s_step() pops the head of the queue for the least loaded group with room
- * (pmp_sched), sends it (s_send_locked: identity, header, the task's
- * frames) and moves it to the in-flight table.  The group's leader answers
- * with RESULT or ERROR; s_recv_one() reads the multipart message, checks
- * the header and who sent it, and s_on_reply() takes the task out of the
+ * (pmp_sched), sends it (s_send_locked: header and the task's frames, on
+ * the group's link or, over TCP, behind its ZeroMQ identity) and moves it
+ * to the in-flight table.  The group's leader answers with RESULT or
+ * ERROR; the link (pmp_executor_links.c) or s_recv_one() reads the
+ * message, pmp_executor_io_on_message() checks the header and who sent
+ * it, and s_on_reply() takes the task out of the
  * in-flight table, releases its frames and queues the completion with the
  * received frames (moved, never copied) for pmp_executor_wait().  A HELLO
  * adds a group (s_on_hello, which also replays the INIT and the kept
  * DEFINEs to it: s_sync_group_locked); a GOODBYE retires one.
  *
- * One round of the loop.  The poll set is, in this order: the socket, the
- * eventfd, the job's pidfd, the job's output pipes (and fd 1 while relayed
- * output waits for room), the ZAP handler's sockets (pmp_endpoint) and a
- * pidfd per local rank (pmp_rankwatch).  The timeout is the earliest of:
+ * One round of the loop.  The poll set is, in this order: the ROUTER (TCP
+ * only), the eventfd, the job's pidfd, the job's output pipes (and fd 1
+ * while relayed output waits for room), the ZAP handler's sockets (TCP,
+ * pmp_endpoint), a pidfd per local rank (pmp_rankwatch), and the links:
+ * the listening socket, connections that have not said hello, each
+ * group's link (pmp_executor_links.c).  The timeout is the earliest of:
  * the output relay's next write, the 100 ms waitpid poll where there is no
  * pidfd, the hard time limit's next deadline (pmp_job_check_time), the
  * grace after a rank's death, and destroy()'s stop steps.  After the poll:
  * interrupts are served, output is pumped, handshakes answered, rank exits
- * noted, up to S_MAX_RECV_BATCH messages handled, the job's exit handled
+ * noted, up to S_MAX_RECV_BATCH messages handled (per link), the job's exit handled
  * (pmp_job_on_exit), and s_step() sends whatever now has room.
  *
  * The mutex.  Every send of this thread happens with the callers' mutex
  * held (pmp_executor.c says which and why); the receive side takes it
  * only to update the tables and queue the completion.  Nothing here calls
- * into Python or blocks on a peer: the ROUTER never blocks a send, a
+ * into Python or blocks on a peer: no send blocks, a
  * message from an unknown or malformed peer is dropped with a warning, and
  * out of memory is fatal rather than a lost completion.
  */
@@ -127,6 +132,37 @@ static void s_group_lost_locked(pmp_executor_t *self, pmp_executor_group_t *g, c
     s_break_inflight_locked(self, s_index(self, g), text);
 }
 
+/* s_send_locked over group g's local link.  A link that already ended
+ * refuses (-1, msgs untouched); otherwise the msgs move into the link,
+ * and a write that fails shows up as the link's end when it is read next
+ * (pmp_executor_io_link_lost), which completes what the group held. */
+static int s_send_link_locked(pmp_executor_t *self, pmp_executor_group_t *g, int type,
+                              const unsigned char *hbuf, zmq_msg_t *msgs, size_t nmsgs)
+{
+    if (!g->link) { /* ended: retired already (pmp_executor_io_link_lost) */
+        pmp_log(PMP_LOG_DEBUG, "frontend: not sending %s to group %d: its link is closed",
+                pmp_msg_type_name(type), (int)g->hello.group);
+        return -1;
+    }
+    zmq_msg_t stack[5];
+    zmq_msg_t *parts = nmsgs < 5 ? stack : malloc((nmsgs + 1) * sizeof *parts);
+    PMP_ASSERT(parts != NULL);
+    PMP_ASSERT(zmq_msg_init_size(&parts[0], PMP_HEADER_SIZE) == 0);
+    memcpy(zmq_msg_data(&parts[0]), hbuf, PMP_HEADER_SIZE);
+    for (size_t i = 0; i < nmsgs; i++) {
+        zmq_msg_init(&parts[i + 1]);
+        zmq_msg_move(&parts[i + 1], &msgs[i]);
+        zmq_msg_close(&msgs[i]);
+        zmq_msg_init(&msgs[i]);
+    }
+    if (pmp_link_send(g->link, parts, nmsgs + 1) < 0)
+        pmp_log(PMP_LOG_INFO, "frontend: cannot send %s to group %d: %s", pmp_msg_type_name(type),
+                (int)g->hello.group, strerror(errno));
+    if (parts != stack)
+        free(parts);
+    return 0;
+}
+
 /* Sends header + msgs to group g, consuming the msgs on success; every
  * send of the executor goes through here.  An unreachable group is marked
  * gone and its tasks in flight complete as BROKEN (with restarts possible,
@@ -141,6 +177,8 @@ static int s_send_locked(pmp_executor_t *self, pmp_executor_group_t *g, int type
         .type = (uint16_t)type, .task_id = id, .flags = flags, .nframes = (uint32_t)nmsgs};
     unsigned char hbuf[PMP_HEADER_SIZE];
     pmp_header_encode(&hdr, hbuf);
+    if (g->link || !pmp_endpoint_socket(self->endpoint))
+        return s_send_link_locked(self, g, type, hbuf, msgs, nmsgs);
     void *router = pmp_endpoint_socket(self->endpoint);
     if (zmq_send(router, g->identity, g->identity_size, ZMQ_SNDMORE) < 0) {
         pmp_log(PMP_LOG_WARNING, "frontend: cannot send %s to group %d: %s",
@@ -313,15 +351,16 @@ static void s_step(pmp_executor_t *self)
  * SHUTDOWN when the executor is ending), and the hello text goes to the
  * caller as PMP_EVENT_HELLO.  The credentials file goes once every group
  * of the job has said hello.  Takes mtx. */
-static void s_on_hello(pmp_executor_t *self, zmq_msg_t *identity, zmq_msg_t *payload)
+static void s_on_hello(pmp_executor_t *self, const void *id, size_t idlen, pmp_link_t *link,
+                       zmq_msg_t *payload)
 {
     pmp_error_t err;
     pmp_hello_t hello;
-    if (zmq_msg_size(identity) > sizeof self->groups[0].identity) {
+    if (idlen > sizeof self->groups[0].identity) {
         pmp_log(PMP_LOG_WARNING, "frontend: dropped a hello with an oversized identity");
         return;
     }
-    if (s_find_group(self, zmq_msg_data(identity), zmq_msg_size(identity))) {
+    if (s_find_group(self, id, idlen)) {
         pmp_log(PMP_LOG_WARNING, "frontend: dropped a second hello from the same peer");
         return;
     }
@@ -337,13 +376,13 @@ static void s_on_hello(pmp_executor_t *self, zmq_msg_t *identity, zmq_msg_t *pay
         self->groups_cap = cap;
     }
     size_t gi;
-    PMP_ASSERT(pmp_sched_add(self->sched, zmq_msg_data(identity), zmq_msg_size(identity), &gi) ==
-               0);
+    PMP_ASSERT(pmp_sched_add(self->sched, id, idlen, &gi) == 0);
     PMP_ASSERT(gi == self->ngroups);
     pmp_executor_group_t *g = &self->groups[self->ngroups++];
     memset(g, 0, sizeof *g);
-    g->identity_size = zmq_msg_size(identity);
-    memcpy(g->identity, zmq_msg_data(identity), g->identity_size);
+    g->identity_size = idlen;
+    memcpy(g->identity, id, idlen);
+    g->link = link;
     g->hello = hello;
     pmp_rankwatch_add(self->watch, gi, &hello, zmq_msg_data(payload), zmq_msg_size(payload));
     pmp_log(PMP_LOG_INFO, "frontend: group %d of %d connected (leader pid %lld on %s)",
@@ -412,6 +451,45 @@ static void s_on_goodbye(pmp_executor_t *self, pmp_executor_group_t *g)
     pthread_mutex_unlock(&self->mtx);
 }
 
+void pmp_executor_io_on_message(pmp_executor_t *self, pmp_executor_group_t *g, const void *id,
+                                size_t idlen, pmp_link_t *link, zmq_msg_t *parts, size_t n)
+{
+    pmp_error_t err;
+    pmp_header_t hdr;
+    if (pmp_header_decode(zmq_msg_data(&parts[0]), zmq_msg_size(&parts[0]), &hdr, &err) < 0 ||
+        pmp_header_check(&hdr, n - 1, 1, &err) < 0) {
+        pmp_log(PMP_LOG_WARNING, "frontend: dropped a malformed message: %s", err.text);
+    } else if (hdr.type == PMP_MSG_HELLO) {
+        s_on_hello(self, id, idlen, link, &parts[1]);
+    } else if (!g) {
+        pmp_log(PMP_LOG_WARNING, "frontend: dropped a %s from a peer that never said hello",
+                pmp_msg_type_name(hdr.type));
+    } else if (g->gone) {
+        pmp_log(PMP_LOG_WARNING, "frontend: dropped a %s from group %d after its goodbye",
+                pmp_msg_type_name(hdr.type), (int)g->hello.group);
+    } else if (hdr.type == PMP_MSG_RESULT || hdr.type == PMP_MSG_ERROR) {
+        s_on_reply(self, g, &hdr, parts + 1, n - 1);
+    } else if (hdr.type == PMP_MSG_GOODBYE) {
+        s_on_goodbye(self, g);
+    }
+}
+
+void pmp_executor_io_link_lost(pmp_executor_t *self, pmp_executor_group_t *g)
+{
+    if (g->gone)
+        return;
+    if (self->launch) {
+        /* Not picked again, but not gone either: the rank watch and the
+         * job's exit, seen next, say why, naming the rank (a group that is
+         * gone would make its leader's death look expected). */
+        pmp_sched_retire(self->sched, s_index(self, g));
+        return;
+    }
+    pthread_mutex_lock(&self->mtx);
+    s_group_lost_locked(self, g, "closed its connection");
+    pthread_mutex_unlock(&self->mtx);
+}
+
 /* Receives one multipart message if there is one, checks it (frame count,
  * header, a sender that said hello and did not leave) and hands it to its
  * handler above; anything else is dropped with a warning.  Returns 1 if a
@@ -458,31 +536,16 @@ static int s_recv_one(pmp_executor_t *self)
         n++;
     }
 
-    pmp_error_t err;
-    pmp_header_t hdr;
-    pmp_executor_group_t *g =
-        n >= 1 ? s_find_group(self, zmq_msg_data(&parts[0]), zmq_msg_size(&parts[0])) : NULL;
     if (overflow) {
         pmp_log(PMP_LOG_WARNING, "frontend: dropped a message of more than %d frames",
                 PMP_MAX_FRAMES + 2);
     } else if (n < 2) {
         pmp_log(PMP_LOG_WARNING, "frontend: dropped a message without a header frame");
-    } else if (pmp_header_decode(zmq_msg_data(&parts[1]), zmq_msg_size(&parts[1]), &hdr, &err) <
-                   0 ||
-               pmp_header_check(&hdr, n - 2, 1, &err) < 0) {
-        pmp_log(PMP_LOG_WARNING, "frontend: dropped a malformed message: %s", err.text);
-    } else if (hdr.type == PMP_MSG_HELLO) {
-        s_on_hello(self, &parts[0], &parts[2]);
-    } else if (!g) {
-        pmp_log(PMP_LOG_WARNING, "frontend: dropped a %s from a peer that never said hello",
-                pmp_msg_type_name(hdr.type));
-    } else if (g->gone) {
-        pmp_log(PMP_LOG_WARNING, "frontend: dropped a %s from group %d after its goodbye",
-                pmp_msg_type_name(hdr.type), (int)g->hello.group);
-    } else if (hdr.type == PMP_MSG_RESULT || hdr.type == PMP_MSG_ERROR) {
-        s_on_reply(self, g, &hdr, parts + 2, n - 2);
-    } else if (hdr.type == PMP_MSG_GOODBYE) {
-        s_on_goodbye(self, g);
+    } else {
+        const void *id = zmq_msg_data(&parts[0]);
+        size_t idlen = zmq_msg_size(&parts[0]);
+        pmp_executor_io_on_message(self, s_find_group(self, id, idlen), id, idlen, NULL, parts + 1,
+                                   n - 1);
     }
     for (size_t i = 0; i < n; i++)
         zmq_msg_close(&parts[i]);
@@ -613,12 +676,14 @@ void *pmp_executor_io_main(void *arg)
     /* destroy(): SHUTDOWN, grace, SIGTERM, SIGKILL (pmp_launcher.h) */
     pmp_launcher_stop_t ending = {0};
     for (;;) {
-        zmq_pollitem_t *items =
-            s_poll_items(self, 3 + PMP_LAUNCHER_MAX_FDS + PMP_ENDPOINT_MAX_ITEMS +
-                                   pmp_rankwatch_count(self->watch));
+        zmq_pollitem_t *items = s_poll_items(
+            self, 3 + PMP_LAUNCHER_MAX_FDS + PMP_ENDPOINT_MAX_ITEMS +
+                      pmp_rankwatch_count(self->watch) + pmp_executor_links_count(self));
         int n = 0;
-        items[n++] =
-            (zmq_pollitem_t){.socket = pmp_endpoint_socket(self->endpoint), .events = ZMQ_POLLIN};
+        void *router = pmp_endpoint_socket(self->endpoint);
+        if (router)
+            items[n++] = (zmq_pollitem_t){.socket = router, .events = ZMQ_POLLIN};
+        int efd_i = n;
         items[n++] = (zmq_pollitem_t){.fd = self->efd, .events = ZMQ_POLLIN};
         int running = self->launcher && !pmp_launcher_exited(self->launcher);
         int pidfd_i = -1;
@@ -643,6 +708,8 @@ void *pmp_executor_io_main(void *arg)
         n += nauth;
         int watch_i = n;
         n += pmp_rankwatch_pollitems(self->watch, items + n);
+        int links_i = n, nlinks = pmp_executor_links_pollitems(self, items + n);
+        n += nlinks;
         long timeout = out_timeout;
         if (running && pidfd_i < 0 && (timeout < 0 || timeout > S_EXIT_POLL_MS))
             timeout = S_EXIT_POLL_MS;
@@ -665,7 +732,7 @@ void *pmp_executor_io_main(void *arg)
          * later change writes the eventfd again (s_wake).  The other order
          * could drain the write of a caller that came between the two and
          * leave wake_pending set with nothing to wake the next poll. */
-        if (rc > 0 && (items[1].revents & ZMQ_POLLIN)) {
+        if (rc > 0 && (items[efd_i].revents & ZMQ_POLLIN)) {
             uint64_t v;
             ssize_t r = read(self->efd, &v, sizeof v);
             (void)r;
@@ -682,7 +749,7 @@ void *pmp_executor_io_main(void *arg)
                 pmp_endpoint_serve(self->endpoint);
                 break;
             }
-        for (int k = watch_i; rc > 0 && k < n; k++)
+        for (int k = watch_i; rc > 0 && k < links_i; k++)
             if (items[k].revents)
                 s_on_rank_exit(self, k - watch_i);
         if (running && pmp_rankwatch_kill_due(self->watch)) {
@@ -691,7 +758,9 @@ void *pmp_executor_io_main(void *arg)
                     PMP_RANKWATCH_DEATH_GRACE_MS, pmp_rankwatch_death(self->watch));
             pmp_launcher_signal(self->launcher, SIGKILL);
         }
-        for (int k = 0; k < S_MAX_RECV_BATCH && s_recv_one(self); k++)
+        if (rc > 0 && nlinks)
+            pmp_executor_links_serve(self, items + links_i, S_MAX_RECV_BATCH);
+        for (int k = 0; router && k < S_MAX_RECV_BATCH && s_recv_one(self); k++)
             ;
         if (running && (pidfd_i < 0 || (rc > 0 && items[pidfd_i].revents)) &&
             pmp_launcher_poll_exit(self->launcher))
@@ -712,6 +781,7 @@ void *pmp_executor_io_main(void *arg)
         pthread_mutex_unlock(&self->mtx);
     }
     pmp_endpoint_close_socket(self->endpoint, linger);
+    pmp_executor_links_close(self, linger);
     pthread_mutex_lock(&self->mtx);
     self->io_done = 1; /* nobody is left to serve an interrupt */
     pthread_cond_broadcast(&self->intr_cv);

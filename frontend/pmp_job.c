@@ -148,6 +148,8 @@ static void s_forget_groups_locked(pmp_executor_t *self)
     PMP_ASSERT(pmp_queue_size(self->inflight) == 0);
     pmp_rankwatch_clear(self->watch);
     pmp_timelimit_clear(self->timelimit); /* nothing runs until the next job's first task */
+    for (size_t i = 0; i < self->ngroups; i++)
+        pmp_link_destroy(&self->groups[i].link);
     self->ngroups = 0;
     pmp_sched_destroy(&self->sched);
     self->sched = pmp_sched_new((size_t)self->depth);

@@ -55,6 +55,7 @@
 #include <unistd.h>
 
 #include "pmp_executor.h"
+#include "pmp_link.h"
 #include "_channel.h"
 #include "_pmp_py.h"
 
@@ -846,6 +847,9 @@ static int s_module_exec(PyObject *module)
         s_add_int(module, "DONE_LOST", PMP_DONE_LOST) < 0 ||
         s_add_int(module, "DONE_TIMEOUT", PMP_DONE_TIMEOUT) < 0 ||
         s_add_int(module, "PROTOCOL_VERSION", PMP_PROTOCOL_VERSION) < 0 ||
+        s_add_int(module, "LINK_VERSION", PMP_LINK_VERSION) < 0 ||
+        s_add_int(module, "LINK_MORE_BIT", PMP_LINK_MORE_BIT) < 0 ||
+        PyModule_AddStringConstant(module, "LINK_MAGIC", PMP_LINK_MAGIC) < 0 ||
         s_add_int(module, "ZERO_COPY_THRESHOLD", PMP_PY_ZERO_COPY_THRESHOLD) < 0)
         return -1;
     return 0;

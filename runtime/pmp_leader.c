@@ -1,5 +1,16 @@
 /*
- * pmp_leader.c - the leader's DEALER socket (see pmp_leader.h).
+ * pmp_leader.c - the leader's connection to the frontend (see
+ * pmp_leader.h).
+ *
+ * Local links (ipc://).  The leader connects to the frontend's Unix socket
+ * (after the directory check below), greets it with the password of the
+ * credentials file and from then on reads and writes the link itself:
+ * receiving reads whatever is there and hands out the next message (poll
+ * in 1 s slices between, each idle second checking the frontend's
+ * process), sending writes until the kernel has every byte, so a result's
+ * buffers are released when pmp_leader_send returns.  The frontend's end
+ * of the connection is final: it is a SHUTDOWN.  Everything below about
+ * ZeroMQ applies to tcp:// endpoints.
  *
  * Receiving: parts are collected into a growing array of zmq_msg_t (moved
  * with zmq_msg_move when the array grows, never copied byte-wise), then the
@@ -10,10 +21,9 @@
  *
  * Watching the frontend: ZeroMQ does not tell a DEALER that its peer is
  * gone, so every idle second the leader checks that the frontend process
- * still exists and, for an ipc:// endpoint, that its socket file does: the
- * frontend removes it when the executor is destroyed, which is the only sign
- * a job started by a queue adapter (and still waiting to say hello) gets.
- * A process id means something only on the frontend's own host
+ * still exists (a link's end of file says so at once; the check stays as a
+ * second line there, with the socket file's existence).  A process id means something only on the
+ * frontend's own host
  * (--frontend-host).  On any other host the connection itself is watched:
  * ZMTP heartbeats (a PING every second, the connection dropped when no
  * answer came for S_HEARTBEAT_TIMEOUT_MS, so a vanished host is noticed
@@ -42,11 +52,15 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "pmp_credentials.h"
+#include "pmp_link.h"
 
 #define S_IDLE_POLL_MS 1000
 #define S_BUSY_POLL_MS 10
@@ -57,6 +71,7 @@
 #define S_UNREACHED_AFTER_MS 120000
 
 struct pmp_leader {
+    pmp_link_t *link; /* ipc://: the local link; then ctx and sock are NULL */
     void *ctx;
     void *sock;
     pid_t frontend_pid; /* 0: not checked (unknown, or on another host) */
@@ -220,6 +235,60 @@ static void s_read_monitor(pmp_leader_t *self)
     }
 }
 
+/* ipc://: connects to the frontend's Unix socket and greets it with the
+ * password of the credentials file (none: an empty one, which the
+ * frontend refuses).  0, or -1 with errno and a sentence in err. */
+static int s_connect_link(pmp_leader_t *self, const char *path, const char *credentials,
+                          pmp_error_t *err)
+{
+    if (s_check_ipc_dir(path, err) < 0)
+        return -1;
+    pmp_credentials_t c = {0};
+    if (credentials && pmp_credentials_read(credentials, &c, err) < 0)
+        return -1;
+    if (credentials && c.mechanism != PMP_CREDENTIALS_PLAIN) {
+        pmp_error_set(err, "%s holds CURVE keys, but %s is a local socket (PLAIN expected)",
+                      credentials, path);
+        pmp_credentials_wipe(&c);
+        errno = EINVAL;
+        return -1;
+    }
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof sa.sun_path) {
+        pmp_error_set(err, "the socket path %s is too long", path);
+        pmp_credentials_wipe(&c);
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    memcpy(sa.sun_path, path, strlen(path) + 1);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int rc = fd < 0 ? -1 : connect(fd, (struct sockaddr *)&sa, sizeof sa);
+    if (rc < 0) {
+        int e = errno;
+        pmp_error_set(err, "cannot connect to the frontend at ipc://%s: %s", path, strerror(e));
+        if (fd >= 0)
+            close(fd);
+        pmp_credentials_wipe(&c);
+        errno = e;
+        return -1;
+    }
+    self->link = pmp_link_new(fd, PMP_LINK_MAX_FRAME);
+    zmq_msg_t greeting;
+    rc = self->link ? pmp_link_greeting(&greeting, c.password) : -1;
+    pmp_credentials_wipe(&c);
+    if (rc == 0)
+        rc = pmp_link_send(self->link, &greeting, 1);
+    if (rc == 0)
+        rc = pmp_link_flush_wait(self->link, -1);
+    if (rc < 0) {
+        int e = errno;
+        pmp_error_set(err, "cannot greet the frontend at ipc://%s: %s", path, strerror(e));
+        errno = e;
+        return -1;
+    }
+    return 0;
+}
+
 pmp_leader_t *pmp_leader_new(const char *endpoint, pid_t frontend_pid, const char *frontend_host,
                              const char *credentials, pmp_error_t *err)
 {
@@ -230,9 +299,14 @@ pmp_leader_t *pmp_leader_new(const char *endpoint, pid_t frontend_pid, const cha
     }
     int local = s_is_this_host(frontend_host);
     self->frontend_pid = local ? frontend_pid : 0;
-    if (strncmp(endpoint, "ipc://", 6) == 0 && !(self->ipc_path = strdup(endpoint + 6))) {
-        pmp_error_set(err, "out of memory");
-        goto fail;
+    if (strncmp(endpoint, "ipc://", 6) == 0) {
+        if (!(self->ipc_path = strdup(endpoint + 6))) {
+            pmp_error_set(err, "out of memory");
+            goto fail;
+        }
+        if (s_connect_link(self, self->ipc_path, credentials, err) < 0)
+            goto fail;
+        return self;
     }
     self->ctx = zmq_ctx_new();
     if (!self->ctx) {
@@ -258,6 +332,7 @@ pmp_leader_t *pmp_leader_new(const char *endpoint, pid_t frontend_pid, const cha
     return self;
 fail:;
     int saved = errno;
+    pmp_link_destroy(&self->link);
     if (self->monitor)
         zmq_close(self->monitor);
     if (self->sock)
@@ -284,6 +359,14 @@ void pmp_leader_header(zmq_msg_t *part, int type, uint64_t task_id, uint32_t fla
 
 int pmp_leader_send(pmp_leader_t *self, zmq_msg_t *parts, size_t n)
 {
+    if (self->link) { /* written before this returns: the buffers are released */
+        if (pmp_link_send(self->link, parts, n) == 0 && pmp_link_flush_wait(self->link, -1) == 0)
+            return 0;
+        int saved = errno;
+        pmp_log(PMP_LOG_ERROR, "cannot send to the frontend: %s", strerror(saved));
+        errno = saved;
+        return -1;
+    }
     size_t i = 0;
     int rc = 0;
     for (; i < n; i++) {
@@ -345,6 +428,15 @@ void pmp_leader_destroy(pmp_leader_t **self_p)
     if (!self_p || !*self_p)
         return;
     pmp_leader_t *self = *self_p;
+    if (self->link) {
+        if (self->greeted && !self->frontend_gone)
+            s_send_simple(self, PMP_MSG_GOODBYE, NULL, 0); /* written when it returns */
+        pmp_link_destroy(&self->link);
+        free(self->ipc_path);
+        free(self);
+        *self_p = NULL;
+        return;
+    }
     if (self->greeted && !self->frontend_gone) {
         int linger = S_GOODBYE_LINGER_MS;
         zmq_setsockopt(self->sock, ZMQ_LINGER, &linger, sizeof linger);
@@ -443,8 +535,73 @@ static size_t s_recv_rest(pmp_leader_t *self, zmq_msg_t **parts_p, size_t *cap_p
     return n;
 }
 
+/* The message a check found valid, its frames moved out of parts[first..n):
+ * parts[first - 1] is the header.  NULL (dropped, logged) when the header
+ * is malformed. */
+static pmp_rtmsg_t *s_message(zmq_msg_t *parts, size_t n)
+{
+    pmp_header_t hdr;
+    pmp_error_t err;
+    if (pmp_header_decode(zmq_msg_data(&parts[0]), zmq_msg_size(&parts[0]), &hdr, &err) != 0 ||
+        pmp_header_check(&hdr, n - 1, 0, &err) != 0) {
+        pmp_log(PMP_LOG_WARNING, "dropped a malformed message from the frontend: %s", err.text);
+        return NULL;
+    }
+    pmp_rtmsg_t *msg = pmp_rtmsg_new((uint32_t)(n - 1), 1);
+    PMP_ASSERT(msg != NULL);
+    msg->type = hdr.type;
+    msg->task_id = hdr.task_id;
+    msg->flags = hdr.flags;
+    for (size_t i = 1; i < n; i++)
+        zmq_msg_move(&msg->zmsgs[i - 1], &parts[i]);
+    pmp_rtmsg_sync_zmq(msg);
+    if (pmp_log_enabled(PMP_LOG_DEBUG))
+        pmp_log(PMP_LOG_DEBUG, "received %s, task %llu, %u frames", pmp_msg_type_name(msg->type),
+                (unsigned long long)msg->task_id, msg->nframes);
+    return msg;
+}
+
+/* pmp_leader_recv over the local link: the frontend's end of file is its
+ * death or its goodbye, so besides it only the process check of idle
+ * seconds is needed. */
+static pmp_rtmsg_t *s_recv_link(pmp_leader_t *self, pmp_python_t *py)
+{
+    for (;;) {
+        pmp_python_drain(py);
+        zmq_msg_t *parts;
+        size_t n;
+        int rc = pmp_link_recv(self->link, &parts, &n);
+        if (rc > 0) {
+            pmp_rtmsg_t *msg = s_message(parts, n);
+            if (msg)
+                return msg;
+            continue;
+        }
+        if (rc < 0) {
+            if (errno == ECONNRESET)
+                pmp_log(PMP_LOG_WARNING,
+                        "the frontend closed the connection (it is gone); shutting down");
+            else
+                pmp_log(PMP_LOG_WARNING, "the link to the frontend failed: %s; shutting down",
+                        strerror(errno));
+            self->frontend_gone = 1;
+            return s_shutdown_msg();
+        }
+        struct pollfd p = {.fd = pmp_link_fd(self->link), .events = POLLIN};
+        rc = poll(&p, 1, S_IDLE_POLL_MS);
+        if (rc == 0 && !s_frontend_alive(self)) {
+            pmp_log(PMP_LOG_WARNING, "the frontend (pid %ld) is gone; shutting down",
+                    (long)self->frontend_pid);
+            self->frontend_gone = 1;
+            return s_shutdown_msg();
+        }
+    }
+}
+
 pmp_rtmsg_t *pmp_leader_recv(pmp_leader_t *self, pmp_python_t *py)
 {
+    if (self->link)
+        return s_recv_link(self, py);
     long last_check = s_now_ms();
     int polled = 0; /* a message already queued is taken without a poll */
     for (;;) {
@@ -489,28 +646,10 @@ pmp_rtmsg_t *pmp_leader_recv(pmp_leader_t *self, pmp_python_t *py)
             free(parts);
             continue;
         }
-        pmp_header_t hdr;
-        pmp_error_t err;
-        if (pmp_header_decode(zmq_msg_data(&parts[0]), zmq_msg_size(&parts[0]), &hdr, &err) != 0 ||
-            pmp_header_check(&hdr, n - 1, 0, &err) != 0) {
-            pmp_log(PMP_LOG_WARNING, "dropped a malformed message from the frontend: %s", err.text);
-            s_close_parts(parts, n);
-            free(parts);
-            continue;
-        }
-        pmp_rtmsg_t *msg = pmp_rtmsg_new((uint32_t)(n - 1), 1);
-        PMP_ASSERT(msg != NULL);
-        msg->type = hdr.type;
-        msg->task_id = hdr.task_id;
-        msg->flags = hdr.flags;
-        for (size_t i = 1; i < n; i++)
-            zmq_msg_move(&msg->zmsgs[i - 1], &parts[i]);
-        pmp_rtmsg_sync_zmq(msg);
+        pmp_rtmsg_t *msg = s_message(parts, n);
         s_close_parts(parts, n);
         free(parts);
-        if (pmp_log_enabled(PMP_LOG_DEBUG))
-            pmp_log(PMP_LOG_DEBUG, "received %s, task %llu, %u frames",
-                    pmp_msg_type_name(msg->type), (unsigned long long)msg->task_id, msg->nframes);
-        return msg;
+        if (msg)
+            return msg;
     }
 }

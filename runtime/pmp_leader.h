@@ -1,18 +1,21 @@
 /*
  * pmp_leader.h - the group leader's connection to the frontend.
  *
- * The leader of each group owns one ZeroMQ DEALER socket (in its own
- * context, used by the main thread only) connected to the frontend's
+ * The leader of each group owns one connection, used by the main thread
+ * only: on the frontend's host (an ipc:// endpoint) a local link, a Unix
+ * stream socket it reads and writes itself (pmp_link.h); otherwise a
+ * ZeroMQ DEALER socket (in its own context) connected to the frontend's
  * ROUTER.  It says HELLO once, then receives TASK / INIT / SHUTDOWN
  * messages and sends RESULT / ERROR replies and, at the end, GOODBYE.
  *
  * Waiting for the next message polls in slices (1 s when idle, 10 ms while
  * result buffers are still out with ZeroMQ) so that the leader (a) notices
- * a frontend that died without saying goodbye - kill(pid, 0) failing with
- * ESRCH, or on another host a connection lost for good, is treated as a
- * SHUTDOWN - and (b) releases the Python objects of
- * results ZeroMQ has finished sending (pmp_python_drain).  Malformed or
- * foreign messages are logged and dropped; they never end the runtime.
+ * a frontend that died without saying goodbye - the link's end of file,
+ * kill(pid, 0) failing with ESRCH, or on another host a connection lost
+ * for good, is treated as a SHUTDOWN - and (b) releases the Python objects
+ * of results the transport has finished sending (pmp_python_drain; a link
+ * has written them before pmp_leader_send returns).  Malformed or foreign
+ * messages are logged and dropped; they never end the runtime.
  */
 #ifndef PMP_LEADER_H
 #define PMP_LEADER_H
@@ -28,18 +31,17 @@
 
 typedef struct pmp_leader pmp_leader_t;
 
-/* Creates the context and the DEALER socket (ZMQ_LINGER 0) and connects it
- * to endpoint, authenticated with the credentials file (pmp_credentials.h;
- * NULL: none, allowed for ipc:// only).  Before it connects it makes sure
- * the frontend is genuine: an ipc:// socket must lie in a directory that
- * belongs to this user and nobody else can enter (so that only this user
- * can have bound it); a tcp:// endpoint needs CURVE credentials, whose
- * server key only the real frontend can answer to.  frontend_pid 0
- * disables the process check; frontend_host (NULL: this host) tells where
- * that process lives: on another host the connection is watched instead
- * (heartbeats and a socket monitor, see pmp_leader.c).  Returns NULL with errno and a sentence in
- * err (an invalid endpoint, a refused or malformed credentials file, a
- * socket directory that is not private). */
+/* Connects to endpoint: ipc://PATH over a local link (connect, then the
+ * greeting with the password of the credentials file), anything else with
+ * a DEALER socket (ZMQ_LINGER 0) in a context of its own, authenticated with the credentials file
+ * (pmp_credentials.h; NULL: none, allowed for ipc:// only).  Before it connects it makes sure the
+ * frontend is genuine: an ipc:// socket must lie in a directory that belongs to this user and
+ * nobody else can enter (so that only this user can have bound it); a tcp:// endpoint needs CURVE
+ * credentials, whose server key only the real frontend can answer to.  frontend_pid 0 disables the
+ * process check; frontend_host (NULL: this host) tells where that process lives: on another host
+ * the connection is watched instead (heartbeats and a socket monitor, see pmp_leader.c).  Returns
+ * NULL with errno and a sentence in err (an invalid endpoint, a refused or malformed credentials
+ * file, a socket directory that is not private). */
 pmp_leader_t *pmp_leader_new(const char *endpoint, pid_t frontend_pid, const char *frontend_host,
                              const char *credentials, pmp_error_t *err);
 
@@ -63,7 +65,8 @@ pmp_rtmsg_t *pmp_leader_recv(pmp_leader_t *self, pmp_python_t *py);
 
 /* Sends one message: parts[0..n-1] are the header and the frames, already
  * initialised; ownership passes to this function whatever happens (parts
- * are sent or closed).  Returns 0 or -1 with errno (logged). */
+ * are sent or closed).  Over a local link it blocks until the kernel has
+ * taken every byte.  Returns 0 or -1 with errno (logged). */
 int pmp_leader_send(pmp_leader_t *self, zmq_msg_t *parts, size_t n);
 
 /* Initialises part as the encoded header of a message. */

@@ -5,10 +5,10 @@
  * Started through a real mpiexec, each process reads its rank from
  * PMI_RANK (MPICH) or OMPI_COMM_WORLD_RANK (Open MPI), default 0, and the
  * job size from PMI_SIZE / OMPI_COMM_WORLD_SIZE.  Its group is
- * rank / ranks-per-group; only the first rank of a group connects (a DEALER
- * to --endpoint), says HELLO and then echoes every TASK's frames back as a
- * RESULT with the same task id; the other ranks exit at once.  On SHUTDOWN
- * it says GOODBYE and exits 0; it also exits when the frontend process
+ * rank / ranks-per-group; only the first rank of a group connects (a local
+ * link to an ipc:// --endpoint, pmp_link.h, else a DEALER), says HELLO and then echoes every TASK's
+ * frames back as a RESULT with the same task id; the other ranks exit at once.  On SHUTDOWN it says
+ * GOODBYE and exits 0; it also exits when the frontend process
  * (--frontend-pid) is gone.  Test options:
  *   --fake-crash-at-task N  write "fake: crashing" to stderr, exit 3 on task N
  *   --fake-kill-at-task N   write "fake: killing myself" to stderr and die of
@@ -37,17 +37,24 @@
  * test that the frontend refuses such a peer.
  */
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 #include <zmq.h>
 
 #include "pmp_credentials.h"
+#include "pmp_link.h"
 #include "pmp_protocol.h"
+
+/* The connection to the frontend: a local link (ipc://) or a DEALER. */
+static pmp_link_t *s_link;
 
 static volatile sig_atomic_t s_interrupted;
 
@@ -71,6 +78,18 @@ static void s_send(void *sock, int type, uint64_t id, uint32_t flags, zmq_msg_t 
         .type = (uint16_t)type, .task_id = id, .flags = flags, .nframes = (uint32_t)n};
     unsigned char buf[PMP_HEADER_SIZE];
     pmp_header_encode(&hdr, buf);
+    if (s_link) {
+        zmq_msg_t parts[65];
+        zmq_msg_init_size(&parts[0], sizeof buf);
+        memcpy(zmq_msg_data(&parts[0]), buf, sizeof buf);
+        for (size_t i = 0; i < n && i < 64; i++) {
+            zmq_msg_init(&parts[i + 1]);
+            zmq_msg_move(&parts[i + 1], &frames[i]);
+        }
+        if (pmp_link_send(s_link, parts, n + 1) < 0 || pmp_link_flush_wait(s_link, -1) < 0)
+            exit(10);
+        return;
+    }
     if (zmq_send(sock, buf, sizeof buf, n ? ZMQ_SNDMORE : 0) < 0)
         exit(10);
     for (size_t i = 0; i < n; i++)
@@ -151,11 +170,37 @@ int main(int argc, char **argv)
         nanosleep(&ts, NULL);
     }
 
-    void *ctx = zmq_ctx_new();
-    void *sock = zmq_socket(ctx, ZMQ_DEALER);
+    if (strncmp(endpoint, "ipc://", 6) == 0) {
+        char password[PMP_CREDENTIALS_KEY_TEXT] = "";
+        if (credentials && !no_credentials) {
+            pmp_credentials_t c;
+            pmp_error_t err;
+            if (pmp_credentials_read(credentials, &c, &err) < 0) {
+                fprintf(stderr, "fake: %s\n", err.text);
+                return 5;
+            }
+            snprintf(password, sizeof password, "%s", c.password);
+            pmp_credentials_wipe(&c);
+        }
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        snprintf(sa.sun_path, sizeof sa.sun_path, "%s", endpoint + 6);
+        int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+        zmq_msg_t greeting;
+        if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+            fprintf(stderr, "fake: cannot connect to %s: %s\n", endpoint, strerror(errno));
+            return 4;
+        }
+        s_link = pmp_link_new(fd, PMP_LINK_MAX_FRAME);
+        if (!s_link || pmp_link_greeting(&greeting, password) < 0 ||
+            pmp_link_send(s_link, &greeting, 1) < 0)
+            return 4;
+    }
+    void *ctx = s_link ? NULL : zmq_ctx_new();
+    void *sock = s_link ? NULL : zmq_socket(ctx, ZMQ_DEALER);
     int zero = 0;
-    zmq_setsockopt(sock, ZMQ_LINGER, &zero, sizeof zero);
-    if (credentials && !no_credentials) {
+    if (sock)
+        zmq_setsockopt(sock, ZMQ_LINGER, &zero, sizeof zero);
+    if (sock && credentials && !no_credentials) {
         pmp_credentials_t c;
         pmp_error_t err;
         if (pmp_credentials_read(credentials, &c, &err) < 0) {
@@ -173,7 +218,7 @@ int main(int argc, char **argv)
         }
         pmp_credentials_wipe(&c);
     }
-    if (zmq_connect(sock, endpoint) < 0) {
+    if (sock && zmq_connect(sock, endpoint) < 0) {
         fprintf(stderr, "fake: cannot connect to %s: %s\n", endpoint, zmq_strerror(errno));
         return 4;
     }
@@ -210,18 +255,38 @@ int main(int argc, char **argv)
     char history[2048] = "";
     int ntasks = 0;
     for (;;) {
-        zmq_pollitem_t item = {.socket = sock, .events = ZMQ_POLLIN};
-        int ready = zmq_poll(&item, 1, 500);
-        if (ready < 0 && errno == EINTR)
-            continue;
+        zmq_msg_t parts[64];
+        size_t n = 0;
+        int more = 1, ready = 1;
+        if (s_link) {
+            zmq_msg_t *got;
+            size_t ngot;
+            int rc = pmp_link_recv(s_link, &got, &ngot);
+            if (rc < 0)
+                return 7;
+            if (rc == 1) {
+                for (; n < ngot && n < 63; n++) {
+                    zmq_msg_init(&parts[n]);
+                    zmq_msg_move(&parts[n], &got[n]);
+                }
+                more = 0;
+            } else {
+                struct pollfd p = {.fd = pmp_link_fd(s_link), .events = POLLIN};
+                ready = poll(&p, 1, 500);
+                if (ready != 0)
+                    continue;
+            }
+        } else {
+            zmq_pollitem_t item = {.socket = sock, .events = ZMQ_POLLIN};
+            ready = zmq_poll(&item, 1, 500);
+            if (ready < 0 && errno == EINTR)
+                continue;
+        }
         if (ready == 0) {
             if (frontend_pid > 0 && kill((pid_t)frontend_pid, 0) < 0 && errno == ESRCH)
                 return 6;
             continue;
         }
-        zmq_msg_t parts[64];
-        size_t n = 0;
-        int more = 1;
         while (more) {
             zmq_msg_init(&parts[n]);
             if (zmq_msg_recv(&parts[n], sock, 0) < 0)
@@ -246,6 +311,10 @@ int main(int argc, char **argv)
             zmq_msg_t empty;
             zmq_msg_init(&empty);
             s_send(sock, PMP_MSG_GOODBYE, 0, 0, &empty, 1);
+            if (s_link) {
+                pmp_link_destroy(&s_link);
+                return 0;
+            }
             int linger = 2000; /* let the goodbye leave before the socket closes */
             zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger);
             zmq_close(sock);

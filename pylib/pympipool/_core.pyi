@@ -45,6 +45,9 @@ EVENT_CLOSED: Final[int]
 EVENT_RESTART: Final[int]
 
 PROTOCOL_VERSION: Final[int]
+LINK_VERSION: Final[int]
+LINK_MORE_BIT: Final[int]
+LINK_MAGIC: Final[str]
 
 def name_thread(name: str) -> None: ...
 #: Buffers of at least this many bytes are handed over without copying.

@@ -42,6 +42,9 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "python"))
+from pmp_link_peer import Server  # noqa: E402
+
 STDLIB = ["/usr/lib/python3.11", "/usr/lib/python3.11/lib-dynload"]
 PYTHON = "/usr/bin/python3"
 TIMEOUT = 40
@@ -254,10 +257,9 @@ def case_idle(runtime, mpiexec):
     # A stand-in for the frontend process: when it is gone the runtime must
     # leave by itself (checked once a second by the leaders).
     frontend = subprocess.Popen(["sleep", "600"])
-    # The leaders also check that the frontend's socket file exists: stand in
-    # for it too (nobody needs to answer an idle runtime).
-    socket_file = endpoint()[len("ipc://") :]
-    open(socket_file, "w").close()
+    # Something must listen where the leaders connect (nobody needs to
+    # answer an idle runtime, or even accept it).
+    listener = Server(endpoint()[len("ipc://") :])
     proc = subprocess.Popen(
         mpiexec + runtime_args(runtime, k=n, pid=frontend.pid),
         stdout=subprocess.PIPE,
@@ -308,6 +310,7 @@ def case_idle(runtime, mpiexec):
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+        listener.close()
 
 
 def _launcher_rank():
@@ -319,12 +322,11 @@ def _launcher_rank():
 
 
 def case_socketgone(runtime, mpiexec):
-    """The frontend process lives on but its socket file disappears (the
-    executor was destroyed before a queue-adapter job said hello): the job
-    must end on its own, cleanly."""
+    """The frontend process lives on but closes the connection and removes
+    its socket (the executor was destroyed while a queue-adapter job was
+    starting): the job must end on its own, cleanly."""
     n = nranks(mpiexec)
-    socket_file = endpoint()[len("ipc://") :]
-    open(socket_file, "w").close()
+    server = Server(endpoint()[len("ipc://") :])
     proc = subprocess.Popen(
         mpiexec + runtime_args(runtime, k=n),
         stdout=subprocess.PIPE,
@@ -333,25 +335,28 @@ def case_socketgone(runtime, mpiexec):
         start_new_session=True,
     )
     try:
-        time.sleep(3)
+        if not server.poll(30000):  # its hello
+            fail("no hello from the runtime within 30 s")
+        time.sleep(1)
         if proc.poll() is not None:
             out, err = proc.communicate()
             proc.stdout, proc.stderr = out, err
             fail("the runtime exited while its frontend's socket was there", proc)
-        os.unlink(socket_file)
+        server.close()
         try:
             out, err = proc.communicate(timeout=15)
         except subprocess.TimeoutExpired:
-            fail("the runtime did not exit within 15 s after the socket was removed")
+            fail("the runtime did not exit within 15 s after the socket was closed")
         proc.stdout, proc.stderr = out, err
         if proc.returncode != 0:
-            fail("the runtime exited with %d after the socket was removed" % proc.returncode, proc)
-        if "socket is gone" not in err:
-            fail("the runtime did not log that the frontend's socket is gone", proc)
+            fail("the runtime exited with %d after the socket was closed" % proc.returncode, proc)
+        if "frontend closed the connection" not in err:
+            fail("the runtime did not log that the frontend is gone", proc)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+        server.close()
 
 
 def case_protocol(runtime, mpiexec):
@@ -359,7 +364,6 @@ def case_protocol(runtime, mpiexec):
     import struct
 
     import cloudpickle
-    import zmq
 
     n = nranks(mpiexec)
     HELLO, TASK, RESULT, ERROR, SHUTDOWN, GOODBYE = 1, 2, 4, 5, 6, 7
@@ -367,11 +371,8 @@ def case_protocol(runtime, mpiexec):
     def header(t, tid=0, flags=0, nframes=1, version=1):
         return b"PMPX" + struct.pack("<HHQII", version, t, tid, flags, nframes)
 
-    ctx = zmq.Context()
-    sock = ctx.socket(zmq.ROUTER)
-    sock.setsockopt(zmq.LINGER, 0)
     ep = endpoint()
-    sock.bind(ep)
+    sock = Server(ep[len("ipc://") :])
     args = runtime_args(runtime, k=n)
     args[args.index("--endpoint") + 1] = ep
     proc = subprocess.Popen(
@@ -446,27 +447,22 @@ def case_protocol(runtime, mpiexec):
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-        sock.close(0)
-        ctx.term()
+        sock.close()
 
 
-# ---- a pyzmq stand-in for the frontend ---------------------------------------
+# ---- a stand-in for the frontend ---------------------------------------------
 
 HELLO, TASK, INIT, RESULT, ERROR, SHUTDOWN, GOODBYE, DEFINE, FORGET = range(1, 10)
 ALL_RANKS, FN_KEY, CHUNK = 0x1, 0x2, 0x4
 
 
 class Peer:
-    """A ROUTER socket the runtime connects to, and the launched job."""
+    """The socket the runtime connects to (a local link's listening end,
+    tests/python/pmp_link_peer.py), and the launched job."""
 
     def __init__(self, runtime, mpiexec, k):
-        import zmq
-
-        self.ctx = zmq.Context()
-        self.sock = self.ctx.socket(zmq.ROUTER)
-        self.sock.setsockopt(zmq.LINGER, 0)
         ep = endpoint()
-        self.sock.bind(ep)
+        self.sock = Server(ep[len("ipc://") :])
         args = runtime_args(runtime, k=k)
         args[args.index("--endpoint") + 1] = ep
         self.proc = subprocess.Popen(
@@ -549,8 +545,7 @@ class Peer:
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.communicate()
-        self.sock.close(0)
-        self.ctx.term()
+        self.sock.close()
 
 
 def expect(what, got, want):

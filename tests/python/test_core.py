@@ -52,6 +52,49 @@ def test_module_constants_match_the_protocol():
     assert _core.ZERO_COPY_THRESHOLD == _serialize.OOB_THRESHOLD == 65536
 
 
+def test_the_tests_local_link_speaks_the_protocols():
+    """tests/python/pmp_link_peer.py, which stands in for either end of a
+    local link, uses protocol/pmp_link.h's facts."""
+    import pmp_link_peer
+
+    assert pmp_link_peer.MAGIC == _core.LINK_MAGIC.encode()
+    assert pmp_link_peer.VERSION == _core.LINK_VERSION
+    assert pmp_link_peer.MORE == 1 << _core.LINK_MORE_BIT
+    assert pmp_link_peer.greeting(b"pw")[:6] == _core.LINK_MAGIC.encode() + b"\x01\x00"
+
+
+def test_a_link_is_admitted_only_with_the_password_and_gets_the_task():
+    """A hand-made local link: a wrong password is closed without a byte;
+    the executor's own gets the queued task after its hello."""
+    import pmp_link_peer
+
+    ex = core_executor()
+    try:
+        path = ex.endpoint[len("ipc://") :]
+        command = list(ex.command)
+        with open(command[command.index("--credentials") + 1]) as f:
+            cred = dict(line.split("=", 1) for line in f.read().split() if "=" in line)
+        ex.submit(5, _core.MSG_TASK, 0, b"payload", [])
+        bad = pmp_link_peer.Link.connect(path)
+        bad.send([pmp_link_peer.greeting(b"wrong")])
+        assert bad.recv(5.0) is None and bad.closed
+        bad.close()
+        good = pmp_link_peer.Link.connect(path)
+        good.send([pmp_link_peer.greeting(cred["password"].encode())])
+        hello = (
+            "group=0\nngroups=1\ngroup_size=1\nworld_size=1\nworld_rank=0\n"
+            "pid=%d\nhost=h\npython=%d.%d.%d\nmpi=none\nruntime=0\n"
+            % ((os.getpid(),) + tuple(sys.version_info[:3]))
+        ).encode()
+        good.send([struct.pack("<4sHHQII", b"PMPX", 1, _core.MSG_HELLO, 0, 0, 1), hello])
+        frames = good.recv(10.0)
+        assert frames is not None and frames[1] == b"payload"
+        assert struct.unpack_from("<HQ", frames[0], 6) == (_core.MSG_TASK, 5)
+        good.close()
+    finally:
+        ex.destroy()
+
+
 def test_command_endpoint_and_pid_without_launch():
     extra = ["--python-executable", sys.executable, "--cwd", "/"]
     core = core_executor(runtime_args=extra)

@@ -171,40 +171,40 @@ def test_bad_python_executable_breaks_the_executor(monkeypatch, tmp_path):
 
 def test_python_version_mismatch_in_hello_breaks_the_executor(monkeypatch, tmp_path):
     """A worker that announces another Python is refused with a clear message
-    (a fake runtime speaking the protocol with pyzmq)."""
-    pytest.importorskip("zmq")
+    (a fake runtime speaking the protocol over a local link)."""
     script = tmp_path / "old-python-runtime.py"
     script.write_text(
         f"#!{sys.executable}\n"
         + textwrap.dedent(
             """
-            import os, struct, sys, time, zmq
+            import os, struct, sys
+            from pmp_link_peer import Link, greeting
             args = sys.argv[1:]
             endpoint = args[args.index("--endpoint") + 1]
-            ctx = zmq.Context()
-            sock = ctx.socket(zmq.DEALER)
-            # authenticate as the runtime does (PLAIN, docs/security.md)
+            # connect and greet as the runtime does (docs/security.md)
             with open(args[args.index("--credentials") + 1]) as f:
                 cred = dict(l.split("=", 1) for l in f.read().split() if "=" in l)
-            sock.plain_username = b"pympipool-runtime"
-            sock.plain_password = cred["password"].encode()
-            sock.connect(endpoint)
+            link = Link.connect(endpoint[len("ipc://"):])
+            link.send([greeting(cred["password"].encode())])
             hello = ("group=0\\nngroups=1\\ngroup_size=1\\nworld_size=1\\nworld_rank=0\\n"
                      "pid=%d\\nhost=fakehost\\npython=2.7.18\\nmpi=none\\nruntime=0\\n" % os.getpid())
-            sock.send_multipart([struct.pack("<4sHHQII", b"PMPX", 1, 1, 0, 0, 1), hello.encode()])
+            link.send([struct.pack("<4sHHQII", b"PMPX", 1, 1, 0, 0, 1), hello.encode()])
             while True:
-                frames = sock.recv_multipart()
+                frames = link.recv(60.0)
+                if frames is None:
+                    break
                 kind = struct.unpack_from("<H", frames[0], 6)[0]
                 if kind == 6:  # SHUTDOWN
-                    sock.send_multipart([struct.pack("<4sHHQII", b"PMPX", 1, 7, 0, 0, 1), b""])
+                    link.send([struct.pack("<4sHHQII", b"PMPX", 1, 7, 0, 0, 1), b""])
                     break
-            sock.close(linger=1000)
-            ctx.term()
+            link.close()
             """
         )
     )
     script.chmod(0o755)
     monkeypatch.setenv("PYMPIPOOL_RUNTIME", str(script))
+    here = os.path.dirname(os.path.abspath(__file__))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, (here, os.environ.get("PYTHONPATH")))))
     exe = Executor()
     try:
         future = exe.submit(add, 1)

@@ -1,10 +1,12 @@
 """Who can talk to an executor's socket (docs/security.md).
 
-* A foreign ZeroMQ peer (pyzmq, test-only) that connects to the frontend's
-  endpoint without the executor's credentials, or with wrong ones, never
-  completes a handshake: it cannot say hello, take a task or inject a
-  result, and the executor's results are unaffected.  Over ipc:// the
-  runtime authenticates with PLAIN, over TCP (``hostname=``) with CURVE.
+* A foreign peer that connects to the frontend's endpoint without the
+  executor's credentials, or with wrong ones, is never admitted: it cannot
+  say hello, take a task or inject a result, and the executor's results are
+  unaffected.  Over ipc:// the runtime connects over a local link and greets
+  with the PLAIN password (foreign peers here: hand-made links, and ZeroMQ
+  peers, which do not even speak the link's format); over TCP
+  (``hostname=``) it authenticates with CURVE (foreign peers: pyzmq).
 * Another user of the host cannot connect to the ipc:// socket nor read the
   credentials file (a child that drops privileges to ``nobody``; root only).
 * ``hostname="127.0.0.1"``: the runtime connects over TCP + CURVE and works;
@@ -29,6 +31,7 @@ import time
 
 import pytest
 
+from pmp_link_peer import Link, greeting
 from pympipool import Executor, MPISpawnPool, Pool, PoolExecutor
 
 zmq = pytest.importorskip("zmq")
@@ -122,6 +125,41 @@ class Intruder:
         self.ctx.term()
 
 
+class LinkIntruder:
+    """A hand-made local link (tests/python/pmp_link_peer.py) that greets
+    with password (None: no greeting at all) and then tries the same as
+    Intruder."""
+
+    def __init__(self, endpoint: str, password) -> None:
+        self.link = Link.connect(endpoint[len("ipc://") :])
+        self.password = password
+
+    def attack(self, task_id: int) -> None:
+        messages = [
+            [header(HELLO), HELLO_TEXT],
+            [header(RESULT, task_id), pickle.dumps("INJECTED")],
+            [header(ERROR, task_id), pickle.dumps("INJECTED")],
+        ]
+        if self.password is not None:
+            messages.insert(0, [greeting(self.password)])
+        for frames in messages:
+            try:
+                self.link.send(frames)
+            except OSError:
+                return  # refused and closed already
+
+    def received(self, timeout: float) -> list:
+        got = []
+        while True:
+            frames = self.link.recv(timeout)
+            if frames is None:
+                return got
+            got.append(frames)
+
+    def close(self) -> None:
+        self.link.close()
+
+
 def plain_wrong(password: bytes = b"x" * 40) -> dict:
     return dict(plain_username=b"pympipool-runtime", plain_password=password)
 
@@ -135,15 +173,17 @@ def curve_foreign(server_key: bytes = None) -> dict:
     )
 
 
-def check_intruders_get_nothing(executor, intruder_options: list) -> None:
+def check_intruders_get_nothing(executor, intruder_options: list, passwords=()) -> None:
     """While a task is running and another is queued, intruders try to
     say hello, take the queued task and answer the running one; they get
-    nothing and the results are the real ones."""
+    nothing and the results are the real ones.  intruder_options: ZeroMQ
+    peers; passwords: link peers (ipc:// only)."""
     assert executor.submit(slow_double, 1).result(timeout=60) == 2  # started
     running = executor.submit(slow_double, 21, 2.0)
     queued = [executor.submit(slow_double, i) for i in range(4)]
     endpoint = executor._state.core.endpoint
     intruders = [Intruder(endpoint, **options) for options in intruder_options]
+    intruders += [LinkIntruder(endpoint, password) for password in passwords]
     try:
         for intruder in intruders:
             intruder.attack(running._pmp_task_id)
@@ -178,6 +218,11 @@ def test_foreign_peer_on_ipc_gets_nothing(make):
                 plain_wrong(),  # the right user name, a wrong password
                 dict(plain_username=b"root", plain_password=b"x" * 40),  # another user
                 curve_foreign(),  # another mechanism
+            ],
+            [
+                None,  # no greeting, straight to the hello
+                b"x" * 40,  # a wrong password
+                b"",  # none
             ],
         )
 
@@ -248,21 +293,20 @@ def test_refusals_are_logged():
             def submit_job(self, **kwargs):
                 pass
 
+        from pmp_link_peer import Link, greeting
+
         with Executor(cores=1, queue_adapter=Hold()) as executor:
-            ctx = zmq.Context()
-            for options in ({}, dict(plain_username=b"pympipool-runtime",
-                                     plain_password=b"wrong")):
-                sock = ctx.socket(zmq.DEALER)
-                for name, value in options.items():
-                    setattr(sock, name, value)
-                sock.connect(executor._state.core.endpoint)
-                sock.send(b"hello?")
-                time.sleep(0.5)
-                sock.close(0)
-            ctx.term()
+            path = executor._state.core.endpoint[len("ipc://"):]
+            for first in ([b"hello?"], [greeting(b"wrong")]):
+                link = Link.connect(path)
+                link.send(first)
+                link.recv(5.0)  # until it is closed
+                link.close()
         """
     )
+    here = os.path.dirname(os.path.abspath(__file__))
     env = dict(os.environ, PYMPIPOOL_LOG_LEVEL="warning")
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (here, env.get("PYTHONPATH")) if p)
     proc = subprocess.run(
         [sys.executable, "-c", script],
         env=env,
@@ -271,9 +315,9 @@ def test_refusals_are_logged():
         timeout=60,
     )
     assert proc.returncode == 0, proc.stderr
-    # the peer without credentials fails before ZAP is asked: the monitor
-    # reports it ("security mechanism", or the broken handshake)
+    # a first frame that is no greeting, then a wrong password
     assert proc.stderr.count("refused a connection") >= 2, proc.stderr
+    assert "not a pympipool link greeting" in proc.stderr
     assert "wrong PLAIN password" in proc.stderr
 
 
