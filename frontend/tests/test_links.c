@@ -207,7 +207,7 @@ static void s_case_malformed(void)
     CHECK(s_send_frames(link, garbage, gsize, 1) == 0);  /* short header */
     s_send(link, PMP_MSG_TASK, 1, "t", 1);               /* wrong direction */
     s_send(link, PMP_MSG_HELLO, 0, "group=zero", 1);     /* a second hello */
-    s_send(link, PMP_MSG_RESULT, 1, "not in flight", 1); /* no such task */
+    s_send(link, PMP_MSG_RESULT, 2, "not in flight", 1); /* no such task */
     s_send(link, PMP_MSG_RESULT, 1, "x", 3);             /* frame count */
     CHECK(s_submit_text(ex, 1, "x") == 0);
     char payload[64];
