@@ -20,10 +20,8 @@ from __future__ import annotations
 
 import os
 import queue
-import threading
 import time
 import warnings
-import weakref
 from concurrent.futures import Executor as _FuturesExecutor
 from concurrent.futures import Future
 from types import TracebackType
@@ -33,7 +31,6 @@ from typing import (
     Dict,
     Iterable,
     Iterator,
-    List,
     Optional,
     Tuple,
     Type,
@@ -148,7 +145,9 @@ class _ExecutorBase(_Engine, _FuturesExecutor):
         ntasks = _tasks_hint(iterables, chunksize) if iterables else 0
         in_memory = _in_memory(iterables)
         feed = self._map_lazily(fn, _batches(args, chunksize), True, True, ntasks, in_memory)
-        return _MapIterator(feed, end_time)
+        results = _map_results(feed, end_time)
+        next(results)  # up to its start: a close() from now on stops the feed
+        return cast(Iterator[_T], results)
 
     def __len__(self) -> int:
         """Number of submitted tasks not yet sent to the ranks."""
@@ -350,53 +349,36 @@ class PoolExecutor(_ExecutorBase):
         return self._lazy_map(fn, iterables, timeout, chunksize)
 
 
-class _MapIterator(Iterator[_T]):
+def _map_results(feed: _Feed, end_time: Optional[float]) -> Iterator[Any]:
     """The iterator of ``Executor.map`` / ``PoolExecutor.map`` over a lazy
-    map's feed (``_maps._Feed``), in input order.  As the generator of
-    ``concurrent.futures``: a call's exception, or a timeout, is raised
-    once and ends the iteration; it holds only the results not yet
-    yielded.  Dropping it (or ``close()``) stops the feed."""
-
-    def __init__(self, feed: _Feed, end_time: Optional[float]) -> None:
-        self._feed: Optional[_Feed] = feed
-        self._end_time = end_time
-        self._lock = threading.Lock()
-        self._values: List[Any] = []  # the current chunk's, reversed
-        self._finalizer = weakref.finalize(self, feed.close)
-
-    def __next__(self) -> _T:
-        with self._lock:
-            values = self._values
-            if values:
-                return cast(_T, values.pop())
-            feed = self._feed
-            if feed is None:
-                raise StopIteration
+    map's feed (``_maps._Feed``), in input order: a generator, like the one
+    of ``concurrent.futures`` (and, like it, for one thread at a time).  A
+    call's exception, or a timeout, is raised once and ends the iteration;
+    it holds only the results not yet yielded, and a chunk's values come
+    out of ``yield from``, without a Python call per item.  Closing it (or
+    dropping it) stops the feed.  It is started by ``_lazy_map`` up to the
+    first ``yield`` below, so that a ``close()`` before the first result
+    runs the ``finally`` too."""
+    try:
+        yield None  # the start: taken by _lazy_map, never by the user
+        while True:
+            left = None if end_time is None else end_time - time.monotonic()
             try:
-                left = None if self._end_time is None else self._end_time - time.monotonic()
                 outcome = feed.take(left)
-                if outcome is None:
-                    raise TimeoutError
-                success, value = outcome
-                del outcome
-                if not success:
-                    raise value
-            except BaseException:
-                self.close()
-                raise
-            if not feed.chunked:
-                return cast(_T, value)
-            value.reverse()
-            item = value.pop()
-            self._values = value
-            return cast(_T, item)
-
-    def close(self) -> None:
-        """Stops the map: no more input is read, calls not yet sent are
-        cancelled, and iteration ends."""
-        self._feed = None
-        self._values = []
-        self._finalizer()
+            except StopIteration:
+                return
+            if outcome is None:
+                raise TimeoutError
+            success, value = outcome
+            del outcome
+            if not success:
+                raise value
+            if feed.chunked:
+                yield from value
+            else:
+                yield value
+    finally:
+        feed.close()
 
 
 def _ignore_sleep_interval(sleep_interval: Any) -> None:

@@ -247,6 +247,33 @@ def test_map_in_order_with_and_without_chunks(pool):
     assert list(pool.map(square, [], chunksize=4)) == []
 
 
+def test_map_for_and_next_share_one_position(pool):
+    """The map's iterator is one generator: ``for``, ``list()`` and
+    ``next()`` go on from where the other stopped, also inside a chunk, and
+    an error of a later chunk is raised in its place (after the values of
+    the chunks before it); closing it before the first value ends it."""
+    it = pool.map(square, range(10), chunksize=4)
+    assert next(it) == 0 and next(it) == 1
+    taken = []
+    for value in it:
+        taken.append(value)
+        if value == 25:
+            break
+    assert taken == [4, 9, 16, 25]
+    assert next(it) == 36
+    assert list(it) == [49, 64, 81]
+    assert list(it) == [] and next(it, "end") == "end"
+    failing = pool.map(fail_on, range(6), [4] * 6, chunksize=3)
+    got = []
+    with pytest.raises(KeyError, match="item 4"):
+        for value in failing:
+            got.append(value)
+    assert got == [0, 1, 2]  # the chunk of 3, 4, 5 failed as a whole
+    closed = pool.map(square, range(100), chunksize=10)
+    closed.close()
+    assert list(closed) == []
+
+
 def test_map_pickles_the_function_once(pool):
     PICKLES.clear()
     assert list(pool.map(CountedFunction(), range(12), chunksize=5)) == [
