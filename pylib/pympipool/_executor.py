@@ -355,7 +355,7 @@ def _map_results(feed: _Feed, end_time: Optional[float]) -> Iterator[Any]:
     of ``concurrent.futures`` (and, like it, for one thread at a time).  A
     call's exception, or a timeout, is raised once and ends the iteration;
     it holds only the results not yet yielded, and a chunk's values come
-    out of ``yield from``, without a Python call per item.  Closing it (or
+    out of one loop of the generator, without a Python call per item.  Closing it (or
     dropping it) stops the feed.  It is started by ``_lazy_map`` up to the
     first ``yield`` below, so that a ``close()`` before the first result
     runs the ``finally`` too."""
@@ -369,14 +369,15 @@ def _map_results(feed: _Feed, end_time: Optional[float]) -> Iterator[Any]:
                 return
             if outcome is None:
                 raise TimeoutError
-            success, value = outcome
+            success, values = outcome
             del outcome
             if not success:
-                raise value
-            if feed.chunked:
-                yield from value
-            else:
-                yield value
+                raise values
+            if not feed.chunked:
+                values = [values]
+            values.reverse()
+            while values:  # popped: a value the user dropped is freed at once
+                yield values.pop()
     finally:
         feed.close()
 
