@@ -25,6 +25,9 @@
  * valid header.  The first frame also fills a pmp_hello_t for the hello
  * encoder, with an output buffer whose size comes from the input.
  *
+ * The whole input is also read as the byte stream of a local link
+ * (pmp_fuzz_link, fuzz_link.c, with its own invariants).
+ *
  * Invariants checked (a violation aborts with a message, which libFuzzer
  * reports as a crash and keeps as an artifact):
  *   - a call returns 0 or -1; a rejection sets errno to EPROTO (ENOMEM for
@@ -497,6 +500,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     for (size_t i = 0; i < n; i++)
         free(frames[i].data);
+    pmp_fuzz_link(data, size);
     return 0;
 }
 

@@ -29,6 +29,9 @@ extern "C" {
  * invariant. */
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+/* Reads the input as the byte stream of a local link (fuzz_link.c). */
+void pmp_fuzz_link(const uint8_t *data, size_t size);
+
 /* One seed input: a name (a file name in the corpus) and its bytes. */
 typedef struct {
     char name[64];
