@@ -10,9 +10,13 @@
  * is most of a small call's traffic inside the group.  Otherwise frame
  * sizes that do not fit inline follow in a second broadcast, and the
  * frames are broadcast in chunks of S_CHUNK bytes, all posted at once and
- * completed together.  Point-to-point results use
- * two tags: S_TAG_SIZES for the frame sizes and S_TAG_DATA for the chunks;
- * MPI's non-overtaking rule keeps the chunks of one sender in order.
+ * completed together.  Results take the same shortcut: every rank's
+ * outcome travels in a fixed block of one allgather (S_OUT_WORDS), with
+ * its frames when they fit, so a small call's results need one step
+ * inside the group instead of three (status, sizes, frames).  Results
+ * that do not fit go point to point with two tags: S_TAG_SIZES for the
+ * frame sizes and S_TAG_DATA for the chunks; MPI's non-overtaking rule
+ * keeps the chunks of one sender in order.
  */
 #include "pmp_group.h"
 
@@ -220,12 +224,82 @@ pmp_rtmsg_t *pmp_group_bcast_recv(pmp_group_t *self)
     return msg;
 }
 
-void pmp_group_allgather_status(pmp_group_t *self, int ok, uint32_t nframes, int64_t *status)
+/* An outcome block: ok, nframes, inline, S_OUT_SIZES frame sizes, then
+ * PMP_GROUP_OUTCOME_INLINE bytes of room. */
+#define S_OUT_SIZES 4
+#define S_OUT_HEAD (3 + S_OUT_SIZES)
+#define S_OUT_WORDS (S_OUT_HEAD + PMP_GROUP_OUTCOME_INLINE / 8)
+
+struct pmp_group_outcomes {
+    uint64_t *blocks; /* size * S_OUT_WORDS */
+};
+
+pmp_group_outcomes_t *pmp_group_allgather_outcome(pmp_group_t *self, int ok, uint32_t nframes,
+                                                  void *const *data, const size_t *size)
 {
-    int64_t mine[2] = {ok, nframes};
+    uint64_t mine[S_OUT_WORDS] = {(uint64_t)(ok != 0), nframes, 0};
+    size_t total = 0;
+    for (uint32_t i = 0; i < nframes && i < S_OUT_SIZES; i++)
+        total += size[i];
+    if (nframes <= S_OUT_SIZES && total <= PMP_GROUP_OUTCOME_INLINE) {
+        mine[2] = 1;
+        unsigned char *p = (unsigned char *)&mine[S_OUT_HEAD];
+        for (uint32_t i = 0; i < nframes; i++) {
+            mine[3 + i] = size[i];
+            if (size[i] > 0)
+                memcpy(p, data[i], size[i]);
+            p += size[i];
+        }
+    }
+    pmp_group_outcomes_t *o = malloc(sizeof *o);
+    PMP_ASSERT(o != NULL);
+    o->blocks = malloc((size_t)self->size * S_OUT_WORDS * sizeof *o->blocks);
+    PMP_ASSERT(o->blocks != NULL);
     MPI_Request req;
-    S_MPI(MPI_Iallgather(mine, 2, MPI_INT64_T, status, 2, MPI_INT64_T, self->comm, &req));
+    S_MPI(MPI_Iallgather(mine, S_OUT_WORDS, MPI_UINT64_T, o->blocks, S_OUT_WORDS, MPI_UINT64_T,
+                         self->comm, &req));
     pmp_mpi_waitall(1, &req);
+    return o;
+}
+
+int pmp_group_outcome_ok(const pmp_group_outcomes_t *o, int rank)
+{
+    return o->blocks[(size_t)rank * S_OUT_WORDS] != 0;
+}
+
+uint32_t pmp_group_outcome_nframes(const pmp_group_outcomes_t *o, int rank)
+{
+    return (uint32_t)o->blocks[(size_t)rank * S_OUT_WORDS + 1];
+}
+
+int pmp_group_outcome_inline(const pmp_group_outcomes_t *o, int rank)
+{
+    return o->blocks[(size_t)rank * S_OUT_WORDS + 2] != 0;
+}
+
+void pmp_group_outcome_frames(const pmp_group_outcomes_t *o, int rank, zmq_msg_t *out)
+{
+    const uint64_t *b = &o->blocks[(size_t)rank * S_OUT_WORDS];
+    PMP_ASSERT(b[2] && b[1] <= S_OUT_SIZES);
+    const unsigned char *p = (const unsigned char *)&b[S_OUT_HEAD];
+    const unsigned char *end = p + PMP_GROUP_OUTCOME_INLINE;
+    for (uint32_t i = 0; i < (uint32_t)b[1]; i++) {
+        size_t len = (size_t)b[3 + i];
+        PMP_ASSERT(len <= (size_t)(end - p));
+        PMP_ASSERT(zmq_msg_init_size(&out[i], len) == 0);
+        if (len > 0)
+            memcpy(zmq_msg_data(&out[i]), p, len);
+        p += len;
+    }
+}
+
+void pmp_group_outcomes_free(pmp_group_outcomes_t **o_p)
+{
+    if (!o_p || !*o_p)
+        return;
+    free((*o_p)->blocks);
+    free(*o_p);
+    *o_p = NULL;
 }
 
 void pmp_group_send_frames(pmp_group_t *self, int dest, uint32_t nframes, void *const *data,

@@ -9,11 +9,12 @@
  *    control block (type, task id, flags, frame count, frame sizes as
  *    uint64) and then every frame, split into chunks of at most 1 GiB so
  *    that frames above INT_MAX bytes work;
- *  - results from the others to the leader: every rank's status through
- *    pmp_group_allgather_status, then frames only from the ranks whose
- *    frames are needed (pmp_group_send_frames / pmp_group_recv_frames),
- *    received straight into zmq_msg_t buffers so the leader forwards them
- *    without a copy.
+ *  - results from the others to the leader: every rank's outcome through
+ *    pmp_group_allgather_outcome (with the frames, when they are small),
+ *    then the frames that did not fit, only from the ranks whose frames
+ *    are needed (pmp_group_send_frames / pmp_group_recv_frames), received
+ *    straight into zmq_msg_t buffers so the leader forwards them without
+ *    a copy.
  *
  * Every wait is pmp_mpi_waitall (non-blocking MPI, polite backoff).  MPI
  * errors are fatal: they end in MPI_Abort through PMP_ASSERT.
@@ -52,9 +53,27 @@ void pmp_group_bcast_send(pmp_group_t *self, const pmp_rtmsg_t *msg);
  * failure is fatal. */
 pmp_rtmsg_t *pmp_group_bcast_recv(pmp_group_t *self);
 
-/* Every rank: shares (ok, nframes) of this rank's result; status receives
- * 2 * size values, status[2r] = ok of rank r, status[2r+1] = its frames. */
-void pmp_group_allgather_status(pmp_group_t *self, int ok, uint32_t nframes, int64_t *status);
+/* Every rank's outcome of one task, as pmp_group_allgather_outcome
+ * gathered it: whether it succeeded, how many frames it has and, when
+ * they were small, the frames themselves. */
+typedef struct pmp_group_outcomes pmp_group_outcomes_t;
+
+/* Every rank: shares this rank's outcome (ok, and its nframes frames) in
+ * one MPI_Iallgather of a fixed block per rank; frames that fit in the
+ * block (PMP_GROUP_OUTCOME_INLINE bytes in all, in at most 4 frames) go
+ * with it, so that a small result needs no second step.  Returns every
+ * rank's outcome (caller frees); allocation failure is fatal. */
+#define PMP_GROUP_OUTCOME_INLINE 456
+pmp_group_outcomes_t *pmp_group_allgather_outcome(pmp_group_t *self, int ok, uint32_t nframes,
+                                                  void *const *data, const size_t *size);
+int pmp_group_outcome_ok(const pmp_group_outcomes_t *o, int rank);
+uint32_t pmp_group_outcome_nframes(const pmp_group_outcomes_t *o, int rank);
+/* Whether rank's frames came with the outcome (then nobody sends them). */
+int pmp_group_outcome_inline(const pmp_group_outcomes_t *o, int rank);
+/* Copies rank's inline frames into out[0..nframes-1], which it
+ * initialises with zmq_msg_init_size. */
+void pmp_group_outcome_frames(const pmp_group_outcomes_t *o, int rank, zmq_msg_t *out);
+void pmp_group_outcomes_free(pmp_group_outcomes_t **o_p);
 
 /* A non-leader rank: sends nframes frames to rank dest (sizes first). */
 void pmp_group_send_frames(pmp_group_t *self, int dest, uint32_t nframes, void *const *data,

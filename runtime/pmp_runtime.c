@@ -247,6 +247,17 @@ static void s_reply_own(s_runtime_t *rt, uint64_t task_id, pmp_result_t *res)
 
 /* After a task: every rank shares its status; the frames that the reply
  * needs travel to the leader; the leader replies. */
+/* The leader: rank r's nf result frames into out, from its outcome block
+ * when they came inline, else sent by rank r. */
+static void s_rank_frames(s_runtime_t *rt, const pmp_group_outcomes_t *o, int r, uint32_t nf,
+                          zmq_msg_t *out)
+{
+    if (pmp_group_outcome_inline(o, r))
+        pmp_group_outcome_frames(o, r, out);
+    else
+        pmp_group_recv_frames(rt->group, r, nf, out);
+}
+
 static void s_finish_task(s_runtime_t *rt, const pmp_rtmsg_t *msg, pmp_result_t *res)
 {
     int rank = pmp_group_rank(rt->group);
@@ -256,31 +267,30 @@ static void s_finish_task(s_runtime_t *rt, const pmp_rtmsg_t *msg, pmp_result_t 
         pmp_python_result_clear(rt->py, res);
         return;
     }
-    int64_t *status = malloc(2 * (size_t)size * sizeof *status);
-    PMP_ASSERT(status != NULL);
-    pmp_group_allgather_status(rt->group, res->ok, res->nframes, status);
+    pmp_group_outcomes_t *out =
+        pmp_group_allgather_outcome(rt->group, res->ok, res->nframes, res->data, res->size);
     int failed = -1;
     for (int r = 0; r < size && failed < 0; r++)
-        if (!status[2 * r])
+        if (!pmp_group_outcome_ok(out, r))
             failed = r;
     int all = (msg->flags & PMP_FLAG_ALL_RANKS) != 0;
 
     if (rank != 0) {
-        if (failed == rank || (failed < 0 && all))
+        if ((failed == rank || (failed < 0 && all)) && !pmp_group_outcome_inline(out, rank))
             pmp_group_send_frames(rt->group, 0, res->nframes, res->data, res->size);
         pmp_python_result_clear(rt->py, res);
-        free(status);
+        pmp_group_outcomes_free(&out);
         return;
     }
 
     if (failed == 0 || (failed < 0 && !all)) {
         s_reply_own(rt, msg->task_id, res);
     } else if (failed > 0) {
-        uint32_t nf = (uint32_t)status[2 * failed + 1];
+        uint32_t nf = pmp_group_outcome_nframes(out, failed);
         zmq_msg_t *parts = malloc((nf + 1) * sizeof *parts);
         PMP_ASSERT(parts != NULL);
         pmp_leader_header(&parts[0], PMP_MSG_ERROR, msg->task_id, 0, nf);
-        pmp_group_recv_frames(rt->group, failed, nf, &parts[1]);
+        s_rank_frames(rt, out, failed, nf, &parts[1]);
         pmp_leader_send(rt->leader, parts, nf + 1);
         free(parts);
     } else {
@@ -289,9 +299,10 @@ static void s_finish_task(s_runtime_t *rt, const pmp_rtmsg_t *msg, pmp_result_t 
         PMP_ASSERT(nbuffers != NULL);
         uint64_t total = 1;
         for (int r = 0; r < size; r++) {
-            PMP_ASSERT(status[2 * r + 1] >= 1);
-            nbuffers[r] = (uint32_t)(status[2 * r + 1] - 1);
-            total += (uint64_t)status[2 * r + 1];
+            uint32_t nf = pmp_group_outcome_nframes(out, r);
+            PMP_ASSERT(nf >= 1);
+            nbuffers[r] = nf - 1;
+            total += nf;
         }
         zmq_msg_t *parts = malloc((size_t)(total + 1) * sizeof *parts);
         PMP_ASSERT(parts != NULL);
@@ -304,8 +315,8 @@ static void s_finish_task(s_runtime_t *rt, const pmp_rtmsg_t *msg, pmp_result_t 
         n++;
         s_add_result_parts(rt, res, parts, &n);
         for (int r = 1; r < size; r++) {
-            uint32_t nf = (uint32_t)status[2 * r + 1];
-            pmp_group_recv_frames(rt->group, r, nf, &parts[n]);
+            uint32_t nf = pmp_group_outcome_nframes(out, r);
+            s_rank_frames(rt, out, r, nf, &parts[n]);
             n += nf;
         }
         if (total > PMP_MAX_FRAMES)
@@ -318,7 +329,7 @@ static void s_finish_task(s_runtime_t *rt, const pmp_rtmsg_t *msg, pmp_result_t 
         free(nbuffers);
     }
     pmp_python_result_clear(rt->py, res);
-    free(status);
+    pmp_group_outcomes_free(&out);
 }
 
 static void s_loop(s_runtime_t *rt)
