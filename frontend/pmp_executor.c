@@ -33,25 +33,32 @@
  * job to the thread that forked it.  pmp_executor_internal.h marks every
  * field with its rule; a function that needs the mutex ends in _locked.
  *
- * Which sends happen under the callers' mutex: all of them.  The I/O
- * thread holds the mutex for every send on the socket: each task it sends
- * (s_step in pmp_executor_io.c), each broadcast to every group, the INIT
- * and kept DEFINEs replayed to a group after its hello, and SHUTDOWN to
- * every group (close() once drained, destroy(), a group that says hello
- * while the executor shuts down).  Why: a task leaves the queue, is sent
- * and enters the in-flight table in one step, so cancel() and pending()
- * never see a task that is in neither, a send to a group that vanished can
- * put the task back at the head of the queue in order and complete the
- * group's other tasks as BROKEN, and the order of broadcasts and tasks
- * (their submit-time sequence numbers) is decided where they are queued.
- * Why it is cheap: a send never blocks (a link writes what the socket
+ * Which sends happen under the callers' mutex: over ZeroMQ all of them;
+ * over local links all but the tasks.  The I/O thread holds the mutex for
+ * each broadcast to every group, the INIT and kept DEFINEs replayed to a
+ * group after its hello, SHUTDOWN to every group (close() once drained,
+ * destroy(), a group that says hello while the executor shuts down) and,
+ * over ZeroMQ, each task it sends (s_step in pmp_executor_io.c).  Why: a
+ * task leaves the queue, is sent and enters the in-flight table in one
+ * step, so cancel() and pending() never see a task that is in neither, a
+ * send to a group that vanished can put the task back at the head of the
+ * queue in order and complete the group's other tasks as BROKEN, and the
+ * order of broadcasts and tasks (their submit-time sequence numbers) is
+ * decided where they are queued.  Over a local link a task's write cannot
+ * fail in a way that needs it back in the queue (a link that ended is
+ * known before, and one that ends later completes what its group holds),
+ * so the task enters the in-flight table under the mutex and is written
+ * right after the unlock, by the same thread, which alone can take it out
+ * of that table again; a broadcast waits until the tasks before it are
+ * written.  Callers then never wait for this thread's system calls.  Why
+ * the rest is cheap: a send never blocks (a link writes what the socket
  * takes and queues the rest for POLLOUT; a ROUTER has no send limit and
  * mandatory routing fails at once for a peer that is gone), frames move
- * into the link or ZeroMQ or are shared by reference count, never copied, so a caller waits at
- * most for one round of s_step, O(tasks sent in it) or O(groups) for a
- * broadcast.  Receiving takes the mutex only to update the tables; a
- * result's completion is queued under it and its waiter woken after the
- * unlock.  Callers never send: they only queue and wake.
+ * into the link or ZeroMQ or are shared by reference count, never copied,
+ * so a caller waits at most for one round of s_step, O(tasks sent in it)
+ * or O(groups) for a broadcast.  Receiving takes the mutex only to update
+ * the tables; a result's completion is queued under it and its waiter
+ * woken after the unlock.  Callers never send: they only queue and wake.
  *
  * Scheduling.  A group may hold pipeline_depth tasks; whenever something
  * changes (a submit, a hello, a result) the I/O thread pops tasks from the

@@ -132,13 +132,17 @@ static void s_group_lost_locked(pmp_executor_t *self, pmp_executor_group_t *g, c
     s_break_inflight_locked(self, s_index(self, g), text);
 }
 
-/* s_send_locked over group g's local link.  A link that already ended
- * refuses (-1, msgs untouched); otherwise the msgs move into the link,
- * and a write that fails shows up as the link's end when it is read next
+/* s_send_locked over group g's local link, with or without mtx (only the
+ * I/O thread touches a link).  A link that already ended refuses (-1,
+ * msgs untouched); otherwise the msgs move into the link, and a write that
+ * fails shows up as the link's end when it is read next
  * (pmp_executor_io_link_lost), which completes what the group held. */
-static int s_send_link_locked(pmp_executor_t *self, pmp_executor_group_t *g, int type,
-                              const unsigned char *hbuf, zmq_msg_t *msgs, size_t nmsgs)
+static int s_send_link(pmp_executor_t *self, pmp_executor_group_t *g, int type, uint64_t id,
+                       uint32_t flags, zmq_msg_t *msgs, size_t nmsgs)
 {
+    (void)self;
+    pmp_header_t hdr = {
+        .type = (uint16_t)type, .task_id = id, .flags = flags, .nframes = (uint32_t)nmsgs};
     if (!g->link) { /* ended: retired already (pmp_executor_io_link_lost) */
         pmp_log(PMP_LOG_DEBUG, "frontend: not sending %s to group %d: its link is closed",
                 pmp_msg_type_name(type), (int)g->hello.group);
@@ -148,7 +152,7 @@ static int s_send_link_locked(pmp_executor_t *self, pmp_executor_group_t *g, int
     zmq_msg_t *parts = nmsgs < 5 ? stack : malloc((nmsgs + 1) * sizeof *parts);
     PMP_ASSERT(parts != NULL);
     PMP_ASSERT(zmq_msg_init_size(&parts[0], PMP_HEADER_SIZE) == 0);
-    memcpy(zmq_msg_data(&parts[0]), hbuf, PMP_HEADER_SIZE);
+    pmp_header_encode(&hdr, zmq_msg_data(&parts[0]));
     for (size_t i = 0; i < nmsgs; i++) {
         zmq_msg_init(&parts[i + 1]);
         zmq_msg_move(&parts[i + 1], &msgs[i]);
@@ -173,12 +177,12 @@ static int s_send_link_locked(pmp_executor_t *self, pmp_executor_group_t *g, int
 static int s_send_locked(pmp_executor_t *self, pmp_executor_group_t *g, int type, uint64_t id,
                          uint32_t flags, zmq_msg_t *msgs, size_t nmsgs)
 {
+    if (g->link || !pmp_endpoint_socket(self->endpoint))
+        return s_send_link(self, g, type, id, flags, msgs, nmsgs);
     pmp_header_t hdr = {
         .type = (uint16_t)type, .task_id = id, .flags = flags, .nframes = (uint32_t)nmsgs};
     unsigned char hbuf[PMP_HEADER_SIZE];
     pmp_header_encode(&hdr, hbuf);
-    if (g->link || !pmp_endpoint_socket(self->endpoint))
-        return s_send_link_locked(self, g, type, hbuf, msgs, nmsgs);
     void *router = pmp_endpoint_socket(self->endpoint);
     if (zmq_send(router, g->identity, g->identity_size, ZMQ_SNDMORE) < 0) {
         pmp_log(PMP_LOG_WARNING, "frontend: cannot send %s to group %d: %s",
@@ -229,9 +233,9 @@ static void s_shutdown_all_locked(pmp_executor_t *self)
  * every group this way, and so does a task when the job may be restarted
  * (keep_sent), so that a task a group held but had not started can be
  * sent again to the next job.  Returns 0, or -1 as s_send_locked.  mtx
- * held. */
-static int s_send_shared_locked(pmp_executor_t *self, pmp_executor_group_t *g,
-                                const pmp_task_t *task)
+ * held for a group over ZeroMQ; a group with a local link needs none
+ * (s_send_link). */
+static int s_send_shared(pmp_executor_t *self, pmp_executor_group_t *g, const pmp_task_t *task)
 {
     zmq_msg_t stack[4];
     zmq_msg_t *copies = task->nmsgs <= 4 ? stack : calloc(task->nmsgs, sizeof *copies);
@@ -255,7 +259,7 @@ static void s_send_copy_locked(pmp_executor_t *self, pmp_executor_group_t *g,
                                const pmp_task_t *task)
 {
     if (!g->gone && !g->shutdown_sent)
-        s_send_shared_locked(self, g, task);
+        s_send_shared(self, g, task);
 }
 
 /* pmp_queue_foreach callback of s_sync_group_locked: ctx is {self, g}. */
@@ -295,13 +299,27 @@ static void s_run_broadcast_locked(pmp_executor_t *self, pmp_task_t *task)
     }
 }
 
+/* Tasks s_step_locked took for local links, written after the unlock. */
+#define S_BATCH 64
+typedef struct {
+    pmp_task_t *task[S_BATCH];
+    size_t group[S_BATCH];
+    size_t n;
+} s_batch_t;
+
 /* Sends the broadcasts and queued tasks, oldest first, wherever there is
  * room, and moves close() along.  The first half of a call's path: the
  * task leaves the queue, is sent and enters the in-flight table in one
- * critical section.  Called after every poll round; takes mtx. */
-static void s_step(pmp_executor_t *self)
+ * critical section; over ZeroMQ literally, over local links the writes
+ * wait in batch until the caller has let the mutex go (s_step), so that
+ * callers never wait for a system call of this thread.  A task in batch
+ * is in the in-flight table already, and only this thread can take it
+ * out, so nobody sees it in neither place, and the order of the writes is
+ * that of the queue.  A broadcast is run only with an empty batch, so it
+ * is never written before an older task.  Returns whether it stopped
+ * because the batch was full.  mtx held. */
+static int s_step_locked(pmp_executor_t *self, s_batch_t *batch)
 {
-    pthread_mutex_lock(&self->mtx);
     /* While the job is being killed (a time limit, a rank that died) it gets
      * nothing more: what is queued waits for the next job, if any. */
     if (!self->exited && !self->stop && !self->timeout_kill && !pmp_rankwatch_death(self->watch)) {
@@ -309,23 +327,32 @@ static void s_step(pmp_executor_t *self)
             pmp_task_t *head = pmp_queue_peek(self->queue, NULL);
             pmp_task_t *bcast = pmp_queue_peek(self->bcasts, NULL);
             if (bcast && (!head || bcast->seq < head->seq)) {
+                if (batch->n > 0)
+                    return 1; /* its older tasks are written first */
                 s_run_broadcast_locked(self, pmp_queue_pop(self->bcasts, NULL));
                 continue;
             }
             if (!head)
                 break;
+            if (batch->n == S_BATCH)
+                return 1;
             size_t gi = pmp_sched_pick(self->sched);
             if (gi == PMP_SCHED_NONE)
                 break;
             pmp_executor_group_t *best = &self->groups[gi];
             uint64_t id;
             pmp_task_t *task = pmp_queue_pop(self->queue, &id);
-            int sent = self->keep_sent ? s_send_shared_locked(self, best, task)
-                                       : s_send_locked(self, best, task->type, task->id,
-                                                       task->flags, task->msgs, task->nmsgs);
-            if (sent < 0) {
-                PMP_ASSERT(pmp_queue_push_front(self->queue, id, task) == 0);
-                continue; /* best is now gone; try another group */
+            if (best->link) {
+                batch->task[batch->n] = task;
+                batch->group[batch->n++] = gi;
+            } else {
+                int sent = self->keep_sent ? s_send_shared(self, best, task)
+                                           : s_send_locked(self, best, task->type, task->id,
+                                                           task->flags, task->msgs, task->nmsgs);
+                if (sent < 0) {
+                    PMP_ASSERT(pmp_queue_push_front(self->queue, id, task) == 0);
+                    continue; /* best is now gone; try another group */
+                }
             }
             task->group = gi;
             task->sent_ms = pmp_timelimit_sent(self->timelimit);
@@ -341,7 +368,29 @@ static void s_step(pmp_executor_t *self)
         self->closed_delivered = 1;
         pmp_executor_deliver_locked(self, PMP_EVENT_CLOSED, 0, "", -1);
     }
-    pthread_mutex_unlock(&self->mtx);
+    return 0;
+}
+
+/* s_step_locked, then the batch's writes without the mutex, as often as
+ * the batch fills up.  Called after every poll round; takes mtx. */
+static void s_step(pmp_executor_t *self)
+{
+    s_batch_t batch;
+    int more = 1;
+    while (more) {
+        batch.n = 0;
+        pthread_mutex_lock(&self->mtx);
+        more = s_step_locked(self, &batch);
+        pthread_mutex_unlock(&self->mtx);
+        for (size_t i = 0; i < batch.n; i++) {
+            pmp_task_t *task = batch.task[i];
+            pmp_executor_group_t *g = &self->groups[batch.group[i]];
+            if (self->keep_sent)
+                s_send_shared(self, g, task);
+            else
+                s_send_link(self, g, task->type, task->id, task->flags, task->msgs, task->nmsgs);
+        }
+    }
 }
 
 /* ---- receiving ----------------------------------------------------------- */
