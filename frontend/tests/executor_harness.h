@@ -61,6 +61,17 @@ static inline pmp_executor_t *s_new(int ranks, int rpg, int depth, const char *c
     return ex;
 }
 
+/* An executor that launches nothing (cfg.launch = 0): its groups are the
+ * peers the test makes itself. */
+static inline pmp_executor_t *s_new_unlaunched(int ranks, int rpg, int depth)
+{
+    pmp_executor_config_t cfg = s_cfg(ranks, rpg, depth, NULL);
+    cfg.launch = 0;
+    pmp_executor_t *ex = pmp_executor_new(&cfg, NULL);
+    CHECK(ex);
+    return ex;
+}
+
 /* Next completion within timeout_ms; fails the test on timeout. */
 static inline pmp_completion_t *s_wait(pmp_executor_t *ex, int timeout_ms)
 {

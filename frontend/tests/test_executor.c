@@ -208,10 +208,7 @@ static void s_case_zerocopy(void)
 static void s_case_zerocopy_destroy(void)
 {
     static char data[4][64];
-    pmp_executor_config_t cfg = s_cfg(1, 1, 1, NULL);
-    cfg.launch = 0;
-    pmp_executor_t *ex = pmp_executor_new(&cfg, NULL);
-    CHECK(ex);
+    pmp_executor_t *ex = s_new_unlaunched(1, 1, 1);
     for (int i = 0; i < 4; i++) {
         pmp_buffer_t b = {
             .data = data[i], .size = sizeof data[i], .free_fn = s_count_free, .hint = &g_freed};
@@ -242,10 +239,7 @@ static void s_case_zerocopy_destroy(void)
 static void s_case_zerocopy_fail(void)
 {
     static char data[64];
-    pmp_executor_config_t cfg = s_cfg(1, 1, 1, NULL);
-    cfg.launch = 0;
-    pmp_executor_t *ex = pmp_executor_new(&cfg, NULL);
-    CHECK(ex);
+    pmp_executor_t *ex = s_new_unlaunched(1, 1, 1);
     pmp_buffer_t b[2] = {
         {.data = data, .size = sizeof data, .free_fn = s_count_free, .hint = &g_freed},
         {.data = data, .size = sizeof data, .free_fn = s_count_free, .hint = &g_freed}};
@@ -328,10 +322,7 @@ static void s_case_cancel(void)
 
 static void s_case_cancel_all(void)
 {
-    pmp_executor_config_t cfg = s_cfg(1, 1, 1, NULL);
-    cfg.launch = 0;
-    pmp_executor_t *ex = pmp_executor_new(&cfg, NULL);
-    CHECK(ex);
+    pmp_executor_t *ex = s_new_unlaunched(1, 1, 1);
     uint64_t *ids = (uint64_t *)1;
     size_t n = 99;
     CHECK(pmp_executor_cancel_all(ex, &ids, &n) == 0 && ids == NULL && n == 0);
@@ -800,10 +791,7 @@ static void s_case_broadcast_invalid(void)
 {
     static char data[64];
     g_freed = 0;
-    pmp_executor_config_t cfg = s_cfg(1, 1, 1, NULL);
-    cfg.launch = 0;
-    pmp_executor_t *ex = pmp_executor_new(&cfg, NULL);
-    CHECK(ex);
+    pmp_executor_t *ex = s_new_unlaunched(1, 1, 1);
     pmp_error_t err = {{0}};
     pmp_buffer_t zc = {
         .data = data, .size = sizeof data, .free_fn = s_count_free, .hint = &g_freed};

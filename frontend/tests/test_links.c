@@ -141,10 +141,7 @@ static int s_recv(pmp_link_t *link, int timeout_ms, pmp_header_t *hdr, char *pay
  * with the only group's hello. */
 static void s_case_auth(void)
 {
-    pmp_executor_config_t cfg = s_cfg(1, 1, 1, NULL);
-    cfg.launch = 0;
-    pmp_executor_t *ex = pmp_executor_new(&cfg, NULL);
-    CHECK(ex);
+    pmp_executor_t *ex = s_new_unlaunched(1, 1, 1);
     const char *cred = s_cred_path(ex);
     CHECK(s_exists(cred, 1, 0));
     CHECK(s_submit_text(ex, 7, "task") == 0);
@@ -187,10 +184,7 @@ static void s_case_auth(void)
  * goodbye. */
 static void s_case_malformed(void)
 {
-    pmp_executor_config_t cfg = s_cfg(1, 1, 1, NULL);
-    cfg.launch = 0;
-    pmp_executor_t *ex = pmp_executor_new(&cfg, NULL);
-    CHECK(ex);
+    pmp_executor_t *ex = s_new_unlaunched(1, 1, 1);
     pmp_header_t hdr;
     pmp_link_t *rude = s_connect(ex);
     s_greet(rude, ex, NULL);
@@ -235,10 +229,7 @@ static void s_case_malformed(void)
  * the next task waits in the queue for another group. */
 static void s_case_closed(void)
 {
-    pmp_executor_config_t cfg = s_cfg(1, 1, 1, NULL);
-    cfg.launch = 0;
-    pmp_executor_t *ex = pmp_executor_new(&cfg, NULL);
-    CHECK(ex);
+    pmp_executor_t *ex = s_new_unlaunched(1, 1, 1);
     pmp_link_t *link = s_connect(ex);
     s_greet(link, ex, NULL);
     s_hello(link, "testhost");
