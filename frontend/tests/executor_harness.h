@@ -72,6 +72,20 @@ static inline pmp_executor_t *s_new_unlaunched(int ranks, int rpg, int depth)
     return ex;
 }
 
+/* The hello text (NUL-terminated) of the only group, of one rank, of a
+ * job on host, as a hand-made peer says it. */
+static inline void s_hello_text(const char *host, char *text, size_t size)
+{
+    pmp_hello_t hello;
+    memset(&hello, 0, sizeof hello);
+    hello.ngroups = hello.group_size = hello.world_size = 1;
+    hello.pid = getpid();
+    snprintf(hello.host, sizeof hello.host, "%s", host);
+    int len = pmp_hello_encode(&hello, text, size - 1);
+    CHECK(len > 0);
+    text[len] = '\0';
+}
+
 /* Next completion within timeout_ms; fails the test on timeout. */
 static inline pmp_completion_t *s_wait(pmp_executor_t *ex, int timeout_ms)
 {

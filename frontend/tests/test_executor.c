@@ -984,13 +984,8 @@ static void *s_peer_new(void *ctx, pmp_executor_t *ex, int how)
 /* Sends a HELLO of one group of one rank from host. */
 static void s_peer_hello(void *sock, const char *host)
 {
-    pmp_hello_t hello;
-    memset(&hello, 0, sizeof hello);
-    hello.ngroups = hello.group_size = hello.world_size = 1;
-    hello.pid = getpid();
-    snprintf(hello.host, sizeof hello.host, "%s", host);
     char text[2048];
-    CHECK(pmp_hello_encode(&hello, text, sizeof text) > 0);
+    s_hello_text(host, text, sizeof text);
     s_peer_send(sock, PMP_MSG_HELLO, 0, text, 1);
 }
 

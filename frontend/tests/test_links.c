@@ -72,27 +72,15 @@ static int s_try_send(pmp_link_t *link, int type, uint64_t id, const char *paylo
 /* s_try_send, which must succeed. */
 static void s_send(pmp_link_t *link, int type, uint64_t id, const char *payload, int nframes)
 {
-    pmp_header_t hdr = {.type = (uint16_t)type, .task_id = id, .nframes = (uint32_t)nframes};
-    char buf[PMP_HEADER_SIZE];
-    pmp_header_encode(&hdr, (unsigned char *)buf);
-    const char *frames[2] = {buf, payload};
-    size_t sizes[2] = {sizeof buf, payload ? strlen(payload) : 0};
-    CHECK(s_send_frames(link, frames, sizes, payload ? 2 : 1) == 0);
+    CHECK(s_try_send(link, type, id, payload, nframes) == 0);
 }
 
 /* Says hello as the only group of one rank on host; returns 0, or -1
  * when the executor has closed the link. */
 static int s_try_hello(pmp_link_t *link, const char *host)
 {
-    pmp_hello_t hello;
-    memset(&hello, 0, sizeof hello);
-    hello.ngroups = hello.group_size = hello.world_size = 1;
-    hello.pid = getpid();
-    snprintf(hello.host, sizeof hello.host, "%s", host);
     char text[2048];
-    int len = pmp_hello_encode(&hello, text, sizeof text);
-    CHECK(len > 0);
-    text[len] = '\0';
+    s_hello_text(host, text, sizeof text);
     return s_try_send(link, PMP_MSG_HELLO, 0, text, 1);
 }
 
