@@ -52,6 +52,7 @@
 #include "fuzz_protocol.h"
 #include "pmp_error.h"
 #include "pmp_protocol.h"
+#include "pmp_shmref.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -180,6 +181,9 @@ static int s_header_ok(const pmp_header_t *h, size_t nreceived, int from_worker)
         h->nframes < 1)
         return 0;
     if ((t == PMP_MSG_SHUTDOWN || t == PMP_MSG_GOODBYE || t == PMP_MSG_FORGET) && h->nframes > 1)
+        return 0;
+    if ((h->flags & PMP_FLAG_SHM) && (t == PMP_MSG_TASK || t == PMP_MSG_RESULT) &&
+        (h->nframes < 2 || (t == PMP_MSG_RESULT && (h->flags & PMP_FLAG_PER_RANK))))
         return 0;
     if (h->task_id == 0 && t != PMP_MSG_HELLO && t != PMP_MSG_SHUTDOWN && t != PMP_MSG_GOODBYE)
         return 0;
@@ -439,6 +443,38 @@ static void s_fuzz_rank_table(const s_frame_t *f, uint32_t nframes)
     free(nbuffers);
 }
 
+/* ---- segment table ------------------------------------------------------- */
+
+static void s_fuzz_shm_table(const s_frame_t *f, uint32_t nframes)
+{
+    pmp_error_t err;
+    memset(&err, 0, sizeof err);
+    size_t count = 0;
+    errno = 0;
+    int rc = pmp_shm_table_decode(f->data, f->size, nframes, NULL, 0, &count, &err);
+    int e = errno;
+    if (rc != 0) {
+        s_check_rejection("pmp_shm_table_decode", rc, e, &err, 1);
+        return;
+    }
+    S_REQUIRE(count >= 1 && count <= (size_t)nframes - 2);
+    S_REQUIRE(f->size == pmp_shm_table_size(count));
+    pmp_shm_ref_t *refs = malloc(count * sizeof *refs);
+    unsigned char *out = malloc(f->size);
+    S_REQUIRE(refs != NULL && out != NULL);
+    S_REQUIRE(pmp_shm_table_decode(f->data, f->size, nframes, refs, count, &count, NULL) == 0);
+    for (size_t i = 0; i < count; i++) {
+        S_REQUIRE(refs[i].frame >= 1 && refs[i].frame <= nframes - 2);
+        S_REQUIRE(i == 0 || refs[i].frame > refs[i - 1].frame);
+        S_REQUIRE(refs[i].length >= 1 && refs[i].pid >= 1);
+    }
+    pmp_shm_table_encode(refs, count, out);
+    if (memcmp(out, f->data, f->size) != 0)
+        s_fail("a decoded segment table does not re-encode to the same bytes");
+    free(out);
+    free(refs);
+}
+
 /* ---- the two receivers --------------------------------------------------- */
 
 /* A group leader: [header, payload, buffers...] from the frontend. */
@@ -447,9 +483,12 @@ static void s_as_leader(const s_frame_t *frames, size_t n)
     pmp_header_t hdr;
     if (n < 1 || s_decode_header(&frames[0], &hdr) != 0)
         return;
-    s_check_header(&hdr, n - 1, 0);
+    if (s_check_header(&hdr, n - 1, 0) != 0)
+        return;
     /* The payload of TASK/INIT/DEFINE is a pickle: the C side does not
-     * look inside it. */
+     * look inside it.  The segment table is read by the worker's binding. */
+    if (hdr.type == PMP_MSG_TASK && (hdr.flags & PMP_FLAG_SHM))
+        s_fuzz_shm_table(&frames[n - 1], hdr.nframes);
 }
 
 /* The frontend: [identity, header, payload, buffers...] from a worker. */
@@ -469,6 +508,8 @@ static void s_as_frontend(const s_frame_t *frames, size_t n)
             s_fuzz_hello_ranks(&frames[2], (size_t)hello.group_size);
     } else if (hdr.type == PMP_MSG_RESULT && (hdr.flags & PMP_FLAG_PER_RANK))
         s_fuzz_rank_table(&frames[2], hdr.nframes);
+    else if (hdr.type == PMP_MSG_RESULT && (hdr.flags & PMP_FLAG_SHM))
+        s_fuzz_shm_table(&frames[n - 1], hdr.nframes);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -721,6 +762,20 @@ pmp_fuzz_seed_t *pmp_fuzz_seeds_new(size_t *count)
         rest[0] = (s_part_t){table, sizeof table};
         s_seed_to_frontend(&s, "frontend-result-per-rank-bad-wrap", PMP_MSG_RESULT, 8,
                            PMP_FLAG_PER_RANK, 4, rest, 4);
+    }
+    {
+        /* Shared memory: payload, an empty frame the table stands for,
+         * a plain buffer, the table (as a task and as a result). */
+        pmp_shm_ref_t ref = {1, 5, 4711, 1, PMP_SHM_DATA_OFFSET, 1u << 20};
+        unsigned char table[4 + PMP_SHM_ENTRY_SIZE];
+        pmp_shm_table_encode(&ref, 1, table);
+        s_part_t rest[4] = {pk, empty, {buffer, sizeof buffer}, {table, sizeof table}};
+        s_seed_to_leader(&s, "leader-task-shm", PMP_MSG_TASK, 9, PMP_FLAG_SHM, 4, rest, 4);
+        s_seed_to_frontend(&s, "frontend-result-shm", PMP_MSG_RESULT, 9, PMP_FLAG_SHM, 4, rest, 4);
+        ref.frame = 3;
+        pmp_shm_table_encode(&ref, 1, table);
+        s_seed_to_frontend(&s, "frontend-result-shm-bad-frame", PMP_MSG_RESULT, 9, PMP_FLAG_SHM, 4,
+                           rest, 4);
     }
     s_seed_to_frontend(&s, "frontend-bad-task-from-worker", PMP_MSG_TASK, 1, 0, 1, &pk, 1);
     s_seed_to_frontend(&s, "frontend-bad-error-frames", PMP_MSG_ERROR, 1, 0, 2, pk_bufs, 2);

@@ -230,6 +230,15 @@ int pmp_header_check(const pmp_header_t *hdr, size_t nreceived, int from_worker,
                      (unsigned)hdr->nframes);
         break;
     }
+    if ((hdr->flags & PMP_FLAG_SHM) && (type == PMP_MSG_TASK || type == PMP_MSG_RESULT)) {
+        if (hdr->nframes < 2)
+            S_REJECT(err,
+                     "%s message with the shared-memory flag carries %u frame%s, expected at "
+                     "least 2 (the payload and the segment table)",
+                     name, (unsigned)hdr->nframes, hdr->nframes == 1 ? "" : "s");
+        if (type == PMP_MSG_RESULT && (hdr->flags & PMP_FLAG_PER_RANK))
+            S_REJECT(err, "result message has both the per-rank and the shared-memory flag");
+    }
     if (hdr->task_id == 0 && (type == PMP_MSG_TASK || type == PMP_MSG_INIT ||
                               type == PMP_MSG_RESULT || type == PMP_MSG_ERROR))
         S_REJECT(err, "%s message has task id 0 (reserved for hello, shutdown and goodbye)", name);

@@ -75,11 +75,15 @@ typedef enum {
 /* With PMP_FLAG_CHUNK: calls is a plain list of argument tuples, one call
  * fn(*args) each (a starmap).  Not together with PMP_FLAG_MAP. */
 #define PMP_FLAG_STARMAP 0x10u
+/* TASK and RESULT: the last frame is a segment table (pmp_shmref.h): some
+ * out-of-band buffers travel in shared memory on this host and their own
+ * frames are empty.  Not together with PMP_FLAG_PER_RANK. */
+#define PMP_FLAG_SHM 0x20u
 /* Result flags (RESULT). */
 /* The payload is a rank table, followed by each rank's pickle and buffers. */
 #define PMP_FLAG_PER_RANK 0x1u
 /* Flags a receiver does not know are rejected. */
-#define PMP_FLAG_KNOWN_MASK 0x1fu
+#define PMP_FLAG_KNOWN_MASK 0x3fu
 
 typedef struct {
     uint16_t version;

@@ -54,6 +54,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "_pmp_shm_py.h"
 #include "pmp_executor.h"
 #include "pmp_link.h"
 #include "_channel.h"
@@ -821,6 +822,8 @@ static int s_module_exec(PyObject *module)
     if (PyModule_AddType(module, st->executor_type) < 0)
         return -1;
     if (pmp_py_channel_add_types(module) < 0)
+        return -1;
+    if (pmp_shm_py_add(module) < 0)
         return -1;
     if (s_add_int(module, "MSG_TASK", PMP_MSG_TASK) < 0 ||
         s_add_int(module, "MSG_INIT", PMP_MSG_INIT) < 0 ||

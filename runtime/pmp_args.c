@@ -31,7 +31,7 @@ static const char s_synopsis[] =
     "                         [--frontend-host HOST] [--cwd DIR]\n"
     "                         [--credentials FILE]\n"
     "                         [--sys-path DIR]... [--log-level LEVEL]\n"
-    "                         [--run-time-max SECONDS]\n"
+    "                         [--run-time-max SECONDS] [--shm-host HOST]\n"
     "       pympipool-runtime --help | --version\n";
 
 void pmp_args_usage_short(FILE *out)
@@ -61,6 +61,8 @@ void pmp_args_usage(FILE *out)
             "  --log-level LEVEL          error, warning, info or debug (PYMPIPOOL_LOG_LEVEL)\n"
             "  --run-time-max SECONDS     per-call time limit: a call that runs longer raises\n"
             "                             TimeoutError on its rank (0: none)\n"
+            "  --shm-host HOST            the caller is on HOST and maps shared segments: a\n"
+            "                             group leader on HOST returns large buffers in them\n"
             "  --help                     print this text and exit\n"
             "  --version                  print the runtime, MPI and Python versions and exit\n",
             s_synopsis);
@@ -77,9 +79,9 @@ void pmp_args_release(pmp_args_t *args)
 
 /* Options that take a value. */
 static const char *const s_valued[] = {
-    "--endpoint", "--ranks-per-group", "--frontend-pid", "--python-executable", "--cwd",
-    "--sys-path", "--log-level",       "--credentials",  "--run-time-max",      "--frontend-host",
-    NULL};
+    "--endpoint",     "--ranks-per-group", "--frontend-pid", "--python-executable",
+    "--cwd",          "--sys-path",        "--log-level",    "--credentials",
+    "--run-time-max", "--frontend-host",   "--shm-host",     NULL};
 
 static int s_fail(pmp_args_t *args, pmp_error_t *err, int code)
 {
@@ -190,6 +192,12 @@ int pmp_args_parse(pmp_args_t *args, int argc, char **argv, pmp_error_t *err)
                 return s_fail(args, err, EINVAL);
             }
             args->run_time_max = seconds;
+        } else if (strcmp(name, "--shm-host") == 0) {
+            if (*value == '\0') {
+                pmp_error_set(err, "--shm-host must not be empty");
+                return s_fail(args, err, EINVAL);
+            }
+            args->shm_host = value;
         }
     }
     if (args->help || args->version)

@@ -33,6 +33,8 @@ typedef struct {
     const char *log_level;   /* --log-level, NULL when not given */
     const char *credentials; /* --credentials FILE (pmp_credentials.h), NULL when not given */
     double run_time_max;     /* --run-time-max seconds per call, 0 when not given */
+    const char *shm_host;    /* --shm-host: the caller's host, which maps shared
+                                segments; NULL when not given (no shared memory) */
 } pmp_args_t;
 
 /* Parses argv into *args.  Strings point into argv (not copied); the

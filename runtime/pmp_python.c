@@ -27,7 +27,10 @@
  * MPI library this process really loaded (dladdr of MPI_Init), and checks
  * again on this rank whether mpi4py.MPI links that library.
  *
- * Results: worker.run_task returns (ok, payload, [buffers]); each object is
+ * Results: worker.run_task returns (ok, payload, [buffers]), with a fourth
+ * item PMP_FLAG_SHM when the last buffer is a segment table (the leader's
+ * large buffers already copied into shared segments, pylib/pympipool/_shm.py,
+ * only when --shm-host named this host); each object is
  * held through a Py_buffer in an s_view_t, which is what travels with the
  * frame until ZeroMQ (or MPI) is done with it.  ZeroMQ's free callback
  * runs on its I/O thread, so it only links the s_view_t into the release
@@ -49,6 +52,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "_pmp_shm_py.h"
 #include "pmp_comm.h"
 #include "pmp_mpi4py_guard_source.h"
 #include "pmp_protocol.h"
@@ -189,6 +193,8 @@ static int s_module_exec(PyObject *module)
     if (PyModule_AddObjectRef(module, "Buffer", state->buffer_type) < 0)
         return -1;
     if (pmp_comm_module_init(module) < 0)
+        return -1;
+    if (pmp_shm_py_add(module) < 0) /* the shared-memory path (pylib/_pmp_shm_py.c) */
         return -1;
     return 0;
 }
@@ -519,6 +525,14 @@ pmp_python_t *pmp_python_new(const pmp_python_config_t *cfg, pmp_error_t *err)
         goto fail_started;
     }
     Py_DECREF(r);
+    if (cfg->shm_host != NULL) {
+        r = PyObject_CallMethod(self->worker, "setup_shm", "s", cfg->shm_host);
+        if (!r) {
+            s_exception_text(err, "cannot set up shared memory");
+            goto fail_started;
+        }
+        Py_DECREF(r);
+    }
     if (cfg->run_time_max > 0.0) {
         r = PyObject_CallMethod(self->worker, "set_time_limit", "d", cfg->run_time_max);
         if (!r) {
@@ -740,13 +754,17 @@ void pmp_python_run_task(pmp_python_t *self, pmp_rtmsg_t *msg, pmp_result_t *res
         goto out;
     }
     PyObject *ok = NULL, *data = NULL, *oob = NULL;
-    if (!PyTuple_Check(r) || !PyArg_ParseTuple(r, "OOO", &ok, &data, &oob) || !PyList_Check(oob)) {
+    unsigned int reply_flags = 0;
+    if (!PyTuple_Check(r) || !PyArg_ParseTuple(r, "OOO|I", &ok, &data, &oob, &reply_flags) ||
+        !PyList_Check(oob) || (reply_flags & ~PMP_FLAG_SHM) != 0) {
         if (!PyErr_Occurred())
-            PyErr_SetString(PyExc_TypeError, "run_task must return (ok, payload, [buffers])");
+            PyErr_SetString(PyExc_TypeError,
+                            "run_task must return (ok, payload, [buffers][, FLAG_SHM or 0])");
         s_error_result(self, res);
         goto out;
     }
     res->ok = PyObject_IsTrue(ok) == 1;
+    res->flags = res->ok ? reply_flags : 0;
     Py_ssize_t nb = PyList_GET_SIZE(oob);
     if (nb >= (Py_ssize_t)PMP_MAX_FRAMES) {
         PyErr_Format(PyExc_ValueError,
@@ -785,6 +803,18 @@ void pmp_python_result_clear(pmp_python_t *self, pmp_result_t *res)
         return;
     }
     PyEval_RestoreThread(self->tstate);
+    if ((res->flags & PMP_FLAG_SHM) && res->nframes >= 2 && res->views[0] &&
+        res->views[res->nframes - 1]) {
+        /* Not sent (the payload was never handed over): the leader's
+         * segments that the table names are its own again. */
+        PyObject *r = PyObject_CallMethod(self->worker, "shm_unsent", "O",
+                                          ((s_view_t *)res->views[res->nframes - 1])->view.obj);
+        if (!r) {
+            PyErr_Print();
+            pmp_log(PMP_LOG_ERROR, "the worker's shm_unsent raised (see above)");
+        }
+        Py_XDECREF(r);
+    }
     s_result_clear_locked(res);
     self->tstate = PyEval_SaveThread();
 }

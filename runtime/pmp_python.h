@@ -40,8 +40,9 @@ typedef struct {
     int rank; /* rank in the group */
     int size; /* ranks in the group */
     const char *host;
-    MPI_Comm comm;       /* what user functions get as `comm` (not freed here) */
-    double run_time_max; /* per-call time limit in seconds (worker.set_time_limit), 0: none */
+    MPI_Comm comm;        /* what user functions get as `comm` (not freed here) */
+    double run_time_max;  /* per-call time limit in seconds (worker.set_time_limit), 0: none */
+    const char *shm_host; /* the caller's host when it maps shared segments, else NULL */
 } pmp_python_config_t;
 
 /* The result of one task on this rank: frame 0 is the pickle (a value when
@@ -49,6 +50,7 @@ typedef struct {
  * out-of-band buffers.  data/size stay valid until the frame is released. */
 typedef struct {
     int ok;
+    uint32_t flags; /* header flags of the reply: PMP_FLAG_SHM or 0 */
     uint32_t nframes;
     void **data;
     size_t *size;

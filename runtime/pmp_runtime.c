@@ -238,8 +238,8 @@ static void s_reply_own(s_runtime_t *rt, uint64_t task_id, pmp_result_t *res)
     size_t n = 0;
     zmq_msg_t *parts = malloc((res->nframes + 1) * sizeof *parts);
     PMP_ASSERT(parts != NULL);
-    pmp_leader_header(&parts[n++], res->ok ? PMP_MSG_RESULT : PMP_MSG_ERROR, task_id, 0,
-                      res->nframes);
+    pmp_leader_header(&parts[n++], res->ok ? PMP_MSG_RESULT : PMP_MSG_ERROR, task_id,
+                      res->ok ? res->flags : 0, res->nframes);
     s_add_result_parts(rt, res, parts, &n);
     pmp_leader_send(rt->leader, parts, n);
     free(parts);
@@ -447,6 +447,7 @@ int main(int argc, char **argv)
             .host = host,
             .comm = rt.user_comm,
             .run_time_max = args.run_time_max,
+            .shm_host = args.shm_host,
         };
         rt.py = pmp_python_new(&pcfg, &err);
         if (!rt.py)

@@ -85,6 +85,16 @@ FLAG_FN_KEY = 0x2
 FLAG_CHUNK = 0x4
 FLAG_MAP = 0x8
 FLAG_STARMAP = 0x10
+# Shared memory with the caller (pylib/pympipool/_shm.py, embedded as
+# _pympipool_shm; its flag and segment layout come from the native module).
+# "owner": the segments this rank lends for its results, only on a group
+# leader on the caller's host (setup_shm); "receiver": the caller's segments
+# this rank maps, made at the first task that names one.
+_shm = {"owner": None, "receiver": None}
+try:
+    from _pympipool_runtime import FLAG_SHM as _SHM_FLAG
+except ImportError:  # imported outside the runtime (tests): never set
+    _SHM_FLAG = 0
 
 _state = {
     "rank": 0,
@@ -607,8 +617,59 @@ def _disarm_timer():
 _on_interrupt = _OneShot(lambda: KeyboardInterrupt("the call was interrupted (SIGINT) on " + _where()))
 
 
+def setup_shm(host):
+    """The caller is on host and maps shared segments: a group leader on
+    that host returns its large buffers in segments of its own."""
+    import _pympipool_runtime
+    import _pympipool_shm
+
+    if _state["rank"] == 0 and host == _pympipool_shm.local_host():
+        _shm["owner"] = _pympipool_shm.Owner(_pympipool_runtime, 1)
+
+
+def _shm_buffers(payload, buffers):
+    """The buffers of a task with FLAG_SHM: the ones its segment table names
+    mapped (each view counted on its segment until it is gone)."""
+    receiver = _shm["receiver"]
+    if receiver is None:
+        import _pympipool_runtime
+        import _pympipool_shm
+
+        receiver = _shm["receiver"] = _pympipool_shm.Receiver(_pympipool_runtime, True)
+    return receiver.buffers([payload] + list(buffers))
+
+
+def _shm_lend(oob, flags):
+    """(oob, reply flags): a leader's large result buffers copied into its
+    segments when the caller maps them (not for a rank table of every
+    rank's results, which the leader gathers by MPI); as they are when not,
+    or when no segment can be made."""
+    owner = _shm["owner"]
+    if owner is None or flags & FLAG_ALL_RANKS or not oob:
+        return oob, 0
+    try:
+        lent = owner.lend(oob)
+    except OSError:
+        return oob, 0
+    if lent is None:
+        return oob, 0
+    owner.hold(lent[1], None)
+    import _pympipool_runtime
+
+    return lent[0], _pympipool_runtime.FLAG_SHM
+
+
+def shm_unsent(table):
+    """The result whose segment table this is was not sent (another rank of
+    the group failed and its error went instead): its segments are free."""
+    owner = _shm["owner"]
+    if owner is not None:
+        owner.unsent_table(table)
+
+
 def run_task(payload, buffers, flags=0):
-    """Run one TASK: returns (ok, payload_bytes, [out-of-band buffers])."""
+    """Run one TASK: returns (ok, payload_bytes, [out-of-band buffers]),
+    and FLAG_SHM as a fourth item when the last buffer is a segment table."""
     if _timer["limit"] <= 0:
         return _run_task(payload, buffers, flags)
     try:
@@ -630,6 +691,8 @@ def _run_task(payload, buffers, flags):
     try:
         _on_interrupt.armed = True
         try:
+            if flags & _SHM_FLAG:
+                buffers = _shm_buffers(payload, buffers)
             value = _call_all(flags, payload, buffers)
         finally:
             _on_interrupt.armed = False
@@ -657,6 +720,9 @@ def _run_task(payload, buffers, flags):
         )
         _add_note(exc, note)
         return False, _error_payload(exc), []
+    oob, reply_flags = _shm_lend(oob, flags)
+    if reply_flags:
+        return True, data, oob, reply_flags
     return True, data, oob
 
 

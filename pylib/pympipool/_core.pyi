@@ -1,5 +1,6 @@
 # Type stub of pympipool._core, the C extension (pylib/_core.c: the module,
-# Executor; pylib/_channel.c: Channel; pylib/_pmp_py.c: Frame).  It is what
+# Executor; pylib/_channel.c: Channel; pylib/_pmp_py.c: Frame;
+# pylib/_pmp_shm_py.c: the shm_* functions and ShmView).  It is what
 # mypy sees in place of the compiled module, for the package's own checks
 # (lint.mypy) and for programs that use pympipool.  Keep it in step with the
 # PyArg_ParseTupleAndKeywords lists, method tables and getters there.
@@ -32,6 +33,7 @@ FLAG_MAP: Final[int]
 FLAG_STARMAP: Final[int]
 FLAG_ALL_RANKS: Final[int]
 FLAG_PER_RANK: Final[int]
+FLAG_SHM: Final[int]
 
 DONE_RESULT: Final[int]
 DONE_ERROR: Final[int]
@@ -60,6 +62,29 @@ class Frame:
     """One received message frame; supports the buffer protocol (writable,
     zero-copy).  Made by the extension only."""
 
+    def __len__(self) -> int: ...
+    def __buffer__(self, flags: int, /) -> memoryview: ...
+
+# ---- shared memory (pylib/_pmp_shm_py.c, protocol/pmp_shmref.h) -----------
+
+SHM_DATA_OFFSET: Final[int]
+SHM_SERIAL_OFFSET: Final[int]
+SHM_MAGIC: Final[bytes]
+
+def shm_table(refs: Sequence[Tuple[int, int, int, int, int, int]], /) -> bytes: ...
+def shm_refs(
+    table: ReadableBuffer, nframes: int, /
+) -> List[Tuple[int, int, int, int, int, int]]: ...
+def shm_count(mapping: ReadableBuffer, /) -> int: ...
+def shm_add(mapping: ReadableBuffer, delta: int, /) -> int: ...
+def shm_write(mapping: ReadableBuffer, offset: int, source: ReadableBuffer, /) -> int: ...
+
+@final
+class ShmView:
+    """Bytes of a shared segment, a writable buffer; counts the segment's
+    views down when the last buffer made from it is gone."""
+
+    def __init__(self, mapping: ReadableBuffer, offset: int, length: int, release: bool) -> None: ...
     def __len__(self) -> int: ...
     def __buffer__(self, flags: int, /) -> memoryview: ...
 

@@ -39,7 +39,7 @@ import time
 import weakref
 from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
-from . import _config, _core
+from . import _config, _core, _shm
 from ._checks import (
     _check_cwd,
     _check_hostname,
@@ -58,7 +58,7 @@ from ._futures import (
 )
 from ._lifecycle import _collect, _register_at_exit
 from ._maps import READ_AHEAD_PER_SLOT, _Maps
-from ._serialize import dumps_call, dumps_init
+from ._serialize import SHM_RESULTS, dumps_call, dumps_init
 
 #: ``cwd`` as the interfaces take it: a path, or None.
 _Cwd = Union[str, "os.PathLike[str]", None]
@@ -82,7 +82,21 @@ def _runtime_args(
         args += ["--sys-path", entry or here]
     if run_time_max is not None:
         args += ["--run-time-max", repr(float(run_time_max))]
+    # A leader on this host returns large buffers in shared segments.
+    args += ["--shm-host", _shm.local_host()]
     return args
+
+
+def _shm_closer(owner: _shm.Owner, state: _State) -> Callable[[], None]:
+    """The exit hook (run when the dispatcher ends, the job gone) that closes
+    the executor's argument segments and forgets its ranks' result
+    segments: a segment stays only while a view of it is in use."""
+
+    def close() -> None:
+        owner.close()
+        SHM_RESULTS.forget(_shm.rank_pids(state.hellos))
+
+    return close
 
 
 class _Engine(_Maps):
@@ -161,6 +175,10 @@ class _Engine(_Maps):
         self._shutdown_lock = threading.Lock()
         self._shutdown = False
         self._zero_copy = zero_copy
+        #: the segments of large arguments for ranks on this host (_shm);
+        #: used once every group's hello put all ranks here
+        self._shm_owner = _shm.Owner(_core, 0)
+        self._shm_local = False
         self._task_flags = _core.FLAG_ALL_RANKS if all_ranks else 0
         #: tasks a lazy map reads ahead (see _Feed)
         self._read_ahead = READ_AHEAD_PER_SLOT * (ranks // ranks_per_group) * pipeline_depth
@@ -183,6 +201,7 @@ class _Engine(_Maps):
         )
         state = _State(core)
         state.exit_hooks.extend(exit_hooks)
+        state.exit_hooks.append(_shm_closer(self._shm_owner, state))
         try:
             if init_function is not None:
                 state.submit_init(*dumps_init(init_function))
@@ -238,12 +257,40 @@ class _Engine(_Maps):
             raise TypeError(f"{type(fn).__name__!r} object is not callable")
         self._check_open()
         payload, buffers = dumps_call(fn, args, kwargs)
-        to_send = self._buffers(buffers)
+        lent = self._shm_lend(buffers)
+        flags = self._task_flags
+        if lent is None:
+            to_send = self._buffers(buffers)
+        else:  # copied already: the caller may change the arrays at once
+            to_send, flags = lent[0], flags | _core.FLAG_SHM
         with self._shutdown_lock:
-            self._check_open()
-            return self._state.submit(
-                _core.MSG_TASK, self._task_flags, payload, to_send
-            )
+            try:
+                self._check_open()
+                future = self._state.submit(_core.MSG_TASK, flags, payload, to_send)
+            except BaseException:
+                if lent is not None:
+                    self._shm_owner.unsent(lent[1])
+                raise
+        if lent is not None:  # lent until the call is done and its views are gone
+            self._shm_owner.hold(lent[1], future.done)
+        return future
+
+    def _shm_lend(self, buffers: List[memoryview]) -> Optional[_shm.Lent]:
+        """The buffers of a call with the large ones in shared segments, or
+        None to send them as frames: none is that large, or some rank is not
+        on this host (or has not said hello yet), or no segment can be made."""
+        if not buffers:
+            return None
+        if not self._shm_local:
+            if all(b.nbytes < _shm.THRESHOLD for b in buffers):
+                return None
+            if not _shm.all_local(self._state.hellos, _shm.local_host()):
+                return None
+            self._shm_local = True
+        try:
+            return self._shm_owner.lend(buffers)
+        except OSError:  # no room for a segment: frames, as before
+            return None
 
     def _close_engine(self, cancel_futures: bool = False, drain_feeds: bool = False) -> None:
         """No more submits; queued tasks still run (unless cancelled).  The

@@ -66,7 +66,7 @@ from typing import (
 )
 
 from . import _core
-from ._serialize import loads_error, loads_result
+from ._serialize import drop_result, loads_error, loads_result
 
 if TYPE_CHECKING:
     from ._maps import _Feed, _Sink
@@ -455,6 +455,7 @@ def _handle(state: _State, event: _Completion) -> bool:
     if kind == _core.DONE_RESULT:
         future = state.pop(task_id)
         if future is None:
+            drop_result(flags, frames)  # its shared segments go back
             return False
         try:
             value = loads_result(flags, frames, _core.FLAG_PER_RANK)

@@ -16,7 +16,8 @@ one costs about as much as pickling a small call; and it skips cloudpickle's
 per-object check for cloudpickle's own helper functions (``_Pickler``).
 
 Decoding: a ``RESULT`` is unpickled from the received frames without copying
-(out-of-band buffers are the frames themselves, writable); a ``RESULT`` with
+(out-of-band buffers are the frames themselves, writable, or with ``SHM``
+views of the leader's shared segments, ``_shm``); a ``RESULT`` with
 ``PER_RANK`` holds a rank table and is decoded into the list of every rank's
 value.  An ``ERROR`` becomes the original exception (same class) with a
 ``RemoteTraceback`` as ``__cause__``; if the exception cannot be rebuilt, a
@@ -67,6 +68,7 @@ from typing import Any, Callable, Dict, FrozenSet, List, Sequence, Set, Tuple, U
 
 import cloudpickle  # type: ignore[import]  # ships no type information
 
+from . import _core, _shm
 from ._snapshot import cached_pickle
 
 #: Buffers of at least this many bytes go out of band (docs/protocol.md).
@@ -76,6 +78,9 @@ _ERROR_TAG = "pympipool-error"
 _ERROR_VERSION = 1
 
 _OWN_PACKAGES = ("pympipool", "cloudpickle")
+#: The mappings of the ranks' result segments, one set for the process
+#: (keyed by the owner's pid; an executor forgets its ranks' at its end).
+SHM_RESULTS = _shm.Receiver(_core, count_self=False)
 _INSTALL_DIR_NAMES = ("site-packages", "dist-packages")
 
 
@@ -372,6 +377,8 @@ def loads_result(flags: int, frames: Sequence[Any], per_rank_flag: int) -> Any:
     ``flags`` has the per-rank flag."""
     if not frames:
         raise ValueError("result message without payload")
+    if flags & _core.FLAG_SHM:  # the leader's large buffers are in its segments
+        return pickle.loads(frames[0], buffers=SHM_RESULTS.buffers(frames))
     if not flags & per_rank_flag:
         return pickle.loads(frames[0], buffers=frames[1:])
     table = memoryview(frames[0]).cast("B")
@@ -392,6 +399,16 @@ def loads_result(flags: int, frames: Sequence[Any], per_rank_flag: int) -> Any:
     if position != len(frames):
         raise ValueError("rank table does not account for every frame")
     return results
+
+
+def drop_result(flags: int, frames: Sequence[Any]) -> None:
+    """A ``RESULT`` nobody waits for: with ``SHM``, its segments are let go
+    (made into views that end at once), so that the leader reuses them."""
+    if flags & _core.FLAG_SHM:
+        try:
+            SHM_RESULTS.buffers(frames)
+        except (OSError, ValueError):
+            pass  # not mapped: nothing to let go here
 
 
 def loads_error(frames: Sequence[Any]) -> BaseException:
