@@ -103,7 +103,7 @@ def _after_fork_in_child() -> None:
         futures = list(state.futures.values())
         state.futures = {}
         for future in futures:
-            if isinstance(future, _Future):
+            if isinstance(future, _Future) and future._pmp_cond is not None:
                 future._condition = threading.Condition()  # may be held by a dead thread
             _finish(future, exception=ExecutorBroken(state.forked_text()))
 
