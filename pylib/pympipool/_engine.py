@@ -37,7 +37,7 @@ import sys
 import threading
 import time
 import weakref
-from typing import Any, Callable, Dict, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from . import _config, _core
 from ._checks import (
@@ -53,6 +53,7 @@ from ._futures import (
     ExecutorBroken,
     _Buffers,
     _dispatch,
+    _Entry,
     _Future,
     _State,
 )
@@ -231,19 +232,40 @@ class _Engine(_Maps):
     def _submit_call(
         self, fn: Callable[..., Any], args: Sequence[Any], kwargs: Dict[str, Any]
     ) -> _Future:
-        """A TASK carrying the pickled ``fn(*args, **kwargs)``.  Pickling
-        happens here, before anything is sent: an unpicklable argument raises
-        pickle's own exception."""
-        if not callable(fn):
-            raise TypeError(f"{type(fn).__name__!r} object is not callable")
-        self._check_open()
-        payload, buffers = dumps_call(fn, args, kwargs)
-        to_send = self._buffers(buffers)
+        """A TASK carrying the pickled ``fn(*args, **kwargs)``; returns its
+        future.  Pickling happens here, before anything is sent: an
+        unpicklable argument raises pickle's own exception."""
+        payload, to_send = self._call_message(fn, args, kwargs)
         with self._shutdown_lock:
             self._check_open()
             return self._state.submit(
                 _core.MSG_TASK, self._task_flags, payload, to_send
             )
+
+    def _submit_call_to(
+        self,
+        entry: _Entry,
+        fn: Callable[..., Any],
+        args: Sequence[Any],
+        kwargs: Dict[str, Any],
+    ) -> None:
+        """As ``_submit_call``, but the outcome goes to ``entry`` (the
+        ``AsyncResult`` of ``Pool.apply_async``), without a Future."""
+        payload, to_send = self._call_message(fn, args, kwargs)
+        with self._shutdown_lock:
+            self._check_open()
+            self._state.submit_entry(
+                entry, _core.MSG_TASK, self._task_flags, payload, to_send
+            )
+
+    def _call_message(
+        self, fn: Callable[..., Any], args: Sequence[Any], kwargs: Dict[str, Any]
+    ) -> Tuple[bytes, _Buffers]:
+        if not callable(fn):
+            raise TypeError(f"{type(fn).__name__!r} object is not callable")
+        self._check_open()
+        payload, buffers = dumps_call(fn, args, kwargs)
+        return payload, self._buffers(buffers)
 
     def _close_engine(self, cancel_futures: bool = False, drain_feeds: bool = False) -> None:
         """No more submits; queued tasks still run (unless cancelled).  The

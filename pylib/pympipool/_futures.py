@@ -3,8 +3,12 @@
 
 Every interface submits through one ``_State`` per executor.  It holds the
 ``_core.Executor`` (the C frontend) and the table of what is pending: task
-id to ``_Future`` (a call) or ``_Sink`` (a task of a map, see
-``_maps``).
+id to ``_Future`` (a call), ``_Sink`` (a task of a map, see ``_maps``) or
+another ``_Entry`` (the ``AsyncResult`` of ``Pool.apply_async``, see
+``_pool``): whatever the table holds is completed through
+``set_running_or_notify_cancel`` and ``set_result`` / ``set_exception``.
+Nothing else is kept per call in Python: the pickled call itself is copied
+into the frontend's task record by ``core.submit`` and dropped here.
 
 1. ``_State.submit`` takes the next task id, enters the future in the table
    and hands the pickled call to ``core.submit``, both under the table's
@@ -67,6 +71,7 @@ from typing import (
     Dict,
     List,
     Optional,
+    Protocol,
     Sequence,
     Set,
     Tuple,
@@ -78,6 +83,20 @@ from ._serialize import loads_error, loads_result
 
 if TYPE_CHECKING:
     from ._maps import _Feed, _Sink
+
+
+class _Entry(Protocol):
+    """What the futures table can hold besides a ``_Future``: an object the
+    dispatcher completes (``_finish``) without a Future's machinery (a
+    map's ``_Sink``, ``Pool.apply_async``'s ``AsyncResult``).  It cannot be
+    cancelled one by one; ``cancel_all`` fails it with ``CancelledError``."""
+
+    def set_running_or_notify_cancel(self) -> bool: ...
+
+    def set_result(self, value: Any) -> None: ...
+
+    def set_exception(self, exception: BaseException) -> None: ...
+
 
 _AFTER_SHUTDOWN = "cannot schedule new futures after shutdown"
 #: The out-of-band buffers of a message as they are handed to the frontend.
@@ -151,6 +170,12 @@ class _State:
         task_id = next(self.ids)
         sink.task_id = task_id
         self._enter(task_id, sink, _core.MSG_TASK, flags, payload, buffers, sink.size)
+
+    def submit_entry(
+        self, entry: _Entry, msg_type: int, flags: int, payload: bytes, buffers: _Buffers
+    ) -> None:
+        """Submits a call whose completion goes to entry (no Future)."""
+        self._enter(next(self.ids), entry, msg_type, flags, payload, buffers, 1)
 
     def _enter(
         self,
@@ -605,7 +630,7 @@ def _cancelled(future: Future[Any]) -> bool:
 
 
 def _finish(
-    future: "Union[Future[Any], _Sink]",
+    future: "Union[Future[Any], _Entry]",
     result: Any = None,
     exception: Optional[BaseException] = None,
 ) -> None:
@@ -623,7 +648,7 @@ def _finish(
 
 
 #: An entry of the futures table.
-_Pending = Union[_Future, "_Sink"]
+_Pending = Union[_Future, _Entry]
 
 
 # ---- the dispatcher thread ------------------------------------------------------

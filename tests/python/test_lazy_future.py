@@ -6,17 +6,20 @@ behaves as a ``concurrent.futures.Future`` in every way a caller can see:
 ``result``/``exception`` with and without timeouts, ``wait``,
 ``as_completed``, ``add_done_callback``, ``cancel``, from any thread, in
 any order, including a future that never had a condition until the moment
-it is waited on or completed."""
+it is waited on or completed.  ``Pool.apply_async``'s ``AsyncResult`` is
+light the same way (no Future, an Event only once a wait blocks)."""
 
 import concurrent.futures
 import logging
+import multiprocessing
 import os
 import threading
 import time
 
 import pytest
 
-from pympipool import PoolExecutor
+import pympipool
+from pympipool import Pool, PoolExecutor
 from pympipool._futures import _Future
 
 from conftest import wait_until
@@ -344,3 +347,79 @@ def test_queued_futures_of_an_executor_stay_light_and_behave(tmp_path):
         assert wait_until(lambda: all(f.done() for f in late), timeout=60)
         assert [f.result() for f in late] == [i * i for i in range(5)]
         assert all(lazy(f) for f in late)
+
+
+def fail(x):
+    raise KeyError(x)
+
+
+def test_queued_apply_async_results_stay_light_and_behave(tmp_path):
+    """Pool.apply_async's AsyncResult is the futures table's entry itself
+    (no Future); its Event is made only by a wait that blocks."""
+    flag = str(tmp_path / "go")
+    pool = Pool(1)
+    try:
+        pool.apply_async(block, (flag,))
+        queued = [pool.apply_async(square, (i,)) for i in range(20)]
+        assert all(r._event is None for r in queued)
+        assert not any(r.ready() for r in queued)
+        with pytest.raises(ValueError):
+            queued[0].successful()
+        with pytest.raises(multiprocessing.TimeoutError):
+            queued[0].get(timeout=0.01)
+        assert queued[0]._event is not None
+        got, errors = [], []
+        with_callbacks = pool.apply_async(square, (7,), callback=got.append)
+        failing = pool.apply_async(fail, (3,), error_callback=errors.append)
+        waiter_results = []
+        waiter = threading.Thread(target=lambda: waiter_results.append(queued[1].get(60)))
+        waiter.start()
+        open(flag, "w").close()
+        assert [r.get(timeout=60) for r in queued[:10]] == [i * i for i in range(10)]
+        assert with_callbacks.get(timeout=60) == 49 and got == [49]
+        with pytest.raises(KeyError):
+            failing.get(timeout=60)
+        assert not failing.successful()
+        assert isinstance(errors[0], KeyError)
+        waiter.join(60)
+        assert waiter_results == [1]
+        assert wait_until(lambda: all(r.ready() for r in queued), timeout=60)
+        assert all(r._event is None for r in queued[10:])  # nobody blocked on them
+        assert [r.get() for r in queued[10:]] == [i * i for i in range(10, 20)]
+        assert all(r.successful() for r in queued)
+    finally:
+        pool.terminate()
+        pool.join()
+
+
+def test_terminate_fails_queued_apply_async_results(tmp_path):
+    flag = str(tmp_path / "go")
+    pool = Pool(1)
+    try:
+        pool.apply_async(block, (flag,))
+        errors = []
+        queued = [pool.apply_async(square, (i,)) for i in range(5)]
+        called = pool.apply_async(square, (9,), error_callback=errors.append)
+        waiter_errors = []
+
+        def waiter():
+            try:
+                queued[0].get(timeout=60)
+            except BaseException as exc:
+                waiter_errors.append(exc)
+
+        thread = threading.Thread(target=waiter)
+        thread.start()
+        assert wait_until(lambda: queued[0]._event is not None, timeout=10)
+        pool.terminate()
+        thread.join(60)
+        assert isinstance(waiter_errors[0], pympipool.ExecutorBroken)
+        for r in queued + [called]:
+            assert r.ready() and not r.successful()
+            with pytest.raises(BaseException):
+                r.get(timeout=0)
+        pool.join()
+        assert len(errors) == 1
+    finally:
+        open(flag, "w").close()
+        pool.terminate()
