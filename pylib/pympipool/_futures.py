@@ -119,6 +119,134 @@ class ExecutorBroken(concurrent.futures.BrokenExecutor):
     later ``submit`` raises it at once."""
 
 
+# ---- the futures table ------------------------------------------------------------
+
+
+class _Table:
+    """The futures table: task id -> entry (``_Pending``), for ids entered
+    in increasing order (``_State`` takes each id under its lock, right
+    before it enters it).
+
+    A list of slots indexed by ``id - base``: 8 bytes a pending call where
+    a dict takes about 50 more (its entry, and the int of its key).
+    Entries leave in any order; a slot left is None, and the list drops its
+    leading empty slots once they are half of it.  So that a few entries
+    that stay long (a call that runs for hours) while many newer ones come
+    and go cannot keep the list growing, the live entries of its older half
+    move to a dict (``old``, the ids below ``base``) once less than a
+    quarter of the slots past the head are live.  Every operation is O(1)
+    amortised.  Not thread-safe: ``_State.lock`` guards it."""
+
+    __slots__ = ("slots", "base", "head", "live", "old")
+
+    #: below this many slots the list is never compacted or spilled
+    _MIN_SPAN = 64
+
+    def __init__(self) -> None:
+        self.slots: List[Optional[_Pending]] = []
+        self.base = 0  # the id of slots[0]
+        self.head = 0  # slots[:head] are all None
+        self.live = 0  # entries in slots
+        self.old: Dict[int, _Pending] = {}  # entries moved out of slots (ids < base)
+
+    def __len__(self) -> int:
+        return self.live + len(self.old)
+
+    def __contains__(self, task_id: int) -> bool:
+        return self.get(task_id) is not None
+
+    def get(self, task_id: int) -> Optional["_Pending"]:
+        index = task_id - self.base
+        if index < 0:
+            return self.old.get(task_id)
+        slots = self.slots
+        return slots[index] if index < len(slots) else None
+
+    def add(self, task_id: int, entry: "_Pending") -> None:
+        slots = self.slots
+        if not slots:
+            self.base = task_id
+            self.head = 0
+        index = task_id - self.base
+        gap = index - len(slots)
+        if gap < 0:
+            raise ValueError(f"task id {task_id} entered after a later one")
+        if gap:  # ids taken but never entered (INIT)
+            slots.extend([None] * gap)
+        slots.append(entry)
+        self.live += 1
+
+    def pop(self, task_id: int) -> Optional["_Pending"]:
+        """Removes and returns the entry of task_id, or None."""
+        index = task_id - self.base
+        if index < 0:
+            return self.old.pop(task_id, None)
+        slots = self.slots
+        if index >= len(slots):
+            return None
+        entry = slots[index]
+        if entry is None:
+            return None
+        slots[index] = None
+        self.live -= 1
+        if not self.live:
+            slots.clear()
+            self.head = 0
+        elif index == self.head:
+            self._advance()
+        elif len(slots) - self.head > 4 * self.live + self._MIN_SPAN:
+            self._spill()
+        return entry
+
+    def _advance(self) -> None:
+        """Moves the head past the empty slots; drops them once they are
+        half the list."""
+        slots = self.slots
+        head = self.head
+        while slots[head] is None:  # there is a live entry after it
+            head += 1
+        if head >= self._MIN_SPAN and 2 * head >= len(slots):
+            del slots[:head]
+            self.base += head
+            head = 0
+        self.head = head
+
+    def _spill(self) -> None:
+        """Moves the live entries of the older half of the slots to old."""
+        slots = self.slots
+        cut = (self.head + len(slots)) // 2
+        base = self.base
+        for index in range(self.head, cut):
+            entry = slots[index]
+            if entry is not None:
+                self.old[base + index] = entry
+                self.live -= 1
+        del slots[:cut]
+        self.base = base + cut
+        self.head = 0
+        if not self.live:
+            slots.clear()
+        else:
+            self._advance()
+
+    def values(self) -> List["_Pending"]:
+        """The entries, oldest first."""
+        return list(self.old.values()) + [e for e in self.slots[self.head :] if e is not None]
+
+    def items(self) -> List[Tuple[int, "_Pending"]]:
+        base = self.base
+        return list(self.old.items()) + [
+            (base + index, entry)
+            for index, entry in enumerate(self.slots)
+            if entry is not None
+        ]
+
+    def clear(self) -> None:
+        self.slots = []
+        self.base = self.head = self.live = 0
+        self.old = {}
+
+
 # ---- shared state between an executor and its dispatcher thread -----------
 
 
@@ -135,7 +263,7 @@ class _State:
         #: run in a forked child before its futures are failed (pools)
         self.fork_hooks: List[Callable[[], None]] = []
         self.lock = threading.Lock()
-        self.futures: Dict[int, "_Pending"] = {}
+        self.futures = _Table()
         #: the feeds of lazy maps still reading their input (see _Feed)
         self.feeds: Set["_Feed"] = set()
         #: close the core once the last feed has ended (Pool.close)
@@ -158,26 +286,30 @@ class _State:
         buffers: _Buffers,
         ncalls: int = 1,
     ) -> "_Future":
-        task_id = next(self.ids)
-        future = _Future(self, task_id)
-        self._enter(task_id, future, msg_type, flags, payload, buffers, ncalls)
+        with self.lock:
+            task_id = next(self.ids)
+            future = _Future(self, task_id)
+            self._enter_locked(task_id, future, msg_type, flags, payload, buffers, ncalls)
         return future
 
     def submit_sink(
         self, sink: "_Sink", flags: int, payload: bytes, buffers: _Buffers
     ) -> None:
         """Submits a TASK of a map whose completion goes to sink."""
-        task_id = next(self.ids)
-        sink.task_id = task_id
-        self._enter(task_id, sink, _core.MSG_TASK, flags, payload, buffers, sink.size)
+        with self.lock:
+            task_id = sink.task_id = next(self.ids)
+            self._enter_locked(
+                task_id, sink, _core.MSG_TASK, flags, payload, buffers, sink.size
+            )
 
     def submit_entry(
         self, entry: _Entry, msg_type: int, flags: int, payload: bytes, buffers: _Buffers
     ) -> None:
         """Submits a call whose completion goes to entry (no Future)."""
-        self._enter(next(self.ids), entry, msg_type, flags, payload, buffers, 1)
+        with self.lock:
+            self._enter_locked(next(self.ids), entry, msg_type, flags, payload, buffers, 1)
 
-    def _enter(
+    def _enter_locked(
         self,
         task_id: int,
         future: "_Pending",
@@ -187,28 +319,30 @@ class _State:
         buffers: _Buffers,
         ncalls: int,
     ) -> None:
-        with self.lock:
-            if self.broken is not None:
-                raise ExecutorBroken(self.broken)
-            self.futures[task_id] = future
-            try:
-                self.core.submit(task_id, msg_type, flags, payload, buffers, ncalls)
-            except BrokenPipeError as exc:
-                del self.futures[task_id]
-                if self.broken is None:
-                    self.broken = exc.strerror or str(exc)
-                raise ExecutorBroken(self.broken) from None
-            except ValueError as exc:
-                del self.futures[task_id]
-                if self.core.destroyed:
-                    raise ExecutorBroken("the executor was destroyed") from None
-                raise exc
-            except RuntimeError:
-                del self.futures[task_id]
-                raise RuntimeError(_AFTER_SHUTDOWN) from None
-            except BaseException:
-                del self.futures[task_id]
-                raise
+        """Enters future in the table and hands the call to the frontend;
+        self.lock held, task_id just taken from self.ids under it (so the
+        table sees its ids in increasing order)."""
+        if self.broken is not None:
+            raise ExecutorBroken(self.broken)
+        self.futures.add(task_id, future)
+        try:
+            self.core.submit(task_id, msg_type, flags, payload, buffers, ncalls)
+        except BrokenPipeError as exc:
+            self.futures.pop(task_id)
+            if self.broken is None:
+                self.broken = exc.strerror or str(exc)
+            raise ExecutorBroken(self.broken) from None
+        except ValueError as exc:
+            self.futures.pop(task_id)
+            if self.core.destroyed:
+                raise ExecutorBroken("the executor was destroyed") from None
+            raise exc
+        except RuntimeError:
+            self.futures.pop(task_id)
+            raise RuntimeError(_AFTER_SHUTDOWN) from None
+        except BaseException:
+            self.futures.pop(task_id)
+            raise
 
     def submit_init(self, payload: bytes, buffers: _Buffers) -> None:
         self.core.submit(next(self.ids), _core.MSG_INIT, 0, payload, buffers)
@@ -250,7 +384,7 @@ class _State:
             except ValueError:  # destroyed: the future is being failed
                 return False
             if removed:
-                del self.futures[task_id]
+                self.futures.pop(task_id)
             return removed
 
     def cancel_all(self) -> None:
@@ -259,8 +393,10 @@ class _State:
                 ids = self.core.cancel_all()
             except ValueError:
                 return
-            cancelled = [self.futures.pop(i) for i in ids if i in self.futures]
+            cancelled = [self.futures.pop(i) for i in ids]
         for future in cancelled:
+            if future is None:
+                continue
             if isinstance(future, _Future):
                 _cancelled(future)
             else:  # a task of a map
@@ -268,7 +404,7 @@ class _State:
 
     def pop(self, task_id: int) -> Optional["_Pending"]:
         with self.lock:
-            return self.futures.pop(task_id, None)
+            return self.futures.pop(task_id)
 
     # -- the feeds of lazy maps
 
@@ -301,7 +437,7 @@ class _State:
         with self.lock:
             if self.broken is None:
                 self.broken = message
-            futures = list(self.futures.values())
+            futures = self.futures.values()
             self.futures.clear()
         self.stop_feeds(lambda: ExecutorBroken(message))
         for future in futures:

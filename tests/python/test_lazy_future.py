@@ -20,7 +20,7 @@ import pytest
 
 import pympipool
 from pympipool import Pool, PoolExecutor
-from pympipool._futures import _Future
+from pympipool._futures import _Future, _Table
 
 from conftest import wait_until
 
@@ -423,3 +423,53 @@ def test_terminate_fails_queued_apply_async_results(tmp_path):
     finally:
         open(flag, "w").close()
         pool.terminate()
+
+
+# ---- the futures table ---------------------------------------------------------
+
+
+def test_the_futures_table_against_a_dict():
+    """_Table (a list of slots by task id, with a dict for entries that
+    stay long) behaves as the dict it replaces, whatever the order in which
+    entries leave."""
+    import random
+
+    for seed in range(60):
+        rnd = random.Random(seed)
+        table, ref = _Table(), {}
+        next_id = 1
+        for step in range(rnd.randint(10, 2000)):
+            if rnd.random() < 0.5:
+                next_id += rnd.choice([1, 1, 1, 2])  # an id taken but not entered (INIT)
+                entry = object()
+                table.add(next_id, entry)
+                ref[next_id] = entry
+            elif ref:
+                if rnd.random() < 0.3:
+                    key = min(ref)
+                elif rnd.random() < 0.05:
+                    key = rnd.randint(0, next_id + 3)  # unknown or gone
+                else:
+                    key = rnd.choice(list(ref))
+                assert table.pop(key) is ref.pop(key, None)
+            assert len(table) == len(ref) and bool(table) == bool(ref)
+            if step % 50 == 0:
+                assert dict(table.items()) == ref
+                assert table.values() == [ref[k] for k in sorted(ref)]
+                assert all(k in table and table.get(k) is ref[k] for k in ref)
+        table.clear()
+        assert len(table) == 0 and table.values() == [] and table.pop(next_id) is None
+
+
+def test_the_futures_table_stays_small_around_a_long_entry():
+    table = _Table()
+    table.add(1, "runs for hours")
+    for task_id in range(2, 100_000):
+        table.add(task_id, "short")
+        if task_id > 501:
+            assert table.pop(task_id - 500) == "short"
+        assert len(table.slots) <= 4 * table.live + 2 * _Table._MIN_SPAN + 2
+    assert table.pop(1) == "runs for hours"
+    assert len(table) == 500
+    with pytest.raises(ValueError):
+        table.add(5, "an id below the last one")
