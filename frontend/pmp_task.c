@@ -58,14 +58,23 @@ int pmp_task_check_bufs(const char *who, const pmp_buffer_t *bufs, size_t nbufs,
     return 0;
 }
 
+/* The record and its frames, in one allocation. */
+typedef struct {
+    pmp_task_t task;
+    zmq_msg_t msgs[];
+} s_block_t;
+
 pmp_task_t *pmp_task_new(uint64_t id, int type, uint32_t flags, const pmp_buffer_t *bufs,
                          size_t nbufs)
 {
-    pmp_task_t *task = calloc(1, sizeof *task);
-    zmq_msg_t *msgs = calloc(nbufs, sizeof *msgs);
-    pmp_task_zc_t **zcs = calloc(nbufs, sizeof *zcs);
+    size_t nzc = 0;
+    for (size_t i = 0; i < nbufs; i++)
+        nzc += bufs[i].free_fn != NULL;
+    s_block_t *block = calloc(1, sizeof *block + nbufs * sizeof(zmq_msg_t));
+    pmp_task_zc_t **zcs = nzc ? calloc(nbufs, sizeof *zcs) : NULL;
+    zmq_msg_t *msgs = block ? block->msgs : NULL;
     size_t built = 0;
-    if (!task || !msgs || !zcs)
+    if (!block || (nzc && !zcs))
         goto fail;
     for (size_t i = 0; i < nbufs; i++)
         if (bufs[i].free_fn && !(zcs[i] = malloc(sizeof *zcs[i])))
@@ -84,6 +93,7 @@ pmp_task_t *pmp_task_new(uint64_t id, int type, uint32_t flags, const pmp_buffer
                 memcpy(zmq_msg_data(&msgs[built]), b->data, b->size);
         }
     }
+    pmp_task_t *task = &block->task;
     task->id = id;
     task->type = type;
     task->flags = flags;
@@ -101,15 +111,14 @@ fail:
         for (size_t i = built; i < nbufs; i++)
             free(zcs[i]);
     free(zcs);
-    free(msgs);
-    free(task);
+    free(block);
     errno = ENOMEM;
     return NULL;
 }
 
 void pmp_task_arm(pmp_task_t *task)
 {
-    for (size_t i = 0; i < task->nmsgs; i++)
+    for (size_t i = 0; task->zcs && i < task->nmsgs; i++)
         if (task->zcs[i])
             task->zcs[i]->armed = 1;
     free(task->zcs);
@@ -123,8 +132,7 @@ void pmp_task_destroy(pmp_task_t **task_p)
     pmp_task_t *task = *task_p;
     for (size_t i = 0; i < task->nmsgs; i++)
         zmq_msg_close(&task->msgs[i]);
-    free(task->msgs);
     free(task->zcs);
-    free(task);
+    free(task); /* the block: the task is its first member, the frames follow */
     *task_p = NULL;
 }

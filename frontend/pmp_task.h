@@ -18,8 +18,12 @@
  * a submit that fails after building the task never calls free_fn.  A
  * buffer without free_fn is copied into its frame.
  *
- * Cost: new is one allocation per frame record plus a copy of each buffer
- * without free_fn; arm and destroy are O(frames); nothing here blocks.
+ * Cost: new is one allocation for the record and its frames' zmq_msg_t
+ * (a queued task of one frame holds that block, about 140 bytes, and
+ * ZeroMQ's copy of the payload), plus, for zero-copy buffers only, a
+ * release record each and a table of them until armed; each buffer without
+ * free_fn is copied once.  Arm and destroy are O(frames); nothing here
+ * blocks.
  */
 #ifndef PMP_TASK_H
 #define PMP_TASK_H
@@ -38,8 +42,10 @@ typedef struct pmp_task {
     int type;     /* PMP_MSG_* */
     uint32_t flags;
     size_t nmsgs;
-    zmq_msg_t *msgs;     /* the frames after the header, payload first */
-    pmp_task_zc_t **zcs; /* release records of zero-copy msgs until armed, then NULL */
+    zmq_msg_t *msgs;     /* the frames after the header, payload first; they live in the
+                            task's own allocation, right after it */
+    pmp_task_zc_t **zcs; /* release records of zero-copy msgs until armed, then NULL;
+                            NULL from the start when there are none */
     size_t group;        /* the group holding it while in flight */
     int64_t sent_ms;     /* when it was sent to its group (hard time limit) */
     uint32_t ncalls;     /* calls it carries (CHUNK): its time limit is ncalls times the

@@ -37,7 +37,7 @@ import sys
 import threading
 import time
 import weakref
-from typing import Any, Callable, Dict, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from . import _config, _core, _shm
 from ._checks import (
@@ -53,6 +53,7 @@ from ._futures import (
     ExecutorBroken,
     _Buffers,
     _dispatch,
+    _Entry,
     _Future,
     _State,
 )
@@ -250,19 +251,10 @@ class _Engine(_Maps):
     def _submit_call(
         self, fn: Callable[..., Any], args: Sequence[Any], kwargs: Dict[str, Any]
     ) -> _Future:
-        """A TASK carrying the pickled ``fn(*args, **kwargs)``.  Pickling
-        happens here, before anything is sent: an unpicklable argument raises
-        pickle's own exception."""
-        if not callable(fn):
-            raise TypeError(f"{type(fn).__name__!r} object is not callable")
-        self._check_open()
-        payload, buffers = dumps_call(fn, args, kwargs)
-        lent = self._shm_lend(buffers)
-        flags = self._task_flags
-        if lent is None:
-            to_send = self._buffers(buffers)
-        else:  # copied already: the caller may change the arrays at once
-            to_send, flags = lent[0], flags | _core.FLAG_SHM
+        """A TASK carrying the pickled ``fn(*args, **kwargs)``; returns its
+        future.  Pickling happens here, before anything is sent: an
+        unpicklable argument raises pickle's own exception."""
+        payload, to_send, flags, lent = self._call_message(fn, args, kwargs)
         with self._shutdown_lock:
             try:
                 self._check_open()
@@ -274,6 +266,44 @@ class _Engine(_Maps):
         if lent is not None:  # lent until the call is done and its views are gone
             self._shm_owner.hold(lent[1], future.done)
         return future
+
+    def _submit_call_to(
+        self,
+        entry: _Entry,
+        fn: Callable[..., Any],
+        args: Sequence[Any],
+        kwargs: Dict[str, Any],
+    ) -> None:
+        """As ``_submit_call``, but the outcome goes to ``entry`` (the
+        ``AsyncResult`` of ``Pool.apply_async``), without a Future."""
+        payload, to_send, flags, lent = self._call_message(fn, args, kwargs)
+        with self._shutdown_lock:
+            try:
+                self._check_open()
+                self._state.submit_entry(entry, _core.MSG_TASK, flags, payload, to_send)
+            except BaseException:
+                if lent is not None:
+                    self._shm_owner.unsent(lent[1])
+                raise
+        if lent is not None:
+            self._shm_owner.hold(lent[1], getattr(entry, "ready", None))
+
+    def _call_message(
+        self, fn: Callable[..., Any], args: Sequence[Any], kwargs: Dict[str, Any]
+    ) -> Tuple[bytes, _Buffers, int, Optional[_shm.Lent]]:
+        """A call's payload, the buffers to send with it, the task's flags
+        and, when its large buffers went into shared segments, what was
+        lent (to be held until the call is done, or given back if the
+        submit fails)."""
+        if not callable(fn):
+            raise TypeError(f"{type(fn).__name__!r} object is not callable")
+        self._check_open()
+        payload, buffers = dumps_call(fn, args, kwargs)
+        lent = self._shm_lend(buffers)
+        if lent is None:
+            return payload, self._buffers(buffers), self._task_flags, None
+        # copied already: the caller may change the arrays at once
+        return payload, lent[0], self._task_flags | _core.FLAG_SHM, lent
 
     def _shm_lend(self, buffers: List[memoryview]) -> Optional[_shm.Lent]:
         """The buffers of a call with the large ones in shared segments, or

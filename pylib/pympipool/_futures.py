@@ -3,8 +3,12 @@
 
 Every interface submits through one ``_State`` per executor.  It holds the
 ``_core.Executor`` (the C frontend) and the table of what is pending: task
-id to ``_Future`` (a call) or ``_Sink`` (a task of a map, see
-``_maps``).
+id to ``_Future`` (a call), ``_Sink`` (a task of a map, see ``_maps``) or
+another ``_Entry`` (the ``AsyncResult`` of ``Pool.apply_async``, see
+``_pool``): whatever the table holds is completed through
+``set_running_or_notify_cancel`` and ``set_result`` / ``set_exception``.
+Nothing else is kept per call in Python: the pickled call itself is copied
+into the frontend's task record by ``core.submit`` and dropped here.
 
 1. ``_State.submit`` takes the next task id, enters the future in the table
    and hands the pickled call to ``core.submit``, both under the table's
@@ -52,6 +56,14 @@ import os
 import sys
 import threading
 from concurrent.futures import CancelledError, Future
+from concurrent.futures._base import (  # the states Future itself uses
+    _STATE_TO_DESCRIPTION_MAP,
+    CANCELLED as _CANCELLED,
+    CANCELLED_AND_NOTIFIED as _CANCELLED_AND_NOTIFIED,
+    FINISHED as _FINISHED,
+    PENDING as _PENDING,
+    RUNNING as _RUNNING,
+)
 from typing import (
     TYPE_CHECKING,
     Any,
@@ -59,6 +71,7 @@ from typing import (
     Dict,
     List,
     Optional,
+    Protocol,
     Sequence,
     Set,
     Tuple,
@@ -71,6 +84,20 @@ from ._serialize import drop_result, loads_error, loads_result
 if TYPE_CHECKING:
     from ._maps import _Feed, _Sink
 
+
+class _Entry(Protocol):
+    """What the futures table can hold besides a ``_Future``: an object the
+    dispatcher completes (``_finish``) without a Future's machinery (a
+    map's ``_Sink``, ``Pool.apply_async``'s ``AsyncResult``).  It cannot be
+    cancelled one by one; ``cancel_all`` fails it with ``CancelledError``."""
+
+    def set_running_or_notify_cancel(self) -> bool: ...
+
+    def set_result(self, value: Any) -> None: ...
+
+    def set_exception(self, exception: BaseException) -> None: ...
+
+
 _AFTER_SHUTDOWN = "cannot schedule new futures after shutdown"
 #: The out-of-band buffers of a message as they are handed to the frontend.
 _Buffers = Sequence[Union[bytes, memoryview]]
@@ -81,6 +108,8 @@ _Completion = Tuple[int, int, int, List["_core.Frame"], str, int]
 _DESTROY_GRACE_MS = 3000
 #: concurrent.futures' own logger: failing done-callbacks are reported there.
 _LOGGER = logging.getLogger("concurrent.futures")
+_CANCELLED_STATES = (_CANCELLED, _CANCELLED_AND_NOTIFIED)
+_DONE_STATES = (_CANCELLED, _CANCELLED_AND_NOTIFIED, _FINISHED)
 
 
 class ExecutorBroken(concurrent.futures.BrokenExecutor):
@@ -88,6 +117,134 @@ class ExecutorBroken(concurrent.futures.BrokenExecutor):
     runs a different Python).  The message says what happened and carries the
     tail of the job's stderr.  Every pending future fails with it and every
     later ``submit`` raises it at once."""
+
+
+# ---- the futures table ------------------------------------------------------------
+
+
+class _Table:
+    """The futures table: task id -> entry (``_Pending``), for ids entered
+    in increasing order (``_State`` takes each id under its lock, right
+    before it enters it).
+
+    A list of slots indexed by ``id - base``: 8 bytes a pending call where
+    a dict takes about 50 more (its entry, and the int of its key).
+    Entries leave in any order; a slot left is None, and the list drops its
+    leading empty slots once they are half of it.  So that a few entries
+    that stay long (a call that runs for hours) while many newer ones come
+    and go cannot keep the list growing, the live entries of its older half
+    move to a dict (``old``, the ids below ``base``) once less than a
+    quarter of the slots past the head are live.  Every operation is O(1)
+    amortised.  Not thread-safe: ``_State.lock`` guards it."""
+
+    __slots__ = ("slots", "base", "head", "live", "old")
+
+    #: below this many slots the list is never compacted or spilled
+    _MIN_SPAN = 64
+
+    def __init__(self) -> None:
+        self.slots: List[Optional[_Pending]] = []
+        self.base = 0  # the id of slots[0]
+        self.head = 0  # slots[:head] are all None
+        self.live = 0  # entries in slots
+        self.old: Dict[int, _Pending] = {}  # entries moved out of slots (ids < base)
+
+    def __len__(self) -> int:
+        return self.live + len(self.old)
+
+    def __contains__(self, task_id: int) -> bool:
+        return self.get(task_id) is not None
+
+    def get(self, task_id: int) -> Optional["_Pending"]:
+        index = task_id - self.base
+        if index < 0:
+            return self.old.get(task_id)
+        slots = self.slots
+        return slots[index] if index < len(slots) else None
+
+    def add(self, task_id: int, entry: "_Pending") -> None:
+        slots = self.slots
+        if not slots:
+            self.base = task_id
+            self.head = 0
+        index = task_id - self.base
+        gap = index - len(slots)
+        if gap < 0:
+            raise ValueError(f"task id {task_id} entered after a later one")
+        if gap:  # ids taken but never entered (INIT)
+            slots.extend([None] * gap)
+        slots.append(entry)
+        self.live += 1
+
+    def pop(self, task_id: int) -> Optional["_Pending"]:
+        """Removes and returns the entry of task_id, or None."""
+        index = task_id - self.base
+        if index < 0:
+            return self.old.pop(task_id, None)
+        slots = self.slots
+        if index >= len(slots):
+            return None
+        entry = slots[index]
+        if entry is None:
+            return None
+        slots[index] = None
+        self.live -= 1
+        if not self.live:
+            slots.clear()
+            self.head = 0
+        elif index == self.head:
+            self._advance()
+        elif len(slots) - self.head > 4 * self.live + self._MIN_SPAN:
+            self._spill()
+        return entry
+
+    def _advance(self) -> None:
+        """Moves the head past the empty slots; drops them once they are
+        half the list."""
+        slots = self.slots
+        head = self.head
+        while slots[head] is None:  # there is a live entry after it
+            head += 1
+        if head >= self._MIN_SPAN and 2 * head >= len(slots):
+            del slots[:head]
+            self.base += head
+            head = 0
+        self.head = head
+
+    def _spill(self) -> None:
+        """Moves the live entries of the older half of the slots to old."""
+        slots = self.slots
+        cut = (self.head + len(slots)) // 2
+        base = self.base
+        for index in range(self.head, cut):
+            entry = slots[index]
+            if entry is not None:
+                self.old[base + index] = entry
+                self.live -= 1
+        del slots[:cut]
+        self.base = base + cut
+        self.head = 0
+        if not self.live:
+            slots.clear()
+        else:
+            self._advance()
+
+    def values(self) -> List["_Pending"]:
+        """The entries, oldest first."""
+        return list(self.old.values()) + [e for e in self.slots[self.head :] if e is not None]
+
+    def items(self) -> List[Tuple[int, "_Pending"]]:
+        base = self.base
+        return list(self.old.items()) + [
+            (base + index, entry)
+            for index, entry in enumerate(self.slots)
+            if entry is not None
+        ]
+
+    def clear(self) -> None:
+        self.slots = []
+        self.base = self.head = self.live = 0
+        self.old = {}
 
 
 # ---- shared state between an executor and its dispatcher thread -----------
@@ -106,7 +263,7 @@ class _State:
         #: run in a forked child before its futures are failed (pools)
         self.fork_hooks: List[Callable[[], None]] = []
         self.lock = threading.Lock()
-        self.futures: Dict[int, "_Pending"] = {}
+        self.futures = _Table()
         #: the feeds of lazy maps still reading their input (see _Feed)
         self.feeds: Set["_Feed"] = set()
         #: close the core once the last feed has ended (Pool.close)
@@ -129,20 +286,30 @@ class _State:
         buffers: _Buffers,
         ncalls: int = 1,
     ) -> "_Future":
-        task_id = next(self.ids)
-        future = _Future(self, task_id)
-        self._enter(task_id, future, msg_type, flags, payload, buffers, ncalls)
+        with self.lock:
+            task_id = next(self.ids)
+            future = _Future(self, task_id)
+            self._enter_locked(task_id, future, msg_type, flags, payload, buffers, ncalls)
         return future
 
     def submit_sink(
         self, sink: "_Sink", flags: int, payload: bytes, buffers: _Buffers
     ) -> None:
         """Submits a TASK of a map whose completion goes to sink."""
-        task_id = next(self.ids)
-        sink.task_id = task_id
-        self._enter(task_id, sink, _core.MSG_TASK, flags, payload, buffers, sink.size)
+        with self.lock:
+            task_id = sink.task_id = next(self.ids)
+            self._enter_locked(
+                task_id, sink, _core.MSG_TASK, flags, payload, buffers, sink.size
+            )
 
-    def _enter(
+    def submit_entry(
+        self, entry: _Entry, msg_type: int, flags: int, payload: bytes, buffers: _Buffers
+    ) -> None:
+        """Submits a call whose completion goes to entry (no Future)."""
+        with self.lock:
+            self._enter_locked(next(self.ids), entry, msg_type, flags, payload, buffers, 1)
+
+    def _enter_locked(
         self,
         task_id: int,
         future: "_Pending",
@@ -152,28 +319,30 @@ class _State:
         buffers: _Buffers,
         ncalls: int,
     ) -> None:
-        with self.lock:
-            if self.broken is not None:
-                raise ExecutorBroken(self.broken)
-            self.futures[task_id] = future
-            try:
-                self.core.submit(task_id, msg_type, flags, payload, buffers, ncalls)
-            except BrokenPipeError as exc:
-                del self.futures[task_id]
-                if self.broken is None:
-                    self.broken = exc.strerror or str(exc)
-                raise ExecutorBroken(self.broken) from None
-            except ValueError as exc:
-                del self.futures[task_id]
-                if self.core.destroyed:
-                    raise ExecutorBroken("the executor was destroyed") from None
-                raise exc
-            except RuntimeError:
-                del self.futures[task_id]
-                raise RuntimeError(_AFTER_SHUTDOWN) from None
-            except BaseException:
-                del self.futures[task_id]
-                raise
+        """Enters future in the table and hands the call to the frontend;
+        self.lock held, task_id just taken from self.ids under it (so the
+        table sees its ids in increasing order)."""
+        if self.broken is not None:
+            raise ExecutorBroken(self.broken)
+        self.futures.add(task_id, future)
+        try:
+            self.core.submit(task_id, msg_type, flags, payload, buffers, ncalls)
+        except BrokenPipeError as exc:
+            self.futures.pop(task_id)
+            if self.broken is None:
+                self.broken = exc.strerror or str(exc)
+            raise ExecutorBroken(self.broken) from None
+        except ValueError as exc:
+            self.futures.pop(task_id)
+            if self.core.destroyed:
+                raise ExecutorBroken("the executor was destroyed") from None
+            raise exc
+        except RuntimeError:
+            self.futures.pop(task_id)
+            raise RuntimeError(_AFTER_SHUTDOWN) from None
+        except BaseException:
+            self.futures.pop(task_id)
+            raise
 
     def submit_init(self, payload: bytes, buffers: _Buffers) -> None:
         self.core.submit(next(self.ids), _core.MSG_INIT, 0, payload, buffers)
@@ -215,7 +384,7 @@ class _State:
             except ValueError:  # destroyed: the future is being failed
                 return False
             if removed:
-                del self.futures[task_id]
+                self.futures.pop(task_id)
             return removed
 
     def cancel_all(self) -> None:
@@ -224,8 +393,10 @@ class _State:
                 ids = self.core.cancel_all()
             except ValueError:
                 return
-            cancelled = [self.futures.pop(i) for i in ids if i in self.futures]
+            cancelled = [self.futures.pop(i) for i in ids]
         for future in cancelled:
+            if future is None:
+                continue
             if isinstance(future, _Future):
                 _cancelled(future)
             else:  # a task of a map
@@ -233,7 +404,7 @@ class _State:
 
     def pop(self, task_id: int) -> Optional["_Pending"]:
         with self.lock:
-            return self.futures.pop(task_id, None)
+            return self.futures.pop(task_id)
 
     # -- the feeds of lazy maps
 
@@ -266,7 +437,7 @@ class _State:
         with self.lock:
             if self.broken is None:
                 self.broken = message
-            futures = list(self.futures.values())
+            futures = self.futures.values()
             self.futures.clear()
         self.stop_feeds(lambda: ExecutorBroken(message))
         for future in futures:
@@ -318,44 +489,276 @@ class _State:
             return 0
 
 
-class _Future(Future[Any]):
-    """A Future whose ``cancel()`` also removes the task from the frontend's
-    queue; it succeeds only while the task has not been sent to the ranks."""
+#: Orders the state changes of every ``_Future`` that has no condition yet,
+#: and the making of a condition (see ``_Future``).  Held for a few
+#: bytecodes, never while user code runs; made anew in a forked child.
+_LAZY_LOCK = threading.RLock()
 
-    # Future's private attributes used here (typeshed does not declare them).
-    _condition: threading.Condition
-    _done_callbacks: List[Callable[[Future[Any]], object]]
+
+class _Future(Future[Any]):
+    """A ``concurrent.futures.Future`` whose ``cancel()`` also removes the
+    task from the frontend's queue; it succeeds only while the task has not
+    been sent to the ranks.
+
+    Light while nobody waits.  ``Future.__init__`` gives every future a
+    ``threading.Condition`` (an RLock, five bound methods and a deque: about
+    1.3 kB) and two lists; a queued call needs none of them until somebody
+    waits on it.  Here ``_condition``, ``_waiters`` and ``_done_callbacks``
+    are made on first use (``_condition`` by ``result``/``exception`` that
+    must block, ``concurrent.futures.wait`` and ``as_completed``, which
+    also register their waiters under it; ``_done_callbacks`` by the first
+    ``add_done_callback`` on a pending future), and ``_result`` and
+    ``_exception`` stay class attributes until set.  The state changes a
+    condition would order are ordered by the one module lock
+    (``_LAZY_LOCK``) while the future has no condition, and by its
+    condition once it has one; the condition is made under the module lock,
+    so no change can be half-way under one lock when the other takes over.
+    A future without a condition has no waiter to wake: waiters register
+    under the condition only.  Reading the state alone (``done``,
+    ``running``, ``cancelled``, a finished future's ``result``) takes no
+    lock: ``_state`` is written last, after the value it publishes."""
+
+    _state: str
+    _result: Any = None
+    _exception: Optional[BaseException] = None
+    #: the lazily made condition, waiters and done-callbacks (None: not yet)
+    _pmp_cond: Optional[threading.Condition] = None
+    _pmp_waiters: Optional[List[Any]] = None
+    _pmp_callbacks: Optional[List[Callable[[Future[Any]], object]]] = None
 
     def __init__(self, state: _State, task_id: int) -> None:
-        super().__init__()
+        # Future.__init__ is not called: it makes the condition and lists.
+        self._state = _PENDING
         self._pmp_state = state
         self._pmp_task_id = task_id
 
+    # -- what Future and concurrent.futures.wait / as_completed use, made on first use
+
+    @property
+    def _condition(self) -> threading.Condition:
+        cond = self._pmp_cond
+        if cond is None:
+            with _LAZY_LOCK:
+                cond = self._pmp_cond
+                if cond is None:
+                    cond = self._pmp_cond = threading.Condition()
+        return cond
+
+    @_condition.setter
+    def _condition(self, cond: threading.Condition) -> None:
+        self._pmp_cond = cond
+
+    @property
+    def _waiters(self) -> List[Any]:
+        waiters = self._pmp_waiters
+        if waiters is None:
+            with _LAZY_LOCK:
+                waiters = self._pmp_waiters
+                if waiters is None:
+                    waiters = self._pmp_waiters = []
+        return waiters
+
+    @_waiters.setter
+    def _waiters(self, waiters: List[Any]) -> None:
+        self._pmp_waiters = waiters
+
+    @property
+    def _done_callbacks(self) -> List[Callable[[Future[Any]], object]]:
+        callbacks = self._pmp_callbacks
+        if callbacks is None:
+            with _LAZY_LOCK:
+                callbacks = self._pmp_callbacks
+                if callbacks is None:
+                    callbacks = self._pmp_callbacks = []
+        return callbacks
+
+    @_done_callbacks.setter
+    def _done_callbacks(self, callbacks: List[Callable[[Future[Any]], object]]) -> None:
+        self._pmp_callbacks = callbacks
+
+    def _pmp_lock(self) -> Any:
+        """Acquires and returns the lock that orders this future's state
+        changes: its condition once it has one, otherwise the module lock
+        (under which no condition can be made for it)."""
+        cond = self._pmp_cond
+        if cond is None:
+            _LAZY_LOCK.acquire()
+            if self._pmp_cond is None:
+                return _LAZY_LOCK
+            _LAZY_LOCK.release()
+            cond = self._pmp_cond
+        cond.acquire()
+        return cond
+
+    def _pmp_notify_all(self) -> None:
+        """Wakes result()/exception() callers; the lock of _pmp_lock held."""
+        cond = self._pmp_cond
+        if cond is not None:
+            cond.notify_all()
+
+    # -- Future's API
+
+    def __repr__(self) -> str:
+        state = self._state
+        text = _STATE_TO_DESCRIPTION_MAP[state]
+        if state == _FINISHED:
+            if self._exception:
+                what = f" raised {self._exception.__class__.__name__}"
+            else:
+                what = f" returned {self._result.__class__.__name__}"
+        else:
+            what = ""
+        return f"<{self.__class__.__name__} at {id(self):#x} state={text}{what}>"
+
+    def cancelled(self) -> bool:
+        return self._state in _CANCELLED_STATES
+
+    def running(self) -> bool:
+        return self._state == _RUNNING
+
+    def done(self) -> bool:
+        return self._state in _DONE_STATES
+
+    def result(self, timeout: Optional[float] = None) -> Any:
+        state = self._state
+        if state == _FINISHED:
+            exc = self._exception
+            if exc is None:
+                return self._result
+            try:
+                raise exc
+            finally:
+                # as Future.result: no cycle exception -> traceback -> frame -> self
+                del exc, self
+        if state in _CANCELLED_STATES:
+            raise CancelledError()
+        return super().result(timeout)  # waits on the condition, made now
+
+    def exception(self, timeout: Optional[float] = None) -> Optional[BaseException]:
+        state = self._state
+        if state == _FINISHED:
+            return self._exception
+        if state in _CANCELLED_STATES:
+            raise CancelledError()
+        return super().exception(timeout)
+
+    def add_done_callback(self, fn: Callable[[Future[Any]], object]) -> None:
+        lock = self._pmp_lock()
+        try:
+            pending = self._state not in _DONE_STATES
+            if pending:
+                self._done_callbacks.append(fn)
+        finally:
+            lock.release()
+        if not pending:
+            try:
+                fn(self)
+            except Exception:
+                _LOGGER.exception("exception calling callback for %r", self)
+
     def cancel(self) -> bool:
-        if self.done():
-            return super().cancel()
+        state = self._state
+        if state in _DONE_STATES or state == _RUNNING:
+            return state in _CANCELLED_STATES
         if self._pmp_state.forked or not self._pmp_state.cancel(self._pmp_task_id):
             return False
-        return _cancelled(self)
+        return self._pmp_dropped()
+
+    def _pmp_dropped(self) -> bool:
+        """Cancels the future of a task that the frontend has dropped, and
+        moves it on to CANCELLED_AND_NOTIFIED at once, as
+        ProcessPoolExecutor does when it drops a cancelled work item:
+        ``concurrent.futures.wait`` and ``as_completed`` count a cancelled
+        future as finished only in that state (and wait for it forever
+        otherwise).  The done-callbacks run once it is in that state."""
+        lock = self._pmp_lock()
+        try:
+            if self._state != _PENDING:
+                return self._state in _CANCELLED_STATES
+            self._state = _CANCELLED_AND_NOTIFIED
+            for waiter in self._pmp_waiters or ():
+                waiter.add_cancelled(self)
+            self._pmp_notify_all()
+        finally:
+            lock.release()
+        self._invoke_callbacks()
+        return True
+
+    # -- what the executor uses
+
+    def set_running_or_notify_cancel(self) -> bool:
+        lock = self._pmp_lock()
+        try:
+            state = self._state
+            if state == _PENDING:
+                self._state = _RUNNING
+                return True
+            if state == _CANCELLED:
+                self._state = _CANCELLED_AND_NOTIFIED
+                for waiter in self._pmp_waiters or ():
+                    waiter.add_cancelled(self)
+                return False
+        finally:
+            lock.release()
+        _LOGGER.critical("Future %s in unexpected state: %s", id(self), state)
+        raise RuntimeError("Future in unexpected state")
+
+    def set_result(self, result: Any) -> None:
+        lock = self._pmp_lock()
+        try:
+            if self._state in _DONE_STATES:
+                raise concurrent.futures.InvalidStateError(f"{self._state}: {self!r}")
+            self._result = result
+            self._state = _FINISHED
+            for waiter in self._pmp_waiters or ():
+                waiter.add_result(self)
+            self._pmp_notify_all()
+        finally:
+            lock.release()
+        self._invoke_callbacks()
+
+    def set_exception(self, exception: Optional[BaseException]) -> None:
+        lock = self._pmp_lock()
+        try:
+            if self._state in _DONE_STATES:
+                raise concurrent.futures.InvalidStateError(f"{self._state}: {self!r}")
+            self._exception = exception
+            self._state = _FINISHED
+            for waiter in self._pmp_waiters or ():
+                waiter.add_exception(self)
+            self._pmp_notify_all()
+        finally:
+            lock.release()
+        self._invoke_callbacks()
 
     def _invoke_callbacks(self) -> None:
         # As Future._invoke_callbacks, but a callback that raises any
         # BaseException (SystemExit, KeyboardInterrupt, ...) is logged too:
         # it must neither kill the dispatcher thread nor keep the callbacks
         # after it from running.
-        for callback in self._done_callbacks:
+        for callback in self._pmp_callbacks or ():
             try:
                 callback(self)
             except BaseException:
                 _LOGGER.exception("exception calling callback for %r", self)
 
 
+def _reset_after_fork() -> None:
+    """In a forked child: the module lock may have been held by a thread
+    that does not exist there."""
+    global _LAZY_LOCK
+    _LAZY_LOCK = threading.RLock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_after_fork)
+
+
 def _cancelled(future: Future[Any]) -> bool:
-    """Cancels a future whose task the frontend has dropped, and moves it on
-    to CANCELLED_AND_NOTIFIED at once, as ProcessPoolExecutor does when it
-    drops a cancelled work item: ``concurrent.futures.wait`` and
-    ``as_completed`` count a cancelled future as finished only in that
-    state (and wait for it forever otherwise)."""
+    """Cancels a future whose task the frontend has dropped (see
+    ``_Future._pmp_dropped``)."""
+    if isinstance(future, _Future):
+        return future._pmp_dropped()
     if not Future.cancel(future):
         return False
     future.set_running_or_notify_cancel()
@@ -363,7 +766,7 @@ def _cancelled(future: Future[Any]) -> bool:
 
 
 def _finish(
-    future: "Union[Future[Any], _Sink]",
+    future: "Union[Future[Any], _Entry]",
     result: Any = None,
     exception: Optional[BaseException] = None,
 ) -> None:
@@ -381,7 +784,7 @@ def _finish(
 
 
 #: An entry of the futures table.
-_Pending = Union[_Future, "_Sink"]
+_Pending = Union[_Future, _Entry]
 
 
 # ---- the dispatcher thread ------------------------------------------------------

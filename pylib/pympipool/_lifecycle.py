@@ -47,6 +47,7 @@ from ._futures import (
     _finish,
     _Future,
     _State,
+    _Table,
 )
 
 _live_states: "weakref.WeakSet[_State]" = weakref.WeakSet()
@@ -100,10 +101,10 @@ def _after_fork_in_child() -> None:
         for feed in feeds:
             feed.after_fork(ExecutorBroken(state.forked_text()))
     for state in states:
-        futures = list(state.futures.values())
-        state.futures = {}
+        futures = state.futures.values()
+        state.futures = _Table()
         for future in futures:
-            if isinstance(future, _Future):
+            if isinstance(future, _Future) and future._pmp_cond is not None:
                 future._condition = threading.Condition()  # may be held by a dead thread
             _finish(future, exception=ExecutorBroken(state.forked_text()))
 

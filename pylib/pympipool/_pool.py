@@ -56,7 +56,6 @@ import sys
 import threading
 import traceback
 import weakref
-from concurrent.futures import CancelledError, Future
 from types import TracebackType
 from typing import (
     Any,
@@ -74,6 +73,7 @@ from typing import (
     cast,
 )
 
+from . import _futures
 from ._checks import _check_count, _Default, _resolve_alias
 from ._engine import _Engine
 from ._maps import _batches, _Feed, _in_memory, _Receiver, _tasks_hint
@@ -167,15 +167,6 @@ class _Relay:
         self._handler.put(self._target, index, success, value)
 
 
-def _outcome(future: Future[Any]) -> Tuple[bool, Any]:
-    if future.cancelled():
-        return False, CancelledError()
-    exc = future.exception()
-    if exc is not None:
-        return False, exc
-    return True, future.result()
-
-
 def _report(what: str) -> None:
     """Prints the current exception: a failing user callback must not kill
     the result handler (multiprocessing's would die, and with it every later
@@ -204,22 +195,36 @@ def _check_callback(name: str, function: Any) -> None:
 
 class AsyncResult(Generic[_T]):
     """The result of ``apply_async`` (and, as ``MapResult``, of ``map_async``
-    and ``starmap_async``), as ``multiprocessing.pool.AsyncResult``."""
+    and ``starmap_async``), as ``multiprocessing.pool.AsyncResult``.
+
+    Light while nobody waits: the ``threading.Event`` that ``wait`` and
+    ``get`` block on is made by the first of them that has to block (under
+    ``_futures``' module lock, with which delivery marks the result ready),
+    and attributes left at their defaults (no callbacks, no value yet) take
+    no room.  The ``AsyncResult`` of ``apply_async`` is itself what the
+    executor's futures table holds for the call: no Future is made."""
+
+    _callback: Optional[Callable[[Any], object]] = None
+    _error_callback: Optional[Callable[[BaseException], object]] = None
+    _success: Optional[bool] = None
+    _value: Any = None
+    _ready = False
+    #: made by the first wait that blocks (see the class)
+    _event: Optional[threading.Event] = None
 
     def __init__(
         self,
         callback: Optional[Callable[[_T], object]] = None,
         error_callback: Optional[Callable[[BaseException], object]] = None,
     ) -> None:
-        self._event = threading.Event()
-        self._callback = callback
-        self._error_callback = error_callback
-        self._success: Optional[bool] = None
-        self._value: Any = None
+        if callback is not None:
+            self._callback = callback
+        if error_callback is not None:
+            self._error_callback = error_callback
 
     def ready(self) -> bool:
         """Whether the call has completed."""
-        return self._event.is_set()
+        return self._ready
 
     def successful(self) -> bool:
         """Whether the call completed without raising; ``ValueError`` if it
@@ -230,7 +235,17 @@ class AsyncResult(Generic[_T]):
 
     def wait(self, timeout: Optional[float] = None) -> None:
         """Waits until the result is ready or ``timeout`` seconds passed."""
-        self._event.wait(timeout)
+        if self._ready:
+            return
+        event = self._event
+        if event is None:
+            with _futures._LAZY_LOCK:
+                event = self._event
+                if event is None:
+                    event = self._event = threading.Event()
+                    if self._ready:
+                        event.set()
+        event.wait(timeout)
 
     def get(self, timeout: Optional[float] = None) -> _T:
         """The result; re-raises the call's exception; raises
@@ -245,7 +260,40 @@ class AsyncResult(Generic[_T]):
     def _deliver(self, index: int, success: bool, value: Any) -> None:
         self._success, self._value = success, value
         _call_back(self._callback if success else self._error_callback, value)
-        self._event.set()
+        self._set_ready()
+
+    def _set_ready(self) -> None:
+        """Marks the result ready and wakes whoever waits."""
+        with _futures._LAZY_LOCK:
+            self._ready = True
+            event = self._event
+        if event is not None:
+            event.set()
+
+
+class _ApplyResult(AsyncResult[_T]):
+    """The ``AsyncResult`` of ``apply_async``: also the entry of its call in
+    the futures table (``_futures._Entry``).  Its outcome is delivered on
+    the dispatcher thread, or through the pool's result-handler thread
+    (``_handler``) when a callback of the user's runs on delivery."""
+
+    _handler: Optional[_ResultHandler] = None
+
+    def set_running_or_notify_cancel(self) -> bool:
+        return True
+
+    def set_result(self, value: Any) -> None:
+        self._complete(True, value)
+
+    def set_exception(self, exception: BaseException) -> None:
+        self._complete(False, exception)
+
+    def _complete(self, success: bool, value: Any) -> None:
+        handler = self._handler
+        if handler is None:
+            self._deliver(0, success, value)
+        else:
+            handler.put(self, 0, success, value)
 
 
 class MapResult(AsyncResult[List[_T]]):
@@ -271,7 +319,7 @@ class MapResult(AsyncResult[List[_T]]):
         self._lock = threading.Lock()
         if self._left == 0:  # empty input: ready at once, no callback
             _close_bar(bar)
-            self._event.set()
+            self._set_ready()
 
     def _deliver(self, index: int, success: bool, value: Any) -> None:
         # Chunk index covers items [start, end).  Normally one thread
@@ -294,7 +342,7 @@ class MapResult(AsyncResult[List[_T]]):
                 _call_back(self._callback, self._value)
             else:
                 _call_back(self._error_callback, self._value)
-            self._event.set()
+            self._set_ready()
 
 
 class IMapIterator(Generic[_T]):
@@ -608,16 +656,13 @@ class _PoolBase(_Engine):
         kwds = {} if kwds is None else kwds
         if not isinstance(kwds, dict):
             raise TypeError(f"kwds must be a dict, not {type(kwds).__name__}")
-        future = self._submit_call(func, tuple(args), kwds)
-        result = AsyncResult(callback, error_callback)
-        if callback is None and error_callback is None:
-            # Nothing of the user's runs: deliver on the dispatcher thread
-            # at once, without a hop through the result handler's thread
-            # (one wake-up less in every apply()).
-            future.add_done_callback(lambda f: result._deliver(0, *_outcome(f)))
-        else:
-            handler = self._handler
-            future.add_done_callback(lambda f: handler.put(result, 0, *_outcome(f)))
+        result: _ApplyResult[_T] = _ApplyResult(callback, error_callback)
+        if callback is not None or error_callback is not None:
+            result._handler = self._handler
+        # Without callbacks nothing of the user's runs on delivery: the
+        # dispatcher thread delivers at once, without a hop through the
+        # result handler's thread (one wake-up less in every apply()).
+        self._submit_call_to(result, func, tuple(args), kwds)
         return result
 
     # -- lifetime

@@ -174,7 +174,7 @@ def test_result_cannot_be_pickled(ex):
 def test_argument_cannot_be_pickled(ex):
     state = ex._state
     ids_before = repr(state.ids)  # itertools.count: the next task id
-    futures_before = dict(state.futures)
+    futures_before = dict(state.futures.items())
     start = time.monotonic()
     with pytest.raises(TypeError, match="cannot pickle '_thread.lock' object"):
         ex.submit(add, threading.Lock())
@@ -182,7 +182,7 @@ def test_argument_cannot_be_pickled(ex):
     # nothing was sent: no task id was taken (only _State.submit, the one
     # way to the frontend, takes one), no future registered, none pending
     assert repr(state.ids) == ids_before
-    assert state.futures == futures_before
+    assert dict(state.futures.items()) == futures_before
     assert len(ex) == 0 and state.pending() == 0
     expect_ok(ex)
 
