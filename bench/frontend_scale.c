@@ -1,0 +1,861 @@
+/*
+ * frontend_scale.c - the frontend library at scale: tasks per second and
+ * the cost per task with 10, 100 and 1,000 simulated groups
+ * (docs/performance.md, "The frontend at scale").
+ *
+ *   frontend_scale [--groups 10,100,1000] [--tasks N] [--depth D]
+ *                  [--peer-threads T] [--callers C] [--json FILE] [--quiet]
+ *
+ * What runs, for each number of groups G, in this one process:
+ *   - an executor of the public API (pmp_executor.h) with launch = 0, as a
+ *     queue adapter makes it: G groups of one rank, pipeline depth D;
+ *   - G fake group leaders: ZeroMQ DEALER sockets in T threads of their own
+ *     (one context, one libzmq I/O thread), each socket a group that
+ *     authenticates with the executor's credentials file as the runtime
+ *     does (PLAIN over ipc://), says HELLO and answers every TASK at once
+ *     with a RESULT whose payload is a function of the task's;
+ *   - C caller threads that submit tasks (8-byte payload, copied) and take
+ *     their completions with pmp_executor_wait(), keeping 2 * G * D tasks
+ *     submitted and not completed, so that every group always has work.
+ * After every group said hello, 2 * G * D tasks warm up (every group gets
+ * D of them at once), then N tasks are timed: from the first submit to the
+ * last completion.  close() then shuts the groups down (SHUTDOWN, GOODBYE,
+ * PMP_EVENT_CLOSED) and the executor is destroyed.
+ *
+ * Checks, every run: every task completes exactly once, as a RESULT, with
+ * the payload its fake computed from it; every group served at least D
+ * tasks; nothing else completes but HELLO events and the final CLOSED.
+ * Any failure prints what went wrong and exits 1 (the CTest smoke test
+ * bench.frontend_scale.smoke relies on that, not on any timing).
+ *
+ * CPU: every thread of the process is read from /proc/self/task/<tid>/
+ * schedstat (ns on the CPU) at the start and the end of the timed part and
+ * sorted into the frontend's I/O thread (pympipool-io), the frontend's
+ * libzmq threads (those that appeared with the executor), the callers
+ * (each measures itself with CLOCK_THREAD_CPUTIME_ID), the fake leaders'
+ * threads and their libzmq thread.  On a machine with fewer cores than busy
+ * threads the fakes compete with the frontend for the CPU: the table says
+ * how much each side used.
+ *
+ * Output: a text table on stdout and, with --json, the same as JSON.
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "pmp_credentials.h"
+#include "pmp_executor.h"
+#include "pmp_protocol.h"
+
+#define S_MAX_GROUP_SETS 8
+#define S_MAX_THREADS 1024
+#define S_STALL_MS 30000 /* no completion for this long: the run failed */
+
+/* ---- options and failures ----------------------------------------------- */
+
+typedef struct {
+    int groups[S_MAX_GROUP_SETS];
+    int ngroup_sets;
+    uint64_t tasks;
+    int depth;
+    int peer_threads;
+    int callers;
+    const char *json;
+    int quiet;
+} s_options_t;
+
+static void s_die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+static void s_die(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("frontend_scale: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    exit(1);
+}
+
+static int64_t s_now_ns(clockid_t clock)
+{
+    struct timespec ts;
+    clock_gettime(clock, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* What a fake leader answers for the task with this id: the caller checks
+ * it, so a result that reached the wrong task is noticed. */
+static uint64_t s_answer(uint64_t id)
+{
+    return (id * 0x9E3779B97F4A7C15ULL) ^ 0x5ca1ab1eULL;
+}
+
+static void s_put64(unsigned char *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static uint64_t s_get64(const unsigned char *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v |= (uint64_t)p[i] << (8 * i);
+    return v;
+}
+
+/* ---- threads and their CPU ------------------------------------------------ */
+
+enum { S_IO, S_FE_ZMQ, S_PEERS, S_PEERS_ZMQ, S_OTHER, S_CLASSES };
+static const char *const s_class_names[S_CLASSES] = {"io", "frontend_zmq", "peers", "peers_zmq",
+                                                     "other"};
+
+typedef struct {
+    pid_t tid;
+    char comm[32];
+    int64_t ns; /* on the CPU */
+} s_thread_t;
+
+/* Every thread of this process with its name and CPU time so far. */
+static size_t s_threads(s_thread_t *out, size_t cap)
+{
+    DIR *d = opendir("/proc/self/task");
+    if (!d)
+        s_die("cannot list /proc/self/task: %s", strerror(errno));
+    size_t n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) && n < cap) {
+        if (e->d_name[0] < '0' || e->d_name[0] > '9')
+            continue;
+        s_thread_t *t = &out[n];
+        t->tid = (pid_t)atoi(e->d_name);
+        char path[96];
+        snprintf(path, sizeof path, "/proc/self/task/%d/comm", (int)t->tid);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue; /* gone meanwhile */
+        if (!fgets(t->comm, sizeof t->comm, f))
+            t->comm[0] = '\0';
+        fclose(f);
+        t->comm[strcspn(t->comm, "\n")] = '\0';
+        snprintf(path, sizeof path, "/proc/self/task/%d/schedstat", (int)t->tid);
+        f = fopen(path, "r");
+        long long ns = 0;
+        if (!f)
+            continue;
+        if (fscanf(f, "%lld", &ns) != 1)
+            ns = 0;
+        fclose(f);
+        t->ns = ns;
+        n++;
+    }
+    closedir(d);
+    return n;
+}
+
+static int s_has_tid(const s_thread_t *set, size_t n, pid_t tid)
+{
+    for (size_t i = 0; i < n; i++)
+        if (set[i].tid == tid)
+            return 1;
+    return 0;
+}
+
+/* ---- the fake group leaders ------------------------------------------------ */
+
+typedef struct {
+    void *sock;
+    int group;
+    uint64_t tasks; /* TASKs answered */
+    int gone;       /* SHUTDOWN received, GOODBYE sent */
+} s_peer_t;
+
+typedef struct {
+    int index;
+    void *ctx;
+    const char *endpoint;
+    const pmp_credentials_t *cred;
+    int ngroups;
+    s_peer_t *peers;
+    int npeers;
+    pthread_t thread;
+    atomic_int *abort;
+    char failed[768];
+} s_peer_thread_t;
+
+static void s_send_msg(s_peer_thread_t *pt, void *sock, int type, uint64_t id, const void *payload,
+                       size_t len)
+{
+    pmp_header_t hdr = {.type = (uint16_t)type, .task_id = id, .nframes = 1};
+    unsigned char buf[PMP_HEADER_SIZE];
+    pmp_header_encode(&hdr, buf);
+    if (zmq_send(sock, buf, sizeof buf, ZMQ_SNDMORE) < 0 || zmq_send(sock, payload, len, 0) < 0)
+        snprintf(pt->failed, sizeof pt->failed, "send: %s", zmq_strerror(errno));
+}
+
+/* Handles every message waiting on peer p: a TASK is answered at once, a
+ * SHUTDOWN with GOODBYE; broadcasts are ignored.  Loops until ZMQ_EVENTS
+ * says nothing is readable: that call also consumes the socket's pending
+ * signals, so its ZMQ_FD fires again for the next message (the edge-
+ * triggered contract of ZMQ_FD). */
+static void s_drain(s_peer_thread_t *pt, s_peer_t *p)
+{
+    for (;;) {
+        for (;;) {
+            zmq_msg_t parts[4];
+            size_t n = 0;
+            int more = 1;
+            while (more) {
+                zmq_msg_t m;
+                zmq_msg_init(&m);
+                if (zmq_msg_recv(&m, p->sock, n == 0 ? ZMQ_DONTWAIT : 0) < 0) {
+                    zmq_msg_close(&m);
+                    if (n == 0 && errno == EAGAIN)
+                        goto drained;
+                    snprintf(pt->failed, sizeof pt->failed, "recv: %s", zmq_strerror(errno));
+                    return;
+                }
+                more = zmq_msg_more(&m);
+                if (n < 4) {
+                    zmq_msg_init(&parts[n]);
+                    zmq_msg_move(&parts[n], &m);
+                    n++;
+                }
+                zmq_msg_close(&m);
+            }
+            pmp_header_t hdr;
+            pmp_error_t err = {{0}};
+            if (pmp_header_decode(zmq_msg_data(&parts[0]), zmq_msg_size(&parts[0]), &hdr, &err) <
+                    0 ||
+                pmp_header_check(&hdr, n - 1, 0, &err) < 0) {
+                snprintf(pt->failed, sizeof pt->failed, "group %d: bad message: %s", p->group,
+                         err.text);
+            } else if (hdr.type == PMP_MSG_TASK) {
+                if (n != 2 || zmq_msg_size(&parts[1]) != 8) {
+                    snprintf(pt->failed, sizeof pt->failed,
+                             "group %d: task %" PRIu64 " has %zu frames", p->group, hdr.task_id, n);
+                } else {
+                    uint64_t id = s_get64(zmq_msg_data(&parts[1]));
+                    unsigned char out[8];
+                    s_put64(out, id == hdr.task_id ? s_answer(id) : 0);
+                    s_send_msg(pt, p->sock, PMP_MSG_RESULT, hdr.task_id, out, sizeof out);
+                    p->tasks++;
+                }
+            } else if (hdr.type == PMP_MSG_SHUTDOWN) {
+                s_send_msg(pt, p->sock, PMP_MSG_GOODBYE, 0, NULL, 0);
+                p->gone = 1;
+            }
+            for (size_t i = 0; i < n; i++)
+                zmq_msg_close(&parts[i]);
+        }
+    drained:;
+        uint32_t events = 0;
+        size_t len = sizeof events;
+        if (zmq_getsockopt(p->sock, ZMQ_EVENTS, &events, &len) < 0 || !(events & ZMQ_POLLIN))
+            return;
+    }
+}
+
+/* One thread of fake leaders: connects its sockets, says HELLO for each,
+ * then serves them (epoll over their ZMQ_FDs) until each got SHUTDOWN. */
+static void *s_peer_main(void *arg)
+{
+    s_peer_thread_t *pt = arg;
+    char name[16];
+    snprintf(name, sizeof name, "fs-peer%d", pt->index);
+    pthread_setname_np(pthread_self(), name);
+    int epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (epfd < 0) {
+        snprintf(pt->failed, sizeof pt->failed, "epoll_create1: %s", strerror(errno));
+        return NULL;
+    }
+    char host[256] = "";
+    gethostname(host, sizeof host - 1);
+    for (int i = 0; i < pt->npeers; i++) {
+        s_peer_t *p = &pt->peers[i];
+        p->sock = zmq_socket(pt->ctx, ZMQ_DEALER);
+        if (!p->sock) {
+            snprintf(pt->failed, sizeof pt->failed, "zmq_socket: %s", zmq_strerror(errno));
+            goto out;
+        }
+        int zero = 0;
+        zmq_setsockopt(p->sock, ZMQ_LINGER, &zero, sizeof zero);
+        zmq_setsockopt(p->sock, ZMQ_SNDHWM, &zero, sizeof zero);
+        zmq_setsockopt(p->sock, ZMQ_RCVHWM, &zero, sizeof zero);
+        /* as the runtime does (runtime/pmp_leader.c): PLAIN on ipc:// */
+        zmq_setsockopt(p->sock, ZMQ_PLAIN_USERNAME, PMP_CREDENTIALS_USER,
+                       strlen(PMP_CREDENTIALS_USER));
+        zmq_setsockopt(p->sock, ZMQ_PLAIN_PASSWORD, pt->cred->password, strlen(pt->cred->password));
+        if (zmq_connect(p->sock, pt->endpoint) < 0) {
+            snprintf(pt->failed, sizeof pt->failed, "connect %s: %s", pt->endpoint,
+                     zmq_strerror(errno));
+            goto out;
+        }
+        pmp_hello_t hello;
+        memset(&hello, 0, sizeof hello);
+        hello.group = p->group;
+        hello.ngroups = pt->ngroups;
+        hello.group_size = 1;
+        hello.world_size = pt->ngroups;
+        hello.world_rank = p->group;
+        hello.pid = getpid();
+        snprintf(hello.host, sizeof hello.host, "%s", host);
+        snprintf(hello.python_version, sizeof hello.python_version, "none");
+        snprintf(hello.mpi_version, sizeof hello.mpi_version, "fake");
+        snprintf(hello.runtime_version, sizeof hello.runtime_version, "frontend_scale");
+        char text[2048];
+        int len = pmp_hello_encode(&hello, text, sizeof text);
+        if (len < 0) {
+            snprintf(pt->failed, sizeof pt->failed, "pmp_hello_encode failed");
+            goto out;
+        }
+        s_send_msg(pt, p->sock, PMP_MSG_HELLO, 0, text, (size_t)len);
+        zmq_fd_t fd;
+        size_t fdlen = sizeof fd;
+        zmq_getsockopt(p->sock, ZMQ_FD, &fd, &fdlen);
+        struct epoll_event ev = {.events = EPOLLIN, .data.u32 = (uint32_t)i};
+        if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+            snprintf(pt->failed, sizeof pt->failed, "epoll_ctl: %s", strerror(errno));
+            goto out;
+        }
+    }
+    int left = pt->npeers;
+    struct epoll_event evs[256];
+    while (left > 0 && !pt->failed[0] && !atomic_load(pt->abort)) {
+        int n = epoll_wait(epfd, evs, 256, 200);
+        if (n < 0 && errno != EINTR) {
+            snprintf(pt->failed, sizeof pt->failed, "epoll_wait: %s", strerror(errno));
+            break;
+        }
+        if (n <= 0) { /* quiet: look at every socket once, in case */
+            for (int i = 0; i < pt->npeers; i++)
+                if (!pt->peers[i].gone)
+                    s_drain(pt, &pt->peers[i]);
+        }
+        for (int k = 0; k < n; k++) {
+            s_peer_t *p = &pt->peers[evs[k].data.u32];
+            if (!p->gone)
+                s_drain(pt, p);
+        }
+        left = 0;
+        for (int i = 0; i < pt->npeers; i++)
+            left += !pt->peers[i].gone;
+    }
+out:
+    for (int i = 0; i < pt->npeers; i++) {
+        if (!pt->peers[i].sock)
+            continue;
+        int linger = 1000; /* let the goodbye leave */
+        zmq_setsockopt(pt->peers[i].sock, ZMQ_LINGER, &linger, sizeof linger);
+        zmq_close(pt->peers[i].sock);
+    }
+    close(epfd);
+    if (pt->failed[0])
+        atomic_store(pt->abort, 1);
+    return NULL;
+}
+
+/* ---- the callers ----------------------------------------------------------- */
+
+typedef struct {
+    pmp_executor_t *ex;
+    uint64_t first, last; /* ids of this phase */
+    uint64_t window;      /* tasks submitted and not completed, at most */
+    atomic_uint_fast64_t next;
+    atomic_uint_fast64_t completed;
+    atomic_uchar *seen; /* by id */
+    atomic_int *abort;
+    atomic_int failed;
+    char why[256];
+    pthread_mutex_t why_mtx;
+} s_phase_t;
+
+typedef struct {
+    s_phase_t *phase;
+    int index;
+    pthread_t thread;
+    int64_t cpu_ns;
+} s_caller_t;
+
+static void s_fail(s_phase_t *ph, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void s_fail(s_phase_t *ph, const char *fmt, ...)
+{
+    pthread_mutex_lock(&ph->why_mtx);
+    if (!atomic_load(&ph->failed)) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(ph->why, sizeof ph->why, fmt, ap);
+        va_end(ap);
+        atomic_store(&ph->failed, 1);
+    }
+    pthread_mutex_unlock(&ph->why_mtx);
+    atomic_store(ph->abort, 1);
+}
+
+static void s_check(s_phase_t *ph, pmp_completion_t *c)
+{
+    int kind = pmp_completion_kind(c);
+    uint64_t id = pmp_completion_task_id(c);
+    if (kind != PMP_DONE_RESULT) {
+        s_fail(ph, "task %" PRIu64 ": completion of kind %d (%s)", id, kind,
+               pmp_completion_text(c));
+        return;
+    }
+    if (id < ph->first || id > ph->last) {
+        s_fail(ph, "a result for task %" PRIu64 ", not one of this phase", id);
+        return;
+    }
+    if (atomic_exchange(&ph->seen[id], 1)) {
+        s_fail(ph, "task %" PRIu64 " completed twice", id);
+        return;
+    }
+    pmp_frame_t *f = pmp_completion_nframes(c) == 1 ? pmp_completion_take_frame(c, 0) : NULL;
+    if (!f || pmp_frame_size(f) != 8 || s_get64(pmp_frame_data(f)) != s_answer(id))
+        s_fail(ph, "task %" PRIu64 ": wrong result", id);
+    pmp_frame_destroy(&f);
+}
+
+static void *s_caller_main(void *arg)
+{
+    s_caller_t *me = arg;
+    s_phase_t *ph = me->phase;
+    char name[16];
+    snprintf(name, sizeof name, "fs-caller%d", me->index);
+    pthread_setname_np(pthread_self(), name);
+    int64_t cpu0 = s_now_ns(CLOCK_THREAD_CPUTIME_ID);
+    uint64_t total = ph->last - ph->first + 1;
+    int64_t last_progress = s_now_ns(CLOCK_MONOTONIC);
+    while (atomic_load(&ph->completed) < total && !atomic_load(ph->abort)) {
+        /* keep the window full */
+        for (;;) {
+            uint64_t done = atomic_load(&ph->completed);
+            uint64_t next = atomic_load(&ph->next);
+            if (next > ph->last || next - ph->first - done >= ph->window)
+                break;
+            if (!atomic_compare_exchange_weak(&ph->next, &next, next + 1))
+                continue;
+            unsigned char payload[8];
+            s_put64(payload, next);
+            pmp_buffer_t buf = {.data = payload, .size = sizeof payload};
+            pmp_error_t err = {{0}};
+            if (pmp_executor_submit(ph->ex, next, PMP_MSG_TASK, 0, &buf, 1, &err) < 0) {
+                s_fail(ph, "submit %" PRIu64 ": %s", next, err.text);
+                break;
+            }
+        }
+        /* take what has completed: block for the first, then up to a
+         * window's worth without waiting */
+        pmp_completion_t *c = pmp_executor_wait(ph->ex, 100);
+        if (!c) {
+            if (s_now_ns(CLOCK_MONOTONIC) - last_progress > (int64_t)S_STALL_MS * 1000000)
+                s_fail(ph, "no completion for %d ms (%" PRIu64 " of %" PRIu64 " completed)",
+                       S_STALL_MS, (uint64_t)atomic_load(&ph->completed), total);
+            continue;
+        }
+        last_progress = s_now_ns(CLOCK_MONOTONIC);
+        uint64_t got = 0;
+        do {
+            s_check(ph, c);
+            pmp_completion_destroy(&c);
+            got++;
+        } while (got < 1024 && (c = pmp_executor_wait(ph->ex, 0)));
+        atomic_fetch_add(&ph->completed, got);
+    }
+    me->cpu_ns = s_now_ns(CLOCK_THREAD_CPUTIME_ID) - cpu0;
+    return NULL;
+}
+
+/* Runs the tasks first..last with ncallers threads; returns the callers'
+ * CPU time. */
+static int64_t s_run_phase(pmp_executor_t *ex, atomic_uchar *seen, atomic_int *abort,
+                           uint64_t first, uint64_t last, uint64_t window, int ncallers)
+{
+    s_phase_t ph = {
+        .ex = ex, .first = first, .last = last, .window = window, .seen = seen, .abort = abort};
+    atomic_init(&ph.next, first);
+    atomic_init(&ph.completed, 0);
+    atomic_init(&ph.failed, 0);
+    pthread_mutex_init(&ph.why_mtx, NULL);
+    s_caller_t callers[64];
+    for (int i = 0; i < ncallers; i++) {
+        callers[i] = (s_caller_t){.phase = &ph, .index = i};
+        if (pthread_create(&callers[i].thread, NULL, s_caller_main, &callers[i]) != 0)
+            s_die("cannot start a caller thread");
+    }
+    int64_t cpu = 0;
+    for (int i = 0; i < ncallers; i++) {
+        pthread_join(callers[i].thread, NULL);
+        cpu += callers[i].cpu_ns;
+    }
+    pthread_mutex_destroy(&ph.why_mtx);
+    if (atomic_load(&ph.failed))
+        s_die("%s", ph.why);
+    if (atomic_load(abort))
+        s_die("a fake group failed (see above)");
+    for (uint64_t id = first; id <= last; id++)
+        if (!atomic_load(&seen[id]))
+            s_die("task %" PRIu64 " never completed", id);
+    return cpu;
+}
+
+/* ---- one measurement ------------------------------------------------------- */
+
+typedef struct {
+    int groups;
+    uint64_t tasks;
+    double wall_s;
+    double tasks_per_s;
+    double ns_per_task;
+    double cpu_ns[S_CLASSES]; /* per task, by thread class */
+    double callers_ns;        /* per task */
+    double process_ns;        /* per task: the whole process */
+    uint64_t min_per_group, max_per_group;
+} s_result_t;
+
+static void s_read_credentials(pmp_executor_t *ex, pmp_credentials_t *cred)
+{
+    const char *const *cmd = pmp_executor_command(ex);
+    const char *path = NULL;
+    for (size_t i = 0; cmd[i]; i++)
+        if (strcmp(cmd[i], "--credentials") == 0 && cmd[i + 1])
+            path = cmd[i + 1];
+    pmp_error_t err = {{0}};
+    if (!path || pmp_credentials_read(path, cred, &err) < 0)
+        s_die("cannot read the executor's credentials: %s", path ? err.text : "no --credentials");
+    if (cred->mechanism != PMP_CREDENTIALS_PLAIN)
+        s_die("expected PLAIN credentials on ipc://");
+}
+
+static s_result_t s_measure(const s_options_t *o, int groups)
+{
+    static s_thread_t before[S_MAX_THREADS], frontend[S_MAX_THREADS], t0[S_MAX_THREADS],
+        t1[S_MAX_THREADS];
+    size_t nbefore = s_threads(before, S_MAX_THREADS);
+
+    pmp_executor_config_t cfg = {.ranks = groups,
+                                 .ranks_per_group = 1,
+                                 .pipeline_depth = o->depth,
+                                 .launch = 0, /* the groups connect by themselves */
+                                 .mpi_flavour = "mpich",
+                                 .mpiexec = "mpiexec",
+                                 .runtime = "pympipool-runtime"};
+    pmp_error_t err = {{0}};
+    pmp_executor_t *ex = pmp_executor_new(&cfg, &err);
+    if (!ex)
+        s_die("pmp_executor_new: %s", err.text);
+    size_t nfrontend = s_threads(frontend, S_MAX_THREADS);
+    pmp_credentials_t cred;
+    s_read_credentials(ex, &cred);
+
+    /* the fakes: one context, its one I/O thread, T threads of sockets */
+    void *ctx = zmq_ctx_new();
+    if (!ctx || zmq_ctx_set(ctx, ZMQ_MAX_SOCKETS, groups + 64) < 0)
+        s_die("cannot make the fakes' ZeroMQ context: %s", zmq_strerror(errno));
+    zmq_ctx_set(ctx, ZMQ_BLOCKY, 0);
+    int nthreads = o->peer_threads < groups ? o->peer_threads : groups;
+    s_peer_t *peers = calloc((size_t)groups, sizeof *peers);
+    s_peer_thread_t *pts = calloc((size_t)nthreads, sizeof *pts);
+    if (!peers || !pts)
+        s_die("out of memory");
+    atomic_int abort_flag;
+    atomic_init(&abort_flag, 0);
+    for (int t = 0, g = 0; t < nthreads; t++) {
+        int n = groups / nthreads + (t < groups % nthreads);
+        pts[t] = (s_peer_thread_t){.index = t,
+                                   .ctx = ctx,
+                                   .endpoint = pmp_executor_endpoint(ex),
+                                   .cred = &cred,
+                                   .ngroups = groups,
+                                   .peers = peers + g,
+                                   .npeers = n,
+                                   .abort = &abort_flag};
+        for (int i = 0; i < n; i++)
+            peers[g + i].group = g + i;
+        g += n;
+        if (pthread_create(&pts[t].thread, NULL, s_peer_main, &pts[t]) != 0)
+            s_die("cannot start a fake leader thread");
+    }
+
+    /* every group says hello */
+    int64_t start = s_now_ns(CLOCK_MONOTONIC);
+    for (int hellos = 0; hellos < groups;) {
+        pmp_completion_t *c = pmp_executor_wait(ex, 1000);
+        if (c) {
+            if (pmp_completion_kind(c) != PMP_EVENT_HELLO)
+                s_die("expected a hello, got a completion of kind %d", pmp_completion_kind(c));
+            hellos++;
+            pmp_completion_destroy(&c);
+        }
+        if (atomic_load(&abort_flag))
+            s_die("a fake group failed before its hello");
+        if (s_now_ns(CLOCK_MONOTONIC) - start > (int64_t)S_STALL_MS * 1000000)
+            s_die("only %d of %d groups said hello within %d ms", hellos, groups, S_STALL_MS);
+    }
+    double connect_s = (double)(s_now_ns(CLOCK_MONOTONIC) - start) / 1e9;
+
+    uint64_t window = 2 * (uint64_t)groups * (uint64_t)o->depth;
+    if (window < 1024)
+        window = 1024;
+    uint64_t warm = 2 * (uint64_t)groups * (uint64_t)o->depth;
+    atomic_uchar *seen = calloc(warm + o->tasks + 1, sizeof *seen);
+    if (!seen)
+        s_die("out of memory");
+    s_run_phase(ex, seen, &abort_flag, 1, warm, window, o->callers);
+
+    /* the timed part */
+    size_t n0 = s_threads(t0, S_MAX_THREADS);
+    int64_t proc0 = s_now_ns(CLOCK_PROCESS_CPUTIME_ID);
+    int64_t wall0 = s_now_ns(CLOCK_MONOTONIC);
+    int64_t callers_ns =
+        s_run_phase(ex, seen, &abort_flag, warm + 1, warm + o->tasks, window, o->callers);
+    int64_t wall1 = s_now_ns(CLOCK_MONOTONIC);
+    int64_t proc1 = s_now_ns(CLOCK_PROCESS_CPUTIME_ID);
+    size_t n1 = s_threads(t1, S_MAX_THREADS);
+
+    s_result_t r = {.groups = groups, .tasks = o->tasks};
+    r.wall_s = (double)(wall1 - wall0) / 1e9;
+    r.tasks_per_s = (double)o->tasks / r.wall_s;
+    r.ns_per_task = (double)(wall1 - wall0) / (double)o->tasks;
+    int64_t by_class[S_CLASSES] = {0};
+    for (size_t i = 0; i < n1; i++) {
+        int64_t was = 0;
+        for (size_t k = 0; k < n0; k++)
+            if (t0[k].tid == t1[i].tid)
+                was = t0[k].ns;
+        const char *comm = t1[i].comm;
+        int cls = S_OTHER;
+        if (strcmp(comm, "pympipool-io") == 0)
+            cls = S_IO;
+        else if (strncmp(comm, "fs-peer", 7) == 0)
+            cls = S_PEERS;
+        else if (strncmp(comm, "ZMQbg", 5) == 0)
+            cls =
+                s_has_tid(frontend, nfrontend, t1[i].tid) && !s_has_tid(before, nbefore, t1[i].tid)
+                    ? S_FE_ZMQ
+                    : S_PEERS_ZMQ;
+        else if (strncmp(comm, "fs-caller", 9) == 0)
+            continue; /* gone by now; they measured themselves */
+        by_class[cls] += t1[i].ns - was;
+    }
+    for (int k = 0; k < S_CLASSES; k++)
+        r.cpu_ns[k] = (double)by_class[k] / (double)o->tasks;
+    r.callers_ns = (double)callers_ns / (double)o->tasks;
+    r.process_ns = (double)(proc1 - proc0) / (double)o->tasks;
+
+    /* close: SHUTDOWN to every group, their GOODBYE, then CLOSED */
+    pmp_executor_close(ex);
+    start = s_now_ns(CLOCK_MONOTONIC);
+    for (;;) {
+        pmp_completion_t *c = pmp_executor_wait(ex, 1000);
+        if (c) {
+            int kind = pmp_completion_kind(c);
+            pmp_completion_destroy(&c);
+            if (kind == PMP_EVENT_CLOSED)
+                break;
+            s_die("after the last task: an unexpected completion of kind %d", kind);
+        }
+        if (s_now_ns(CLOCK_MONOTONIC) - start > (int64_t)S_STALL_MS * 1000000)
+            s_die("close() did not finish within %d ms", S_STALL_MS);
+    }
+    for (int t = 0; t < nthreads; t++) {
+        pthread_join(pts[t].thread, NULL);
+        if (pts[t].failed[0])
+            s_die("fake leader thread %d: %s", t, pts[t].failed);
+    }
+    r.min_per_group = UINT64_MAX;
+    for (int g = 0; g < groups; g++) {
+        if (peers[g].tasks < r.min_per_group)
+            r.min_per_group = peers[g].tasks;
+        if (peers[g].tasks > r.max_per_group)
+            r.max_per_group = peers[g].tasks;
+        if (!peers[g].gone)
+            s_die("group %d never got its SHUTDOWN", g);
+    }
+    uint64_t served = 0;
+    for (int g = 0; g < groups; g++)
+        served += peers[g].tasks;
+    if (served != warm + o->tasks)
+        s_die("the groups answered %" PRIu64 " tasks, %" PRIu64 " were submitted", served,
+              warm + o->tasks);
+    if (r.min_per_group < (uint64_t)o->depth)
+        s_die("a group served only %" PRIu64 " tasks (fewer than the depth %d)", r.min_per_group,
+              o->depth);
+    pmp_credentials_wipe(&cred);
+    zmq_ctx_term(ctx);
+    pmp_executor_destroy(&ex, 1000);
+    free(seen);
+    free(peers);
+    free(pts);
+    if (!o->quiet)
+        fprintf(stderr,
+                "frontend_scale: %d groups: connected in %.2f s, %" PRIu64 " tasks in %.2f s\n",
+                groups, connect_s, o->tasks, r.wall_s);
+    return r;
+}
+
+/* ---- output ---------------------------------------------------------------- */
+
+static void s_loadavg(double out[3])
+{
+    out[0] = out[1] = out[2] = -1;
+    FILE *f = fopen("/proc/loadavg", "r");
+    if (f) {
+        if (fscanf(f, "%lf %lf %lf", &out[0], &out[1], &out[2]) != 3)
+            out[0] = out[1] = out[2] = -1;
+        fclose(f);
+    }
+}
+
+static void s_print_table(const s_options_t *o, const s_result_t *r, int n)
+{
+    printf("frontend at scale: %" PRIu64 " tasks per run, depth %d, %d caller thread(s), "
+           "%d fake-leader thread(s), %ld CPUs\n",
+           o->tasks, o->depth, o->callers, o->peer_threads, sysconf(_SC_NPROCESSORS_ONLN));
+    printf("CPU in ns per task: io = the frontend's I/O thread, fe-zmq = its libzmq thread, "
+           "callers = submit + wait, peers = the fake leaders (+ their libzmq thread)\n");
+    printf("%7s %10s %8s %8s %8s %8s %8s %8s %8s %9s\n", "groups", "tasks/s", "ns/task", "io",
+           "fe-zmq", "callers", "peers", "peer-zmq", "cores", "per group");
+    for (int i = 0; i < n; i++) {
+        const s_result_t *x = &r[i];
+        double cores = x->process_ns / x->ns_per_task;
+        char spread[48];
+        snprintf(spread, sizeof spread, "%" PRIu64 "-%" PRIu64, x->min_per_group, x->max_per_group);
+        printf("%7d %10.0f %8.0f %8.0f %8.0f %8.0f %8.0f %8.0f %8.2f %9s\n", x->groups,
+               x->tasks_per_s, x->ns_per_task, x->cpu_ns[S_IO], x->cpu_ns[S_FE_ZMQ], x->callers_ns,
+               x->cpu_ns[S_PEERS], x->cpu_ns[S_PEERS_ZMQ], cores, spread);
+    }
+}
+
+static void s_write_json(const s_options_t *o, const s_result_t *r, int n, const double load0[3],
+                         const double load1[3])
+{
+    FILE *f = fopen(o->json, "w");
+    if (!f)
+        s_die("cannot write %s: %s", o->json, strerror(errno));
+    fprintf(f, "{\n \"benchmark\": \"frontend_scale\",\n");
+    fprintf(f, " \"tasks\": %" PRIu64 ", \"depth\": %d, \"callers\": %d, \"peer_threads\": %d,\n",
+            o->tasks, o->depth, o->callers, o->peer_threads);
+    fprintf(f,
+            " \"cpus\": %ld, \"loadavg_before\": [%.2f, %.2f, %.2f], "
+            "\"loadavg_after\": [%.2f, %.2f, %.2f],\n",
+            sysconf(_SC_NPROCESSORS_ONLN), load0[0], load0[1], load0[2], load1[0], load1[1],
+            load1[2]);
+    fprintf(f, " \"results\": [\n");
+    for (int i = 0; i < n; i++) {
+        const s_result_t *x = &r[i];
+        fprintf(f,
+                "  {\"groups\": %d, \"tasks\": %" PRIu64 ", \"wall_s\": %.6f, "
+                "\"tasks_per_s\": %.1f, \"ns_per_task\": %.1f,\n   \"cpu_ns_per_task\": {",
+                x->groups, x->tasks, x->wall_s, x->tasks_per_s, x->ns_per_task);
+        for (int k = 0; k < S_CLASSES; k++)
+            fprintf(f, "\"%s\": %.1f, ", s_class_names[k], x->cpu_ns[k]);
+        fprintf(f, "\"callers\": %.1f, \"process\": %.1f},\n", x->callers_ns, x->process_ns);
+        fprintf(f,
+                "   \"cores_used\": %.3f, \"tasks_per_group\": {\"min\": %" PRIu64
+                ", \"max\": %" PRIu64 "}}%s\n",
+                x->process_ns / x->ns_per_task, x->min_per_group, x->max_per_group,
+                i + 1 < n ? "," : "");
+    }
+    fprintf(f, " ]\n}\n");
+    if (fclose(f) != 0)
+        s_die("cannot write %s", o->json);
+}
+
+/* ---- main ------------------------------------------------------------------ */
+
+static void s_usage(void)
+{
+    fprintf(stderr, "usage: frontend_scale [--groups 10,100,1000] [--tasks N] [--depth D]\n"
+                    "                      [--peer-threads T] [--callers C] [--json FILE] "
+                    "[--quiet]\n");
+    exit(2);
+}
+
+static long s_number(const char *text, long min, long max)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(text, &end, 10);
+    if (errno || end == text || *end || v < min || v > max) {
+        fprintf(stderr, "frontend_scale: '%s' is not a number from %ld to %ld\n", text, min, max);
+        s_usage();
+    }
+    return v;
+}
+
+int main(int argc, char **argv)
+{
+    s_options_t o = {.groups = {10, 100, 1000},
+                     .ngroup_sets = 3,
+                     .tasks = 500000,
+                     .depth = 4,
+                     .peer_threads = 1,
+                     .callers = 1};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--quiet")) {
+            o.quiet = 1;
+            continue;
+        }
+        if (!v)
+            s_usage();
+        i++;
+        if (!strcmp(a, "--groups")) {
+            o.ngroup_sets = 0;
+            char *copy = strdup(v), *save = NULL;
+            for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+                if (o.ngroup_sets == S_MAX_GROUP_SETS)
+                    s_usage();
+                o.groups[o.ngroup_sets++] = (int)s_number(t, 1, 100000);
+            }
+            free(copy);
+            if (o.ngroup_sets == 0)
+                s_usage();
+        } else if (!strcmp(a, "--tasks")) {
+            o.tasks = (uint64_t)s_number(v, 1, 1000000000L);
+        } else if (!strcmp(a, "--depth")) {
+            o.depth = (int)s_number(v, 1, 1024);
+        } else if (!strcmp(a, "--peer-threads")) {
+            o.peer_threads = (int)s_number(v, 1, 64);
+        } else if (!strcmp(a, "--callers")) {
+            o.callers = (int)s_number(v, 1, 64);
+        } else if (!strcmp(a, "--json")) {
+            o.json = v;
+        } else {
+            s_usage();
+        }
+    }
+    /* a socket per group on each side, and their mailboxes: raise the
+     * soft limit of descriptors to the hard one */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    double load0[3], load1[3];
+    s_loadavg(load0);
+    s_result_t results[S_MAX_GROUP_SETS];
+    for (int i = 0; i < o.ngroup_sets; i++)
+        results[i] = s_measure(&o, o.groups[i]);
+    s_loadavg(load1);
+    s_print_table(&o, results, o.ngroup_sets);
+    if (o.json)
+        s_write_json(&o, results, o.ngroup_sets, load0, load1);
+    printf("frontend_scale: every task completed exactly once with the right result\n");
+    return 0;
+}
