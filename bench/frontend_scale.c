@@ -4,7 +4,8 @@
  * (docs/performance.md, "The frontend at scale").
  *
  *   frontend_scale [--groups 10,100,1000] [--tasks N] [--depth D]
- *                  [--peer-threads T] [--callers C] [--json FILE] [--quiet]
+ *                  [--peer-threads T] [--callers C] [--repeat R]
+ *                  [--json FILE] [--quiet]
  *
  * What runs, for each number of groups G, in this one process:
  *   - an executor of the public API (pmp_executor.h) with launch = 0, as a
@@ -20,7 +21,10 @@
  * After every group said hello, 2 * G * D tasks warm up (every group gets
  * D of them at once), then N tasks are timed: from the first submit to the
  * last completion.  close() then shuts the groups down (SHUTDOWN, GOODBYE,
- * PMP_EVENT_CLOSED) and the executor is destroyed.
+ * PMP_EVENT_CLOSED) and the executor is destroyed.  With --repeat R this
+ * is done R times for each number of groups, in interleaved rounds (10,
+ * 100, 1,000, 10, ...), and the run with the median rate is reported,
+ * with every run's rate in the JSON.
  *
  * Checks, every run: every task completes exactly once, as a RESULT, with
  * the payload its fake computed from it; every group served at least D
@@ -61,6 +65,7 @@
 
 #define S_MAX_GROUP_SETS 8
 #define S_MAX_THREADS 1024
+#define S_MAX_REPEAT 16
 #define S_STALL_MS 30000 /* no completion for this long: the run failed */
 
 /* ---- options and failures ----------------------------------------------- */
@@ -72,6 +77,7 @@ typedef struct {
     int depth;
     int peer_threads;
     int callers;
+    int repeat;
     const char *json;
     int quiet;
 } s_options_t;
@@ -524,6 +530,8 @@ typedef struct {
     double callers_ns;        /* per task */
     double process_ns;        /* per task: the whole process */
     uint64_t min_per_group, max_per_group;
+    int nsamples; /* runs of this number of groups (--repeat); this one is their median */
+    double samples[S_MAX_REPEAT]; /* tasks/s of each run */
 } s_result_t;
 
 static void s_read_credentials(pmp_executor_t *ex, pmp_credentials_t *cred)
@@ -723,8 +731,9 @@ static void s_loadavg(double out[3])
 static void s_print_table(const s_options_t *o, const s_result_t *r, int n)
 {
     printf("frontend at scale: %" PRIu64 " tasks per run, depth %d, %d caller thread(s), "
-           "%d fake-leader thread(s), %ld CPUs\n",
-           o->tasks, o->depth, o->callers, o->peer_threads, sysconf(_SC_NPROCESSORS_ONLN));
+           "%d fake-leader thread(s), %ld CPUs, median of %d run(s)\n",
+           o->tasks, o->depth, o->callers, o->peer_threads, sysconf(_SC_NPROCESSORS_ONLN),
+           o->repeat);
     printf("CPU in ns per task: io = the frontend's I/O thread, fe-zmq = its libzmq thread, "
            "callers = submit + wait, peers = the fake leaders (+ their libzmq thread)\n");
     printf("%7s %10s %8s %8s %8s %8s %8s %8s %8s %9s\n", "groups", "tasks/s", "ns/task", "io",
@@ -747,8 +756,10 @@ static void s_write_json(const s_options_t *o, const s_result_t *r, int n, const
     if (!f)
         s_die("cannot write %s: %s", o->json, strerror(errno));
     fprintf(f, "{\n \"benchmark\": \"frontend_scale\",\n");
-    fprintf(f, " \"tasks\": %" PRIu64 ", \"depth\": %d, \"callers\": %d, \"peer_threads\": %d,\n",
-            o->tasks, o->depth, o->callers, o->peer_threads);
+    fprintf(f,
+            " \"tasks\": %" PRIu64 ", \"depth\": %d, \"callers\": %d, \"peer_threads\": %d, "
+            "\"repeat\": %d,\n",
+            o->tasks, o->depth, o->callers, o->peer_threads, o->repeat);
     fprintf(f,
             " \"cpus\": %ld, \"loadavg_before\": [%.2f, %.2f, %.2f], "
             "\"loadavg_after\": [%.2f, %.2f, %.2f],\n",
@@ -764,6 +775,10 @@ static void s_write_json(const s_options_t *o, const s_result_t *r, int n, const
         for (int k = 0; k < S_CLASSES; k++)
             fprintf(f, "\"%s\": %.1f, ", s_class_names[k], x->cpu_ns[k]);
         fprintf(f, "\"callers\": %.1f, \"process\": %.1f},\n", x->callers_ns, x->process_ns);
+        fprintf(f, "   \"tasks_per_s_runs\": [");
+        for (int k = 0; k < x->nsamples; k++)
+            fprintf(f, "%s%.1f", k ? ", " : "", x->samples[k]);
+        fprintf(f, "],\n");
         fprintf(f,
                 "   \"cores_used\": %.3f, \"tasks_per_group\": {\"min\": %" PRIu64
                 ", \"max\": %" PRIu64 "}}%s\n",
@@ -777,11 +792,17 @@ static void s_write_json(const s_options_t *o, const s_result_t *r, int n, const
 
 /* ---- main ------------------------------------------------------------------ */
 
+static int s_by_rate(const void *a, const void *b)
+{
+    double x = ((const s_result_t *)a)->tasks_per_s, y = ((const s_result_t *)b)->tasks_per_s;
+    return (x > y) - (x < y);
+}
+
 static void s_usage(void)
 {
     fprintf(stderr, "usage: frontend_scale [--groups 10,100,1000] [--tasks N] [--depth D]\n"
-                    "                      [--peer-threads T] [--callers C] [--json FILE] "
-                    "[--quiet]\n");
+                    "                      [--peer-threads T] [--callers C] [--repeat R]\n"
+                    "                      [--json FILE] [--quiet]\n");
     exit(2);
 }
 
@@ -804,7 +825,8 @@ int main(int argc, char **argv)
                      .tasks = 500000,
                      .depth = 4,
                      .peer_threads = 1,
-                     .callers = 1};
+                     .callers = 1,
+                     .repeat = 1};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -834,6 +856,8 @@ int main(int argc, char **argv)
             o.peer_threads = (int)s_number(v, 1, 64);
         } else if (!strcmp(a, "--callers")) {
             o.callers = (int)s_number(v, 1, 64);
+        } else if (!strcmp(a, "--repeat")) {
+            o.repeat = (int)s_number(v, 1, S_MAX_REPEAT);
         } else if (!strcmp(a, "--json")) {
             o.json = v;
         } else {
@@ -849,9 +873,18 @@ int main(int argc, char **argv)
     }
     double load0[3], load1[3];
     s_loadavg(load0);
+    static s_result_t runs[S_MAX_GROUP_SETS][S_MAX_REPEAT];
     s_result_t results[S_MAX_GROUP_SETS];
-    for (int i = 0; i < o.ngroup_sets; i++)
-        results[i] = s_measure(&o, o.groups[i]);
+    for (int r = 0; r < o.repeat; r++) /* interleaved rounds */
+        for (int i = 0; i < o.ngroup_sets; i++)
+            runs[i][r] = s_measure(&o, o.groups[i]);
+    for (int i = 0; i < o.ngroup_sets; i++) {
+        qsort(runs[i], (size_t)o.repeat, sizeof runs[i][0], s_by_rate);
+        results[i] = runs[i][o.repeat / 2];
+        results[i].nsamples = o.repeat;
+        for (int r = 0; r < o.repeat; r++)
+            results[i].samples[r] = runs[i][r].tasks_per_s;
+    }
     s_loadavg(load1);
     s_print_table(&o, results, o.ngroup_sets);
     if (o.json)
