@@ -41,6 +41,12 @@
  * threads the fakes compete with the frontend for the CPU: the table says
  * how much each side used.
  *
+ * The limit (--raw): the same fakes and messages behind a bare ROUTER loop
+ * in the measuring thread, no executor, no authentication: what ZeroMQ
+ * alone costs per message here.  --batch K puts K tasks in each message
+ * (the fakes answer all K in one reply), to show what several tasks per
+ * message would buy.
+ *
  * Output: a text table on stdout and, with --json, the same as JSON.
  */
 #define _GNU_SOURCE
@@ -66,6 +72,7 @@
 #define S_MAX_GROUP_SETS 8
 #define S_MAX_THREADS 1024
 #define S_MAX_REPEAT 16
+#define S_MAX_BATCH 64
 #define S_STALL_MS 30000 /* no completion for this long: the run failed */
 
 /* ---- options and failures ----------------------------------------------- */
@@ -78,6 +85,8 @@ typedef struct {
     int peer_threads;
     int callers;
     int repeat;
+    int raw;   /* the limit: the same fakes behind a bare ROUTER loop, no frontend */
+    int batch; /* with raw: tasks per message */
     const char *json;
     int quiet;
 } s_options_t;
@@ -113,6 +122,20 @@ static void s_put64(unsigned char *p, uint64_t v)
 {
     for (int i = 0; i < 8; i++)
         p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static void s_put32(unsigned char *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static uint32_t s_get32(const unsigned char *p)
+{
+    uint32_t v = 0;
+    for (int i = 0; i < 4; i++)
+        v |= (uint32_t)p[i] << (8 * i);
+    return v;
 }
 
 static uint64_t s_get64(const unsigned char *p)
@@ -199,6 +222,8 @@ typedef struct {
     int npeers;
     pthread_t thread;
     atomic_int *abort;
+    int raw; /* --raw: no credentials, routing id 'G' + the group number */
+    unsigned char out[8 * S_MAX_BATCH];
     char failed[768];
 } s_peer_thread_t;
 
@@ -250,15 +275,19 @@ static void s_drain(s_peer_thread_t *pt, s_peer_t *p)
                 snprintf(pt->failed, sizeof pt->failed, "group %d: bad message: %s", p->group,
                          err.text);
             } else if (hdr.type == PMP_MSG_TASK) {
-                if (n != 2 || zmq_msg_size(&parts[1]) != 8) {
+                /* one task id per 8 bytes: one, or a batch (--raw --batch) */
+                size_t size = n == 2 ? zmq_msg_size(&parts[1]) : 0;
+                if (size == 0 || size % 8 || size > sizeof pt->out) {
                     snprintf(pt->failed, sizeof pt->failed,
                              "group %d: task %" PRIu64 " has %zu frames", p->group, hdr.task_id, n);
                 } else {
-                    uint64_t id = s_get64(zmq_msg_data(&parts[1]));
-                    unsigned char out[8];
-                    s_put64(out, id == hdr.task_id ? s_answer(id) : 0);
-                    s_send_msg(pt, p->sock, PMP_MSG_RESULT, hdr.task_id, out, sizeof out);
-                    p->tasks++;
+                    const unsigned char *in = zmq_msg_data(&parts[1]);
+                    for (size_t k = 0; k < size; k += 8) {
+                        uint64_t id = s_get64(in + k);
+                        s_put64(pt->out + k, id == hdr.task_id + k / 8 ? s_answer(id) : 0);
+                    }
+                    s_send_msg(pt, p->sock, PMP_MSG_RESULT, hdr.task_id, pt->out, size);
+                    p->tasks += size / 8;
                 }
             } else if (hdr.type == PMP_MSG_SHUTDOWN) {
                 s_send_msg(pt, p->sock, PMP_MSG_GOODBYE, 0, NULL, 0);
@@ -301,10 +330,17 @@ static void *s_peer_main(void *arg)
         zmq_setsockopt(p->sock, ZMQ_LINGER, &zero, sizeof zero);
         zmq_setsockopt(p->sock, ZMQ_SNDHWM, &zero, sizeof zero);
         zmq_setsockopt(p->sock, ZMQ_RCVHWM, &zero, sizeof zero);
-        /* as the runtime does (runtime/pmp_leader.c): PLAIN on ipc:// */
-        zmq_setsockopt(p->sock, ZMQ_PLAIN_USERNAME, PMP_CREDENTIALS_USER,
-                       strlen(PMP_CREDENTIALS_USER));
-        zmq_setsockopt(p->sock, ZMQ_PLAIN_PASSWORD, pt->cred->password, strlen(pt->cred->password));
+        if (pt->raw) {
+            unsigned char rid[5] = {'G'};
+            s_put32(rid + 1, (uint32_t)p->group);
+            zmq_setsockopt(p->sock, ZMQ_ROUTING_ID, rid, sizeof rid);
+        } else {
+            /* as the runtime does (runtime/pmp_leader.c): PLAIN on ipc:// */
+            zmq_setsockopt(p->sock, ZMQ_PLAIN_USERNAME, PMP_CREDENTIALS_USER,
+                           strlen(PMP_CREDENTIALS_USER));
+            zmq_setsockopt(p->sock, ZMQ_PLAIN_PASSWORD, pt->cred->password,
+                           strlen(pt->cred->password));
+        }
         if (zmq_connect(p->sock, pt->endpoint) < 0) {
             snprintf(pt->failed, sizeof pt->failed, "connect %s: %s", pt->endpoint,
                      zmq_strerror(errno));
@@ -548,11 +584,195 @@ static void s_read_credentials(pmp_executor_t *ex, pmp_credentials_t *cred)
         s_die("expected PLAIN credentials on ipc://");
 }
 
+/* ---- the limit: a bare ROUTER loop (--raw) ----------------------------------
+ * The same fakes and the same messages (identity, 24-byte header, 8 bytes
+ * per task), but no executor: the measuring thread owns a ROUTER socket
+ * (no authentication), sends each message to the next group with a free
+ * slot (a FIFO of free slots) and takes the replies itself.  What ZeroMQ
+ * costs per message on this machine, without the frontend's queues, locks
+ * and threads; with --batch K each message carries K tasks. */
+
+typedef struct {
+    void *ctx, *router;
+    char dir[64], endpoint[128];
+    int groups, batch;
+    uint32_t *ring; /* free slots: group numbers */
+    size_t cap, head, len;
+} s_raw_t;
+
+static void s_raw_send(s_raw_t *rw, uint32_t g, int type, uint64_t id, const void *data,
+                       size_t size)
+{
+    unsigned char rid[5] = {'G'};
+    s_put32(rid + 1, g);
+    pmp_header_t hdr = {.type = (uint16_t)type, .task_id = id, .nframes = 1};
+    unsigned char hbuf[PMP_HEADER_SIZE];
+    pmp_header_encode(&hdr, hbuf);
+    if (zmq_send(rw->router, rid, sizeof rid, ZMQ_SNDMORE) < 0 ||
+        zmq_send(rw->router, hbuf, sizeof hbuf, ZMQ_SNDMORE) < 0 ||
+        zmq_send(rw->router, data, size, 0) < 0)
+        s_die("raw: send to group %u: %s", (unsigned)g, zmq_strerror(errno));
+}
+
+/* Receives one message [identity, header, payload] without waiting; returns
+ * 0 when none is there.  *g is the sender's group. */
+static int s_raw_recv(s_raw_t *rw, uint32_t *g, pmp_header_t *hdr, zmq_msg_t *payload)
+{
+    zmq_msg_t id, h;
+    zmq_msg_init(&id);
+    if (zmq_msg_recv(&id, rw->router, ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close(&id);
+        if (errno != EAGAIN)
+            s_die("raw: recv: %s", zmq_strerror(errno));
+        return 0;
+    }
+    zmq_msg_init(&h);
+    zmq_msg_init(payload);
+    pmp_error_t err = {{0}};
+    if (zmq_msg_size(&id) != 5 || ((unsigned char *)zmq_msg_data(&id))[0] != 'G' ||
+        zmq_msg_recv(&h, rw->router, 0) < 0 || !zmq_msg_more(&h) ||
+        zmq_msg_recv(payload, rw->router, 0) < 0 || zmq_msg_more(payload) ||
+        pmp_header_decode(zmq_msg_data(&h), zmq_msg_size(&h), hdr, &err) < 0)
+        s_die("raw: a malformed message %s", err.text);
+    *g = s_get32((unsigned char *)zmq_msg_data(&id) + 1);
+    zmq_msg_close(&id);
+    zmq_msg_close(&h);
+    if (*g >= (uint32_t)rw->groups)
+        s_die("raw: a message from group %u", (unsigned)*g);
+    return 1;
+}
+
+/* Runs the tasks first..last; returns the CPU time of this thread, the
+ * raw loop's (it plays the frontend). */
+static int64_t s_raw_phase(s_raw_t *rw, atomic_uchar *seen, atomic_int *abort, uint64_t first,
+                           uint64_t last)
+{
+    int64_t cpu0 = s_now_ns(CLOCK_THREAD_CPUTIME_ID);
+    uint64_t next = first, completed = 0, total = last - first + 1;
+    int64_t last_progress = s_now_ns(CLOCK_MONOTONIC);
+    unsigned char payload[8 * S_MAX_BATCH];
+    while (completed < total) {
+        while (rw->len > 0 && next <= last) {
+            uint32_t g = rw->ring[rw->head];
+            rw->head = (rw->head + 1) % rw->cap;
+            rw->len--;
+            uint64_t k =
+                last - next + 1 < (uint64_t)rw->batch ? last - next + 1 : (uint64_t)rw->batch;
+            for (uint64_t i = 0; i < k; i++)
+                s_put64(payload + 8 * i, next + i);
+            s_raw_send(rw, g, PMP_MSG_TASK, next, payload, 8 * k);
+            next += k;
+        }
+        zmq_pollitem_t item = {.socket = rw->router, .events = ZMQ_POLLIN};
+        if (zmq_poll(&item, 1, 1000) <= 0) {
+            if (atomic_load(abort))
+                s_die("a fake group failed (see above)");
+            if (s_now_ns(CLOCK_MONOTONIC) - last_progress > (int64_t)S_STALL_MS * 1000000)
+                s_die("raw: no reply for %d ms", S_STALL_MS);
+            continue;
+        }
+        last_progress = s_now_ns(CLOCK_MONOTONIC);
+        for (int m = 0; m < 1024; m++) {
+            uint32_t g;
+            pmp_header_t hdr;
+            zmq_msg_t reply;
+            if (!s_raw_recv(rw, &g, &hdr, &reply))
+                break;
+            size_t size = zmq_msg_size(&reply);
+            const unsigned char *ans = zmq_msg_data(&reply);
+            if (hdr.type != PMP_MSG_RESULT || size == 0 || size % 8)
+                s_die("raw: an unexpected %s from group %u", pmp_msg_type_name(hdr.type),
+                      (unsigned)g);
+            for (size_t k = 0; k < size / 8; k++) {
+                uint64_t id = hdr.task_id + k;
+                if (id < first || id > last || atomic_exchange(&seen[id], 1) ||
+                    s_get64(ans + 8 * k) != s_answer(id))
+                    s_die("raw: task %" PRIu64 ": not expected, twice or a wrong result", id);
+            }
+            zmq_msg_close(&reply);
+            completed += size / 8;
+            rw->ring[(rw->head + rw->len) % rw->cap] = g;
+            rw->len++;
+        }
+    }
+    return s_now_ns(CLOCK_THREAD_CPUTIME_ID) - cpu0;
+}
+
+static void s_raw_open(s_raw_t *rw, int groups, int depth, int batch)
+{
+    memset(rw, 0, sizeof *rw);
+    const char *tmp = getenv("TMPDIR");
+    snprintf(rw->dir, sizeof rw->dir, "%.40s/pmp-scale-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (!mkdtemp(rw->dir))
+        s_die("raw: mkdtemp: %s", strerror(errno));
+    snprintf(rw->endpoint, sizeof rw->endpoint, "ipc://%s/raw", rw->dir);
+    rw->ctx = zmq_ctx_new();
+    rw->router = rw->ctx ? zmq_socket(rw->ctx, ZMQ_ROUTER) : NULL;
+    int zero = 0, one = 1;
+    if (!rw->router || zmq_setsockopt(rw->router, ZMQ_LINGER, &zero, sizeof zero) < 0 ||
+        zmq_setsockopt(rw->router, ZMQ_SNDHWM, &zero, sizeof zero) < 0 ||
+        zmq_setsockopt(rw->router, ZMQ_RCVHWM, &zero, sizeof zero) < 0 ||
+        zmq_setsockopt(rw->router, ZMQ_ROUTER_MANDATORY, &one, sizeof one) < 0 ||
+        zmq_bind(rw->router, rw->endpoint) < 0)
+        s_die("raw: cannot bind %s: %s", rw->endpoint, zmq_strerror(errno));
+    rw->groups = groups;
+    rw->batch = batch;
+    rw->cap = (size_t)groups * (size_t)depth;
+    rw->ring = malloc(rw->cap * sizeof *rw->ring);
+    if (!rw->ring)
+        s_die("out of memory");
+    for (int d = 0; d < depth; d++) /* every group's slots, spread */
+        for (int g = 0; g < groups; g++)
+            rw->ring[rw->len++] = (uint32_t)g;
+}
+
+/* Waits for n messages of type from the groups (HELLO, GOODBYE). */
+static void s_raw_expect(s_raw_t *rw, int n, int type)
+{
+    int64_t start = s_now_ns(CLOCK_MONOTONIC);
+    for (int got = 0; got < n;) {
+        uint32_t g;
+        pmp_header_t hdr;
+        zmq_msg_t payload;
+        if (!s_raw_recv(rw, &g, &hdr, &payload)) {
+            zmq_pollitem_t item = {.socket = rw->router, .events = ZMQ_POLLIN};
+            zmq_poll(&item, 1, 100);
+            if (s_now_ns(CLOCK_MONOTONIC) - start > (int64_t)S_STALL_MS * 1000000)
+                s_die("raw: %d of %d %s messages within %d ms", got, n, pmp_msg_type_name(type),
+                      S_STALL_MS);
+            continue;
+        }
+        zmq_msg_close(&payload);
+        if (hdr.type != type)
+            s_die("raw: a %s, expected a %s", pmp_msg_type_name(hdr.type), pmp_msg_type_name(type));
+        got++;
+    }
+}
+
+static void s_raw_close(s_raw_t *rw)
+{
+    zmq_close(rw->router);
+    zmq_ctx_term(rw->ctx);
+    char path[160];
+    snprintf(path, sizeof path, "%s/raw", rw->dir);
+    unlink(path);
+    rmdir(rw->dir);
+    free(rw->ring);
+}
+
 static s_result_t s_measure(const s_options_t *o, int groups)
 {
     static s_thread_t before[S_MAX_THREADS], frontend[S_MAX_THREADS], t0[S_MAX_THREADS],
         t1[S_MAX_THREADS];
     size_t nbefore = s_threads(before, S_MAX_THREADS);
+    pmp_executor_t *ex = NULL;
+    s_raw_t raw;
+    pmp_credentials_t cred;
+    memset(&cred, 0, sizeof cred);
+    if (o->raw) {
+        s_raw_open(&raw, groups, o->depth, o->batch);
+        goto started;
+    }
 
     pmp_executor_config_t cfg = {.ranks = groups,
                                  .ranks_per_group = 1,
@@ -562,12 +782,12 @@ static s_result_t s_measure(const s_options_t *o, int groups)
                                  .mpiexec = "mpiexec",
                                  .runtime = "pympipool-runtime"};
     pmp_error_t err = {{0}};
-    pmp_executor_t *ex = pmp_executor_new(&cfg, &err);
+    ex = pmp_executor_new(&cfg, &err);
     if (!ex)
         s_die("pmp_executor_new: %s", err.text);
-    size_t nfrontend = s_threads(frontend, S_MAX_THREADS);
-    pmp_credentials_t cred;
     s_read_credentials(ex, &cred);
+started:;
+    size_t nfrontend = s_threads(frontend, S_MAX_THREADS);
 
     /* the fakes: one context, its one I/O thread, T threads of sockets */
     void *ctx = zmq_ctx_new();
@@ -585,7 +805,8 @@ static s_result_t s_measure(const s_options_t *o, int groups)
         int n = groups / nthreads + (t < groups % nthreads);
         pts[t] = (s_peer_thread_t){.index = t,
                                    .ctx = ctx,
-                                   .endpoint = pmp_executor_endpoint(ex),
+                                   .endpoint = o->raw ? raw.endpoint : pmp_executor_endpoint(ex),
+                                   .raw = o->raw,
                                    .cred = &cred,
                                    .ngroups = groups,
                                    .peers = peers + g,
@@ -600,7 +821,9 @@ static s_result_t s_measure(const s_options_t *o, int groups)
 
     /* every group says hello */
     int64_t start = s_now_ns(CLOCK_MONOTONIC);
-    for (int hellos = 0; hellos < groups;) {
+    if (o->raw)
+        s_raw_expect(&raw, groups, PMP_MSG_HELLO);
+    for (int hellos = o->raw ? groups : 0; hellos < groups;) {
         pmp_completion_t *c = pmp_executor_wait(ex, 1000);
         if (c) {
             if (pmp_completion_kind(c) != PMP_EVENT_HELLO)
@@ -618,18 +841,22 @@ static s_result_t s_measure(const s_options_t *o, int groups)
     uint64_t window = 2 * (uint64_t)groups * (uint64_t)o->depth;
     if (window < 1024)
         window = 1024;
-    uint64_t warm = 2 * (uint64_t)groups * (uint64_t)o->depth;
+    uint64_t warm = 2 * (uint64_t)groups * (uint64_t)o->depth * (uint64_t)o->batch;
     atomic_uchar *seen = calloc(warm + o->tasks + 1, sizeof *seen);
     if (!seen)
         s_die("out of memory");
-    s_run_phase(ex, seen, &abort_flag, 1, warm, window, o->callers);
+    if (o->raw)
+        s_raw_phase(&raw, seen, &abort_flag, 1, warm);
+    else
+        s_run_phase(ex, seen, &abort_flag, 1, warm, window, o->callers);
 
     /* the timed part */
     size_t n0 = s_threads(t0, S_MAX_THREADS);
     int64_t proc0 = s_now_ns(CLOCK_PROCESS_CPUTIME_ID);
     int64_t wall0 = s_now_ns(CLOCK_MONOTONIC);
     int64_t callers_ns =
-        s_run_phase(ex, seen, &abort_flag, warm + 1, warm + o->tasks, window, o->callers);
+        o->raw ? s_raw_phase(&raw, seen, &abort_flag, warm + 1, warm + o->tasks)
+               : s_run_phase(ex, seen, &abort_flag, warm + 1, warm + o->tasks, window, o->callers);
     int64_t wall1 = s_now_ns(CLOCK_MONOTONIC);
     int64_t proc1 = s_now_ns(CLOCK_PROCESS_CPUTIME_ID);
     size_t n1 = s_threads(t1, S_MAX_THREADS);
@@ -664,10 +891,21 @@ static s_result_t s_measure(const s_options_t *o, int groups)
     r.callers_ns = (double)callers_ns / (double)o->tasks;
     r.process_ns = (double)(proc1 - proc0) / (double)o->tasks;
 
+    if (o->raw) { /* the loop plays the frontend: its CPU is the "io" column */
+        r.cpu_ns[S_IO] = r.callers_ns;
+        r.callers_ns = 0;
+    }
+
     /* close: SHUTDOWN to every group, their GOODBYE, then CLOSED */
-    pmp_executor_close(ex);
+    if (o->raw) {
+        for (int g = 0; g < groups; g++)
+            s_raw_send(&raw, (uint32_t)g, PMP_MSG_SHUTDOWN, 0, NULL, 0);
+        s_raw_expect(&raw, groups, PMP_MSG_GOODBYE);
+    } else {
+        pmp_executor_close(ex);
+    }
     start = s_now_ns(CLOCK_MONOTONIC);
-    for (;;) {
+    while (!o->raw) {
         pmp_completion_t *c = pmp_executor_wait(ex, 1000);
         if (c) {
             int kind = pmp_completion_kind(c);
@@ -704,7 +942,10 @@ static s_result_t s_measure(const s_options_t *o, int groups)
               o->depth);
     pmp_credentials_wipe(&cred);
     zmq_ctx_term(ctx);
-    pmp_executor_destroy(&ex, 1000);
+    if (o->raw)
+        s_raw_close(&raw);
+    else
+        pmp_executor_destroy(&ex, 1000);
     free(seen);
     free(peers);
     free(pts);
@@ -734,6 +975,10 @@ static void s_print_table(const s_options_t *o, const s_result_t *r, int n)
            "%d fake-leader thread(s), %ld CPUs, median of %d run(s)\n",
            o->tasks, o->depth, o->callers, o->peer_threads, sysconf(_SC_NPROCESSORS_ONLN),
            o->repeat);
+    if (o->raw)
+        printf("--raw: no frontend: a bare ROUTER loop (io) sends %d task(s) a message to the "
+               "same fakes\n",
+               o->batch);
     printf("CPU in ns per task: io = the frontend's I/O thread, fe-zmq = its libzmq thread, "
            "callers = submit + wait, peers = the fake leaders (+ their libzmq thread)\n");
     printf("%7s %10s %8s %8s %8s %8s %8s %8s %8s %9s\n", "groups", "tasks/s", "ns/task", "io",
@@ -755,7 +1000,8 @@ static void s_write_json(const s_options_t *o, const s_result_t *r, int n, const
     FILE *f = fopen(o->json, "w");
     if (!f)
         s_die("cannot write %s: %s", o->json, strerror(errno));
-    fprintf(f, "{\n \"benchmark\": \"frontend_scale\",\n");
+    fprintf(f, "{\n \"benchmark\": \"frontend_scale\", \"mode\": \"%s\", \"batch\": %d,\n",
+            o->raw ? "raw" : "frontend", o->batch);
     fprintf(f,
             " \"tasks\": %" PRIu64 ", \"depth\": %d, \"callers\": %d, \"peer_threads\": %d, "
             "\"repeat\": %d,\n",
@@ -802,7 +1048,7 @@ static void s_usage(void)
 {
     fprintf(stderr, "usage: frontend_scale [--groups 10,100,1000] [--tasks N] [--depth D]\n"
                     "                      [--peer-threads T] [--callers C] [--repeat R]\n"
-                    "                      [--json FILE] [--quiet]\n");
+                    "                      [--raw [--batch K]] [--json FILE] [--quiet]\n");
     exit(2);
 }
 
@@ -826,12 +1072,13 @@ int main(int argc, char **argv)
                      .depth = 4,
                      .peer_threads = 1,
                      .callers = 1,
-                     .repeat = 1};
+                     .repeat = 1,
+                     .batch = 1};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--quiet")) {
-            o.quiet = 1;
+        if (!strcmp(a, "--quiet") || !strcmp(a, "--raw")) {
+            *(a[2] == 'q' ? &o.quiet : &o.raw) = 1;
             continue;
         }
         if (!v)
@@ -856,6 +1103,8 @@ int main(int argc, char **argv)
             o.peer_threads = (int)s_number(v, 1, 64);
         } else if (!strcmp(a, "--callers")) {
             o.callers = (int)s_number(v, 1, 64);
+        } else if (!strcmp(a, "--batch")) {
+            o.batch = (int)s_number(v, 1, S_MAX_BATCH);
         } else if (!strcmp(a, "--repeat")) {
             o.repeat = (int)s_number(v, 1, S_MAX_REPEAT);
         } else if (!strcmp(a, "--json")) {
@@ -863,6 +1112,11 @@ int main(int argc, char **argv)
         } else {
             s_usage();
         }
+    }
+    if (o.batch > 1 && !o.raw) {
+        fprintf(stderr, "frontend_scale: --batch needs --raw (the frontend sends one task a "
+                        "message)\n");
+        s_usage();
     }
     /* a socket per group on each side, and their mailboxes: raise the
      * soft limit of descriptors to the hard one */
