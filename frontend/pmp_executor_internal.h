@@ -113,6 +113,7 @@ struct pmp_executor {
     pmp_rankwatch_t *watch;     /* pidfds of the groups' ranks on this host, the first death */
     zmq_pollitem_t *items;      /* poll set */
     size_t items_cap;
+    int wake_waiters; /* results were queued this round: wake the waiters after the batch */
 };
 
 static inline int64_t pmp_executor_now_ms(void)
