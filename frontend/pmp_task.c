@@ -62,10 +62,17 @@ pmp_task_t *pmp_task_new(uint64_t id, int type, uint32_t flags, const pmp_buffer
                          size_t nbufs)
 {
     pmp_task_t *task = calloc(1, sizeof *task);
-    zmq_msg_t *msgs = calloc(nbufs, sizeof *msgs);
-    pmp_task_zc_t **zcs = calloc(nbufs, sizeof *zcs);
+    if (!task) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    int zero_copy = 0;
+    for (size_t i = 0; i < nbufs; i++)
+        zero_copy |= bufs[i].free_fn != NULL;
+    zmq_msg_t *msgs = nbufs <= PMP_TASK_FEW_MSGS ? task->few_msgs : calloc(nbufs, sizeof *msgs);
+    pmp_task_zc_t **zcs = zero_copy ? calloc(nbufs, sizeof *zcs) : NULL;
     size_t built = 0;
-    if (!task || !msgs || !zcs)
+    if (!msgs || (zero_copy && !zcs))
         goto fail;
     for (size_t i = 0; i < nbufs; i++)
         if (bufs[i].free_fn && !(zcs[i] = malloc(sizeof *zcs[i])))
@@ -101,7 +108,8 @@ fail:
         for (size_t i = built; i < nbufs; i++)
             free(zcs[i]);
     free(zcs);
-    free(msgs);
+    if (msgs != task->few_msgs)
+        free(msgs);
     free(task);
     errno = ENOMEM;
     return NULL;
@@ -109,7 +117,7 @@ fail:
 
 void pmp_task_arm(pmp_task_t *task)
 {
-    for (size_t i = 0; i < task->nmsgs; i++)
+    for (size_t i = 0; task->zcs && i < task->nmsgs; i++)
         if (task->zcs[i])
             task->zcs[i]->armed = 1;
     free(task->zcs);
@@ -123,7 +131,8 @@ void pmp_task_destroy(pmp_task_t **task_p)
     pmp_task_t *task = *task_p;
     for (size_t i = 0; i < task->nmsgs; i++)
         zmq_msg_close(&task->msgs[i]);
-    free(task->msgs);
+    if (task->msgs != task->few_msgs)
+        free(task->msgs);
     free(task->zcs);
     free(task);
     *task_p = NULL;

@@ -18,8 +18,11 @@
  * a submit that fails after building the task never calls free_fn.  A
  * buffer without free_fn is copied into its frame.
  *
- * Cost: new is one allocation per frame record plus a copy of each buffer
- * without free_fn; arm and destroy are O(frames); nothing here blocks.
+ * Cost: new is one allocation for a task of at most PMP_TASK_FEW_MSGS
+ * frames whose buffers are copied (a small payload), one more for the
+ * frame array of a larger one and one per zero-copy buffer, plus a copy of
+ * each buffer without free_fn; arm and destroy are O(frames); nothing here
+ * blocks.
  */
 #ifndef PMP_TASK_H
 #define PMP_TASK_H
@@ -38,13 +41,20 @@ typedef struct pmp_task {
     int type;     /* PMP_MSG_* */
     uint32_t flags;
     size_t nmsgs;
-    zmq_msg_t *msgs;     /* the frames after the header, payload first */
-    pmp_task_zc_t **zcs; /* release records of zero-copy msgs until armed, then NULL */
+    zmq_msg_t *msgs;     /* the frames after the header, payload first: few_msgs when
+                            nmsgs <= PMP_TASK_FEW_MSGS */
+    pmp_task_zc_t **zcs; /* release records of zero-copy msgs until armed, then NULL (also
+                            NULL when no buffer has a free_fn) */
     size_t group;        /* the group holding it while in flight */
     int64_t sent_ms;     /* when it was sent to its group (hard time limit) */
     uint32_t ncalls;     /* calls it carries (CHUNK): its time limit is ncalls times the
                             per-call one */
+    zmq_msg_t few_msgs[2];
 } pmp_task_t;
+
+/* A task of at most this many frames (most: the payload alone) is one
+ * allocation. */
+#define PMP_TASK_FEW_MSGS 2
 
 /* Checks a caller's buffer list for who ("submit", "broadcast"): between
  * min and PMP_MAX_FRAMES buffers, none with a size but no data.  Returns 0,
