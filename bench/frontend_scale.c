@@ -238,69 +238,62 @@ static void s_send_msg(s_peer_thread_t *pt, void *sock, int type, uint64_t id, c
 }
 
 /* Handles every message waiting on peer p: a TASK is answered at once, a
- * SHUTDOWN with GOODBYE; broadcasts are ignored.  Loops until ZMQ_EVENTS
- * says nothing is readable: that call also consumes the socket's pending
- * signals, so its ZMQ_FD fires again for the next message (the edge-
- * triggered contract of ZMQ_FD). */
+ * SHUTDOWN with GOODBYE; broadcasts are ignored.  Loops until a receive
+ * finds nothing: libzmq processes the socket's pending commands before a
+ * non-blocking receive says EAGAIN, so its ZMQ_FD fires again for the next
+ * message (the edge-triggered contract of ZMQ_FD) and no ZMQ_EVENTS check
+ * (another poll() and getpid()) is needed. */
 static void s_drain(s_peer_thread_t *pt, s_peer_t *p)
 {
     for (;;) {
-        for (;;) {
-            zmq_msg_t parts[4];
-            size_t n = 0;
-            int more = 1;
-            while (more) {
-                zmq_msg_t m;
-                zmq_msg_init(&m);
-                if (zmq_msg_recv(&m, p->sock, n == 0 ? ZMQ_DONTWAIT : 0) < 0) {
-                    zmq_msg_close(&m);
-                    if (n == 0 && errno == EAGAIN)
-                        goto drained;
-                    snprintf(pt->failed, sizeof pt->failed, "recv: %s", zmq_strerror(errno));
-                    return;
-                }
-                more = zmq_msg_more(&m);
-                if (n < 4) {
-                    zmq_msg_init(&parts[n]);
-                    zmq_msg_move(&parts[n], &m);
-                    n++;
-                }
+        zmq_msg_t parts[4];
+        size_t n = 0;
+        int more = 1;
+        while (more) {
+            zmq_msg_t m;
+            zmq_msg_init(&m);
+            if (zmq_msg_recv(&m, p->sock, n == 0 ? ZMQ_DONTWAIT : 0) < 0) {
                 zmq_msg_close(&m);
+                if (n == 0 && errno == EAGAIN)
+                    return;
+                snprintf(pt->failed, sizeof pt->failed, "recv: %s", zmq_strerror(errno));
+                return;
             }
-            pmp_header_t hdr;
-            pmp_error_t err = {{0}};
-            if (pmp_header_decode(zmq_msg_data(&parts[0]), zmq_msg_size(&parts[0]), &hdr, &err) <
-                    0 ||
-                pmp_header_check(&hdr, n - 1, 0, &err) < 0) {
-                snprintf(pt->failed, sizeof pt->failed, "group %d: bad message: %s", p->group,
-                         err.text);
-            } else if (hdr.type == PMP_MSG_TASK) {
-                /* one task id per 8 bytes: one, or a batch (--raw --batch) */
-                size_t size = n == 2 ? zmq_msg_size(&parts[1]) : 0;
-                if (size == 0 || size % 8 || size > sizeof pt->out) {
-                    snprintf(pt->failed, sizeof pt->failed,
-                             "group %d: task %" PRIu64 " has %zu frames", p->group, hdr.task_id, n);
-                } else {
-                    const unsigned char *in = zmq_msg_data(&parts[1]);
-                    for (size_t k = 0; k < size; k += 8) {
-                        uint64_t id = s_get64(in + k);
-                        s_put64(pt->out + k, id == hdr.task_id + k / 8 ? s_answer(id) : 0);
-                    }
-                    s_send_msg(pt, p->sock, PMP_MSG_RESULT, hdr.task_id, pt->out, size);
-                    p->tasks += size / 8;
-                }
-            } else if (hdr.type == PMP_MSG_SHUTDOWN) {
-                s_send_msg(pt, p->sock, PMP_MSG_GOODBYE, 0, NULL, 0);
-                p->gone = 1;
+            more = zmq_msg_more(&m);
+            if (n < 4) {
+                zmq_msg_init(&parts[n]);
+                zmq_msg_move(&parts[n], &m);
+                n++;
             }
-            for (size_t i = 0; i < n; i++)
-                zmq_msg_close(&parts[i]);
+            zmq_msg_close(&m);
         }
-    drained:;
-        uint32_t events = 0;
-        size_t len = sizeof events;
-        if (zmq_getsockopt(p->sock, ZMQ_EVENTS, &events, &len) < 0 || !(events & ZMQ_POLLIN))
-            return;
+        pmp_header_t hdr;
+        pmp_error_t err = {{0}};
+        if (pmp_header_decode(zmq_msg_data(&parts[0]), zmq_msg_size(&parts[0]), &hdr, &err) < 0 ||
+            pmp_header_check(&hdr, n - 1, 0, &err) < 0) {
+            snprintf(pt->failed, sizeof pt->failed, "group %d: bad message: %s", p->group,
+                     err.text);
+        } else if (hdr.type == PMP_MSG_TASK) {
+            /* one task id per 8 bytes: one, or a batch (--raw --batch) */
+            size_t size = n == 2 ? zmq_msg_size(&parts[1]) : 0;
+            if (size == 0 || size % 8 || size > sizeof pt->out) {
+                snprintf(pt->failed, sizeof pt->failed, "group %d: task %" PRIu64 " has %zu frames",
+                         p->group, hdr.task_id, n);
+            } else {
+                const unsigned char *in = zmq_msg_data(&parts[1]);
+                for (size_t k = 0; k < size; k += 8) {
+                    uint64_t id = s_get64(in + k);
+                    s_put64(pt->out + k, id == hdr.task_id + k / 8 ? s_answer(id) : 0);
+                }
+                s_send_msg(pt, p->sock, PMP_MSG_RESULT, hdr.task_id, pt->out, size);
+                p->tasks += size / 8;
+            }
+        } else if (hdr.type == PMP_MSG_SHUTDOWN) {
+            s_send_msg(pt, p->sock, PMP_MSG_GOODBYE, 0, NULL, 0);
+            p->gone = 1;
+        }
+        for (size_t i = 0; i < n; i++)
+            zmq_msg_close(&parts[i]);
     }
 }
 
