@@ -45,7 +45,9 @@
  * in the measuring thread, no executor, no authentication: what ZeroMQ
  * alone costs per message here.  --batch K puts K tasks in each message
  * (the fakes answer all K in one reply), to show what several tasks per
- * message would buy.
+ * message would buy; with --multipart each of the K tasks stays a protocol
+ * message of its own (header and payload frames), K of them back to back in
+ * one ZeroMQ message, and so do the replies.
  *
  * Output: a text table on stdout and, with --json, the same as JSON.
  */
@@ -85,8 +87,9 @@ typedef struct {
     int peer_threads;
     int callers;
     int repeat;
-    int raw;   /* the limit: the same fakes behind a bare ROUTER loop, no frontend */
-    int batch; /* with raw: tasks per message */
+    int raw;       /* the limit: the same fakes behind a bare ROUTER loop, no frontend */
+    int batch;     /* with raw: tasks per message */
+    int multipart; /* with batch: each task a protocol message, all in one ZeroMQ message */
     const char *json;
     int quiet;
 } s_options_t;
@@ -228,12 +231,13 @@ typedef struct {
 } s_peer_thread_t;
 
 static void s_send_msg(s_peer_thread_t *pt, void *sock, int type, uint64_t id, const void *payload,
-                       size_t len)
+                       size_t len, int more)
 {
     pmp_header_t hdr = {.type = (uint16_t)type, .task_id = id, .nframes = 1};
     unsigned char buf[PMP_HEADER_SIZE];
     pmp_header_encode(&hdr, buf);
-    if (zmq_send(sock, buf, sizeof buf, ZMQ_SNDMORE) < 0 || zmq_send(sock, payload, len, 0) < 0)
+    if (zmq_send(sock, buf, sizeof buf, ZMQ_SNDMORE) < 0 ||
+        zmq_send(sock, payload, len, more ? ZMQ_SNDMORE : 0) < 0)
         snprintf(pt->failed, sizeof pt->failed, "send: %s", zmq_strerror(errno));
 }
 
@@ -245,8 +249,9 @@ static void s_send_msg(s_peer_thread_t *pt, void *sock, int type, uint64_t id, c
  * (another poll() and getpid()) is needed. */
 static void s_drain(s_peer_thread_t *pt, s_peer_t *p)
 {
+    zmq_msg_t parts[2 * S_MAX_BATCH + 2];
+    const size_t cap = sizeof parts / sizeof parts[0];
     for (;;) {
-        zmq_msg_t parts[4];
         size_t n = 0;
         int more = 1;
         while (more) {
@@ -260,37 +265,47 @@ static void s_drain(s_peer_thread_t *pt, s_peer_t *p)
                 return;
             }
             more = zmq_msg_more(&m);
-            if (n < 4) {
+            if (n < cap) {
                 zmq_msg_init(&parts[n]);
                 zmq_msg_move(&parts[n], &m);
                 n++;
             }
             zmq_msg_close(&m);
         }
-        pmp_header_t hdr;
-        pmp_error_t err = {{0}};
-        if (pmp_header_decode(zmq_msg_data(&parts[0]), zmq_msg_size(&parts[0]), &hdr, &err) < 0 ||
-            pmp_header_check(&hdr, n - 1, 0, &err) < 0) {
-            snprintf(pt->failed, sizeof pt->failed, "group %d: bad message: %s", p->group,
-                     err.text);
-        } else if (hdr.type == PMP_MSG_TASK) {
-            /* one task id per 8 bytes: one, or a batch (--raw --batch) */
-            size_t size = n == 2 ? zmq_msg_size(&parts[1]) : 0;
-            if (size == 0 || size % 8 || size > sizeof pt->out) {
-                snprintf(pt->failed, sizeof pt->failed, "group %d: task %" PRIu64 " has %zu frames",
-                         p->group, hdr.task_id, n);
-            } else {
-                const unsigned char *in = zmq_msg_data(&parts[1]);
+        /* one protocol message, or (--raw --multipart) several back to back,
+         * answered alike in one multipart reply */
+        for (size_t i = 0; i < n && !pt->failed[0];) {
+            pmp_header_t hdr;
+            pmp_error_t err = {{0}};
+            if (pmp_header_decode(zmq_msg_data(&parts[i]), zmq_msg_size(&parts[i]), &hdr, &err) <
+                    0 ||
+                pmp_header_check(&hdr, hdr.nframes, 0, &err) < 0 || i + 1 + hdr.nframes > n) {
+                snprintf(pt->failed, sizeof pt->failed, "group %d: bad message: %s", p->group,
+                         err.text[0] ? err.text : "frames missing");
+                break;
+            }
+            int last = i + 1 + hdr.nframes == n;
+            if (hdr.type == PMP_MSG_TASK) {
+                /* one task id per 8 bytes: one, or a batch (--raw --batch) */
+                size_t size = hdr.nframes == 1 ? zmq_msg_size(&parts[i + 1]) : 0;
+                if (size == 0 || size % 8 || size > sizeof pt->out) {
+                    snprintf(pt->failed, sizeof pt->failed,
+                             "group %d: task %" PRIu64 " has %u frames", p->group, hdr.task_id,
+                             (unsigned)hdr.nframes);
+                    break;
+                }
+                const unsigned char *in = zmq_msg_data(&parts[i + 1]);
                 for (size_t k = 0; k < size; k += 8) {
                     uint64_t id = s_get64(in + k);
                     s_put64(pt->out + k, id == hdr.task_id + k / 8 ? s_answer(id) : 0);
                 }
-                s_send_msg(pt, p->sock, PMP_MSG_RESULT, hdr.task_id, pt->out, size);
+                s_send_msg(pt, p->sock, PMP_MSG_RESULT, hdr.task_id, pt->out, size, !last);
                 p->tasks += size / 8;
+            } else if (hdr.type == PMP_MSG_SHUTDOWN) {
+                s_send_msg(pt, p->sock, PMP_MSG_GOODBYE, 0, NULL, 0, 0);
+                p->gone = 1;
             }
-        } else if (hdr.type == PMP_MSG_SHUTDOWN) {
-            s_send_msg(pt, p->sock, PMP_MSG_GOODBYE, 0, NULL, 0);
-            p->gone = 1;
+            i += 1 + hdr.nframes;
         }
         for (size_t i = 0; i < n; i++)
             zmq_msg_close(&parts[i]);
@@ -357,7 +372,7 @@ static void *s_peer_main(void *arg)
             snprintf(pt->failed, sizeof pt->failed, "pmp_hello_encode failed");
             goto out;
         }
-        s_send_msg(pt, p->sock, PMP_MSG_HELLO, 0, text, (size_t)len);
+        s_send_msg(pt, p->sock, PMP_MSG_HELLO, 0, text, (size_t)len, 0);
         zmq_fd_t fd;
         size_t fdlen = sizeof fd;
         zmq_getsockopt(p->sock, ZMQ_FD, &fd, &fdlen);
@@ -588,7 +603,7 @@ static void s_read_credentials(pmp_executor_t *ex, pmp_credentials_t *cred)
 typedef struct {
     void *ctx, *router;
     char dir[64], endpoint[128];
-    int groups, batch;
+    int groups, batch, multipart;
     uint32_t *ring; /* free slots: group numbers */
     size_t cap, head, len;
 } s_raw_t;
@@ -598,20 +613,30 @@ static void s_raw_send(s_raw_t *rw, uint32_t g, int type, uint64_t id, const voi
 {
     unsigned char rid[5] = {'G'};
     s_put32(rid + 1, g);
-    pmp_header_t hdr = {.type = (uint16_t)type, .task_id = id, .nframes = 1};
-    unsigned char hbuf[PMP_HEADER_SIZE];
-    pmp_header_encode(&hdr, hbuf);
-    if (zmq_send(rw->router, rid, sizeof rid, ZMQ_SNDMORE) < 0 ||
-        zmq_send(rw->router, hbuf, sizeof hbuf, ZMQ_SNDMORE) < 0 ||
-        zmq_send(rw->router, data, size, 0) < 0)
+    if (zmq_send(rw->router, rid, sizeof rid, ZMQ_SNDMORE) < 0)
         s_die("raw: send to group %u: %s", (unsigned)g, zmq_strerror(errno));
+    /* --multipart: each task a protocol message of its own, all in one
+     * ZeroMQ message; otherwise one protocol message */
+    size_t each = rw->multipart ? 8 : size;
+    for (size_t off = 0; off < size || off == 0; off += each) {
+        pmp_header_t hdr = {.type = (uint16_t)type, .task_id = id + off / 8, .nframes = 1};
+        unsigned char hbuf[PMP_HEADER_SIZE];
+        pmp_header_encode(&hdr, hbuf);
+        size_t len = size - off < each ? size - off : each;
+        if (zmq_send(rw->router, hbuf, sizeof hbuf, ZMQ_SNDMORE) < 0 ||
+            zmq_send(rw->router, (const unsigned char *)data + off, len,
+                     off + len < size ? ZMQ_SNDMORE : 0) < 0)
+            s_die("raw: send to group %u: %s", (unsigned)g, zmq_strerror(errno));
+        if (size == 0)
+            break;
+    }
 }
 
 /* Receives one message [identity, header, payload] without waiting; returns
  * 0 when none is there.  *g is the sender's group. */
-static int s_raw_recv(s_raw_t *rw, uint32_t *g, pmp_header_t *hdr, zmq_msg_t *payload)
+static size_t s_raw_recv(s_raw_t *rw, uint32_t *g, zmq_msg_t *parts, size_t cap)
 {
-    zmq_msg_t id, h;
+    zmq_msg_t id;
     zmq_msg_init(&id);
     if (zmq_msg_recv(&id, rw->router, ZMQ_DONTWAIT) < 0) {
         zmq_msg_close(&id);
@@ -619,20 +644,25 @@ static int s_raw_recv(s_raw_t *rw, uint32_t *g, pmp_header_t *hdr, zmq_msg_t *pa
             s_die("raw: recv: %s", zmq_strerror(errno));
         return 0;
     }
-    zmq_msg_init(&h);
-    zmq_msg_init(payload);
-    pmp_error_t err = {{0}};
     if (zmq_msg_size(&id) != 5 || ((unsigned char *)zmq_msg_data(&id))[0] != 'G' ||
-        zmq_msg_recv(&h, rw->router, 0) < 0 || !zmq_msg_more(&h) ||
-        zmq_msg_recv(payload, rw->router, 0) < 0 || zmq_msg_more(payload) ||
-        pmp_header_decode(zmq_msg_data(&h), zmq_msg_size(&h), hdr, &err) < 0)
-        s_die("raw: a malformed message %s", err.text);
+        !zmq_msg_more(&id))
+        s_die("raw: a message from a stranger");
     *g = s_get32((unsigned char *)zmq_msg_data(&id) + 1);
     zmq_msg_close(&id);
-    zmq_msg_close(&h);
     if (*g >= (uint32_t)rw->groups)
         s_die("raw: a message from group %u", (unsigned)*g);
-    return 1;
+    size_t n = 0;
+    for (int more = 1; more; n++) {
+        if (n == cap)
+            s_die("raw: a message of more than %zu frames", cap);
+        zmq_msg_init(&parts[n]);
+        if (zmq_msg_recv(&parts[n], rw->router, 0) < 0)
+            s_die("raw: recv: %s", zmq_strerror(errno));
+        more = zmq_msg_more(&parts[n]);
+    }
+    if (n % 2)
+        s_die("raw: a message of %zu frames after the identity", n);
+    return n;
 }
 
 /* Runs the tasks first..last; returns the CPU time of this thread, the
@@ -667,23 +697,28 @@ static int64_t s_raw_phase(s_raw_t *rw, atomic_uchar *seen, atomic_int *abort, u
         last_progress = s_now_ns(CLOCK_MONOTONIC);
         for (int m = 0; m < 1024; m++) {
             uint32_t g;
-            pmp_header_t hdr;
-            zmq_msg_t reply;
-            if (!s_raw_recv(rw, &g, &hdr, &reply))
+            zmq_msg_t parts[2 * S_MAX_BATCH];
+            size_t n = s_raw_recv(rw, &g, parts, sizeof parts / sizeof parts[0]);
+            if (n == 0)
                 break;
-            size_t size = zmq_msg_size(&reply);
-            const unsigned char *ans = zmq_msg_data(&reply);
-            if (hdr.type != PMP_MSG_RESULT || size == 0 || size % 8)
-                s_die("raw: an unexpected %s from group %u", pmp_msg_type_name(hdr.type),
-                      (unsigned)g);
-            for (size_t k = 0; k < size / 8; k++) {
-                uint64_t id = hdr.task_id + k;
-                if (id < first || id > last || atomic_exchange(&seen[id], 1) ||
-                    s_get64(ans + 8 * k) != s_answer(id))
-                    s_die("raw: task %" PRIu64 ": not expected, twice or a wrong result", id);
+            for (size_t i = 0; i < n; i += 2) { /* header, payload: one or more */
+                pmp_header_t hdr;
+                size_t size = zmq_msg_size(&parts[i + 1]);
+                const unsigned char *ans = zmq_msg_data(&parts[i + 1]);
+                if (pmp_header_decode(zmq_msg_data(&parts[i]), zmq_msg_size(&parts[i]), &hdr,
+                                      NULL) < 0 ||
+                    hdr.type != PMP_MSG_RESULT || size == 0 || size % 8)
+                    s_die("raw: an unexpected message from group %u", (unsigned)g);
+                for (size_t k = 0; k < size / 8; k++) {
+                    uint64_t id = hdr.task_id + k;
+                    if (id < first || id > last || atomic_exchange(&seen[id], 1) ||
+                        s_get64(ans + 8 * k) != s_answer(id))
+                        s_die("raw: task %" PRIu64 ": not expected, twice or a wrong result", id);
+                }
+                completed += size / 8;
             }
-            zmq_msg_close(&reply);
-            completed += size / 8;
+            for (size_t i = 0; i < n; i++)
+                zmq_msg_close(&parts[i]);
             rw->ring[(rw->head + rw->len) % rw->cap] = g;
             rw->len++;
         }
@@ -691,7 +726,7 @@ static int64_t s_raw_phase(s_raw_t *rw, atomic_uchar *seen, atomic_int *abort, u
     return s_now_ns(CLOCK_THREAD_CPUTIME_ID) - cpu0;
 }
 
-static void s_raw_open(s_raw_t *rw, int groups, int depth, int batch)
+static void s_raw_open(s_raw_t *rw, int groups, int depth, int batch, int multipart)
 {
     memset(rw, 0, sizeof *rw);
     const char *tmp = getenv("TMPDIR");
@@ -710,6 +745,7 @@ static void s_raw_open(s_raw_t *rw, int groups, int depth, int batch)
         s_die("raw: cannot bind %s: %s", rw->endpoint, zmq_strerror(errno));
     rw->groups = groups;
     rw->batch = batch;
+    rw->multipart = multipart;
     rw->cap = (size_t)groups * (size_t)depth;
     rw->ring = malloc(rw->cap * sizeof *rw->ring);
     if (!rw->ring)
@@ -725,9 +761,8 @@ static void s_raw_expect(s_raw_t *rw, int n, int type)
     int64_t start = s_now_ns(CLOCK_MONOTONIC);
     for (int got = 0; got < n;) {
         uint32_t g;
-        pmp_header_t hdr;
-        zmq_msg_t payload;
-        if (!s_raw_recv(rw, &g, &hdr, &payload)) {
+        zmq_msg_t parts[2];
+        if (s_raw_recv(rw, &g, parts, 2) == 0) {
             zmq_pollitem_t item = {.socket = rw->router, .events = ZMQ_POLLIN};
             zmq_poll(&item, 1, 100);
             if (s_now_ns(CLOCK_MONOTONIC) - start > (int64_t)S_STALL_MS * 1000000)
@@ -735,9 +770,12 @@ static void s_raw_expect(s_raw_t *rw, int n, int type)
                       S_STALL_MS);
             continue;
         }
-        zmq_msg_close(&payload);
-        if (hdr.type != type)
-            s_die("raw: a %s, expected a %s", pmp_msg_type_name(hdr.type), pmp_msg_type_name(type));
+        pmp_header_t hdr;
+        if (pmp_header_decode(zmq_msg_data(&parts[0]), zmq_msg_size(&parts[0]), &hdr, NULL) < 0 ||
+            hdr.type != type)
+            s_die("raw: expected a %s from group %u", pmp_msg_type_name(type), (unsigned)g);
+        zmq_msg_close(&parts[0]);
+        zmq_msg_close(&parts[1]);
         got++;
     }
 }
@@ -763,7 +801,7 @@ static s_result_t s_measure(const s_options_t *o, int groups)
     pmp_credentials_t cred;
     memset(&cred, 0, sizeof cred);
     if (o->raw) {
-        s_raw_open(&raw, groups, o->depth, o->batch);
+        s_raw_open(&raw, groups, o->depth, o->batch, o->multipart);
         goto started;
     }
 
@@ -969,9 +1007,9 @@ static void s_print_table(const s_options_t *o, const s_result_t *r, int n)
            o->tasks, o->depth, o->callers, o->peer_threads, sysconf(_SC_NPROCESSORS_ONLN),
            o->repeat);
     if (o->raw)
-        printf("--raw: no frontend: a bare ROUTER loop (io) sends %d task(s) a message to the "
+        printf("--raw: no frontend: a bare ROUTER loop (io) sends %d task(s) a message%s to the "
                "same fakes\n",
-               o->batch);
+               o->batch, o->multipart ? " (a protocol message each, in one multipart)" : "");
     printf("CPU in ns per task: io = the frontend's I/O thread, fe-zmq = its libzmq thread, "
            "callers = submit + wait, peers = the fake leaders (+ their libzmq thread)\n");
     printf("%7s %10s %8s %8s %8s %8s %8s %8s %8s %9s\n", "groups", "tasks/s", "ns/task", "io",
@@ -993,8 +1031,10 @@ static void s_write_json(const s_options_t *o, const s_result_t *r, int n, const
     FILE *f = fopen(o->json, "w");
     if (!f)
         s_die("cannot write %s: %s", o->json, strerror(errno));
-    fprintf(f, "{\n \"benchmark\": \"frontend_scale\", \"mode\": \"%s\", \"batch\": %d,\n",
-            o->raw ? "raw" : "frontend", o->batch);
+    fprintf(f,
+            "{\n \"benchmark\": \"frontend_scale\", \"mode\": \"%s\", \"batch\": %d, "
+            "\"multipart\": %d,\n",
+            o->raw ? "raw" : "frontend", o->batch, o->multipart);
     fprintf(f,
             " \"tasks\": %" PRIu64 ", \"depth\": %d, \"callers\": %d, \"peer_threads\": %d, "
             "\"repeat\": %d,\n",
@@ -1041,7 +1081,8 @@ static void s_usage(void)
 {
     fprintf(stderr, "usage: frontend_scale [--groups 10,100,1000] [--tasks N] [--depth D]\n"
                     "                      [--peer-threads T] [--callers C] [--repeat R]\n"
-                    "                      [--raw [--batch K]] [--json FILE] [--quiet]\n");
+                    "                      [--raw [--batch K [--multipart]]] [--json FILE] "
+                    "[--quiet]\n");
     exit(2);
 }
 
@@ -1070,8 +1111,8 @@ int main(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--quiet") || !strcmp(a, "--raw")) {
-            *(a[2] == 'q' ? &o.quiet : &o.raw) = 1;
+        if (!strcmp(a, "--quiet") || !strcmp(a, "--raw") || !strcmp(a, "--multipart")) {
+            *(a[2] == 'q' ? &o.quiet : a[2] == 'r' ? &o.raw : &o.multipart) = 1;
             continue;
         }
         if (!v)
@@ -1106,7 +1147,7 @@ int main(int argc, char **argv)
             s_usage();
         }
     }
-    if (o.batch > 1 && !o.raw) {
+    if ((o.batch > 1 || o.multipart) && !o.raw) {
         fprintf(stderr, "frontend_scale: --batch needs --raw (the frontend sends one task a "
                         "message)\n");
         s_usage();
