@@ -5,7 +5,7 @@
  *
  *   frontend_scale [--groups 10,100,1000] [--tasks N] [--depth D]
  *                  [--peer-threads T] [--callers C] [--repeat R]
- *                  [--json FILE] [--quiet]
+ *                  [--raw [--batch K [--multipart]]] [--json FILE] [--quiet]
  *
  * What runs, for each number of groups G, in this one process:
  *   - an executor of the public API (pmp_executor.h) with launch = 0, as a
@@ -30,7 +30,7 @@
  * the payload its fake computed from it; every group served at least D
  * tasks; nothing else completes but HELLO events and the final CLOSED.
  * Any failure prints what went wrong and exits 1 (the CTest smoke test
- * bench.frontend_scale.smoke relies on that, not on any timing).
+ * unit.frontend_scale relies on that, not on any timing).
  *
  * CPU: every thread of the process is read from /proc/self/task/<tid>/
  * schedstat (ns on the CPU) at the start and the end of the timed part and
