@@ -920,7 +920,8 @@ static pmp_channel_msg_t *s_try_recv(pmp_channel_t *self, pmp_error_t *err)
         }
         pmp_channel_msg_t *m = calloc(1, sizeof *m);
         pmp_completion_t *holder = m ? pmp_completion_new(0, 0, 0, NULL, -1) : NULL;
-        if (!holder || pmp_completion_take_msgs(holder, parts + 1, n - 1) < 0) {
+        if (!holder || pmp_completion_take_msgs(holder, parts + 1, n - 1) < 0 ||
+            (n > 1 && !(m->frames = pmp_completion_steal_frames(holder, &m->nframes)))) {
             for (size_t i = 0; i < n; i++)
                 zmq_msg_close(&parts[i]);
             free(parts);
@@ -934,10 +935,6 @@ static pmp_channel_msg_t *s_try_recv(pmp_channel_t *self, pmp_error_t *err)
         m->type = hdr.type;
         m->task_id = hdr.task_id;
         m->flags = hdr.flags;
-        m->nframes = holder->nframes;
-        m->frames = holder->frames;
-        holder->frames = NULL;
-        holder->nframes = 0;
         pmp_completion_destroy(&holder);
         zmq_msg_close(&parts[0]);
         free(parts);

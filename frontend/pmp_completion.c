@@ -8,6 +8,12 @@
  * received from the socket, moved and never copied, so a 1 GiB result costs
  * no copy between the wire and the caller.  A frame taken out of a
  * completion lives on independently until pmp_frame_destroy().
+ *
+ * Cost: a result of one or two frames is two or three allocations (the
+ * completion, a record per frame): its empty text is a shared "" and its
+ * frame pointers live in the completion.  The I/O thread makes one per
+ * task and a caller frees it, so every allocation saved here is saved for
+ * every task (bench/frontend_scale.c).
  */
 #include "pmp_completion.h"
 
@@ -15,13 +21,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+static char s_empty[] = ""; /* the text of every completion without one */
+
 pmp_completion_t *pmp_completion_new(int kind, uint64_t task_id, uint32_t flags, const char *text,
                                      int status)
 {
     pmp_completion_t *c = calloc(1, sizeof *c);
     if (!c)
         return NULL;
-    c->text = strdup(text ? text : "");
+    c->text = text && *text ? strdup(text) : s_empty;
     if (!c->text) {
         free(c);
         errno = ENOMEM;
@@ -36,7 +44,8 @@ pmp_completion_t *pmp_completion_new(int kind, uint64_t task_id, uint32_t flags,
 
 int pmp_completion_take_msgs(pmp_completion_t *c, zmq_msg_t *msgs, size_t n)
 {
-    pmp_frame_t **frames = calloc(n ? n : 1, sizeof *frames);
+    pmp_frame_t **frames =
+        n <= PMP_COMPLETION_FEW_FRAMES ? c->few_frames : calloc(n, sizeof *frames);
     if (!frames)
         return -1;
     for (size_t i = 0; i < n; i++) {
@@ -44,7 +53,8 @@ int pmp_completion_take_msgs(pmp_completion_t *c, zmq_msg_t *msgs, size_t n)
         if (!frames[i]) {
             while (i-- > 0)
                 free(frames[i]);
-            free(frames);
+            if (frames != c->few_frames)
+                free(frames);
             errno = ENOMEM;
             return -1;
         }
@@ -56,6 +66,26 @@ int pmp_completion_take_msgs(pmp_completion_t *c, zmq_msg_t *msgs, size_t n)
     c->frames = frames;
     c->nframes = n;
     return 0;
+}
+
+pmp_frame_t **pmp_completion_steal_frames(pmp_completion_t *c, size_t *n)
+{
+    *n = 0;
+    if (c->nframes == 0)
+        return NULL;
+    pmp_frame_t **frames = c->frames;
+    if (frames == c->few_frames) { /* lives in c: the caller gets a copy */
+        frames = malloc(c->nframes * sizeof *frames);
+        if (!frames) {
+            errno = ENOMEM;
+            return NULL;
+        }
+        memcpy(frames, c->few_frames, c->nframes * sizeof *frames);
+    }
+    *n = c->nframes;
+    c->frames = NULL;
+    c->nframes = 0;
+    return frames;
 }
 
 int pmp_completion_kind(const pmp_completion_t *c)
@@ -104,8 +134,10 @@ void pmp_completion_destroy(pmp_completion_t **self_p)
     pmp_completion_t *c = *self_p;
     for (size_t i = 0; i < c->nframes; i++)
         pmp_frame_destroy(&c->frames[i]);
-    free(c->frames);
-    free(c->text);
+    if (c->frames != c->few_frames)
+        free(c->frames);
+    if (c->text != s_empty)
+        free(c->text);
     free(c);
     *self_p = NULL;
 }

@@ -22,10 +22,16 @@ struct pmp_completion {
     uint64_t task_id;
     uint32_t flags;
     int status;
-    char *text; /* never NULL */
+    char *text; /* never NULL; a shared "" when empty (a result's), not allocated */
     size_t nframes;
-    pmp_frame_t **frames; /* entries become NULL when taken */
+    pmp_frame_t **frames; /* entries become NULL when taken; points to few_frames when
+                             nframes <= PMP_COMPLETION_FEW_FRAMES */
+    pmp_frame_t *few_frames[2];
 };
+
+/* A completion of at most this many frames (most results: the payload) needs
+ * no array of its own. */
+#define PMP_COMPLETION_FEW_FRAMES 2
 
 /* Returns a completion with a copy of text (NULL means ""), or NULL with
  * errno = ENOMEM. */
@@ -36,5 +42,11 @@ pmp_completion_t *pmp_completion_new(int kind, uint64_t task_id, uint32_t flags,
  * empty, as after zmq_msg_init).  Returns 0, or -1 with errno = ENOMEM (the
  * messages are then untouched). */
 int pmp_completion_take_msgs(pmp_completion_t *c, zmq_msg_t *msgs, size_t n);
+
+/* Moves every frame out of c into a malloc'ed array (the caller frees it
+ * and the frames), its length in *n; c is left without frames.  Returns
+ * the array (NULL when c has no frames), or NULL with errno = ENOMEM (c is
+ * then unchanged). */
+pmp_frame_t **pmp_completion_steal_frames(pmp_completion_t *c, size_t *n);
 
 #endif

@@ -122,6 +122,7 @@ struct pmp_executor {
     uint32_t links_accepted;
     struct pmp_executor_slot *slots;
     size_t nslots, slots_cap;
+    int wake_waiters; /* results were queued this round: wake the waiters after the batch */
 };
 
 static inline int64_t pmp_executor_now_ms(void)

@@ -486,9 +486,11 @@ static void s_on_reply(pmp_executor_t *self, pmp_executor_group_t *g, const pmp_
     PMP_ASSERT(pmp_completion_take_msgs(c, frames, nframes) == 0);
     pmp_completion_queue_push_locked(self->done, c);
     pthread_mutex_unlock(&self->mtx);
-    /* Woken after the unlock (the hot path): a waiter woken while the
-     * mutex is still held would only go back to sleep on it. */
-    pmp_completion_queue_wake(self->done);
+    /* The waiters are woken once, after the round's batch of messages
+     * (the hot path): one wake-up for up to S_MAX_RECV_BATCH results, and
+     * never while the mutex is held, where a woken waiter would only go
+     * back to sleep on it. */
+    self->wake_waiters = 1;
 }
 
 /* A GOODBYE: the group is retired; a task it still held cannot complete
@@ -811,6 +813,10 @@ void *pmp_executor_io_main(void *arg)
             pmp_executor_links_serve(self, items + links_i, S_MAX_RECV_BATCH);
         for (int k = 0; router && k < S_MAX_RECV_BATCH && s_recv_one(self); k++)
             ;
+        if (self->wake_waiters) { /* results were queued: s_on_reply */
+            self->wake_waiters = 0;
+            pmp_completion_queue_wake(self->done);
+        }
         if (running && (pidfd_i < 0 || (rc > 0 && items[pidfd_i].revents)) &&
             pmp_launcher_poll_exit(self->launcher))
             pmp_job_on_exit(self);

@@ -11,6 +11,15 @@
  * O(1) expected; growth doubles the table and rehashes (amortised O(1)).
  * A failed push leaves the queue exactly as it was.  There is no locking
  * here: the owner serialises access.
+ *
+ * Cache misses are the cost that matters: the executor's I/O thread pops,
+ * pushes, finds and removes a task in these tables for every task, and with
+ * thousands of groups the tables hold thousands of ids.  So a slot keeps
+ * the id next to its node: a probe and the backward shift of a deletion
+ * compare and rehash the ids in the slot array itself and never follow a
+ * node pointer they do not need (benchmark: bench/frontend_scale.c), a
+ * push probes once, and up to S_MAX_SPARE nodes of removed items are kept
+ * for the next pushes instead of a free() and a malloc() per item.
  */
 #include "pmp_queue.h"
 
@@ -23,14 +32,22 @@ typedef struct s_node {
     void *item;
 } s_node_t;
 
+typedef struct {
+    uint64_t id;
+    s_node_t *node;
+} s_slot_t;
+
 struct pmp_queue {
     s_node_t *head, *tail;
     size_t size;
-    s_node_t **slots; /* hash map id -> node; NULL = empty slot */
-    size_t mask;      /* capacity - 1 */
+    s_slot_t *slots; /* hash map id -> node; node NULL = empty slot */
+    size_t mask;     /* capacity - 1 */
+    s_node_t *spare; /* nodes of removed items, kept for the next push (linked by next) */
+    size_t nspare;
 };
 
 #define S_MIN_CAPACITY 16
+#define S_MAX_SPARE 64
 
 static size_t s_hash(uint64_t id)
 {
@@ -63,11 +80,14 @@ void pmp_queue_destroy(pmp_queue_t **self_p)
     if (!self_p || !*self_p)
         return;
     pmp_queue_t *self = *self_p;
-    s_node_t *n = self->head;
-    while (n) {
-        s_node_t *next = n->next;
-        free(n);
-        n = next;
+    s_node_t *lists[] = {self->head, self->spare};
+    for (size_t l = 0; l < 2; l++) {
+        s_node_t *n = lists[l];
+        while (n) {
+            s_node_t *next = n->next;
+            free(n);
+            n = next;
+        }
     }
     free(self->slots);
     free(self);
@@ -78,7 +98,7 @@ void pmp_queue_destroy(pmp_queue_t **self_p)
 static size_t s_probe(const pmp_queue_t *self, uint64_t id)
 {
     size_t i = s_hash(id) & self->mask;
-    while (self->slots[i] && self->slots[i]->id != id)
+    while (self->slots[i].node && self->slots[i].id != id)
         i = (i + 1) & self->mask;
     return i;
 }
@@ -86,14 +106,14 @@ static size_t s_probe(const pmp_queue_t *self, uint64_t id)
 static int s_grow(pmp_queue_t *self)
 {
     size_t cap = (self->mask + 1) * 2;
-    s_node_t **slots = calloc(cap, sizeof *slots);
+    s_slot_t *slots = calloc(cap, sizeof *slots);
     if (!slots)
         return -1;
     free(self->slots);
     self->slots = slots;
     self->mask = cap - 1;
     for (s_node_t *n = self->head; n; n = n->next)
-        self->slots[s_probe(self, n->id)] = n;
+        self->slots[s_probe(self, n->id)] = (s_slot_t){n->id, n};
     return 0;
 }
 
@@ -103,17 +123,25 @@ static int s_insert(pmp_queue_t *self, uint64_t id, void *item, int front)
         errno = EINVAL;
         return -1;
     }
-    if (self->slots[s_probe(self, id)]) {
+    size_t slot = s_probe(self, id);
+    if (self->slots[slot].node) {
         errno = EEXIST;
         return -1;
     }
-    s_node_t *n = malloc(sizeof *n);
-    if (!n)
-        return -1;
-    if ((self->size + 1) * 2 > self->mask + 1 && s_grow(self) < 0) {
-        free(n);
+    if ((self->size + 1) * 2 > self->mask + 1) {
+        if (s_grow(self) < 0) {
+            errno = ENOMEM;
+            return -1;
+        }
+        slot = s_probe(self, id);
+    }
+    s_node_t *n = self->spare;
+    if (n) {
+        self->spare = n->next;
+        self->nspare--;
+    } else if (!(n = malloc(sizeof *n))) {
         errno = ENOMEM;
-        return -1;
+        return -1; /* a grown table is still a valid table */
     }
     n->id = id;
     n->item = item;
@@ -134,7 +162,7 @@ static int s_insert(pmp_queue_t *self, uint64_t id, void *item, int front)
             self->head = n;
         self->tail = n;
     }
-    self->slots[s_probe(self, id)] = n;
+    self->slots[slot] = (s_slot_t){id, n};
     self->size++;
     return 0;
 }
@@ -156,9 +184,9 @@ static void s_slot_delete(pmp_queue_t *self, size_t i)
     size_t j = i;
     for (;;) {
         j = (j + 1) & self->mask;
-        if (!self->slots[j])
+        if (!self->slots[j].node)
             break;
-        size_t k = s_hash(self->slots[j]->id) & self->mask;
+        size_t k = s_hash(self->slots[j].id) & self->mask;
         /* move j back to i unless its home k lies cyclically in (i, j] */
         int stays = (i <= j) ? (i < k && k <= j) : (i < k || k <= j);
         if (!stays) {
@@ -166,7 +194,7 @@ static void s_slot_delete(pmp_queue_t *self, size_t i)
             i = j;
         }
     }
-    self->slots[i] = NULL;
+    self->slots[i].node = NULL;
 }
 
 static void *s_unlink(pmp_queue_t *self, s_node_t *n, size_t slot, uint64_t *id)
@@ -184,7 +212,13 @@ static void *s_unlink(pmp_queue_t *self, s_node_t *n, size_t slot, uint64_t *id)
     void *item = n->item;
     if (id)
         *id = n->id;
-    free(n);
+    if (self->nspare < S_MAX_SPARE) {
+        n->next = self->spare;
+        self->spare = n;
+        self->nspare++;
+    } else {
+        free(n);
+    }
     return item;
 }
 
@@ -208,14 +242,14 @@ void *pmp_queue_peek(const pmp_queue_t *self, uint64_t *id)
 void *pmp_queue_remove(pmp_queue_t *self, uint64_t id)
 {
     size_t i = s_probe(self, id);
-    if (!self->slots[i])
+    if (!self->slots[i].node)
         return NULL;
-    return s_unlink(self, self->slots[i], i, NULL);
+    return s_unlink(self, self->slots[i].node, i, NULL);
 }
 
 void *pmp_queue_find(const pmp_queue_t *self, uint64_t id)
 {
-    s_node_t *n = self->slots[s_probe(self, id)];
+    s_node_t *n = self->slots[s_probe(self, id)].node;
     return n ? n->item : NULL;
 }
 

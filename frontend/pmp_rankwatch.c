@@ -44,7 +44,10 @@ struct pmp_rankwatch {
     s_group_t *groups;
     size_t ngroups, groups_cap;
     size_t (*watched)[2]; /* per poll item of the last pollitems(): (group, rank) */
-    size_t watched_cap;
+    int *watched_fds;     /* and its pidfd */
+    size_t nwatched, watched_cap;
+    size_t open; /* pidfds open now (count()) */
+    int dirty;   /* a pidfd was opened or closed since watched was made */
     char *death; /* "rank R of N (pid P on host H, group G)" of the first rank that died */
     int64_t death_deadline; /* then the job is killed if it has not exited by itself */
 };
@@ -67,20 +70,27 @@ pmp_rankwatch_t *pmp_rankwatch_new(int local)
     return self;
 }
 
+/* Closes pidfd r of group g. */
+static void s_close(pmp_rankwatch_t *self, s_group_t *g, size_t r)
+{
+    close(g->pidfds[r]);
+    g->pidfds[r] = -1;
+    self->open--;
+    self->dirty = 1;
+}
+
 /* Closes the pidfds of group g's ranks. */
-static void s_unwatch(s_group_t *g)
+static void s_unwatch(pmp_rankwatch_t *self, s_group_t *g)
 {
     for (size_t i = 0; i < g->nranks; i++)
-        if (g->pidfds[i] >= 0) {
-            close(g->pidfds[i]);
-            g->pidfds[i] = -1;
-        }
+        if (g->pidfds[i] >= 0)
+            s_close(self, g, i);
 }
 
 void pmp_rankwatch_clear(pmp_rankwatch_t *self)
 {
     for (size_t i = 0; i < self->ngroups; i++) {
-        s_unwatch(&self->groups[i]);
+        s_unwatch(self, &self->groups[i]);
         free(self->groups[i].ranks);
         free(self->groups[i].pidfds);
     }
@@ -95,6 +105,7 @@ void pmp_rankwatch_destroy(pmp_rankwatch_t **self_p)
     pmp_rankwatch_clear(self);
     free(self->groups);
     free(self->watched);
+    free(self->watched_fds);
     free(self->death);
     free(self);
     *self_p = NULL;
@@ -136,8 +147,11 @@ void pmp_rankwatch_add(pmp_rankwatch_t *self, size_t group, const pmp_hello_t *h
         if (self->local && strcmp(ranks[i].host, self->local_host) == 0 &&
             ranks[i].pid <= (int64_t)INT_MAX) {
             pidfds[i] = (int)syscall(SYS_pidfd_open, (pid_t)ranks[i].pid, 0);
-            if (pidfds[i] >= 0)
+            if (pidfds[i] >= 0) {
                 fcntl(pidfds[i], F_SETFD, FD_CLOEXEC);
+                self->open++;
+                self->dirty = 1;
+            }
         }
 #endif
     }
@@ -148,32 +162,44 @@ void pmp_rankwatch_add(pmp_rankwatch_t *self, size_t group, const pmp_hello_t *h
 
 size_t pmp_rankwatch_count(const pmp_rankwatch_t *self)
 {
+    return self->open;
+}
+
+/* The list of open pidfds (watched, watched_fds), made again after a pidfd
+ * was opened or closed: O(groups + ranks), but only then. */
+static void s_rebuild(pmp_rankwatch_t *self)
+{
+    if (self->open > self->watched_cap) {
+        size_t cap = self->open * 2;
+        size_t(*watched)[2] = realloc(self->watched, cap * sizeof *watched);
+        PMP_ASSERT(watched != NULL);
+        self->watched = watched;
+        int *fds = realloc(self->watched_fds, cap * sizeof *fds);
+        PMP_ASSERT(fds != NULL);
+        self->watched_fds = fds;
+        self->watched_cap = cap;
+    }
     size_t n = 0;
-    for (size_t i = 0; i < self->ngroups; i++)
+    for (size_t i = 0; i < self->ngroups && n < self->open; i++)
         for (size_t r = 0; r < self->groups[i].nranks; r++)
-            n += self->groups[i].pidfds[r] >= 0;
-    return n;
+            if (self->groups[i].pidfds[r] >= 0) {
+                self->watched[n][0] = i;
+                self->watched[n][1] = r;
+                self->watched_fds[n] = self->groups[i].pidfds[r];
+                n++;
+            }
+    PMP_ASSERT(n == self->open);
+    self->nwatched = n;
+    self->dirty = 0;
 }
 
 int pmp_rankwatch_pollitems(pmp_rankwatch_t *self, zmq_pollitem_t *items)
 {
-    size_t n = 0;
-    for (size_t i = 0; i < self->ngroups; i++)
-        for (size_t r = 0; r < self->groups[i].nranks; r++)
-            if (self->groups[i].pidfds[r] >= 0) {
-                if (n == self->watched_cap) {
-                    size_t cap = self->watched_cap ? self->watched_cap * 2 : 16;
-                    size_t(*watched)[2] = realloc(self->watched, cap * sizeof *watched);
-                    PMP_ASSERT(watched != NULL);
-                    self->watched = watched;
-                    self->watched_cap = cap;
-                }
-                items[n] = (zmq_pollitem_t){.fd = self->groups[i].pidfds[r], .events = ZMQ_POLLIN};
-                self->watched[n][0] = i;
-                self->watched[n][1] = r;
-                n++;
-            }
-    return (int)n;
+    if (self->dirty)
+        s_rebuild(self);
+    for (size_t k = 0; k < self->nwatched; k++)
+        items[k] = (zmq_pollitem_t){.fd = self->watched_fds[k], .events = ZMQ_POLLIN};
+    return (int)self->nwatched;
 }
 
 size_t pmp_rankwatch_item_group(const pmp_rankwatch_t *self, int k)
@@ -185,8 +211,7 @@ void pmp_rankwatch_on_exit(pmp_rankwatch_t *self, int k, int expected)
 {
     s_group_t *g = &self->groups[self->watched[k][0]];
     size_t ri = self->watched[k][1];
-    close(g->pidfds[ri]);
-    g->pidfds[ri] = -1;
+    s_close(self, g, ri);
     if (expected || self->death)
         return;
     const pmp_hello_rank_t *r = &g->ranks[ri];
@@ -239,7 +264,7 @@ int pmp_rankwatch_signal(pmp_rankwatch_t *self, size_t group, int sig)
 char *pmp_rankwatch_exit_text(pmp_rankwatch_t *self, char *base)
 {
     for (size_t i = 0; i < self->ngroups; i++)
-        s_unwatch(&self->groups[i]);
+        s_unwatch(self, &self->groups[i]);
     if (!self->death)
         return base;
     /* How it died, if the rank said so before dying (its fatal-signal line:

@@ -15,8 +15,12 @@
  * destroyed after that thread is joined.  Groups are numbered as in the
  * executor's group table (pmp_sched), in the order of their hellos.
  *
- * Cost: add is O(ranks of the group) system calls; count, pollitems and
- * exit_text are O(ranks watched); the rest O(1) or O(ranks of a group).
+ * Cost: add is O(ranks of the group) system calls; count is O(1);
+ * pollitems is O(ranks watched), and O(groups) only in the round after a
+ * pidfd was opened or closed (the I/O thread asks every round, so with
+ * thousands of groups and no rank watched, as for a job a queue adapter
+ * started, a round costs nothing here: bench/frontend_scale.c); exit_text
+ * is O(ranks watched); the rest O(1) or O(ranks of a group).
  * Out of memory is fatal (PMP_ASSERT): a watch that silently lost a rank
  * could leave a dead peer's group hanging.
  */

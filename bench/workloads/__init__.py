@@ -79,9 +79,9 @@ def peer(column: str, label: str, function: str, measures: Optional[Tuple[str, .
 
 
 def all_workloads(cfg: Config) -> List[Workload]:
-    from . import buffers, calls, lazy, lifecycle, maps
+    from . import buffers, calls, frontend, lazy, lifecycle, maps
 
     found: List[Workload] = []
-    for module in (calls, maps, lazy, buffers, lifecycle):
+    for module in (calls, maps, lazy, buffers, lifecycle, frontend):
         found.extend(module.workloads(cfg))
     return found

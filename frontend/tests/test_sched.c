@@ -121,6 +121,31 @@ static void s_test_growth(void)
     pmp_sched_destroy(&s);
 }
 
+/* Identities of every length from 1 to 255 bytes (those up to 16 live in
+ * the member, longer ones are copied apart), sharing their first bytes:
+ * each is found by its own bytes and no other. */
+static void s_test_lengths(void)
+{
+    pmp_sched_t *s = pmp_sched_new(2);
+    CHECK(s);
+    unsigned char id[255];
+    memset(id, 'x', sizeof id);
+    for (size_t len = 1; len <= sizeof id; len++) {
+        size_t i;
+        CHECK(pmp_sched_add(s, id, len, &i) == 0 && i == len - 1);
+    }
+    for (size_t len = 1; len <= sizeof id; len++)
+        CHECK(pmp_sched_find(s, id, len) == len - 1);
+    id[0] = 'y';
+    for (size_t len = 1; len <= sizeof id; len++)
+        CHECK(pmp_sched_find(s, id, len) == PMP_SCHED_NONE);
+    id[0] = 'x';
+    id[sizeof id - 1] = 'y';
+    CHECK(pmp_sched_find(s, id, sizeof id) == PMP_SCHED_NONE);
+    CHECK(pmp_sched_find(s, id, sizeof id - 1) == sizeof id - 2);
+    pmp_sched_destroy(&s);
+}
+
 /* Random operations on G groups against a model: the lowest load wins, and
  * among equal loads the group that reached that load earliest. */
 static void s_test_model(void)
@@ -192,6 +217,7 @@ int main(void)
 {
     s_test_basics();
     s_test_growth();
+    s_test_lengths();
     s_test_model();
     printf("test_sched: ok\n");
     return 0;
