@@ -47,8 +47,15 @@ own ``_pympipool_runtime.Comm``.  The communicator object is only made for
 functions that have a ``comm`` parameter; each call gets a fresh wrapper, so
 ``comm.Free()`` in one task cannot break the next.
 
+Large buffers with the caller on this host travel in shared segments
+(``_pympipool_shm``, pylib/pympipool/_shm.py): a task with FLAG_SHM names
+some of its buffers in the caller's segments, which every rank maps; a
+group leader started with ``--shm-host`` naming this host copies its large
+result buffers into segments of its own (``setup_shm``, ``_shm_lend``).
+
 Nothing here raises into C: ``run_task`` always returns
-``(ok, payload, buffers)``; ``run_init``, ``run_define``, ``run_forget`` and
+``(ok, payload, buffers)``, with FLAG_SHM as a fourth item when the last
+buffer is a segment table; ``run_init``, ``run_define``, ``run_forget`` and
 ``setup_mpi`` always return ``None``.  The source is compiled into the
 runtime binary at build time, so the runtime does not depend on where the
 pympipool package is installed.
