@@ -13,7 +13,9 @@
  *   - G fake group leaders: ZeroMQ DEALER sockets in T threads of their own
  *     (one context, one libzmq I/O thread), each socket a group that
  *     authenticates with the executor's credentials file as the runtime
- *     does (PLAIN over ipc://), says HELLO and answers every TASK at once
+ *     does (CURVE over tcp://127.0.0.1: the frontend's transport for
+ *     groups on other hosts, since groups on its own host connect over
+ *     local links), says HELLO and answers every TASK at once
  *     with a RESULT whose payload is a function of the task's;
  *   - C caller threads that submit tasks (8-byte payload, copied) and take
  *     their completions with pmp_executor_wait(), keeping 2 * G * D tasks
@@ -343,11 +345,10 @@ static void *s_peer_main(void *arg)
             s_put32(rid + 1, (uint32_t)p->group);
             zmq_setsockopt(p->sock, ZMQ_ROUTING_ID, rid, sizeof rid);
         } else {
-            /* as the runtime does (runtime/pmp_leader.c): PLAIN on ipc:// */
-            zmq_setsockopt(p->sock, ZMQ_PLAIN_USERNAME, PMP_CREDENTIALS_USER,
-                           strlen(PMP_CREDENTIALS_USER));
-            zmq_setsockopt(p->sock, ZMQ_PLAIN_PASSWORD, pt->cred->password,
-                           strlen(pt->cred->password));
+            /* as the runtime does (runtime/pmp_leader.c): CURVE on tcp:// */
+            zmq_setsockopt(p->sock, ZMQ_CURVE_SERVERKEY, pt->cred->server_public, 40);
+            zmq_setsockopt(p->sock, ZMQ_CURVE_PUBLICKEY, pt->cred->client_public, 40);
+            zmq_setsockopt(p->sock, ZMQ_CURVE_SECRETKEY, pt->cred->client_secret, 40);
         }
         if (zmq_connect(p->sock, pt->endpoint) < 0) {
             snprintf(pt->failed, sizeof pt->failed, "connect %s: %s", pt->endpoint,
@@ -588,8 +589,8 @@ static void s_read_credentials(pmp_executor_t *ex, pmp_credentials_t *cred)
     pmp_error_t err = {{0}};
     if (!path || pmp_credentials_read(path, cred, &err) < 0)
         s_die("cannot read the executor's credentials: %s", path ? err.text : "no --credentials");
-    if (cred->mechanism != PMP_CREDENTIALS_PLAIN)
-        s_die("expected PLAIN credentials on ipc://");
+    if (cred->mechanism != PMP_CREDENTIALS_CURVE)
+        s_die("expected CURVE credentials on tcp://");
 }
 
 /* ---- the limit: a bare ROUTER loop (--raw) ----------------------------------
@@ -809,6 +810,10 @@ static s_result_t s_measure(const s_options_t *o, int groups)
                                  .ranks_per_group = 1,
                                  .pipeline_depth = o->depth,
                                  .launch = 0, /* the groups connect by themselves */
+                                 /* ZeroMQ, the transport of groups on other
+                                  * hosts; a group on the frontend's host
+                                  * would connect over a local link */
+                                 .hostname = "127.0.0.1",
                                  .mpi_flavour = "mpich",
                                  .mpiexec = "mpiexec",
                                  .runtime = "pympipool-runtime"};
