@@ -39,6 +39,7 @@ from typing import (
     cast,
 )
 
+from . import _core
 from ._checks import _check_count, _Default, _resolve_alias
 from ._engine import _Engine
 from ._futures import _AFTER_SHUTDOWN, ExecutorBroken
@@ -141,10 +142,23 @@ class _ExecutorBase(_Engine, _FuturesExecutor):
         if chunksize < 1:
             raise ValueError("chunksize must be >= 1.")
         end_time = None if timeout is None else timeout + time.monotonic()
-        args = zip(*iterables)  # not iterable: TypeError now
+        batches: Iterator[Any]
+        if len(iterables) == 1 and not self._task_flags & _core.FLAG_ALL_RANKS:
+            # One iterable: its items themselves go (a MAP chunk), not a
+            # 1-tuple each, and a sequence in memory goes in slices (a
+            # range in ranges): a tenth of the cost per item.
+            items = iterables[0]
+            if isinstance(items, (range, list, tuple)):
+                batches = (items[i : i + chunksize] for i in range(0, len(items), chunksize))
+            else:
+                batches = _batches(iter(items), chunksize)  # not iterable: TypeError now
+            star = False
+        else:
+            batches = _batches(zip(*iterables), chunksize)  # not iterable: TypeError now
+            star = True
         ntasks = _tasks_hint(iterables, chunksize) if iterables else 0
         in_memory = _in_memory(iterables)
-        feed = self._map_lazily(fn, _batches(args, chunksize), True, True, ntasks, in_memory)
+        feed = self._map_lazily(fn, batches, star, True, ntasks, in_memory)
         results = _map_results(feed, end_time)
         next(results)  # up to its start: a close() from now on stops the feed
         return cast(Iterator[_T], results)
