@@ -34,6 +34,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "pmp_le.h"
 #include "pmp_protocol.h"
 
 #define S_RXBUF (64 * 1024)
@@ -61,20 +62,6 @@ struct pmp_link {
     size_t got;     /* bytes of parts[nparts-1] filled */
     int more;       /* the current frame has PMP_LINK_MORE */
 };
-
-static void s_put_le64(unsigned char *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static uint64_t s_get_le64(const unsigned char *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
-}
 
 pmp_link_t *pmp_link_new(int fd, uint64_t max_frame)
 {
@@ -239,7 +226,7 @@ int pmp_link_send(pmp_link_t *self, zmq_msg_t *parts, size_t n)
         zmq_msg_init(&e->msg);
         zmq_msg_move(&e->msg, &parts[i]);
         uint64_t size = zmq_msg_size(&e->msg);
-        s_put_le64(e->prefix, size | (i + 1 < n ? PMP_LINK_MORE : 0));
+        pmp_le_put(e->prefix, size | (i + 1 < n ? PMP_LINK_MORE : 0), 8);
         self->unsent += PMP_LINK_PREFIX_SIZE + size;
     }
     if (pmp_link_flush(self) == 0)
@@ -336,7 +323,7 @@ static int s_parse(pmp_link_t *self)
         }
         if (self->end - self->start < PMP_LINK_PREFIX_SIZE)
             return 0;
-        uint64_t word = s_get_le64(self->buf + self->start);
+        uint64_t word = pmp_le_get(self->buf + self->start, 8);
         self->start += PMP_LINK_PREFIX_SIZE;
         if (s_begin_frame(self, word) < 0)
             return -1;

@@ -31,54 +31,39 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- little-endian helpers ----------------------------------------------- */
+#include "pmp_le.h"
+
+/* ---- little-endian helpers (pmp_le.h) ------------------------------------ */
 
 static void s_put_u16(unsigned char *p, uint16_t v)
 {
-    p[0] = (unsigned char)(v & 0xffu);
-    p[1] = (unsigned char)(v >> 8);
+    pmp_le_put(p, v, 2);
 }
 
 static void s_put_u32(unsigned char *p, uint32_t v)
 {
-    for (int i = 0; i < 4; i++)
-        p[i] = (unsigned char)((v >> (8 * i)) & 0xffu);
+    pmp_le_put(p, v, 4);
 }
 
 static void s_put_u64(unsigned char *p, uint64_t v)
 {
-    for (int i = 0; i < 8; i++)
-        p[i] = (unsigned char)((v >> (8 * i)) & 0xffu);
+    pmp_le_put(p, v, 8);
 }
 
 static uint16_t s_get_u16(const unsigned char *p)
 {
-    return (uint16_t)(p[0] | (p[1] << 8));
+    return (uint16_t)pmp_le_get(p, 2);
 }
 
 static uint32_t s_get_u32(const unsigned char *p)
 {
-    uint32_t v = 0;
-    for (int i = 3; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
+    return (uint32_t)pmp_le_get(p, 4);
 }
 
 static uint64_t s_get_u64(const unsigned char *p)
 {
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
+    return pmp_le_get(p, 8);
 }
-
-/* Fails with EPROTO and a reason. */
-#define S_REJECT(err, ...)                                                                         \
-    do {                                                                                           \
-        pmp_error_set((err), __VA_ARGS__);                                                         \
-        errno = EPROTO;                                                                            \
-        return -1;                                                                                 \
-    } while (0)
 
 /* Copies up to 40 bytes of untrusted text into out as a printable,
  * NUL-terminated string: non-printable bytes become \xNN, and "..." marks
@@ -151,32 +136,32 @@ int pmp_header_decode(const void *buf, size_t len, pmp_header_t *hdr, pmp_error_
 {
     const unsigned char *p = buf;
     if (len != PMP_HEADER_SIZE || !p)
-        S_REJECT(err, "header frame is %zu bytes, expected %d (%s)", p ? len : (size_t)0,
-                 PMP_HEADER_SIZE, p && len > PMP_HEADER_SIZE ? "oversized" : "truncated");
+        PMP_LE_REJECT(err, "header frame is %zu bytes, expected %d (%s)", p ? len : (size_t)0,
+                      PMP_HEADER_SIZE, p && len > PMP_HEADER_SIZE ? "oversized" : "truncated");
     if (p[0] != PMP_MAGIC_0 || p[1] != PMP_MAGIC_1 || p[2] != PMP_MAGIC_2 || p[3] != PMP_MAGIC_3) {
         char q[S_QUOTE_SIZE];
-        S_REJECT(err, "bad magic 0x%02x%02x%02x%02x (\"%s\"): not a pympipool message", p[0], p[1],
-                 p[2], p[3], s_quote((const char *)p, 4, q));
+        PMP_LE_REJECT(err, "bad magic 0x%02x%02x%02x%02x (\"%s\"): not a pympipool message", p[0],
+                      p[1], p[2], p[3], s_quote((const char *)p, 4, q));
     }
     uint16_t version = s_get_u16(p + 4);
     if (version != PMP_PROTOCOL_VERSION)
-        S_REJECT(err,
-                 "protocol version %u, this side speaks %d: frontend and runtime come from "
-                 "different pympipool builds",
-                 (unsigned)version, PMP_PROTOCOL_VERSION);
+        PMP_LE_REJECT(err,
+                      "protocol version %u, this side speaks %d: frontend and runtime come from "
+                      "different pympipool builds",
+                      (unsigned)version, PMP_PROTOCOL_VERSION);
     uint16_t type = s_get_u16(p + 6);
     if (type < PMP_MSG_HELLO || type > PMP_MSG_FORGET)
-        S_REJECT(err, "unknown message type %u (known: %d..%d)", (unsigned)type, PMP_MSG_HELLO,
-                 PMP_MSG_FORGET);
+        PMP_LE_REJECT(err, "unknown message type %u (known: %d..%d)", (unsigned)type, PMP_MSG_HELLO,
+                      PMP_MSG_FORGET);
     uint32_t flags = s_get_u32(p + 16);
     if (flags & ~PMP_FLAG_KNOWN_MASK)
-        S_REJECT(err, "unknown flags 0x%x in %s header (known: 0x%x)",
-                 (unsigned)(flags & ~PMP_FLAG_KNOWN_MASK), pmp_msg_type_name(type),
-                 (unsigned)PMP_FLAG_KNOWN_MASK);
+        PMP_LE_REJECT(err, "unknown flags 0x%x in %s header (known: 0x%x)",
+                      (unsigned)(flags & ~PMP_FLAG_KNOWN_MASK), pmp_msg_type_name(type),
+                      (unsigned)PMP_FLAG_KNOWN_MASK);
     uint32_t nframes = s_get_u32(p + 20);
     if (nframes > PMP_MAX_FRAMES)
-        S_REJECT(err, "%s header announces %u frames, more than the limit of %d",
-                 pmp_msg_type_name(type), (unsigned)nframes, PMP_MAX_FRAMES);
+        PMP_LE_REJECT(err, "%s header announces %u frames, more than the limit of %d",
+                      pmp_msg_type_name(type), (unsigned)nframes, PMP_MAX_FRAMES);
     hdr->version = version;
     hdr->type = type;
     hdr->task_id = s_get_u64(p + 8);
@@ -194,56 +179,57 @@ int pmp_header_check(const pmp_header_t *hdr, size_t nreceived, int from_worker,
     int frontend_type = type == PMP_MSG_TASK || type == PMP_MSG_INIT || type == PMP_MSG_SHUTDOWN ||
                         type == PMP_MSG_DEFINE || type == PMP_MSG_FORGET;
     if (!worker_type && !frontend_type)
-        S_REJECT(err, "unknown message type %d", type);
+        PMP_LE_REJECT(err, "unknown message type %d", type);
     if (from_worker && !worker_type)
-        S_REJECT(err,
-                 "unexpected %s message from a worker (a worker sends hello, result, error or "
-                 "goodbye)",
-                 name);
+        PMP_LE_REJECT(err,
+                      "unexpected %s message from a worker (a worker sends hello, result, error or "
+                      "goodbye)",
+                      name);
     if (!from_worker && !frontend_type)
-        S_REJECT(err,
-                 "unexpected %s message from the frontend (the frontend sends task, init, "
-                 "define, forget or shutdown)",
-                 name);
+        PMP_LE_REJECT(err,
+                      "unexpected %s message from the frontend (the frontend sends task, init, "
+                      "define, forget or shutdown)",
+                      name);
     if (hdr->nframes != nreceived)
-        S_REJECT(err, "%s header announces %u frame%s after it, but %zu arrived", name,
-                 (unsigned)hdr->nframes, hdr->nframes == 1 ? "" : "s", nreceived);
+        PMP_LE_REJECT(err, "%s header announces %u frame%s after it, but %zu arrived", name,
+                      (unsigned)hdr->nframes, hdr->nframes == 1 ? "" : "s", nreceived);
     switch (type) {
     case PMP_MSG_TASK:
     case PMP_MSG_INIT:
     case PMP_MSG_RESULT:
     case PMP_MSG_DEFINE:
         if (hdr->nframes < 1)
-            S_REJECT(err, "%s message has no payload frame", name);
+            PMP_LE_REJECT(err, "%s message has no payload frame", name);
         break;
     case PMP_MSG_HELLO:
     case PMP_MSG_ERROR:
         if (hdr->nframes != 1)
-            S_REJECT(err,
-                     "%s message carries %u frames after the header, expected exactly 1 "
-                     "(the payload)",
-                     name, (unsigned)hdr->nframes);
+            PMP_LE_REJECT(err,
+                          "%s message carries %u frames after the header, expected exactly 1 "
+                          "(the payload)",
+                          name, (unsigned)hdr->nframes);
         break;
     default: /* SHUTDOWN, GOODBYE, FORGET: no payload or one (empty) frame */
         if (hdr->nframes > 1)
-            S_REJECT(err, "%s message carries %u frames after the header, expected at most 1", name,
-                     (unsigned)hdr->nframes);
+            PMP_LE_REJECT(err, "%s message carries %u frames after the header, expected at most 1",
+                          name, (unsigned)hdr->nframes);
         break;
     }
     if ((hdr->flags & PMP_FLAG_SHM) && (type == PMP_MSG_TASK || type == PMP_MSG_RESULT)) {
         if (hdr->nframes < 2)
-            S_REJECT(err,
-                     "%s message with the shared-memory flag carries %u frame%s, expected at "
-                     "least 2 (the payload and the segment table)",
-                     name, (unsigned)hdr->nframes, hdr->nframes == 1 ? "" : "s");
+            PMP_LE_REJECT(err,
+                          "%s message with the shared-memory flag carries %u frame%s, expected at "
+                          "least 2 (the payload and the segment table)",
+                          name, (unsigned)hdr->nframes, hdr->nframes == 1 ? "" : "s");
         if (type == PMP_MSG_RESULT && (hdr->flags & PMP_FLAG_PER_RANK))
-            S_REJECT(err, "result message has both the per-rank and the shared-memory flag");
+            PMP_LE_REJECT(err, "result message has both the per-rank and the shared-memory flag");
     }
     if (hdr->task_id == 0 && (type == PMP_MSG_TASK || type == PMP_MSG_INIT ||
                               type == PMP_MSG_RESULT || type == PMP_MSG_ERROR))
-        S_REJECT(err, "%s message has task id 0 (reserved for hello, shutdown and goodbye)", name);
+        PMP_LE_REJECT(err, "%s message has task id 0 (reserved for hello, shutdown and goodbye)",
+                      name);
     if (hdr->task_id == 0 && (type == PMP_MSG_DEFINE || type == PMP_MSG_FORGET))
-        S_REJECT(err, "%s message has key 0 (a function key must be non-zero)", name);
+        PMP_LE_REJECT(err, "%s message has key 0 (a function key must be non-zero)", name);
     return 0;
 }
 
@@ -379,10 +365,10 @@ int pmp_hello_decode(const void *buf, size_t len, pmp_hello_t *hello, pmp_error_
     char q1[S_QUOTE_SIZE], q2[S_QUOTE_SIZE];
     int seen[S_NFIELDS] = {0};
     if (!text && len > 0)
-        S_REJECT(err, "hello payload is missing");
+        PMP_LE_REJECT(err, "hello payload is missing");
     const char *nul = len ? memchr(text, '\0', len) : NULL;
     if (nul)
-        S_REJECT(err, "hello payload contains a NUL byte at offset %zu", (size_t)(nul - text));
+        PMP_LE_REJECT(err, "hello payload contains a NUL byte at offset %zu", (size_t)(nul - text));
     memset(hello, 0, sizeof *hello);
 
     size_t pos = 0;
@@ -399,8 +385,8 @@ int pmp_hello_decode(const void *buf, size_t len, pmp_hello_t *hello, pmp_error_
             continue;
         const char *eq = memchr(line, '=', linelen);
         if (!eq)
-            S_REJECT(err, "hello line %zu (\"%s\") is not key=value", lineno,
-                     s_quote(line, linelen, q1));
+            PMP_LE_REJECT(err, "hello line %zu (\"%s\") is not key=value", lineno,
+                          s_quote(line, linelen, q1));
         size_t keylen = (size_t)(eq - line);
         const char *value = eq + 1;
         size_t vlen = linelen - keylen - 1;
@@ -413,7 +399,7 @@ int pmp_hello_decode(const void *buf, size_t len, pmp_hello_t *hello, pmp_error_
             continue; /* unknown key: a newer runtime may say more */
         const s_hello_field_t *f = &s_hello_fields[i];
         if (seen[i])
-            S_REJECT(err, "hello repeats key '%s' (line %zu)", f->key, lineno);
+            PMP_LE_REJECT(err, "hello repeats key '%s' (line %zu)", f->key, lineno);
         seen[i] = 1;
         char *dst = (char *)hello + f->offset;
         if (f->kind == S_TEXT) {
@@ -425,11 +411,12 @@ int pmp_hello_decode(const void *buf, size_t len, pmp_hello_t *hello, pmp_error_
         int64_t min = f->kind == S_INT32 ? INT32_MIN : INT64_MIN;
         int rc = s_parse_int(value, vlen, min, max, &v);
         if (rc == -1)
-            S_REJECT(err, "hello key '%s' has malformed number \"%s\" (expected decimal digits)",
-                     f->key, s_quote(value, vlen, q2));
+            PMP_LE_REJECT(err,
+                          "hello key '%s' has malformed number \"%s\" (expected decimal digits)",
+                          f->key, s_quote(value, vlen, q2));
         if (rc == -2)
-            S_REJECT(err, "hello key '%s' has number %s, out of range for a %d-bit integer", f->key,
-                     s_quote(value, vlen, q2), f->kind == S_INT32 ? 32 : 64);
+            PMP_LE_REJECT(err, "hello key '%s' has number %s, out of range for a %d-bit integer",
+                          f->key, s_quote(value, vlen, q2), f->kind == S_INT32 ? 32 : 64);
         if (f->kind == S_INT32) {
             int32_t v32 = (int32_t)v;
             memcpy(dst, &v32, sizeof v32);
@@ -451,25 +438,27 @@ int pmp_hello_decode(const void *buf, size_t len, pmp_hello_t *hello, pmp_error_
         nmissing++;
     }
     if (nmissing)
-        S_REJECT(err, "hello is missing required key%s %s", nmissing > 1 ? "s" : "", missing);
+        PMP_LE_REJECT(err, "hello is missing required key%s %s", nmissing > 1 ? "s" : "", missing);
 
     /* Values that cannot describe a real job. */
     if (hello->ngroups < 1)
-        S_REJECT(err, "hello has ngroups=%ld, out of range (must be >= 1)", (long)hello->ngroups);
+        PMP_LE_REJECT(err, "hello has ngroups=%ld, out of range (must be >= 1)",
+                      (long)hello->ngroups);
     if (hello->group < 0 || hello->group >= hello->ngroups)
-        S_REJECT(err, "hello has group=%ld, out of range for ngroups=%ld", (long)hello->group,
-                 (long)hello->ngroups);
+        PMP_LE_REJECT(err, "hello has group=%ld, out of range for ngroups=%ld", (long)hello->group,
+                      (long)hello->ngroups);
     if (hello->group_size < 1)
-        S_REJECT(err, "hello has group_size=%ld, out of range (must be >= 1)",
-                 (long)hello->group_size);
+        PMP_LE_REJECT(err, "hello has group_size=%ld, out of range (must be >= 1)",
+                      (long)hello->group_size);
     if (hello->world_size < hello->group_size)
-        S_REJECT(err, "hello has world_size=%ld, smaller than group_size=%ld",
-                 (long)hello->world_size, (long)hello->group_size);
+        PMP_LE_REJECT(err, "hello has world_size=%ld, smaller than group_size=%ld",
+                      (long)hello->world_size, (long)hello->group_size);
     if (hello->world_rank < 0 || hello->world_rank >= hello->world_size)
-        S_REJECT(err, "hello has world_rank=%ld, out of range for world_size=%ld",
-                 (long)hello->world_rank, (long)hello->world_size);
+        PMP_LE_REJECT(err, "hello has world_rank=%ld, out of range for world_size=%ld",
+                      (long)hello->world_rank, (long)hello->world_size);
     if (hello->pid < 1)
-        S_REJECT(err, "hello has pid=%lld, out of range (must be >= 1)", (long long)hello->pid);
+        PMP_LE_REJECT(err, "hello has pid=%lld, out of range (must be >= 1)",
+                      (long long)hello->pid);
     return 0;
 }
 
@@ -524,14 +513,14 @@ static int s_parse_rank(const char *s, size_t len, pmp_hello_rank_t *out, size_t
     const char *c2 = c1 ? memchr(c1 + 1, ':', len - (size_t)(c1 + 1 - s)) : NULL;
     int64_t rank, pid;
     if (!c2 || c2 + 1 == s + len)
-        S_REJECT(err, "hello ranks entry %zu (\"%s\") is not rank:pid:host", index,
-                 s_quote(s, len, q));
+        PMP_LE_REJECT(err, "hello ranks entry %zu (\"%s\") is not rank:pid:host", index,
+                      s_quote(s, len, q));
     if (s_parse_int(s, (size_t)(c1 - s), 0, INT32_MAX, &rank) != 0)
-        S_REJECT(err, "hello ranks entry %zu has a bad rank \"%s\"", index,
-                 s_quote(s, (size_t)(c1 - s), q));
+        PMP_LE_REJECT(err, "hello ranks entry %zu has a bad rank \"%s\"", index,
+                      s_quote(s, (size_t)(c1 - s), q));
     if (s_parse_int(c1 + 1, (size_t)(c2 - c1 - 1), 1, INT64_MAX, &pid) != 0)
-        S_REJECT(err, "hello ranks entry %zu has a bad pid \"%s\"", index,
-                 s_quote(c1 + 1, (size_t)(c2 - c1 - 1), q));
+        PMP_LE_REJECT(err, "hello ranks entry %zu has a bad pid \"%s\"", index,
+                      s_quote(c1 + 1, (size_t)(c2 - c1 - 1), q));
     out->world_rank = (int32_t)rank;
     out->pid = pid;
     s_copy_text(out->host, c2 + 1, (size_t)(s + len - c2 - 1));
@@ -557,19 +546,20 @@ int pmp_hello_ranks_decode(const void *buf, size_t len, size_t max_ranks, pmp_he
         if (linelen <= klen || line[klen] != '=' || memcmp(line, PMP_HELLO_RANKS_KEY, klen) != 0)
             continue;
         if (value)
-            S_REJECT(err, "hello repeats key '%s'", PMP_HELLO_RANKS_KEY);
+            PMP_LE_REJECT(err, "hello repeats key '%s'", PMP_HELLO_RANKS_KEY);
         value = line + klen + 1;
         vlen = linelen - klen - 1;
     }
     if (!value)
         return 0;
     if (memchr(value, '\0', vlen))
-        S_REJECT(err, "hello key '%s' contains a NUL byte", PMP_HELLO_RANKS_KEY);
+        PMP_LE_REJECT(err, "hello key '%s' contains a NUL byte", PMP_HELLO_RANKS_KEY);
     size_t count = 1;
     for (size_t i = 0; i < vlen; i++)
         count += value[i] == ',';
     if (count > max_ranks)
-        S_REJECT(err, "hello names %zu ranks, more than the %zu of its group", count, max_ranks);
+        PMP_LE_REJECT(err, "hello names %zu ranks, more than the %zu of its group", count,
+                      max_ranks);
     pmp_hello_rank_t *out = calloc(count, sizeof *out);
     if (!out) {
         pmp_error_set(err, "out of memory decoding the ranks of a hello");
@@ -611,19 +601,21 @@ int pmp_rank_table_decode(const void *buf, size_t len, uint32_t nframes, uint32_
 {
     const unsigned char *p = buf;
     if (!p || len < 4)
-        S_REJECT(err, "rank table is %zu bytes, too short for its 4-byte rank count (truncated)",
-                 p ? len : (size_t)0);
+        PMP_LE_REJECT(err,
+                      "rank table is %zu bytes, too short for its 4-byte rank count (truncated)",
+                      p ? len : (size_t)0);
     uint32_t n = s_get_u32(p);
     if (n == 0)
-        S_REJECT(err, "rank table has zero ranks");
+        PMP_LE_REJECT(err, "rank table has zero ranks");
     /* Compare in entries, not bytes, so that 4 * n cannot overflow. */
     size_t entries = (len - 4) / 4;
     if ((len - 4) % 4 != 0 || entries != n) {
         if (entries < n)
-            S_REJECT(err, "rank table is %zu bytes, expected %zu for %u ranks (truncated)", len,
-                     pmp_rank_table_size(n), (unsigned)n);
-        S_REJECT(err, "rank table is %zu bytes, expected %zu for %u ranks (%zu trailing bytes)",
-                 len, pmp_rank_table_size(n), (unsigned)n, len - pmp_rank_table_size(n));
+            PMP_LE_REJECT(err, "rank table is %zu bytes, expected %zu for %u ranks (truncated)",
+                          len, pmp_rank_table_size(n), (unsigned)n);
+        PMP_LE_REJECT(err,
+                      "rank table is %zu bytes, expected %zu for %u ranks (%zu trailing bytes)",
+                      len, pmp_rank_table_size(n), (unsigned)n, len - pmp_rank_table_size(n));
     }
     /* 1 (the table) + n pickles + sum of buffers, summed in 64 bits and
      * stopped as soon as it passes nframes, so that it cannot wrap. */
@@ -632,13 +624,13 @@ int pmp_rank_table_decode(const void *buf, size_t len, uint32_t nframes, uint32_
         total += s_get_u32(p + 4 + 4 * (size_t)i);
     if (total != nframes) {
         if (total > nframes)
-            S_REJECT(err,
-                     "rank table of %u ranks needs more than the %u frames its header "
-                     "announces (1 table + %u pickles + out-of-band buffers)",
-                     (unsigned)n, (unsigned)nframes, (unsigned)n);
-        S_REJECT(err,
-                 "rank table of %u ranks accounts for %llu frames, but its header announces %u",
-                 (unsigned)n, (unsigned long long)total, (unsigned)nframes);
+            PMP_LE_REJECT(err,
+                          "rank table of %u ranks needs more than the %u frames its header "
+                          "announces (1 table + %u pickles + out-of-band buffers)",
+                          (unsigned)n, (unsigned)nframes, (unsigned)n);
+        PMP_LE_REJECT(
+            err, "rank table of %u ranks accounts for %llu frames, but its header announces %u",
+            (unsigned)n, (unsigned long long)total, (unsigned)nframes);
     }
     uint32_t *out = malloc(sizeof *out * n);
     if (!out) {

@@ -25,26 +25,7 @@
 #include <errno.h>
 #include <string.h>
 
-#define S_REJECT(err, ...)                                                                         \
-    do {                                                                                           \
-        pmp_error_set((err), __VA_ARGS__);                                                         \
-        errno = EPROTO;                                                                            \
-        return -1;                                                                                 \
-    } while (0)
-
-static void s_put(unsigned char *p, uint64_t v, int n)
-{
-    for (int i = 0; i < n; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static uint64_t s_get(const unsigned char *p, int n)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < n; i++)
-        v |= (uint64_t)p[i] << (8 * i);
-    return v;
-}
+#include "pmp_le.h"
 
 size_t pmp_shm_table_size(size_t count)
 {
@@ -53,15 +34,15 @@ size_t pmp_shm_table_size(size_t count)
 
 void pmp_shm_table_encode(const pmp_shm_ref_t *refs, size_t count, unsigned char *buf)
 {
-    s_put(buf, count, 4);
+    pmp_le_put(buf, count, 4);
     unsigned char *p = buf + 4;
     for (size_t i = 0; i < count; i++, p += PMP_SHM_ENTRY_SIZE) {
-        s_put(p, refs[i].frame, 4);
-        s_put(p + 4, refs[i].fd, 4);
-        s_put(p + 8, refs[i].pid, 8);
-        s_put(p + 16, refs[i].serial, 8);
-        s_put(p + 24, refs[i].offset, 8);
-        s_put(p + 32, refs[i].length, 8);
+        pmp_le_put(p, refs[i].frame, 4);
+        pmp_le_put(p + 4, refs[i].fd, 4);
+        pmp_le_put(p + 8, refs[i].pid, 8);
+        pmp_le_put(p + 16, refs[i].serial, 8);
+        pmp_le_put(p + 24, refs[i].offset, 8);
+        pmp_le_put(p + 32, refs[i].length, 8);
     }
 }
 
@@ -70,38 +51,43 @@ int pmp_shm_table_decode(const void *buf, size_t len, uint32_t nframes, pmp_shm_
 {
     const unsigned char *p = buf;
     if (p == NULL || len < 4)
-        S_REJECT(err, "segment table is %zu bytes, too short for its count", p ? len : (size_t)0);
-    uint64_t n = s_get(p, 4);
+        PMP_LE_REJECT(err, "segment table is %zu bytes, too short for its count",
+                      p ? len : (size_t)0);
+    uint64_t n = pmp_le_get(p, 4);
     if (n == 0)
-        S_REJECT(err, "segment table has no entries");
+        PMP_LE_REJECT(err, "segment table has no entries");
     if ((len - 4) % PMP_SHM_ENTRY_SIZE != 0 || (len - 4) / PMP_SHM_ENTRY_SIZE != n)
-        S_REJECT(err, "segment table of %llu entries is %zu bytes, expected %zu",
-                 (unsigned long long)n, len, pmp_shm_table_size((size_t)n));
+        PMP_LE_REJECT(err, "segment table of %llu entries is %zu bytes, expected %zu",
+                      (unsigned long long)n, len, pmp_shm_table_size((size_t)n));
     if (nframes < 2 || n > (uint64_t)nframes - 2)
-        S_REJECT(err, "segment table has %llu entries but the message only %u buffer frames",
-                 (unsigned long long)n, nframes >= 2 ? (unsigned)(nframes - 2) : 0u);
+        PMP_LE_REJECT(err, "segment table has %llu entries but the message only %u buffer frames",
+                      (unsigned long long)n, nframes >= 2 ? (unsigned)(nframes - 2) : 0u);
     uint64_t previous = 0;
     p += 4;
     for (size_t i = 0; i < (size_t)n; i++, p += PMP_SHM_ENTRY_SIZE) {
-        pmp_shm_ref_t r = {(uint32_t)s_get(p, 4), (uint32_t)s_get(p + 4, 4), s_get(p + 8, 8),
-                           s_get(p + 16, 8),      s_get(p + 24, 8),          s_get(p + 32, 8)};
+        pmp_shm_ref_t r = {(uint32_t)pmp_le_get(p, 4), (uint32_t)pmp_le_get(p + 4, 4),
+                           pmp_le_get(p + 8, 8),       pmp_le_get(p + 16, 8),
+                           pmp_le_get(p + 24, 8),      pmp_le_get(p + 32, 8)};
         if (r.frame == 0)
-            S_REJECT(err, "segment table entry %zu names the payload (frame 0)", i);
+            PMP_LE_REJECT(err, "segment table entry %zu names the payload (frame 0)", i);
         if (r.frame >= nframes - 1)
-            S_REJECT(err, "segment table entry %zu names frame %u, but the buffer frames are 1..%u",
-                     i, (unsigned)r.frame, (unsigned)(nframes - 2));
+            PMP_LE_REJECT(err,
+                          "segment table entry %zu names frame %u, but the buffer frames are 1..%u",
+                          i, (unsigned)r.frame, (unsigned)(nframes - 2));
         if (r.frame <= previous)
-            S_REJECT(err, "segment table entry %zu names frame %u after frame %llu (out of order)",
-                     i, (unsigned)r.frame, (unsigned long long)previous);
+            PMP_LE_REJECT(err,
+                          "segment table entry %zu names frame %u after frame %llu (out of order)",
+                          i, (unsigned)r.frame, (unsigned long long)previous);
         if (r.pid == 0 || r.pid > INT32_MAX)
-            S_REJECT(err, "segment table entry %zu has pid %llu", i, (unsigned long long)r.pid);
+            PMP_LE_REJECT(err, "segment table entry %zu has pid %llu", i,
+                          (unsigned long long)r.pid);
         if (r.fd > INT32_MAX)
-            S_REJECT(err, "segment table entry %zu has fd %u", i, (unsigned)r.fd);
+            PMP_LE_REJECT(err, "segment table entry %zu has fd %u", i, (unsigned)r.fd);
         if (r.length == 0)
-            S_REJECT(err, "segment table entry %zu has length 0", i);
+            PMP_LE_REJECT(err, "segment table entry %zu has length 0", i);
         if (r.offset > UINT64_MAX - r.length || r.offset + r.length > (uint64_t)INT64_MAX)
-            S_REJECT(err, "segment table entry %zu: offset %llu + length %llu overflows", i,
-                     (unsigned long long)r.offset, (unsigned long long)r.length);
+            PMP_LE_REJECT(err, "segment table entry %zu: offset %llu + length %llu overflows", i,
+                          (unsigned long long)r.offset, (unsigned long long)r.length);
         previous = r.frame;
         if (refs != NULL && i < cap)
             refs[i] = r;
