@@ -6,7 +6,8 @@
  * Files.  The executor is one struct (pmp_executor_internal.h) in three
  * files, one per thread role, and small opaque helpers, one per concern:
  *   pmp_executor.c     the public API (callers' threads)
- *   pmp_executor_io.c  the I/O thread: poll loop, sending, message handlers
+ *   pmp_executor_io.c  the I/O thread: poll loop, sending
+ *   pmp_executor_recv.c   the I/O thread's message handlers
  *   pmp_executor_links.c  the I/O thread's local links (groups on this host)
  *   pmp_job.c          the job: launch, hard time limit, exit and restart
  *   pmp_task           a task or broadcast and its zero-copy frames

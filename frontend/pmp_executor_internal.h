@@ -1,8 +1,9 @@
 /*
  * pmp_executor_internal.h - the executor's shared state and the I/O
- * thread's entry points, for the three files that make up the executor:
+ * thread's entry points, for the files that make up the executor:
  * pmp_executor.c (the public API, run by callers), pmp_executor_io.c (the
- * I/O thread: its loop, sending, the message handlers) and pmp_job.c (the
+ * I/O thread: its loop and sending), pmp_executor_recv.c (its message
+ * handlers), pmp_executor_links.c (its local links) and pmp_job.c (the
  * job's life: launch, exit, restart, the hard time limit).  Internal to
  * the frontend; nothing else may include it.
  *
@@ -156,6 +157,35 @@ void pmp_executor_io_fail_inflight_locked(pmp_executor_t *self, size_t gi, int k
 
 /* Group g left or cannot be reached: it gets nothing more.  I/O thread. */
 void pmp_executor_io_group_gone(pmp_executor_t *self, pmp_executor_group_t *g);
+
+/* The index of group g in the group table (and in pmp_sched). */
+static inline size_t pmp_executor_group_index(const pmp_executor_t *self,
+                                              const pmp_executor_group_t *g)
+{
+    return (size_t)(g - self->groups);
+}
+
+/* The group of a peer identity, or NULL.  O(1).  I/O thread. */
+pmp_executor_group_t *pmp_executor_io_find_group(pmp_executor_t *self, const void *id, size_t len);
+
+/* Group g is gone (how: "left", "became unreachable", "closed its
+ * connection"): it gets nothing more, and the tasks it held complete as
+ * BROKEN.  mtx held; I/O thread. */
+void pmp_executor_io_group_lost_locked(pmp_executor_t *self, pmp_executor_group_t *g,
+                                       const char *how);
+
+/* What a group that just said hello gets first: SHUTDOWN when the
+ * executor is ending, else the INIT and the kept DEFINEs, in order.  mtx
+ * held; I/O thread. */
+void pmp_executor_io_greet_locked(pmp_executor_t *self, pmp_executor_group_t *g);
+
+/* ---- receiving (pmp_executor_recv.c) ------------------------------------- */
+
+/* Receives one multipart message from the ROUTER socket, if one waits, and
+ * handles it (pmp_executor_io_on_message); anything malformed is dropped
+ * with a warning.  Returns 1 if a message was handled or dropped, 0 if
+ * none was waiting.  I/O thread. */
+int pmp_executor_io_recv_router(pmp_executor_t *self);
 
 /* Handles one received message, parts[0] its header and n >= 1: from
  * group g, or (g NULL) from a peer that has not said hello, known by its

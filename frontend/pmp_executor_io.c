@@ -2,22 +2,23 @@
  * pmp_executor_io.c - the executor's I/O thread: one poll loop that owns
  * the connections to the groups (local links, pmp_executor_links.c, or the
  * ROUTER socket over TCP), sends every task and broadcast to the groups,
- * handles every message they send back, and watches the job (pmp_executor.c has
- * the design as a whole; pmp_executor_internal.h the shared state).
+ * hands every message they send back to its handler (pmp_executor_recv.c),
+ * and watches the job (pmp_executor.c has the design as a whole;
+ * pmp_executor_internal.h the shared state).
  *
  * The path of a call through this file.  pmp_executor_submit() queues the
  * task under the mutex and writes the eventfd.  The loop wakes, and
  * s_step() pops the head of the queue for the least loaded group with room
- * (pmp_sched), sends it (s_send_locked: header and the task's frames, on
- * the group's link or, over TCP, behind its ZeroMQ identity) and moves it
- * to the in-flight table.  The group's leader answers with RESULT or
- * ERROR; the link (pmp_executor_links.c) or s_recv_one() reads the
- * message, pmp_executor_io_on_message() checks the header and who sent
- * it, and s_on_reply() takes the task out of the
- * in-flight table, releases its frames and queues the completion with the
- * received frames (moved, never copied) for pmp_executor_wait().  A HELLO
- * adds a group (s_on_hello, which also replays the INIT and the kept
- * DEFINEs to it: s_sync_group_locked); a GOODBYE retires one.
+ * (pmp_sched), sends it (header and the task's frames, on the group's link
+ * or, over TCP, behind its ZeroMQ identity) and moves it to the in-flight
+ * table.  The group's leader answers with RESULT or ERROR; the link or
+ * pmp_executor_io_recv_router() reads the message and
+ * pmp_executor_io_on_message() (pmp_executor_recv.c) takes the task out
+ * of the in-flight table, releases its frames and queues the completion
+ * with the received frames (moved, never copied) for pmp_executor_wait();
+ * the loop wakes the waiters once per round.  A HELLO adds a group, which
+ * gets the INIT and the kept DEFINEs first (pmp_executor_io_greet_locked);
+ * a GOODBYE retires one.
  *
  * One round of the loop.  The poll set is, in this order: the ROUTER (TCP
  * only), the eventfd, the job's pidfd, the job's output pipes (and fd 1
@@ -61,7 +62,7 @@
 
 static size_t s_index(const pmp_executor_t *self, const pmp_executor_group_t *g)
 {
-    return (size_t)(g - self->groups);
+    return pmp_executor_group_index(self, g);
 }
 
 static size_t s_load(const pmp_executor_t *self, const pmp_executor_group_t *g)
@@ -76,7 +77,7 @@ void pmp_executor_io_group_gone(pmp_executor_t *self, pmp_executor_group_t *g)
     pmp_sched_retire(self->sched, s_index(self, g));
 }
 
-static pmp_executor_group_t *s_find_group(pmp_executor_t *self, const void *id, size_t len)
+pmp_executor_group_t *pmp_executor_io_find_group(pmp_executor_t *self, const void *id, size_t len)
 {
     size_t i = pmp_sched_find(self->sched, id, len);
     return i == PMP_SCHED_NONE ? NULL : &self->groups[i];
@@ -119,7 +120,8 @@ static void s_break_inflight_locked(pmp_executor_t *self, size_t gi, const char 
 
 /* Group g is gone (how: "left", "became unreachable"): it gets nothing
  * more, and the tasks it held complete as BROKEN.  mtx held. */
-static void s_group_lost_locked(pmp_executor_t *self, pmp_executor_group_t *g, const char *how)
+void pmp_executor_io_group_lost_locked(pmp_executor_t *self, pmp_executor_group_t *g,
+                                       const char *how)
 {
     pmp_executor_io_group_gone(self, g);
     if (s_load(self, g) == 0)
@@ -194,7 +196,7 @@ static int s_send_locked(pmp_executor_t *self, pmp_executor_group_t *g, int type
              * only race that with a vaguer reason. */
             pmp_executor_io_group_gone(self, g);
         else
-            s_group_lost_locked(self, g, "became unreachable");
+            pmp_executor_io_group_lost_locked(self, g, "became unreachable");
         return -1;
     }
     int rc = zmq_send(router, hbuf, sizeof hbuf, nmsgs ? ZMQ_SNDMORE : 0);
@@ -278,6 +280,14 @@ static void s_sync_group_locked(pmp_executor_t *self, pmp_executor_group_t *g)
         s_send_copy_locked(self, g, self->init_kept);
     void *ctx[2] = {self, g};
     pmp_queue_foreach(self->kept, s_send_kept_locked, ctx);
+}
+
+void pmp_executor_io_greet_locked(pmp_executor_t *self, pmp_executor_group_t *g)
+{
+    if (self->shutdown_sent || self->stop || self->exited)
+        s_send_shutdown_locked(self, g);
+    else
+        s_sync_group_locked(self, g);
 }
 
 /* Sends a broadcast (the head of bcasts) to every live group and updates
@@ -391,218 +401,6 @@ static void s_step(pmp_executor_t *self)
                 s_send_link(self, g, task->type, task->id, task->flags, task->msgs, task->nmsgs);
         }
     }
-}
-
-/* ---- receiving ----------------------------------------------------------- */
-
-/* A group connected: it joins the group table, the rank watch and the
- * scheduler, gets the INIT and the kept DEFINEs before anything else (or
- * SHUTDOWN when the executor is ending), and the hello text goes to the
- * caller as PMP_EVENT_HELLO.  The credentials file goes once every group
- * of the job has said hello.  Takes mtx. */
-static void s_on_hello(pmp_executor_t *self, const void *id, size_t idlen, pmp_link_t *link,
-                       zmq_msg_t *payload)
-{
-    pmp_error_t err;
-    pmp_hello_t hello;
-    if (idlen > sizeof self->groups[0].identity) {
-        pmp_log(PMP_LOG_WARNING, "frontend: dropped a hello with an oversized identity");
-        return;
-    }
-    if (s_find_group(self, id, idlen)) {
-        pmp_log(PMP_LOG_WARNING, "frontend: dropped a second hello from the same peer");
-        return;
-    }
-    if (pmp_hello_decode(zmq_msg_data(payload), zmq_msg_size(payload), &hello, &err) < 0) {
-        pmp_log(PMP_LOG_WARNING, "frontend: dropped a malformed hello: %s", err.text);
-        return;
-    }
-    if (self->ngroups == self->groups_cap) {
-        size_t cap = self->groups_cap ? self->groups_cap * 2 : 8;
-        pmp_executor_group_t *groups = realloc(self->groups, cap * sizeof *groups);
-        PMP_ASSERT(groups != NULL);
-        self->groups = groups;
-        self->groups_cap = cap;
-    }
-    size_t gi;
-    PMP_ASSERT(pmp_sched_add(self->sched, id, idlen, &gi) == 0);
-    PMP_ASSERT(gi == self->ngroups);
-    pmp_executor_group_t *g = &self->groups[self->ngroups++];
-    memset(g, 0, sizeof *g);
-    g->identity_size = idlen;
-    memcpy(g->identity, id, idlen);
-    g->link = link;
-    g->hello = hello;
-    pmp_rankwatch_add(self->watch, gi, &hello, zmq_msg_data(payload), zmq_msg_size(payload));
-    pmp_log(PMP_LOG_INFO, "frontend: group %d of %d connected (leader pid %lld on %s)",
-            (int)hello.group, (int)hello.ngroups, (long long)hello.pid, hello.host);
-    if (++self->hellos >= (size_t)(self->ranks / self->ranks_per_group))
-        pmp_endpoint_remove_credentials(self->endpoint, "every group said hello");
-
-    size_t len = zmq_msg_size(payload);
-    char *text = malloc(len + 1);
-    PMP_ASSERT(text != NULL);
-    memcpy(text, zmq_msg_data(payload), len);
-    text[len] = '\0';
-    pthread_mutex_lock(&self->mtx);
-    if (self->shutdown_sent || self->stop || self->exited)
-        s_send_shutdown_locked(self, g);
-    else
-        s_sync_group_locked(self, g);
-    if (!self->closed_delivered) /* nothing follows CLOSED */
-        pmp_executor_deliver_locked(self, PMP_EVENT_HELLO, 0, text, -1);
-    pthread_mutex_unlock(&self->mtx);
-    free(text);
-}
-
-/* A RESULT or ERROR: the second half of a call's path.  The task leaves
- * the in-flight table and its group's load, its frames are released, and
- * the completion takes the received frames (moved, not copied).  A reply
- * for a task the group does not hold is dropped.  Takes mtx. */
-static void s_on_reply(pmp_executor_t *self, pmp_executor_group_t *g, const pmp_header_t *hdr,
-                       zmq_msg_t *frames, size_t nframes)
-{
-    size_t gi = s_index(self, g);
-    pthread_mutex_lock(&self->mtx);
-    pmp_task_t *task = pmp_queue_find(self->inflight, hdr->task_id);
-    if (!task || task->group != gi) {
-        pthread_mutex_unlock(&self->mtx);
-        pmp_log(PMP_LOG_WARNING, "frontend: dropped a %s for task %llu that group %d does not hold",
-                pmp_msg_type_name(hdr->type), (unsigned long long)hdr->task_id,
-                (int)g->hello.group);
-        return;
-    }
-    pmp_queue_remove(self->inflight, hdr->task_id);
-    pmp_sched_dec(self->sched, gi);
-    pmp_timelimit_done(self->timelimit, gi);
-    /* Released before the completion is queued: once the caller has the
-     * result, nothing here refers to the task's buffers (with keep_sent the
-     * task held references to them until now; otherwise ZeroMQ let them go
-     * when it had written them, before the reply could even exist). */
-    pmp_task_destroy(&task);
-    int kind = hdr->type == PMP_MSG_RESULT ? PMP_DONE_RESULT : PMP_DONE_ERROR;
-    pmp_completion_t *c = pmp_completion_new(kind, hdr->task_id, hdr->flags, "", -1);
-    PMP_ASSERT(c != NULL);
-    PMP_ASSERT(pmp_completion_take_msgs(c, frames, nframes) == 0);
-    pmp_completion_queue_push_locked(self->done, c);
-    pthread_mutex_unlock(&self->mtx);
-    /* The waiters are woken once, after the round's batch of messages
-     * (the hot path): one wake-up for up to S_MAX_RECV_BATCH results, and
-     * never while the mutex is held, where a woken waiter would only go
-     * back to sleep on it. */
-    self->wake_waiters = 1;
-}
-
-/* A GOODBYE: the group is retired; a task it still held cannot complete
- * any more and fails as BROKEN.  Takes mtx. */
-static void s_on_goodbye(pmp_executor_t *self, pmp_executor_group_t *g)
-{
-    pthread_mutex_lock(&self->mtx);
-    s_group_lost_locked(self, g, "left");
-    pthread_mutex_unlock(&self->mtx);
-}
-
-void pmp_executor_io_on_message(pmp_executor_t *self, pmp_executor_group_t *g, const void *id,
-                                size_t idlen, pmp_link_t *link, zmq_msg_t *parts, size_t n)
-{
-    pmp_error_t err;
-    pmp_header_t hdr;
-    if (pmp_header_decode(zmq_msg_data(&parts[0]), zmq_msg_size(&parts[0]), &hdr, &err) < 0 ||
-        pmp_header_check(&hdr, n - 1, 1, &err) < 0) {
-        pmp_log(PMP_LOG_WARNING, "frontend: dropped a malformed message: %s", err.text);
-    } else if (hdr.type == PMP_MSG_HELLO) {
-        s_on_hello(self, id, idlen, link, &parts[1]);
-    } else if (!g) {
-        pmp_log(PMP_LOG_WARNING, "frontend: dropped a %s from a peer that never said hello",
-                pmp_msg_type_name(hdr.type));
-    } else if (g->gone) {
-        pmp_log(PMP_LOG_WARNING, "frontend: dropped a %s from group %d after its goodbye",
-                pmp_msg_type_name(hdr.type), (int)g->hello.group);
-    } else if (hdr.type == PMP_MSG_RESULT || hdr.type == PMP_MSG_ERROR) {
-        s_on_reply(self, g, &hdr, parts + 1, n - 1);
-    } else if (hdr.type == PMP_MSG_GOODBYE) {
-        s_on_goodbye(self, g);
-    }
-}
-
-void pmp_executor_io_link_lost(pmp_executor_t *self, pmp_executor_group_t *g)
-{
-    if (g->gone)
-        return;
-    if (self->launch) {
-        /* Not picked again, but not gone either: the rank watch and the
-         * job's exit, seen next, say why, naming the rank (a group that is
-         * gone would make its leader's death look expected). */
-        pmp_sched_retire(self->sched, s_index(self, g));
-        return;
-    }
-    pthread_mutex_lock(&self->mtx);
-    s_group_lost_locked(self, g, "closed its connection");
-    pthread_mutex_unlock(&self->mtx);
-}
-
-/* Receives one multipart message if there is one, checks it (frame count,
- * header, a sender that said hello and did not leave) and hands it to its
- * handler above; anything else is dropped with a warning.  Returns 1 if a
- * message was handled (or dropped), 0 if none was waiting. */
-static int s_recv_one(pmp_executor_t *self)
-{
-    zmq_msg_t stack[8];
-    zmq_msg_t *parts = stack;
-    void *router = pmp_endpoint_socket(self->endpoint);
-    size_t n = 0, cap = 8;
-    int more = 1, overflow = 0;
-    while (more) {
-        zmq_msg_t msg;
-        zmq_msg_init(&msg);
-        if (zmq_msg_recv(&msg, router, n == 0 ? ZMQ_DONTWAIT : 0) < 0) {
-            zmq_msg_close(&msg);
-            PMP_ASSERT(n == 0); /* later parts of a message are always there */
-            return 0;
-        }
-        more = zmq_msg_more(&msg);
-        if (n == cap && !overflow) {
-            if (cap >= (size_t)PMP_MAX_FRAMES + 2) {
-                overflow = 1;
-            } else {
-                zmq_msg_t *bigger = malloc(cap * 2 * sizeof *bigger);
-                PMP_ASSERT(bigger != NULL);
-                for (size_t i = 0; i < n; i++) {
-                    zmq_msg_init(&bigger[i]);
-                    zmq_msg_move(&bigger[i], &parts[i]);
-                }
-                if (parts != stack)
-                    free(parts);
-                parts = bigger;
-                cap *= 2;
-            }
-        }
-        if (overflow) {
-            zmq_msg_close(&msg);
-            continue;
-        }
-        zmq_msg_init(&parts[n]);
-        zmq_msg_move(&parts[n], &msg);
-        zmq_msg_close(&msg);
-        n++;
-    }
-
-    if (overflow) {
-        pmp_log(PMP_LOG_WARNING, "frontend: dropped a message of more than %d frames",
-                PMP_MAX_FRAMES + 2);
-    } else if (n < 2) {
-        pmp_log(PMP_LOG_WARNING, "frontend: dropped a message without a header frame");
-    } else {
-        const void *id = zmq_msg_data(&parts[0]);
-        size_t idlen = zmq_msg_size(&parts[0]);
-        pmp_executor_io_on_message(self, s_find_group(self, id, idlen), id, idlen, NULL, parts + 1,
-                                   n - 1);
-    }
-    for (size_t i = 0; i < n; i++)
-        zmq_msg_close(&parts[i]);
-    if (parts != stack)
-        free(parts);
-    return 1;
 }
 
 /* ---- ranks and interrupts ------------------------------------------------ */
@@ -811,9 +609,9 @@ void *pmp_executor_io_main(void *arg)
         }
         if (rc > 0 && nlinks)
             pmp_executor_links_serve(self, items + links_i, S_MAX_RECV_BATCH);
-        for (int k = 0; router && k < S_MAX_RECV_BATCH && s_recv_one(self); k++)
+        for (int k = 0; router && k < S_MAX_RECV_BATCH && pmp_executor_io_recv_router(self); k++)
             ;
-        if (self->wake_waiters) { /* results were queued: s_on_reply */
+        if (self->wake_waiters) { /* results were queued (pmp_executor_recv.c) */
             self->wake_waiters = 0;
             pmp_completion_queue_wake(self->done);
         }
