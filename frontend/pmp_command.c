@@ -79,6 +79,14 @@ int pmp_command_validate(const pmp_executor_config_t *cfg, pmp_error_t *err)
         pmp_error_set(err, "pipeline_depth must be at least 1, not %d", cfg->pipeline_depth);
         return -1;
     }
+    if (cfg->pipeline_depth_max != 0 &&
+        (cfg->pipeline_depth_max < cfg->pipeline_depth || cfg->pipeline_depth_max > 4096)) {
+        pmp_error_set(err,
+                      "pipeline_depth_max must be 0 (the pipeline_depth) or between "
+                      "pipeline_depth (%d) and 4096, not %d",
+                      cfg->pipeline_depth, cfg->pipeline_depth_max);
+        return -1;
+    }
     if (!cfg->runtime || !*cfg->runtime) {
         pmp_error_set(err, "runtime (the path of pympipool-runtime) must be given");
         return -1;

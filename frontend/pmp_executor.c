@@ -211,6 +211,7 @@ static void s_free_all(pmp_executor_t *self)
     pmp_queue_destroy(&self->defined); /* holds no tasks */
     pmp_task_destroy(&self->init_kept);
     pmp_sched_destroy(&self->sched);
+    pmp_window_destroy(&self->window);
     pmp_completion_queue_destroy(&self->done);
     if (self->argv) {
         for (size_t i = 0; self->argv[i]; i++)
@@ -250,6 +251,7 @@ pmp_executor_t *pmp_executor_new(const pmp_executor_config_t *cfg, pmp_error_t *
     self->ranks = cfg->ranks;
     self->ranks_per_group = cfg->ranks_per_group;
     self->depth = cfg->pipeline_depth;
+    self->depth_max = cfg->pipeline_depth_max ? cfg->pipeline_depth_max : cfg->pipeline_depth;
     self->launch = cfg->launch != 0;
     self->restart_limit = cfg->restart_limit;
     self->keep_sent = self->launch && (self->restart_limit > 0 || cfg->run_time_max_ms > 0);
@@ -269,7 +271,9 @@ pmp_executor_t *pmp_executor_new(const pmp_executor_config_t *cfg, pmp_error_t *
     self->bcasts = pmp_queue_new();
     self->defined = pmp_queue_new();
     self->kept = pmp_queue_new();
-    self->sched = pmp_sched_new((size_t)self->depth);
+    self->sched = pmp_sched_new((size_t)self->depth_max);
+    self->window =
+        pmp_window_new((size_t)self->depth, (size_t)self->depth_max, PMP_EXECUTOR_WINDOW_NS);
     self->done = pmp_completion_queue_new(&self->mtx);
     self->watch = pmp_rankwatch_new(self->launch);
     self->timelimit = pmp_timelimit_new(cfg->run_time_max_ms, cfg->run_time_grace_ms
@@ -277,7 +281,8 @@ pmp_executor_t *pmp_executor_new(const pmp_executor_config_t *cfg, pmp_error_t *
                                                                   : PMP_EXECUTOR_RUN_TIME_GRACE_MS);
     self->next_seq = 1;
     if (failed || !self->queue || !self->inflight || !self->bcasts || !self->defined ||
-        !self->kept || !self->sched || !self->done || !self->watch || !self->timelimit)
+        !self->kept || !self->sched || !self->window || !self->done || !self->watch ||
+        !self->timelimit)
         goto nomem;
 
     if (self->launch) {

@@ -84,6 +84,10 @@ typedef struct {
     int ranks;                       /* MPI ranks in the job, >= 1 */
     int ranks_per_group;             /* >= 1, divides ranks */
     int pipeline_depth;              /* tasks one group may hold at once, >= 1 */
+    int pipeline_depth_max;          /* 0: pipeline_depth, fixed.  Otherwise >= pipeline_depth:
+                                        while the tasks are short a group may hold more, up
+                                        to this, as long as they are about
+                                        PMP_EXECUTOR_WINDOW_NS of work (pmp_window.h) */
     int launch;                      /* 1: start the runtime here; 0: only build the command
                                         (a queue adapter starts it) */
     int oversubscribe;               /* add --oversubscribe (Open MPI only) */
@@ -107,6 +111,9 @@ typedef struct {
                                         a wildcard ("*", "0.0.0.0", "::") is refused.
                                         Copied; EINVAL naming it when it cannot be bound. */
 } pmp_executor_config_t;
+
+/* The work a group may hold beyond pipeline_depth (see pipeline_depth_max). */
+#define PMP_EXECUTOR_WINDOW_NS 2000000
 
 /* Default grace of the hard time limit: the runtime's own per-call timer
  * fires at run_time_max and usually ends the call; the frontend kills the

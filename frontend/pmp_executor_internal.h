@@ -42,6 +42,7 @@
 #include "pmp_sched.h"
 #include "pmp_task.h"
 #include "pmp_timelimit.h"
+#include "pmp_window.h"
 
 /* One group of the job, from its hello on: the I/O thread's. */
 typedef struct {
@@ -51,13 +52,14 @@ typedef struct {
     pmp_hello_t hello;
     int gone; /* said GOODBYE or became unreachable */
     int shutdown_sent;
+    int corked; /* messages queued on its link by a batch, not yet written */
 } pmp_executor_group_t;
 
 struct pmp_executor {
     /* ---- immutable after new() */
     unsigned gen; /* fork generation at creation (pmp_fork.h) */
     pid_t owner;  /* the process that created it */
-    int ranks, ranks_per_group, depth, launch;
+    int ranks, ranks_per_group, depth, depth_max, launch;
     int restart_limit; /* relaunches allowed after deaths */
     int keep_sent;     /* a restart is possible: tasks keep their frames in flight */
     char *cwd, *exec_path;
@@ -106,6 +108,7 @@ struct pmp_executor {
     /* ---- the I/O thread's */
     pmp_launcher_t *launcher;
     pmp_sched_t *sched;           /* identity -> group, load of each group */
+    pmp_window_t *window;         /* how many tasks a group may hold now: the I/O thread's */
     pmp_executor_group_t *groups; /* indexed like sched */
     size_t ngroups, groups_cap;
     size_t hellos;              /* groups that said hello since the last launch */
@@ -124,6 +127,7 @@ struct pmp_executor {
     struct pmp_executor_slot *slots;
     size_t nslots, slots_cap;
     int wake_waiters; /* results were queued this round: wake the waiters after the batch */
+    int corking;      /* s_step: messages to links are queued, written after the batch */
 };
 
 static inline int64_t pmp_executor_now_ms(void)
@@ -131,6 +135,13 @@ static inline int64_t pmp_executor_now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static inline int64_t pmp_executor_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
 /* Queues an event or a task's failure (kind, id, text, status) and wakes

@@ -138,11 +138,12 @@ void pmp_executor_io_group_lost_locked(pmp_executor_t *self, pmp_executor_group_
  * I/O thread touches a link).  A link that already ended refuses (-1,
  * msgs untouched); otherwise the msgs move into the link, and a write that
  * fails shows up as the link's end when it is read next
- * (pmp_executor_io_link_lost), which completes what the group held. */
+ * (pmp_executor_io_link_lost), which completes what the group held.
+ * While self->corking, the message is only queued on the link (s_step
+ * writes each link's queue at once after a batch). */
 static int s_send_link(pmp_executor_t *self, pmp_executor_group_t *g, int type, uint64_t id,
                        uint32_t flags, zmq_msg_t *msgs, size_t nmsgs)
 {
-    (void)self;
     pmp_header_t hdr = {
         .type = (uint16_t)type, .task_id = id, .flags = flags, .nframes = (uint32_t)nmsgs};
     if (!g->link) { /* ended: retired already (pmp_executor_io_link_lost) */
@@ -161,9 +162,13 @@ static int s_send_link(pmp_executor_t *self, pmp_executor_group_t *g, int type, 
         zmq_msg_close(&msgs[i]);
         zmq_msg_init(&msgs[i]);
     }
-    if (pmp_link_send(g->link, parts, nmsgs + 1) < 0)
+    int rc = self->corking ? pmp_link_queue(g->link, parts, nmsgs + 1)
+                           : pmp_link_send(g->link, parts, nmsgs + 1);
+    if (rc < 0)
         pmp_log(PMP_LOG_INFO, "frontend: cannot send %s to group %d: %s", pmp_msg_type_name(type),
                 (int)g->hello.group, strerror(errno));
+    else
+        g->corked |= self->corking;
     if (parts != stack)
         free(parts);
     return 0;
@@ -349,6 +354,10 @@ static int s_step_locked(pmp_executor_t *self, s_batch_t *batch)
             size_t gi = pmp_sched_pick(self->sched);
             if (gi == PMP_SCHED_NONE)
                 break;
+            /* the least loaded group: when it has no room, none has */
+            size_t load = pmp_sched_load(self->sched, gi);
+            if (load >= pmp_window_limit(self->window))
+                break;
             pmp_executor_group_t *best = &self->groups[gi];
             uint64_t id;
             pmp_task_t *task = pmp_queue_pop(self->queue, &id);
@@ -366,6 +375,8 @@ static int s_step_locked(pmp_executor_t *self, s_batch_t *batch)
             }
             task->group = gi;
             task->sent_ms = pmp_timelimit_sent(self->timelimit);
+            if (load == 0)
+                pmp_window_sent(self->window, gi, 0, pmp_executor_now_ns());
             pmp_sched_inc(self->sched, gi);
             PMP_ASSERT(pmp_queue_push(self->inflight, id, task) == 0);
         }
@@ -382,7 +393,10 @@ static int s_step_locked(pmp_executor_t *self, s_batch_t *batch)
 }
 
 /* s_step_locked, then the batch's writes without the mutex, as often as
- * the batch fills up.  Called after every poll round; takes mtx. */
+ * the batch fills up: queued on the links first, then one write per link
+ * (several tasks of one group share a system call and, on the leader's
+ * side, a wake-up and a read).  Called after every poll round; takes
+ * mtx. */
 static void s_step(pmp_executor_t *self)
 {
     s_batch_t batch;
@@ -392,6 +406,7 @@ static void s_step(pmp_executor_t *self)
         pthread_mutex_lock(&self->mtx);
         more = s_step_locked(self, &batch);
         pthread_mutex_unlock(&self->mtx);
+        self->corking = 1;
         for (size_t i = 0; i < batch.n; i++) {
             pmp_task_t *task = batch.task[i];
             pmp_executor_group_t *g = &self->groups[batch.group[i]];
@@ -399,6 +414,17 @@ static void s_step(pmp_executor_t *self)
                 s_send_shared(self, g, task);
             else
                 s_send_link(self, g, task->type, task->id, task->flags, task->msgs, task->nmsgs);
+        }
+        self->corking = 0;
+        /* the batch's tasks of one group leave in one write */
+        for (size_t i = 0; i < batch.n; i++) {
+            pmp_executor_group_t *g = &self->groups[batch.group[i]];
+            if (!g->corked)
+                continue;
+            g->corked = 0;
+            if (g->link && pmp_link_flush(g->link) < 0)
+                pmp_log(PMP_LOG_INFO, "frontend: cannot write to group %d: %s", (int)g->hello.group,
+                        strerror(errno));
         }
     }
 }

@@ -99,6 +99,7 @@ static void s_on_reply(pmp_executor_t *self, pmp_executor_group_t *g, const pmp_
     pmp_queue_remove(self->inflight, hdr->task_id);
     pmp_sched_dec(self->sched, gi);
     pmp_timelimit_done(self->timelimit, gi);
+    pmp_window_done(self->window, gi, pmp_executor_now_ns());
     /* Released before the completion is queued: once the caller has the
      * result, nothing here refers to the task's buffers (with keep_sent the
      * task held references to them until now; otherwise ZeroMQ let them go

@@ -152,7 +152,8 @@ static void s_forget_groups_locked(pmp_executor_t *self)
         pmp_link_destroy(&self->groups[i].link);
     self->ngroups = 0;
     pmp_sched_destroy(&self->sched);
-    self->sched = pmp_sched_new((size_t)self->depth);
+    self->sched = pmp_sched_new((size_t)self->depth_max);
+    pmp_window_reset(self->window);
     PMP_ASSERT(self->sched != NULL);
 }
 

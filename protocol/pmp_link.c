@@ -212,7 +212,7 @@ int pmp_link_flush(pmp_link_t *self)
     return 0;
 }
 
-int pmp_link_send(pmp_link_t *self, zmq_msg_t *parts, size_t n)
+int pmp_link_queue(pmp_link_t *self, zmq_msg_t *parts, size_t n)
 {
     if (self->fd < 0 || s_out_room(self, n) < 0) {
         int e = self->fd < 0 ? EPIPE : ENOMEM;
@@ -229,6 +229,13 @@ int pmp_link_send(pmp_link_t *self, zmq_msg_t *parts, size_t n)
         pmp_le_put(e->prefix, size | (i + 1 < n ? PMP_LINK_MORE : 0), 8);
         self->unsent += PMP_LINK_PREFIX_SIZE + size;
     }
+    return 0;
+}
+
+int pmp_link_send(pmp_link_t *self, zmq_msg_t *parts, size_t n)
+{
+    if (pmp_link_queue(self, parts, n) < 0)
+        return -1;
     if (pmp_link_flush(self) == 0)
         return 0;
     int e = errno;

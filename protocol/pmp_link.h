@@ -89,6 +89,11 @@ void pmp_link_set_max_frame(pmp_link_t *self, uint64_t max_frame);
  * is gone and the frames were closed. */
 int pmp_link_send(pmp_link_t *self, zmq_msg_t *parts, size_t n);
 
+/* As pmp_link_send, but only queues: nothing is written until
+ * pmp_link_flush (so that several messages leave in one write).  Returns
+ * 0, or -1 with errno (EPIPE: the link ended; ENOMEM), the frames closed. */
+int pmp_link_queue(pmp_link_t *self, zmq_msg_t *parts, size_t n);
+
 /* Writes queued bytes until the socket is full or the queue empty.
  * Returns 0, or -1 with errno when the peer is gone. */
 int pmp_link_flush(pmp_link_t *self);

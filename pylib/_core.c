@@ -185,24 +185,33 @@ static int s_optional_string(PyObject *obj, const char *name, const char **out)
 
 static PyObject *s_executor_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
-    static char *kwlist[] = {"ranks",          "ranks_per_group",
-                             "pipeline_depth", "launch",
-                             "oversubscribe",  "flux",
-                             "mpi_flavour",    "mpiexec",
-                             "runtime",        "cwd",
-                             "runtime_args",   "restart_limit",
-                             "run_time_max",   "run_time_grace_ms",
-                             "hostname",       NULL};
+    static char *kwlist[] = {"ranks",
+                             "ranks_per_group",
+                             "pipeline_depth",
+                             "launch",
+                             "oversubscribe",
+                             "flux",
+                             "mpi_flavour",
+                             "mpiexec",
+                             "runtime",
+                             "cwd",
+                             "runtime_args",
+                             "restart_limit",
+                             "run_time_max",
+                             "run_time_grace_ms",
+                             "hostname",
+                             "pipeline_depth_max",
+                             NULL};
     int ranks, ranks_per_group, pipeline_depth, launch = 1, oversubscribe = 0, flux = 0;
-    int restart_limit = 0, run_time_grace_ms = 0;
+    int restart_limit = 0, run_time_grace_ms = 0, pipeline_depth_max = 0;
     double run_time_max = 0.0;
     PyObject *flavour_obj = Py_None, *mpiexec_obj = Py_None, *runtime_obj = Py_None;
     PyObject *cwd_obj = Py_None, *args_obj = Py_None, *hostname_obj = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "iii|pppOOOOOidiO:Executor", kwlist, &ranks,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "iii|pppOOOOOidiOi:Executor", kwlist, &ranks,
                                      &ranks_per_group, &pipeline_depth, &launch, &oversubscribe,
                                      &flux, &flavour_obj, &mpiexec_obj, &runtime_obj, &cwd_obj,
                                      &args_obj, &restart_limit, &run_time_max, &run_time_grace_ms,
-                                     &hostname_obj))
+                                     &hostname_obj, &pipeline_depth_max))
         return NULL;
     if (!(run_time_max >= 0.0 && run_time_max <= 1e9)) {
         PyErr_SetString(PyExc_ValueError,
@@ -215,6 +224,7 @@ static PyObject *s_executor_new(PyTypeObject *type, PyObject *args, PyObject *kw
     cfg.ranks = ranks;
     cfg.ranks_per_group = ranks_per_group;
     cfg.pipeline_depth = pipeline_depth;
+    cfg.pipeline_depth_max = pipeline_depth_max;
     cfg.launch = launch;
     cfg.oversubscribe = oversubscribe;
     cfg.flux = flux;
@@ -780,7 +790,8 @@ static PyType_Slot s_executor_slots[] = {
     {Py_tp_doc, "Executor(ranks, ranks_per_group, pipeline_depth, launch=True,\n"
                 "         oversubscribe=False, flux=False, mpi_flavour=None, mpiexec=None,\n"
                 "         runtime=None, cwd=None, runtime_args=None, restart_limit=0,\n"
-                "         run_time_max=0.0, run_time_grace_ms=0, hostname=None)\n\n"
+                "         run_time_max=0.0, run_time_grace_ms=0, hostname=None,\n"
+                "         pipeline_depth_max=0)\n\n"
                 "One frontend executor (see frontend/pmp_executor.h)."},
     {Py_tp_new, s_executor_new},
     {Py_tp_dealloc, s_executor_dealloc},

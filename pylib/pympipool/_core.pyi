@@ -109,6 +109,7 @@ class Executor:
         run_time_max: float = 0.0,
         run_time_grace_ms: int = 0,
         hostname: Optional[str] = None,
+        pipeline_depth_max: int = 0,
     ) -> None: ...
     def submit(
         self,

@@ -116,6 +116,7 @@ class _Engine(_Maps):
         ranks_per_group: int,
         pipeline_depth: int,
         all_ranks: bool,
+        pipeline_depth_max: int = 0,
         oversubscribe: bool = False,
         enable_flux_backend: bool = False,
         init_function: Optional[Callable[[], Dict[str, Any]]] = None,
@@ -135,6 +136,10 @@ class _Engine(_Maps):
         hostname = _check_hostname(hostname)
         restart_limit = _check_restart_limit(restart_limit)
         run_time_max = _check_run_time_max(run_time_max)
+        if restart_limit > 0:
+            # a crash loses the calls a group held behind its running one:
+            # with restarts, no more than the fixed depth
+            pipeline_depth_max = 0
         if restart_limit > 0 and queue_adapter is not None:
             raise ValueError(
                 "restart_limit must be 0 with a queue_adapter: the job is started by "
@@ -181,13 +186,18 @@ class _Engine(_Maps):
         self._shm_owner = _shm.Owner(_core, 0)
         self._shm_local = False
         self._task_flags = _core.FLAG_ALL_RANKS if all_ranks else 0
-        #: tasks a lazy map reads ahead (see _Feed)
-        self._read_ahead = READ_AHEAD_PER_SLOT * (ranks // ranks_per_group) * pipeline_depth
+        #: tasks a lazy map reads ahead (see _Feed): what the groups may
+        #: hold at most, and READ_AHEAD_PER_SLOT per task of their base depth
+        groups = ranks // ranks_per_group
+        self._read_ahead = groups * (
+            max(pipeline_depth_max, pipeline_depth) + READ_AHEAD_PER_SLOT * pipeline_depth
+        )
 
         core = _core.Executor(
             ranks=ranks,
             ranks_per_group=ranks_per_group,
             pipeline_depth=pipeline_depth,
+            pipeline_depth_max=pipeline_depth_max,
             launch=queue_adapter is None,
             oversubscribe=oversubscribe,
             flux=enable_flux_backend,
@@ -297,7 +307,8 @@ class _Engine(_Maps):
         submit fails)."""
         if not callable(fn):
             raise TypeError(f"{type(fn).__name__!r} object is not callable")
-        self._check_open()
+        if self._shutdown:  # checked fully under the lock; this spares the pickling
+            self._check_open()
         payload, buffers = dumps_call(fn, args, kwargs)
         lent = self._shm_lend(buffers)
         if lent is None:

@@ -171,14 +171,18 @@ class _ExecutorBase(_Engine, _FuturesExecutor):
 #: Tasks a group may hold (Executor, PoolExecutor, Pool): the one it runs
 #: and the next; see PoolExecutor.
 POOL_PIPELINE_DEPTH = 2
+#: ... and while its tasks are short, up to this many, as long as they are
+#: about 2 ms of work (the frontend's pipeline window, frontend/pmp_window.h)
+POOL_PIPELINE_DEPTH_MAX = 32
 
 
 class Executor(_ExecutorBase):
     """Runs each submitted function on all ``cores`` MPI ranks, one call at a
     time, first in first out.  The ranks hold the running call and the next
     one (``POOL_PIPELINE_DEPTH``), so that a stream of short calls never
-    waits on a round trip; ``cancel()`` succeeds for a call that has not
-    been sent yet (not the running call and not the one behind it, as with
+    waits on a round trip, and more while the calls are short (as for
+    ``PoolExecutor``); ``cancel()`` succeeds for a call that has not been
+    sent yet (not the running call and not the ones behind it, as with
     ``ProcessPoolExecutor``, which also queues one call more than it runs).
     With ``restart_limit`` they hold the running call only: a crash then
     loses that call alone, and every queued one runs on the new job.
@@ -243,6 +247,7 @@ class Executor(_ExecutorBase):
             # with restarts it holds only the running call: the others run
             # on the new job
             pipeline_depth=1 if restart_limit else POOL_PIPELINE_DEPTH,
+            pipeline_depth_max=POOL_PIPELINE_DEPTH_MAX,
             all_ranks=cores > 1,
             oversubscribe=oversubscribe,
             enable_flux_backend=enable_flux_backend,
@@ -263,11 +268,16 @@ class PoolExecutor(_ExecutorBase):
 
     Each submitted call runs on one worker, the first with room for it.
     Every worker may hold ``POOL_PIPELINE_DEPTH`` = 2 tasks: the one it runs
-    and the next.  Two, not one, so that a stream of tiny tasks never waits
-    on a round trip (the next task is already there when one finishes); not
-    more, so that a long task keeps at most one queued task waiting behind
-    it while another worker may be idle.  ``cancel()`` succeeds for a task
-    that has not been sent to a worker yet.
+    and the next, so that a stream of tasks never waits on a round trip
+    (the next task is already there when one finishes).  While the tasks are
+    short a worker may hold more, up to ``POOL_PIPELINE_DEPTH_MAX`` = 32, as
+    long as they are about 2 ms of work by the time its recent tasks took:
+    then several tasks travel together and share their system calls and
+    wake-ups.  A long task closes that window again at once, so that it
+    keeps at most one queued task waiting behind it while another worker
+    may be idle.  With ``restart_limit`` the window stays at 2: a crash
+    loses the tasks a worker held.  ``cancel()`` succeeds for a task that
+    has not been sent to a worker yet.
 
     ``submit``, ``map(fn, *iterables, timeout=None, chunksize=1)``,
     ``shutdown(wait=True, cancel_futures=False)``, ``Future`` callbacks,
@@ -311,6 +321,7 @@ class PoolExecutor(_ExecutorBase):
             ranks=workers,
             ranks_per_group=1,
             pipeline_depth=POOL_PIPELINE_DEPTH,
+            pipeline_depth_max=POOL_PIPELINE_DEPTH_MAX,
             all_ranks=False,
             oversubscribe=oversubscribe,
             enable_flux_backend=enable_flux_backend,

@@ -77,7 +77,7 @@ from . import _futures
 from ._checks import _check_count, _Default, _resolve_alias
 from ._engine import _Engine
 from ._maps import _batches, _Feed, _in_memory, _Receiver, _tasks_hint
-from ._executor import POOL_PIPELINE_DEPTH
+from ._executor import POOL_PIPELINE_DEPTH, POOL_PIPELINE_DEPTH_MAX
 
 __all__ = ["Pool", "MPISpawnPool", "AsyncResult", "MapResult", "IMapIterator"]
 
@@ -775,6 +775,7 @@ class Pool(_PoolBase):
             ranks=workers,
             ranks_per_group=1,
             pipeline_depth=POOL_PIPELINE_DEPTH,
+            pipeline_depth_max=POOL_PIPELINE_DEPTH_MAX,
             all_ranks=False,
             oversubscribe=oversubscribe,
             enable_flux_backend=enable_flux_backend,
