@@ -320,8 +320,8 @@ def _dumps_snapshot(fn: Callable[..., Any]) -> Tuple[bytes, List[memoryview]]:
 
 
 #: Types whose pickle is the same from ``pickle`` and from cloudpickle, and
-#: never has an out-of-band buffer: arguments of only these types are
-#: pickled by the C pickler alone (see dumps_call).
+#: never has an out-of-band buffer: arguments (and a map's items) of only
+#: these types are pickled by the C pickler alone (see dumps_call).
 _PLAIN_TYPES = frozenset({int, float, complex, bool, str, bytes, type(None)})
 
 
@@ -338,13 +338,21 @@ def dumps_call(
     unpicklable function or argument."""
     _register_module_of(fn)
     fn_bytes, _ = _dumps_snapshot(fn)
+    return _dumps_args(fn_bytes, args, kwargs)
+
+
+def _dumps_args(
+    slot: Union[int, bytes], args: Sequence[Any], kwargs: Dict[str, Any]
+) -> Tuple[bytes, List[memoryview]]:
+    """The payload ``(slot, args, kwargs)``: by the C pickler when every
+    argument is plain (``_PLAIN_TYPES``), else by cloudpickle."""
     if (
         type(args) is tuple
         and _PLAIN_TYPES.issuperset(map(type, args))
         and (not kwargs or _PLAIN_TYPES.issuperset(map(type, kwargs.values())))
     ):
-        return pickle.dumps((fn_bytes, args, dict(kwargs)), PICKLE_PROTOCOL), []
-    return _dumps((fn_bytes, tuple(args), dict(kwargs)))
+        return pickle.dumps((slot, args, dict(kwargs)), PICKLE_PROTOCOL), []
+    return _dumps((slot, tuple(args), dict(kwargs)))
 
 
 def dumps_init(fn: Callable[..., Any]) -> Tuple[bytes, List[memoryview]]:
@@ -373,8 +381,12 @@ def dumps_keyed(key: Union[int, bytes], *call: Any) -> Tuple[bytes, List[memoryv
     one list per chunk, as ``multiprocessing`` does."""
     if len(call) == 2:
         args, kwargs = call
-        return _dumps((key, tuple(args), dict(kwargs)))
+        return _dumps_args(key, args, kwargs)
     (calls,) = call  # the list itself: no copy of a long map
+    if type(calls) is range or (
+        type(calls) is list and _PLAIN_TYPES.issuperset(map(type, calls))
+    ):
+        return pickle.dumps((key, calls), PICKLE_PROTOCOL), []
     return _dumps((key, calls))
 
 

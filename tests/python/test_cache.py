@@ -518,7 +518,8 @@ def test_other_arguments_still_go_through_cloudpickle():
 
 
 @pytest.mark.parametrize(
-    "value", [7, 2.5, 1j, False, None, "text", b"raw", _MyInt(3), [1, "x"], make_adder(2)]
+    "value",
+    [7, 2.5, 1j, False, None, "text", b"raw", _MyInt(3), [1, "x"], [], [[1]], make_adder(2)],
 )
 def test_worker_results_pickle_exactly_as_cloudpickle(worker, value):
     data, oob = worker._dumps(value)
@@ -534,3 +535,18 @@ def test_worker_fills_parameters_only_for_functions_that_take_them(worker):
     worker._fn_cache.clear()
     assert run(worker, add, 3)[:2] == (True, 13)
     assert run(worker, add, 3, k=2)[:2] == (True, 5)
+
+
+@pytest.mark.parametrize(
+    "calls",
+    [[1, 2.5, "x", None], list(range(3000)), range(5, 500, 7), [], [[1], 2], [(1, 2)], [_MyInt(1)]],
+)
+def test_map_chunks_pickle_exactly_as_cloudpickle(calls):
+    """A map's chunk of plain items (or a range) takes the C pickler; any
+    other chunk cloudpickle; the bytes are the same either way."""
+    for key in (7, b"function bytes"):
+        payload, buffers = _serialize.dumps_keyed(key, calls)
+        assert buffers == []
+        assert payload == cloudpickle.dumps((key, calls), protocol=5)
+    payload, _ = _serialize.dumps_keyed(3, (1, "a"), {"k": 2})
+    assert payload == cloudpickle.dumps((3, (1, "a"), {"k": 2}), protocol=5)
