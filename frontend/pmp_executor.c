@@ -61,13 +61,16 @@
  * the tables; a result's completion is queued under it and its waiter
  * woken after the unlock.  Callers never send: they only queue and wake.
  *
- * Scheduling.  A group may hold pipeline_depth tasks; whenever something
- * changes (a submit, a hello, a result) the I/O thread pops tasks from the
- * head of the queue and sends each to the live group with the fewest
- * tasks in flight.  The group table (pmp_sched) finds that group and the
- * group of a peer identity without looking at the other groups, so the
- * cost per task does not grow with the number of groups.  Tasks submitted
- * before any group connected simply wait.
+ * Scheduling.  A group may hold pipeline_depth tasks, and while the tasks
+ * are short up to pipeline_depth_max (the window, pmp_window.h: about
+ * PMP_EXECUTOR_WINDOW_NS of work by the recent results); whenever
+ * something changes (a submit, a hello, a result) the I/O thread pops
+ * tasks from the head of the queue and sends each to the live group with
+ * the fewest tasks in flight, while that group is inside the window.  The
+ * group table (pmp_sched) finds that group and the group of a peer
+ * identity without looking at the other groups, so the cost per task does
+ * not grow with the number of groups.  Tasks submitted before any group
+ * connected simply wait.
  *
  * Broadcasts.  INIT, DEFINE and FORGET go to every group.  They wait in
  * their own FIFO (bcasts) next to the task queue, and every message, task

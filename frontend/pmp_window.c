@@ -28,6 +28,7 @@ struct pmp_window {
     size_t base, max, limit;
     int64_t budget_ns;
     int64_t estimate_ns; /* 0: no sample yet */
+    unsigned samples;    /* up to PMP_WINDOW_WARM */
     int64_t *mark;       /* per group */
     size_t nmarks;
 };
@@ -72,6 +73,7 @@ int64_t pmp_window_task_ns(const pmp_window_t *self)
 void pmp_window_reset(pmp_window_t *self)
 {
     self->estimate_ns = 0;
+    self->samples = 0;
     self->limit = self->budget_ns == 0 ? self->max : self->base;
     for (size_t i = 0; i < self->nmarks; i++)
         self->mark[i] = 0;
@@ -111,6 +113,8 @@ void pmp_window_done(pmp_window_t *self, size_t group, int64_t now_ns)
         self->estimate_ns += (sample - self->estimate_ns) / 8;
     if (self->estimate_ns < 1)
         self->estimate_ns = 1;
+    if (self->samples < PMP_WINDOW_WARM && ++self->samples < PMP_WINDOW_WARM)
+        return; /* too early to tell */
     int64_t fit = self->budget_ns / self->estimate_ns;
     size_t limit = fit >= (int64_t)self->max ? self->max : (size_t)fit;
     self->limit = limit < self->base ? self->base : limit;

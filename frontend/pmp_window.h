@@ -19,7 +19,14 @@
  * and one long one), so that the window follows the mean.  One task much
  * longer than the estimate closes the window at once (a task of a second
  * after tasks of microseconds makes the estimate 1/8 s), while short tasks
- * after long ones open it over a few dozen results.
+ * after long ones open it over a few dozen results.  Until
+ * PMP_WINDOW_WARM results have come back the limit stays at base: a
+ * window that opened on the first quick answer would let the calls
+ * submitted right behind a long one queue up behind it.
+ *
+ * What it cannot see: a task is known to be long only once it finished.
+ * Tasks sent while a group runs a long one after many short ones (at most
+ * the window, about budget of the short ones) wait behind it.
  *
  * Cost: every call is O(1) (sent and done may grow a per-group array);
  * limit is a load.  Not thread-safe: the executor's I/O thread owns it.
@@ -33,6 +40,9 @@
 #include <stdint.h>
 
 typedef struct pmp_window pmp_window_t;
+
+/* Results before the window may open. */
+#define PMP_WINDOW_WARM 8
 
 /* A window between base >= 1 and max >= base tasks, holding about
  * budget_ns of work (0: always max).  The limit starts at base.  NULL

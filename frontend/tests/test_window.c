@@ -1,6 +1,7 @@
 /*
  * test_window.c - unit test of pmp_window (unit.window): bad sizes
- * refused; the limit starts at base, opens to max for tasks far shorter
+ * refused; the limit starts at base and stays there for the first
+ * PMP_WINDOW_WARM results, then opens to max for tasks far shorter
  * than the budget, sits at budget / time per task in between, closes to
  * base after one long task and reopens over short ones; results read in
  * bursts (several at once after one long gap) give the mean, not the
@@ -60,6 +61,13 @@ static void s_test_follows(void)
     pmp_window_sent(w, 0, 0, 1000 * MS);
     pmp_window_done(w, 0, 1000 * MS + 200 * US);
     CHECK(pmp_window_task_ns(w) == 200 * US);
+    CHECK(pmp_window_limit(w) == 2); /* not before PMP_WINDOW_WARM results */
+    for (int i = 1; i < PMP_WINDOW_WARM; i++) {
+        CHECK(pmp_window_limit(w) == 2);
+        pmp_window_sent(w, 0, 0, 1000 * MS + i * MS);
+        pmp_window_done(w, 0, 1000 * MS + i * MS + 200 * US);
+    }
+    CHECK(pmp_window_task_ns(w) == 200 * US);
     CHECK(pmp_window_limit(w) == 10);
     pmp_window_sent(w, 0, 0, 1001 * MS);
     int64_t t = s_run(w, 1001 * MS, 200, 20 * US);
@@ -87,6 +95,10 @@ static void s_test_follows(void)
     CHECK(pmp_window_task_ns(w) > 25 * US && pmp_window_task_ns(w) < 60 * US);
     pmp_window_reset(w);
     CHECK(pmp_window_limit(w) == 2 && pmp_window_task_ns(w) == 0);
+    s_run(w, 1, PMP_WINDOW_WARM - 1, 10 * US); /* warming up again */
+    CHECK(pmp_window_limit(w) == 2);
+    s_run(w, 1 + PMP_WINDOW_WARM * 10 * US, 1, 10 * US);
+    CHECK(pmp_window_limit(w) == 32);
     pmp_window_destroy(&w);
 }
 
@@ -98,7 +110,7 @@ static void s_test_groups(void)
     pmp_window_sent(w, 1000, 1, 5 * MS + 10 * US); /* busy: no new mark */
     pmp_window_done(w, 1000, 5 * MS + 500 * US);
     CHECK(pmp_window_task_ns(w) == 500 * US);
-    CHECK(pmp_window_limit(w) == 2);
+    CHECK(pmp_window_limit(w) == 1);
     pmp_window_done(w, 1000, 5 * MS + 600 * US); /* the second: 100 us after */
     CHECK(pmp_window_task_ns(w) == 500 * US - 400 * US / 8);
     /* a result for a group never sent to counts as no time */

@@ -117,8 +117,8 @@ class _ExecutorBase(_Engine, _FuturesExecutor):
 
         Unlike ``ProcessPoolExecutor.map``, the iterables are read lazily,
         in a thread of the executor, a bounded number of calls ahead of the
-        results taken (``READ_AHEAD_PER_SLOT`` per call the ranks may
-        hold), so this returns at once, also for an endless generator.  An
+        results taken (the widest pipeline window and
+        ``READ_AHEAD_PER_SLOT`` per call of the base depth), so this returns at once, also for an endless generator.  An
         exception raised by an iterable is raised by ``__next__`` in its
         place, after the results before it, and ends the iteration (the
         standard library raises it from ``map`` itself).  Dropping or
@@ -271,7 +271,8 @@ class PoolExecutor(_ExecutorBase):
     and the next, so that a stream of tasks never waits on a round trip
     (the next task is already there when one finishes).  While the tasks are
     short a worker may hold more, up to ``POOL_PIPELINE_DEPTH_MAX`` = 32, as
-    long as they are about 2 ms of work by the time its recent tasks took:
+    long as they are about 2 ms of work by the time the recent tasks took
+    (from the 8th result on):
     then several tasks travel together and share their system calls and
     wake-ups.  A long task closes that window again at once, so that it
     keeps at most one queued task waiting behind it while another worker
@@ -366,8 +367,8 @@ class PoolExecutor(_ExecutorBase):
         With ``chunksize > 1`` one task carries up to ``chunksize`` calls.
 
         The iterables are read lazily, a bounded number of tasks ahead of
-        the results taken (``READ_AHEAD_PER_SLOT`` per task a worker may
-        hold); see ``Executor.map`` for what that changes against
+        the results taken (the widest pipeline window and
+        ``READ_AHEAD_PER_SLOT`` per task of the base depth); see ``Executor.map`` for what that changes against
         ``ProcessPoolExecutor.map``: an exception of the input is raised in
         its place by ``__next__``, and after ``shutdown`` the iterator ends
         with ``RuntimeError`` after the calls already sent."""

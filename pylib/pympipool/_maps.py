@@ -25,8 +25,8 @@ half of ``_engine._Engine``, which derives from it.
   ``MapResult``, a lazy map's ``_Feed``, or the pools' relay to their
   result-handler thread when user code runs on delivery).
 * Lazy maps.  A ``_Feed`` reads the input in a feeder thread of its own,
-  at most ``READ_AHEAD_PER_SLOT`` tasks per task the groups may hold ahead
-  of what the consumer has taken; an input in memory (a list, tuple or
+  at most the groups' widest pipeline window and ``READ_AHEAD_PER_SLOT``
+  tasks per task of their base depth ahead of what the consumer has taken; an input in memory (a list, tuple or
   range) that fits that window is sent at once, without the thread.
 """
 

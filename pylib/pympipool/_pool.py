@@ -15,8 +15,9 @@ result objects on top of the engine's futures:
   first (they need its length) and send nothing before the whole input has
   been checked and pickled, so a bad iterable raises with nothing in
   flight.  ``imap`` and ``imap_unordered`` read theirs lazily, in a feeder
-  thread, at most ``_maps.READ_AHEAD_PER_SLOT`` chunks per task a worker
-  may hold ahead of what the caller has taken (``_maps._Feed``): they
+  thread, at most the workers' widest pipeline window and
+  ``_maps.READ_AHEAD_PER_SLOT`` chunks per task of their base depth ahead
+  of what the caller has taken (``_maps._Feed``): they
   return at once, also for an endless generator, and a million items cost
   a few chunks' memory.  An exception raised by the input is raised by the
   iterator in its place, after the results before it, and ends it.
@@ -595,8 +596,8 @@ class _PoolBase(_Engine):
         """An iterator over ``func(x)`` in input order, yielding each result
         as soon as it and those before it are there.  The iterable is read
         lazily, in a thread of the pool, a bounded number of chunks ahead of
-        the results taken (``READ_AHEAD_PER_SLOT`` per task a worker may
-        hold): this returns at once, also for an endless generator.  An
+        the results taken (the workers' widest pipeline window and
+        ``READ_AHEAD_PER_SLOT`` per task of their base depth): this returns at once, also for an endless generator.  An
         exception raised by the iterable is raised in its place, after the
         results before it, and ends the iteration."""
         return self._imap(func, iterable, chunksize, ordered=True)

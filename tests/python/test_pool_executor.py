@@ -227,6 +227,24 @@ def test_shutdown_cancel_futures_cancels_what_was_not_sent():
     assert all(f.done() for f in rest)
 
 
+def test_a_long_call_closes_the_pipeline_window():
+    """After many short calls a worker may hold more than two tasks (the
+    pipeline window); once a long one has come back, it holds two again:
+    the calls behind the next long one are not sent, and are cancelled."""
+    exe = PoolExecutor(max_workers=1)
+    assert [f.result(timeout=60) for f in [exe.submit(square, i) for i in range(300)]] == [
+        i * i for i in range(300)
+    ]
+    assert exe.submit(sleep_and_return, 0.5, "long").result(timeout=60) == "long"
+    first = exe.submit(sleep_and_return, 1, "first")
+    rest = [exe.submit(square, i) for i in range(8)]
+    time.sleep(0.3)
+    exe.shutdown(wait=True, cancel_futures=True)
+    assert first.result() == "first"
+    assert len([f for f in rest if f.cancelled()]) >= 7
+    assert all(f.done() for f in rest)
+
+
 def test_shutdown_without_wait_returns_at_once():
     exe = PoolExecutor(max_workers=1)
     future = exe.submit(sleep_and_return, 1, "done")
