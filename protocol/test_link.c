@@ -14,17 +14,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "pmp_check.h"
 #include "pmp_link.h"
 #include "pmp_protocol.h"
 
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: check failed: %s (errno %d)\n", __FILE__, __LINE__, #cond,     \
-                    errno);                                                                        \
-            exit(1);                                                                               \
-        }                                                                                          \
-    } while (0)
 
 static void s_pair(pmp_link_t **a, pmp_link_t **b, uint64_t max_frame)
 {

@@ -30,22 +30,6 @@
 
 #include "pmp_check.h"
 
-/* Checks that rc is a rejection with EPROTO whose reason contains want. */
-#define CHECK_REJECT(rc_expr, err, want)                                                           \
-    do {                                                                                           \
-        (err).text[0] = '\0';                                                                      \
-        errno = 0;                                                                                 \
-        int rc_ = (rc_expr);                                                                       \
-        int errno_ = errno;                                                                        \
-        s_checks++;                                                                                \
-        if (rc_ != -1 || errno_ != EPROTO || !strstr((err).text, (want))) {                        \
-            s_failures++;                                                                          \
-            fprintf(stderr,                                                                        \
-                    "%s:%d: expected rejection mentioning \"%s\" from %s; got rc=%d errno=%d "     \
-                    "reason=\"%s\"\n",                                                             \
-                    __FILE__, __LINE__, (want), #rc_expr, rc_, errno_, (err).text);                \
-        }                                                                                          \
-    } while (0)
 
 /* Deterministic generator (xorshift64*) so that failures reproduce. */
 static uint64_t s_rng = 0x9e3779b97f4a7c15ull;

@@ -14,18 +14,6 @@
 
 #include "pmp_check.h"
 
-#define CHECK_REJECT(rc_expr, err, want)                                                           \
-    do {                                                                                           \
-        errno = 0;                                                                                 \
-        (err).text[0] = '\0';                                                                      \
-        int rc_ = (rc_expr);                                                                       \
-        CHECK(rc_ == -1 && errno == EPROTO);                                                       \
-        if (strstr((err).text, (want)) == NULL) {                                                  \
-            fprintf(stderr, "%s:%d: reason \"%s\" lacks \"%s\"\n", __FILE__, __LINE__, (err).text, \
-                    (want));                                                                       \
-            CHECK(0);                                                                              \
-        }                                                                                          \
-    } while (0)
 
 static void test_round_trip(void)
 {

@@ -25,7 +25,7 @@
 
 #include "pmp_executor.h"
 
-#include "pmp_test.h"
+#include "pmp_check.h"
 
 static const char *g_fake, *g_mpiexec, *g_flavour;
 static char g_tmpdir[256];

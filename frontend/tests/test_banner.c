@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "pmp_test.h"
+#include "pmp_check.h"
 
 #define RULE "===================================================================================\n"
 

@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "pmp_test.h"
+#include "pmp_check.h"
 
 /* Whether the NULL-terminated env holds the entry whose name is name. */
 static int s_has(char **env, const char *name)

@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "pmp_test.h"
+#include "pmp_check.h"
 
 /* Items are the ids themselves, offset so they are never NULL. */
 static void *s_item(uint64_t id)

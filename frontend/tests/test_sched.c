@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "pmp_test.h"
+#include "pmp_check.h"
 
 static uint64_t s_rng = 0x9e3779b97f4a7c15ULL;
 

@@ -14,7 +14,7 @@
 #include <errno.h>
 #include <stdint.h>
 
-#include "pmp_test.h"
+#include "pmp_check.h"
 
 #define US 1000LL
 #define MS 1000000LL
