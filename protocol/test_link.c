@@ -18,7 +18,6 @@
 #include "pmp_link.h"
 #include "pmp_protocol.h"
 
-
 static void s_pair(pmp_link_t **a, pmp_link_t **b, uint64_t max_frame)
 {
     int sv[2];
