@@ -42,8 +42,7 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "python"))
-from pmp_link_peer import Server  # noqa: E402
+from pmp_link_peer import Server  # tests/support, on PYTHONPATH (runtime/CMakeLists.txt)
 
 STDLIB = ["/usr/lib/python3.11", "/usr/lib/python3.11/lib-dynload"]
 PYTHON = "/usr/bin/python3"

@@ -20,15 +20,13 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import sys
 import time
 from typing import Dict, List
 
 import pytest
 
-# the process helpers of the Python suite (tests/python/pmp_procs.py)
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
-from pmp_procs import our_processes, process_alive, wait_until  # noqa: E402
+# the process helpers shared by the suites (tests/support/pmp_procs.py)
+from pmp_procs import our_processes, process_alive, wait_until
 
 TEST_TIMEOUT = int(os.environ.get("PMP_TEST_TIMEOUT", "120"))
 os.environ.setdefault("OMPI_ALLOW_RUN_AS_ROOT", "1")

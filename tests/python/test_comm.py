@@ -9,7 +9,7 @@
   build's answer) or is worked out here the way the build does it.
 * ``comm`` is only given to functions that have a ``comm`` parameter and
   did not get one from the caller.
-* ``test_collectives`` runs runtime/tests/comm_collectives.py (every
+* ``test_collectives`` runs tests/support/comm_collectives.py (every
   collective, point to point, Split/Dup/Free, error paths) on the group of
   ``Executor(cores=N)`` for each N in ``PMP_COMM_RANKS`` (CTest: mpi.comm.2
   and mpi.comm.4; nothing by default, to keep py.comm short).
@@ -24,11 +24,6 @@ import pytest
 from pympipool import Executor
 from pympipool import _config
 
-RUNTIME_TESTS = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-    "runtime",
-    "tests",
-)
 COMM_RANKS = [int(n) for n in os.environ.get("PMP_COMM_RANKS", "").split(",") if n]
 RESULT_TIMEOUT = 120
 
@@ -184,15 +179,11 @@ def test_matching_mpi4py_works_and_shuts_down_cleanly():
 # not report an empty parametrisation as a skip.
 @pytest.mark.parametrize("cores", COMM_RANKS)
 def _collectives(cores):
-    sys.path.insert(0, RUNTIME_TESTS)
-    try:
-        import comm_collectives
+    import comm_collectives  # tests/support
 
-        with Executor(cores=cores, oversubscribe=True) as ex:
-            got = ex.submit(comm_collectives.run).result(RESULT_TIMEOUT)
-            kind = ex.submit(with_comm, 0).result(RESULT_TIMEOUT)[0][3]
-    finally:
-        sys.path.remove(RUNTIME_TESTS)
+    with Executor(cores=cores, oversubscribe=True) as ex:
+        got = ex.submit(comm_collectives.run).result(RESULT_TIMEOUT)
+        kind = ex.submit(with_comm, 0).result(RESULT_TIMEOUT)[0][3]
     assert got == ["comm tests passed on rank %d" % r for r in range(cores)]
     assert kind == ("mpi4py.MPI" if MPI4PY == "matching" else "_pympipool_runtime")
 

@@ -203,8 +203,12 @@ def test_python_version_mismatch_in_hello_breaks_the_executor(monkeypatch, tmp_p
     )
     script.chmod(0o755)
     monkeypatch.setenv("PYMPIPOOL_RUNTIME", str(script))
-    here = os.path.dirname(os.path.abspath(__file__))
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, (here, os.environ.get("PYTHONPATH")))))
+    import pmp_link_peer  # tests/support: the stand-in runtime imports it too
+
+    support = os.path.dirname(os.path.abspath(pmp_link_peer.__file__))
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join(filter(None, (support, os.environ.get("PYTHONPATH"))))
+    )
     exe = Executor()
     try:
         future = exe.submit(add, 1)

@@ -31,6 +31,7 @@ import time
 
 import pytest
 
+import pmp_link_peer
 from pmp_link_peer import Link, greeting
 from pympipool import Executor, MPISpawnPool, Pool, PoolExecutor
 
@@ -126,7 +127,7 @@ class Intruder:
 
 
 class LinkIntruder:
-    """A hand-made local link (tests/python/pmp_link_peer.py) that greets
+    """A hand-made local link (tests/support/pmp_link_peer.py) that greets
     with password (None: no greeting at all) and then tries the same as
     Intruder."""
 
@@ -304,9 +305,9 @@ def test_refusals_are_logged():
                 link.close()
         """
     )
-    here = os.path.dirname(os.path.abspath(__file__))
+    support = os.path.dirname(os.path.abspath(pmp_link_peer.__file__))
     env = dict(os.environ, PYMPIPOOL_LOG_LEVEL="warning")
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (here, env.get("PYTHONPATH")) if p)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (support, env.get("PYTHONPATH")) if p)
     proc = subprocess.run(
         [sys.executable, "-c", script],
         env=env,

@@ -5,9 +5,7 @@ the subset of mpi4py's API that pympipool's own communicator
 (``_pympipool_runtime.Comm``) provides, so the same checks run:
 
 * under pympipool-runtime, where ``run(comm)`` is the task (a function that
-  takes ``comm`` gets the group's communicator);
-* in the embedding harness (/work/scratch-comm), which puts ``comm`` into this
-  script's globals and runs it as ``__main__``;
+  takes ``comm`` gets the group's communicator; tests/python/test_comm.py);
 * directly under mpi4py (``mpiexec -n 4 python3 comm_collectives.py``), with
   ``MPI.COMM_WORLD``.
 

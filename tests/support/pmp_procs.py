@@ -1,7 +1,8 @@
 """Processes of a test: which are ours, whether they are alive, waiting.
 
-Shared by tests/python/conftest.py and tests/faults/conftest.py (which puts
-this directory on sys.path).  Only /proc is read; nothing is changed.
+Shared by tests/python/conftest.py and tests/faults/conftest.py (tests/support
+is on every suite's path: pyproject.toml for pytest, PYTHONPATH for the
+scripts CTest runs).  Only /proc is read; nothing is changed.
 """
 
 from __future__ import annotations
