@@ -1,6 +1,7 @@
 """Shared pieces of the fault-injection suite (tests/faults/).
 
-Every row of the "Faults" table of issue 4 is a test here, for
+Every fault of docs/architecture.md ("Faults: what died, and how the error
+says so") is a test here, for
 ``Executor(cores=1)``, ``Executor(cores=2)`` and ``PoolExecutor(max_workers=2)``
 where it applies.  Each test measures how long the error took to reach the
 caller and asserts a bound; ``timed(row, kind, seconds)`` records it and the

@@ -1,4 +1,4 @@
-"""restart_limit and run_time_max (issue 4, "Faults").
+"""restart_limit and run_time_max (docs/architecture.md, "Faults and restarts").
 
 * ``restart_limit=N``: when the MPI job dies it is relaunched, at most N
   times.  The calls that were running fail with ExecutorBroken saying what
