@@ -42,7 +42,20 @@ import sys
 import tempfile
 import time
 
-from pmp_link_peer import Server  # tests/support, on PYTHONPATH (runtime/CMakeLists.txt)
+# tests/support, on PYTHONPATH (runtime/CMakeLists.txt)
+from pmp_link_peer import Server
+from pmp_wire import (
+    DEFINE,
+    ERROR,
+    FORGET,
+    GOODBYE,
+    HELLO,
+    RESULT,
+    SHUTDOWN,
+    TASK,
+    header,
+    parse_header,
+)
 
 STDLIB = ["/usr/lib/python3.11", "/usr/lib/python3.11/lib-dynload"]
 PYTHON = "/usr/bin/python3"
@@ -365,10 +378,6 @@ def case_protocol(runtime, mpiexec):
     import cloudpickle
 
     n = nranks(mpiexec)
-    HELLO, TASK, RESULT, ERROR, SHUTDOWN, GOODBYE = 1, 2, 4, 5, 6, 7
-
-    def header(t, tid=0, flags=0, nframes=1, version=1):
-        return b"PMPX" + struct.pack("<HHQII", version, t, tid, flags, nframes)
 
     ep = endpoint()
     sock = Server(ep[len("ipc://") :])
@@ -386,10 +395,7 @@ def case_protocol(runtime, mpiexec):
         if not sock.poll(30000):
             fail("no message from the runtime within 30 s")
         ident, head, *frames = sock.recv_multipart()
-        version, t, tid, flags, count = struct.unpack("<HHQII", head[4:24])
-        if head[:4] != b"PMPX" or count != len(frames):
-            fail("malformed reply %r" % [head] + frames)
-        return ident, t, tid, flags, frames
+        return (ident,) + s_parse_reply(head, frames)
 
     try:
         ident, t, _, _, frames = recv()
@@ -451,13 +457,24 @@ def case_protocol(runtime, mpiexec):
 
 # ---- a stand-in for the frontend ---------------------------------------------
 
-HELLO, TASK, INIT, RESULT, ERROR, SHUTDOWN, GOODBYE, DEFINE, FORGET = range(1, 10)
 ALL_RANKS, FN_KEY, CHUNK = 0x1, 0x2, 0x4
+
+
+def s_parse_reply(head, frames):
+    """(type, task id, flags, frames) of a message from the runtime; fails
+    the check when its header is malformed or counts other frames."""
+    try:
+        _, t, tid, flags, count = parse_header(head)
+    except ValueError:
+        count = -1
+    if count != len(frames):
+        fail("malformed reply %r" % ([head] + frames))
+    return t, tid, flags, frames
 
 
 class Peer:
     """The socket the runtime connects to (a local link's listening end,
-    tests/python/pmp_link_peer.py), and the launched job."""
+    tests/support/pmp_link_peer.py), and the launched job."""
 
     def __init__(self, runtime, mpiexec, k):
         ep = endpoint()
@@ -472,26 +489,17 @@ class Peer:
             start_new_session=True,
         )
 
-    @staticmethod
-    def header(t, tid=0, flags=0, nframes=1):
-        import struct
-
-        return b"PMPX" + struct.pack("<HHQII", 1, t, tid, flags, nframes)
+    header = staticmethod(header)
 
     def send(self, ident, t, tid=0, flags=0, frames=(b"",)):
         head = self.header(t, tid, flags, len(frames))
         self.sock.send_multipart([ident, head] + list(frames))
 
     def recv(self):
-        import struct
-
         if not self.sock.poll(60000):
             fail("no message from the runtime within 60 s")
         ident, head, *frames = self.sock.recv_multipart()
-        version, t, tid, flags, count = struct.unpack("<HHQII", head[4:24])
-        if head[:4] != b"PMPX" or count != len(frames):
-            fail("malformed reply %r" % ([head] + frames))
-        return ident, t, tid, flags, frames
+        return (ident,) + s_parse_reply(head, frames)
 
     def hellos(self, n):
         """{group: (identity, hello dict)} of n groups."""

@@ -11,6 +11,7 @@ import sys
 import time
 
 import numpy as np
+import pmp_wire
 import pytest
 
 from pympipool import _config, _core, _serialize
@@ -53,9 +54,17 @@ def test_module_constants_match_the_protocol():
 
 
 def test_the_tests_local_link_speaks_the_protocols():
-    """tests/python/pmp_link_peer.py, which stands in for either end of a
-    local link, uses protocol/pmp_link.h's facts."""
+    """tests/support/pmp_link_peer.py and pmp_wire.py, which stand in for
+    either end of a connection, use protocol/pmp_link.h's and
+    pmp_protocol.h's facts."""
     import pmp_link_peer
+    import pmp_wire
+
+    assert pmp_wire.VERSION == _core.PROTOCOL_VERSION
+    kinds = (pmp_wire.HELLO, pmp_wire.TASK, pmp_wire.INIT, pmp_wire.RESULT, pmp_wire.ERROR)
+    assert kinds == (_core.MSG_HELLO, _core.MSG_TASK, _core.MSG_INIT, _core.MSG_RESULT, _core.MSG_ERROR)
+    more = (pmp_wire.SHUTDOWN, pmp_wire.GOODBYE, pmp_wire.DEFINE, pmp_wire.FORGET)
+    assert more == (_core.MSG_SHUTDOWN, _core.MSG_GOODBYE, _core.MSG_DEFINE, _core.MSG_FORGET)
 
     assert pmp_link_peer.MAGIC == _core.LINK_MAGIC.encode()
     assert pmp_link_peer.VERSION == _core.LINK_VERSION
@@ -86,10 +95,11 @@ def test_a_link_is_admitted_only_with_the_password_and_gets_the_task():
             "pid=%d\nhost=h\npython=%d.%d.%d\nmpi=none\nruntime=0\n"
             % ((os.getpid(),) + tuple(sys.version_info[:3]))
         ).encode()
-        good.send([struct.pack("<4sHHQII", b"PMPX", 1, _core.MSG_HELLO, 0, 0, 1), hello])
+        good.send([pmp_wire.header(pmp_wire.HELLO), hello])
         frames = good.recv(10.0)
         assert frames is not None and frames[1] == b"payload"
-        assert struct.unpack_from("<HQ", frames[0], 6) == (_core.MSG_TASK, 5)
+        # the C encoder's header, as pmp_wire reads it
+        assert pmp_wire.parse_header(frames[0]) == (pmp_wire.VERSION, pmp_wire.TASK, 5, 0, 1)
         good.close()
     finally:
         ex.destroy()

@@ -177,8 +177,9 @@ def test_python_version_mismatch_in_hello_breaks_the_executor(monkeypatch, tmp_p
         f"#!{sys.executable}\n"
         + textwrap.dedent(
             """
-            import os, struct, sys
+            import os, sys
             from pmp_link_peer import Link, greeting
+            from pmp_wire import GOODBYE, HELLO, SHUTDOWN, header, parse_header
             args = sys.argv[1:]
             endpoint = args[args.index("--endpoint") + 1]
             # connect and greet as the runtime does (docs/security.md)
@@ -188,14 +189,13 @@ def test_python_version_mismatch_in_hello_breaks_the_executor(monkeypatch, tmp_p
             link.send([greeting(cred["password"].encode())])
             hello = ("group=0\\nngroups=1\\ngroup_size=1\\nworld_size=1\\nworld_rank=0\\n"
                      "pid=%d\\nhost=fakehost\\npython=2.7.18\\nmpi=none\\nruntime=0\\n" % os.getpid())
-            link.send([struct.pack("<4sHHQII", b"PMPX", 1, 1, 0, 0, 1), hello.encode()])
+            link.send([header(HELLO), hello.encode()])
             while True:
                 frames = link.recv(60.0)
                 if frames is None:
                     break
-                kind = struct.unpack_from("<H", frames[0], 6)[0]
-                if kind == 6:  # SHUTDOWN
-                    link.send([struct.pack("<4sHHQII", b"PMPX", 1, 7, 0, 0, 1), b""])
+                if parse_header(frames[0])[1] == SHUTDOWN:
+                    link.send([header(GOODBYE), b""])
                     break
             link.close()
             """

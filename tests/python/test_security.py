@@ -23,7 +23,6 @@ import pwd
 import shlex
 import socket
 import stat
-import struct
 import subprocess
 import sys
 import textwrap
@@ -32,17 +31,18 @@ import time
 import pytest
 
 import pmp_link_peer
+import pmp_wire
 from pmp_link_peer import Link, greeting
 from pympipool import Executor, MPISpawnPool, Pool, PoolExecutor
 
 zmq = pytest.importorskip("zmq")
 
-HELLO, RESULT, ERROR = 1, 4, 5
+HELLO, RESULT, ERROR = pmp_wire.HELLO, pmp_wire.RESULT, pmp_wire.ERROR
 LOOPBACK = "127.0.0.1"
 
 
 def header(kind: int, task_id: int = 0, nframes: int = 1) -> bytes:
-    return struct.pack("<4sHHQII", b"PMPX", 1, kind, task_id, 0, nframes)
+    return pmp_wire.header(kind, task_id, nframes=nframes)
 
 
 HELLO_TEXT = (

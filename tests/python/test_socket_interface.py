@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import os
 import signal
-import struct
 import sys
 import threading
 import time
 
 import numpy as np
+import pmp_wire
 import pytest
 
 import pympipool
@@ -373,8 +373,7 @@ def _result_message(value, task_id=1):
     import pickle
 
     payload = pickle.dumps({"result": value}, protocol=5)
-    header = b"PMPX" + struct.pack("<HHQII", 1, _core.MSG_RESULT, task_id, 0, 1)
-    return [header, payload]
+    return [pmp_wire.header(pmp_wire.RESULT, task_id), payload]
 
 
 def _peer(endpoint, keys=None):
