@@ -1,7 +1,8 @@
 /*
  * pmp_tail.h - keeps the last bytes of a stream (the launched job's stderr)
  * so that an error message can quote how it ended.  Internal to the frontend;
- * not thread-safe (the I/O thread alone uses it).
+ * not thread-safe: used by one thread, the one that owns the launcher
+ * (pmp_launcher.h: the executor's I/O thread or a channel's keeper).
  */
 #ifndef PMP_TAIL_H
 #define PMP_TAIL_H

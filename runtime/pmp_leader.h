@@ -5,8 +5,9 @@
  * only: on the frontend's host (an ipc:// endpoint) a local link, a Unix
  * stream socket it reads and writes itself (pmp_link.h); otherwise a
  * ZeroMQ DEALER socket (in its own context) connected to the frontend's
- * ROUTER.  It says HELLO once, then receives TASK / INIT / SHUTDOWN
- * messages and sends RESULT / ERROR replies and, at the end, GOODBYE.
+ * ROUTER.  It says HELLO once, then receives TASK / INIT / DEFINE /
+ * FORGET / SHUTDOWN messages and sends RESULT / ERROR replies and, at the
+ * end, GOODBYE.
  *
  * Waiting for the next message polls in slices (1 s when idle, 10 ms while
  * result buffers are still out with ZeroMQ) so that the leader (a) notices
