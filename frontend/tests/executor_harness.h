@@ -1,9 +1,10 @@
 /*
  * executor_harness.h - what the executor's unit tests share (test_executor.c,
- * test_process.c): the fake runtime's command line, a private TMPDIR whose
- * leftovers are counted, and small helpers that fail the test with the
- * failed check.  Header-only (every helper static inline), one executable
- * per including file.
+ * test_zerocopy.c, test_broadcast.c, test_peers.c, test_restart.c,
+ * test_links.c, test_process.c): the fake runtime's command line, a private
+ * TMPDIR whose leftovers are counted, a counter of released zero-copy
+ * buffers, and small helpers that fail the test with the failed check.  Header-only (every helper
+ * static inline), one executable per including file.
  *
  * A test program takes <case> <fake_runtime> <mpiexec> <flavour> and runs
  * s_harness_main() with its table of cases.
@@ -129,6 +130,26 @@ static inline int s_frame_is(pmp_completion_t *c, size_t i, const char *text)
         pmp_frame_size(f) == strlen(text) && memcmp(pmp_frame_data(f), text, strlen(text)) == 0;
     pmp_frame_destroy(&f);
     return ok;
+}
+
+/* Zero-copy buffers: s_count_free is the free_fn, s_freed_counter() its
+ * hint, s_freed() how many buffers were released so far. */
+static inline int *s_freed_counter(void)
+{
+    static int freed;
+    return &freed;
+}
+
+static inline void s_count_free(void *data, void *hint)
+{
+    CHECK(hint == s_freed_counter());
+    (void)data;
+    __atomic_add_fetch(s_freed_counter(), 1, __ATOMIC_SEQ_CST);
+}
+
+static inline int s_freed(void)
+{
+    return __atomic_load_n(s_freed_counter(), __ATOMIC_SEQ_CST);
 }
 
 /* The --credentials path of the executor's command. */

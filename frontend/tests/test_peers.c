@@ -1,0 +1,273 @@
+/*
+ * test_peers.c - the executor with hand-made ZeroMQ peers in place of the
+ * runtime (unit.peers.<case>): malformed and foreign messages dropped,
+ * groups over TCP with CURVE, a hostname that cannot be bound, a group
+ * that becomes unreachable.  Usage and exit status as test_executor.c.
+ */
+#include <zmq.h>
+
+#include "executor_harness.h"
+#include "pmp_credentials.h"
+
+/* Gives a peer socket the executor's credentials (as the runtime does). */
+static void s_peer_auth(void *sock, pmp_executor_t *ex)
+{
+    pmp_credentials_t c;
+    pmp_error_t err = {{0}};
+    if (pmp_credentials_read(s_cred_path(ex), &c, &err) < 0)
+        fprintf(stderr, "%s\n", err.text);
+    CHECK(c.mechanism != 0);
+    if (c.mechanism == PMP_CREDENTIALS_PLAIN) {
+        CHECK(zmq_setsockopt(sock, ZMQ_PLAIN_USERNAME, PMP_CREDENTIALS_USER,
+                             strlen(PMP_CREDENTIALS_USER)) == 0);
+        CHECK(zmq_setsockopt(sock, ZMQ_PLAIN_PASSWORD, c.password, 40) == 0);
+    } else {
+        CHECK(zmq_setsockopt(sock, ZMQ_CURVE_SERVERKEY, c.server_public, 40) == 0);
+        CHECK(zmq_setsockopt(sock, ZMQ_CURVE_PUBLICKEY, c.client_public, 40) == 0);
+        CHECK(zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, c.client_secret, 40) == 0);
+    }
+}
+
+static void s_peer_send(void *sock, int type, uint64_t id, const char *payload, int nframes)
+{
+    pmp_header_t hdr = {.type = (uint16_t)type, .task_id = id, .nframes = (uint32_t)nframes};
+    unsigned char buf[PMP_HEADER_SIZE];
+    pmp_header_encode(&hdr, buf);
+    CHECK(zmq_send(sock, buf, sizeof buf, payload ? ZMQ_SNDMORE : 0) == sizeof buf);
+    if (payload)
+        CHECK(zmq_send(sock, payload, strlen(payload), 0) >= 0);
+}
+
+/* Foreign, malformed and unexpected messages over ZeroMQ (TCP) are dropped
+ * without a completion; the executor keeps working for a well-behaved
+ * peer. */
+static void s_case_malformed(void)
+{
+    pmp_executor_config_t cfg = s_cfg(1, 1, 1, NULL);
+    cfg.launch = 0;
+    cfg.hostname = "127.0.0.1"; /* ZeroMQ; a local link's are in test_links.c */
+    pmp_executor_t *ex = pmp_executor_new(&cfg, NULL);
+    CHECK(ex);
+    void *ctx = zmq_ctx_new();
+    void *sock = zmq_socket(ctx, ZMQ_DEALER);
+    int zero = 0;
+    zmq_setsockopt(sock, ZMQ_LINGER, &zero, sizeof zero);
+    s_peer_auth(sock, ex);
+    CHECK(zmq_connect(sock, pmp_executor_endpoint(ex)) == 0);
+    CHECK(zmq_send(sock, "garbage", 7, 0) == 7);                    /* short header */
+    CHECK(zmq_send(sock, "XXXXXXXXXXXXXXXXXXXXXXXX", 24, 0) == 24); /* foreign magic */
+    s_peer_send(sock, PMP_MSG_RESULT, 1, "r", 1);                   /* no hello yet */
+    s_peer_send(sock, PMP_MSG_TASK, 1, "t", 1);                     /* wrong direction */
+    s_peer_send(sock, PMP_MSG_HELLO, 0, "group=zero", 1);           /* bad hello */
+    s_peer_send(sock, PMP_MSG_HELLO, 0, "x", 3);                    /* frame count */
+    CHECK(s_submit_text(ex, 1, "x") == 0);
+    CHECK(pmp_executor_wait(ex, 500) == NULL && errno == EAGAIN);
+    CHECK(pmp_executor_pending(ex) == 1);
+    pmp_hello_t hello;
+    memset(&hello, 0, sizeof hello);
+    hello.ngroups = hello.group_size = hello.world_size = 1;
+    hello.pid = getpid();
+    strcpy(hello.host, "testhost");
+    char text[2048];
+    int len = pmp_hello_encode(&hello, text, sizeof text);
+    CHECK(len > 0);
+    text[len] = '\0';
+    s_peer_send(sock, PMP_MSG_HELLO, 0, text, 1);
+    s_wait_hellos(ex, 1);
+    s_peer_send(sock, PMP_MSG_HELLO, 0, text, 1); /* a second hello: dropped */
+    zmq_pollitem_t item = {.socket = sock, .events = ZMQ_POLLIN};
+    CHECK(zmq_poll(&item, 1, 5000) == 1);
+    zmq_msg_t m;
+    zmq_msg_init(&m);
+    CHECK(zmq_msg_recv(&m, sock, 0) == PMP_HEADER_SIZE);
+    pmp_header_t hdr;
+    CHECK(pmp_header_decode(zmq_msg_data(&m), zmq_msg_size(&m), &hdr, NULL) == 0);
+    CHECK(hdr.type == PMP_MSG_TASK && hdr.task_id == 1 && hdr.nframes == 1);
+    CHECK(zmq_msg_recv(&m, sock, 0) == 1 && !zmq_msg_more(&m));
+    zmq_msg_close(&m);
+    s_peer_send(sock, PMP_MSG_RESULT, 2, "wrong task", 1); /* not in flight: dropped */
+    s_peer_send(sock, PMP_MSG_RESULT, 1, "done", 1);
+    pmp_completion_t *c = s_wait(ex, 5000);
+    CHECK(pmp_completion_kind(c) == PMP_DONE_RESULT && pmp_completion_task_id(c) == 1);
+    CHECK(s_frame_is(c, 0, "done"));
+    pmp_completion_destroy(&c);
+    s_peer_send(sock, PMP_MSG_RESULT, 1, "again", 1); /* completed already: dropped */
+    pmp_executor_close(ex);
+    CHECK(zmq_poll(&item, 1, 5000) == 1); /* SHUTDOWN */
+    zmq_msg_init(&m);
+    CHECK(zmq_msg_recv(&m, sock, 0) == PMP_HEADER_SIZE);
+    CHECK(pmp_header_decode(zmq_msg_data(&m), zmq_msg_size(&m), &hdr, NULL) == 0);
+    CHECK(hdr.type == PMP_MSG_SHUTDOWN && hdr.nframes == 1);
+    CHECK(zmq_msg_recv(&m, sock, 0) == 0);
+    zmq_msg_close(&m);
+    CHECK(pmp_executor_wait(ex, 300) == NULL && errno == EAGAIN); /* waits for the goodbye */
+    s_peer_send(sock, PMP_MSG_GOODBYE, 0, "", 1);
+    c = s_wait(ex, 5000);
+    CHECK(pmp_completion_kind(c) == PMP_EVENT_CLOSED);
+    pmp_completion_destroy(&c);
+    zmq_close(sock);
+    zmq_ctx_term(ctx);
+    s_destroy(&ex, 0);
+}
+
+/* A peer socket connected to the executor: how = 0 no security, 1 the
+ * executor's credentials, 2 PLAIN with a wrong password, 3 CURVE with a
+ * server key of its own, 4 CURVE with the right server key but a foreign
+ * client key. */
+static void *s_peer_new(void *ctx, pmp_executor_t *ex, int how)
+{
+    void *sock = zmq_socket(ctx, ZMQ_DEALER);
+    int zero = 0;
+    zmq_setsockopt(sock, ZMQ_LINGER, &zero, sizeof zero);
+    char key_pub[41], key_sec[41], srv_pub[41], srv_sec[41];
+    CHECK(zmq_curve_keypair(key_pub, key_sec) == 0 && zmq_curve_keypair(srv_pub, srv_sec) == 0);
+    if (how == 1) {
+        s_peer_auth(sock, ex);
+    } else if (how == 2) {
+        zmq_setsockopt(sock, ZMQ_PLAIN_USERNAME, PMP_CREDENTIALS_USER,
+                       strlen(PMP_CREDENTIALS_USER));
+        zmq_setsockopt(sock, ZMQ_PLAIN_PASSWORD, key_pub, 40);
+    } else if (how == 3 || how == 4) {
+        pmp_credentials_t c;
+        memset(&c, 0, sizeof c);
+        if (how == 4)
+            CHECK(pmp_credentials_read(s_cred_path(ex), &c, NULL) == 0);
+        zmq_setsockopt(sock, ZMQ_CURVE_SERVERKEY, how == 4 ? c.server_public : srv_pub, 40);
+        zmq_setsockopt(sock, ZMQ_CURVE_PUBLICKEY, key_pub, 40);
+        zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, key_sec, 40);
+    }
+    CHECK(zmq_connect(sock, pmp_executor_endpoint(ex)) == 0);
+    return sock;
+}
+
+/* Sends a HELLO of one group of one rank from host. */
+static void s_peer_hello(void *sock, const char *host)
+{
+    char text[2048];
+    s_hello_text(host, text, sizeof text);
+    s_peer_send(sock, PMP_MSG_HELLO, 0, text, 1);
+}
+
+/* TCP + CURVE on loopback: the (fake) runtime authenticates with the keys
+ * of the file and works; the file is gone after start-up; foreign keys are
+ * refused. */
+static void s_case_tcp(void)
+{
+    pmp_executor_config_t cfg = s_cfg(2, 1, 1, NULL);
+    cfg.hostname = "127.0.0.1";
+    pmp_error_t err = {{0}};
+    pmp_executor_t *ex = pmp_executor_new(&cfg, &err);
+    if (!ex)
+        fprintf(stderr, "%s\n", err.text);
+    CHECK(ex);
+    CHECK(strncmp(pmp_executor_endpoint(ex), "tcp://127.0.0.1:", 16) == 0);
+    CHECK(atoi(pmp_executor_endpoint(ex) + 16) > 0);
+    s_wait_hellos(ex, 2);
+    CHECK(!s_exists(s_cred_path(ex), 0, 5000));
+    CHECK(s_submit_text(ex, 1, "over tcp") == 0);
+    pmp_completion_t *c = s_wait(ex, 10000);
+    CHECK(pmp_completion_kind(c) == PMP_DONE_RESULT && s_frame_is(c, 0, "over tcp"));
+    pmp_completion_destroy(&c);
+    s_destroy(&ex, 0);
+
+    /* foreign peers: no security, a server key of their own, the right
+     * server key with a foreign client key; then the right keys (no launch,
+     * so that the file stays until the hello) */
+    cfg.launch = 0;
+    cfg.ranks = 1;
+    ex = pmp_executor_new(&cfg, &err);
+    CHECK(ex);
+    CHECK(s_submit_text(ex, 3, "secret task") == 0);
+    void *ctx = zmq_ctx_new();
+    void *bad[3] = {s_peer_new(ctx, ex, 0), s_peer_new(ctx, ex, 3), s_peer_new(ctx, ex, 4)};
+    for (int i = 0; i < 3; i++)
+        s_peer_hello(bad[i], "intruder");
+    CHECK(pmp_executor_wait(ex, 1500) == NULL && errno == EAGAIN);
+    for (int i = 0; i < 3; i++) {
+        zmq_pollitem_t item = {.socket = bad[i], .events = ZMQ_POLLIN};
+        CHECK(zmq_poll(&item, 1, 100) == 0);
+        zmq_close(bad[i]);
+    }
+    void *good = s_peer_new(ctx, ex, 1);
+    s_peer_hello(good, "runtime");
+    s_wait_hellos(ex, 1);
+    CHECK(!s_exists(s_cred_path(ex), 0, 5000));
+    zmq_pollitem_t item = {.socket = good, .events = ZMQ_POLLIN};
+    CHECK(zmq_poll(&item, 1, 5000) == 1);
+    zmq_close(good);
+    zmq_ctx_term(ctx);
+    s_destroy(&ex, 0);
+}
+
+/* A wildcard or an address that is not this host's is refused clearly. */
+static void s_case_hostname_invalid(void)
+{
+    const char *bad[] = {"*", "0.0.0.0", "::", "", "no-such-interface0", "203.0.113.77"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        pmp_executor_config_t cfg = s_cfg(1, 1, 1, NULL);
+        cfg.launch = 0;
+        cfg.hostname = bad[i];
+        pmp_error_t err = {{0}};
+        int before = s_tmpdir_entries();
+        errno = 0;
+        CHECK(pmp_executor_new(&cfg, &err) == NULL && errno == EINVAL);
+        CHECK(strstr(err.text, "hostname") != NULL);
+        CHECK(strstr(err.text, bad[i]) != NULL);
+        CHECK(i > 1 || strstr(err.text, "wildcard") != NULL);
+        CHECK(s_tmpdir_entries() == before); /* nothing left behind */
+    }
+}
+
+/* A group whose connection vanished (no goodbye, no job to watch) is found
+ * out at the next send: its task in flight completes as BROKEN, the task
+ * being sent goes back to the queue. */
+static void s_case_unreachable(void)
+{
+    pmp_executor_config_t cfg = s_cfg(1, 1, 2, NULL);
+    cfg.launch = 0;
+    cfg.hostname = "127.0.0.1"; /* ZeroMQ; a local link's end: test_links.c */
+    pmp_executor_t *ex = pmp_executor_new(&cfg, NULL);
+    CHECK(ex);
+    void *ctx = zmq_ctx_new();
+    void *sock = zmq_socket(ctx, ZMQ_DEALER);
+    int zero = 0;
+    zmq_setsockopt(sock, ZMQ_LINGER, &zero, sizeof zero);
+    s_peer_auth(sock, ex);
+    CHECK(zmq_connect(sock, pmp_executor_endpoint(ex)) == 0);
+    pmp_hello_t hello;
+    memset(&hello, 0, sizeof hello);
+    hello.ngroups = hello.group_size = hello.world_size = 1;
+    hello.pid = getpid();
+    strcpy(hello.host, "testhost");
+    char text[2048];
+    int len = pmp_hello_encode(&hello, text, sizeof text);
+    CHECK(len > 0);
+    text[len] = '\0';
+    s_peer_send(sock, PMP_MSG_HELLO, 0, text, 1);
+    s_wait_hellos(ex, 1);
+    CHECK(s_submit_text(ex, 1, "x") == 0);
+    zmq_pollitem_t item = {.socket = sock, .events = ZMQ_POLLIN};
+    CHECK(zmq_poll(&item, 1, 5000) == 1); /* task 1 arrived: in flight */
+    zmq_close(sock);
+    zmq_ctx_term(ctx);
+    usleep(300000); /* the ROUTER notices the disconnection */
+    CHECK(s_submit_text(ex, 2, "y") == 0);
+    pmp_completion_t *c = s_wait(ex, 5000);
+    CHECK(pmp_completion_kind(c) == PMP_DONE_BROKEN && pmp_completion_task_id(c) == 1);
+    CHECK(strstr(pmp_completion_text(c), "unreachable"));
+    pmp_completion_destroy(&c);
+    CHECK(pmp_executor_pending(ex) == 1); /* task 2 waits for another group */
+    s_destroy(&ex, 0);
+}
+
+int main(int argc, char **argv)
+{
+    signal(SIGPIPE, SIG_IGN); /* as in a Python process */
+    static const s_case_t cases[] = {
+        {"malformed", s_case_malformed},
+        {"tcp", s_case_tcp},
+        {"hostname_invalid", s_case_hostname_invalid},
+        {"unreachable", s_case_unreachable},
+    };
+    return s_harness_main(argc, argv, cases, sizeof cases / sizeof cases[0], "unit.peers");
+}
