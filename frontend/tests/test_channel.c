@@ -24,20 +24,9 @@
 #include <zmq.h>
 
 #include "pmp_channel.h"
+#include "pmp_check.h"
 
 extern char **environ;
-
-static int s_failures = 0;
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: CHECK failed: %s (errno %d: %s)\n", __FILE__, __LINE__, #cond, \
-                    errno, strerror(errno));                                                       \
-            s_failures++;                                                                          \
-            return;                                                                                \
-        }                                                                                          \
-    } while (0)
 
 static int s_freed = 0;
 
@@ -449,10 +438,5 @@ int main(int argc, char **argv)
     test_destroy(1);
     test_destroy(0);
     test_fork();
-    if (s_failures) {
-        fprintf(stderr, "%d check(s) failed\n", s_failures);
-        return 1;
-    }
-    fprintf(stderr, "all channel tests passed\n");
-    return 0;
+    return pmp_check_verdict("test_channel");
 }
