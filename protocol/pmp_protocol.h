@@ -40,6 +40,10 @@ extern "C" {
 
 #define PMP_PROTOCOL_VERSION 1
 #define PMP_HEADER_SIZE 24
+/* A contiguous buffer of at least this many bytes in a pickle travels as a
+ * frame of its own (pickle protocol 5, out of band) and is sent without a
+ * copy; smaller ones stay inside the pickle. */
+#define PMP_OOB_THRESHOLD (64 * 1024)
 /* Upper bound on frames after the header (payload + out-of-band buffers). */
 #define PMP_MAX_FRAMES 65536
 #define PMP_MAGIC_0 'P'

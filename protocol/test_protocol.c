@@ -30,7 +30,6 @@
 
 #include "pmp_check.h"
 
-
 /* Deterministic generator (xorshift64*) so that failures reproduce. */
 static uint64_t s_rng = 0x9e3779b97f4a7c15ull;
 static uint32_t s_rand(void)

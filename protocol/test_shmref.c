@@ -14,7 +14,6 @@
 
 #include "pmp_check.h"
 
-
 static void test_round_trip(void)
 {
     pmp_shm_ref_t in[3] = {

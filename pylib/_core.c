@@ -55,6 +55,7 @@
 #include <unistd.h>
 
 #include "_pmp_shm_py.h"
+#include "_pmp_wire_py.h"
 #include "pmp_executor.h"
 #include "pmp_link.h"
 #include "_channel.h"
@@ -836,22 +837,9 @@ static int s_module_exec(PyObject *module)
         return -1;
     if (pmp_shm_py_add(module) < 0)
         return -1;
-    if (s_add_int(module, "MSG_TASK", PMP_MSG_TASK) < 0 ||
-        s_add_int(module, "MSG_INIT", PMP_MSG_INIT) < 0 ||
-        s_add_int(module, "MSG_HELLO", PMP_MSG_HELLO) < 0 ||
-        s_add_int(module, "MSG_RESULT", PMP_MSG_RESULT) < 0 ||
-        s_add_int(module, "MSG_ERROR", PMP_MSG_ERROR) < 0 ||
-        s_add_int(module, "MSG_SHUTDOWN", PMP_MSG_SHUTDOWN) < 0 ||
-        s_add_int(module, "MSG_GOODBYE", PMP_MSG_GOODBYE) < 0 ||
-        s_add_int(module, "MSG_DEFINE", PMP_MSG_DEFINE) < 0 ||
-        s_add_int(module, "MSG_FORGET", PMP_MSG_FORGET) < 0 ||
-        s_add_int(module, "FLAG_FN_KEY", (long)PMP_FLAG_FN_KEY) < 0 ||
-        s_add_int(module, "FLAG_CHUNK", (long)PMP_FLAG_CHUNK) < 0 ||
-        s_add_int(module, "FLAG_MAP", (long)PMP_FLAG_MAP) < 0 ||
-        s_add_int(module, "FLAG_STARMAP", (long)PMP_FLAG_STARMAP) < 0 ||
-        s_add_int(module, "FLAG_ALL_RANKS", PMP_FLAG_ALL_RANKS) < 0 ||
-        s_add_int(module, "FLAG_PER_RANK", PMP_FLAG_PER_RANK) < 0 ||
-        s_add_int(module, "DONE_RESULT", PMP_DONE_RESULT) < 0 ||
+    if (pmp_wire_py_add(module) < 0)
+        return -1;
+    if (s_add_int(module, "DONE_RESULT", PMP_DONE_RESULT) < 0 ||
         s_add_int(module, "DONE_ERROR", PMP_DONE_ERROR) < 0 ||
         s_add_int(module, "DONE_BROKEN", PMP_DONE_BROKEN) < 0 ||
         s_add_int(module, "EVENT_HELLO", PMP_EVENT_HELLO) < 0 ||
@@ -860,7 +848,6 @@ static int s_module_exec(PyObject *module)
         s_add_int(module, "EVENT_RESTART", PMP_EVENT_RESTART) < 0 ||
         s_add_int(module, "DONE_LOST", PMP_DONE_LOST) < 0 ||
         s_add_int(module, "DONE_TIMEOUT", PMP_DONE_TIMEOUT) < 0 ||
-        s_add_int(module, "PROTOCOL_VERSION", PMP_PROTOCOL_VERSION) < 0 ||
         s_add_int(module, "LINK_VERSION", PMP_LINK_VERSION) < 0 ||
         s_add_int(module, "LINK_MORE_BIT", PMP_LINK_MORE_BIT) < 0 ||
         PyModule_AddStringConstant(module, "LINK_MAGIC", PMP_LINK_MAGIC) < 0 ||

@@ -22,8 +22,9 @@ typedef struct {
     PyTypeObject *frame_type;
 } pmp_py_state_t;
 
-/* Buffers at least this large are passed to the frontend without copying. */
-#define PMP_PY_ZERO_COPY_THRESHOLD (64 * 1024)
+/* Buffers at least this large are passed to the frontend without copying:
+ * the out-of-band buffers of a pickle (pmp_protocol.h). */
+#define PMP_PY_ZERO_COPY_THRESHOLD PMP_OOB_THRESHOLD
 
 /* ---- errors ---------------------------------------------------------------- */
 

@@ -53,6 +53,7 @@
 #include <zmq.h>
 
 #include "_pmp_shm_py.h"
+#include "_pmp_wire_py.h"
 #include "pmp_comm.h"
 #include "pmp_mpi4py_guard_source.h"
 #include "pmp_protocol.h"
@@ -195,6 +196,8 @@ static int s_module_exec(PyObject *module)
     if (pmp_comm_module_init(module) < 0)
         return -1;
     if (pmp_shm_py_add(module) < 0) /* the shared-memory path (pylib/_pmp_shm_py.c) */
+        return -1;
+    if (pmp_wire_py_add(module) < 0) /* flags and limits (pylib/_pmp_wire_py.c) */
         return -1;
     return 0;
 }

@@ -63,18 +63,25 @@ pympipool package is installed.
 
 import collections
 import inspect
-import io
 import itertools
-import os
 import pickle
 import signal
 import socket
-import struct
 import traceback
 
 import cloudpickle
 
-OOB_THRESHOLD = 65536
+# The payload conventions shared with the caller (pylib/pympipool/_payload.py:
+# flags and limits from the C headers, the reused pickler, plain types, the
+# error record): the runtime embeds that file as _pympipool_payload
+# (runtime/CMakeLists.txt); this file loaded on its own (the tests) takes the
+# package's copy.
+try:
+    import _pympipool_payload as _payload
+except ImportError:
+    from pympipool import _payload
+
+OOB_THRESHOLD = _payload.OOB_THRESHOLD
 # The cache of unpickled task functions (see _function): at most this many
 # entries whose pickles add up to at most FN_CACHE_TOTAL_BYTES, and only
 # functions whose pickle is at most FN_CACHE_MAX_BYTES (a larger snapshot is
@@ -84,14 +91,14 @@ OOB_THRESHOLD = 65536
 FN_CACHE_ENTRIES = 128
 FN_CACHE_MAX_BYTES = 1 << 20
 FN_CACHE_TOTAL_BYTES = 16 << 20
-ERROR_TAG = "pympipool-error"
-ERROR_VERSION = 1
+ERROR_TAG = _payload.ERROR_TAG
+ERROR_VERSION = _payload.ERROR_VERSION
 # Task flags of docs/protocol.md.
-FLAG_ALL_RANKS = 0x1
-FLAG_FN_KEY = 0x2
-FLAG_CHUNK = 0x4
-FLAG_MAP = 0x8
-FLAG_STARMAP = 0x10
+FLAG_ALL_RANKS = _payload.FLAG_ALL_RANKS
+FLAG_FN_KEY = _payload.FLAG_FN_KEY
+FLAG_CHUNK = _payload.FLAG_CHUNK
+FLAG_MAP = _payload.FLAG_MAP
+FLAG_STARMAP = _payload.FLAG_STARMAP
 # Shared memory with the caller (pylib/pympipool/_shm.py, embedded as
 # _pympipool_shm; its flag and segment layout come from the native module).
 # "owner": the segments this rank lends for its results, only on a group
@@ -134,11 +141,7 @@ def setup(rank, size, host):
     signal.signal(signal.SIGINT, _on_interrupt)
 
 
-def _type_name(exc):
-    cls = type(exc)
-    if cls.__module__ == "builtins":
-        return cls.__qualname__
-    return "%s.%s" % (cls.__module__, cls.__qualname__)
+_type_name = _payload.type_name
 
 
 def _traceback_text(exc):
@@ -156,93 +159,22 @@ def _traceback_text(exc):
 
 def _error_payload(exc, traceback_text=None, message=None):
     """Pickle the error tuple of docs/protocol.md for exc."""
-    try:
-        exc_bytes = cloudpickle.dumps(exc, protocol=5)
-    except Exception:
-        exc_bytes = None
     if traceback_text is None:
         traceback_text = _traceback_text(exc)
-    if message is None:
-        try:
-            message = str(exc)
-        except Exception:
-            message = "<unprintable %s>" % _type_name(exc)
-    return pickle.dumps(
-        (
-            ERROR_TAG,
-            ERROR_VERSION,
-            exc_bytes,
-            _type_name(exc),
-            message,
-            traceback_text,
-            _state["rank"],
-            _state["size"],
-            _state["host"],
-        ),
-        protocol=5,
+    return _payload.error_record(
+        exc, traceback_text, message, _state["rank"], _state["size"], _state["host"]
     )
 
 
-class _ResultPickler:
-    """A cloudpickle.Pickler reused for every result of this rank.
-
-    Between dumps the memo is cleared and cloudpickle's ``globals_ref`` starts
-    empty, so each dump is what ``cloudpickle.dumps`` would produce; a
-    re-entrant dump (a reduction that pickles again) gets a fresh Pickler.
-    """
-
-    def __init__(self):
-        self.file = io.BytesIO()
-        self.buffers = []
-        self.pickler = cloudpickle.Pickler(
-            self.file, protocol=5, buffer_callback=self._callback
-        )
-        self.busy = False
-
-    def _callback(self, picklebuffer):
-        return _keep_out_of_band(self.buffers, picklebuffer)
-
-    def dumps(self, value):
-        if self.busy:
-            buffers = []
-            payload = cloudpickle.dumps(
-                value,
-                protocol=5,
-                buffer_callback=lambda b: _keep_out_of_band(buffers, b),
-            )
-            return payload, buffers
-        self.busy = True
-        try:
-            self.pickler.dump(value)
-            return self.file.getvalue(), self.buffers
-        finally:
-            self.file.seek(0)
-            self.file.truncate()
-            self.pickler.clear_memo()
-            self.pickler.globals_ref = {}
-            self.buffers = []
-            self.busy = False
+# One reused pickler for every result of this rank (its re-entrance and
+# reset rules: _payload.ReusedPickler).
+_result_pickler = _payload.ReusedPickler(cloudpickle.Pickler)
 
 
-def _keep_out_of_band(buffers, picklebuffer):
-    """buffer_callback: large contiguous buffers go to buffers."""
-    try:
-        raw = picklebuffer.raw()
-    except BufferError:  # not contiguous: keep it in the pickle
-        return True
-    if raw.nbytes < OOB_THRESHOLD:
-        return True
-    buffers.append(raw)
-    return False  # a false value means "out of band"
-
-
-_result_pickler = _ResultPickler()
-
-
-# Results of these types (and lists of them: a map's chunk) pickle to the
-# same bytes with pickle and with cloudpickle, and never have an
-# out-of-band buffer: the C pickler alone writes them, three times faster.
-_PLAIN_TYPES = frozenset({int, float, complex, bool, str, bytes, type(None)})
+# Results of plain types (and lists of them: a map's chunk) pickle to the
+# same bytes with pickle and with cloudpickle: the C pickler alone writes
+# them, three times faster.
+_PLAIN_TYPES = _payload.PLAIN_TYPES
 
 
 def _dumps(value):

@@ -54,6 +54,7 @@ LINK_MAGIC: Final[str]
 def name_thread(name: str) -> None: ...
 #: Buffers of at least this many bytes are handed over without copying.
 ZERO_COPY_THRESHOLD: Final[int]
+OOB_THRESHOLD: Final[int]
 #: 1 if libzmq supports CURVE, else 0.
 CHANNEL_HAS_CURVE: Final[int]
 

@@ -11,9 +11,12 @@ every submit keeps cloudpickle's semantics (a by-value function carries a
 snapshot of the globals it uses, taken now); sending the bytes lets a worker
 recognise a snapshot it has already unpickled and reuse that function (and
 its signature) instead of rebuilding it: identical bytes, identical snapshot.
-Each thread reuses one ``cloudpickle.Pickler`` (``_PicklerSlot``): building
-one costs about as much as pickling a small call; and it skips cloudpickle's
-per-object check for cloudpickle's own helper functions (``_Pickler``).
+Each thread reuses one ``cloudpickle.Pickler`` (``_PicklerSlot``, a
+``_payload.ReusedPickler``): building one costs about as much as pickling a
+small call; and it skips cloudpickle's per-object check for cloudpickle's own
+helper functions (``_Pickler``).  The conventions the workers share (flags,
+the out-of-band threshold, plain types, the error record) are in
+``_payload``, which the runtime embeds.
 
 Decoding: a ``RESULT`` is unpickled from the received frames without copying
 (out-of-band buffers are the frames themselves, writable, or with ``SHM``
@@ -56,7 +59,6 @@ together with the classes and functions of that module it uses.
 
 from __future__ import annotations
 
-import io
 import os
 import pickle
 import struct
@@ -64,18 +66,20 @@ import sys
 import sysconfig
 import threading
 import types
-from typing import Any, Callable, Dict, FrozenSet, List, Sequence, Set, Tuple, Union
+from typing import Any, Callable, Dict, FrozenSet, List, Optional, Sequence, Set, Tuple, Union
 
 import cloudpickle  # type: ignore[import]  # ships no type information
 
 from . import _core, _shm
+from ._payload import (
+    ERROR_TAG,
+    ERROR_VERSION,
+    PICKLE_PROTOCOL,
+    PLAIN_TYPES,
+    ReusedPickler,
+)
 from ._snapshot import cached_pickle
 
-#: Buffers of at least this many bytes go out of band (docs/protocol.md).
-OOB_THRESHOLD = 64 * 1024
-PICKLE_PROTOCOL = 5
-_ERROR_TAG = "pympipool-error"
-_ERROR_VERSION = 1
 
 _OWN_PACKAGES = ("pympipool", "cloudpickle")
 #: The mappings of the ranks' result segments, one set for the process
@@ -232,47 +236,12 @@ class _Pickler(cloudpickle.Pickler):  # type: ignore[misc]  # cloudpickle is unt
 
 
 class _PicklerSlot(threading.local):
-    """One reusable ``cloudpickle.Pickler`` per thread.  It keeps large
-    buffers out of band (calls), unless ``in_band`` is set for the dump
-    (function snapshots).
-
-    Building a Pickler (its BytesIO, its dispatch tables) costs about as much
-    as pickling a small call, so each thread keeps one and resets it between
-    dumps: the memo is cleared and cloudpickle's ``globals_ref`` (which maps
-    ``id(fn.__globals__)`` to the globals shared by the functions of *one*
-    dump) starts empty, so every dump is exactly what ``cloudpickle.dumps``
-    would produce.  ``busy`` covers re-entrance (an object whose reduction
-    pickles again on the same thread): that inner dump gets a fresh Pickler.
-    """
+    """One reused pickler per thread (``_payload.ReusedPickler`` of the
+    ``_Pickler`` above): it keeps large buffers out of band (calls), unless
+    ``in_band`` is asked for the dump (function snapshots)."""
 
     def __init__(self) -> None:
-        self.file = io.BytesIO()
-        self.buffers: List[memoryview] = []
-        self.pickler = _Pickler(
-            self.file, protocol=PICKLE_PROTOCOL, buffer_callback=self._keep_out_of_band
-        )
-        self.in_band = False
-        self.busy = False
-
-    def _keep_out_of_band(self, pickle_buffer: pickle.PickleBuffer) -> bool:
-        if self.in_band:
-            return True
-        return _keep_out_of_band(self.buffers, pickle_buffer)
-
-
-def _keep_out_of_band(
-    buffers: List[memoryview], pickle_buffer: pickle.PickleBuffer
-) -> bool:
-    """buffer_callback: contiguous buffers of at least OOB_THRESHOLD bytes go
-    to buffers (out of band: returns False), the others stay in the pickle."""
-    try:
-        view = pickle_buffer.raw()  # raises BufferError if not contiguous
-    except BufferError:
-        return True
-    if view.nbytes < OOB_THRESHOLD:
-        return True
-    buffers.append(view)
-    return False
+        self.reused = ReusedPickler(_Pickler)
 
 
 _slot = _PicklerSlot()
@@ -281,29 +250,7 @@ _slot = _PicklerSlot()
 def _dumps(obj: Any, in_band: bool = False) -> Tuple[bytes, List[memoryview]]:
     """cloudpickle.dumps(obj, protocol 5) with large contiguous buffers out
     of band, or every buffer in band with ``in_band``: (payload, buffers)."""
-    slot = _slot
-    if slot.busy:  # re-entered from a reduction: a Pickler of its own
-        buffers: List[memoryview] = []
-        payload = cloudpickle.dumps(
-            obj,
-            protocol=PICKLE_PROTOCOL,
-            buffer_callback=None if in_band else lambda b: _keep_out_of_band(buffers, b),
-        )
-        return payload, buffers
-    slot.busy = True
-    slot.in_band = in_band
-    file, pickler = slot.file, slot.pickler
-    try:
-        pickler.dump(obj)
-        return file.getvalue(), slot.buffers
-    finally:
-        file.seek(0)
-        file.truncate()
-        pickler.clear_memo()
-        pickler.globals_ref = {}
-        slot.buffers = []
-        slot.in_band = False
-        slot.busy = False
+    return _slot.reused.dumps(obj, in_band)
 
 
 def _dump_in_band(fn: Callable[..., Any]) -> bytes:
@@ -319,10 +266,6 @@ def _dumps_snapshot(fn: Callable[..., Any]) -> Tuple[bytes, List[memoryview]]:
     return cached_pickle(fn, _dump_in_band), []
 
 
-#: Types whose pickle is the same from ``pickle`` and from cloudpickle, and
-#: never has an out-of-band buffer: arguments (and a map's items) of only
-#: these types are pickled by the C pickler alone (see dumps_call).
-_PLAIN_TYPES = frozenset({int, float, complex, bool, str, bytes, type(None)})
 
 
 def dumps_call(
@@ -345,11 +288,11 @@ def _dumps_args(
     slot: Union[int, bytes], args: Sequence[Any], kwargs: Dict[str, Any]
 ) -> Tuple[bytes, List[memoryview]]:
     """The payload ``(slot, args, kwargs)``: by the C pickler when every
-    argument is plain (``_PLAIN_TYPES``), else by cloudpickle."""
+    argument is plain (``PLAIN_TYPES``), else by cloudpickle."""
     if (
         type(args) is tuple
-        and _PLAIN_TYPES.issuperset(map(type, args))
-        and (not kwargs or _PLAIN_TYPES.issuperset(map(type, kwargs.values())))
+        and PLAIN_TYPES.issuperset(map(type, args))
+        and (not kwargs or PLAIN_TYPES.issuperset(map(type, kwargs.values())))
     ):
         return pickle.dumps((slot, args, dict(kwargs)), PICKLE_PROTOCOL), []
     return _dumps((slot, tuple(args), dict(kwargs)))
@@ -384,7 +327,7 @@ def dumps_keyed(key: Union[int, bytes], *call: Any) -> Tuple[bytes, List[memoryv
         return _dumps_args(key, args, kwargs)
     (calls,) = call  # the list itself: no copy of a long map
     if type(calls) is range or (
-        type(calls) is list and _PLAIN_TYPES.issuperset(map(type, calls))
+        type(calls) is list and PLAIN_TYPES.issuperset(map(type, calls))
     ):
         return pickle.dumps((key, calls), PICKLE_PROTOCOL), []
     return _dumps((key, calls))
@@ -437,12 +380,14 @@ def drop_result(flags: int, frames: Sequence[Any]) -> None:
             pass  # not mapped: nothing to let go here
 
 
-def loads_error(frames: Sequence[Any]) -> BaseException:
-    """Decodes an ``ERROR`` into the exception to raise from ``result()``."""
+def loads_error(frames: Sequence[Any], where: Optional[str] = None) -> BaseException:
+    """Decodes an ``ERROR`` into the exception to raise from ``result()``;
+    its cause's first line says where it was raised: ``Rank r of n on
+    host:``, or ``where`` followed by the host (``SocketInterface``'s peer)."""
     try:
         record = pickle.loads(frames[0])
         tag, version, exc_bytes, type_name, message, tb_text, rank, size, host = record
-        if tag != _ERROR_TAG or version != _ERROR_VERSION:
+        if tag != ERROR_TAG or version != ERROR_VERSION:
             raise ValueError(f"unknown error record {tag!r} version {version!r}")
     except BaseException as exc:  # a malformed record must not kill the dispatcher
         return RuntimeError(f"pympipool: cannot decode the error of a task: {exc!r}")
@@ -457,6 +402,6 @@ def loads_error(frames: Sequence[Any]) -> BaseException:
         exception = _task_exit(exception, message, rank, host)
     elif not isinstance(exception, BaseException):
         exception = RuntimeError(f"{type_name}: {message}")
-    header = f"Rank {rank} of {size} on {host}:"
+    header = f"Rank {rank} of {size} on {host}:" if where is None else f"{where} on {host}:"
     exception.__cause__ = RemoteTraceback(f"{header}\n{tb_text}")
     return exception

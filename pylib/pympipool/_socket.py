@@ -41,7 +41,6 @@ and the child's exit leaves the parent's program alone.
 from __future__ import annotations
 
 import os
-import pickle
 import shlex
 import shutil
 import socket as _pysocket
@@ -51,12 +50,10 @@ import traceback
 import weakref
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
-import cloudpickle  # type: ignore[import]  # ships no type information
 
 from . import _core
+from ._payload import error_record, type_name
 from ._serialize import (
-    PICKLE_PROTOCOL,
-    RemoteTraceback,
     _dumps,
     _register_module_of,
     loads_error,
@@ -72,9 +69,6 @@ _KEY_VARIABLES = (ENV_SERVER_KEY, ENV_PUBLIC_KEY, ENV_SECRET_KEY)
 #: one ``NAME=value`` line each.
 ENV_KEY_FILE = "PYMPIPOOL_SOCKET_KEY_FILE"
 
-_ERROR_TAG = "pympipool-error"
-_ERROR_VERSION = 1
-_RANK_HEADER = "Rank 0 of 1 on "
 
 
 def _shutdown_channel(channel: _core.Channel, wait: bool, grace_period: float) -> Any:
@@ -381,13 +375,7 @@ def _remove_key_dir(path: str, pid: int) -> None:
 
 def _socket_error(frames: Sequence[Any]) -> BaseException:
     """The exception an ERROR answer carries, its cause naming the program."""
-    exception = loads_error(frames)
-    cause = exception.__cause__
-    if isinstance(cause, RemoteTraceback) and cause.text.startswith(_RANK_HEADER):
-        exception.__cause__ = RemoteTraceback(
-            "Socket peer on " + cause.text[len(_RANK_HEADER) :]
-        )
-    return exception
+    return loads_error(frames, where="Socket peer")
 
 
 # ---- the other end: used by the booted program ---------------------------------
@@ -479,35 +467,12 @@ def receive_instruction(socket: BackendSocket) -> Dict[str, Any]:
 def _error_payload(exception: BaseException) -> bytes:
     """The ERROR payload of docs/protocol.md for ``exception``."""
     try:
-        exc_bytes = cloudpickle.dumps(exception, protocol=PICKLE_PROTOCOL)
-    except Exception:
-        exc_bytes = None
-    cls = type(exception)
-    type_name = (
-        cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
-    )
-    try:
-        message = str(exception)
-    except Exception:
-        message = f"<unprintable {type_name}>"
-    try:
         tb_text = "".join(
             traceback.format_exception(type(exception), exception, exception.__traceback__)
         )
     except Exception:
-        tb_text = f"{type_name}: {message}\n"
-    record = (
-        _ERROR_TAG,
-        _ERROR_VERSION,
-        exc_bytes,
-        type_name,
-        message,
-        tb_text,
-        0,
-        1,
-        _pysocket.gethostname(),
-    )
-    return pickle.dumps(record, protocol=PICKLE_PROTOCOL)
+        tb_text = f"{type_name(exception)} (its traceback could not be formatted)\n"
+    return error_record(exception, tb_text, None, 0, 1, _pysocket.gethostname())
 
 
 def send_result(socket: BackendSocket, result_dict: Dict[str, Any]) -> None:

@@ -28,7 +28,7 @@ import pytest
 
 import pympipool
 from conftest import started
-from pympipool import _serialize
+from pympipool import _payload, _serialize
 
 WORKER_SOURCE = Path(__file__).resolve().parents[2] / "runtime" / "pmp_worker.py"
 
@@ -137,7 +137,7 @@ def test_the_callers_pickler_pickles_exactly_as_cloudpickle():
             expected_buffers = []
 
             def keep(b):
-                return _serialize._keep_out_of_band(expected_buffers, b)
+                return _payload.keep_out_of_band(expected_buffers, b)
 
             expected = cloudpickle.dumps(value, protocol=5, buffer_callback=keep)
             assert data == expected
@@ -281,7 +281,7 @@ def test_worker_result_pickle_equals_cloudpickle(worker):
         expected = cloudpickle.dumps(
             value,
             protocol=5,
-            buffer_callback=lambda b: worker._keep_out_of_band(expected_oob, b),
+            buffer_callback=lambda b: _payload.keep_out_of_band(expected_oob, b),
         )
         assert data == expected
         assert [bytes(b) for b in oob] == [bytes(b) for b in expected_oob]

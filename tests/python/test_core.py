@@ -14,7 +14,7 @@ import numpy as np
 import pmp_wire
 import pytest
 
-from pympipool import _config, _core, _serialize
+from pympipool import _config, _core, _payload, _serialize
 
 
 def core_executor(**overrides):
@@ -50,7 +50,7 @@ def test_module_constants_match_the_protocol():
         _core.EVENT_CLOSED,
     ]
     assert kinds == [1, 2, 3, 4, 5, 6]
-    assert _core.ZERO_COPY_THRESHOLD == _serialize.OOB_THRESHOLD == 65536
+    assert _core.ZERO_COPY_THRESHOLD == _core.OOB_THRESHOLD == _payload.OOB_THRESHOLD == 65536
 
 
 def test_the_tests_local_link_speaks_the_protocols():
