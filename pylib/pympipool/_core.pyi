@@ -10,7 +10,7 @@
 # without PEP 688 do not know that, so the package hands frames on as
 # Sequence[Any].
 
-from typing import Final, List, Optional, Sequence, Tuple, final, overload
+from typing import Any, Dict, Final, List, Optional, Sequence, Tuple, final, overload
 
 from _typeshed import ReadableBuffer, StrOrBytesPath
 
@@ -52,6 +52,8 @@ LINK_MORE_BIT: Final[int]
 LINK_MAGIC: Final[str]
 
 def name_thread(name: str) -> None: ...
+def rank_table(table: Any, nframes: int) -> Tuple[int, ...]: ...
+def decode_hello(text: bytes) -> Dict[str, Any]: ...
 #: Buffers of at least this many bytes are handed over without copying.
 ZERO_COPY_THRESHOLD: Final[int]
 OOB_THRESHOLD: Final[int]

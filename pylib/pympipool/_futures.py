@@ -271,7 +271,8 @@ class _State:
         self.broken: Optional[str] = None
         self.ids = itertools.count(1)
         self.keys = itertools.count(1)
-        self.hellos: List[Dict[str, str]] = []
+        #: every group's hello, decoded (_core.decode_hello), in arrival order
+        self.hellos: List[Dict[str, Any]] = []
         self.exit_hooks: List[Callable[[], None]] = []
         #: why the job was relaunched, one text per restart (EVENT_RESTART)
         self.restarts: List[str] = []
@@ -790,16 +791,7 @@ _Pending = Union[_Future, _Entry]
 # ---- the dispatcher thread ------------------------------------------------------
 
 
-def _parse_hello(text: str) -> Dict[str, str]:
-    fields = {}
-    for line in text.splitlines():
-        key, sep, value = line.partition("=")
-        if sep:
-            fields[key.strip()] = value.strip()
-    return fields
-
-
-def _check_hello(fields: Dict[str, str]) -> Optional[str]:
+def _check_hello(fields: Dict[str, Any]) -> Optional[str]:
     """Returns why the worker cannot serve us, or None."""
     theirs = fields.get("python", "")
     ours = "%d.%d" % sys.version_info[:2]
@@ -881,9 +873,14 @@ def _handle(state: _State, event: _Completion) -> bool:
     elif kind == _core.EVENT_RESTART:
         state.restarts.append(text)
     elif kind == _core.EVENT_HELLO:
-        fields = _parse_hello(text)
-        state.hellos.append(fields)
-        problem = _check_hello(fields)
+        problem: Optional[str]
+        try:  # the C decoder; the frontend admitted the group with it already
+            fields = _core.decode_hello(text.encode())
+        except ValueError as exc:
+            problem = f"a group of the runtime said a malformed hello: {exc}"
+        else:
+            state.hellos.append(fields)
+            problem = _check_hello(fields)
         if problem is not None:
             # Nothing useful can run there: stop the job now rather than
             # wait for tasks it may never answer.

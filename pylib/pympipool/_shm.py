@@ -68,42 +68,33 @@ def local_host() -> str:
     return socket.gethostname()
 
 
-def rank_pids(hellos: Sequence[Dict[str, str]]) -> List[int]:
-    """The process ids of every rank the hellos name."""
+def rank_pids(hellos: Sequence[Dict[str, Any]]) -> List[int]:
+    """The process ids of every rank the hellos (decoded by
+    ``_core.decode_hello``) name."""
     pids: List[int] = []
     for hello in hellos:
-        try:
-            ranks = hello.get("ranks")
-            if ranks:
-                pids += [int(entry.split(":", 2)[1]) for entry in ranks.split(",")]
-            else:
-                pids.append(int(hello["pid"]))
-        except (KeyError, ValueError, IndexError):
-            continue
+        if hello.get("ranks"):
+            pids += [pid for _, pid, _ in hello["ranks"]]
+        elif "pid" in hello:
+            pids.append(hello["pid"])
     return pids
 
 
-def all_local(hellos: Sequence[Dict[str, str]], host: str) -> bool:
+def all_local(hellos: Sequence[Dict[str, Any]], host: str) -> bool:
     """Whether every rank of the job is on host: every group said hello
     (as many hellos as ``ngroups``) and each names its ranks' hosts (the
     ``ranks`` line, or ``host`` for a group of one)."""
-    if not hellos:
+    if not hellos or len(hellos) < hellos[-1].get("ngroups", 1 << 30):
         return False
-    try:
-        if len(hellos) < int(hellos[-1]["ngroups"]):
+    for hello in hellos:
+        if hello.get("ranks"):
+            hosts = [rank_host for _, _, rank_host in hello["ranks"]]
+        elif hello.get("group_size") == 1:
+            hosts = [hello.get("host")]
+        else:
             return False
-        for hello in hellos:
-            ranks = hello.get("ranks")
-            if ranks:
-                hosts = [entry.split(":", 2)[2] for entry in ranks.split(",")]
-            elif hello.get("group_size") == "1":
-                hosts = [hello["host"]]
-            else:
-                return False
-            if any(h != host for h in hosts):
-                return False
-    except (KeyError, ValueError, IndexError):
-        return False
+        if any(h != host for h in hosts):
+            return False
     return True
 
 

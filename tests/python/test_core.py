@@ -307,10 +307,38 @@ def test_loads_result_with_and_without_rank_table():
     frames = [table, pickle.dumps(1, protocol=5), pickled] + raw
     result = _serialize.loads_result(1, frames, 1)
     assert result[0] == 1 and np.array_equal(result[1], arr)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="rank table"):
         _serialize.loads_result(1, [struct.pack("<II", 2, 0), one], 1)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="rank table"):
         _serialize.loads_result(1, [b"\x01"], 1)
+    # more frames than the table accounts for
+    with pytest.raises(ValueError, match="rank table"):
+        _serialize.loads_result(1, frames + [b"extra"], 1)
+
+
+def test_decode_hello_is_the_c_decoder():
+    """The hello reaches Python decoded by the frontend's own decoder:
+    numbers as int, the ranks line as tuples; malformed text is refused
+    with the decoder's reason."""
+    text = (
+        "group=1\nngroups=2\ngroup_size=2\nworld_size=4\nworld_rank=2\npid=77\n"
+        "host=h1\npython=3.11.2\nmpi=MPICH 4\nruntime=9\nranks=2:77:h1,3:78:h2\nnew=ignored\n"
+    ).encode()
+    hello = _core.decode_hello(text)
+    assert hello["group"] == 1 and hello["ngroups"] == 2 and hello["group_size"] == 2
+    assert hello["world_size"] == 4 and hello["world_rank"] == 2 and hello["pid"] == 77
+    assert (hello["host"], hello["python"], hello["mpi"], hello["runtime"]) == (
+        "h1",
+        "3.11.2",
+        "MPICH 4",
+        "9",
+    )
+    assert hello["ranks"] == [(2, 77, "h1"), (3, 78, "h2")]
+    assert _core.decode_hello(text.replace(b"ranks=2:77:h1,3:78:h2\n", b""))["ranks"] == []
+    with pytest.raises(ValueError, match="hello"):
+        _core.decode_hello(b"group=zero\n")
+    with pytest.raises(ValueError, match="hello"):
+        _core.decode_hello(text.replace(b"3:78:h2", b"3:x:h2"))
 
 
 def test_loads_error_rebuilds_or_falls_back():
