@@ -49,6 +49,7 @@ struct pmp_rankwatch {
     size_t open; /* pidfds open now (count()) */
     int dirty;   /* a pidfd was opened or closed since watched was made */
     char *death; /* "rank R of N (pid P on host H, group G)" of the first rank that died */
+    long death_pid;
     int64_t death_deadline; /* then the job is killed if it has not exited by itself */
 };
 
@@ -220,6 +221,7 @@ void pmp_rankwatch_on_exit(pmp_rankwatch_t *self, int k, int expected)
              g->world_size, (long long)r->pid, r->host, g->group);
     self->death = strdup(text);
     PMP_ASSERT(self->death != NULL);
+    self->death_pid = (long)r->pid;
     self->death_deadline = s_now_ms() + PMP_RANKWATCH_DEATH_GRACE_MS;
     pmp_log(PMP_LOG_INFO, "frontend: %s died while the job was running", text);
 }
@@ -267,21 +269,12 @@ char *pmp_rankwatch_exit_text(pmp_rankwatch_t *self, char *base)
         s_unwatch(self, &self->groups[i]);
     if (!self->death)
         return base;
-    /* How it died, if the rank said so before dying (its fatal-signal line:
-     * "... (pid P) was killed by signal 11 (Segmentation fault)"). */
+    /* How it died, if the rank said so before dying (its crash line,
+     * pmp_protocol.h: "... (pid P) was killed by signal 11 (Segmentation
+     * fault)"). */
     char how[160] = "died";
-    const char *pid = strstr(self->death, "(pid ");
-    char needle[64];
-    if (pid && sscanf(pid, "(pid %63[0-9]", needle) == 1) {
-        char key[96];
-        snprintf(key, sizeof key, "(pid %s) was killed by signal ", needle);
-        const char *line = strstr(base, key);
-        if (line) {
-            line += strlen(key) - strlen("was killed by signal ");
-            size_t len = strcspn(line, "\n");
-            snprintf(how, sizeof how, "%.*s", (int)(len < 150 ? len : 150), line);
-        }
-    }
+    if (!pmp_crash_line_find(base, self->death_pid, how, sizeof how))
+        snprintf(how, sizeof how, "died");
     size_t size = strlen(self->death) + strlen(how) + strlen(base) + 64;
     char *text = malloc(size);
     PMP_ASSERT(text != NULL);

@@ -644,3 +644,16 @@ int pmp_rank_table_decode(const void *buf, size_t len, uint32_t nframes, uint32_
     *nbuffers = out;
     return 0;
 }
+
+int pmp_crash_line_find(const char *text, long pid, char *how, size_t size)
+{
+    char key[64];
+    snprintf(key, sizeof key, "(pid %ld) " PMP_CRASH_HOW, pid);
+    const char *line = strstr(text, key);
+    if (!line || size == 0)
+        return 0;
+    line += strlen(key) - strlen(PMP_CRASH_HOW);
+    size_t len = strcspn(line, "\n");
+    snprintf(how, size, "%.*s", (int)(len < size ? len : size - 1), line);
+    return 1;
+}

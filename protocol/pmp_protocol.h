@@ -208,6 +208,23 @@ void pmp_rank_table_encode(uint32_t nranks, const uint32_t *nbuffers, unsigned c
 int pmp_rank_table_decode(const void *buf, size_t len, uint32_t nframes, uint32_t *nranks,
                           uint32_t **nbuffers, pmp_error_t *err);
 
+/* ---- the crash line ------------------------------------------------------
+ * Not a message: what a rank that a fatal signal kills writes to stderr,
+ * from its signal handler, before it dies, and what the frontend looks for
+ * in the job's stderr to say how a rank died.  One line:
+ *   "<program>: rank R of N on host H (pid P) was killed by signal S (NAME)"
+ * The runtime formats everything up to "signal " with
+ * PMP_CRASH_LINE_FORMAT (program, rank, size, host, pid as long) ahead of
+ * time and appends the number and name in the handler. */
+#define PMP_CRASH_LINE_FORMAT "%s: rank %d of %d on host %s (pid %ld) " PMP_CRASH_HOW
+#define PMP_CRASH_HOW "was killed by signal "
+
+/* Finds the crash line of process pid in text (NUL-terminated) and copies
+ * its part from PMP_CRASH_HOW to the end of the line ("was killed by signal
+ * 11 (Segmentation fault)") into how, at most size - 1 bytes, NUL-terminated.
+ * Returns 1, or 0 when text has no crash line of that pid. */
+int pmp_crash_line_find(const char *text, long pid, char *how, size_t size);
+
 #ifdef __cplusplus
 }
 #endif

@@ -882,6 +882,27 @@ static void test_logging(void)
     CHECK(strstr(out, "one == 1") == NULL);
 }
 
+/* The crash line: what the runtime formats is what the frontend finds, by
+ * pid, among other lines; another pid's line or none gives nothing. */
+static void test_crash_line(void)
+{
+    char line[256], text[1024], how[64];
+    snprintf(line, sizeof line, PMP_CRASH_LINE_FORMAT "11 (Segmentation fault)", "prog", 3, 4,
+             "node7", 4242L);
+    CHECK(strcmp(line, "prog: rank 3 of 4 on host node7 (pid 4242) was killed by signal 11 "
+                       "(Segmentation fault)") == 0);
+    snprintf(text, sizeof text, "noise\nmore (pid 42) was killed by signal 9 (Killed)\n%s\nafter\n",
+             line);
+    CHECK(pmp_crash_line_find(text, 4242, how, sizeof how) == 1);
+    CHECK(strcmp(how, "was killed by signal 11 (Segmentation fault)") == 0);
+    CHECK(pmp_crash_line_find(text, 42, how, sizeof how) == 1);
+    CHECK(strcmp(how, "was killed by signal 9 (Killed)") == 0);
+    CHECK(pmp_crash_line_find(text, 424, how, sizeof how) == 0);
+    CHECK(pmp_crash_line_find("", 4242, how, sizeof how) == 0);
+    char small[8];
+    CHECK(pmp_crash_line_find(text, 4242, small, sizeof small) == 1 && strlen(small) == 7);
+}
+
 int main(void)
 {
     test_header_layout();
@@ -895,5 +916,6 @@ int main(void)
     test_message_round_trips();
     test_error_set();
     test_logging();
+    test_crash_line();
     return pmp_check_verdict("test_protocol");
 }

@@ -174,9 +174,8 @@ static void s_on_fatal_signal(int sig)
  * and then hands the signal on to this handler). */
 static void s_install_fatal_handler(int wrank, int wsize, const char *host)
 {
-    int n = snprintf(s_fatal_line, sizeof s_fatal_line,
-                     "%s: rank %d of %d on host %s (pid %ld) was killed by signal ", S_PROG, wrank,
-                     wsize, host, (long)getpid());
+    int n = snprintf(s_fatal_line, sizeof s_fatal_line, PMP_CRASH_LINE_FORMAT, S_PROG, wrank, wsize,
+                     host, (long)getpid());
     s_fatal_len = n < 0 ? 0 : (size_t)n < sizeof s_fatal_line ? (size_t)n : sizeof s_fatal_line - 1;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);

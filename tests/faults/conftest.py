@@ -22,7 +22,7 @@ import os
 import signal
 import socket
 import time
-from typing import Dict, List
+from typing import Any, Dict, List
 
 import pytest
 
@@ -70,15 +70,14 @@ def wait_gone(pids, timeout: float) -> float:
         time.sleep(0.02)
 
 
-def hellos_ranks(hellos: List[Dict[str, str]]) -> List[int]:
-    """Every rank pid named by the hellos' ``ranks`` lines."""
+def hellos_ranks(hellos: List[Dict[str, Any]]) -> List[int]:
+    """Every rank pid named by the hellos' ``ranks`` lines (decoded:
+    (world rank, pid, host) tuples)."""
     pids = []
     for hello in hellos:
         ranks = hello.get("ranks")
         assert ranks, f"the hello names no ranks: {hello}"
-        for entry in ranks.split(","):
-            _rank, pid, _host = entry.split(":", 2)
-            pids.append(int(pid))
+        pids += [pid for _rank, pid, _host in ranks]
     return pids
 
 
