@@ -47,6 +47,7 @@ from ._checks import (
     _check_run_time_max,
     _find_program,
 )
+from ._launch import Launch, check_launch, default_tcp_host, log_command
 from ._futures import (
     _AFTER_SHUTDOWN,
     _DESTROY_GRACE_MS,
@@ -108,6 +109,8 @@ class _Engine(_Maps):
 
     _state: _State
     _dispatcher: threading.Thread
+    _launch: Launch
+    _command: List[str]
 
     def _start_engine(
         self,
@@ -128,6 +131,11 @@ class _Engine(_Maps):
         run_time_max: Optional[float] = None,
         hostname: Optional[str] = None,
         zero_copy: bool = True,
+        backend: str = "auto",
+        threads_per_core: Optional[int] = None,
+        launcher_args: Optional[Sequence[str]] = None,
+        hosts: Optional[Sequence[str]] = None,
+        hostfile: Union[str, "os.PathLike[str]", None] = None,
     ) -> None:
         # Everything is checked before anything is launched.
         if not isinstance(zero_copy, bool):
@@ -167,13 +175,21 @@ class _Engine(_Maps):
                 f"queue_adapter_kwargs must be a dict or None, "
                 f"not {type(queue_adapter_kwargs).__name__}"
             )
-        if enable_flux_backend:
-            mpiexec = _find_program("flux", "flux (enable_flux_backend=True)")
-        else:
-            mpiexec = _find_program(
-                os.environ.get("PYMPIPOOL_MPIEXEC") or _config.MPIEXEC,
-                f"mpiexec of {_config.MPI_FLAVOUR}",
-            )
+        launch = check_launch(
+            backend=backend,
+            enable_flux_backend=enable_flux_backend,
+            queued=queue_adapter is not None,
+            mpi_flavour=_config.MPI_FLAVOUR,
+            mpiexec=os.environ.get("PYMPIPOOL_MPIEXEC") or _config.MPIEXEC,
+            threads_per_core=threads_per_core,
+            launcher_args=launcher_args,
+            hosts=hosts,
+            hostfile=hostfile,
+            environ=os.environ,
+        )
+        if launch.remote and hostname is None:
+            # ranks on another host cannot reach an ipc:// socket
+            hostname = default_tcp_host()
         runtime = _find_program(
             os.environ.get("PYMPIPOOL_RUNTIME") or _config.RUNTIME, "pympipool-runtime"
         )
@@ -200,9 +216,16 @@ class _Engine(_Maps):
             pipeline_depth_max=pipeline_depth_max,
             launch=queue_adapter is None,
             oversubscribe=oversubscribe,
-            flux=enable_flux_backend,
+            flux=launch.backend == "flux",
+            srun=launch.backend == "srun",
             mpi_flavour=_config.MPI_FLAVOUR,
-            mpiexec=None if enable_flux_backend else mpiexec,
+            mpiexec=launch.program,
+            srun_mpi=launch.srun_mpi,
+            srun_exact=launch.srun_exact,
+            threads_per_core=launch.threads_per_core,
+            launcher_args=launch.launcher_args,
+            hosts=launch.hosts,
+            hostfile=launch.hostfile,
             runtime=runtime,
             cwd=cwd,
             runtime_args=_runtime_args(cwd, run_time_max),
@@ -210,6 +233,9 @@ class _Engine(_Maps):
             run_time_max=run_time_max or 0.0,
             hostname=hostname,
         )
+        self._launch = launch
+        self._command = list(core.command)
+        log_command(launch.backend, self._command)
         state = _State(core)
         state.exit_hooks.extend(exit_hooks)
         state.exit_hooks.append(_shm_closer(self._shm_owner, state))
@@ -420,6 +446,18 @@ class _Engine(_Maps):
             self._dispatcher.join()
         else:
             state.destroy()
+
+    @property
+    def backend(self) -> str:
+        """The launcher that starts the MPI job: ``"mpiexec"``, ``"srun"``
+        or ``"flux"`` (what ``backend="auto"`` chose)."""
+        return self._launch.backend
+
+    @property
+    def command(self) -> List[str]:
+        """The full command that launches the MPI job (the launcher, its
+        flags, the runtime and its arguments), as a list."""
+        return list(self._command)
 
     @property
     def broken(self) -> bool:
