@@ -48,6 +48,7 @@ from ._checks import (
     _find_program,
 )
 from ._launch import Launch, check_launch, default_tcp_host, log_command
+from ._slurm import SlurmAdapter
 from ._futures import (
     _AFTER_SHUTDOWN,
     _DESTROY_GRACE_MS,
@@ -101,6 +102,22 @@ def _shm_closer(owner: _shm.Owner, state: _State) -> Callable[[], None]:
     return close
 
 
+def _job_ended(state: _State) -> Callable[[str], None]:
+    """What a batch job's end does to its executor (the SLURM queue
+    adapter's watcher calls it): unless the executor was shut down and has
+    nothing left to run, it breaks, every future failing with the text."""
+
+    def ended(text: str) -> None:
+        with state.lock:
+            idle = state.closing and not state.futures
+        if idle:
+            return
+        state.break_executor(text)
+        state.destroy(grace_ms=0)
+
+    return ended
+
+
 class _Engine(_Maps):
     """The shared machinery; see the module docstring.  Subclasses call
     ``_start_engine`` once, from their constructor, after validating their
@@ -111,6 +128,7 @@ class _Engine(_Maps):
     _dispatcher: threading.Thread
     _launch: Launch
     _command: List[str]
+    _slurm: Optional[SlurmAdapter]
 
     def _start_engine(
         self,
@@ -167,6 +185,17 @@ class _Engine(_Maps):
                 f"init_function must be callable (returning a dict), "
                 f"not {type(init_function).__name__}"
             )
+        slurm: Optional[SlurmAdapter] = None
+        if isinstance(queue_adapter, str):
+            if queue_adapter != "slurm":
+                raise ValueError(
+                    f"queue_adapter {queue_adapter!r} is not built in: give 'slurm' or an "
+                    f"object with a submit_job() method"
+                )
+            slurm = queue_adapter = SlurmAdapter(queue_adapter_kwargs)
+            queue_adapter_kwargs = None
+            if hostname is None:  # the job runs on another host: TCP with CURVE
+                hostname = default_tcp_host()
         submit_job = getattr(queue_adapter, "submit_job", None)
         if queue_adapter is not None and not callable(submit_job):
             raise TypeError("queue_adapter must have a callable submit_job() method")
@@ -179,6 +208,7 @@ class _Engine(_Maps):
             backend=backend,
             enable_flux_backend=enable_flux_backend,
             queued=queue_adapter is not None,
+            batch_srun=slurm is not None,
             mpi_flavour=_config.MPI_FLAVOUR,
             mpiexec=os.environ.get("PYMPIPOOL_MPIEXEC") or _config.MPIEXEC,
             threads_per_core=threads_per_core,
@@ -251,9 +281,15 @@ class _Engine(_Maps):
                     command=shlex.join(core.command),
                     **(queue_adapter_kwargs or {}),
                 )
+            if slurm is not None:
+                state.exit_hooks.append(slurm.finish)
+                slurm.watch(_job_ended(state))
         except BaseException:
             core.destroy(grace_ms=0)
+            if slurm is not None:
+                slurm.finish()
             raise
+        self._slurm = slurm
         self._state = state
         _register_at_exit(state)
         self._dispatcher = threading.Thread(
@@ -458,6 +494,12 @@ class _Engine(_Maps):
         """The full command that launches the MPI job (the launcher, its
         flags, the runtime and its arguments), as a list."""
         return list(self._command)
+
+    @property
+    def job_id(self) -> Optional[str]:
+        """The SLURM job id of the runtime with ``queue_adapter="slurm"``
+        (None otherwise)."""
+        return self._slurm.job_id if self._slurm is not None else None
 
     @property
     def broken(self) -> bool:

@@ -86,7 +86,11 @@ def _check_str_list(name: str, value: Any) -> Optional[List[str]]:
 
 
 def choose_backend(
-    backend: Any, enable_flux_backend: bool, queued: bool, environ: Mapping[str, str]
+    backend: Any,
+    enable_flux_backend: bool,
+    queued: bool,
+    environ: Mapping[str, str],
+    batch_srun: bool = False,
 ) -> str:
     """The launcher ``backend`` means here: "mpiexec", "srun" or "flux"."""
     if not isinstance(backend, str):
@@ -107,6 +111,8 @@ def choose_backend(
         return "flux"
     if backend != "auto":
         return backend
+    if batch_srun:  # a SLURM batch job: srun inside its allocation
+        return "srun"
     if queued:
         return "mpiexec"
     if environ.get("SLURM_JOB_ID"):
@@ -175,11 +181,12 @@ def check_launch(
     hosts: Any,
     hostfile: Any,
     environ: Mapping[str, str],
+    batch_srun: bool = False,
 ) -> Launch:
     """Every launcher keyword checked, and the launcher found; raises
     TypeError / ValueError / FileNotFoundError / RuntimeError naming what
     to change."""
-    chosen = choose_backend(backend, enable_flux_backend, queued, environ)
+    chosen = choose_backend(backend, enable_flux_backend, queued, environ, batch_srun)
     threads = 0
     if threads_per_core is not None:
         if isinstance(threads_per_core, bool) or not isinstance(threads_per_core, int):
