@@ -7,9 +7,10 @@ every interface takes.
 set) and ``mpiexec`` otherwise; ``"mpiexec"``, ``"srun"`` and ``"flux"``
 choose one.  ``enable_flux_backend=True`` is pympipool 0.5's spelling of
 ``backend="flux"``.  With a ``queue_adapter`` the job is started by the
-queuing system, on nodes not yet known: ``"auto"`` then means ``mpiexec``
-(the batch job's own launcher finds its allocation as it would in a job
-script).
+queuing system, on nodes not yet known: ``"auto"`` then means ``srun`` for
+the built-in SLURM adapter (the batch script runs the job as a step of its
+allocation) and ``mpiexec`` for an adapter object (the batch job's own
+launcher finds its allocation as it would in a job script).
 
 With ``srun`` the runtime's MPI decides the PMI (``pmi2`` for MPICH,
 ``pmix`` for Open MPI), checked against ``srun --mpi=list`` before anything
