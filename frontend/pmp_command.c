@@ -91,69 +91,227 @@ int pmp_command_validate(const pmp_executor_config_t *cfg, pmp_error_t *err)
         pmp_error_set(err, "runtime (the path of pympipool-runtime) must be given");
         return -1;
     }
-    if (!cfg->flux && (!cfg->mpiexec || !*cfg->mpiexec)) {
-        pmp_error_set(err, "mpiexec (the name or path of the MPI launcher) must be given");
+    if (cfg->flux && cfg->srun) {
+        pmp_error_set(err, "choose one launcher: flux or srun, not both");
         return -1;
     }
-    if (cfg->runtime_args)
-        for (size_t i = 0; cfg->runtime_args[i]; i++)
-            if (i > 100000) {
-                pmp_error_set(err, "runtime_args must be NULL-terminated");
+    if (!cfg->flux && (!cfg->mpiexec || !*cfg->mpiexec)) {
+        pmp_error_set(err, cfg->srun ? "mpiexec (the name or path of srun) must be given"
+                                     : "mpiexec (the name or path of the MPI launcher) must be "
+                                       "given");
+        return -1;
+    }
+    if (cfg->threads_per_core < 0 || cfg->threads_per_core > 4096) {
+        pmp_error_set(err, "threads_per_core must be between 1 and 4096 (0: not set), not %d",
+                      cfg->threads_per_core);
+        return -1;
+    }
+    if (cfg->srun_mpi && (!*cfg->srun_mpi || strpbrk(cfg->srun_mpi, " \t\n=,"))) {
+        pmp_error_set(err,
+                      "srun_mpi '%.100s' is not the name of a SLURM MPI plugin "
+                      "(for example pmi2 or pmix)",
+                      cfg->srun_mpi);
+        return -1;
+    }
+    if ((cfg->hosts || cfg->hostfile) && (cfg->flux || cfg->srun)) {
+        pmp_error_set(err,
+                      "hosts and hostfile are for mpiexec: %s places the ranks on the "
+                      "nodes of its own allocation",
+                      cfg->srun ? "srun" : "flux run");
+        return -1;
+    }
+    if (cfg->hosts && cfg->hostfile) {
+        pmp_error_set(err, "give hosts or hostfile, not both");
+        return -1;
+    }
+    if (cfg->hostfile && !*cfg->hostfile) {
+        pmp_error_set(err, "hostfile must not be empty");
+        return -1;
+    }
+    if (cfg->hosts) {
+        size_t total = 0;
+        for (size_t i = 0; cfg->hosts[i] && total < 4000; i++)
+            total += strlen(cfg->hosts[i]) + 1;
+        if (total >= 4000) {
+            pmp_error_set(err, "hosts is longer than 4000 characters in all: give a hostfile");
+            return -1;
+        }
+        if (!cfg->hosts[0]) {
+            pmp_error_set(err, "hosts must name at least one host");
+            return -1;
+        }
+        for (size_t i = 0; cfg->hosts[i]; i++)
+            if (!*cfg->hosts[i] || strpbrk(cfg->hosts[i], ", \t\n") ||
+                strlen(cfg->hosts[i]) > 255) {
+                pmp_error_set(err,
+                              "host '%.100s' is not a host name (one name per entry, "
+                              "no commas or spaces)",
+                              cfg->hosts[i]);
                 return -1;
             }
+    }
+    const char *const *lists[] = {cfg->runtime_args, cfg->launcher_args, cfg->hosts};
+    const char *names[] = {"runtime_args", "launcher_args", "hosts"};
+    for (size_t l = 0; l < 3; l++)
+        if (lists[l])
+            for (size_t i = 0; lists[l][i]; i++)
+                if (i > 100000) {
+                    pmp_error_set(err, "%s must be NULL-terminated", names[l]);
+                    return -1;
+                }
     if (cfg->hostname && s_check_hostname(cfg->hostname, err) < 0)
         return -1;
     return 0;
 }
 
+/* A growing argv of malloc'ed strings; any failure sticks in ok. */
+typedef struct {
+    char **v;
+    size_t n, cap;
+    int ok;
+} s_argv_t;
+
+static void s_push(s_argv_t *a, const char *arg)
+{
+    if (!a->ok)
+        return;
+    if (a->n + 2 > a->cap) {
+        size_t cap = a->cap ? 2 * a->cap : 64;
+        char **v = realloc(a->v, cap * sizeof *v);
+        if (!v) {
+            a->ok = 0;
+            return;
+        }
+        a->v = v;
+        a->cap = cap;
+    }
+    char *copy = strdup(arg);
+    if (!copy) {
+        a->ok = 0;
+        return;
+    }
+    a->v[a->n++] = copy;
+    a->v[a->n] = NULL;
+}
+
+static void s_push_all(s_argv_t *a, const char *const *args)
+{
+    for (size_t i = 0; args && args[i]; i++)
+        s_push(a, args[i]);
+}
+
+/* The launcher and its flags, up to the runtime.  The ranks get
+ * OMP_NUM_THREADS through the launcher's own flag for it: an mpiexec on
+ * another host does not forward every variable by itself. */
+static void s_launcher(s_argv_t *a, const pmp_executor_config_t *cfg)
+{
+    char buf[4096];
+    int openmpi = cfg->mpi_flavour && strcmp(cfg->mpi_flavour, "openmpi") == 0;
+    int t = cfg->threads_per_core;
+    if (cfg->srun) {
+        s_push(a, cfg->mpiexec);
+        snprintf(buf, sizeof buf, "--ntasks=%d", cfg->ranks);
+        s_push(a, buf);
+        snprintf(buf, sizeof buf, "--cpus-per-task=%d", t ? t : 1);
+        s_push(a, buf);
+        s_push(a, "--kill-on-bad-exit=1");
+        if (cfg->srun_mpi) {
+            snprintf(buf, sizeof buf, "--mpi=%s", cfg->srun_mpi);
+            s_push(a, buf);
+        }
+        if (cfg->srun_exact)
+            s_push(a, "--exact");
+        if (cfg->cwd) {
+            s_push(a, "--chdir");
+            s_push(a, cfg->cwd);
+        }
+        if (t) {
+            snprintf(buf, sizeof buf, "--export=ALL,OMP_NUM_THREADS=%d", t);
+            s_push(a, buf);
+        }
+    } else if (cfg->flux) {
+        s_push(a, "flux");
+        s_push(a, "run");
+        snprintf(buf, sizeof buf, "%d", cfg->ranks);
+        s_push(a, "-n");
+        s_push(a, buf);
+        if (t) {
+            snprintf(buf, sizeof buf, "--cores-per-task=%d", t);
+            s_push(a, buf);
+            snprintf(buf, sizeof buf, "--env=OMP_NUM_THREADS=%d", t);
+            s_push(a, buf);
+        }
+    } else {
+        s_push(a, cfg->mpiexec);
+        snprintf(buf, sizeof buf, "%d", cfg->ranks);
+        s_push(a, "-n");
+        s_push(a, buf);
+        if (cfg->oversubscribe && openmpi)
+            s_push(a, "--oversubscribe");
+        if (cfg->hosts) {
+            size_t used = 0;
+            buf[0] = '\0';
+            for (size_t i = 0; cfg->hosts[i] && used < sizeof buf; i++)
+                used += (size_t)snprintf(buf + used, sizeof buf - used, "%s%s", i ? "," : "",
+                                         cfg->hosts[i]);
+            if (used >= sizeof buf) { /* validated: shorter than 4000 */
+                a->ok = 0;
+                return;
+            }
+            s_push(a, openmpi ? "--host" : "-hosts");
+            s_push(a, buf);
+        }
+        if (cfg->hostfile) {
+            s_push(a, openmpi ? "--hostfile" : "-f");
+            s_push(a, cfg->hostfile);
+        }
+        if (t) {
+            snprintf(buf, sizeof buf, "%d", t);
+            if (openmpi) {
+                s_push(a, "-x");
+                snprintf(buf, sizeof buf, "OMP_NUM_THREADS=%d", t);
+                s_push(a, buf);
+            } else {
+                s_push(a, "-genv");
+                s_push(a, "OMP_NUM_THREADS");
+                s_push(a, buf);
+            }
+        }
+    }
+    s_push_all(a, cfg->launcher_args);
+}
+
 char **pmp_command_argv(const pmp_executor_config_t *cfg, const char *endpoint,
                         const char *credentials)
 {
-    char n[32], k[32], pid[32], host[256];
+    char k[32], pid[32], host[256];
     if (gethostname(host, sizeof host) != 0)
         snprintf(host, sizeof host, "localhost");
     host[sizeof host - 1] = '\0';
-    snprintf(n, sizeof n, "%d", cfg->ranks);
     snprintf(k, sizeof k, "%d", cfg->ranks_per_group);
     snprintf(pid, sizeof pid, "%ld", (long)getpid());
-    const char *head[20];
-    size_t h = 0;
-    if (cfg->flux) {
-        head[h++] = "flux";
-        head[h++] = "run";
-    } else {
-        head[h++] = cfg->mpiexec;
-    }
-    head[h++] = "-n";
-    head[h++] = n;
-    if (!cfg->flux && cfg->oversubscribe && cfg->mpi_flavour &&
-        strcmp(cfg->mpi_flavour, "openmpi") == 0)
-        head[h++] = "--oversubscribe";
-    head[h++] = cfg->runtime;
-    head[h++] = "--endpoint";
-    head[h++] = endpoint;
-    head[h++] = "--ranks-per-group";
-    head[h++] = k;
-    head[h++] = "--frontend-pid";
-    head[h++] = pid;
-    head[h++] = "--frontend-host";
-    head[h++] = host;
-    head[h++] = "--credentials";
-    head[h++] = credentials;
-    size_t extra = 0;
-    while (cfg->runtime_args && cfg->runtime_args[extra])
-        extra++;
-    char **argv = calloc(h + extra + 1, sizeof *argv);
-    if (!argv)
+    s_argv_t a = {.ok = 1};
+    s_launcher(&a, cfg);
+    const char *const runtime[] = {cfg->runtime,
+                                   "--endpoint",
+                                   endpoint,
+                                   "--ranks-per-group",
+                                   k,
+                                   "--frontend-pid",
+                                   pid,
+                                   "--frontend-host",
+                                   host,
+                                   "--credentials",
+                                   credentials,
+                                   NULL};
+    s_push_all(&a, runtime);
+    s_push_all(&a, cfg->runtime_args);
+    if (!a.ok || !a.v) {
+        for (size_t i = 0; i < a.n; i++)
+            free(a.v[i]);
+        free(a.v);
+        errno = ENOMEM;
         return NULL;
-    for (size_t i = 0; i < h + extra; i++) {
-        argv[i] = strdup(i < h ? head[i] : cfg->runtime_args[i - h]);
-        if (!argv[i]) {
-            while (i-- > 0)
-                free(argv[i]);
-            free(argv);
-            return NULL;
-        }
     }
-    return argv;
+    return a.v;
 }

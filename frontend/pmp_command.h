@@ -15,12 +15,19 @@
  * caller sets errno = EINVAL). */
 int pmp_command_validate(const pmp_executor_config_t *cfg, pmp_error_t *err);
 
-/* The launch command for cfg, which must be valid: [mpiexec, -n, N,
- * (--oversubscribe), runtime, --endpoint, endpoint, --ranks-per-group, K,
+/* The launch command for cfg, which must be valid: the launcher and its
+ * flags, then [runtime, --endpoint, endpoint, --ranks-per-group, K,
  * --frontend-pid, <this process>, --frontend-host, <this host>,
- * --credentials, credentials, runtime_args...], or [flux, run, -n, N,
- * runtime, ...].  A malloc'ed NULL-terminated array of malloc'ed strings
- * (caller frees both), or NULL with errno = ENOMEM. */
+ * --credentials, credentials, runtime_args...].  The launcher part is
+ *   mpiexec: [mpiexec, -n, N, (--oversubscribe: Open MPI), (-hosts h1,h2 |
+ *            -f F: MPICH; --host h1,h2 | --hostfile F: Open MPI),
+ *            (-genv OMP_NUM_THREADS T: MPICH; -x OMP_NUM_THREADS=T: Open MPI)]
+ *   srun:    [srun, --ntasks=N, --cpus-per-task=T (1 when not set),
+ *            --kill-on-bad-exit=1, (--mpi=P), (--exact), (--chdir cwd),
+ *            (--export=ALL,OMP_NUM_THREADS=T)]
+ *   flux:    [flux, run, -n, N, (--cores-per-task=T, --env=OMP_NUM_THREADS=T)]
+ * each followed by launcher_args.  A malloc'ed NULL-terminated array of
+ * malloc'ed strings (caller frees both), or NULL with errno = ENOMEM. */
 char **pmp_command_argv(const pmp_executor_config_t *cfg, const char *endpoint,
                         const char *credentials);
 

@@ -290,7 +290,11 @@ pmp_executor_t *pmp_executor_new(const pmp_executor_config_t *cfg, pmp_error_t *
 
     if (self->launch) {
         const char *launcher = cfg->flux ? "flux" : cfg->mpiexec;
-        self->exec_path = pmp_launcher_which(launcher, cfg->flux ? "flux" : "mpiexec", err);
+        self->exec_path = pmp_launcher_which(launcher,
+                                             cfg->flux   ? "flux"
+                                             : cfg->srun ? "srun"
+                                                         : "mpiexec",
+                                             err);
         if (!self->exec_path)
             goto fail_errno;
         char *rt = pmp_launcher_which(cfg->runtime, "the pympipool runtime", err);

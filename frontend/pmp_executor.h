@@ -81,35 +81,53 @@ typedef struct pmp_executor pmp_executor_t;
 #define PMP_EFORKED ENOTRECOVERABLE
 
 typedef struct {
-    int ranks;                       /* MPI ranks in the job, >= 1 */
-    int ranks_per_group;             /* >= 1, divides ranks */
-    int pipeline_depth;              /* tasks one group may hold at once, >= 1 */
-    int pipeline_depth_max;          /* 0: pipeline_depth, fixed.  Otherwise >= pipeline_depth:
-                                        while the tasks are short a group may hold more, up
-                                        to this, as long as they are about
-                                        PMP_EXECUTOR_WINDOW_NS of work (pmp_window.h) */
-    int launch;                      /* 1: start the runtime here; 0: only build the command
-                                        (a queue adapter starts it) */
-    int oversubscribe;               /* add --oversubscribe (Open MPI only) */
-    int flux;                        /* launch with "flux run" instead of mpiexec */
-    const char *mpi_flavour;         /* "mpich" or "openmpi" (decides flags) */
-    const char *mpiexec;             /* name or path of mpiexec; looked up in PATH */
-    const char *runtime;             /* path of pympipool-runtime */
-    const char *cwd;                 /* working directory for the launched job, or NULL */
-    const char *const *runtime_args; /* NULL-terminated extra arguments for the
-                                        runtime (Python environment), or NULL */
-    int restart_limit;               /* times the job is relaunched after it died, >= 0;
-                                        must be 0 without launch */
-    int64_t run_time_max_ms;         /* per call; 0: no limit.  A task that runs longer
-                                        than ncalls * run_time_max_ms + run_time_grace_ms
-                                        is failed and the job is killed and relaunched */
-    int run_time_grace_ms;           /* the grace above; 0: PMP_EXECUTOR_RUN_TIME_GRACE_MS */
-    const char *hostname;            /* NULL: ipc:// in the private directory, PLAIN
-                                        authentication.  Otherwise an IP address or the
-                                        name of a network interface of this host to listen
-                                        on with TCP (port chosen by the system) and CURVE;
-                                        a wildcard ("*", "0.0.0.0", "::") is refused.
-                                        Copied; EINVAL naming it when it cannot be bound. */
+    int ranks;                        /* MPI ranks in the job, >= 1 */
+    int ranks_per_group;              /* >= 1, divides ranks */
+    int pipeline_depth;               /* tasks one group may hold at once, >= 1 */
+    int pipeline_depth_max;           /* 0: pipeline_depth, fixed.  Otherwise >= pipeline_depth:
+                                         while the tasks are short a group may hold more, up
+                                         to this, as long as they are about
+                                         PMP_EXECUTOR_WINDOW_NS of work (pmp_window.h) */
+    int launch;                       /* 1: start the runtime here; 0: only build the command
+                                         (a queue adapter starts it) */
+    int oversubscribe;                /* add --oversubscribe (Open MPI only) */
+    int flux;                         /* launch with "flux run" instead of mpiexec */
+    int srun;                         /* launch with srun (a step of the SLURM allocation
+                                         this process runs in) instead of mpiexec; not
+                                         with flux */
+    const char *mpi_flavour;          /* "mpich" or "openmpi" (decides flags) */
+    const char *mpiexec;              /* name or path of mpiexec, or of srun with srun;
+                                         looked up in PATH */
+    const char *srun_mpi;             /* srun: the PMI plugin (--mpi=<this>: "pmi2" for
+                                         MPICH, "pmix" for Open MPI), or NULL for the
+                                         site's MpiDefault */
+    int srun_exact;                   /* srun: add --exact (SLURM >= 20.11) */
+    int threads_per_core;             /* 0: not set.  Otherwise the CPUs (threads) of every
+                                         rank: srun --cpus-per-task, flux run --cores-per-task,
+                                         and OMP_NUM_THREADS=<this> on every rank */
+    const char *const *launcher_args; /* NULL-terminated extra arguments for the launcher
+                                        (mpiexec, srun or flux run), put before the
+                                        runtime, or NULL */
+    const char *const *hosts;         /* mpiexec: NULL-terminated host names to run the
+                                         ranks on (MPICH -hosts, Open MPI --host), or NULL */
+    const char *hostfile;             /* mpiexec: a host file (MPICH -f, Open MPI
+                                         --hostfile), or NULL; not with hosts */
+    const char *runtime;              /* path of pympipool-runtime */
+    const char *cwd;                  /* working directory for the launched job, or NULL */
+    const char *const *runtime_args;  /* NULL-terminated extra arguments for the
+                                         runtime (Python environment), or NULL */
+    int restart_limit;                /* times the job is relaunched after it died, >= 0;
+                                         must be 0 without launch */
+    int64_t run_time_max_ms;          /* per call; 0: no limit.  A task that runs longer
+                                         than ncalls * run_time_max_ms + run_time_grace_ms
+                                         is failed and the job is killed and relaunched */
+    int run_time_grace_ms;            /* the grace above; 0: PMP_EXECUTOR_RUN_TIME_GRACE_MS */
+    const char *hostname;             /* NULL: ipc:// in the private directory, PLAIN
+                                         authentication.  Otherwise an IP address or the
+                                         name of a network interface of this host to listen
+                                         on with TCP (port chosen by the system) and CURVE;
+                                         a wildcard ("*", "0.0.0.0", "::") is refused.
+                                         Copied; EINVAL naming it when it cannot be bound. */
 } pmp_executor_config_t;
 
 /* The work a group may hold beyond pipeline_depth (see pipeline_depth_max). */
@@ -146,7 +164,8 @@ PMP_EXPORT const char *pmp_executor_endpoint(const pmp_executor_t *self);
 /* The launch command as a NULL-terminated argv, owned by the executor, valid
  * until destroy: [mpiexec, -n, N, (--oversubscribe), runtime, --endpoint, E,
  * --ranks-per-group, K, --frontend-pid, P, --frontend-host, H, --credentials, F,
- * runtime_args...] or
+ * runtime_args...] (with the launcher's flags of the configuration before the
+ * runtime: see pmp_command_argv), [srun, --ntasks=N, ..., runtime, ...] or
  * [flux, run, -n, N, runtime, ...]. */
 PMP_EXPORT const char *const *pmp_executor_command(const pmp_executor_t *self);
 

@@ -125,7 +125,7 @@ static void s_drain(s_executor_object *self)
 
 /* Copies a sequence of str into a NULL-terminated array of UTF-8 pointers
  * that borrow from *keep (a new tuple the caller releases). */
-static const char **s_string_array(PyObject *seq, PyObject **keep)
+static const char **s_string_array(PyObject *seq, PyObject **keep, const char *name)
 {
     PyObject *tuple = PySequence_Tuple(seq);
     if (tuple == NULL)
@@ -140,7 +140,7 @@ static const char **s_string_array(PyObject *seq, PyObject **keep)
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *item = PyTuple_GET_ITEM(tuple, i);
         if (!PyUnicode_Check(item)) {
-            PyErr_Format(PyExc_TypeError, "runtime_args must be strings, not %.100s",
+            PyErr_Format(PyExc_TypeError, "%s must be strings, not %.100s", name,
                          Py_TYPE(item)->tp_name);
             goto fail;
         }
@@ -149,7 +149,7 @@ static const char **s_string_array(PyObject *seq, PyObject **keep)
         if (argv[i] == NULL)
             goto fail;
         if (strlen(argv[i]) != (size_t)size) {
-            PyErr_SetString(PyExc_ValueError, "runtime_args contain a NUL character");
+            PyErr_Format(PyExc_ValueError, "%s contain a NUL character", name);
             goto fail;
         }
     }
@@ -186,33 +186,32 @@ static int s_optional_string(PyObject *obj, const char *name, const char **out)
 
 static PyObject *s_executor_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
-    static char *kwlist[] = {"ranks",
-                             "ranks_per_group",
-                             "pipeline_depth",
-                             "launch",
-                             "oversubscribe",
-                             "flux",
-                             "mpi_flavour",
-                             "mpiexec",
-                             "runtime",
-                             "cwd",
-                             "runtime_args",
-                             "restart_limit",
-                             "run_time_max",
-                             "run_time_grace_ms",
-                             "hostname",
-                             "pipeline_depth_max",
-                             NULL};
+    static char *kwlist[] = {"ranks",          "ranks_per_group",
+                             "pipeline_depth", "launch",
+                             "oversubscribe",  "flux",
+                             "mpi_flavour",    "mpiexec",
+                             "runtime",        "cwd",
+                             "runtime_args",   "restart_limit",
+                             "run_time_max",   "run_time_grace_ms",
+                             "hostname",       "pipeline_depth_max",
+                             "srun",           "srun_mpi",
+                             "srun_exact",     "threads_per_core",
+                             "launcher_args",  "hosts",
+                             "hostfile",       NULL};
     int ranks, ranks_per_group, pipeline_depth, launch = 1, oversubscribe = 0, flux = 0;
-    int restart_limit = 0, run_time_grace_ms = 0, pipeline_depth_max = 0;
+    int restart_limit = 0, run_time_grace_ms = 0, srun = 0, srun_exact = 0, threads = 0;
+    int pipeline_depth_max = 0;
     double run_time_max = 0.0;
     PyObject *flavour_obj = Py_None, *mpiexec_obj = Py_None, *runtime_obj = Py_None;
     PyObject *cwd_obj = Py_None, *args_obj = Py_None, *hostname_obj = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "iii|pppOOOOOidiOi:Executor", kwlist, &ranks,
-                                     &ranks_per_group, &pipeline_depth, &launch, &oversubscribe,
-                                     &flux, &flavour_obj, &mpiexec_obj, &runtime_obj, &cwd_obj,
-                                     &args_obj, &restart_limit, &run_time_max, &run_time_grace_ms,
-                                     &hostname_obj, &pipeline_depth_max))
+    PyObject *srun_mpi_obj = Py_None, *largs_obj = Py_None, *hosts_obj = Py_None;
+    PyObject *hostfile_obj = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(
+            args, kwargs, "iii|pppOOOOOidiOipOpiOOO:Executor", kwlist, &ranks, &ranks_per_group,
+            &pipeline_depth, &launch, &oversubscribe, &flux, &flavour_obj, &mpiexec_obj,
+            &runtime_obj, &cwd_obj, &args_obj, &restart_limit, &run_time_max, &run_time_grace_ms,
+            &hostname_obj, &pipeline_depth_max, &srun, &srun_mpi_obj, &srun_exact, &threads,
+            &largs_obj, &hosts_obj, &hostfile_obj))
         return NULL;
     if (!(run_time_max >= 0.0 && run_time_max <= 1e9)) {
         PyErr_SetString(PyExc_ValueError,
@@ -229,6 +228,9 @@ static PyObject *s_executor_new(PyTypeObject *type, PyObject *args, PyObject *kw
     cfg.launch = launch;
     cfg.oversubscribe = oversubscribe;
     cfg.flux = flux;
+    cfg.srun = srun;
+    cfg.srun_exact = srun_exact;
+    cfg.threads_per_core = threads;
     cfg.restart_limit = restart_limit;
     cfg.run_time_max_ms = run_time_max > 0.0 ? (int64_t)(run_time_max * 1000.0 + 0.999) : 0;
     cfg.run_time_grace_ms = run_time_grace_ms;
@@ -236,22 +238,37 @@ static PyObject *s_executor_new(PyTypeObject *type, PyObject *args, PyObject *kw
         s_optional_string(mpiexec_obj, "mpiexec", &cfg.mpiexec) < 0 ||
         s_optional_string(runtime_obj, "runtime", &cfg.runtime) < 0 ||
         s_optional_string(cwd_obj, "cwd", &cfg.cwd) < 0 ||
-        s_optional_string(hostname_obj, "hostname", &cfg.hostname) < 0)
+        s_optional_string(hostname_obj, "hostname", &cfg.hostname) < 0 ||
+        s_optional_string(srun_mpi_obj, "srun_mpi", &cfg.srun_mpi) < 0 ||
+        s_optional_string(hostfile_obj, "hostfile", &cfg.hostfile) < 0)
         return NULL;
 
-    PyObject *keep = NULL;
-    const char **argv = NULL;
-    if (args_obj != Py_None) {
-        argv = s_string_array(args_obj, &keep);
-        if (argv == NULL)
-            return NULL;
-        cfg.runtime_args = argv;
-    }
+    /* the lists, as NULL-terminated arrays borrowing from kept tuples */
+    PyObject *list_objs[3] = {args_obj, largs_obj, hosts_obj};
+    static const char *const list_names[3] = {"runtime_args", "launcher_args", "hosts"};
+    const char **lists[3] = {NULL, NULL, NULL};
+    PyObject *keeps[3] = {NULL, NULL, NULL};
+    for (int l = 0; l < 3; l++)
+        if (list_objs[l] != Py_None) {
+            lists[l] = s_string_array(list_objs[l], &keeps[l], list_names[l]);
+            if (lists[l] == NULL) {
+                for (int m = 0; m < l; m++) {
+                    PyMem_Free(lists[m]);
+                    Py_XDECREF(keeps[m]);
+                }
+                return NULL;
+            }
+        }
+    cfg.runtime_args = lists[0];
+    cfg.launcher_args = lists[1];
+    cfg.hosts = lists[2];
 
     s_executor_object *self = (s_executor_object *)type->tp_alloc(type, 0);
     if (self == NULL) {
-        PyMem_Free(argv);
-        Py_XDECREF(keep);
+        for (int l = 0; l < 3; l++) {
+            PyMem_Free(lists[l]);
+            Py_XDECREF(keeps[l]);
+        }
         return NULL;
     }
     self->exe = NULL;
@@ -271,8 +288,10 @@ static PyObject *s_executor_new(PyTypeObject *type, PyObject *args, PyObject *kw
     exe = pmp_executor_new(&cfg, &err);
     errnum = errno;
     PyEval_RestoreThread(ts);
-    PyMem_Free(argv);
-    Py_XDECREF(keep);
+    for (int l = 0; l < 3; l++) {
+        PyMem_Free(lists[l]);
+        Py_XDECREF(keeps[l]);
+    }
     if (exe == NULL) {
         Py_DECREF(self);
         return pmp_py_raise(errnum, err.text);
@@ -792,7 +811,9 @@ static PyType_Slot s_executor_slots[] = {
                 "         oversubscribe=False, flux=False, mpi_flavour=None, mpiexec=None,\n"
                 "         runtime=None, cwd=None, runtime_args=None, restart_limit=0,\n"
                 "         run_time_max=0.0, run_time_grace_ms=0, hostname=None,\n"
-                "         pipeline_depth_max=0)\n\n"
+                "         pipeline_depth_max=0, srun=False,\n"
+                "         srun_mpi=None, srun_exact=False, threads_per_core=0,\n"
+                "         launcher_args=None, hosts=None, hostfile=None)\n\n"
                 "One frontend executor (see frontend/pmp_executor.h)."},
     {Py_tp_new, s_executor_new},
     {Py_tp_dealloc, s_executor_dealloc},

@@ -113,6 +113,13 @@ class Executor:
         run_time_grace_ms: int = 0,
         hostname: Optional[str] = None,
         pipeline_depth_max: int = 0,
+        srun: bool = False,
+        srun_mpi: Optional[str] = None,
+        srun_exact: bool = False,
+        threads_per_core: int = 0,
+        launcher_args: Optional[Sequence[str]] = None,
+        hosts: Optional[Sequence[str]] = None,
+        hostfile: Optional[str] = None,
     ) -> None: ...
     def submit(
         self,

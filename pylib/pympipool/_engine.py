@@ -47,6 +47,8 @@ from ._checks import (
     _check_run_time_max,
     _find_program,
 )
+from ._launch import Launch, check_launch, default_tcp_host, log_command
+from ._slurm import SlurmAdapter
 from ._futures import (
     _AFTER_SHUTDOWN,
     _DESTROY_GRACE_MS,
@@ -100,6 +102,22 @@ def _shm_closer(owner: _shm.Owner, state: _State) -> Callable[[], None]:
     return close
 
 
+def _job_ended(state: _State) -> Callable[[str], None]:
+    """What a batch job's end does to its executor (the SLURM queue
+    adapter's watcher calls it): unless the executor was shut down and has
+    nothing left to run, it breaks, every future failing with the text."""
+
+    def ended(text: str) -> None:
+        with state.lock:
+            idle = state.closing and not state.futures
+        if idle:
+            return
+        state.break_executor(text)
+        state.destroy(grace_ms=0)
+
+    return ended
+
+
 class _Engine(_Maps):
     """The shared machinery; see the module docstring.  Subclasses call
     ``_start_engine`` once, from their constructor, after validating their
@@ -108,6 +126,9 @@ class _Engine(_Maps):
 
     _state: _State
     _dispatcher: threading.Thread
+    _launch: Launch
+    _command: List[str]
+    _slurm: Optional[SlurmAdapter]
 
     def _start_engine(
         self,
@@ -128,6 +149,11 @@ class _Engine(_Maps):
         run_time_max: Optional[float] = None,
         hostname: Optional[str] = None,
         zero_copy: bool = True,
+        backend: str = "auto",
+        threads_per_core: Optional[int] = None,
+        launcher_args: Optional[Sequence[str]] = None,
+        hosts: Optional[Sequence[str]] = None,
+        hostfile: Union[str, "os.PathLike[str]", None] = None,
     ) -> None:
         # Everything is checked before anything is launched.
         if not isinstance(zero_copy, bool):
@@ -159,6 +185,17 @@ class _Engine(_Maps):
                 f"init_function must be callable (returning a dict), "
                 f"not {type(init_function).__name__}"
             )
+        slurm: Optional[SlurmAdapter] = None
+        if isinstance(queue_adapter, str):
+            if queue_adapter != "slurm":
+                raise ValueError(
+                    f"queue_adapter {queue_adapter!r} is not built in: give 'slurm' or an "
+                    f"object with a submit_job() method"
+                )
+            slurm = queue_adapter = SlurmAdapter(queue_adapter_kwargs)
+            queue_adapter_kwargs = None
+            if hostname is None:  # the job runs on another host: TCP with CURVE
+                hostname = default_tcp_host()
         submit_job = getattr(queue_adapter, "submit_job", None)
         if queue_adapter is not None and not callable(submit_job):
             raise TypeError("queue_adapter must have a callable submit_job() method")
@@ -167,13 +204,22 @@ class _Engine(_Maps):
                 f"queue_adapter_kwargs must be a dict or None, "
                 f"not {type(queue_adapter_kwargs).__name__}"
             )
-        if enable_flux_backend:
-            mpiexec = _find_program("flux", "flux (enable_flux_backend=True)")
-        else:
-            mpiexec = _find_program(
-                os.environ.get("PYMPIPOOL_MPIEXEC") or _config.MPIEXEC,
-                f"mpiexec of {_config.MPI_FLAVOUR}",
-            )
+        launch = check_launch(
+            backend=backend,
+            enable_flux_backend=enable_flux_backend,
+            queued=queue_adapter is not None,
+            batch_srun=slurm is not None,
+            mpi_flavour=_config.MPI_FLAVOUR,
+            mpiexec=os.environ.get("PYMPIPOOL_MPIEXEC") or _config.MPIEXEC,
+            threads_per_core=threads_per_core,
+            launcher_args=launcher_args,
+            hosts=hosts,
+            hostfile=hostfile,
+            environ=os.environ,
+        )
+        if launch.remote and hostname is None:
+            # ranks on another host cannot reach an ipc:// socket
+            hostname = default_tcp_host()
         runtime = _find_program(
             os.environ.get("PYMPIPOOL_RUNTIME") or _config.RUNTIME, "pympipool-runtime"
         )
@@ -200,9 +246,16 @@ class _Engine(_Maps):
             pipeline_depth_max=pipeline_depth_max,
             launch=queue_adapter is None,
             oversubscribe=oversubscribe,
-            flux=enable_flux_backend,
+            flux=launch.backend == "flux",
+            srun=launch.backend == "srun",
             mpi_flavour=_config.MPI_FLAVOUR,
-            mpiexec=None if enable_flux_backend else mpiexec,
+            mpiexec=launch.program,
+            srun_mpi=launch.srun_mpi,
+            srun_exact=launch.srun_exact,
+            threads_per_core=launch.threads_per_core,
+            launcher_args=launch.launcher_args,
+            hosts=launch.hosts,
+            hostfile=launch.hostfile,
             runtime=runtime,
             cwd=cwd,
             runtime_args=_runtime_args(cwd, run_time_max),
@@ -210,6 +263,9 @@ class _Engine(_Maps):
             run_time_max=run_time_max or 0.0,
             hostname=hostname,
         )
+        self._launch = launch
+        self._command = list(core.command)
+        log_command(launch.backend, self._command)
         state = _State(core)
         state.exit_hooks.extend(exit_hooks)
         state.exit_hooks.append(_shm_closer(self._shm_owner, state))
@@ -225,9 +281,15 @@ class _Engine(_Maps):
                     command=shlex.join(core.command),
                     **(queue_adapter_kwargs or {}),
                 )
+            if slurm is not None:
+                state.exit_hooks.append(slurm.finish)
+                slurm.watch(_job_ended(state))
         except BaseException:
             core.destroy(grace_ms=0)
+            if slurm is not None:
+                slurm.finish()
             raise
+        self._slurm = slurm
         self._state = state
         _register_at_exit(state)
         self._dispatcher = threading.Thread(
@@ -420,6 +482,24 @@ class _Engine(_Maps):
             self._dispatcher.join()
         else:
             state.destroy()
+
+    @property
+    def backend(self) -> str:
+        """The launcher that starts the MPI job: ``"mpiexec"``, ``"srun"``
+        or ``"flux"`` (what ``backend="auto"`` chose)."""
+        return self._launch.backend
+
+    @property
+    def command(self) -> List[str]:
+        """The full command that launches the MPI job (the launcher, its
+        flags, the runtime and its arguments), as a list."""
+        return list(self._command)
+
+    @property
+    def job_id(self) -> Optional[str]:
+        """The SLURM job id of the runtime with ``queue_adapter="slurm"``
+        (None otherwise)."""
+        return self._slurm.job_id if self._slurm is not None else None
 
     @property
     def broken(self) -> bool:

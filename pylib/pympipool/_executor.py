@@ -32,6 +32,7 @@ from typing import (
     Iterable,
     Iterator,
     Optional,
+    Sequence,
     Tuple,
     Type,
     TypeVar,
@@ -238,6 +239,11 @@ class Executor(_ExecutorBase):
         run_time_max: Optional[float] = None,
         hostname: Optional[str] = None,
         zero_copy: bool = True,
+        backend: str = "auto",
+        threads_per_core: Optional[int] = None,
+        launcher_args: Optional[Sequence[str]] = None,
+        hosts: Optional[Sequence[str]] = None,
+        hostfile: Union[str, os.PathLike[str], None] = None,
     ) -> None:
         cores = _check_count("cores", cores)
         self._start_engine(
@@ -259,6 +265,11 @@ class Executor(_ExecutorBase):
             run_time_max=run_time_max,
             hostname=hostname,
             zero_copy=zero_copy,
+            backend=backend,
+            threads_per_core=threads_per_core,
+            launcher_args=launcher_args,
+            hosts=hosts,
+            hostfile=hostfile,
         )
 
 
@@ -313,6 +324,11 @@ class PoolExecutor(_ExecutorBase):
         run_time_max: Optional[float] = None,
         hostname: Optional[str] = None,
         zero_copy: bool = True,
+        backend: str = "auto",
+        threads_per_core: Optional[int] = None,
+        launcher_args: Optional[Sequence[str]] = None,
+        hosts: Optional[Sequence[str]] = None,
+        hostfile: Union[str, os.PathLike[str], None] = None,
     ) -> None:
         _ignore_sleep_interval(sleep_interval)
         name, value = _resolve_alias("max_workers", max_workers, "cores", cores)
@@ -334,6 +350,11 @@ class PoolExecutor(_ExecutorBase):
             run_time_max=run_time_max,
             hostname=hostname,
             zero_copy=zero_copy,
+            backend=backend,
+            threads_per_core=threads_per_core,
+            launcher_args=launcher_args,
+            hosts=hosts,
+            hostfile=hostfile,
         )
 
     @property

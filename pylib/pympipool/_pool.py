@@ -758,6 +758,11 @@ class Pool(_PoolBase):
         run_time_max: Optional[float] = None,
         hostname: Optional[str] = None,
         zero_copy: bool = True,
+        backend: str = "auto",
+        threads_per_core: Optional[int] = None,
+        launcher_args: Optional[Sequence[str]] = None,
+        hosts: Optional[Sequence[str]] = None,
+        hostfile: Union[str, os.PathLike[str], None] = None,
     ) -> None:
         name, value = _resolve_alias("max_workers", max_workers, "cores", cores)
         workers = _check_count(name, value)
@@ -788,6 +793,11 @@ class Pool(_PoolBase):
             run_time_max=run_time_max,
             hostname=hostname,
             zero_copy=zero_copy,
+            backend=backend,
+            threads_per_core=threads_per_core,
+            launcher_args=launcher_args,
+            hosts=hosts,
+            hostfile=hostfile,
         )
 
 
@@ -824,6 +834,11 @@ class MPISpawnPool(_PoolBase):
         run_time_max: Optional[float] = None,
         hostname: Optional[str] = None,
         zero_copy: bool = True,
+        backend: str = "auto",
+        threads_per_core: Optional[int] = None,
+        launcher_args: Optional[Sequence[str]] = None,
+        hosts: Optional[Sequence[str]] = None,
+        hostfile: Union[str, os.PathLike[str], None] = None,
     ) -> None:
         ranks_name, ranks = _resolve_alias("max_ranks", max_ranks, "cores", cores)
         per_name, per_task = _resolve_alias(
@@ -853,4 +868,9 @@ class MPISpawnPool(_PoolBase):
             run_time_max=run_time_max,
             hostname=hostname,
             zero_copy=zero_copy,
+            backend=backend,
+            threads_per_core=threads_per_core,
+            launcher_args=launcher_args,
+            hosts=hosts,
+            hostfile=hostfile,
         )
