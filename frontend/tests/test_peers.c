@@ -63,15 +63,8 @@ static void s_case_malformed(void)
     CHECK(s_submit_text(ex, 1, "x") == 0);
     CHECK(pmp_executor_wait(ex, 500) == NULL && errno == EAGAIN);
     CHECK(pmp_executor_pending(ex) == 1);
-    pmp_hello_t hello;
-    memset(&hello, 0, sizeof hello);
-    hello.ngroups = hello.group_size = hello.world_size = 1;
-    hello.pid = getpid();
-    strcpy(hello.host, "testhost");
     char text[2048];
-    int len = pmp_hello_encode(&hello, text, sizeof text);
-    CHECK(len > 0);
-    text[len] = '\0';
+    s_hello_text("testhost", text, sizeof text);
     s_peer_send(sock, PMP_MSG_HELLO, 0, text, 1);
     s_wait_hellos(ex, 1);
     s_peer_send(sock, PMP_MSG_HELLO, 0, text, 1); /* a second hello: dropped */
@@ -234,15 +227,8 @@ static void s_case_unreachable(void)
     zmq_setsockopt(sock, ZMQ_LINGER, &zero, sizeof zero);
     s_peer_auth(sock, ex);
     CHECK(zmq_connect(sock, pmp_executor_endpoint(ex)) == 0);
-    pmp_hello_t hello;
-    memset(&hello, 0, sizeof hello);
-    hello.ngroups = hello.group_size = hello.world_size = 1;
-    hello.pid = getpid();
-    strcpy(hello.host, "testhost");
     char text[2048];
-    int len = pmp_hello_encode(&hello, text, sizeof text);
-    CHECK(len > 0);
-    text[len] = '\0';
+    s_hello_text("testhost", text, sizeof text);
     s_peer_send(sock, PMP_MSG_HELLO, 0, text, 1);
     s_wait_hellos(ex, 1);
     CHECK(s_submit_text(ex, 1, "x") == 0);

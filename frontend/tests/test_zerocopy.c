@@ -47,18 +47,25 @@ static void s_case_zerocopy(void)
     CHECK(s_freed() == 16);
 }
 
-/* Queued zero-copy tasks are released exactly once by destroy and cancel. */
-static void s_case_zerocopy_destroy(void)
+/* Submits tasks 1..n, task i carrying data[i - 1] as a counted zero-copy
+ * buffer. */
+static void s_submit_counted(pmp_executor_t *ex, char (*data)[64], int n)
 {
-    static char data[4][64];
-    pmp_executor_t *ex = s_new_unlaunched(1, 1, 1);
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < n; i++) {
         pmp_buffer_t b = {.data = data[i],
                           .size = sizeof data[i],
                           .free_fn = s_count_free,
                           .hint = s_freed_counter()};
         CHECK(pmp_executor_submit(ex, (uint64_t)i + 1, PMP_MSG_TASK, 0, &b, 1, NULL) == 0);
     }
+}
+
+/* Queued zero-copy tasks are released exactly once by destroy and cancel. */
+static void s_case_zerocopy_destroy(void)
+{
+    static char data[4][64];
+    pmp_executor_t *ex = s_new_unlaunched(1, 1, 1);
+    s_submit_counted(ex, data, 4);
     CHECK(pmp_executor_pending(ex) == 4);
     CHECK(s_freed() == 0);
     CHECK(pmp_executor_cancel(ex, 2) == 1);
@@ -70,13 +77,7 @@ static void s_case_zerocopy_destroy(void)
     *s_freed_counter() = 0;
     const char *const args[] = {"--fake-delay-ms", "2000", NULL};
     ex = s_new(1, 1, 1, args);
-    for (int i = 0; i < 4; i++) {
-        pmp_buffer_t b = {.data = data[i],
-                          .size = sizeof data[i],
-                          .free_fn = s_count_free,
-                          .hint = s_freed_counter()};
-        CHECK(pmp_executor_submit(ex, (uint64_t)i + 1, PMP_MSG_TASK, 0, &b, 1, NULL) == 0);
-    }
+    s_submit_counted(ex, data, 4);
     s_wait_hellos(ex, 1); /* task 1 is now in flight (2 s), the others queued */
     s_destroy(&ex, 200);
     CHECK(s_freed() == 4);
