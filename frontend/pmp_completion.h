@@ -11,10 +11,7 @@
 #include <zmq.h>
 
 #include "pmp_executor.h"
-
-struct pmp_frame {
-    zmq_msg_t msg; /* received as is: no copy */
-};
+#include "pmp_frame_internal.h"
 
 struct pmp_completion {
     struct pmp_completion *next; /* link in the executor's completion list */

@@ -12,7 +12,7 @@
 
 #include <pthread.h>
 
-#include "pmp_executor.h" /* pmp_buffer_t, pmp_frame_t */
+#include "pmp_frame.h" /* pmp_buffer_t, pmp_frame_t, PMP_EFORKED */
 
 /* The state of module pympipool._core (PyModule_GetState), set up by
  * _core.c's exec slot; types created by PyType_FromModuleAndSpec reach it
