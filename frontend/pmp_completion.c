@@ -60,26 +60,6 @@ int pmp_completion_take_msgs(pmp_completion_t *c, zmq_msg_t *msgs, size_t n)
     return 0;
 }
 
-pmp_frame_t **pmp_completion_steal_frames(pmp_completion_t *c, size_t *n)
-{
-    *n = 0;
-    if (c->nframes == 0)
-        return NULL;
-    pmp_frame_t **frames = c->frames;
-    if (frames == c->few_frames) { /* lives in c: the caller gets a copy */
-        frames = malloc(c->nframes * sizeof *frames);
-        if (!frames) {
-            errno = ENOMEM;
-            return NULL;
-        }
-        memcpy(frames, c->few_frames, c->nframes * sizeof *frames);
-    }
-    *n = c->nframes;
-    c->frames = NULL;
-    c->nframes = 0;
-    return frames;
-}
-
 int pmp_completion_kind(const pmp_completion_t *c)
 {
     return c->kind;

@@ -40,10 +40,4 @@ pmp_completion_t *pmp_completion_new(int kind, uint64_t task_id, uint32_t flags,
  * messages are then untouched). */
 int pmp_completion_take_msgs(pmp_completion_t *c, zmq_msg_t *msgs, size_t n);
 
-/* Moves every frame out of c into a malloc'ed array (the caller frees it
- * and the frames), its length in *n; c is left without frames.  Returns
- * the array (NULL when c has no frames), or NULL with errno = ENOMEM (c is
- * then unchanged). */
-pmp_frame_t **pmp_completion_steal_frames(pmp_completion_t *c, size_t *n);
-
 #endif
