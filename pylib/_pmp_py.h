@@ -20,21 +20,34 @@
 typedef struct {
     PyTypeObject *executor_type;
     PyTypeObject *frame_type;
+    PyObject *invalid_argument_error; /* InvalidArgumentError(ValueError) */
+    PyObject *destroyed_error;        /* DestroyedError(ValueError) */
 } pmp_py_state_t;
+
+/* The module state of an object of one of the module's types. */
+static inline pmp_py_state_t *pmp_py_state_of(PyObject *obj)
+{
+    return (pmp_py_state_t *)PyType_GetModuleState(Py_TYPE(obj));
+}
 
 /* Buffers at least this large are passed to the frontend without copying. */
 #define PMP_PY_ZERO_COPY_THRESHOLD (64 * 1024)
 
 /* ---- errors ---------------------------------------------------------------- */
 
+/* The class of "invalid argument" errors: st's InvalidArgumentError (a
+ * ValueError), or ValueError itself while the module is torn down (st NULL
+ * or cleared).  Borrowed. */
+PyObject *pmp_py_invalid_argument(const pmp_py_state_t *st);
+
 /* Sets the exception for a frontend failure and returns NULL: errnum picks
- * the class (EINVAL: ValueError; ENOMEM: MemoryError; ESHUTDOWN, ENOTCONN,
+ * the class (EINVAL: InvalidArgumentError, see above; ENOMEM: MemoryError; ESHUTDOWN, ENOTCONN,
  * EALREADY, ENOTSUP and PMP_EFORKED (an object inherited by a forked
  * child): RuntimeError; anything else OSError(errnum, text),
  * which selects FileNotFoundError, BrokenPipeError, ChildProcessError, ...),
  * text (or strerror(errnum) when NULL or empty) is the message, decoded as
  * UTF-8 with replacement. */
-PyObject *pmp_py_raise(int errnum, const char *text);
+PyObject *pmp_py_raise(const pmp_py_state_t *st, int errnum, const char *text);
 
 /* Sleeps about 1 ms with the GIL released (used to wait for a call on
  * another thread to leave the frontend).  Needs the GIL. */

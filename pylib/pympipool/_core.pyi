@@ -52,6 +52,16 @@ LINK_MORE_BIT: Final[int]
 LINK_MAGIC: Final[str]
 
 def name_thread(name: str) -> None: ...
+
+# ---- errors ---------------------------------------------------------------
+# Both subclass ValueError, so that "except ValueError" still catches them.
+
+class InvalidArgumentError(ValueError):
+    """An argument the frontend (or the binding) refuses."""
+
+class DestroyedError(ValueError):
+    """The executor was destroyed: nothing can be done with it any more."""
+
 #: Buffers of at least this many bytes are handed over without copying.
 ZERO_COPY_THRESHOLD: Final[int]
 #: 1 if libzmq supports CURVE, else 0.
