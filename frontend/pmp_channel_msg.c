@@ -196,9 +196,10 @@ pmp_channel_msg_t *pmp_channel_try_recv(pmp_channel_t *self, pmp_error_t *err)
             free(parts);
             continue;
         }
+        /* A valid TASK, RESULT or ERROR carries its payload: n >= 2. */
         pmp_channel_msg_t *m = calloc(1, sizeof *m);
-        pmp_frame_t **frames = m && n > 1 ? calloc(n - 1, sizeof *frames) : NULL;
-        if (!m || (n > 1 && (!frames || pmp_frame_take_msgs(frames, parts + 1, n - 1) < 0))) {
+        pmp_frame_t **frames = m ? calloc(n - 1, sizeof *frames) : NULL;
+        if (!frames || pmp_frame_take_msgs(frames, parts + 1, n - 1) < 0) {
             for (size_t i = 0; i < n; i++)
                 zmq_msg_close(&parts[i]);
             free(parts);

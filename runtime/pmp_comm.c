@@ -468,7 +468,7 @@ static PyObject *s_comm_repr(PyObject *op)
 {
     pmp_comm_t *self = (pmp_comm_t *)op;
     int rank, size;
-    if (self->comm == MPI_COMM_NULL || pmp_comm_rank_size(self, &rank, &size) < 0) {
+    if (pmp_comm_rank_size(self, &rank, &size) < 0) { /* freed, or MPI finalized */
         PyErr_Clear();
         return PyUnicode_FromString("<_pympipool_runtime.Comm (freed)>");
     }
