@@ -48,7 +48,7 @@ struct pmp_auth {
     pmp_credentials_t creds;
     char server_secret[PMP_CREDENTIALS_KEY_TEXT]; /* CURVE */
     uint8_t client_key[32];                       /* CURVE: the admitted public key */
-    size_t admitted, refused;
+    size_t refused;                               /* so far: the log lines count them */
 };
 
 static int s_random(void *buf, size_t size)
@@ -304,7 +304,6 @@ static void s_serve_zap(pmp_auth_t *self)
             pmp_log(s_refusal_level(self), "%s: refused a connection from %s: %s (%zu refused)",
                     self->who, address, why, self->refused);
         } else {
-            self->admitted++;
             pmp_log(PMP_LOG_DEBUG, "%s: admitted a connection", self->who);
         }
         const char *status = why ? "400" : "200";
@@ -335,7 +334,6 @@ int pmp_auth_judge_link(pmp_auth_t *self, const void *password, size_t len, cons
                 self->who, peer, why, self->refused);
         return -1;
     }
-    self->admitted++;
     pmp_log(PMP_LOG_DEBUG, "%s: admitted a connection from %s", self->who, peer);
     return 0;
 }
@@ -413,14 +411,4 @@ void pmp_auth_serve(pmp_auth_t *self)
 const pmp_credentials_t *pmp_auth_credentials(const pmp_auth_t *self)
 {
     return &self->creds;
-}
-
-size_t pmp_auth_admitted(const pmp_auth_t *self)
-{
-    return self->admitted;
-}
-
-size_t pmp_auth_refused(const pmp_auth_t *self)
-{
-    return self->refused;
 }

@@ -86,11 +86,6 @@ int pmp_auth_judge_link(pmp_auth_t *self, const void *password, size_t len, cons
 /* The credentials a client needs; owned by the auth object. */
 const pmp_credentials_t *pmp_auth_credentials(const pmp_auth_t *self);
 
-/* Handshakes admitted and refused so far (ZAP answers plus failed
- * handshakes seen by the monitor), for tests and log lines. */
-size_t pmp_auth_admitted(const pmp_auth_t *self);
-size_t pmp_auth_refused(const pmp_auth_t *self);
-
 #ifdef __cplusplus
 }
 #endif

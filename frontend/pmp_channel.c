@@ -10,80 +10,41 @@
  *
  * How a call waits: every blocking operation goes through s_wait(), one
  * zmq_poll over the PAIR socket, the ZAP and monitor sockets (CURVE
- * servers, pmp_auth) and the keeper's exit eventfd.  ZAP requests are answered inline, so the CURVE
- * handshake of the client progresses whenever a caller is waiting on the
- * channel (ZeroMQ retries a handshake that took longer than 30 s, so a
+ * servers, pmp_auth) and the keeper's exit eventfd.  ZAP requests are
+ * answered inline, so the CURVE handshake of the client progresses whenever
+ * a caller is waiting on the channel (ZeroMQ retries a handshake that took longer than 30 s, so a
  * server that is busy elsewhere for a while only delays the client).  The
  * exit eventfd wakes a waiting call the moment the booted program is gone;
  * a receive then still takes whatever the program sent before it exited
  * (up to S_EXIT_LINGER_MS later, for bytes still on their way through the
  * kernel and ZeroMQ's I/O thread) before failing with ECHILD.
  *
- * The keeper thread: pmp_launcher forks from the calling thread and asks
- * for SIGTERM on the child when that thread ends (PR_SET_PDEATHSIG).  A
- * Python thread that calls bootup() may end long before the interface, so
- * the fork happens on a thread the channel owns, which lives until the
- * child is reaped.  It polls the child's stderr pipe and pidfd (or, without
- * pidfd, waitpid every 100 ms), keeps the stderr tail, publishes the exit
- * under a mutex and through the eventfd, and on destroy stops the child
- * (grace period, SIGTERM, SIGKILL: the launcher's stop steps, which the
- * executor's I/O thread takes too).  When destroy does not wait, the keeper
- * is detached and frees its own state at the end.
+ * Where it lives: this file holds the channel itself (creation, keys,
+ * bind, the waits and the receive loop); pmp_channel_msg.c puts messages on
+ * the wire and takes them off, and pmp_channel_keeper.c is the thread that
+ * boots the program, watches it and ends it (its own essay says why it is
+ * a thread).  pmp_channel_internal.h is what they share.
  *
  * Guarantees: no call blocks forever on a dead booted program; a malformed
  * or unexpected message is dropped with a logged reason; every zero-copy
  * buffer's free_fn runs exactly once; destroy leaves no child behind (with
  * wait == 0, within the grace period plus 2 s).
  */
-#define _GNU_SOURCE
 #include "pmp_channel.h"
 
 #include <errno.h>
-#include <poll.h>
-#include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
 #include <zmq.h>
 
-#include "pmp_auth.h"
-#include "pmp_completion.h"
+#include "pmp_channel_internal.h"
 #include "pmp_fork.h"
-#include "pmp_launcher.h"
 
 #define S_LINGER_MS 1000
 #define S_EXIT_LINGER_MS 300
-#define S_ENDPOINT_MAX 300
-
-/* ---- the keeper thread --------------------------------------------------- */
-
-typedef struct {
-    pthread_mutex_t mutex;
-    pthread_cond_t cond;
-    pthread_t thread;
-    int wakefd; /* eventfd: destroy() wakes the keeper */
-    int exitfd; /* eventfd: written once when the program has exited */
-    /* start-up, read by the keeper before it reports */
-    char *path;
-    char **argv;
-    char **envp;
-    char *cwd;
-    /* published under mutex */
-    int started; /* 0: pending, 1: running, -1: failed */
-    int start_errno;
-    pmp_error_t start_err;
-    pid_t pid;
-    int exited;
-    int status;
-    char *exit_text;
-    int stop;
-    int grace_ms;
-    int detached;
-} s_keeper_t;
 
 static int64_t s_now_ms(void)
 {
@@ -91,160 +52,6 @@ static int64_t s_now_ms(void)
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
-
-static void s_strv_free(char **v)
-{
-    if (!v)
-        return;
-    for (size_t i = 0; v[i]; i++)
-        free(v[i]);
-    free(v);
-}
-
-static char **s_strv_dup(const char *const *v)
-{
-    size_t n = 0;
-    while (v[n])
-        n++;
-    char **copy = calloc(n + 1, sizeof *copy);
-    if (!copy)
-        return NULL;
-    for (size_t i = 0; i < n; i++) {
-        copy[i] = strdup(v[i]);
-        if (!copy[i]) {
-            s_strv_free(copy);
-            errno = ENOMEM;
-            return NULL;
-        }
-    }
-    return copy;
-}
-
-static void s_keeper_free(s_keeper_t *k)
-{
-    if (!k)
-        return;
-    pthread_mutex_destroy(&k->mutex);
-    pthread_cond_destroy(&k->cond);
-    if (k->wakefd >= 0)
-        close(k->wakefd);
-    if (k->exitfd >= 0)
-        close(k->exitfd);
-    free(k->path);
-    s_strv_free(k->argv);
-    s_strv_free(k->envp);
-    free(k->cwd);
-    free(k->exit_text);
-    free(k);
-}
-
-static void s_eventfd_post(int fd)
-{
-    uint64_t one = 1;
-    ssize_t rc;
-    do
-        rc = write(fd, &one, sizeof one);
-    while (rc < 0 && errno == EINTR);
-}
-
-static void *s_keeper_run(void *arg)
-{
-    s_keeper_t *k = arg;
-    pthread_setname_np(pthread_self(), "pympipool-keep");
-    pmp_error_t err;
-    err.text[0] = '\0';
-    /* the program's environment as given (or ours, untouched) and our stdout */
-    pmp_launcher_opts_t opts = {.envp = k->envp, .cwd = k->cwd};
-    pmp_launcher_t *launcher = pmp_launcher_new(k->path, k->argv, &opts, &err);
-    int e = errno;
-    pthread_mutex_lock(&k->mutex);
-    if (!launcher) {
-        k->started = -1;
-        k->start_errno = e;
-        k->start_err = err;
-    } else {
-        k->started = 1;
-        k->pid = pmp_launcher_pid(launcher);
-    }
-    pthread_cond_broadcast(&k->cond);
-    pthread_mutex_unlock(&k->mutex);
-    if (!launcher)
-        return NULL; /* the creator joins and frees */
-
-    int exited = 0;
-    pmp_launcher_stop_t ending = {0}; /* grace, SIGTERM, SIGKILL (pmp_launcher.h) */
-    for (;;) {
-        if (!exited && pmp_launcher_poll_exit(launcher)) {
-            pmp_launcher_drain(launcher, 500);
-            char *text = pmp_launcher_exit_text(launcher, "the booted program");
-            pthread_mutex_lock(&k->mutex);
-            k->exited = 1;
-            k->status = pmp_launcher_status(launcher);
-            k->exit_text = text;
-            pthread_mutex_unlock(&k->mutex);
-            s_eventfd_post(k->exitfd);
-            exited = 1;
-        }
-        pthread_mutex_lock(&k->mutex);
-        int stop = k->stop, grace_ms = k->grace_ms;
-        pthread_mutex_unlock(&k->mutex);
-        if (stop && exited)
-            break;
-        if (stop && !pmp_launcher_stop_begun(&ending))
-            pmp_launcher_stop_begin(&ending, grace_ms, 0);
-        pmp_launcher_stop_next(launcher, &ending);
-        struct pollfd p[2 + PMP_LAUNCHER_MAX_FDS];
-        nfds_t n = 0;
-        p[n++] = (struct pollfd){.fd = k->wakefd, .events = POLLIN};
-        int pidfd = exited ? -1 : pmp_launcher_pidfd(launcher);
-        if (pidfd >= 0)
-            p[n++] = (struct pollfd){.fd = pidfd, .events = POLLIN};
-        int timeout = -1;
-        nfds_t out_i = n;
-        n += (nfds_t)pmp_launcher_pollfds(launcher, p + n, &timeout); /* its stderr */
-        if (!exited && pidfd < 0 && (timeout < 0 || timeout > 100))
-            timeout = 100;
-        int64_t left = exited ? -1 : pmp_launcher_stop_left(&ending);
-        if (left >= 0 && (timeout < 0 || left < timeout))
-            timeout = (int)left;
-        if (poll(p, n, timeout) <= 0)
-            continue;
-        if (p[0].revents) {
-            uint64_t v;
-            ssize_t rc = read(k->wakefd, &v, sizeof v);
-            (void)rc;
-        }
-        for (nfds_t i = out_i; i < n; i++)
-            if (p[i].revents) {
-                pmp_launcher_pump(launcher);
-                break;
-            }
-    }
-    pmp_launcher_destroy(&launcher);
-    pthread_mutex_lock(&k->mutex);
-    int detached = k->detached;
-    pthread_mutex_unlock(&k->mutex);
-    if (detached)
-        s_keeper_free(k);
-    return NULL;
-}
-
-/* ---- the channel --------------------------------------------------------- */
-
-struct pmp_channel {
-    unsigned gen; /* fork generation at creation (pmp_fork.h) */
-    pid_t owner;  /* the process that created it */
-    void *ctx;
-    void *sock;
-    pmp_auth_t *auth; /* CURVE servers only: keys and the ZAP handler */
-    int server;
-    int curve;
-    int bound;
-    char interface[256];
-    char endpoint[S_ENDPOINT_MAX];
-    s_keeper_t *keeper;
-    int64_t exit_seen_ms; /* when a receive first saw the program gone */
-};
 
 int pmp_channel_has_curve(void)
 {
@@ -428,24 +235,8 @@ void pmp_channel_destroy(pmp_channel_t **self_p, int grace_ms, int wait)
     if (s_in_child(self))
         return;
     s_channel_close_sockets(self);
-    s_keeper_t *k = self->keeper;
-    if (k) {
-        if (grace_ms < 0)
-            grace_ms = 0;
-        pthread_t thread = k->thread;
-        pthread_mutex_lock(&k->mutex);
-        k->stop = 1;
-        k->grace_ms = grace_ms;
-        k->detached = !wait;
-        pthread_mutex_unlock(&k->mutex);
-        s_eventfd_post(k->wakefd); /* after this, a detached keeper owns k */
-        if (wait) {
-            pthread_join(thread, NULL);
-            s_keeper_free(k);
-        } else {
-            pthread_detach(thread);
-        }
-    }
+    if (self->keeper)
+        pmp_channel_keeper_stop(self->keeper, grace_ms, wait);
     free(self);
 }
 
@@ -463,7 +254,7 @@ int pmp_channel_bind_random_port(pmp_channel_t *self, pmp_error_t *err)
         errno = EALREADY;
         return -1;
     }
-    char want[S_ENDPOINT_MAX];
+    char want[PMP_CHANNEL_ENDPOINT_MAX];
     snprintf(want, sizeof want, strchr(self->interface, ':') ? "tcp://[%s]:*" : "tcp://%s:*",
              self->interface);
     if (zmq_bind(self->sock, want) < 0) {
@@ -526,7 +317,8 @@ int pmp_channel_bootup(pmp_channel_t *self, const char *const argv[], const char
         return -1;
     }
     if (self->keeper) {
-        pmp_error_set(err, "a program was booted already (pid %ld)", (long)self->keeper->pid);
+        pmp_error_set(err, "a program was booted already (pid %ld)",
+                      (long)pmp_channel_keeper_pid(self->keeper));
         errno = EALREADY;
         return -1;
     }
@@ -535,67 +327,9 @@ int pmp_channel_bootup(pmp_channel_t *self, const char *const argv[], const char
         errno = EINVAL;
         return -1;
     }
-    s_keeper_t *k = calloc(1, sizeof *k);
-    if (!k) {
-        pmp_error_set(err, "out of memory booting %s", argv[0]);
-        errno = ENOMEM;
+    pmp_channel_keeper_t *k = pmp_channel_keeper_start(argv, cwd, envp, err);
+    if (!k)
         return -1;
-    }
-    pthread_mutex_init(&k->mutex, NULL);
-    pthread_cond_init(&k->cond, NULL);
-    k->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    k->exitfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    k->status = -1;
-    k->pid = -1;
-    if (k->wakefd < 0 || k->exitfd < 0) {
-        int e = errno;
-        pmp_error_set(err, "cannot create an eventfd: %s", strerror(e));
-        s_keeper_free(k);
-        errno = e;
-        return -1;
-    }
-    k->path = pmp_launcher_which(argv[0], "program", err);
-    if (!k->path) {
-        int e = errno;
-        s_keeper_free(k);
-        errno = e;
-        return -1;
-    }
-    k->argv = s_strv_dup(argv);
-    k->envp = envp ? s_strv_dup(envp) : NULL;
-    k->cwd = cwd ? strdup(cwd) : NULL;
-    if (!k->argv || (envp && !k->envp) || (cwd && !k->cwd)) {
-        pmp_error_set(err, "out of memory booting %s", argv[0]);
-        s_keeper_free(k);
-        errno = ENOMEM;
-        return -1;
-    }
-    /* The keeper takes no signal: they belong to the caller's threads. */
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    int rc = pthread_create(&k->thread, NULL, s_keeper_run, k);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (rc != 0) {
-        pmp_error_set(err, "cannot start the thread that watches %s: %s", argv[0], strerror(rc));
-        s_keeper_free(k);
-        errno = rc;
-        return -1;
-    }
-    pthread_mutex_lock(&k->mutex);
-    while (k->started == 0)
-        pthread_cond_wait(&k->cond, &k->mutex);
-    int started = k->started;
-    pthread_mutex_unlock(&k->mutex);
-    if (started < 0) {
-        pthread_join(k->thread, NULL);
-        if (err)
-            *err = k->start_err;
-        int e = k->start_errno;
-        s_keeper_free(k);
-        errno = e;
-        return -1;
-    }
     self->keeper = k;
     self->exit_seen_ms = 0;
     return 0;
@@ -603,7 +337,7 @@ int pmp_channel_bootup(pmp_channel_t *self, const char *const argv[], const char
 
 pid_t pmp_channel_pid(const pmp_channel_t *self)
 {
-    return self->keeper ? self->keeper->pid : -1;
+    return self->keeper ? pmp_channel_keeper_pid(self->keeper) : -1;
 }
 
 int pmp_channel_exited(pmp_channel_t *self, int *status)
@@ -613,18 +347,12 @@ int pmp_channel_exited(pmp_channel_t *self, int *status)
             *status = -1;
         return pmp_fork_fail(NULL, "socket interface", self->owner);
     }
-    s_keeper_t *k = self->keeper;
-    if (!k) {
+    if (!self->keeper) {
         if (status)
             *status = -1;
         return 0;
     }
-    pthread_mutex_lock(&k->mutex);
-    int exited = k->exited;
-    if (status)
-        *status = exited ? k->status : -1;
-    pthread_mutex_unlock(&k->mutex);
-    return exited;
+    return pmp_channel_keeper_exited(self->keeper, status);
 }
 
 char *pmp_channel_exit_text(pmp_channel_t *self)
@@ -633,21 +361,11 @@ char *pmp_channel_exit_text(pmp_channel_t *self)
         pmp_fork_fail(NULL, "socket interface", self->owner);
         return NULL;
     }
-    s_keeper_t *k = self->keeper;
-    char *text = NULL;
-    if (k) {
-        pthread_mutex_lock(&k->mutex);
-        if (k->exited)
-            text = strdup(k->exit_text ? k->exit_text : "the booted program exited");
-        pthread_mutex_unlock(&k->mutex);
-        if (k->exited && !text) {
-            errno = ENOMEM;
-            return NULL;
-        }
-    }
-    if (!text)
+    if (!self->keeper) {
         errno = ESRCH;
-    return text;
+        return NULL;
+    }
+    return pmp_channel_keeper_exit_text(self->keeper);
 }
 
 static int s_fail_exited(pmp_channel_t *self, pmp_error_t *err)
@@ -679,7 +397,8 @@ static int s_wait(pmp_channel_t *self, short events, int timeout_ms, int watch_e
         }
         if (watch_exit && self->keeper) {
             exit_i = n;
-            items[n++] = (zmq_pollitem_t){.fd = self->keeper->exitfd, .events = ZMQ_POLLIN};
+            items[n++] = (zmq_pollitem_t){.fd = pmp_channel_keeper_exitfd(self->keeper),
+                                          .events = ZMQ_POLLIN};
         }
         long slice = -1;
         if (deadline >= 0) {
@@ -742,206 +461,6 @@ int pmp_channel_wait_writable(pmp_channel_t *self, int timeout_ms, pmp_error_t *
 
 /* ---- sending --------------------------------------------------------------- */
 
-static void s_release_from(const pmp_buffer_t *bufs, size_t nbufs, size_t first)
-{
-    for (size_t i = first; i < nbufs; i++)
-        if (bufs[i].free_fn)
-            bufs[i].free_fn((void *)bufs[i].data, bufs[i].hint);
-}
-
-int pmp_channel_send(pmp_channel_t *self, int type, uint64_t task_id, uint32_t flags,
-                     const pmp_buffer_t *bufs, size_t nbufs, pmp_error_t *err)
-{
-    if (s_in_child(self))
-        return pmp_fork_fail(err, "socket interface", self->owner);
-    int ok_type =
-        self->server ? type == PMP_MSG_TASK : (type == PMP_MSG_RESULT || type == PMP_MSG_ERROR);
-    if (!ok_type) {
-        pmp_error_set(err, "a %s does not send %s messages", self->server ? "server" : "client",
-                      pmp_msg_type_name(type));
-        errno = EINVAL;
-        return -1;
-    }
-    if (task_id == 0 || (flags & ~PMP_FLAG_KNOWN_MASK) != 0) {
-        pmp_error_set(err, "task id must be non-zero and flags known (got %llu, 0x%x)",
-                      (unsigned long long)task_id, (unsigned)flags);
-        errno = EINVAL;
-        return -1;
-    }
-    if (!bufs || nbufs < 1 || nbufs > PMP_MAX_FRAMES) {
-        pmp_error_set(err, "a message has 1 to %d frames after the header, not %zu", PMP_MAX_FRAMES,
-                      nbufs);
-        errno = EINVAL;
-        return -1;
-    }
-    for (size_t i = 0; i < nbufs; i++) {
-        if (!bufs[i].data && bufs[i].size > 0) {
-            pmp_error_set(err, "buffer %zu has no data but %zu bytes", i, bufs[i].size);
-            errno = EINVAL;
-            return -1;
-        }
-    }
-    pmp_header_t hdr = {
-        .type = (uint16_t)type, .task_id = task_id, .flags = flags, .nframes = (uint32_t)nbufs};
-    unsigned char head[PMP_HEADER_SIZE];
-    pmp_header_encode(&hdr, head);
-    int rc;
-    do
-        rc = zmq_send(self->sock, head, sizeof head, ZMQ_SNDMORE);
-    while (rc < 0 && errno == EINTR);
-    if (rc < 0) {
-        int e = errno;
-        pmp_error_set(err, "sending a message failed: %s", zmq_strerror(e));
-        s_release_from(bufs, nbufs, 0);
-        errno = e;
-        return -1;
-    }
-    for (size_t i = 0; i < nbufs; i++) {
-        zmq_msg_t m;
-        int more = i + 1 < nbufs ? ZMQ_SNDMORE : 0;
-        if (bufs[i].free_fn) {
-            rc = zmq_msg_init_data(&m, (void *)bufs[i].data, bufs[i].size, bufs[i].free_fn,
-                                   bufs[i].hint);
-            if (rc < 0) { /* free_fn was not taken over */
-                int e = errno;
-                pmp_error_set(err, "out of memory sending a message");
-                s_release_from(bufs, nbufs, i);
-                errno = e;
-                return -1;
-            }
-        } else {
-            if (zmq_msg_init_size(&m, bufs[i].size) < 0) {
-                pmp_error_set(err, "out of memory sending a message");
-                s_release_from(bufs, nbufs, i + 1);
-                errno = ENOMEM;
-                return -1;
-            }
-            if (bufs[i].size)
-                memcpy(zmq_msg_data(&m), bufs[i].data, bufs[i].size);
-        }
-        do
-            rc = zmq_msg_send(&m, self->sock, more);
-        while (rc < 0 && errno == EINTR);
-        if (rc < 0) {
-            int e = errno;
-            zmq_msg_close(&m); /* calls this buffer's free_fn */
-            pmp_error_set(err, "sending a message failed: %s", zmq_strerror(e));
-            s_release_from(bufs, nbufs, i + 1);
-            errno = e;
-            return -1;
-        }
-    }
-    return 0;
-}
-
-/* ---- receiving ------------------------------------------------------------- */
-
-void pmp_channel_msg_destroy(pmp_channel_msg_t **self_p)
-{
-    if (!self_p || !*self_p)
-        return;
-    pmp_channel_msg_t *m = *self_p;
-    for (size_t i = 0; i < m->nframes; i++)
-        pmp_frame_destroy(&m->frames[i]);
-    free(m->frames);
-    free(m);
-    *self_p = NULL;
-}
-
-/* Takes one whole message if one is there.  Returns it, or NULL with
- * errno = EAGAIN when nothing (valid) is pending, or another errno. */
-static pmp_channel_msg_t *s_try_recv(pmp_channel_t *self, pmp_error_t *err)
-{
-    for (;;) {
-        zmq_msg_t *parts = NULL;
-        size_t n = 0, cap = 0, dropped = 0;
-        int more = 1;
-        while (more) {
-            if (n == cap) {
-                size_t ncap = cap ? cap * 2 : 8;
-                zmq_msg_t *np = realloc(parts, ncap * sizeof *np);
-                if (!np) {
-                    for (size_t i = 0; i < n; i++)
-                        zmq_msg_close(&parts[i]);
-                    free(parts);
-                    pmp_error_set(err, "out of memory receiving a message");
-                    errno = ENOMEM;
-                    return NULL;
-                }
-                parts = np;
-                cap = ncap;
-            }
-            zmq_msg_init(&parts[n]);
-            int rc;
-            do
-                rc = zmq_msg_recv(&parts[n], self->sock, n == 0 && !dropped ? ZMQ_DONTWAIT : 0);
-            while (rc < 0 && errno == EINTR && (n > 0 || dropped));
-            if (rc < 0) {
-                int e = errno;
-                zmq_msg_close(&parts[n]);
-                for (size_t i = 0; i < n; i++)
-                    zmq_msg_close(&parts[i]);
-                free(parts);
-                if (e == EINTR)
-                    e = EAGAIN;
-                if (e != EAGAIN)
-                    pmp_error_set(err, "receiving a message failed: %s", zmq_strerror(e));
-                errno = e;
-                return NULL;
-            }
-            more = zmq_msg_more(&parts[n]);
-            if (n > PMP_MAX_FRAMES) { /* too long: drain, keep nothing more */
-                zmq_msg_close(&parts[n]);
-                dropped++;
-            } else {
-                n++;
-            }
-        }
-        pmp_error_t why;
-        why.text[0] = '\0';
-        pmp_header_t hdr;
-        int valid =
-            pmp_header_decode(zmq_msg_data(&parts[0]), zmq_msg_size(&parts[0]), &hdr, &why) == 0 &&
-            pmp_header_check(&hdr, n - 1 + dropped, self->server, &why) == 0;
-        if (valid) {
-            int wanted = self->server ? (hdr.type == PMP_MSG_RESULT || hdr.type == PMP_MSG_ERROR)
-                                      : hdr.type == PMP_MSG_TASK;
-            if (!wanted) {
-                pmp_error_set(&why, "unexpected %s message", pmp_msg_type_name(hdr.type));
-                valid = 0;
-            }
-        }
-        if (!valid) {
-            pmp_log(PMP_LOG_WARNING, "socket interface: dropped a message: %s", why.text);
-            for (size_t i = 0; i < n; i++)
-                zmq_msg_close(&parts[i]);
-            free(parts);
-            continue;
-        }
-        pmp_channel_msg_t *m = calloc(1, sizeof *m);
-        pmp_completion_t *holder = m ? pmp_completion_new(0, 0, 0, NULL, -1) : NULL;
-        if (!holder || pmp_completion_take_msgs(holder, parts + 1, n - 1) < 0 ||
-            (n > 1 && !(m->frames = pmp_completion_steal_frames(holder, &m->nframes)))) {
-            for (size_t i = 0; i < n; i++)
-                zmq_msg_close(&parts[i]);
-            free(parts);
-            free(m);
-            pmp_completion_destroy(&holder);
-            pmp_error_set(err, "out of memory receiving a message");
-            errno = ENOMEM;
-            return NULL;
-        }
-        /* The frames move from the completion to the message. */
-        m->type = hdr.type;
-        m->task_id = hdr.task_id;
-        m->flags = hdr.flags;
-        pmp_completion_destroy(&holder);
-        zmq_msg_close(&parts[0]);
-        free(parts);
-        return m;
-    }
-}
-
 pmp_channel_msg_t *pmp_channel_recv(pmp_channel_t *self, int timeout_ms, pmp_error_t *err)
 {
     if (s_in_child(self)) {
@@ -955,7 +474,7 @@ pmp_channel_msg_t *pmp_channel_recv(pmp_channel_t *self, int timeout_ms, pmp_err
     }
     int64_t deadline = timeout_ms < 0 ? -1 : s_now_ms() + timeout_ms;
     for (;;) {
-        pmp_channel_msg_t *m = s_try_recv(self, err);
+        pmp_channel_msg_t *m = pmp_channel_try_recv(self, err);
         if (m)
             return m;
         if (errno != EAGAIN)

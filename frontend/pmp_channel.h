@@ -52,7 +52,7 @@
 #include <sys/types.h>
 
 #include "pmp_error.h"
-#include "pmp_executor.h" /* PMP_EXPORT, pmp_buffer_t, pmp_frame_t */
+#include "pmp_frame.h" /* PMP_EXPORT, PMP_EFORKED, pmp_buffer_t, pmp_frame_t */
 #include "pmp_protocol.h"
 
 #ifdef __cplusplus

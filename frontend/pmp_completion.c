@@ -5,9 +5,10 @@
  * group's hello, the job's exit, the end of close()) into one completion
  * and appends it to the executor's completion list; the caller who gets it
  * from pmp_executor_wait() owns it.  Result frames are the zmq_msg_t
- * received from the socket, moved and never copied, so a 1 GiB result costs
- * no copy between the wire and the caller.  A frame taken out of a
- * completion lives on independently until pmp_frame_destroy().
+ * received from the socket, moved and never copied (pmp_frame.c), so a
+ * 1 GiB result costs no copy between the wire and the caller.  A frame
+ * taken out of a completion lives on independently until
+ * pmp_frame_destroy().
  *
  * Cost: a result of one or two frames is two or three allocations (the
  * completion, a record per frame): its empty text is a shared "" and its
@@ -48,44 +49,15 @@ int pmp_completion_take_msgs(pmp_completion_t *c, zmq_msg_t *msgs, size_t n)
         n <= PMP_COMPLETION_FEW_FRAMES ? c->few_frames : calloc(n, sizeof *frames);
     if (!frames)
         return -1;
-    for (size_t i = 0; i < n; i++) {
-        frames[i] = malloc(sizeof *frames[i]);
-        if (!frames[i]) {
-            while (i-- > 0)
-                free(frames[i]);
-            if (frames != c->few_frames)
-                free(frames);
-            errno = ENOMEM;
-            return -1;
-        }
-    }
-    for (size_t i = 0; i < n; i++) {
-        zmq_msg_init(&frames[i]->msg);
-        zmq_msg_move(&frames[i]->msg, &msgs[i]);
+    if (pmp_frame_take_msgs(frames, msgs, n) < 0) {
+        if (frames != c->few_frames)
+            free(frames);
+        errno = ENOMEM;
+        return -1;
     }
     c->frames = frames;
     c->nframes = n;
     return 0;
-}
-
-pmp_frame_t **pmp_completion_steal_frames(pmp_completion_t *c, size_t *n)
-{
-    *n = 0;
-    if (c->nframes == 0)
-        return NULL;
-    pmp_frame_t **frames = c->frames;
-    if (frames == c->few_frames) { /* lives in c: the caller gets a copy */
-        frames = malloc(c->nframes * sizeof *frames);
-        if (!frames) {
-            errno = ENOMEM;
-            return NULL;
-        }
-        memcpy(frames, c->few_frames, c->nframes * sizeof *frames);
-    }
-    *n = c->nframes;
-    c->frames = NULL;
-    c->nframes = 0;
-    return frames;
 }
 
 int pmp_completion_kind(const pmp_completion_t *c)
@@ -139,25 +111,5 @@ void pmp_completion_destroy(pmp_completion_t **self_p)
     if (c->text != s_empty)
         free(c->text);
     free(c);
-    *self_p = NULL;
-}
-
-void *pmp_frame_data(pmp_frame_t *f)
-{
-    return zmq_msg_data(&f->msg);
-}
-
-size_t pmp_frame_size(const pmp_frame_t *f)
-{
-    /* zmq_msg_size takes a non-const pointer but does not modify */
-    return zmq_msg_size((zmq_msg_t *)&f->msg);
-}
-
-void pmp_frame_destroy(pmp_frame_t **self_p)
-{
-    if (!self_p || !*self_p)
-        return;
-    zmq_msg_close(&(*self_p)->msg);
-    free(*self_p);
     *self_p = NULL;
 }

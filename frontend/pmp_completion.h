@@ -11,10 +11,7 @@
 #include <zmq.h>
 
 #include "pmp_executor.h"
-
-struct pmp_frame {
-    zmq_msg_t msg; /* received as is: no copy */
-};
+#include "pmp_frame_internal.h"
 
 struct pmp_completion {
     struct pmp_completion *next; /* link in the executor's completion list */
@@ -42,11 +39,5 @@ pmp_completion_t *pmp_completion_new(int kind, uint64_t task_id, uint32_t flags,
  * empty, as after zmq_msg_init).  Returns 0, or -1 with errno = ENOMEM (the
  * messages are then untouched). */
 int pmp_completion_take_msgs(pmp_completion_t *c, zmq_msg_t *msgs, size_t n);
-
-/* Moves every frame out of c into a malloc'ed array (the caller frees it
- * and the frames), its length in *n; c is left without frames.  Returns
- * the array (NULL when c has no frames), or NULL with errno = ENOMEM (c is
- * then unchanged). */
-pmp_frame_t **pmp_completion_steal_frames(pmp_completion_t *c, size_t *n);
 
 #endif

@@ -61,24 +61,14 @@
 #include <sys/types.h>
 
 #include "pmp_error.h"
+#include "pmp_frame.h" /* PMP_EXPORT, PMP_EFORKED, pmp_buffer_t, pmp_frame_t */
 #include "pmp_protocol.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-#if defined(__GNUC__)
-#define PMP_EXPORT __attribute__((visibility("default")))
-#else
-#define PMP_EXPORT
-#endif
-
 typedef struct pmp_executor pmp_executor_t;
-
-/* errno of every call on an executor (or channel) that a forked child
- * inherited from its parent ("state not recoverable": the object's threads
- * stayed in the parent). */
-#define PMP_EFORKED ENOTRECOVERABLE
 
 typedef struct {
     int ranks;                        /* MPI ranks in the job, >= 1 */
@@ -179,19 +169,6 @@ PMP_EXPORT int pmp_executor_forked(const pmp_executor_t *self);
 
 /* Process id of the process that created the executor. */
 PMP_EXPORT pid_t pmp_executor_owner(const pmp_executor_t *self);
-
-/* A buffer handed to pmp_executor_submit.  With free_fn == NULL the bytes are
- * copied during submit.  With free_fn != NULL the executor takes the memory
- * without copying and calls free_fn(data, hint) exactly once when it no
- * longer needs it, from an arbitrary thread (possibly a ZeroMQ thread): the
- * callback must not block and must not call into Python. */
-typedef void(pmp_free_fn)(void *data, void *hint);
-typedef struct {
-    const void *data;
-    size_t size;
-    pmp_free_fn *free_fn;
-    void *hint;
-} pmp_buffer_t;
 
 /* Queues a message for the runtime.  type is PMP_MSG_TASK or PMP_MSG_INIT;
  * bufs[0] is the payload, bufs[1..] the out-of-band buffers (nbufs >= 1).
@@ -298,7 +275,6 @@ typedef enum {
 } pmp_completion_kind_t;
 
 typedef struct pmp_completion pmp_completion_t;
-typedef struct pmp_frame pmp_frame_t;
 
 /* Waits up to timeout_ms (-1: forever, 0: poll) for the next completion.
  * Returns it (caller owns it: pmp_completion_destroy), or NULL with errno =
@@ -324,11 +300,6 @@ PMP_EXPORT size_t pmp_completion_nframes(const pmp_completion_t *c);
 PMP_EXPORT pmp_frame_t *pmp_completion_take_frame(pmp_completion_t *c, size_t i);
 /* Frees c and every frame not taken.  NULL-safe; nulls *self_p. */
 PMP_EXPORT void pmp_completion_destroy(pmp_completion_t **self_p);
-
-/* A received frame: its bytes are writable and stay valid until destroy. */
-PMP_EXPORT void *pmp_frame_data(pmp_frame_t *f);
-PMP_EXPORT size_t pmp_frame_size(const pmp_frame_t *f);
-PMP_EXPORT void pmp_frame_destroy(pmp_frame_t **self_p);
 
 #ifdef __cplusplus
 }

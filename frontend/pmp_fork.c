@@ -14,7 +14,7 @@
 #include <pthread.h>
 #include <unistd.h>
 
-#include "pmp_executor.h" /* PMP_EFORKED */
+#include "pmp_frame.h" /* PMP_EFORKED */
 
 unsigned pmp_fork_gen;
 

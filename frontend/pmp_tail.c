@@ -71,11 +71,6 @@ void pmp_tail_append(pmp_tail_t *self, const void *data, size_t len)
     }
 }
 
-size_t pmp_tail_size(const pmp_tail_t *self)
-{
-    return self->size;
-}
-
 char *pmp_tail_text(const pmp_tail_t *self)
 {
     char *text = malloc(self->size + 1);

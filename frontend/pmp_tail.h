@@ -20,9 +20,6 @@ void pmp_tail_destroy(pmp_tail_t **self_p);
 /* Appends len bytes; older bytes beyond the capacity are forgotten. */
 void pmp_tail_append(pmp_tail_t *self, const void *data, size_t len);
 
-/* Bytes currently kept (at most the capacity). */
-size_t pmp_tail_size(const pmp_tail_t *self);
-
 /* Returns the kept bytes as a malloc'ed NUL-terminated string (caller
  * frees), NUL bytes replaced by '?', trailing newlines removed, and, when
  * older bytes were dropped, starting after the first newline so that the

@@ -118,7 +118,7 @@ static PyObject *s_channel_new(PyTypeObject *type, PyObject *args, PyObject *kwa
     if (self->ch == NULL) {
         int e = errno;
         Py_DECREF(self);
-        return pmp_py_raise(e, err.text);
+        return pmp_py_raise(PyType_GetModuleState(type), e, err.text);
     }
     return (PyObject *)self;
 }
@@ -146,7 +146,7 @@ static PyObject *s_channel_connect(PyObject *cls, PyObject *args, PyObject *kwar
     if (self->ch == NULL) {
         int e = errno;
         Py_DECREF(self);
-        return pmp_py_raise(e, err.text);
+        return pmp_py_raise(PyType_GetModuleState((PyTypeObject *)cls), e, err.text);
     }
     return (PyObject *)self;
 }
@@ -196,7 +196,7 @@ static int s_enter(s_channel_object *self)
                  "this socket interface belongs to process %ld; it cannot be used in a forked "
                  "child (pid %ld)",
                  (long)self->owner, (long)getpid());
-        pmp_py_raise(PMP_EFORKED, text);
+        pmp_py_raise(pmp_py_state_of((PyObject *)self), PMP_EFORKED, text);
         return -1;
     }
     if (self->closing || self->ch == NULL) {
@@ -221,7 +221,7 @@ static PyObject *s_channel_bind(PyObject *op, PyObject *unused)
     err.text[0] = '\0';
     int port = pmp_channel_bind_random_port(self->ch, &err);
     if (port < 0)
-        return pmp_py_raise(errno, err.text);
+        return pmp_py_raise(pmp_py_state_of((PyObject *)self), errno, err.text);
     return PyLong_FromLong(port);
 }
 
@@ -294,7 +294,7 @@ static PyObject *s_channel_bootup(PyObject *op, PyObject *args, PyObject *kwargs
     if (argv == NULL)
         goto done;
     if (argv[0] == NULL) {
-        PyErr_SetString(PyExc_ValueError, "command_lst is empty");
+        PyErr_SetString(pmp_py_invalid_argument(pmp_py_state_of(op)), "command_lst is empty");
         goto done;
     }
     if (env_obj != Py_None && (env = s_fs_array(env_obj, "env", &keep_env)) == NULL)
@@ -312,7 +312,7 @@ static PyObject *s_channel_bootup(PyObject *op, PyObject *args, PyObject *kwargs
     PyEval_RestoreThread(ts);
     self->busy--;
     if (rc < 0) {
-        pmp_py_raise(e, err.text);
+        pmp_py_raise(pmp_py_state_of((PyObject *)self), e, err.text);
         if (e == ENOENT && PyErr_ExceptionMatches(PyExc_FileNotFoundError)) {
             /* make .filename the program, as subprocess does */
             PyObject *type, *value, *tb;
@@ -348,7 +348,7 @@ static double s_now(void)
 
 /* Parses timeout (None or seconds >= 0).  Returns 0 and sets *deadline
  * (< 0: forever), or -1 with an exception. */
-static int s_deadline(PyObject *timeout_obj, double *deadline)
+static int s_deadline(const pmp_py_state_t *st, PyObject *timeout_obj, double *deadline)
 {
     *deadline = -1.0;
     if (timeout_obj == Py_None)
@@ -357,7 +357,8 @@ static int s_deadline(PyObject *timeout_obj, double *deadline)
     if (timeout == -1.0 && PyErr_Occurred())
         return -1;
     if (!(timeout >= 0.0)) {
-        PyErr_SetString(PyExc_ValueError, "timeout must be a non-negative number or None");
+        PyErr_SetString(pmp_py_invalid_argument(st),
+                        "timeout must be a non-negative number or None");
         return -1;
     }
     *deadline = s_now() + timeout;
@@ -396,7 +397,7 @@ static int s_wait_writable(s_channel_object *self, double deadline)
         if (rc == 0)
             return 1;
         if (e != EAGAIN) {
-            pmp_py_raise(e, err.text);
+            pmp_py_raise(pmp_py_state_of((PyObject *)self), e, err.text);
             return -1;
         }
         if (PyErr_CheckSignals() < 0)
@@ -425,7 +426,7 @@ static PyObject *s_channel_send(PyObject *op, PyObject *args, PyObject *kwargs)
                                      &payload, &buffers_obj, &timeout_obj))
         return NULL;
     double deadline;
-    if (s_deadline(timeout_obj, &deadline) < 0)
+    if (s_deadline(pmp_py_state_of(op), timeout_obj, &deadline) < 0)
         return NULL;
     if (s_enter(self) < 0)
         return NULL;
@@ -453,12 +454,13 @@ static PyObject *s_channel_send(PyObject *op, PyObject *args, PyObject *kwargs)
     PyEval_RestoreThread(ts);
     self->busy--;
     if (rc < 0 && (e == EINVAL || e == PMP_EFORKED)) {
-        pmp_py_raise(e, err.text); /* no free_fn was called: we still own the holds */
+        pmp_py_raise(pmp_py_state_of((PyObject *)self), e,
+                     err.text); /* no free_fn was called: we still own the holds */
         goto done;
     }
     pmp_py_message_handed_over(&msg); /* every hold is given away (released via free_fn) */
     if (rc < 0) {
-        pmp_py_raise(e, err.text);
+        pmp_py_raise(pmp_py_state_of((PyObject *)self), e, err.text);
         goto done;
     }
     result = Py_True;
@@ -483,7 +485,7 @@ static PyObject *s_channel_recv(PyObject *op, PyObject *args, PyObject *kwargs)
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|O:recv", kwlist, &timeout_obj))
         return NULL;
     double deadline;
-    if (s_deadline(timeout_obj, &deadline) < 0)
+    if (s_deadline(pmp_py_state_of(op), timeout_obj, &deadline) < 0)
         return NULL;
     if (s_enter(self) < 0)
         return NULL;
@@ -525,7 +527,7 @@ static PyObject *s_channel_recv(PyObject *op, PyObject *args, PyObject *kwargs)
             return result;
         }
         if (e != EAGAIN)
-            return pmp_py_raise(e, err.text);
+            return pmp_py_raise(pmp_py_state_of((PyObject *)self), e, err.text);
         if (PyErr_CheckSignals() < 0)
             return NULL;
         if (deadline >= 0 && s_now() >= deadline)
@@ -547,7 +549,7 @@ static PyObject *s_channel_destroy(PyObject *op, PyObject *args, PyObject *kwarg
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|ip:destroy", kwlist, &grace_ms, &wait))
         return NULL;
     if (grace_ms < 0) {
-        PyErr_SetString(PyExc_ValueError, "grace_ms must be >= 0");
+        PyErr_SetString(pmp_py_invalid_argument(pmp_py_state_of(op)), "grace_ms must be >= 0");
         return NULL;
     }
     s_channel_destroy_now(self, grace_ms, wait);

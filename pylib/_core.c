@@ -29,7 +29,7 @@
  *
  * Concurrency: methods that release the GIL (wait, destroy) count themselves
  * in `busy`; destroy() first marks the object as going away (every method
- * then raises ValueError "executor is destroyed"), waits until no call is
+ * then raises DestroyedError "executor is destroyed"), waits until no call is
  * inside the frontend any more (at most one wait slice), and only then frees
  * the frontend object.  Errors from the frontend become exceptions in one
  * place, pmp_py_raise().
@@ -88,9 +88,17 @@ static pmp_py_state_t *s_get_state(PyObject *module)
 
 /* ---- errors and holds ------------------------------------------------------ */
 
-static PyObject *s_raise_destroyed(void)
+static pmp_py_state_t *s_state(const s_executor_object *self)
 {
-    PyErr_SetString(PyExc_ValueError, "executor is destroyed");
+    return pmp_py_state_of((PyObject *)self);
+}
+
+/* DestroyedError (a ValueError): the executor was destroyed. */
+static PyObject *s_raise_destroyed(const s_executor_object *self)
+{
+    pmp_py_state_t *st = s_state(self);
+    PyErr_SetString(st->destroyed_error != NULL ? st->destroyed_error : PyExc_ValueError,
+                    "executor is destroyed");
     return NULL;
 }
 
@@ -109,7 +117,7 @@ static PyObject *s_raise_forked(const s_executor_object *self)
     snprintf(text, sizeof text,
              "this executor belongs to process %ld; it cannot be used in a forked child (pid %ld)",
              (long)self->owner, (long)getpid());
-    return pmp_py_raise(PMP_EFORKED, text);
+    return pmp_py_raise(s_state(self), PMP_EFORKED, text);
 }
 
 /* Releases every buffer the frontend has given back.  Needs the GIL.  Not
@@ -125,7 +133,8 @@ static void s_drain(s_executor_object *self)
 
 /* Copies a sequence of str into a NULL-terminated array of UTF-8 pointers
  * that borrow from *keep (a new tuple the caller releases). */
-static const char **s_string_array(PyObject *seq, PyObject **keep, const char *name)
+static const char **s_string_array(const pmp_py_state_t *st, PyObject *seq, PyObject **keep,
+                                   const char *name)
 {
     PyObject *tuple = PySequence_Tuple(seq);
     if (tuple == NULL)
@@ -149,7 +158,7 @@ static const char **s_string_array(PyObject *seq, PyObject **keep, const char *n
         if (argv[i] == NULL)
             goto fail;
         if (strlen(argv[i]) != (size_t)size) {
-            PyErr_Format(PyExc_ValueError, "%s contain a NUL character", name);
+            PyErr_Format(pmp_py_invalid_argument(st), "%s contain a NUL character", name);
             goto fail;
         }
     }
@@ -162,7 +171,8 @@ fail:
 }
 
 /* UTF-8 of an optional str argument without embedded NULs; NULL for None. */
-static int s_optional_string(PyObject *obj, const char *name, const char **out)
+static int s_optional_string(const pmp_py_state_t *st, PyObject *obj, const char *name,
+                             const char **out)
 {
     *out = NULL;
     if (obj == NULL || obj == Py_None)
@@ -177,7 +187,7 @@ static int s_optional_string(PyObject *obj, const char *name, const char **out)
     if (s == NULL)
         return -1;
     if ((size_t)size != strlen(s)) {
-        PyErr_Format(PyExc_ValueError, "%s contains a NUL character", name);
+        PyErr_Format(pmp_py_invalid_argument(st), "%s contains a NUL character", name);
         return -1;
     }
     *out = s;
@@ -213,8 +223,9 @@ static PyObject *s_executor_new(PyTypeObject *type, PyObject *args, PyObject *kw
             &hostname_obj, &pipeline_depth_max, &srun, &srun_mpi_obj, &srun_exact, &threads,
             &largs_obj, &hosts_obj, &hostfile_obj))
         return NULL;
+    const pmp_py_state_t *st = PyType_GetModuleState(type);
     if (!(run_time_max >= 0.0 && run_time_max <= 1e9)) {
-        PyErr_SetString(PyExc_ValueError,
+        PyErr_SetString(pmp_py_invalid_argument(st),
                         "run_time_max must be between 0 (no limit) and 1e9 seconds");
         return NULL;
     }
@@ -234,13 +245,13 @@ static PyObject *s_executor_new(PyTypeObject *type, PyObject *args, PyObject *kw
     cfg.restart_limit = restart_limit;
     cfg.run_time_max_ms = run_time_max > 0.0 ? (int64_t)(run_time_max * 1000.0 + 0.999) : 0;
     cfg.run_time_grace_ms = run_time_grace_ms;
-    if (s_optional_string(flavour_obj, "mpi_flavour", &cfg.mpi_flavour) < 0 ||
-        s_optional_string(mpiexec_obj, "mpiexec", &cfg.mpiexec) < 0 ||
-        s_optional_string(runtime_obj, "runtime", &cfg.runtime) < 0 ||
-        s_optional_string(cwd_obj, "cwd", &cfg.cwd) < 0 ||
-        s_optional_string(hostname_obj, "hostname", &cfg.hostname) < 0 ||
-        s_optional_string(srun_mpi_obj, "srun_mpi", &cfg.srun_mpi) < 0 ||
-        s_optional_string(hostfile_obj, "hostfile", &cfg.hostfile) < 0)
+    if (s_optional_string(st, flavour_obj, "mpi_flavour", &cfg.mpi_flavour) < 0 ||
+        s_optional_string(st, mpiexec_obj, "mpiexec", &cfg.mpiexec) < 0 ||
+        s_optional_string(st, runtime_obj, "runtime", &cfg.runtime) < 0 ||
+        s_optional_string(st, cwd_obj, "cwd", &cfg.cwd) < 0 ||
+        s_optional_string(st, hostname_obj, "hostname", &cfg.hostname) < 0 ||
+        s_optional_string(st, srun_mpi_obj, "srun_mpi", &cfg.srun_mpi) < 0 ||
+        s_optional_string(st, hostfile_obj, "hostfile", &cfg.hostfile) < 0)
         return NULL;
 
     /* the lists, as NULL-terminated arrays borrowing from kept tuples */
@@ -250,7 +261,7 @@ static PyObject *s_executor_new(PyTypeObject *type, PyObject *args, PyObject *kw
     PyObject *keeps[3] = {NULL, NULL, NULL};
     for (int l = 0; l < 3; l++)
         if (list_objs[l] != Py_None) {
-            lists[l] = s_string_array(list_objs[l], &keeps[l], list_names[l]);
+            lists[l] = s_string_array(st, list_objs[l], &keeps[l], list_names[l]);
             if (lists[l] == NULL) {
                 for (int m = 0; m < l; m++) {
                     PyMem_Free(lists[m]);
@@ -294,7 +305,7 @@ static PyObject *s_executor_new(PyTypeObject *type, PyObject *args, PyObject *kw
     }
     if (exe == NULL) {
         Py_DECREF(self);
-        return pmp_py_raise(errnum, err.text);
+        return pmp_py_raise(st, errnum, err.text);
     }
     self->exe = exe;
     self->state = S_LIVE;
@@ -350,7 +361,7 @@ static int s_check_live(s_executor_object *self)
         return -1;
     }
     if (self->state != S_LIVE || self->exe == NULL) {
-        s_raise_destroyed();
+        s_raise_destroyed(self);
         return -1;
     }
     return 0;
@@ -361,7 +372,7 @@ static int s_check_live(s_executor_object *self)
 static int s_check_exists(s_executor_object *self)
 {
     if (self->exe == NULL || (self->state != S_LIVE && !s_forked(self))) {
-        s_raise_destroyed();
+        s_raise_destroyed(self);
         return -1;
     }
     return 0;
@@ -446,7 +457,7 @@ static PyObject *s_executor_send(s_executor_object *self, int broadcast, int typ
                      : pmp_executor_submit_calls(self->exe, id, type, flags, msg.bufs,
                                                  (size_t)msg.n, ncalls, &err);
         if (rc < 0) {
-            pmp_py_raise(errno, err.text);
+            pmp_py_raise(s_state(self), errno, err.text);
         } else {
             pmp_py_message_handed_over(&msg);
             Py_INCREF(Py_None);
@@ -484,13 +495,14 @@ static PyObject *s_executor_submit(PyObject *op, PyObject *args, PyObject *kwarg
                            ncalls);
 }
 
-PyDoc_STRVAR(s_broadcast_doc,
-             "broadcast(type, key, payload=None, buffers=())\n--\n\n"
-             "Send a DEFINE (payload: a pickled callable kept under key by every group)\n"
-             "or a FORGET (no payload) to every group, in order with the tasks.  No\n"
-             "completion.  Buffers are handled as by submit(); ValueError for an unknown\n"
-             "type, a zero key, a DEFINE of a key already defined or a FORGET of an\n"
-             "unknown key.");
+PyDoc_STRVAR(
+    s_broadcast_doc,
+    "broadcast(type, key, payload=None, buffers=())\n--\n\n"
+    "Send a DEFINE (payload: a pickled callable kept under key by every group)\n"
+    "or a FORGET (no payload) to every group, in order with the tasks.  No\n"
+    "completion.  Buffers are handled as by submit(); InvalidArgumentError for an unknown\n"
+    "type, a zero key, a DEFINE of a key already defined or a FORGET of an\n"
+    "unknown key.");
 
 static PyObject *s_executor_broadcast(PyObject *op, PyObject *args, PyObject *kwargs)
 {
@@ -522,7 +534,7 @@ static PyObject *s_executor_cancel(PyObject *op, PyObject *arg)
         return NULL;
     int removed = pmp_executor_cancel(self->exe, (uint64_t)task_id);
     if (removed < 0)
-        return pmp_py_raise(errno, NULL);
+        return pmp_py_raise(s_state(self), errno, NULL);
     return PyBool_FromLong(removed);
 }
 
@@ -534,7 +546,7 @@ static PyObject *s_executor_cancel_all(PyObject *op, PyObject *unused)
     uint64_t *ids = NULL;
     size_t n = 0;
     if (pmp_executor_cancel_all(self->exe, &ids, &n) < 0)
-        return pmp_py_raise(errno, "cannot cancel the queued tasks: out of memory");
+        return pmp_py_raise(s_state(self), errno, "cannot cancel the queued tasks: out of memory");
     PyObject *list = PyList_New((Py_ssize_t)n);
     for (size_t i = 0; list != NULL && i < n; i++) {
         PyObject *id = PyLong_FromUnsignedLongLong(ids[i]);
@@ -562,7 +574,7 @@ static PyObject *s_executor_close(PyObject *op, PyObject *unused)
     if (s_check_live(self) < 0)
         return NULL;
     if (pmp_executor_close(self->exe) < 0)
-        return pmp_py_raise(errno, NULL);
+        return pmp_py_raise(s_state(self), errno, NULL);
     Py_RETURN_NONE;
 }
 
@@ -587,7 +599,7 @@ static PyObject *s_executor_interrupt(PyObject *op, PyObject *unused)
     PyEval_RestoreThread(ts);
     self->busy--;
     if (n < 0)
-        return pmp_py_raise(errnum, NULL);
+        return pmp_py_raise(s_state(self), errnum, NULL);
     return PyLong_FromLong(n);
 }
 
@@ -678,7 +690,8 @@ static PyObject *s_wait(PyObject *op, PyObject *args, PyObject *kwargs, int batc
         if (timeout == -1.0 && PyErr_Occurred())
             return NULL;
         if (!(timeout >= 0.0)) {
-            PyErr_SetString(PyExc_ValueError, "timeout must be a non-negative number or None");
+            PyErr_SetString(pmp_py_invalid_argument(s_state(self)),
+                            "timeout must be a non-negative number or None");
             return NULL;
         }
         deadline = s_now() + timeout;
@@ -716,8 +729,9 @@ static PyObject *s_wait(PyObject *op, PyObject *args, PyObject *kwargs, int batc
         }
         if (errnum != EAGAIN && errnum != ETIMEDOUT && errnum != EINTR) {
             if (errnum == ESHUTDOWN)
-                return pmp_py_raise(ESHUTDOWN, "the executor is closed: no completion follows");
-            return pmp_py_raise(errnum, NULL);
+                return pmp_py_raise(s_state(self), ESHUTDOWN,
+                                    "the executor is closed: no completion follows");
+            return pmp_py_raise(s_state(self), errnum, NULL);
         }
         if (PyErr_CheckSignals() < 0)
             return NULL;
@@ -747,7 +761,8 @@ static PyObject *s_executor_wait_batch(PyObject *op, PyObject *args, PyObject *k
 PyDoc_STRVAR(s_destroy_doc,
              "destroy($self, grace_ms=3000)\n--\n\n"
              "Stop the job (SHUTDOWN, then SIGTERM/SIGKILL after grace_ms) and free\n"
-             "the frontend.  Idempotent; afterwards every method raises ValueError.");
+             "the frontend.  Idempotent; afterwards every method raises DestroyedError\n"
+             "(a ValueError).");
 
 static PyObject *s_executor_destroy(PyObject *op, PyObject *args, PyObject *kwargs)
 {
@@ -757,7 +772,7 @@ static PyObject *s_executor_destroy(PyObject *op, PyObject *args, PyObject *kwar
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|i:destroy", kwlist, &grace_ms))
         return NULL;
     if (grace_ms < 0) {
-        PyErr_SetString(PyExc_ValueError, "grace_ms must be >= 0");
+        PyErr_SetString(pmp_py_invalid_argument(s_state(self)), "grace_ms must be >= 0");
         return NULL;
     }
     s_executor_destroy_now(self, grace_ms);
@@ -854,6 +869,19 @@ static int s_module_exec(PyObject *module)
         return -1;
     if (PyModule_AddType(module, st->executor_type) < 0)
         return -1;
+    st->invalid_argument_error = PyErr_NewExceptionWithDoc(
+        "pympipool._core.InvalidArgumentError", "An argument the frontend refuses (a ValueError).",
+        PyExc_ValueError, NULL);
+    if (st->invalid_argument_error == NULL ||
+        PyModule_AddObjectRef(module, "InvalidArgumentError", st->invalid_argument_error) < 0)
+        return -1;
+    st->destroyed_error = PyErr_NewExceptionWithDoc(
+        "pympipool._core.DestroyedError",
+        "The executor was destroyed: nothing can be done with it any more (a ValueError).",
+        PyExc_ValueError, NULL);
+    if (st->destroyed_error == NULL ||
+        PyModule_AddObjectRef(module, "DestroyedError", st->destroyed_error) < 0)
+        return -1;
     if (pmp_py_channel_add_types(module) < 0)
         return -1;
     if (pmp_shm_py_add(module) < 0)
@@ -882,6 +910,8 @@ static int s_module_traverse(PyObject *module, visitproc visit, void *arg)
     pmp_py_state_t *st = s_get_state(module);
     Py_VISIT(st->executor_type);
     Py_VISIT(st->frame_type);
+    Py_VISIT(st->invalid_argument_error);
+    Py_VISIT(st->destroyed_error);
     return 0;
 }
 
@@ -890,6 +920,8 @@ static int s_module_clear(PyObject *module)
     pmp_py_state_t *st = s_get_state(module);
     Py_CLEAR(st->executor_type);
     Py_CLEAR(st->frame_type);
+    Py_CLEAR(st->invalid_argument_error);
+    Py_CLEAR(st->destroyed_error);
     return 0;
 }
 

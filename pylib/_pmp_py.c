@@ -5,7 +5,8 @@
  * so the conventions live here once:
  *
  *   errors   pmp_py_raise() is the one errno -> exception mapping; the
- *            frontend's sentence becomes the message.
+ *            frontend's sentence becomes the message.  Bad arguments raise
+ *            the module's InvalidArgumentError, a ValueError.
  *   holds    outgoing buffers of PMP_PY_ZERO_COPY_THRESHOLD bytes or more
  *            are passed without copying: the Py_buffer (and so its
  *            exporter) stays alive in a small malloc'ed hold whose free_fn,
@@ -34,7 +35,13 @@
 
 /* ---- errors ---------------------------------------------------------------- */
 
-PyObject *pmp_py_raise(int errnum, const char *text)
+PyObject *pmp_py_invalid_argument(const pmp_py_state_t *st)
+{
+    return st != NULL && st->invalid_argument_error != NULL ? st->invalid_argument_error
+                                                            : PyExc_ValueError;
+}
+
+PyObject *pmp_py_raise(const pmp_py_state_t *st, int errnum, const char *text)
 {
     if (text == NULL || text[0] == '\0')
         text = strerror(errnum);
@@ -45,7 +52,7 @@ PyObject *pmp_py_raise(int errnum, const char *text)
     PyObject *type = NULL;
     switch (errnum) {
     case EINVAL:
-        type = PyExc_ValueError;
+        type = pmp_py_invalid_argument(st);
         break;
     case ENOMEM:
         type = PyExc_MemoryError;

@@ -12,7 +12,8 @@
 
 #include <pthread.h>
 
-#include "pmp_executor.h" /* pmp_buffer_t, pmp_frame_t */
+#include "pmp_frame.h"    /* pmp_buffer_t, pmp_frame_t, PMP_EFORKED */
+#include "pmp_protocol.h" /* PMP_OOB_THRESHOLD */
 
 /* The state of module pympipool._core (PyModule_GetState), set up by
  * _core.c's exec slot; types created by PyType_FromModuleAndSpec reach it
@@ -20,7 +21,15 @@
 typedef struct {
     PyTypeObject *executor_type;
     PyTypeObject *frame_type;
+    PyObject *invalid_argument_error; /* InvalidArgumentError(ValueError) */
+    PyObject *destroyed_error;        /* DestroyedError(ValueError) */
 } pmp_py_state_t;
+
+/* The module state of an object of one of the module's types. */
+static inline pmp_py_state_t *pmp_py_state_of(PyObject *obj)
+{
+    return (pmp_py_state_t *)PyType_GetModuleState(Py_TYPE(obj));
+}
 
 /* Buffers at least this large are passed to the frontend without copying:
  * the out-of-band buffers of a pickle (pmp_protocol.h). */
@@ -28,14 +37,19 @@ typedef struct {
 
 /* ---- errors ---------------------------------------------------------------- */
 
+/* The class of "invalid argument" errors: st's InvalidArgumentError (a
+ * ValueError), or ValueError itself while the module is torn down (st NULL
+ * or cleared).  Borrowed. */
+PyObject *pmp_py_invalid_argument(const pmp_py_state_t *st);
+
 /* Sets the exception for a frontend failure and returns NULL: errnum picks
- * the class (EINVAL: ValueError; ENOMEM: MemoryError; ESHUTDOWN, ENOTCONN,
+ * the class (EINVAL: InvalidArgumentError, see above; ENOMEM: MemoryError; ESHUTDOWN, ENOTCONN,
  * EALREADY, ENOTSUP and PMP_EFORKED (an object inherited by a forked
  * child): RuntimeError; anything else OSError(errnum, text),
  * which selects FileNotFoundError, BrokenPipeError, ChildProcessError, ...),
  * text (or strerror(errnum) when NULL or empty) is the message, decoded as
  * UTF-8 with replacement. */
-PyObject *pmp_py_raise(int errnum, const char *text);
+PyObject *pmp_py_raise(const pmp_py_state_t *st, int errnum, const char *text);
 
 /* Sleeps about 1 ms with the GIL released (used to wait for a call on
  * another thread to leave the frontend).  Needs the GIL. */

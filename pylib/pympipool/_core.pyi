@@ -54,6 +54,16 @@ LINK_MAGIC: Final[str]
 def name_thread(name: str) -> None: ...
 def rank_table(table: Any, nframes: int) -> Tuple[int, ...]: ...
 def decode_hello(text: bytes) -> Dict[str, Any]: ...
+
+# ---- errors ---------------------------------------------------------------
+# Both subclass ValueError, so that "except ValueError" still catches them.
+
+class InvalidArgumentError(ValueError):
+    """An argument the frontend (or the binding) refuses."""
+
+class DestroyedError(ValueError):
+    """The executor was destroyed: nothing can be done with it any more."""
+
 #: Buffers of at least this many bytes are handed over without copying.
 ZERO_COPY_THRESHOLD: Final[int]
 OOB_THRESHOLD: Final[int]

@@ -465,7 +465,7 @@ class _Engine(_Maps):
                 if running:
                     try:
                         state.core.interrupt()
-                    except (ValueError, OSError):  # destroyed, or the job is gone
+                    except (_core.DestroyedError, OSError):  # or the job is gone
                         pass
                 self._dispatcher.join(min(_INTERRUPT_ROUND_S, max(deadline - time.monotonic(), 0)))
         except KeyboardInterrupt:  # a second Ctrl-C: stop now

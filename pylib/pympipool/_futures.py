@@ -333,11 +333,9 @@ class _State:
             if self.broken is None:
                 self.broken = exc.strerror or str(exc)
             raise ExecutorBroken(self.broken) from None
-        except ValueError as exc:
+        except _core.DestroyedError:
             self.futures.pop(task_id)
-            if self.core.destroyed:
-                raise ExecutorBroken("the executor was destroyed") from None
-            raise exc
+            raise ExecutorBroken("the executor was destroyed") from None
         except RuntimeError:
             self.futures.pop(task_id)
             raise RuntimeError(_AFTER_SHUTDOWN) from None
@@ -360,10 +358,8 @@ class _State:
                 if self.broken is None:
                     self.broken = exc.strerror or str(exc)
                 raise ExecutorBroken(self.broken) from None
-            except ValueError:
-                if self.core.destroyed:
-                    raise ExecutorBroken("the executor was destroyed") from None
-                raise
+            except _core.DestroyedError:
+                raise ExecutorBroken("the executor was destroyed") from None
             except RuntimeError:
                 raise RuntimeError(_AFTER_SHUTDOWN) from None
 
@@ -382,7 +378,7 @@ class _State:
                 return False
             try:
                 removed = self.core.cancel(task_id)
-            except ValueError:  # destroyed: the future is being failed
+            except _core.DestroyedError:  # the future is being failed
                 return False
             if removed:
                 self.futures.pop(task_id)
@@ -392,7 +388,7 @@ class _State:
         with self.lock:
             try:
                 ids = self.core.cancel_all()
-            except ValueError:
+            except _core.DestroyedError:
                 return
             cancelled = [self.futures.pop(i) for i in ids]
         for future in cancelled:
@@ -463,7 +459,7 @@ class _State:
             self.stop_feeds(lambda: RuntimeError(_AFTER_SHUTDOWN))
         try:
             self.core.close()
-        except ValueError:  # already destroyed
+        except _core.DestroyedError:
             pass
 
     @property
@@ -486,7 +482,7 @@ class _State:
     def pending(self) -> int:
         try:
             return self.core.pending()
-        except ValueError:
+        except _core.DestroyedError:
             return 0
 
 
@@ -818,7 +814,7 @@ def _dispatch(state: _State) -> None:
         while True:
             try:
                 events = core.wait_batch(None)  # type: ignore[assignment]
-            except ValueError:  # destroyed under us (atexit, finalizer)
+            except _core.DestroyedError:  # under us (atexit, finalizer)
                 state.break_executor("the executor was destroyed")
                 return
             except RuntimeError:  # CLOSED already delivered

@@ -164,6 +164,66 @@ def test_destroy_is_idempotent_and_every_method_then_raises():
             call()
 
 
+def test_invalid_arguments_and_destroyed_executors_are_distinct_value_errors():
+    invalid, destroyed = _core.InvalidArgumentError, _core.DestroyedError
+    assert issubclass(invalid, ValueError) and issubclass(destroyed, ValueError)
+    assert not issubclass(invalid, destroyed) and not issubclass(destroyed, invalid)
+    # Refused by the frontend (EINVAL) and by the binding's own checks.
+    for config in (dict(ranks=0), dict(cwd="a\0b"), dict(run_time_max=-1.0)):
+        with pytest.raises(invalid):
+            core_executor(**config)
+    with pytest.raises(invalid):
+        _core.Channel(interface="no/such/address")
+    core = core_executor()
+    calls = (
+        lambda: core.submit(0, _core.MSG_TASK, 0, b"p", []),  # task id 0
+        lambda: core.broadcast(_core.MSG_FORGET, 7),  # key 7 was never defined
+        lambda: core.wait(-1),
+    )
+    try:
+        for call in calls:
+            with pytest.raises(invalid) as info:
+                call()
+            assert not isinstance(info.value, destroyed)
+        with pytest.raises(invalid):
+            core.destroy(grace_ms=-1)
+        assert not core.destroyed
+    finally:
+        core.destroy(grace_ms=0)
+    # Once destroyed, calls that would be valid raise DestroyedError.
+    for call in (
+        lambda: core.submit(1, _core.MSG_TASK, 0, b"p", []),
+        lambda: core.broadcast(_core.MSG_DEFINE, 1, b"f"),
+        lambda: core.wait(0),
+        core.pending,
+    ):
+        with pytest.raises(destroyed, match="executor is destroyed") as info:
+            call()
+        assert not isinstance(info.value, invalid)
+
+
+def test_the_futures_table_tells_a_destroyed_core_from_a_bad_call():
+    from pympipool import _futures
+
+    core = core_executor()
+    state = _futures._State(core)
+    try:
+        with pytest.raises(_core.InvalidArgumentError):  # not a message type
+            state.submit(99, 0, b"p", [])
+        with pytest.raises(_core.InvalidArgumentError):  # key 0
+            state.define_key(0, b"f", [])
+        assert state.broken is None and len(state.futures) == 0
+        assert core.pending() == 0
+    finally:
+        core.destroy(grace_ms=0)
+    with pytest.raises(_futures.ExecutorBroken, match="was destroyed"):
+        state.submit(_core.MSG_TASK, 0, b"p", [])
+    with pytest.raises(_futures.ExecutorBroken, match="was destroyed"):
+        state.define_key(1, b"f", [])
+    assert len(state.futures) == 0
+    assert state.pending() == 0  # a destroyed core has nothing pending
+
+
 def test_wait_timeout_returns_none_in_time():
     core = core_executor()
     try:

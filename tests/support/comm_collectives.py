@@ -210,6 +210,8 @@ def _check_split_dup_free(comm, ops, rank, size):
     _raises(freed_error, dup.Get_rank)
     _raises(freed_error, dup.bcast, 1)
     _raises(freed_error, dup.Free)
+    if _is_pympipool(comm):
+        assert repr(dup) == "<_pympipool_runtime.Comm (freed)>"
     clone = comm.Clone()
     assert clone.allreduce(rank) == sum(range(size))
     clone.Free()
