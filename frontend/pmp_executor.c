@@ -63,7 +63,8 @@
  *
  * Scheduling.  A group may hold pipeline_depth tasks, and while the tasks
  * are short up to pipeline_depth_max (the window, pmp_window.h: about
- * PMP_EXECUTOR_WINDOW_NS of work by the recent results); whenever
+ * PMP_EXECUTOR_WINDOW_NS of work by the recent results, and only once
+ * every group of the job said hello); whenever
  * something changes (a submit, a hello, a result) the I/O thread pops
  * tasks from the head of the queue and sends each to the live group with
  * the fewest tasks in flight, while that group is inside the window.  The

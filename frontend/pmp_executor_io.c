@@ -354,9 +354,15 @@ static int s_step_locked(pmp_executor_t *self, s_batch_t *batch)
             size_t gi = pmp_sched_pick(self->sched);
             if (gi == PMP_SCHED_NONE)
                 break;
-            /* the least loaded group: when it has no room, none has */
+            /* the least loaded group: when it has no room, none has.  While
+             * groups of the job are still starting, no group holds more
+             * than its base depth: the others take the rest when they come */
             size_t load = pmp_sched_load(self->sched, gi);
-            if (load >= pmp_window_limit(self->window))
+            size_t limit =
+                pmp_sched_live(self->sched) >= (size_t)(self->ranks / self->ranks_per_group)
+                    ? pmp_window_limit(self->window)
+                    : (size_t)self->depth;
+            if (load >= limit)
                 break;
             pmp_executor_group_t *best = &self->groups[gi];
             uint64_t id;

@@ -236,6 +236,43 @@ static void s_case_closed(void)
     s_destroy(&ex, 0);
 }
 
+/* The pipeline window opens only once every group of the job said hello:
+ * with one of two groups there, after more results than the window needs
+ * to open, a group still holds no more than the base depth (2), and the
+ * rest waits for the second group. */
+static void s_case_window(void)
+{
+    pmp_executor_config_t cfg = s_cfg(2, 1, 2, NULL);
+    cfg.launch = 0;
+    cfg.pipeline_depth_max = 32;
+    pmp_error_t err = {{0}};
+    pmp_executor_t *ex = pmp_executor_new(&cfg, &err);
+    CHECK(ex != NULL);
+    pmp_link_t *link = s_connect(ex);
+    s_greet(link, ex, NULL);
+    s_hello(link, "testhost");
+    s_wait_hellos(ex, 1);
+    uint64_t id = 1;
+    for (int i = 0; i < 24; i++, id++) { /* quick answers: the window would open */
+        CHECK(s_submit_text(ex, id, "x") == 0);
+        pmp_header_t hdr;
+        CHECK(s_recv(link, 5000, &hdr, NULL, 0) == 1 && hdr.task_id == id);
+        s_send(link, PMP_MSG_RESULT, id, "r", 1);
+        pmp_completion_t *c = s_wait(ex, 5000);
+        CHECK(pmp_completion_kind(c) == PMP_DONE_RESULT);
+        pmp_completion_destroy(&c);
+    }
+    for (int i = 0; i < 6; i++)
+        CHECK(s_submit_text(ex, id + (uint64_t)i, "x") == 0);
+    pmp_header_t hdr;
+    CHECK(s_recv(link, 5000, &hdr, NULL, 0) == 1 && hdr.task_id == id);
+    CHECK(s_recv(link, 5000, &hdr, NULL, 0) == 1 && hdr.task_id == id + 1);
+    CHECK(s_recv(link, 300, &hdr, NULL, 0) == 0); /* nothing more */
+    CHECK(pmp_executor_pending(ex) == 4);
+    pmp_link_destroy(&link);
+    s_destroy(&ex, 0);
+}
+
 int main(int argc, char **argv)
 {
     signal(SIGPIPE, SIG_IGN); /* as in a Python process */
@@ -243,6 +280,7 @@ int main(int argc, char **argv)
         {"auth", s_case_auth},
         {"malformed", s_case_malformed},
         {"closed", s_case_closed},
+        {"window", s_case_window},
     };
     return s_harness_main(argc, argv, cases, sizeof cases / sizeof cases[0], "unit.links");
 }
