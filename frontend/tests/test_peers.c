@@ -38,22 +38,28 @@ static void s_peer_send(void *sock, int type, uint64_t id, const char *payload, 
         CHECK(zmq_send(sock, payload, strlen(payload), 0) >= 0);
 }
 
+/* An executor of one group, launching nothing, listening on TCP loopback
+ * (ZeroMQ; a local link's peers are in test_links.c). */
+static pmp_executor_t *s_new_tcp(int depth)
+{
+    pmp_executor_config_t cfg = s_cfg(1, 1, depth, NULL);
+    cfg.launch = 0;
+    cfg.hostname = "127.0.0.1";
+    pmp_executor_t *ex = pmp_executor_new(&cfg, NULL);
+    CHECK(ex);
+    return ex;
+}
+
+static void *s_peer_new(void *ctx, pmp_executor_t *ex, int how);
+
 /* Foreign, malformed and unexpected messages over ZeroMQ (TCP) are dropped
  * without a completion; the executor keeps working for a well-behaved
  * peer. */
 static void s_case_malformed(void)
 {
-    pmp_executor_config_t cfg = s_cfg(1, 1, 1, NULL);
-    cfg.launch = 0;
-    cfg.hostname = "127.0.0.1"; /* ZeroMQ; a local link's are in test_links.c */
-    pmp_executor_t *ex = pmp_executor_new(&cfg, NULL);
-    CHECK(ex);
+    pmp_executor_t *ex = s_new_tcp(1);
     void *ctx = zmq_ctx_new();
-    void *sock = zmq_socket(ctx, ZMQ_DEALER);
-    int zero = 0;
-    zmq_setsockopt(sock, ZMQ_LINGER, &zero, sizeof zero);
-    s_peer_auth(sock, ex);
-    CHECK(zmq_connect(sock, pmp_executor_endpoint(ex)) == 0);
+    void *sock = s_peer_new(ctx, ex, 1);
     CHECK(zmq_send(sock, "garbage", 7, 0) == 7);                    /* short header */
     CHECK(zmq_send(sock, "XXXXXXXXXXXXXXXXXXXXXXXX", 24, 0) == 24); /* foreign magic */
     s_peer_send(sock, PMP_MSG_RESULT, 1, "r", 1);                   /* no hello yet */
@@ -216,17 +222,9 @@ static void s_case_hostname_invalid(void)
  * being sent goes back to the queue. */
 static void s_case_unreachable(void)
 {
-    pmp_executor_config_t cfg = s_cfg(1, 1, 2, NULL);
-    cfg.launch = 0;
-    cfg.hostname = "127.0.0.1"; /* ZeroMQ; a local link's end: test_links.c */
-    pmp_executor_t *ex = pmp_executor_new(&cfg, NULL);
-    CHECK(ex);
+    pmp_executor_t *ex = s_new_tcp(2);
     void *ctx = zmq_ctx_new();
-    void *sock = zmq_socket(ctx, ZMQ_DEALER);
-    int zero = 0;
-    zmq_setsockopt(sock, ZMQ_LINGER, &zero, sizeof zero);
-    s_peer_auth(sock, ex);
-    CHECK(zmq_connect(sock, pmp_executor_endpoint(ex)) == 0);
+    void *sock = s_peer_new(ctx, ex, 1);
     char text[2048];
     s_hello_text("testhost", text, sizeof text);
     s_peer_send(sock, PMP_MSG_HELLO, 0, text, 1);
