@@ -20,6 +20,11 @@
 extern "C" {
 #endif
 
+/* How long destroy() lets a job (or a channel's program) end by itself
+ * before SIGTERM, unless the caller says otherwise: the default of the
+ * Python binding and of the package (pympipool._core.DESTROY_GRACE_MS). */
+#define PMP_DESTROY_GRACE_MS 3000
+
 /* Marks the functions the shared library exports (everything else is
  * hidden). */
 #if defined(__GNUC__)

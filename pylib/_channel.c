@@ -48,7 +48,7 @@
 #include "pmp_channel.h"
 
 #define S_SLICE_MS 100
-#define S_DEFAULT_GRACE_MS 3000
+#define S_DEFAULT_GRACE_MS PMP_DESTROY_GRACE_MS
 
 typedef struct {
     PyObject ob_base;

@@ -67,7 +67,7 @@
 
 /* Longest time wait() stays in C without checking for signals. */
 #define S_WAIT_SLICE_MS 100
-#define S_DEFAULT_GRACE_MS 3000
+#define S_DEFAULT_GRACE_MS PMP_DESTROY_GRACE_MS
 
 enum { S_LIVE = 0, S_DESTROYING = 1, S_DESTROYED = 2 };
 
@@ -900,7 +900,8 @@ static int s_module_exec(PyObject *module)
         s_add_int(module, "LINK_VERSION", PMP_LINK_VERSION) < 0 ||
         s_add_int(module, "LINK_MORE_BIT", PMP_LINK_MORE_BIT) < 0 ||
         PyModule_AddStringConstant(module, "LINK_MAGIC", PMP_LINK_MAGIC) < 0 ||
-        s_add_int(module, "ZERO_COPY_THRESHOLD", PMP_PY_ZERO_COPY_THRESHOLD) < 0)
+        s_add_int(module, "ZERO_COPY_THRESHOLD", PMP_PY_ZERO_COPY_THRESHOLD) < 0 ||
+        s_add_int(module, "DESTROY_GRACE_MS", PMP_DESTROY_GRACE_MS) < 0)
         return -1;
     return 0;
 }

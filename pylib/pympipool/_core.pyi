@@ -67,6 +67,7 @@ class DestroyedError(ValueError):
 #: Buffers of at least this many bytes are handed over without copying.
 ZERO_COPY_THRESHOLD: Final[int]
 OOB_THRESHOLD: Final[int]
+DESTROY_GRACE_MS: Final[int]
 #: 1 if libzmq supports CURVE, else 0.
 CHANNEL_HAS_CURVE: Final[int]
 

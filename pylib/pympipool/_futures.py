@@ -105,7 +105,7 @@ _Buffers = Sequence[Union[bytes, memoryview]]
 #: status).
 _Completion = Tuple[int, int, int, List["_core.Frame"], str, int]
 #: Grace period for the job to leave after SHUTDOWN before it is killed.
-_DESTROY_GRACE_MS = 3000
+_DESTROY_GRACE_MS = _core.DESTROY_GRACE_MS
 #: concurrent.futures' own logger: failing done-callbacks are reported there.
 _LOGGER = logging.getLogger("concurrent.futures")
 _CANCELLED_STATES = (_CANCELLED, _CANCELLED_AND_NOTIFIED)
