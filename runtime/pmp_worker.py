@@ -10,7 +10,7 @@ back, following the payload conventions of docs/protocol.md:
 
 * results are pickled with cloudpickle, protocol 5, by one reused
   ``cloudpickle.Pickler`` (making a Pickler costs more than pickling a small
-  result); contiguous buffers of at least ``OOB_THRESHOLD`` bytes go out of
+  result); contiguous buffers of at least ``_payload.OOB_THRESHOLD`` bytes go out of
   band, one frame each, as ``memoryview`` objects the C side sends without
   copying;
 * an exception becomes the error tuple
@@ -81,7 +81,6 @@ try:
 except ImportError:
     from pympipool import _payload
 
-OOB_THRESHOLD = _payload.OOB_THRESHOLD
 # The cache of unpickled task functions (see _function): at most this many
 # entries whose pickles add up to at most FN_CACHE_TOTAL_BYTES, and only
 # functions whose pickle is at most FN_CACHE_MAX_BYTES (a larger snapshot is
@@ -91,8 +90,6 @@ OOB_THRESHOLD = _payload.OOB_THRESHOLD
 FN_CACHE_ENTRIES = 128
 FN_CACHE_MAX_BYTES = 1 << 20
 FN_CACHE_TOTAL_BYTES = 16 << 20
-ERROR_TAG = _payload.ERROR_TAG
-ERROR_VERSION = _payload.ERROR_VERSION
 # Task flags of docs/protocol.md.
 FLAG_ALL_RANKS = _payload.FLAG_ALL_RANKS
 FLAG_FN_KEY = _payload.FLAG_FN_KEY

@@ -39,7 +39,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, Optional
 
 from ._checks import _find_program
 
