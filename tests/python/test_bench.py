@@ -56,11 +56,11 @@ PROFILE = os.path.join(os.path.dirname(RUN), "profile_call.py")
 
 def test_profile_call_names_the_threads_of_a_call(tmp_path):
     proc = subprocess.run(
-        [sys.executable, PROFILE, "--calls", "300", "--interface", "executor"],
+        [sys.executable, PROFILE, "--calls", "3000", "--interface", "executor"],
         capture_output=True, text=True, timeout=100, cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "executor: 300 trivial calls, submitted, then collected" in proc.stdout
+    assert "executor: 3000 trivial calls, submitted, then collected" in proc.stdout
     rows = [line.split("|")[1:-1] for line in proc.stdout.splitlines() if line.startswith("| ")]
     threads = {cells[1].strip() for cells in rows[1:]}
     # the frontend's I/O thread and the dispatcher carry their names; a rank
