@@ -2,8 +2,8 @@
 
 Another host is emulated on this one: mpiexec runs inside fresh UTS, PID and
 mount namespaces (``unshare --uts --pid --fork --mount-proc``), so the ranks
-see another host name and another process-id space, exactly the two things
-that differ on a real remote host.  There the frontend's process id means
+see another host name, another process-id space, and a ``/dev/shm`` and
+temporary directory of their own, as on a real remote host.  There the frontend's process id means
 nothing, and the leader must watch the connection itself (ZMTP heartbeats
 and a socket monitor, runtime/pmp_leader.c):
 
@@ -49,13 +49,28 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture
 def remote_mpiexec(tmp_path, monkeypatch):
-    """An mpiexec whose job runs as if on another host."""
+    """An mpiexec whose job runs as if on another host.
+
+    Besides its host name and process ids, a real host has its own
+    ``/dev/shm`` and temporary directory.  Open MPI names its session
+    directory, its PMIx rendezvous files and its shared-memory segments
+    after the host name and mpiexec's process id, which is 1 in every
+    namespace: two emulated hosts sharing ``/tmp`` and ``/dev/shm`` would
+    overwrite each other's files while one job still shuts down as the next
+    starts, and ranks crash in ``orte_init``.  Each job gets a fresh tmpfs
+    on ``/dev/shm`` and a TMPDIR of its own.
+    """
     real = shutil.which(_config.MPIEXEC) or _config.MPIEXEC
+    host_tmp = tmp_path / "remote-tmp"
+    host_tmp.mkdir()
     script = tmp_path / "remote-mpiexec"
     script.write_text(
         "#!/bin/sh\n"
         "exec unshare --uts --pid --fork --mount-proc /bin/sh -c "
-        f"'hostname {REMOTE_HOST} && exec \"$@\"' sh {real} \"$@\"\n"
+        f"'hostname {REMOTE_HOST} "
+        "&& mount -t tmpfs -o size=1g pmp-remote-shm /dev/shm "
+        "&& TMPDIR=\"$(mktemp -d \"$0/job-XXXXXX\")\" && export TMPDIR "
+        f"&& exec \"$@\"' {host_tmp} {real} \"$@\"\n"
     )
     script.chmod(0o755)
     monkeypatch.setenv("PYMPIPOOL_MPIEXEC", str(script))
@@ -83,6 +98,20 @@ def test_remote_runtime_outlives_the_liveness_checks(remote_mpiexec, kind):
         again = ex.submit(_gethostname).result(timeout=30)
         assert again == first
         assert not ex.broken
+
+
+def test_two_remote_hosts_at_once(remote_mpiexec):
+    # Two jobs whose mpiexec is process 1 on a host of the same name: their
+    # MPI start-up files must not meet (each host has its own /dev/shm and
+    # TMPDIR), as they would not on two real hosts.
+    executors = [Executor(cores=2, hostname="127.0.0.1") for _ in range(2)]
+    try:
+        futures = [ex.submit(_gethostname) for ex in executors]
+        for future in futures:
+            assert future.result(timeout=60) == [REMOTE_HOST, REMOTE_HOST]
+    finally:
+        for ex in executors:
+            ex.shutdown(wait=True)
 
 
 FRONTEND = textwrap.dedent(
