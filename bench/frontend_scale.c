@@ -4,8 +4,8 @@
  * (docs/performance.md, "The frontend at scale").
  *
  *   frontend_scale [--groups 10,100,1000] [--tasks N] [--depth D]
- *                  [--peer-threads T] [--callers C] [--repeat R]
- *                  [--raw [--batch K [--multipart]]] [--json FILE] [--quiet]
+ *                  [--peer-threads T] [--callers C] [--repeat R] [--batch K]
+ *                  [--raw [--multipart]] [--json FILE] [--quiet]
  *
  * What runs, for each number of groups G, in this one process:
  *   - an executor of the public API (pmp_executor.h) with launch = 0, as a
@@ -15,8 +15,11 @@
  *     authenticates with the executor's credentials file as the runtime
  *     does (CURVE over tcp://127.0.0.1: the frontend's transport for
  *     groups on other hosts, since groups on its own host connect over
- *     local links), says HELLO and answers every TASK at once
- *     with a RESULT whose payload is a function of the task's;
+ *     local links), says HELLO (with batch=K: it takes up to K tasks in
+ *     one ZeroMQ message, 64 by default as the runtime; --batch 1 for one
+ *     task a message) and answers every TASK at once with a RESULT whose
+ *     payload is a function of the task's, the tasks of one ZeroMQ
+ *     message in one reply;
  *   - C caller threads that submit tasks (8-byte payload, copied) and take
  *     their completions with pmp_executor_wait(), keeping 2 * G * D tasks
  *     submitted and not completed, so that every group always has work.
@@ -45,7 +48,7 @@
  *
  * The limit (--raw): the same fakes and messages behind a bare ROUTER loop
  * in the measuring thread, no executor, no authentication: what ZeroMQ
- * alone costs per message here.  --batch K puts K tasks in each message
+ * alone costs per message here.  With --raw, --batch K puts K tasks in each message
  * (the fakes answer all K in one reply), to show what several tasks per
  * message would buy; with --multipart each of the K tasks stays a protocol
  * message of its own (header and payload frames), K of them back to back in
@@ -90,7 +93,7 @@ typedef struct {
     int callers;
     int repeat;
     int raw;       /* the limit: the same fakes behind a bare ROUTER loop, no frontend */
-    int batch;     /* with raw: tasks per message */
+    int batch;     /* raw: tasks per message; else the fakes' hello batch */
     int multipart; /* with batch: each task a protocol message, all in one ZeroMQ message */
     const char *json;
     int quiet;
@@ -227,7 +230,8 @@ typedef struct {
     int npeers;
     pthread_t thread;
     atomic_int *abort;
-    int raw; /* --raw: no credentials, routing id 'G' + the group number */
+    int raw;   /* --raw: no credentials, routing id 'G' + the group number */
+    int batch; /* the hello's batch: protocol messages taken in one ZeroMQ message */
     unsigned char out[8 * S_MAX_BATCH];
     char failed[768];
 } s_peer_thread_t;
@@ -367,6 +371,7 @@ static void *s_peer_main(void *arg)
         snprintf(hello.python_version, sizeof hello.python_version, "none");
         snprintf(hello.mpi_version, sizeof hello.mpi_version, "fake");
         snprintf(hello.runtime_version, sizeof hello.runtime_version, "frontend_scale");
+        hello.batch = pt->batch; /* tasks may come several to a message */
         char text[2048];
         int len = pmp_hello_encode(&hello, text, sizeof text);
         if (len < 0) {
@@ -843,6 +848,7 @@ started:;
                                    .ctx = ctx,
                                    .endpoint = o->raw ? raw.endpoint : pmp_executor_endpoint(ex),
                                    .raw = o->raw,
+                                   .batch = o->raw ? 1 : o->batch,
                                    .cred = &cred,
                                    .ngroups = groups,
                                    .peers = peers + g,
@@ -1085,9 +1091,9 @@ static int s_by_rate(const void *a, const void *b)
 static void s_usage(void)
 {
     fprintf(stderr, "usage: frontend_scale [--groups 10,100,1000] [--tasks N] [--depth D]\n"
-                    "                      [--peer-threads T] [--callers C] [--repeat R]\n"
-                    "                      [--raw [--batch K [--multipart]]] [--json FILE] "
-                    "[--quiet]\n");
+                    "                      [--peer-threads T] [--callers C] [--repeat R] "
+                    "[--batch K]\n"
+                    "                      [--raw [--multipart]] [--json FILE] [--quiet]\n");
     exit(2);
 }
 
@@ -1112,7 +1118,7 @@ int main(int argc, char **argv)
                      .peer_threads = 1,
                      .callers = 1,
                      .repeat = 1,
-                     .batch = 1};
+                     .batch = 0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -1152,11 +1158,13 @@ int main(int argc, char **argv)
             s_usage();
         }
     }
-    if ((o.batch > 1 || o.multipart) && !o.raw) {
-        fprintf(stderr, "frontend_scale: --batch needs --raw (the frontend sends one task a "
-                        "message)\n");
+    if (o.multipart && !o.raw) {
+        fprintf(stderr, "frontend_scale: --multipart needs --raw (the frontend batches protocol "
+                        "messages that way by itself)\n");
         s_usage();
     }
+    if (o.batch == 0) /* the fakes take batches as the runtime does; raw: one task a message */
+        o.batch = o.raw ? 1 : PMP_BATCH_MAX;
     /* a socket per group on each side, and their mailboxes: raise the
      * soft limit of descriptors to the hard one */
     struct rlimit rl;

@@ -9,9 +9,12 @@
  * The path of a call through this file.  pmp_executor_submit() queues the
  * task under the mutex and writes the eventfd.  The loop wakes, and
  * s_step() pops the head of the queue for the least loaded group with room
- * (pmp_sched), sends it (header and the task's frames, on the group's link
- * or, over TCP, behind its ZeroMQ identity) and moves it to the in-flight
- * table.  The group's leader answers with RESULT or ERROR; the link or
+ * (pmp_sched), with the tasks behind it when the group gets several at
+ * once (s_share: its share of the queue, or all its room when every group
+ * will be full anyway), sends them (header and the task's frames, on the
+ * group's link or, over TCP, behind its ZeroMQ identity, several to one
+ * ZeroMQ message for a leader that takes batches) and moves them to the
+ * in-flight table.  The group's leader answers with RESULT or ERROR; the link or
  * pmp_executor_io_recv_router() reads the message and
  * pmp_executor_io_on_message() (pmp_executor_recv.c) takes the task out
  * of the in-flight table, releases its frames and queues the completion
@@ -174,8 +177,26 @@ static int s_send_link(pmp_executor_t *self, pmp_executor_group_t *g, int type, 
     return 0;
 }
 
+/* The ROUTER could not route to group g (its identity frame failed): the
+ * group is marked gone and what it held is completed, or left to the job's
+ * exit when a restart may follow.  mtx held. */
+static void s_unreachable_locked(pmp_executor_t *self, pmp_executor_group_t *g, int type)
+{
+    pmp_log(PMP_LOG_WARNING, "frontend: cannot send %s to group %d: %s", pmp_msg_type_name(type),
+            (int)g->hello.group, zmq_strerror(errno));
+    if (self->keep_sent && self->launch)
+        /* A restart is possible: a group that cannot be reached has died
+         * or is about to, and the job's exit or restart completes what it
+         * held, saying why (pmp_job.c); failing it here would only race
+         * that with a vaguer reason. */
+        pmp_executor_io_group_gone(self, g);
+    else
+        pmp_executor_io_group_lost_locked(self, g, "became unreachable");
+}
+
 /* Sends header + msgs to group g, consuming the msgs on success; every
- * send of the executor goes through here.  An unreachable group is marked
+ * send of the executor goes through here or, for several tasks at once
+ * over ZeroMQ, through s_send_run_locked.  An unreachable group is marked
  * gone and its tasks in flight complete as BROKEN (with restarts possible,
  * when the job's exit or restart completes them).  Returns 0, or -1 if
  * the group is unreachable (the msgs are then untouched, unless the
@@ -192,16 +213,7 @@ static int s_send_locked(pmp_executor_t *self, pmp_executor_group_t *g, int type
     pmp_header_encode(&hdr, hbuf);
     void *router = pmp_endpoint_socket(self->endpoint);
     if (zmq_send(router, g->identity, g->identity_size, ZMQ_SNDMORE) < 0) {
-        pmp_log(PMP_LOG_WARNING, "frontend: cannot send %s to group %d: %s",
-                pmp_msg_type_name(type), (int)g->hello.group, zmq_strerror(errno));
-        if (self->keep_sent && self->launch)
-            /* A restart is possible: a group that cannot be reached has
-             * died or is about to, and the job's exit or restart completes
-             * what it held, saying why (pmp_job.c); failing it here would
-             * only race that with a vaguer reason. */
-            pmp_executor_io_group_gone(self, g);
-        else
-            pmp_executor_io_group_lost_locked(self, g, "became unreachable");
+        s_unreachable_locked(self, g, type);
         return -1;
     }
     int rc = zmq_send(router, hbuf, sizeof hbuf, nmsgs ? ZMQ_SNDMORE : 0);
@@ -260,6 +272,67 @@ static int s_send_shared(pmp_executor_t *self, pmp_executor_group_t *g, const pm
     return rc;
 }
 
+/* A batch over ZeroMQ: tasks run[0..k) to group g (a ROUTER group whose
+ * leader takes batches) in one ZeroMQ message, each a header and its
+ * frames (shared references with keep_sent, else moved).  Returns 0, or
+ * -1 as s_send_locked (nothing consumed).  mtx held. */
+static int s_send_batch_locked(pmp_executor_t *self, pmp_executor_group_t *g, pmp_task_t **run,
+                               size_t k)
+{
+    void *router = pmp_endpoint_socket(self->endpoint);
+    if (zmq_send(router, g->identity, g->identity_size, ZMQ_SNDMORE) < 0) {
+        s_unreachable_locked(self, g, run[0]->type);
+        return -1;
+    }
+    for (size_t i = 0; i < k; i++) {
+        pmp_task_t *task = run[i];
+        int last_task = i + 1 == k;
+        pmp_header_t hdr = {.type = (uint16_t)task->type,
+                            .task_id = task->id,
+                            .flags = task->flags,
+                            .nframes = (uint32_t)task->nmsgs};
+        unsigned char hbuf[PMP_HEADER_SIZE];
+        pmp_header_encode(&hdr, hbuf);
+        int rc =
+            zmq_send(router, hbuf, sizeof hbuf, last_task && task->nmsgs == 0 ? 0 : ZMQ_SNDMORE);
+        PMP_ASSERT(rc == (int)sizeof hbuf);
+        for (size_t j = 0; j < task->nmsgs; j++) {
+            int flags = last_task && j + 1 == task->nmsgs ? 0 : ZMQ_SNDMORE;
+            if (self->keep_sent) {
+                zmq_msg_t copy;
+                zmq_msg_init(&copy);
+                PMP_ASSERT(zmq_msg_copy(&copy, &task->msgs[j]) == 0); /* shares, no copy */
+                PMP_ASSERT(zmq_msg_send(&copy, router, flags) >= 0);
+            } else {
+                PMP_ASSERT(zmq_msg_send(&task->msgs[j], router, flags) >= 0);
+            }
+        }
+    }
+    return 0;
+}
+
+/* Sends tasks run[0..k) to the ROUTER group g: in messages of up to as
+ * many tasks as its leader takes in one (its hello's batch), else one a
+ * message.  Returns how many were sent, in order: fewer than k only when
+ * the group became unreachable (s_unreachable_locked), and the rest are
+ * untouched.  mtx held. */
+static size_t s_send_run_locked(pmp_executor_t *self, pmp_executor_group_t *g, pmp_task_t **run,
+                                size_t k)
+{
+    size_t per = g->hello.batch > 1 ? (size_t)g->hello.batch : 1;
+    for (size_t i = 0; i < k;) {
+        size_t m = k - i < per ? k - i : per;
+        int rc = m > 1             ? s_send_batch_locked(self, g, run + i, m)
+                 : self->keep_sent ? s_send_shared(self, g, run[i])
+                                   : s_send_locked(self, g, run[i]->type, run[i]->id, run[i]->flags,
+                                                   run[i]->msgs, run[i]->nmsgs);
+        if (rc < 0)
+            return i;
+        i += m;
+    }
+    return k;
+}
+
 /* Sends a broadcast to one group, unless it left or was shut down.  mtx
  * held. */
 static void s_send_copy_locked(pmp_executor_t *self, pmp_executor_group_t *g,
@@ -316,11 +389,38 @@ static void s_run_broadcast_locked(pmp_executor_t *self, pmp_task_t *task)
 
 /* Tasks s_step_locked took for local links, written after the unlock. */
 #define S_BATCH 64
+/* Tasks one group is given at once (a run), and the frames they may take:
+ * a run to a group over ZeroMQ leaves in one message when its leader takes
+ * batches (s_send_run_locked), and a leader drops a message of more than
+ * PMP_MAX_FRAMES + 1 frames. */
+#define S_RUN_MAX PMP_BATCH_MAX
+#define S_RUN_FRAMES 1024
 typedef struct {
     pmp_task_t *task[S_BATCH];
     size_t group[S_BATCH];
     size_t n;
 } s_batch_t;
+
+/* How many tasks the group just picked (load tasks, room up to limit)
+ * gets now.  When the queue holds at least as many tasks as all live
+ * groups have room for, every group will be full anyway, and this one is
+ * filled at once.  Otherwise it gets its share of the queue, one task per
+ * live group (at least one), so that the work still spreads over the
+ * groups: the next pick is the least loaded group again.  Over ZeroMQ the
+ * tasks a group gets at once are one message for a leader that takes
+ * batches; in a steady stream of short tasks a group's replies come in a
+ * burst, and so do the tasks that refill it.  mtx held. */
+static size_t s_share(const pmp_executor_t *self, size_t load, size_t limit)
+{
+    size_t room = limit - load;
+    size_t live = pmp_sched_live(self->sched);
+    size_t queued = pmp_queue_size(self->queue);
+    size_t all = live * limit, held = pmp_queue_size(self->inflight);
+    size_t k = queued >= (all > held ? all - held : 0) ? room : queued / (live ? live : 1);
+    if (k > room)
+        k = room;
+    return k < 1 ? 1 : k < S_RUN_MAX ? k : S_RUN_MAX;
+}
 
 /* Sends the broadcasts and queued tasks, oldest first, wherever there is
  * room, and moves close() along.  The first half of a call's path: the
@@ -365,26 +465,41 @@ static int s_step_locked(pmp_executor_t *self, s_batch_t *batch)
             if (load >= limit)
                 break;
             pmp_executor_group_t *best = &self->groups[gi];
-            uint64_t id;
-            pmp_task_t *task = pmp_queue_pop(self->queue, &id);
-            if (best->link) {
-                batch->task[batch->n] = task;
-                batch->group[batch->n++] = gi;
-            } else {
-                int sent = self->keep_sent ? s_send_shared(self, best, task)
-                                           : s_send_locked(self, best, task->type, task->id,
-                                                           task->flags, task->msgs, task->nmsgs);
-                if (sent < 0) {
-                    PMP_ASSERT(pmp_queue_push_front(self->queue, id, task) == 0);
-                    continue; /* best is now gone; try another group */
-                }
+            size_t want = s_share(self, load, limit);
+            if (best->link && want > S_BATCH - batch->n)
+                want = S_BATCH - batch->n;
+            /* the run: queued tasks from the head on, none younger than a
+             * waiting broadcast, whose frames fit one ZeroMQ message */
+            pmp_task_t *run[S_RUN_MAX];
+            size_t k = 0, frames = 0;
+            for (pmp_task_t *t = head; t && k < want && (!bcast || t->seq < bcast->seq);
+                 t = pmp_queue_peek(self->queue, NULL)) {
+                if (k > 0 && frames + t->nmsgs + 1 > S_RUN_FRAMES)
+                    break;
+                frames += t->nmsgs + 1;
+                run[k++] = pmp_queue_pop(self->queue, NULL);
             }
-            task->group = gi;
-            task->sent_ms = pmp_timelimit_sent(self->timelimit);
-            if (load == 0)
+            size_t sent = k;
+            if (best->link) {
+                for (size_t i = 0; i < k; i++) {
+                    batch->task[batch->n] = run[i];
+                    batch->group[batch->n++] = gi;
+                }
+            } else {
+                sent = s_send_run_locked(self, best, run, k);
+                for (size_t i = k; i-- > sent;)
+                    PMP_ASSERT(pmp_queue_push_front(self->queue, run[i]->id, run[i]) == 0);
+            }
+            if (sent > 0 && load == 0)
                 pmp_window_sent(self->window, gi, 0, pmp_executor_now_ns());
-            pmp_sched_inc(self->sched, gi);
-            PMP_ASSERT(pmp_queue_push(self->inflight, id, task) == 0);
+            for (size_t i = 0; i < sent; i++) {
+                run[i]->group = gi;
+                run[i]->sent_ms = pmp_timelimit_sent(self->timelimit);
+                pmp_sched_inc(self->sched, gi);
+                PMP_ASSERT(pmp_queue_push(self->inflight, run[i]->id, run[i]) == 0);
+            }
+            /* fewer sent: best is now gone, the rest went back to the head
+             * of the queue; the next pick is another group */
         }
         if (self->closing && !self->shutdown_sent && pmp_queue_size(self->queue) == 0 &&
             pmp_queue_size(self->inflight) == 0)

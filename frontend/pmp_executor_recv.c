@@ -5,15 +5,14 @@
  *
  * Messages arrive over a local link (pmp_executor_links.c hands each one
  * to pmp_executor_io_on_message) or over the ROUTER socket
- * (pmp_executor_io_recv_router reads one multipart message and does the
- * same).  The header is checked against the frames that came and against
- * who sent it; then a HELLO adds a group (which gets the INIT and the kept
- * DEFINEs first, pmp_executor_io_greet_locked), a RESULT or ERROR is the
- * second half of a call's path (the task leaves the in-flight table and
- * its completion is queued, the waiters woken once per round by the loop),
- * and a GOODBYE retires a group.  Anything else is dropped with a warning;
- * a peer cannot crash the frontend.  I/O thread only; each handler takes
- * the mutex only to update the shared tables.
+ * (pmp_executor_io_recv_router reads one multipart message, which may be
+ * a batch of protocol messages, and does the same for each).  The header is checked against the
+ * frames that came and against who sent it; then a HELLO adds a group (which gets the INIT and the
+ * kept DEFINEs first, pmp_executor_io_greet_locked), a RESULT or ERROR is the second half of a
+ * call's path (the task leaves the in-flight table and its completion is queued, the waiters woken
+ * once per round by the loop), and a GOODBYE retires a group.  Anything else is dropped with a
+ * warning; a peer cannot crash the frontend.  I/O thread only; each handler takes the mutex only to
+ * update the shared tables.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -127,27 +126,36 @@ static void s_on_goodbye(pmp_executor_t *self, pmp_executor_group_t *g)
     pthread_mutex_unlock(&self->mtx);
 }
 
+/* What a checked message does, by its type: frames are those after its
+ * header. */
+static void s_dispatch(pmp_executor_t *self, pmp_executor_group_t *g, const void *id, size_t idlen,
+                       pmp_link_t *link, const pmp_header_t *hdr, zmq_msg_t *frames, size_t nframes)
+{
+    if (hdr->type == PMP_MSG_HELLO) {
+        s_on_hello(self, id, idlen, link, &frames[0]);
+    } else if (!g) {
+        pmp_log(PMP_LOG_WARNING, "frontend: dropped a %s from a peer that never said hello",
+                pmp_msg_type_name(hdr->type));
+    } else if (g->gone) {
+        pmp_log(PMP_LOG_WARNING, "frontend: dropped a %s from group %d after its goodbye",
+                pmp_msg_type_name(hdr->type), (int)g->hello.group);
+    } else if (hdr->type == PMP_MSG_RESULT || hdr->type == PMP_MSG_ERROR) {
+        s_on_reply(self, g, hdr, frames, nframes);
+    } else if (hdr->type == PMP_MSG_GOODBYE) {
+        s_on_goodbye(self, g);
+    }
+}
+
 void pmp_executor_io_on_message(pmp_executor_t *self, pmp_executor_group_t *g, const void *id,
                                 size_t idlen, pmp_link_t *link, zmq_msg_t *parts, size_t n)
 {
     pmp_error_t err;
     pmp_header_t hdr;
     if (pmp_header_decode(zmq_msg_data(&parts[0]), zmq_msg_size(&parts[0]), &hdr, &err) < 0 ||
-        pmp_header_check(&hdr, n - 1, 1, &err) < 0) {
+        pmp_header_check(&hdr, n - 1, 1, &err) < 0)
         pmp_log(PMP_LOG_WARNING, "frontend: dropped a malformed message: %s", err.text);
-    } else if (hdr.type == PMP_MSG_HELLO) {
-        s_on_hello(self, id, idlen, link, &parts[1]);
-    } else if (!g) {
-        pmp_log(PMP_LOG_WARNING, "frontend: dropped a %s from a peer that never said hello",
-                pmp_msg_type_name(hdr.type));
-    } else if (g->gone) {
-        pmp_log(PMP_LOG_WARNING, "frontend: dropped a %s from group %d after its goodbye",
-                pmp_msg_type_name(hdr.type), (int)g->hello.group);
-    } else if (hdr.type == PMP_MSG_RESULT || hdr.type == PMP_MSG_ERROR) {
-        s_on_reply(self, g, &hdr, parts + 1, n - 1);
-    } else if (hdr.type == PMP_MSG_GOODBYE) {
-        s_on_goodbye(self, g);
-    }
+    else
+        s_dispatch(self, g, id, idlen, link, &hdr, parts + 1, n - 1);
 }
 
 void pmp_executor_io_link_lost(pmp_executor_t *self, pmp_executor_group_t *g)
@@ -218,10 +226,24 @@ int pmp_executor_io_recv_router(pmp_executor_t *self)
     } else if (n < 2) {
         pmp_log(PMP_LOG_WARNING, "frontend: dropped a message without a header frame");
     } else {
+        /* one protocol message, or a batch of them back to back */
         const void *id = zmq_msg_data(&parts[0]);
         size_t idlen = zmq_msg_size(&parts[0]);
-        pmp_executor_io_on_message(self, pmp_executor_io_find_group(self, id, idlen), id, idlen,
-                                   NULL, parts + 1, n - 1);
+        for (size_t at = 1; at < n;) {
+            pmp_error_t err;
+            pmp_header_t hdr;
+            if (pmp_header_next(zmq_msg_data(&parts[at]), zmq_msg_size(&parts[at]), n - at, 1, &hdr,
+                                &err) < 0) {
+                pmp_log(PMP_LOG_WARNING, "frontend: dropped a malformed message%s: %s",
+                        at > 1 ? " (and the rest of its batch)" : "", err.text);
+                break;
+            }
+            /* the group is looked up again: a hello earlier in the batch
+             * may have added it */
+            s_dispatch(self, pmp_executor_io_find_group(self, id, idlen), id, idlen, NULL, &hdr,
+                       parts + at + 1, hdr.nframes);
+            at += 1 + hdr.nframes;
+        }
     }
     for (size_t i = 0; i < n; i++)
         zmq_msg_close(&parts[i]);

@@ -14,9 +14,10 @@
  * How it works: the input is split into frames (fuzz_protocol.h), and the
  * frames are fed in the two ways messages arrive:
  *   - as a group leader (ZeroMQ DEALER) receives them: frame 0 the header,
- *     the rest its payload and buffers, checked for from_worker = 0;
+ *     then its payload and buffers, checked for from_worker = 0, and the
+ *     next message of a batch after them (pmp_header_next);
  *   - as the frontend (ROUTER) receives them: frame 0 the peer identity,
- *     frame 1 the header, checked for from_worker = 1; a HELLO payload then
+ *     frame 1 the header, checked for from_worker = 1, a batch alike; a HELLO payload then
  *     goes through the hello decoder and its "ranks=" line decoder (bounded
  *     by the hello's group size), and a per-rank RESULT's first frame
  *     through the rank table decoder, as the frontend and the binding do;
@@ -34,7 +35,8 @@
  *     an allocation) and a non-empty, NUL-terminated, printable reason;
  *     a NULL error buffer gives the same verdict;
  *   - a decoded header re-encodes to the very same 24 bytes, and the
- *     header check agrees with an independent reading of its contract;
+ *     header check agrees with an independent reading of its contract, as
+ *     does the split of a batch (pmp_header_next);
  *   - a decoded hello satisfies the ranges the decoder promises, and
  *     encoding then decoding it again gives the same hello (line breaks in
  *     text become spaces, as pmp_hello_encode documents);
@@ -223,6 +225,8 @@ static void s_check_text(const char *what, const char *s)
 static void s_expected_round_trip(const pmp_hello_t *h, pmp_hello_t *want)
 {
     *want = *h;
+    if (want->batch < 1) /* not written: it decodes as 1 */
+        want->batch = 1;
     char *texts[] = {want->host, want->python_version, want->mpi_version, want->runtime_version};
     for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++)
         for (char *c = texts[i]; *c; c++)
@@ -242,13 +246,14 @@ static void s_require_same_hello(const pmp_hello_t *a, const pmp_hello_t *b)
     S_REQUIRE(strcmp(a->python_version, b->python_version) == 0);
     S_REQUIRE(strcmp(a->mpi_version, b->mpi_version) == 0);
     S_REQUIRE(strcmp(a->runtime_version, b->runtime_version) == 0);
+    S_REQUIRE(a->batch == b->batch);
 }
 
 static int s_hello_in_range(const pmp_hello_t *h)
 {
     return h->ngroups >= 1 && h->group >= 0 && h->group < h->ngroups && h->group_size >= 1 &&
            h->world_size >= h->group_size && h->world_rank >= 0 && h->world_rank < h->world_size &&
-           h->pid >= 1;
+           h->pid >= 1 && h->batch <= PMP_BATCH_MAX; /* a batch below 2 is not written */
 }
 
 /* Encodes h into a heap buffer of exactly size bytes and checks the
@@ -298,7 +303,7 @@ static int s_decode_hello(const void *data, size_t size, pmp_hello_t *hello)
     s_check_text("python", hello->python_version);
     s_check_text("mpi", hello->mpi_version);
     s_check_text("runtime", hello->runtime_version);
-    if (!s_hello_in_range(hello))
+    if (!s_hello_in_range(hello) || hello->batch < 1)
         s_fail("pmp_hello_decode accepted a hello whose numbers are out of range");
     return 0;
 }
@@ -477,39 +482,70 @@ static void s_fuzz_shm_table(const s_frame_t *f, uint32_t nframes)
 
 /* ---- the two receivers --------------------------------------------------- */
 
-/* A group leader: [header, payload, buffers...] from the frontend. */
+/* pmp_header_next on the message that starts at frames[at] (at < n),
+ * held to its contract: it accepts exactly when the header decodes, the
+ * frames it announces are all there, and the header check accepts it for
+ * that many; what it decodes is what pmp_header_decode gives.  Returns 0
+ * or -1. */
+static int s_next(const s_frame_t *frames, size_t at, size_t n, int from_worker, pmp_header_t *hdr)
+{
+    pmp_error_t err;
+    memset(&err, 0, sizeof err);
+    errno = 0;
+    int rc = pmp_header_next(frames[at].data, frames[at].size, n - at, from_worker, hdr, &err);
+    int e = errno;
+    pmp_header_t dec;
+    int want = s_decode_header(&frames[at], &dec) == 0 && dec.nframes <= n - at - 1 &&
+               s_header_ok(&dec, dec.nframes, from_worker);
+    if ((rc == 0) != want)
+        s_fail("pmp_header_next at frame %zu of %zu (from_worker %d) = %d, the contract says %s",
+               at, n, from_worker, rc, want ? "accept" : "reject");
+    if (rc != 0) {
+        s_check_rejection("pmp_header_next", rc, e, &err, 0);
+        return -1;
+    }
+    S_REQUIRE(hdr->type == dec.type && hdr->task_id == dec.task_id && hdr->flags == dec.flags &&
+              hdr->nframes == dec.nframes);
+    return 0;
+}
+
+/* A group leader: [header, payload, buffers...] from the frontend, or a
+ * batch of such messages back to back. */
 static void s_as_leader(const s_frame_t *frames, size_t n)
 {
     pmp_header_t hdr;
-    if (n < 1 || s_decode_header(&frames[0], &hdr) != 0)
-        return;
-    if (s_check_header(&hdr, n - 1, 0) != 0)
-        return;
-    /* The payload of TASK/INIT/DEFINE is a pickle: the C side does not
-     * look inside it.  The segment table is read by the worker's binding. */
-    if (hdr.type == PMP_MSG_TASK && (hdr.flags & PMP_FLAG_SHM))
-        s_fuzz_shm_table(&frames[n - 1], hdr.nframes);
+    for (size_t at = 0; at < n; at += 1 + hdr.nframes) {
+        if (s_next(frames, at, n, 0, &hdr) != 0)
+            return;
+        /* The payload of TASK/INIT/DEFINE is a pickle: the C side does not
+         * look inside it.  The segment table is read by the worker's
+         * binding. */
+        if (hdr.type == PMP_MSG_TASK && (hdr.flags & PMP_FLAG_SHM))
+            s_fuzz_shm_table(&frames[at + hdr.nframes], hdr.nframes);
+    }
 }
 
-/* The frontend: [identity, header, payload, buffers...] from a worker. */
+/* The frontend: [identity, header, payload, buffers...] from a worker, or
+ * the identity and a batch of messages back to back. */
 static void s_as_frontend(const s_frame_t *frames, size_t n)
 {
     pmp_header_t hdr;
-    if (n < 2 || s_decode_header(&frames[1], &hdr) != 0)
-        return;
-    if (s_check_header(&hdr, n - 2, 1) != 0)
-        return;
-    if (hdr.type == PMP_MSG_HELLO) {
-        /* As the frontend does: the hello, then its ranks line, bounded by
-         * the group size the hello announced. */
-        pmp_hello_t hello;
-        s_fuzz_hello_payload(&frames[2]);
-        if (s_decode_hello(frames[2].data, frames[2].size, &hello) == 0)
-            s_fuzz_hello_ranks(&frames[2], (size_t)hello.group_size);
-    } else if (hdr.type == PMP_MSG_RESULT && (hdr.flags & PMP_FLAG_PER_RANK))
-        s_fuzz_rank_table(&frames[2], hdr.nframes);
-    else if (hdr.type == PMP_MSG_RESULT && (hdr.flags & PMP_FLAG_SHM))
-        s_fuzz_shm_table(&frames[n - 1], hdr.nframes);
+    for (size_t at = 1; at < n; at += 1 + hdr.nframes) {
+        if (s_next(frames, at, n, 1, &hdr) != 0)
+            return;
+        const s_frame_t *payload = &frames[at + 1];
+        if (hdr.type == PMP_MSG_HELLO) {
+            /* As the frontend does: the hello, then its ranks line, bounded
+             * by the group size the hello announced. */
+            pmp_hello_t hello;
+            s_fuzz_hello_payload(payload);
+            if (s_decode_hello(payload->data, payload->size, &hello) == 0)
+                s_fuzz_hello_ranks(payload, (size_t)hello.group_size);
+        } else if (hdr.type == PMP_MSG_RESULT && (hdr.flags & PMP_FLAG_PER_RANK))
+            s_fuzz_rank_table(payload, hdr.nframes);
+        else if (hdr.type == PMP_MSG_RESULT && (hdr.flags & PMP_FLAG_SHM))
+            s_fuzz_shm_table(&frames[at + hdr.nframes], hdr.nframes);
+    }
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -651,6 +687,22 @@ pmp_fuzz_seed_t *pmp_fuzz_seeds_new(size_t *count)
     s_seed_to_leader(&s, "leader-forget", PMP_MSG_FORGET, 0xfeedull, 0, 0, NULL, 0);
     s_seed_to_leader(&s, "leader-forget-empty-frame", PMP_MSG_FORGET, 0xfeedull, 0, 1, &empty, 1);
     s_seed_to_leader(&s, "leader-shutdown", PMP_MSG_SHUTDOWN, 0, 0, 0, NULL, 0);
+    {
+        /* a batch: TASK 5, FORGET, TASK 6 with a buffer, in one message */
+        unsigned char h5[PMP_HEADER_SIZE], hf[PMP_HEADER_SIZE], h6[PMP_HEADER_SIZE];
+        pmp_header_encode(&(pmp_header_t){.type = PMP_MSG_TASK, .task_id = 5, .nframes = 1}, h5);
+        pmp_header_encode(&(pmp_header_t){.type = PMP_MSG_FORGET, .task_id = 9, .nframes = 0}, hf);
+        pmp_header_encode(&(pmp_header_t){.type = PMP_MSG_TASK, .task_id = 6, .nframes = 2}, h6);
+        s_part_t batch[] = {{h5, sizeof h5}, pk, {hf, sizeof hf},
+                            {h6, sizeof h6}, pk, {buffer, sizeof buffer}};
+        s_seed_add(&s, "leader-batch", batch, sizeof batch / sizeof batch[0]);
+        /* results the same way, behind the peer identity */
+        unsigned char r5[PMP_HEADER_SIZE], r6[PMP_HEADER_SIZE];
+        pmp_header_encode(&(pmp_header_t){.type = PMP_MSG_RESULT, .task_id = 5, .nframes = 1}, r5);
+        pmp_header_encode(&(pmp_header_t){.type = PMP_MSG_ERROR, .task_id = 6, .nframes = 1}, r6);
+        s_part_t replies[] = {{"G1", 2}, {r5, sizeof r5}, pk, {r6, sizeof r6}, pk};
+        s_seed_add(&s, "frontend-batch", replies, sizeof replies / sizeof replies[0]);
+    }
     /* Near-valid, for the leader. */
     s_seed_to_leader(&s, "leader-bad-task-id-0", PMP_MSG_TASK, 0, 0, 1, &pk, 1);
     s_seed_to_leader(&s, "leader-bad-define-key-0", PMP_MSG_DEFINE, 0, 0, 1, &pk, 1);

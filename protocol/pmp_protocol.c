@@ -233,6 +233,20 @@ int pmp_header_check(const pmp_header_t *hdr, size_t nreceived, int from_worker,
     return 0;
 }
 
+int pmp_header_next(const void *buf, size_t len, size_t nleft, int from_worker, pmp_header_t *hdr,
+                    pmp_error_t *err)
+{
+    if (nleft == 0)
+        PMP_LE_REJECT(err, "no frame where a header should start");
+    if (pmp_header_decode(buf, len, hdr, err) < 0)
+        return -1;
+    if (hdr->nframes > nleft - 1)
+        PMP_LE_REJECT(err, "%s header announces %u frame%s after it, but %zu arrived",
+                      pmp_msg_type_name(hdr->type), (unsigned)hdr->nframes,
+                      hdr->nframes == 1 ? "" : "s", nleft - 1);
+    return pmp_header_check(hdr, hdr->nframes, from_worker, err);
+}
+
 /* ---- hello --------------------------------------------------------------- */
 
 enum { S_INT32, S_INT64, S_TEXT };
@@ -241,19 +255,21 @@ typedef struct {
     const char *key;
     int kind;
     size_t offset;
+    int32_t min, max; /* S_INT32: the range; min > 0 also makes the key optional, min its default */
 } s_hello_field_t;
 
 static const s_hello_field_t s_hello_fields[] = {
-    {"group", S_INT32, offsetof(pmp_hello_t, group)},
-    {"ngroups", S_INT32, offsetof(pmp_hello_t, ngroups)},
-    {"group_size", S_INT32, offsetof(pmp_hello_t, group_size)},
-    {"world_size", S_INT32, offsetof(pmp_hello_t, world_size)},
-    {"world_rank", S_INT32, offsetof(pmp_hello_t, world_rank)},
-    {"pid", S_INT64, offsetof(pmp_hello_t, pid)},
-    {"host", S_TEXT, offsetof(pmp_hello_t, host)},
-    {"python", S_TEXT, offsetof(pmp_hello_t, python_version)},
-    {"mpi", S_TEXT, offsetof(pmp_hello_t, mpi_version)},
-    {"runtime", S_TEXT, offsetof(pmp_hello_t, runtime_version)},
+    {"group", S_INT32, offsetof(pmp_hello_t, group), 0, 0},
+    {"ngroups", S_INT32, offsetof(pmp_hello_t, ngroups), 0, 0},
+    {"group_size", S_INT32, offsetof(pmp_hello_t, group_size), 0, 0},
+    {"world_size", S_INT32, offsetof(pmp_hello_t, world_size), 0, 0},
+    {"world_rank", S_INT32, offsetof(pmp_hello_t, world_rank), 0, 0},
+    {"pid", S_INT64, offsetof(pmp_hello_t, pid), 0, 0},
+    {"host", S_TEXT, offsetof(pmp_hello_t, host), 0, 0},
+    {"python", S_TEXT, offsetof(pmp_hello_t, python_version), 0, 0},
+    {"mpi", S_TEXT, offsetof(pmp_hello_t, mpi_version), 0, 0},
+    {"runtime", S_TEXT, offsetof(pmp_hello_t, runtime_version), 0, 0},
+    {"batch", S_INT32, offsetof(pmp_hello_t, batch), 1, PMP_BATCH_MAX},
 };
 #define S_NFIELDS (sizeof s_hello_fields / sizeof s_hello_fields[0])
 
@@ -283,6 +299,8 @@ int pmp_hello_encode(const pmp_hello_t *hello, char *buf, size_t size)
         if (f->kind == S_INT32) {
             int32_t v;
             memcpy(&v, base, sizeof v);
+            if (f->min > 0 && v <= f->min)
+                continue; /* an optional key at its default */
             vlen = (size_t)snprintf(num, sizeof num, "%ld", (long)v);
         } else if (f->kind == S_INT64) {
             int64_t v;
@@ -407,13 +425,17 @@ int pmp_hello_decode(const void *buf, size_t len, pmp_hello_t *hello, pmp_error_
             continue;
         }
         int64_t v;
-        int64_t max = f->kind == S_INT32 ? INT32_MAX : INT64_MAX;
-        int64_t min = f->kind == S_INT32 ? INT32_MIN : INT64_MIN;
+        int ranged = f->kind == S_INT32 && f->min < f->max;
+        int64_t max = ranged ? f->max : f->kind == S_INT32 ? INT32_MAX : INT64_MAX;
+        int64_t min = ranged ? f->min : f->kind == S_INT32 ? INT32_MIN : INT64_MIN;
         int rc = s_parse_int(value, vlen, min, max, &v);
         if (rc == -1)
             PMP_LE_REJECT(err,
                           "hello key '%s' has malformed number \"%s\" (expected decimal digits)",
                           f->key, s_quote(value, vlen, q2));
+        if (rc == -2 && ranged)
+            PMP_LE_REJECT(err, "hello key '%s' has number %s, out of its range %ld..%ld", f->key,
+                          s_quote(value, vlen, q2), (long)min, (long)max);
         if (rc == -2)
             PMP_LE_REJECT(err, "hello key '%s' has number %s, out of range for a %d-bit integer",
                           f->key, s_quote(value, vlen, q2), f->kind == S_INT32 ? 32 : 64);
@@ -429,6 +451,11 @@ int pmp_hello_decode(const void *buf, size_t len, pmp_hello_t *hello, pmp_error_
     size_t mlen = 0;
     int nmissing = 0;
     for (size_t i = 0; i < S_NFIELDS; i++) {
+        const s_hello_field_t *f = &s_hello_fields[i];
+        if (!seen[i] && f->min > 0) { /* optional: its default */
+            memcpy((char *)hello + f->offset, &f->min, sizeof f->min);
+            continue;
+        }
         if (seen[i])
             continue;
         int n = snprintf(missing + mlen, sizeof missing - mlen, "%s%s", nmissing ? ", " : "",

@@ -19,10 +19,20 @@
  *
  * The ROUTER side additionally sees the peer identity frame in front of
  * frame 0; that frame belongs to ZeroMQ routing and is not part of this
- * format.  The decoder never trusts a length it has not checked: a header
- * that is short, long, foreign, of another version, of an unknown type or
- * announcing a frame count that does not match what arrived is rejected
- * with a reason in a pmp_error_t, and neither side crashes on it.
+ * format.
+ *
+ * A batch: over ZeroMQ, several protocol messages may follow each other in
+ * one multipart message, each a header and the frames it announces, so
+ * that a group with room for several tasks gets them with one message's
+ * cost (routing, wake-ups, system calls).  A receiver splits it with
+ * pmp_header_next.  The frontend accepts batches from any leader; it sends
+ * them only to a leader whose HELLO says "batch=N" (N > 1, at most
+ * PMP_BATCH_MAX messages in one), so a leader that does not say so gets
+ * one message at a time.  Local links (pmp_link.h) carry one protocol
+ * message per link message and batch by writing several at once instead.  The decoder never trusts
+ * a length it has not checked: a header that is short, long, foreign, of another version, of an
+ * unknown type or announcing a frame count that does not match what arrived is rejected with a
+ * reason in a pmp_error_t, and neither side crashes on it.
  *
  * docs/protocol.md describes every message and its payload.
  */
@@ -46,6 +56,9 @@ extern "C" {
 #define PMP_OOB_THRESHOLD (64 * 1024)
 /* Upper bound on frames after the header (payload + out-of-band buffers). */
 #define PMP_MAX_FRAMES 65536
+/* Most protocol messages a sender puts into one ZeroMQ message (a batch),
+ * and the most a HELLO may announce. */
+#define PMP_BATCH_MAX 64
 #define PMP_MAGIC_0 'P'
 #define PMP_MAGIC_1 'M'
 #define PMP_MAGIC_2 'P'
@@ -120,6 +133,18 @@ int pmp_header_decode(const void *buf, size_t len, pmp_header_t *hdr, pmp_error_
  * reason in err. */
 int pmp_header_check(const pmp_header_t *hdr, size_t nreceived, int from_worker, pmp_error_t *err);
 
+/* The protocol message that starts at a frame of a received ZeroMQ
+ * message: buf/len is that frame (its header), nleft the frames of the
+ * ZeroMQ message from it on, itself included.  Decodes the header
+ * (pmp_header_decode) and checks it (pmp_header_check, from_worker as
+ * there) against the frames it announces, which must all be among nleft.
+ * On success the message takes 1 + hdr->nframes frames and the next one of
+ * a batch, if any, starts after them.  Returns 0, or -1 with errno = EPROTO
+ * and a reason in err: a receiver then drops the rest of the ZeroMQ
+ * message, since no later frame can be trusted to start a header. */
+int pmp_header_next(const void *buf, size_t len, size_t nleft, int from_worker, pmp_header_t *hdr,
+                    pmp_error_t *err);
+
 /* Name of a message type for logs ("task", "result", ...), "unknown" for
  * anything else.  Returns a static string. */
 const char *pmp_msg_type_name(int type);
@@ -128,7 +153,7 @@ const char *pmp_msg_type_name(int type);
  * The HELLO payload is UTF-8 text, one "key=value" per line, so that the
  * frontend can read it without Python and a human can read it in a log.
  * Unknown keys are ignored (forward compatibility); the keys below are
- * required. */
+ * required, except "batch". */
 #define PMP_HELLO_TEXT_MAX 256
 
 typedef struct {
@@ -142,6 +167,10 @@ typedef struct {
     char python_version[PMP_HELLO_TEXT_MAX];  /* e.g. "3.11.2" */
     char mpi_version[PMP_HELLO_TEXT_MAX];     /* first line of MPI_Get_library_version */
     char runtime_version[PMP_HELLO_TEXT_MAX]; /* pympipool version of the runtime */
+    /* Protocol messages the leader accepts in one ZeroMQ message (a batch,
+     * above), 1..PMP_BATCH_MAX: the optional key "batch", 1 when absent
+     * and then not written by pmp_hello_encode (0 is encoded as 1). */
+    int32_t batch;
 } pmp_hello_t;
 
 /* Formats *hello into buf (size bytes).  Returns the number of bytes written

@@ -903,6 +903,70 @@ static void test_crash_line(void)
     CHECK(pmp_crash_line_find(text, 4242, small, sizeof small) == 1 && strlen(small) == 7);
 }
 
+/* ---- batches -------------------------------------------------------------- */
+
+/* Several protocol messages in one ZeroMQ message are split by
+ * pmp_header_next; the hello's optional batch key. */
+static void test_batch(void)
+{
+    pmp_error_t err = {{0}};
+    pmp_header_t h;
+    /* frames of a batch: TASK 1 (payload), FORGET 9 (nothing), TASK 2
+     * (payload + a buffer) */
+    unsigned char t1[PMP_HEADER_SIZE], f9[PMP_HEADER_SIZE], t2[PMP_HEADER_SIZE];
+    s_valid_header(t1, PMP_MSG_TASK, 1, 0, 1);
+    s_valid_header(f9, PMP_MSG_FORGET, 9, 0, 0);
+    s_valid_header(t2, PMP_MSG_TASK, 2, 0, 2);
+    const unsigned char *frames[] = {t1, (const unsigned char *)"p", f9, t2, t1, t1};
+    size_t sizes[] = {PMP_HEADER_SIZE, 1, PMP_HEADER_SIZE, PMP_HEADER_SIZE, 1, 1};
+    size_t n = 6, at = 0, k = 0;
+    uint64_t ids[3];
+    while (at < n) {
+        CHECK(pmp_header_next(frames[at], sizes[at], n - at, 0, &h, &err) == 0);
+        CHECK(k < 3);
+        ids[k++] = h.task_id;
+        at += 1 + h.nframes;
+    }
+    CHECK(at == n && k == 3 && ids[0] == 1 && ids[1] == 9 && ids[2] == 2);
+    /* the last message announces more frames than are left */
+    CHECK_REJECT(pmp_header_next(t2, PMP_HEADER_SIZE, 2, 0, &h, &err), err,
+                 "task header announces 2 frames after it, but 1 arrived");
+    CHECK_REJECT(pmp_header_next(t2, PMP_HEADER_SIZE, 0, 0, &h, &err), err, "no frame");
+    /* a payload where a header should start, a type from the wrong side */
+    CHECK_REJECT(pmp_header_next("p", 1, 3, 0, &h, &err), err, "header frame is 1 bytes");
+    CHECK_REJECT(pmp_header_next(t1, PMP_HEADER_SIZE, 2, 1, &h, &err), err,
+                 "unexpected task message from a worker");
+    /* every check of pmp_header_check holds inside a batch too */
+    unsigned char t0[PMP_HEADER_SIZE];
+    s_valid_header(t0, PMP_MSG_TASK, 0, 0, 1);
+    CHECK_REJECT(pmp_header_next(t0, PMP_HEADER_SIZE, 5, 0, &h, &err), err, "task id 0");
+
+    /* the hello's batch: optional (1), written only above 1, 1..PMP_BATCH_MAX */
+    char buf[2048];
+    pmp_hello_t in = s_sample_hello(), out;
+    in.batch = 1;
+    int len = pmp_hello_encode(&in, buf, sizeof buf);
+    CHECK(len > 0 && strstr(buf, "batch=") == NULL);
+    CHECK(pmp_hello_decode(buf, (size_t)len, &out, &err) == 0 && out.batch == 1);
+    in.batch = PMP_BATCH_MAX;
+    len = pmp_hello_encode(&in, buf, sizeof buf);
+    CHECK(len > 0 && strstr(buf, "\nbatch=64\n") != NULL);
+    CHECK(pmp_hello_decode(buf, (size_t)len, &out, &err) == 0 && out.batch == PMP_BATCH_MAX);
+    CHECK(s_hello_equal(&in, &out));
+    static const char *const bad[][2] = {
+        {"batch=0\n", "out of its range 1..64"},       {"batch=65\n", "out of its range 1..64"},
+        {"batch=-3\n", "out of its range 1..64"},      {"batch=x\n", "malformed number"},
+        {"batch=2\nbatch=2\n", "repeats key 'batch'"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        in.batch = 1;
+        len = pmp_hello_encode(&in, buf, sizeof buf);
+        CHECK(len > 0);
+        snprintf(buf + len, sizeof buf - (size_t)len, "%s", bad[i][0]);
+        CHECK_REJECT(s_hello_decode_str(buf, &out, &err), err, bad[i][1]);
+    }
+}
+
 int main(void)
 {
     test_header_layout();
@@ -910,6 +974,7 @@ int main(void)
     test_header_rejections();
     test_header_garbage();
     test_header_check();
+    test_batch();
     test_hello();
     test_hello_ranks();
     test_rank_table();

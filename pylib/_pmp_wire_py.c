@@ -98,6 +98,7 @@ static PyObject *s_decode_hello(PyObject *module, PyObject *arg)
         s_set(d, "runtime",
               PyUnicode_DecodeUTF8(h.runtime_version, (Py_ssize_t)strlen(h.runtime_version),
                                    "replace")) < 0 ||
+        s_set(d, "batch", PyLong_FromLong(h.batch)) < 0 ||
         PyDict_SetItemString(d, "ranks", list) < 0) {
         Py_XDECREF(d);
         Py_XDECREF(list);

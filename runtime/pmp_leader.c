@@ -13,11 +13,13 @@
  * ZeroMQ applies to tcp:// endpoints.
  *
  * Receiving: parts are collected into a growing array of zmq_msg_t (moved
- * with zmq_msg_move when the array grows, never copied byte-wise), then the
- * header is decoded and checked against the number of parts with
- * pmp_header_check(from_worker = 0).  Only then does the message become a
- * pmp_rtmsg_t.  A message with more parts than the protocol allows is
- * drained and dropped.
+ * with zmq_msg_move when the array grows, never copied byte-wise), then
+ * each protocol message in it (one, or a batch: the hello says the leader
+ * takes PMP_BATCH_MAX) is decoded and checked against the parts it
+ * announces (pmp_header_next, from_worker = 0) and handed out in turn; the
+ * rest of a batch is held until the next receive.  Only a checked message
+ * becomes a pmp_rtmsg_t.  A message with more parts than the protocol
+ * allows is drained and dropped.
  *
  * Watching the frontend: ZeroMQ does not tell a DEALER that its peer is
  * gone, so every idle second the leader checks that the frontend process
@@ -82,6 +84,11 @@ struct pmp_leader {
     long since_ms;      /* when the monitor's view last changed */
     int frontend_gone;
     int greeted; /* HELLO was sent: say GOODBYE at the end */
+    /* The last ZeroMQ message received, a batch of protocol messages of
+     * which parts [held_at, held_n) are not handed out yet; NULL when none
+     * is left. */
+    zmq_msg_t *held;
+    size_t held_n, held_at;
 };
 
 static long s_now_ms(void)
@@ -423,6 +430,8 @@ int pmp_leader_send_hello(pmp_leader_t *self, const pmp_hello_t *hello,
     return 0;
 }
 
+static void s_close_parts(zmq_msg_t *parts, size_t n);
+
 void pmp_leader_destroy(pmp_leader_t **self_p)
 {
     if (!self_p || !*self_p)
@@ -441,6 +450,10 @@ void pmp_leader_destroy(pmp_leader_t **self_p)
         int linger = S_GOODBYE_LINGER_MS;
         zmq_setsockopt(self->sock, ZMQ_LINGER, &linger, sizeof linger);
         s_send_simple(self, PMP_MSG_GOODBYE, NULL, 0);
+    }
+    if (self->held) {
+        s_close_parts(self->held, self->held_n);
+        free(self->held);
     }
     if (self->monitor)
         zmq_close(self->monitor);
@@ -535,9 +548,27 @@ static size_t s_recv_rest(pmp_leader_t *self, zmq_msg_t **parts_p, size_t *cap_p
     return n;
 }
 
-/* The message a check found valid, its frames moved out of parts[first..n):
- * parts[first - 1] is the header.  NULL (dropped, logged) when the header
- * is malformed. */
+/* The message of a checked header, its frames moved out of frames[0 ..
+ * hdr->nframes). */
+static pmp_rtmsg_t *s_build(const pmp_header_t *hdr, zmq_msg_t *frames)
+{
+    pmp_rtmsg_t *msg = pmp_rtmsg_new(hdr->nframes, 1);
+    PMP_ASSERT(msg != NULL);
+    msg->type = hdr->type;
+    msg->task_id = hdr->task_id;
+    msg->flags = hdr->flags;
+    for (size_t i = 0; i < hdr->nframes; i++)
+        zmq_msg_move(&msg->zmsgs[i], &frames[i]);
+    pmp_rtmsg_sync_zmq(msg);
+    if (pmp_log_enabled(PMP_LOG_DEBUG))
+        pmp_log(PMP_LOG_DEBUG, "received %s, task %llu, %u frames", pmp_msg_type_name(msg->type),
+                (unsigned long long)msg->task_id, msg->nframes);
+    return msg;
+}
+
+/* The message a check found valid, its frames moved out of parts[1..n):
+ * parts[0] is the header.  NULL (dropped, logged) when the header is
+ * malformed. */
 static pmp_rtmsg_t *s_message(zmq_msg_t *parts, size_t n)
 {
     pmp_header_t hdr;
@@ -547,18 +578,32 @@ static pmp_rtmsg_t *s_message(zmq_msg_t *parts, size_t n)
         pmp_log(PMP_LOG_WARNING, "dropped a malformed message from the frontend: %s", err.text);
         return NULL;
     }
-    pmp_rtmsg_t *msg = pmp_rtmsg_new((uint32_t)(n - 1), 1);
-    PMP_ASSERT(msg != NULL);
-    msg->type = hdr.type;
-    msg->task_id = hdr.task_id;
-    msg->flags = hdr.flags;
-    for (size_t i = 1; i < n; i++)
-        zmq_msg_move(&msg->zmsgs[i - 1], &parts[i]);
-    pmp_rtmsg_sync_zmq(msg);
-    if (pmp_log_enabled(PMP_LOG_DEBUG))
-        pmp_log(PMP_LOG_DEBUG, "received %s, task %llu, %u frames", pmp_msg_type_name(msg->type),
-                (unsigned long long)msg->task_id, msg->nframes);
-    return msg;
+    return s_build(&hdr, parts + 1);
+}
+
+/* The next protocol message of the held ZeroMQ message (a batch,
+ * pmp_protocol.h), or NULL when it has no more, which frees it.  A
+ * malformed header drops the rest of the batch. */
+static pmp_rtmsg_t *s_take_held(pmp_leader_t *self)
+{
+    if (self->held && self->held_at < self->held_n) {
+        zmq_msg_t *part = &self->held[self->held_at];
+        size_t left = self->held_n - self->held_at;
+        pmp_header_t hdr;
+        pmp_error_t err;
+        if (pmp_header_next(zmq_msg_data(part), zmq_msg_size(part), left, 0, &hdr, &err) == 0) {
+            self->held_at += 1 + hdr.nframes;
+            return s_build(&hdr, part + 1);
+        }
+        pmp_log(PMP_LOG_WARNING, "dropped a malformed message from the frontend%s: %s",
+                self->held_at > 0 ? " (and the rest of its batch)" : "", err.text);
+    }
+    if (self->held) {
+        s_close_parts(self->held, self->held_n);
+        free(self->held);
+        self->held = NULL;
+    }
+    return NULL;
 }
 
 /* pmp_leader_recv over the local link: the frontend's end of file is its
@@ -606,6 +651,9 @@ pmp_rtmsg_t *pmp_leader_recv(pmp_leader_t *self, pmp_python_t *py)
     int polled = 0; /* a message already queued is taken without a poll */
     for (;;) {
         pmp_python_drain(py);
+        pmp_rtmsg_t *next = s_take_held(self); /* the rest of a batch first */
+        if (next)
+            return next;
         if (polled) {
             zmq_pollitem_t item = {.socket = self->sock, .events = ZMQ_POLLIN};
             int timeout = pmp_python_pending(py) ? S_BUSY_POLL_MS : S_IDLE_POLL_MS;
@@ -646,9 +694,10 @@ pmp_rtmsg_t *pmp_leader_recv(pmp_leader_t *self, pmp_python_t *py)
             free(parts);
             continue;
         }
-        pmp_rtmsg_t *msg = s_message(parts, n);
-        s_close_parts(parts, n);
-        free(parts);
+        self->held = parts;
+        self->held_n = n;
+        self->held_at = 0;
+        pmp_rtmsg_t *msg = s_take_held(self);
         if (msg)
             return msg;
     }

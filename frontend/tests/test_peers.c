@@ -2,7 +2,8 @@
  * test_peers.c - the executor with hand-made ZeroMQ peers in place of the
  * runtime (unit.peers.<case>): malformed and foreign messages dropped,
  * groups over TCP with CURVE, a hostname that cannot be bound, a group
- * that becomes unreachable.  Usage and exit status as test_executor.c.
+ * that becomes unreachable, batches of tasks and replies.  Usage and exit status as
+ * test_executor.c.
  */
 #include <zmq.h>
 
@@ -244,6 +245,138 @@ static void s_case_unreachable(void)
     s_destroy(&ex, 0);
 }
 
+/* Receives one ZeroMQ message (up to cap frames) within 5 s into parts;
+ * returns its frame count. */
+static size_t s_peer_recv(void *sock, zmq_msg_t *parts, size_t cap)
+{
+    zmq_pollitem_t item = {.socket = sock, .events = ZMQ_POLLIN};
+    CHECK(zmq_poll(&item, 1, 5000) == 1);
+    size_t n = 0;
+    int more = 1;
+    while (more) {
+        CHECK(n < cap);
+        zmq_msg_init(&parts[n]);
+        CHECK(zmq_msg_recv(&parts[n], sock, 0) >= 0);
+        more = zmq_msg_more(&parts[n]);
+        n++;
+    }
+    return n;
+}
+
+/* Splits a received ZeroMQ message into its protocol messages (as the
+ * runtime does), storing each TASK's id and payload text (up to max); the
+ * ids of a DEFINE are stored negated.  Returns the number of messages. */
+static size_t s_split(zmq_msg_t *parts, size_t n, long *ids, char (*texts)[16], size_t max)
+{
+    size_t k = 0;
+    for (size_t at = 0; at < n;) {
+        pmp_header_t hdr;
+        pmp_error_t err = {{0}};
+        CHECK(pmp_header_next(zmq_msg_data(&parts[at]), zmq_msg_size(&parts[at]), n - at, 0, &hdr,
+                              &err) == 0);
+        CHECK(k < max && hdr.nframes == 1);
+        ids[k] = hdr.type == PMP_MSG_DEFINE ? -(long)hdr.task_id : (long)hdr.task_id;
+        size_t len = zmq_msg_size(&parts[at + 1]);
+        CHECK(len < sizeof texts[k]);
+        memcpy(texts[k], zmq_msg_data(&parts[at + 1]), len);
+        texts[k][len] = '\0';
+        k++;
+        at += 1 + hdr.nframes;
+    }
+    for (size_t i = 0; i < n; i++)
+        zmq_msg_close(&parts[i]);
+    return k;
+}
+
+/* Batches over ZeroMQ: a leader whose hello says batch=N gets the tasks it
+ * has room for in one ZeroMQ message, in queue order, never past a
+ * broadcast queued after them, and may answer several in one message; a
+ * leader that does not say so gets one task a message.  A batch whose
+ * second header is malformed delivers the first reply only. */
+static void s_case_batch(void)
+{
+    for (int batching = 1; batching >= 0; batching--) {
+        pmp_executor_t *ex = s_new_tcp(8);
+        /* tasks 1..3, a DEFINE, tasks 4..10: queued before the group comes */
+        char text[2048];
+        for (uint64_t id = 1; id <= 10; id++) {
+            if (id == 4) {
+                pmp_buffer_t b = {.data = "fn", .size = 2};
+                CHECK(pmp_executor_broadcast(ex, PMP_MSG_DEFINE, 77, &b, 1, NULL) == 0);
+            }
+            snprintf(text, sizeof text, "t%llu", (unsigned long long)id);
+            CHECK(s_submit_text(ex, id, text) == 0);
+        }
+        void *ctx = zmq_ctx_new();
+        void *sock = s_peer_new(ctx, ex, 1);
+        s_hello_text("testhost", text, sizeof text);
+        if (batching)
+            strcat(text, "batch=64\n");
+        s_peer_send(sock, PMP_MSG_HELLO, 0, text, 1);
+        s_wait_hellos(ex, 1);
+
+        /* what arrives: 1..3, the DEFINE, 4..8 (the depth), in this order */
+        long want[] = {1, 2, 3, -77, 4, 5, 6, 7, 8};
+        long got[16];
+        char texts[16][16];
+        size_t ngot = 0, nmsgs = 0;
+        size_t sizes[16];
+        while (ngot < sizeof want / sizeof want[0]) {
+            zmq_msg_t parts[64];
+            size_t n = s_peer_recv(sock, parts, 64);
+            size_t k = s_split(parts, n, got + ngot, texts + ngot, 16 - ngot);
+            sizes[nmsgs++] = k;
+            ngot += k;
+        }
+        CHECK(ngot == sizeof want / sizeof want[0]);
+        for (size_t i = 0; i < ngot; i++) {
+            CHECK(got[i] == want[i]);
+            if (got[i] > 0) {
+                snprintf(text, sizeof text, "t%ld", got[i]);
+                CHECK(strcmp(texts[i], text) == 0);
+            }
+        }
+        if (batching) { /* tasks 1..3; the DEFINE alone; tasks 4..8 */
+            CHECK(nmsgs == 3 && sizes[0] == 3 && sizes[1] == 1 && sizes[2] == 5);
+        } else {
+            CHECK(nmsgs == ngot);
+        }
+
+        /* replies: 1..3 in one message, 4 then a malformed header in one */
+        for (uint64_t id = 1; id <= 3; id++) {
+            pmp_header_t hdr = {.type = PMP_MSG_RESULT, .task_id = id, .nframes = 1};
+            unsigned char buf[PMP_HEADER_SIZE];
+            pmp_header_encode(&hdr, buf);
+            snprintf(text, sizeof text, "r%llu", (unsigned long long)id);
+            CHECK(zmq_send(sock, buf, sizeof buf, ZMQ_SNDMORE) == sizeof buf);
+            CHECK(zmq_send(sock, text, strlen(text), id < 3 ? ZMQ_SNDMORE : 0) >= 0);
+        }
+        pmp_header_t hdr = {.type = PMP_MSG_RESULT, .task_id = 4, .nframes = 1};
+        unsigned char buf[PMP_HEADER_SIZE];
+        pmp_header_encode(&hdr, buf);
+        CHECK(zmq_send(sock, buf, sizeof buf, ZMQ_SNDMORE) == sizeof buf);
+        CHECK(zmq_send(sock, "r4", 2, ZMQ_SNDMORE) == 2);
+        CHECK(zmq_send(sock, "not a header", 12, ZMQ_SNDMORE) == 12);
+        CHECK(zmq_send(sock, "x", 1, 0) == 1);
+        for (uint64_t id = 1; id <= 4; id++) {
+            pmp_completion_t *c = s_wait(ex, 5000);
+            snprintf(text, sizeof text, "r%llu", (unsigned long long)id);
+            CHECK(pmp_completion_kind(c) == PMP_DONE_RESULT && pmp_completion_task_id(c) == id);
+            CHECK(s_frame_is(c, 0, text));
+            pmp_completion_destroy(&c);
+        }
+        CHECK(pmp_executor_wait(ex, 300) == NULL && errno == EAGAIN);
+        /* the 4 freed places: tasks 9 and 10, in one message when batching */
+        zmq_msg_t parts[64];
+        size_t n = s_peer_recv(sock, parts, 64);
+        size_t k = s_split(parts, n, got, texts, 16);
+        CHECK(got[0] == 9 && k == (batching ? 2u : 1u));
+        zmq_close(sock);
+        zmq_ctx_term(ctx);
+        s_destroy(&ex, 0);
+    }
+}
+
 int main(int argc, char **argv)
 {
     signal(SIGPIPE, SIG_IGN); /* as in a Python process */
@@ -252,6 +385,7 @@ int main(int argc, char **argv)
         {"tcp", s_case_tcp},
         {"hostname_invalid", s_case_hostname_invalid},
         {"unreachable", s_case_unreachable},
+        {"batch", s_case_batch},
     };
     return s_harness_main(argc, argv, cases, sizeof cases / sizeof cases[0], "unit.peers");
 }

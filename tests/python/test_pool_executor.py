@@ -245,6 +245,21 @@ def test_a_long_call_closes_the_pipeline_window():
     assert all(f.done() for f in rest)
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_many_short_calls_over_tcp(workers):
+    """Over TCP (``hostname=``) a worker whose pipeline window opened gets
+    the tasks it has room for several to a ZeroMQ message (a batch), which
+    its leader splits: every call still completes, with its own result, in
+    its own future, and a failing call among them fails alone."""
+    with PoolExecutor(max_workers=workers, hostname="127.0.0.1") as exe:
+        futures = [exe.submit(square, i) for i in range(2000)]
+        bad = exe.submit(fail_on, 3, 3)
+        more = [exe.submit(square, i) for i in range(2000, 2500)]
+        assert [f.result(timeout=60) for f in futures + more] == [i * i for i in range(2500)]
+        with pytest.raises(KeyError, match="item 3"):
+            bad.result(timeout=60)
+
+
 def test_shutdown_without_wait_returns_at_once():
     exe = PoolExecutor(max_workers=1)
     future = exe.submit(sleep_and_return, 1, "done")

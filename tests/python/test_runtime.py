@@ -113,6 +113,7 @@ def test_results_in_rank_order(cores):
     assert hello["host"] == socket.gethostname()
     assert hello["python"].split(".")[:2] == [str(v) for v in os.sys.version_info[:2]]
     assert hello["mpi"] and hello["runtime"]
+    assert int(hello["batch"]) == 64  # it takes tasks several to a ZeroMQ message
 
 
 def test_large_array_round_trip_writable():
