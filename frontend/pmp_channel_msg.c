@@ -21,6 +21,7 @@
 #include "pmp_channel_internal.h"
 #include "pmp_fork.h"
 #include "pmp_frame_internal.h"
+#include "pmp_multipart.h"
 
 static void s_release_from(const pmp_buffer_t *bufs, size_t nbufs, size_t first)
 {
@@ -131,50 +132,19 @@ void pmp_channel_msg_destroy(pmp_channel_msg_t **self_p)
 pmp_channel_msg_t *pmp_channel_try_recv(pmp_channel_t *self, pmp_error_t *err)
 {
     for (;;) {
-        zmq_msg_t *parts = NULL;
-        size_t n = 0, cap = 0, dropped = 0;
-        int more = 1;
-        while (more) {
-            if (n == cap) {
-                size_t ncap = cap ? cap * 2 : 8;
-                zmq_msg_t *np = realloc(parts, ncap * sizeof *np);
-                if (!np) {
-                    for (size_t i = 0; i < n; i++)
-                        zmq_msg_close(&parts[i]);
-                    free(parts);
-                    pmp_error_set(err, "out of memory receiving a message");
-                    errno = ENOMEM;
-                    return NULL;
-                }
-                parts = np;
-                cap = ncap;
-            }
-            zmq_msg_init(&parts[n]);
-            int rc;
-            do
-                rc = zmq_msg_recv(&parts[n], self->sock, n == 0 && !dropped ? ZMQ_DONTWAIT : 0);
-            while (rc < 0 && errno == EINTR && (n > 0 || dropped));
-            if (rc < 0) {
-                int e = errno;
-                zmq_msg_close(&parts[n]);
-                for (size_t i = 0; i < n; i++)
-                    zmq_msg_close(&parts[i]);
-                free(parts);
-                if (e == EINTR)
-                    e = EAGAIN;
-                if (e != EAGAIN)
-                    pmp_error_set(err, "receiving a message failed: %s", zmq_strerror(e));
-                errno = e;
-                return NULL;
-            }
-            more = zmq_msg_more(&parts[n]);
-            if (n > PMP_MAX_FRAMES) { /* too long: drain, keep nothing more */
-                zmq_msg_close(&parts[n]);
-                dropped++;
-            } else {
-                n++;
-            }
+        pmp_multipart_t in;
+        pmp_multipart_init(&in);
+        if (pmp_multipart_recv(&in, self->sock, ZMQ_DONTWAIT, (size_t)PMP_MAX_FRAMES + 1) < 0) {
+            int e = errno == EINTR ? EAGAIN : errno;
+            if (e == ENOMEM)
+                pmp_error_set(err, "out of memory receiving a message");
+            else if (e != EAGAIN)
+                pmp_error_set(err, "receiving a message failed: %s", zmq_strerror(e));
+            errno = e;
+            return NULL;
         }
+        zmq_msg_t *parts = in.parts;
+        size_t n = in.n, dropped = in.dropped;
         pmp_error_t why;
         why.text[0] = '\0';
         pmp_header_t hdr;
@@ -191,18 +161,14 @@ pmp_channel_msg_t *pmp_channel_try_recv(pmp_channel_t *self, pmp_error_t *err)
         }
         if (!valid) {
             pmp_log(PMP_LOG_WARNING, "socket interface: dropped a message: %s", why.text);
-            for (size_t i = 0; i < n; i++)
-                zmq_msg_close(&parts[i]);
-            free(parts);
+            pmp_multipart_clear(&in);
             continue;
         }
         /* A valid TASK, RESULT or ERROR carries its payload: n >= 2. */
         pmp_channel_msg_t *m = calloc(1, sizeof *m);
         pmp_frame_t **frames = m ? calloc(n - 1, sizeof *frames) : NULL;
         if (!frames || pmp_frame_take_msgs(frames, parts + 1, n - 1) < 0) {
-            for (size_t i = 0; i < n; i++)
-                zmq_msg_close(&parts[i]);
-            free(parts);
+            pmp_multipart_clear(&in);
             free(frames);
             free(m);
             pmp_error_set(err, "out of memory receiving a message");
@@ -215,8 +181,7 @@ pmp_channel_msg_t *pmp_channel_try_recv(pmp_channel_t *self, pmp_error_t *err)
         m->flags = hdr.flags;
         m->nframes = n - 1;
         m->frames = frames;
-        zmq_msg_close(&parts[0]);
-        free(parts);
+        pmp_multipart_clear(&in); /* the header; the frames were moved out */
         return m;
     }
 }

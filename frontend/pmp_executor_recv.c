@@ -14,12 +14,14 @@
  * warning; a peer cannot crash the frontend.  I/O thread only; each handler takes the mutex only to
  * update the shared tables.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zmq.h>
 
 #include "pmp_executor_internal.h"
+#include "pmp_multipart.h"
 
 /* A group connected: it joins the group table, the rank watch and the
  * scheduler, gets the INIT and the kept DEFINEs before anything else (or
@@ -180,47 +182,17 @@ void pmp_executor_io_link_lost(pmp_executor_t *self, pmp_executor_group_t *g)
  * message was handled (or dropped), 0 if none was waiting. */
 int pmp_executor_io_recv_router(pmp_executor_t *self)
 {
-    zmq_msg_t stack[8];
-    zmq_msg_t *parts = stack;
-    void *router = pmp_endpoint_socket(self->endpoint);
-    size_t n = 0, cap = 8;
-    int more = 1, overflow = 0;
-    while (more) {
-        zmq_msg_t msg;
-        zmq_msg_init(&msg);
-        if (zmq_msg_recv(&msg, router, n == 0 ? ZMQ_DONTWAIT : 0) < 0) {
-            zmq_msg_close(&msg);
-            PMP_ASSERT(n == 0); /* later parts of a message are always there */
-            return 0;
-        }
-        more = zmq_msg_more(&msg);
-        if (n == cap && !overflow) {
-            if (cap >= (size_t)PMP_MAX_FRAMES + 2) {
-                overflow = 1;
-            } else {
-                zmq_msg_t *bigger = malloc(cap * 2 * sizeof *bigger);
-                PMP_ASSERT(bigger != NULL);
-                for (size_t i = 0; i < n; i++) {
-                    zmq_msg_init(&bigger[i]);
-                    zmq_msg_move(&bigger[i], &parts[i]);
-                }
-                if (parts != stack)
-                    free(parts);
-                parts = bigger;
-                cap *= 2;
-            }
-        }
-        if (overflow) {
-            zmq_msg_close(&msg);
-            continue;
-        }
-        zmq_msg_init(&parts[n]);
-        zmq_msg_move(&parts[n], &msg);
-        zmq_msg_close(&msg);
-        n++;
+    pmp_multipart_t in;
+    pmp_multipart_init(&in);
+    if (pmp_multipart_recv(&in, pmp_endpoint_socket(self->endpoint), ZMQ_DONTWAIT,
+                           (size_t)PMP_MAX_FRAMES + 2) < 0) {
+        PMP_ASSERT(errno != ENOMEM); /* fatal rather than a lost completion */
+        return 0;
     }
+    zmq_msg_t *parts = in.parts;
+    size_t n = in.n;
 
-    if (overflow) {
+    if (in.dropped) {
         pmp_log(PMP_LOG_WARNING, "frontend: dropped a message of more than %d frames",
                 PMP_MAX_FRAMES + 2);
     } else if (n < 2) {
@@ -245,9 +217,6 @@ int pmp_executor_io_recv_router(pmp_executor_t *self)
             at += 1 + hdr.nframes;
         }
     }
-    for (size_t i = 0; i < n; i++)
-        zmq_msg_close(&parts[i]);
-    if (parts != stack)
-        free(parts);
+    pmp_multipart_clear(&in);
     return 1;
 }

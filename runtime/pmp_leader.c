@@ -63,6 +63,7 @@
 
 #include "pmp_credentials.h"
 #include "pmp_link.h"
+#include "pmp_multipart.h"
 
 #define S_IDLE_POLL_MS 1000
 #define S_BUSY_POLL_MS 10
@@ -85,10 +86,10 @@ struct pmp_leader {
     int frontend_gone;
     int greeted; /* HELLO was sent: say GOODBYE at the end */
     /* The last ZeroMQ message received, a batch of protocol messages of
-     * which parts [held_at, held_n) are not handed out yet; NULL when none
+     * which parts [held_at, held.n) are not handed out yet; empty when none
      * is left. */
-    zmq_msg_t *held;
-    size_t held_n, held_at;
+    pmp_multipart_t held;
+    size_t held_at;
 };
 
 static long s_now_ms(void)
@@ -304,6 +305,7 @@ pmp_leader_t *pmp_leader_new(const char *endpoint, pid_t frontend_pid, const cha
         pmp_error_set(err, "out of memory");
         return NULL;
     }
+    pmp_multipart_init(&self->held);
     int local = s_is_this_host(frontend_host);
     self->frontend_pid = local ? frontend_pid : 0;
     if (strncmp(endpoint, "ipc://", 6) == 0) {
@@ -430,8 +432,6 @@ int pmp_leader_send_hello(pmp_leader_t *self, const pmp_hello_t *hello,
     return 0;
 }
 
-static void s_close_parts(zmq_msg_t *parts, size_t n);
-
 void pmp_leader_destroy(pmp_leader_t **self_p)
 {
     if (!self_p || !*self_p)
@@ -451,10 +451,7 @@ void pmp_leader_destroy(pmp_leader_t **self_p)
         zmq_setsockopt(self->sock, ZMQ_LINGER, &linger, sizeof linger);
         s_send_simple(self, PMP_MSG_GOODBYE, NULL, 0);
     }
-    if (self->held) {
-        s_close_parts(self->held, self->held_n);
-        free(self->held);
-    }
+    pmp_multipart_clear(&self->held);
     if (self->monitor)
         zmq_close(self->monitor);
     zmq_close(self->sock);
@@ -490,62 +487,6 @@ static pmp_rtmsg_t *s_shutdown_msg(void)
     PMP_ASSERT(msg != NULL);
     msg->type = PMP_MSG_SHUTDOWN;
     return msg;
-}
-
-static void s_close_parts(zmq_msg_t *parts, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        zmq_msg_close(&parts[i]);
-}
-
-/* Receives the rest of a multipart message after parts[0].  Returns the
- * number of parts (>= 1), with *parts_p possibly reallocated; more than
- * PMP_MAX_FRAMES + 1 parts are received and dropped (returns 0). */
-static size_t s_recv_rest(pmp_leader_t *self, zmq_msg_t **parts_p, size_t *cap_p)
-{
-    size_t n = 1;
-    int dropping = 0;
-    zmq_msg_t *parts = *parts_p;
-    for (;;) {
-        int more = 0;
-        size_t len = sizeof more;
-        zmq_getsockopt(self->sock, ZMQ_RCVMORE, &more, &len);
-        if (!more)
-            break;
-        if (n == *cap_p && !dropping) {
-            if (*cap_p >= (size_t)PMP_MAX_FRAMES + 1) {
-                dropping = 1;
-            } else {
-                size_t cap = *cap_p * 2;
-                zmq_msg_t *grown = malloc(cap * sizeof *grown);
-                PMP_ASSERT(grown != NULL);
-                for (size_t i = 0; i < n; i++) {
-                    zmq_msg_init(&grown[i]);
-                    zmq_msg_move(&grown[i], &parts[i]);
-                    zmq_msg_close(&parts[i]);
-                }
-                free(parts);
-                parts = grown;
-                *cap_p = cap;
-                *parts_p = parts;
-            }
-        }
-        zmq_msg_t scratch;
-        zmq_msg_t *dst = dropping ? &scratch : &parts[n];
-        zmq_msg_init(dst);
-        while (zmq_msg_recv(dst, self->sock, 0) < 0) {
-            PMP_ASSERT(errno == EINTR);
-        }
-        if (dropping)
-            zmq_msg_close(dst);
-        else
-            n++;
-    }
-    if (dropping) {
-        s_close_parts(parts, n);
-        return 0;
-    }
-    return n;
 }
 
 /* The message of a checked header, its frames moved out of frames[0 ..
@@ -586,9 +527,9 @@ static pmp_rtmsg_t *s_message(zmq_msg_t *parts, size_t n)
  * malformed header drops the rest of the batch. */
 static pmp_rtmsg_t *s_take_held(pmp_leader_t *self)
 {
-    if (self->held && self->held_at < self->held_n) {
-        zmq_msg_t *part = &self->held[self->held_at];
-        size_t left = self->held_n - self->held_at;
+    if (self->held_at < self->held.n) {
+        zmq_msg_t *part = &self->held.parts[self->held_at];
+        size_t left = self->held.n - self->held_at;
         pmp_header_t hdr;
         pmp_error_t err;
         if (pmp_header_next(zmq_msg_data(part), zmq_msg_size(part), left, 0, &hdr, &err) == 0) {
@@ -598,11 +539,8 @@ static pmp_rtmsg_t *s_take_held(pmp_leader_t *self)
         pmp_log(PMP_LOG_WARNING, "dropped a malformed message from the frontend%s: %s",
                 self->held_at > 0 ? " (and the rest of its batch)" : "", err.text);
     }
-    if (self->held) {
-        s_close_parts(self->held, self->held_n);
-        free(self->held);
-        self->held = NULL;
-    }
+    pmp_multipart_clear(&self->held);
+    self->held_at = 0;
     return NULL;
 }
 
@@ -678,25 +616,17 @@ pmp_rtmsg_t *pmp_leader_recv(pmp_leader_t *self, pmp_python_t *py)
             }
         }
         polled = 1;
-        size_t cap = 8;
-        zmq_msg_t *parts = malloc(cap * sizeof *parts);
-        PMP_ASSERT(parts != NULL);
-        zmq_msg_init(&parts[0]);
-        if (zmq_msg_recv(&parts[0], self->sock, ZMQ_DONTWAIT) < 0) {
-            zmq_msg_close(&parts[0]);
-            free(parts);
+        if (pmp_multipart_recv(&self->held, self->sock, ZMQ_DONTWAIT, (size_t)PMP_MAX_FRAMES + 1) <
+            0) {
+            PMP_ASSERT(errno != ENOMEM);
             continue;
         }
-        size_t n = s_recv_rest(self, &parts, &cap);
-        if (n == 0) {
+        if (self->held.dropped) {
             pmp_log(PMP_LOG_WARNING, "dropped a message with more than %d frames",
                     PMP_MAX_FRAMES + 1);
-            free(parts);
+            pmp_multipart_clear(&self->held);
             continue;
         }
-        self->held = parts;
-        self->held_n = n;
-        self->held_at = 0;
         pmp_rtmsg_t *msg = s_take_held(self);
         if (msg)
             return msg;
