@@ -6,7 +6,6 @@ so what is tested is that exactly the busy ranks receive the signal."""
 import os
 import time
 
-
 from pympipool import Executor, PoolExecutor
 
 
