@@ -4,11 +4,13 @@
  * pickling, validation, the dispatcher thread) lives in Python, in
  * pylib/pympipool/; this file only moves bytes and maps errors.
  *
- * This file holds the module itself and the Executor type; _channel.c adds
- * Channel, and _pmp_py.c what both share (errno -> exception, zero-copy
- * holds, the Frame type).  The heap types are created by multi-phase module
- * initialisation and kept in the module state (no static PyObject globals,
- * as in CPython's Modules/_queuemodule.c):
+ * This file holds the Executor type (its wait() and wait_batch() are in
+ * _core_wait.c, what the two share in _core_executor.h); _core_module.c is
+ * the module; _channel.c adds Channel, and _pmp_py.c what both types share
+ * (errno -> exception, zero-copy holds, the Frame type).  The heap types
+ * are created by multi-phase module initialisation and kept in the module
+ * state (no static PyObject globals, as in CPython's
+ * Modules/_queuemodule.c):
  *
  *   Executor  owns one pmp_executor_t.  submit() (tasks, init) and
  *             broadcast() (DEFINE / FORGET of a function kept by key) hand
@@ -59,44 +61,26 @@
 #include "pmp_executor.h"
 #include "pmp_link.h"
 #include "_channel.h"
+#include "_core_executor.h"
 #include "_pmp_py.h"
 
 #if PY_VERSION_HEX < 0x03090000
 #error "pympipool._core needs Python 3.9 or later (heap types with the buffer protocol)"
 #endif
 
-/* Longest time wait() stays in C without checking for signals. */
-#define S_WAIT_SLICE_MS 100
 #define S_DEFAULT_GRACE_MS PMP_DESTROY_GRACE_MS
-
-enum { S_LIVE = 0, S_DESTROYING = 1, S_DESTROYED = 2 };
-
-typedef struct {
-    PyObject ob_base;
-    pmp_executor_t *exe;
-    int state;   /* S_LIVE, S_DESTROYING, S_DESTROYED; changed with the GIL */
-    int busy;    /* calls inside the frontend with the GIL released */
-    pid_t owner; /* the process that created it (for `forked` once exe is gone) */
-    pmp_py_release_t released;
-    PyObject *weakreflist;
-} s_executor_object;
-
-static pmp_py_state_t *s_get_state(PyObject *module)
-{
-    return (pmp_py_state_t *)PyModule_GetState(module);
-}
 
 /* ---- errors and holds ------------------------------------------------------ */
 
-static pmp_py_state_t *s_state(const s_executor_object *self)
+pmp_py_state_t *pmp_py_executor_state(const pmp_py_executor_t *self)
 {
     return pmp_py_state_of((PyObject *)self);
 }
 
 /* DestroyedError (a ValueError): the executor was destroyed. */
-static PyObject *s_raise_destroyed(const s_executor_object *self)
+static PyObject *s_raise_destroyed(const pmp_py_executor_t *self)
 {
-    pmp_py_state_t *st = s_state(self);
+    pmp_py_state_t *st = pmp_py_executor_state(self);
     PyErr_SetString(st->destroyed_error != NULL ? st->destroyed_error : PyExc_ValueError,
                     "executor is destroyed");
     return NULL;
@@ -104,26 +88,26 @@ static PyObject *s_raise_destroyed(const s_executor_object *self)
 
 /* Whether this process is a forked child of the executor's creator: one
  * integer compare while the frontend object exists. */
-static int s_forked(const s_executor_object *self)
+static int s_forked(const pmp_py_executor_t *self)
 {
     if (self->exe != NULL)
         return pmp_executor_forked(self->exe);
     return self->owner != 0 && getpid() != self->owner;
 }
 
-static PyObject *s_raise_forked(const s_executor_object *self)
+static PyObject *s_raise_forked(const pmp_py_executor_t *self)
 {
     char text[200];
     snprintf(text, sizeof text,
              "this executor belongs to process %ld; it cannot be used in a forked child (pid %ld)",
              (long)self->owner, (long)getpid());
-    return pmp_py_raise(s_state(self), PMP_EFORKED, text);
+    return pmp_py_raise(pmp_py_executor_state(self), PMP_EFORKED, text);
 }
 
 /* Releases every buffer the frontend has given back.  Needs the GIL.  Not
  * in a forked child: the list's lock may have been held by one of the
  * parent's threads, and the child's frontend releases nothing anyway. */
-static void s_drain(s_executor_object *self)
+void pmp_py_executor_drain(pmp_py_executor_t *self)
 {
     if (!s_forked(self))
         pmp_py_release_drain(&self->released);
@@ -274,7 +258,7 @@ static PyObject *s_executor_new(PyTypeObject *type, PyObject *args, PyObject *kw
     cfg.launcher_args = lists[1];
     cfg.hosts = lists[2];
 
-    s_executor_object *self = (s_executor_object *)type->tp_alloc(type, 0);
+    pmp_py_executor_t *self = (pmp_py_executor_t *)type->tp_alloc(type, 0);
     if (self == NULL) {
         for (int l = 0; l < 3; l++) {
             PyMem_Free(lists[l]);
@@ -314,7 +298,7 @@ static PyObject *s_executor_new(PyTypeObject *type, PyObject *args, PyObject *kw
 
 /* Frees the frontend object.  Waits (GIL released) for calls still inside
  * the frontend and for a destroy running on another thread.  Idempotent. */
-static void s_executor_destroy_now(s_executor_object *self, int grace_ms)
+static void s_executor_destroy_now(pmp_py_executor_t *self, int grace_ms)
 {
     if (s_forked(self)) {                    /* the parent's: nothing to wait for or stop */
         pmp_executor_destroy(&self->exe, 0); /* returns at once, leaks */
@@ -335,12 +319,12 @@ static void s_executor_destroy_now(s_executor_object *self, int grace_ms)
         while (self->state == S_DESTROYING)
             pmp_py_sleep_without_gil();
     }
-    s_drain(self);
+    pmp_py_executor_drain(self);
 }
 
 static void s_executor_dealloc(PyObject *op)
 {
-    s_executor_object *self = (s_executor_object *)op;
+    pmp_py_executor_t *self = (pmp_py_executor_t *)op;
     PyTypeObject *tp = Py_TYPE(op);
     if (self->weakreflist != NULL)
         PyObject_ClearWeakRefs(op);
@@ -354,7 +338,7 @@ static void s_executor_dealloc(PyObject *op)
 
 /* ---- Executor: methods --------------------------------------------------- */
 
-static int s_check_live(s_executor_object *self)
+int pmp_py_executor_check_live(pmp_py_executor_t *self)
 {
     if (s_forked(self)) {
         s_raise_forked(self);
@@ -369,7 +353,7 @@ static int s_check_live(s_executor_object *self)
 
 /* For the read-only attributes, which stay readable in a forked child
  * (they take no lock). */
-static int s_check_exists(s_executor_object *self)
+static int s_check_exists(pmp_py_executor_t *self)
 {
     if (self->exe == NULL || (self->state != S_LIVE && !s_forked(self))) {
         s_raise_destroyed(self);
@@ -380,7 +364,7 @@ static int s_check_exists(s_executor_object *self)
 
 static PyObject *s_executor_get_endpoint(PyObject *op, void *closure)
 {
-    s_executor_object *self = (s_executor_object *)op;
+    pmp_py_executor_t *self = (pmp_py_executor_t *)op;
     if (s_check_exists(self) < 0)
         return NULL;
     return PyUnicode_FromString(pmp_executor_endpoint(self->exe));
@@ -388,7 +372,7 @@ static PyObject *s_executor_get_endpoint(PyObject *op, void *closure)
 
 static PyObject *s_executor_get_command(PyObject *op, void *closure)
 {
-    s_executor_object *self = (s_executor_object *)op;
+    pmp_py_executor_t *self = (pmp_py_executor_t *)op;
     if (s_check_exists(self) < 0)
         return NULL;
     const char *const *argv = pmp_executor_command(self->exe);
@@ -409,7 +393,7 @@ static PyObject *s_executor_get_command(PyObject *op, void *closure)
 
 static PyObject *s_executor_get_pid(PyObject *op, void *closure)
 {
-    s_executor_object *self = (s_executor_object *)op;
+    pmp_py_executor_t *self = (pmp_py_executor_t *)op;
     if (s_check_exists(self) < 0)
         return NULL;
     pid_t pid = pmp_executor_pid(self->exe);
@@ -420,21 +404,21 @@ static PyObject *s_executor_get_pid(PyObject *op, void *closure)
 
 static PyObject *s_executor_get_restarts(PyObject *op, void *closure)
 {
-    s_executor_object *self = (s_executor_object *)op;
-    if (s_check_live(self) < 0)
+    pmp_py_executor_t *self = (pmp_py_executor_t *)op;
+    if (pmp_py_executor_check_live(self) < 0)
         return NULL;
     return PyLong_FromLong((long)pmp_executor_restarts(self->exe));
 }
 
 static PyObject *s_executor_get_destroyed(PyObject *op, void *closure)
 {
-    s_executor_object *self = (s_executor_object *)op;
+    pmp_py_executor_t *self = (pmp_py_executor_t *)op;
     return PyBool_FromLong(self->state != S_LIVE);
 }
 
 static PyObject *s_executor_get_forked(PyObject *op, void *closure)
 {
-    return PyBool_FromLong(s_forked((s_executor_object *)op));
+    return PyBool_FromLong(s_forked((pmp_py_executor_t *)op));
 }
 
 /* What submit() and broadcast() share once their arguments are checked:
@@ -443,7 +427,7 @@ static PyObject *s_executor_get_forked(PyObject *op, void *closure)
  * pmp_executor_submit() (id is the task id).  The frontend owns the
  * zero-copy buffers only when the call succeeded; otherwise they are
  * released here.  Returns None, or NULL with an exception. */
-static PyObject *s_executor_send(s_executor_object *self, int broadcast, int type, uint64_t id,
+static PyObject *s_executor_send(pmp_py_executor_t *self, int broadcast, int type, uint64_t id,
                                  uint32_t flags, PyObject *payload, PyObject *buffers_obj,
                                  unsigned int ncalls)
 {
@@ -457,7 +441,7 @@ static PyObject *s_executor_send(s_executor_object *self, int broadcast, int typ
                      : pmp_executor_submit_calls(self->exe, id, type, flags, msg.bufs,
                                                  (size_t)msg.n, ncalls, &err);
         if (rc < 0) {
-            pmp_py_raise(s_state(self), errno, err.text);
+            pmp_py_raise(pmp_py_executor_state(self), errno, err.text);
         } else {
             pmp_py_message_handed_over(&msg);
             Py_INCREF(Py_None);
@@ -476,7 +460,7 @@ PyDoc_STRVAR(s_submit_doc, "submit($self, task_id, type, flags, payload, buffers
 static PyObject *s_executor_submit(PyObject *op, PyObject *args, PyObject *kwargs)
 {
     static char *kwlist[] = {"task_id", "type", "flags", "payload", "buffers", "ncalls", NULL};
-    s_executor_object *self = (s_executor_object *)op;
+    pmp_py_executor_t *self = (pmp_py_executor_t *)op;
     unsigned long long task_id;
     int type;
     unsigned int flags, ncalls = 1;
@@ -484,9 +468,9 @@ static PyObject *s_executor_submit(PyObject *op, PyObject *args, PyObject *kwarg
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "KiIOO|I:submit", kwlist, &task_id, &type,
                                      &flags, &payload, &buffers_obj, &ncalls))
         return NULL;
-    if (s_check_live(self) < 0)
+    if (pmp_py_executor_check_live(self) < 0)
         return NULL;
-    s_drain(self);
+    pmp_py_executor_drain(self);
     if (payload == Py_None) {
         PyErr_SetString(PyExc_TypeError, "submit() needs a payload");
         return NULL;
@@ -507,7 +491,7 @@ PyDoc_STRVAR(
 static PyObject *s_executor_broadcast(PyObject *op, PyObject *args, PyObject *kwargs)
 {
     static char *kwlist[] = {"type", "key", "payload", "buffers", NULL};
-    s_executor_object *self = (s_executor_object *)op;
+    pmp_py_executor_t *self = (pmp_py_executor_t *)op;
     int type;
     PyObject *key_obj, *payload = Py_None, *buffers_obj = NULL;
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "iO|OO:broadcast", kwlist, &type, &key_obj,
@@ -517,36 +501,37 @@ static PyObject *s_executor_broadcast(PyObject *op, PyObject *args, PyObject *kw
     unsigned long long key = PyLong_AsUnsignedLongLong(key_obj);
     if (key == (unsigned long long)-1 && PyErr_Occurred())
         return NULL;
-    if (s_check_live(self) < 0)
+    if (pmp_py_executor_check_live(self) < 0)
         return NULL;
-    s_drain(self);
+    pmp_py_executor_drain(self);
     return s_executor_send(self, 1, type, (uint64_t)key, 0, payload == Py_None ? NULL : payload,
                            buffers_obj, 1);
 }
 
 static PyObject *s_executor_cancel(PyObject *op, PyObject *arg)
 {
-    s_executor_object *self = (s_executor_object *)op;
+    pmp_py_executor_t *self = (pmp_py_executor_t *)op;
     unsigned long long task_id = PyLong_AsUnsignedLongLong(arg);
     if (task_id == (unsigned long long)-1 && PyErr_Occurred())
         return NULL;
-    if (s_check_live(self) < 0)
+    if (pmp_py_executor_check_live(self) < 0)
         return NULL;
     int removed = pmp_executor_cancel(self->exe, (uint64_t)task_id);
     if (removed < 0)
-        return pmp_py_raise(s_state(self), errno, NULL);
+        return pmp_py_raise(pmp_py_executor_state(self), errno, NULL);
     return PyBool_FromLong(removed);
 }
 
 static PyObject *s_executor_cancel_all(PyObject *op, PyObject *unused)
 {
-    s_executor_object *self = (s_executor_object *)op;
-    if (s_check_live(self) < 0)
+    pmp_py_executor_t *self = (pmp_py_executor_t *)op;
+    if (pmp_py_executor_check_live(self) < 0)
         return NULL;
     uint64_t *ids = NULL;
     size_t n = 0;
     if (pmp_executor_cancel_all(self->exe, &ids, &n) < 0)
-        return pmp_py_raise(s_state(self), errno, "cannot cancel the queued tasks: out of memory");
+        return pmp_py_raise(pmp_py_executor_state(self), errno,
+                            "cannot cancel the queued tasks: out of memory");
     PyObject *list = PyList_New((Py_ssize_t)n);
     for (size_t i = 0; list != NULL && i < n; i++) {
         PyObject *id = PyLong_FromUnsignedLongLong(ids[i]);
@@ -562,19 +547,19 @@ static PyObject *s_executor_cancel_all(PyObject *op, PyObject *unused)
 
 static PyObject *s_executor_pending(PyObject *op, PyObject *unused)
 {
-    s_executor_object *self = (s_executor_object *)op;
-    if (s_check_live(self) < 0)
+    pmp_py_executor_t *self = (pmp_py_executor_t *)op;
+    if (pmp_py_executor_check_live(self) < 0)
         return NULL;
     return PyLong_FromSize_t(pmp_executor_pending(self->exe));
 }
 
 static PyObject *s_executor_close(PyObject *op, PyObject *unused)
 {
-    s_executor_object *self = (s_executor_object *)op;
-    if (s_check_live(self) < 0)
+    pmp_py_executor_t *self = (pmp_py_executor_t *)op;
+    if (pmp_py_executor_check_live(self) < 0)
         return NULL;
     if (pmp_executor_close(self->exe) < 0)
-        return pmp_py_raise(s_state(self), errno, NULL);
+        return pmp_py_raise(pmp_py_executor_state(self), errno, NULL);
     Py_RETURN_NONE;
 }
 
@@ -587,8 +572,8 @@ PyDoc_STRVAR(s_interrupt_doc,
 
 static PyObject *s_executor_interrupt(PyObject *op, PyObject *unused)
 {
-    s_executor_object *self = (s_executor_object *)op;
-    if (s_check_live(self) < 0)
+    pmp_py_executor_t *self = (pmp_py_executor_t *)op;
+    if (pmp_py_executor_check_live(self) < 0)
         return NULL;
     int n, errnum;
     /* The I/O thread sends the signals; wait for it without the GIL. */
@@ -599,163 +584,18 @@ static PyObject *s_executor_interrupt(PyObject *op, PyObject *unused)
     PyEval_RestoreThread(ts);
     self->busy--;
     if (n < 0)
-        return pmp_py_raise(s_state(self), errnum, NULL);
+        return pmp_py_raise(pmp_py_executor_state(self), errnum, NULL);
     return PyLong_FromLong(n);
-}
-
-/* Turns a completion into (kind, task_id, flags, frames, text, status);
- * consumes c. */
-static PyObject *s_completion_tuple(s_executor_object *self, pmp_completion_t *c)
-{
-    pmp_py_state_t *st = (pmp_py_state_t *)PyType_GetModuleState(Py_TYPE(self));
-    PyObject *frames = NULL, *text = NULL, *result = NULL;
-    if (st == NULL)
-        goto done;
-    size_t n = pmp_completion_nframes(c);
-    frames = PyList_New((Py_ssize_t)n);
-    if (frames == NULL)
-        goto done;
-    for (size_t i = 0; i < n; i++) {
-        PyObject *f = pmp_py_frame_new(st->frame_type, pmp_completion_take_frame(c, i));
-        if (f == NULL)
-            goto done;
-        PyList_SET_ITEM(frames, (Py_ssize_t)i, f);
-    }
-    const char *t = pmp_completion_text(c);
-    text =
-        PyUnicode_DecodeUTF8(t != NULL ? t : "", t != NULL ? (Py_ssize_t)strlen(t) : 0, "replace");
-    if (text == NULL)
-        goto done;
-    result = Py_BuildValue(
-        "(iKIOOi)", pmp_completion_kind(c), (unsigned long long)pmp_completion_task_id(c),
-        (unsigned int)pmp_completion_flags(c), frames, text, pmp_completion_status(c));
-done:
-    Py_XDECREF(frames);
-    Py_XDECREF(text);
-    pmp_completion_destroy(&c);
-    return result;
-}
-
-static double s_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-PyDoc_STRVAR(s_wait_doc, "wait($self, timeout=None)\n--\n\n"
-                         "Wait for the next completion: None after timeout seconds, otherwise\n"
-                         "(kind, task_id, flags, frames, text, status).  timeout None waits\n"
-                         "forever.  The GIL is released while waiting; signals are checked at\n"
-                         "least every 100 ms.  Raises RuntimeError once the CLOSED completion has\n"
-                         "been returned.");
-
-/* At most this many completions are taken per wait_batch(). */
-#define S_WAIT_BATCH 64
-
-/* The completions of one batch as a list of tuples; every completion is
- * consumed, whatever happens. */
-static PyObject *s_completion_list(s_executor_object *self, pmp_completion_t **batch, size_t n)
-{
-    PyObject *list = PyList_New((Py_ssize_t)n);
-    for (size_t i = 0; i < n; i++) {
-        PyObject *t = list != NULL ? s_completion_tuple(self, batch[i]) : NULL;
-        if (t == NULL) {
-            if (list == NULL)
-                pmp_completion_destroy(&batch[i]);
-            Py_CLEAR(list);
-            continue;
-        }
-        PyList_SET_ITEM(list, (Py_ssize_t)i, t);
-    }
-    return list;
-}
-
-/* wait() (batch 0: one tuple or None) and wait_batch() (a list, empty
- * after the timeout): blocks in slices with the GIL released, so that
- * signals are handled; after the first completion takes, still without
- * the GIL, those already queued (at most S_WAIT_BATCH). */
-static PyObject *s_wait(PyObject *op, PyObject *args, PyObject *kwargs, int batch)
-{
-    static char *kwlist[] = {"timeout", NULL};
-    s_executor_object *self = (s_executor_object *)op;
-    PyObject *timeout_obj = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, batch ? "|O:wait_batch" : "|O:wait", kwlist,
-                                     &timeout_obj))
-        return NULL;
-    double deadline = 0.0;
-    int forever = timeout_obj == Py_None;
-    if (!forever) {
-        double timeout = PyFloat_AsDouble(timeout_obj);
-        if (timeout == -1.0 && PyErr_Occurred())
-            return NULL;
-        if (!(timeout >= 0.0)) {
-            PyErr_SetString(pmp_py_invalid_argument(s_state(self)),
-                            "timeout must be a non-negative number or None");
-            return NULL;
-        }
-        deadline = s_now() + timeout;
-    }
-    size_t limit = batch ? S_WAIT_BATCH : 1;
-    for (;;) {
-        s_drain(self);
-        if (s_check_live(self) < 0)
-            return NULL;
-        int slice = S_WAIT_SLICE_MS;
-        if (!forever) {
-            double left = deadline - s_now();
-            if (left <= 0.0)
-                slice = 0;
-            else if (left * 1000.0 < slice)
-                slice = (int)(left * 1000.0) + 1;
-        }
-        pmp_completion_t *got[S_WAIT_BATCH];
-        size_t n = 0;
-        int errnum;
-        self->busy++;
-        PyThreadState *ts = PyEval_SaveThread();
-        got[0] = pmp_executor_wait(self->exe, slice);
-        errnum = errno;
-        if (got[0] != NULL)
-            for (n = 1; n < limit && (got[n] = pmp_executor_wait(self->exe, 0)) != NULL; n++)
-                ;
-        PyEval_RestoreThread(ts);
-        self->busy--;
-        if (n > 0) {
-            /* The frontend released these tasks' buffers before it queued the
-             * completions: let them go before the caller sees the results. */
-            s_drain(self);
-            return batch ? s_completion_list(self, got, n) : s_completion_tuple(self, got[0]);
-        }
-        if (errnum != EAGAIN && errnum != ETIMEDOUT && errnum != EINTR) {
-            if (errnum == ESHUTDOWN)
-                return pmp_py_raise(s_state(self), ESHUTDOWN,
-                                    "the executor is closed: no completion follows");
-            return pmp_py_raise(s_state(self), errnum, NULL);
-        }
-        if (PyErr_CheckSignals() < 0)
-            return NULL;
-        if (!forever && (slice == 0 || s_now() >= deadline)) {
-            if (batch)
-                return PyList_New(0);
-            Py_RETURN_NONE;
-        }
-    }
 }
 
 static PyObject *s_executor_wait(PyObject *op, PyObject *args, PyObject *kwargs)
 {
-    return s_wait(op, args, kwargs, 0);
+    return pmp_py_executor_wait(op, args, kwargs, 0);
 }
-
-PyDoc_STRVAR(s_wait_batch_doc,
-             "wait_batch($self, timeout=None)\n--\n\n"
-             "As wait(), but returns a list: the next completion and those queued\n"
-             "behind it (at most 64), or [] after timeout seconds.");
 
 static PyObject *s_executor_wait_batch(PyObject *op, PyObject *args, PyObject *kwargs)
 {
-    return s_wait(op, args, kwargs, 1);
+    return pmp_py_executor_wait(op, args, kwargs, 1);
 }
 
 PyDoc_STRVAR(s_destroy_doc,
@@ -767,12 +607,13 @@ PyDoc_STRVAR(s_destroy_doc,
 static PyObject *s_executor_destroy(PyObject *op, PyObject *args, PyObject *kwargs)
 {
     static char *kwlist[] = {"grace_ms", NULL};
-    s_executor_object *self = (s_executor_object *)op;
+    pmp_py_executor_t *self = (pmp_py_executor_t *)op;
     int grace_ms = S_DEFAULT_GRACE_MS;
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|i:destroy", kwlist, &grace_ms))
         return NULL;
     if (grace_ms < 0) {
-        PyErr_SetString(pmp_py_invalid_argument(s_state(self)), "grace_ms must be >= 0");
+        PyErr_SetString(pmp_py_invalid_argument(pmp_py_executor_state(self)),
+                        "grace_ms must be >= 0");
         return NULL;
     }
     s_executor_destroy_now(self, grace_ms);
@@ -794,9 +635,9 @@ static PyMethodDef s_executor_methods[] = {
      "close(): no more submits; queued tasks still run, then CLOSED completes."},
     {"interrupt", s_executor_interrupt, METH_NOARGS, s_interrupt_doc},
     {"wait", (PyCFunction)(void (*)(void))s_executor_wait, METH_VARARGS | METH_KEYWORDS,
-     s_wait_doc},
+     pmp_py_wait_doc},
     {"wait_batch", (PyCFunction)(void (*)(void))s_executor_wait_batch, METH_VARARGS | METH_KEYWORDS,
-     s_wait_batch_doc},
+     pmp_py_wait_batch_doc},
     {"destroy", (PyCFunction)(void (*)(void))s_executor_destroy, METH_VARARGS | METH_KEYWORDS,
      s_destroy_doc},
     {NULL, NULL, 0, NULL},
@@ -817,7 +658,7 @@ static PyGetSetDef s_executor_getset[] = {
 };
 
 static PyMemberDef s_executor_members[] = {
-    {"__weaklistoffset__", T_PYSSIZET, offsetof(s_executor_object, weakreflist), READONLY, NULL},
+    {"__weaklistoffset__", T_PYSSIZET, offsetof(pmp_py_executor_t, weakreflist), READONLY, NULL},
     {NULL, 0, 0, 0, NULL},
 };
 
@@ -838,9 +679,9 @@ static PyType_Slot s_executor_slots[] = {
     {0, NULL},
 };
 
-static PyType_Spec s_executor_spec = {
+PyType_Spec pmp_py_executor_spec = {
     .name = "pympipool._core.Executor",
-    .basicsize = sizeof(s_executor_object),
+    .basicsize = sizeof(pmp_py_executor_t),
     .flags = Py_TPFLAGS_DEFAULT
 #ifdef Py_TPFLAGS_IMMUTABLETYPE
              | Py_TPFLAGS_IMMUTABLETYPE
@@ -848,129 +689,3 @@ static PyType_Spec s_executor_spec = {
     ,
     .slots = s_executor_slots,
 };
-
-/* ---- module -------------------------------------------------------------- */
-
-static int s_add_int(PyObject *module, const char *name, long value)
-{
-    return PyModule_AddIntConstant(module, name, value);
-}
-
-static int s_module_exec(PyObject *module)
-{
-    pmp_py_state_t *st = s_get_state(module);
-    st->frame_type = pmp_py_frame_type_new(module);
-    if (st->frame_type == NULL)
-        return -1;
-    if (PyModule_AddType(module, st->frame_type) < 0)
-        return -1;
-    st->executor_type = (PyTypeObject *)PyType_FromModuleAndSpec(module, &s_executor_spec, NULL);
-    if (st->executor_type == NULL)
-        return -1;
-    if (PyModule_AddType(module, st->executor_type) < 0)
-        return -1;
-    st->invalid_argument_error = PyErr_NewExceptionWithDoc(
-        "pympipool._core.InvalidArgumentError", "An argument the frontend refuses (a ValueError).",
-        PyExc_ValueError, NULL);
-    if (st->invalid_argument_error == NULL ||
-        PyModule_AddObjectRef(module, "InvalidArgumentError", st->invalid_argument_error) < 0)
-        return -1;
-    st->destroyed_error = PyErr_NewExceptionWithDoc(
-        "pympipool._core.DestroyedError",
-        "The executor was destroyed: nothing can be done with it any more (a ValueError).",
-        PyExc_ValueError, NULL);
-    if (st->destroyed_error == NULL ||
-        PyModule_AddObjectRef(module, "DestroyedError", st->destroyed_error) < 0)
-        return -1;
-    if (pmp_py_channel_add_types(module) < 0)
-        return -1;
-    if (pmp_shm_py_add(module) < 0)
-        return -1;
-    if (pmp_wire_py_add(module) < 0)
-        return -1;
-    if (s_add_int(module, "DONE_RESULT", PMP_DONE_RESULT) < 0 ||
-        s_add_int(module, "DONE_ERROR", PMP_DONE_ERROR) < 0 ||
-        s_add_int(module, "DONE_BROKEN", PMP_DONE_BROKEN) < 0 ||
-        s_add_int(module, "EVENT_HELLO", PMP_EVENT_HELLO) < 0 ||
-        s_add_int(module, "EVENT_EXIT", PMP_EVENT_EXIT) < 0 ||
-        s_add_int(module, "EVENT_CLOSED", PMP_EVENT_CLOSED) < 0 ||
-        s_add_int(module, "EVENT_RESTART", PMP_EVENT_RESTART) < 0 ||
-        s_add_int(module, "DONE_LOST", PMP_DONE_LOST) < 0 ||
-        s_add_int(module, "DONE_TIMEOUT", PMP_DONE_TIMEOUT) < 0 ||
-        s_add_int(module, "LINK_VERSION", PMP_LINK_VERSION) < 0 ||
-        s_add_int(module, "LINK_MORE_BIT", PMP_LINK_MORE_BIT) < 0 ||
-        PyModule_AddStringConstant(module, "LINK_MAGIC", PMP_LINK_MAGIC) < 0 ||
-        s_add_int(module, "ZERO_COPY_THRESHOLD", PMP_PY_ZERO_COPY_THRESHOLD) < 0 ||
-        s_add_int(module, "DESTROY_GRACE_MS", PMP_DESTROY_GRACE_MS) < 0)
-        return -1;
-    return 0;
-}
-
-static int s_module_traverse(PyObject *module, visitproc visit, void *arg)
-{
-    pmp_py_state_t *st = s_get_state(module);
-    Py_VISIT(st->executor_type);
-    Py_VISIT(st->frame_type);
-    Py_VISIT(st->invalid_argument_error);
-    Py_VISIT(st->destroyed_error);
-    return 0;
-}
-
-static int s_module_clear(PyObject *module)
-{
-    pmp_py_state_t *st = s_get_state(module);
-    Py_CLEAR(st->executor_type);
-    Py_CLEAR(st->frame_type);
-    Py_CLEAR(st->invalid_argument_error);
-    Py_CLEAR(st->destroyed_error);
-    return 0;
-}
-
-static void s_module_free(void *module)
-{
-    (void)s_module_clear((PyObject *)module);
-}
-
-PyDoc_STRVAR(s_name_thread_doc, "name_thread(name)\n--\n\n"
-                                "Name the calling OS thread (at most 15 bytes are kept), as\n"
-                                "top, perf and gdb show it.");
-
-static PyObject *s_name_thread(PyObject *module, PyObject *arg)
-{
-    const char *name = PyUnicode_AsUTF8(arg);
-    if (name == NULL)
-        return NULL;
-    char buf[16];
-    snprintf(buf, sizeof buf, "%s", name);
-    prctl(PR_SET_NAME, buf, 0, 0, 0);
-    Py_RETURN_NONE;
-}
-
-static PyMethodDef s_module_methods[] = {
-    {"name_thread", s_name_thread, METH_O, s_name_thread_doc},
-    {NULL, NULL, 0, NULL},
-};
-
-static PyModuleDef_Slot s_module_slots[] = {
-    {Py_mod_exec, s_module_exec},
-    {0, NULL},
-};
-
-static struct PyModuleDef s_module_def = {
-    PyModuleDef_HEAD_INIT,
-    .m_name = "pympipool._core",
-    .m_doc = "Thin binding over the pympipool C frontend (frontend/pmp_executor.h).",
-    .m_size = sizeof(pmp_py_state_t),
-    .m_methods = s_module_methods,
-    .m_slots = s_module_slots,
-    .m_traverse = s_module_traverse,
-    .m_clear = s_module_clear,
-    .m_free = s_module_free,
-};
-
-PyMODINIT_FUNC PyInit__core(void);
-
-PyMODINIT_FUNC PyInit__core(void)
-{
-    return PyModuleDef_Init(&s_module_def);
-}
