@@ -61,26 +61,19 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 #include <zmq.h>
 
+#include "frontend_scale.h"
 #include "pmp_credentials.h"
 #include "pmp_executor.h"
 #include "pmp_protocol.h"
-
-#define S_MAX_GROUP_SETS 8
-#define S_MAX_THREADS 1024
-#define S_MAX_REPEAT 16
-#define S_MAX_BATCH 64
-#define S_STALL_MS 30000 /* no completion for this long: the run failed */
 
 /* ---- options and failures ----------------------------------------------- */
 
@@ -98,61 +91,6 @@ typedef struct {
     const char *json;
     int quiet;
 } s_options_t;
-
-static void s_die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-
-static void s_die(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("frontend_scale: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    exit(1);
-}
-
-static int64_t s_now_ns(clockid_t clock)
-{
-    struct timespec ts;
-    clock_gettime(clock, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-/* What a fake leader answers for the task with this id: the caller checks
- * it, so a result that reached the wrong task is noticed. */
-static uint64_t s_answer(uint64_t id)
-{
-    return (id * 0x9E3779B97F4A7C15ULL) ^ 0x5ca1ab1eULL;
-}
-
-static void s_put64(unsigned char *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static void s_put32(unsigned char *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static uint32_t s_get32(const unsigned char *p)
-{
-    uint32_t v = 0;
-    for (int i = 0; i < 4; i++)
-        v |= (uint32_t)p[i] << (8 * i);
-    return v;
-}
-
-static uint64_t s_get64(const unsigned char *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v |= (uint64_t)p[i] << (8 * i);
-    return v;
-}
 
 /* ---- threads and their CPU ------------------------------------------------ */
 
@@ -209,219 +147,6 @@ static int s_has_tid(const s_thread_t *set, size_t n, pid_t tid)
         if (set[i].tid == tid)
             return 1;
     return 0;
-}
-
-/* ---- the fake group leaders ------------------------------------------------ */
-
-typedef struct {
-    void *sock;
-    int group;
-    uint64_t tasks; /* TASKs answered */
-    int gone;       /* SHUTDOWN received, GOODBYE sent */
-} s_peer_t;
-
-typedef struct {
-    int index;
-    void *ctx;
-    const char *endpoint;
-    const pmp_credentials_t *cred;
-    int ngroups;
-    s_peer_t *peers;
-    int npeers;
-    pthread_t thread;
-    atomic_int *abort;
-    int raw;   /* --raw: no credentials, routing id 'G' + the group number */
-    int batch; /* the hello's batch: protocol messages taken in one ZeroMQ message */
-    unsigned char out[8 * S_MAX_BATCH];
-    char failed[768];
-} s_peer_thread_t;
-
-static void s_send_msg(s_peer_thread_t *pt, void *sock, int type, uint64_t id, const void *payload,
-                       size_t len, int more)
-{
-    pmp_header_t hdr = {.type = (uint16_t)type, .task_id = id, .nframes = 1};
-    unsigned char buf[PMP_HEADER_SIZE];
-    pmp_header_encode(&hdr, buf);
-    if (zmq_send(sock, buf, sizeof buf, ZMQ_SNDMORE) < 0 ||
-        zmq_send(sock, payload, len, more ? ZMQ_SNDMORE : 0) < 0)
-        snprintf(pt->failed, sizeof pt->failed, "send: %s", zmq_strerror(errno));
-}
-
-/* Handles every message waiting on peer p: a TASK is answered at once, a
- * SHUTDOWN with GOODBYE; broadcasts are ignored.  Loops until a receive
- * finds nothing: libzmq processes the socket's pending commands before a
- * non-blocking receive says EAGAIN, so its ZMQ_FD fires again for the next
- * message (the edge-triggered contract of ZMQ_FD) and no ZMQ_EVENTS check
- * (another poll() and getpid()) is needed. */
-static void s_drain(s_peer_thread_t *pt, s_peer_t *p)
-{
-    zmq_msg_t parts[2 * S_MAX_BATCH + 2];
-    const size_t cap = sizeof parts / sizeof parts[0];
-    for (;;) {
-        size_t n = 0;
-        int more = 1;
-        while (more) {
-            zmq_msg_t m;
-            zmq_msg_init(&m);
-            if (zmq_msg_recv(&m, p->sock, n == 0 ? ZMQ_DONTWAIT : 0) < 0) {
-                zmq_msg_close(&m);
-                if (n == 0 && errno == EAGAIN)
-                    return;
-                snprintf(pt->failed, sizeof pt->failed, "recv: %s", zmq_strerror(errno));
-                return;
-            }
-            more = zmq_msg_more(&m);
-            if (n < cap) {
-                zmq_msg_init(&parts[n]);
-                zmq_msg_move(&parts[n], &m);
-                n++;
-            }
-            zmq_msg_close(&m);
-        }
-        /* one protocol message, or (--raw --multipart) several back to back,
-         * answered alike in one multipart reply */
-        for (size_t i = 0; i < n && !pt->failed[0];) {
-            pmp_header_t hdr;
-            pmp_error_t err = {{0}};
-            if (pmp_header_decode(zmq_msg_data(&parts[i]), zmq_msg_size(&parts[i]), &hdr, &err) <
-                    0 ||
-                pmp_header_check(&hdr, hdr.nframes, 0, &err) < 0 || i + 1 + hdr.nframes > n) {
-                snprintf(pt->failed, sizeof pt->failed, "group %d: bad message: %s", p->group,
-                         err.text[0] ? err.text : "frames missing");
-                break;
-            }
-            int last = i + 1 + hdr.nframes == n;
-            if (hdr.type == PMP_MSG_TASK) {
-                /* one task id per 8 bytes: one, or a batch (--raw --batch) */
-                size_t size = hdr.nframes == 1 ? zmq_msg_size(&parts[i + 1]) : 0;
-                if (size == 0 || size % 8 || size > sizeof pt->out) {
-                    snprintf(pt->failed, sizeof pt->failed,
-                             "group %d: task %" PRIu64 " has %u frames", p->group, hdr.task_id,
-                             (unsigned)hdr.nframes);
-                    break;
-                }
-                const unsigned char *in = zmq_msg_data(&parts[i + 1]);
-                for (size_t k = 0; k < size; k += 8) {
-                    uint64_t id = s_get64(in + k);
-                    s_put64(pt->out + k, id == hdr.task_id + k / 8 ? s_answer(id) : 0);
-                }
-                s_send_msg(pt, p->sock, PMP_MSG_RESULT, hdr.task_id, pt->out, size, !last);
-                p->tasks += size / 8;
-            } else if (hdr.type == PMP_MSG_SHUTDOWN) {
-                s_send_msg(pt, p->sock, PMP_MSG_GOODBYE, 0, NULL, 0, 0);
-                p->gone = 1;
-            }
-            i += 1 + hdr.nframes;
-        }
-        for (size_t i = 0; i < n; i++)
-            zmq_msg_close(&parts[i]);
-    }
-}
-
-/* One thread of fake leaders: connects its sockets, says HELLO for each,
- * then serves them (epoll over their ZMQ_FDs) until each got SHUTDOWN. */
-static void *s_peer_main(void *arg)
-{
-    s_peer_thread_t *pt = arg;
-    char name[16];
-    snprintf(name, sizeof name, "fs-peer%d", pt->index);
-    pthread_setname_np(pthread_self(), name);
-    int epfd = epoll_create1(EPOLL_CLOEXEC);
-    if (epfd < 0) {
-        snprintf(pt->failed, sizeof pt->failed, "epoll_create1: %s", strerror(errno));
-        return NULL;
-    }
-    char host[256] = "";
-    gethostname(host, sizeof host - 1);
-    for (int i = 0; i < pt->npeers; i++) {
-        s_peer_t *p = &pt->peers[i];
-        p->sock = zmq_socket(pt->ctx, ZMQ_DEALER);
-        if (!p->sock) {
-            snprintf(pt->failed, sizeof pt->failed, "zmq_socket: %s", zmq_strerror(errno));
-            goto out;
-        }
-        int zero = 0;
-        zmq_setsockopt(p->sock, ZMQ_LINGER, &zero, sizeof zero);
-        zmq_setsockopt(p->sock, ZMQ_SNDHWM, &zero, sizeof zero);
-        zmq_setsockopt(p->sock, ZMQ_RCVHWM, &zero, sizeof zero);
-        if (pt->raw) {
-            unsigned char rid[5] = {'G'};
-            s_put32(rid + 1, (uint32_t)p->group);
-            zmq_setsockopt(p->sock, ZMQ_ROUTING_ID, rid, sizeof rid);
-        } else {
-            /* as the runtime does (runtime/pmp_leader.c): CURVE on tcp:// */
-            zmq_setsockopt(p->sock, ZMQ_CURVE_SERVERKEY, pt->cred->server_public, 40);
-            zmq_setsockopt(p->sock, ZMQ_CURVE_PUBLICKEY, pt->cred->client_public, 40);
-            zmq_setsockopt(p->sock, ZMQ_CURVE_SECRETKEY, pt->cred->client_secret, 40);
-        }
-        if (zmq_connect(p->sock, pt->endpoint) < 0) {
-            snprintf(pt->failed, sizeof pt->failed, "connect %s: %s", pt->endpoint,
-                     zmq_strerror(errno));
-            goto out;
-        }
-        pmp_hello_t hello;
-        memset(&hello, 0, sizeof hello);
-        hello.group = p->group;
-        hello.ngroups = pt->ngroups;
-        hello.group_size = 1;
-        hello.world_size = pt->ngroups;
-        hello.world_rank = p->group;
-        hello.pid = getpid();
-        snprintf(hello.host, sizeof hello.host, "%s", host);
-        snprintf(hello.python_version, sizeof hello.python_version, "none");
-        snprintf(hello.mpi_version, sizeof hello.mpi_version, "fake");
-        snprintf(hello.runtime_version, sizeof hello.runtime_version, "frontend_scale");
-        hello.batch = pt->batch; /* tasks may come several to a message */
-        char text[2048];
-        int len = pmp_hello_encode(&hello, text, sizeof text);
-        if (len < 0) {
-            snprintf(pt->failed, sizeof pt->failed, "pmp_hello_encode failed");
-            goto out;
-        }
-        s_send_msg(pt, p->sock, PMP_MSG_HELLO, 0, text, (size_t)len, 0);
-        zmq_fd_t fd;
-        size_t fdlen = sizeof fd;
-        zmq_getsockopt(p->sock, ZMQ_FD, &fd, &fdlen);
-        struct epoll_event ev = {.events = EPOLLIN, .data.u32 = (uint32_t)i};
-        if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
-            snprintf(pt->failed, sizeof pt->failed, "epoll_ctl: %s", strerror(errno));
-            goto out;
-        }
-    }
-    int left = pt->npeers;
-    struct epoll_event evs[256];
-    while (left > 0 && !pt->failed[0] && !atomic_load(pt->abort)) {
-        int n = epoll_wait(epfd, evs, 256, 200);
-        if (n < 0 && errno != EINTR) {
-            snprintf(pt->failed, sizeof pt->failed, "epoll_wait: %s", strerror(errno));
-            break;
-        }
-        if (n <= 0) { /* quiet: look at every socket once, in case */
-            for (int i = 0; i < pt->npeers; i++)
-                if (!pt->peers[i].gone)
-                    s_drain(pt, &pt->peers[i]);
-        }
-        for (int k = 0; k < n; k++) {
-            s_peer_t *p = &pt->peers[evs[k].data.u32];
-            if (!p->gone)
-                s_drain(pt, p);
-        }
-        left = 0;
-        for (int i = 0; i < pt->npeers; i++)
-            left += !pt->peers[i].gone;
-    }
-out:
-    for (int i = 0; i < pt->npeers; i++) {
-        if (!pt->peers[i].sock)
-            continue;
-        int linger = 1000; /* let the goodbye leave */
-        zmq_setsockopt(pt->peers[i].sock, ZMQ_LINGER, &linger, sizeof linger);
-        zmq_close(pt->peers[i].sock);
-    }
-    close(epfd);
-    if (pt->failed[0])
-        atomic_store(pt->abort, 1);
-    return NULL;
 }
 
 /* ---- the callers ----------------------------------------------------------- */
@@ -598,205 +323,6 @@ static void s_read_credentials(pmp_executor_t *ex, pmp_credentials_t *cred)
         s_die("expected CURVE credentials on tcp://");
 }
 
-/* ---- the limit: a bare ROUTER loop (--raw) ----------------------------------
- * The same fakes and the same messages (identity, 24-byte header, 8 bytes
- * per task), but no executor: the measuring thread owns a ROUTER socket
- * (no authentication), sends each message to the next group with a free
- * slot (a FIFO of free slots) and takes the replies itself.  What ZeroMQ
- * costs per message on this machine, without the frontend's queues, locks
- * and threads; with --batch K each message carries K tasks. */
-
-typedef struct {
-    void *ctx, *router;
-    char dir[64], endpoint[128];
-    int groups, batch, multipart;
-    uint32_t *ring; /* free slots: group numbers */
-    size_t cap, head, len;
-} s_raw_t;
-
-static void s_raw_send(s_raw_t *rw, uint32_t g, int type, uint64_t id, const void *data,
-                       size_t size)
-{
-    unsigned char rid[5] = {'G'};
-    s_put32(rid + 1, g);
-    if (zmq_send(rw->router, rid, sizeof rid, ZMQ_SNDMORE) < 0)
-        s_die("raw: send to group %u: %s", (unsigned)g, zmq_strerror(errno));
-    /* --multipart: each task a protocol message of its own, all in one
-     * ZeroMQ message; otherwise one protocol message */
-    size_t each = rw->multipart ? 8 : size;
-    for (size_t off = 0; off < size || off == 0; off += each) {
-        pmp_header_t hdr = {.type = (uint16_t)type, .task_id = id + off / 8, .nframes = 1};
-        unsigned char hbuf[PMP_HEADER_SIZE];
-        pmp_header_encode(&hdr, hbuf);
-        size_t len = size - off < each ? size - off : each;
-        if (zmq_send(rw->router, hbuf, sizeof hbuf, ZMQ_SNDMORE) < 0 ||
-            zmq_send(rw->router, (const unsigned char *)data + off, len,
-                     off + len < size ? ZMQ_SNDMORE : 0) < 0)
-            s_die("raw: send to group %u: %s", (unsigned)g, zmq_strerror(errno));
-        if (size == 0)
-            break;
-    }
-}
-
-/* Receives one message [identity, header, payload] without waiting; returns
- * 0 when none is there.  *g is the sender's group. */
-static size_t s_raw_recv(s_raw_t *rw, uint32_t *g, zmq_msg_t *parts, size_t cap)
-{
-    zmq_msg_t id;
-    zmq_msg_init(&id);
-    if (zmq_msg_recv(&id, rw->router, ZMQ_DONTWAIT) < 0) {
-        zmq_msg_close(&id);
-        if (errno != EAGAIN)
-            s_die("raw: recv: %s", zmq_strerror(errno));
-        return 0;
-    }
-    if (zmq_msg_size(&id) != 5 || ((unsigned char *)zmq_msg_data(&id))[0] != 'G' ||
-        !zmq_msg_more(&id))
-        s_die("raw: a message from a stranger");
-    *g = s_get32((unsigned char *)zmq_msg_data(&id) + 1);
-    zmq_msg_close(&id);
-    if (*g >= (uint32_t)rw->groups)
-        s_die("raw: a message from group %u", (unsigned)*g);
-    size_t n = 0;
-    for (int more = 1; more; n++) {
-        if (n == cap)
-            s_die("raw: a message of more than %zu frames", cap);
-        zmq_msg_init(&parts[n]);
-        if (zmq_msg_recv(&parts[n], rw->router, 0) < 0)
-            s_die("raw: recv: %s", zmq_strerror(errno));
-        more = zmq_msg_more(&parts[n]);
-    }
-    if (n % 2)
-        s_die("raw: a message of %zu frames after the identity", n);
-    return n;
-}
-
-/* Runs the tasks first..last; returns the CPU time of this thread, the
- * raw loop's (it plays the frontend). */
-static int64_t s_raw_phase(s_raw_t *rw, atomic_uchar *seen, atomic_int *abort, uint64_t first,
-                           uint64_t last)
-{
-    int64_t cpu0 = s_now_ns(CLOCK_THREAD_CPUTIME_ID);
-    uint64_t next = first, completed = 0, total = last - first + 1;
-    int64_t last_progress = s_now_ns(CLOCK_MONOTONIC);
-    unsigned char payload[8 * S_MAX_BATCH];
-    while (completed < total) {
-        while (rw->len > 0 && next <= last) {
-            uint32_t g = rw->ring[rw->head];
-            rw->head = (rw->head + 1) % rw->cap;
-            rw->len--;
-            uint64_t k =
-                last - next + 1 < (uint64_t)rw->batch ? last - next + 1 : (uint64_t)rw->batch;
-            for (uint64_t i = 0; i < k; i++)
-                s_put64(payload + 8 * i, next + i);
-            s_raw_send(rw, g, PMP_MSG_TASK, next, payload, 8 * k);
-            next += k;
-        }
-        zmq_pollitem_t item = {.socket = rw->router, .events = ZMQ_POLLIN};
-        if (zmq_poll(&item, 1, 1000) <= 0) {
-            if (atomic_load(abort))
-                s_die("a fake group failed (see above)");
-            if (s_now_ns(CLOCK_MONOTONIC) - last_progress > (int64_t)S_STALL_MS * 1000000)
-                s_die("raw: no reply for %d ms", S_STALL_MS);
-            continue;
-        }
-        last_progress = s_now_ns(CLOCK_MONOTONIC);
-        for (int m = 0; m < 1024; m++) {
-            uint32_t g;
-            zmq_msg_t parts[2 * S_MAX_BATCH];
-            size_t n = s_raw_recv(rw, &g, parts, sizeof parts / sizeof parts[0]);
-            if (n == 0)
-                break;
-            for (size_t i = 0; i < n; i += 2) { /* header, payload: one or more */
-                pmp_header_t hdr;
-                size_t size = zmq_msg_size(&parts[i + 1]);
-                const unsigned char *ans = zmq_msg_data(&parts[i + 1]);
-                if (pmp_header_decode(zmq_msg_data(&parts[i]), zmq_msg_size(&parts[i]), &hdr,
-                                      NULL) < 0 ||
-                    hdr.type != PMP_MSG_RESULT || size == 0 || size % 8)
-                    s_die("raw: an unexpected message from group %u", (unsigned)g);
-                for (size_t k = 0; k < size / 8; k++) {
-                    uint64_t id = hdr.task_id + k;
-                    if (id < first || id > last || atomic_exchange(&seen[id], 1) ||
-                        s_get64(ans + 8 * k) != s_answer(id))
-                        s_die("raw: task %" PRIu64 ": not expected, twice or a wrong result", id);
-                }
-                completed += size / 8;
-            }
-            for (size_t i = 0; i < n; i++)
-                zmq_msg_close(&parts[i]);
-            rw->ring[(rw->head + rw->len) % rw->cap] = g;
-            rw->len++;
-        }
-    }
-    return s_now_ns(CLOCK_THREAD_CPUTIME_ID) - cpu0;
-}
-
-static void s_raw_open(s_raw_t *rw, int groups, int depth, int batch, int multipart)
-{
-    memset(rw, 0, sizeof *rw);
-    const char *tmp = getenv("TMPDIR");
-    snprintf(rw->dir, sizeof rw->dir, "%.40s/pmp-scale-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    if (!mkdtemp(rw->dir))
-        s_die("raw: mkdtemp: %s", strerror(errno));
-    snprintf(rw->endpoint, sizeof rw->endpoint, "ipc://%s/raw", rw->dir);
-    rw->ctx = zmq_ctx_new();
-    rw->router = rw->ctx ? zmq_socket(rw->ctx, ZMQ_ROUTER) : NULL;
-    int zero = 0, one = 1;
-    if (!rw->router || zmq_setsockopt(rw->router, ZMQ_LINGER, &zero, sizeof zero) < 0 ||
-        zmq_setsockopt(rw->router, ZMQ_SNDHWM, &zero, sizeof zero) < 0 ||
-        zmq_setsockopt(rw->router, ZMQ_RCVHWM, &zero, sizeof zero) < 0 ||
-        zmq_setsockopt(rw->router, ZMQ_ROUTER_MANDATORY, &one, sizeof one) < 0 ||
-        zmq_bind(rw->router, rw->endpoint) < 0)
-        s_die("raw: cannot bind %s: %s", rw->endpoint, zmq_strerror(errno));
-    rw->groups = groups;
-    rw->batch = batch;
-    rw->multipart = multipart;
-    rw->cap = (size_t)groups * (size_t)depth;
-    rw->ring = malloc(rw->cap * sizeof *rw->ring);
-    if (!rw->ring)
-        s_die("out of memory");
-    for (int d = 0; d < depth; d++) /* every group's slots, spread */
-        for (int g = 0; g < groups; g++)
-            rw->ring[rw->len++] = (uint32_t)g;
-}
-
-/* Waits for n messages of type from the groups (HELLO, GOODBYE). */
-static void s_raw_expect(s_raw_t *rw, int n, int type)
-{
-    int64_t start = s_now_ns(CLOCK_MONOTONIC);
-    for (int got = 0; got < n;) {
-        uint32_t g;
-        zmq_msg_t parts[2];
-        if (s_raw_recv(rw, &g, parts, 2) == 0) {
-            zmq_pollitem_t item = {.socket = rw->router, .events = ZMQ_POLLIN};
-            zmq_poll(&item, 1, 100);
-            if (s_now_ns(CLOCK_MONOTONIC) - start > (int64_t)S_STALL_MS * 1000000)
-                s_die("raw: %d of %d %s messages within %d ms", got, n, pmp_msg_type_name(type),
-                      S_STALL_MS);
-            continue;
-        }
-        pmp_header_t hdr;
-        if (pmp_header_decode(zmq_msg_data(&parts[0]), zmq_msg_size(&parts[0]), &hdr, NULL) < 0 ||
-            hdr.type != type)
-            s_die("raw: expected a %s from group %u", pmp_msg_type_name(type), (unsigned)g);
-        zmq_msg_close(&parts[0]);
-        zmq_msg_close(&parts[1]);
-        got++;
-    }
-}
-
-static void s_raw_close(s_raw_t *rw)
-{
-    zmq_close(rw->router);
-    zmq_ctx_term(rw->ctx);
-    char path[160];
-    snprintf(path, sizeof path, "%s/raw", rw->dir);
-    unlink(path);
-    rmdir(rw->dir);
-    free(rw->ring);
-}
-
 static s_result_t s_measure(const s_options_t *o, int groups)
 {
     static s_thread_t before[S_MAX_THREADS], frontend[S_MAX_THREADS], t0[S_MAX_THREADS],
@@ -807,7 +333,7 @@ static s_result_t s_measure(const s_options_t *o, int groups)
     pmp_credentials_t cred;
     memset(&cred, 0, sizeof cred);
     if (o->raw) {
-        s_raw_open(&raw, groups, o->depth, o->batch, o->multipart);
+        fs_raw_open(&raw, groups, o->depth, o->batch, o->multipart);
         goto started;
     }
 
@@ -857,14 +383,14 @@ started:;
         for (int i = 0; i < n; i++)
             peers[g + i].group = g + i;
         g += n;
-        if (pthread_create(&pts[t].thread, NULL, s_peer_main, &pts[t]) != 0)
+        if (pthread_create(&pts[t].thread, NULL, fs_peer_main, &pts[t]) != 0)
             s_die("cannot start a fake leader thread");
     }
 
     /* every group says hello */
     int64_t start = s_now_ns(CLOCK_MONOTONIC);
     if (o->raw)
-        s_raw_expect(&raw, groups, PMP_MSG_HELLO);
+        fs_raw_expect(&raw, groups, PMP_MSG_HELLO);
     for (int hellos = o->raw ? groups : 0; hellos < groups;) {
         pmp_completion_t *c = pmp_executor_wait(ex, 1000);
         if (c) {
@@ -888,7 +414,7 @@ started:;
     if (!seen)
         s_die("out of memory");
     if (o->raw)
-        s_raw_phase(&raw, seen, &abort_flag, 1, warm);
+        fs_raw_phase(&raw, seen, &abort_flag, 1, warm);
     else
         s_run_phase(ex, seen, &abort_flag, 1, warm, window, o->callers);
 
@@ -897,7 +423,7 @@ started:;
     int64_t proc0 = s_now_ns(CLOCK_PROCESS_CPUTIME_ID);
     int64_t wall0 = s_now_ns(CLOCK_MONOTONIC);
     int64_t callers_ns =
-        o->raw ? s_raw_phase(&raw, seen, &abort_flag, warm + 1, warm + o->tasks)
+        o->raw ? fs_raw_phase(&raw, seen, &abort_flag, warm + 1, warm + o->tasks)
                : s_run_phase(ex, seen, &abort_flag, warm + 1, warm + o->tasks, window, o->callers);
     int64_t wall1 = s_now_ns(CLOCK_MONOTONIC);
     int64_t proc1 = s_now_ns(CLOCK_PROCESS_CPUTIME_ID);
@@ -941,8 +467,8 @@ started:;
     /* close: SHUTDOWN to every group, their GOODBYE, then CLOSED */
     if (o->raw) {
         for (int g = 0; g < groups; g++)
-            s_raw_send(&raw, (uint32_t)g, PMP_MSG_SHUTDOWN, 0, NULL, 0);
-        s_raw_expect(&raw, groups, PMP_MSG_GOODBYE);
+            fs_raw_send(&raw, (uint32_t)g, PMP_MSG_SHUTDOWN, 0, NULL, 0);
+        fs_raw_expect(&raw, groups, PMP_MSG_GOODBYE);
     } else {
         pmp_executor_close(ex);
     }
@@ -985,7 +511,7 @@ started:;
     pmp_credentials_wipe(&cred);
     zmq_ctx_term(ctx);
     if (o->raw)
-        s_raw_close(&raw);
+        fs_raw_close(&raw);
     else
         pmp_executor_destroy(&ex, 1000);
     free(seen);
