@@ -212,7 +212,7 @@ static void s_free_all(pmp_executor_t *self)
             pmp_task_destroy(&task);
         pmp_queue_destroy(queues[q]);
     }
-    pmp_queue_destroy(&self->defined); /* holds no tasks */
+    pmp_keyset_destroy(&self->defined);
     pmp_task_destroy(&self->init_kept);
     pmp_sched_destroy(&self->sched);
     pmp_window_destroy(&self->window);
@@ -273,7 +273,7 @@ pmp_executor_t *pmp_executor_new(const pmp_executor_config_t *cfg, pmp_error_t *
     self->queue = pmp_queue_new();
     self->inflight = pmp_queue_new();
     self->bcasts = pmp_queue_new();
-    self->defined = pmp_queue_new();
+    self->defined = pmp_keyset_new();
     self->kept = pmp_queue_new();
     self->sched = pmp_sched_new((size_t)self->depth_max);
     self->window =
@@ -552,7 +552,7 @@ int pmp_executor_broadcast(pmp_executor_t *self, int type, uint64_t key, const p
     }
     int e = 0;
     pthread_mutex_lock(&self->mtx);
-    int known = pmp_queue_find(self->defined, key) != NULL;
+    int known = pmp_keyset_has(self->defined, key);
     if (define && self->closing) {
         pmp_error_set(err, "broadcast: the executor is shut down (close() was called)");
         e = ESHUTDOWN;
@@ -567,15 +567,15 @@ int pmp_executor_broadcast(pmp_executor_t *self, int type, uint64_t key, const p
         pmp_error_set(err, "broadcast: key %llu is not defined, so it cannot be forgotten",
                       (unsigned long long)key);
         e = EINVAL;
-    } else if (define && pmp_queue_push(self->defined, key, self) < 0) {
+    } else if (define && pmp_keyset_add(self->defined, key) < 0) {
         pmp_error_set(err, "broadcast: out of memory");
         e = ENOMEM;
     } else if ((e = s_queue_broadcast_locked(self, task)) != 0) {
         if (define)
-            pmp_queue_remove(self->defined, key);
+            pmp_keyset_del(self->defined, key);
         pmp_error_set(err, "broadcast: out of memory");
     } else if (!define) {
-        pmp_queue_remove(self->defined, key);
+        pmp_keyset_del(self->defined, key);
     }
     pthread_mutex_unlock(&self->mtx);
     if (e) {

@@ -37,6 +37,7 @@
 #include "pmp_executor.h"
 #include "pmp_launcher.h"
 #include "pmp_link.h"
+#include "pmp_keyset.h"
 #include "pmp_queue.h"
 #include "pmp_rankwatch.h"
 #include "pmp_sched.h"
@@ -88,7 +89,7 @@ struct pmp_executor {
     pmp_queue_t *queue;    /* tasks not yet sent, by task id */
     pmp_queue_t *inflight; /* tasks sent, not completed */
     pmp_queue_t *bcasts;   /* broadcasts not yet sent, by seq */
-    pmp_queue_t *defined;  /* keys DEFINEd and not FORGOTten (caller's view) */
+    pmp_keyset_t *defined; /* keys DEFINEd and not FORGOTten (caller's view) */
     uint64_t next_seq;
     int init_submitted;
     int any_task;
