@@ -22,7 +22,8 @@ process; each executor does so when it is created.
 
 from ._config import VERSION as __version__
 from ._executor import Executor, ExecutorBroken, PoolExecutor, cancel_items_in_queue
-from ._pool import AsyncResult, IMapIterator, MapResult, MPISpawnPool, Pool
+from ._pool import MPISpawnPool, Pool
+from ._pool_results import AsyncResult, IMapIterator, MapResult
 from ._serialize import RemoteTraceback, TaskExitError
 
 __all__ = [
