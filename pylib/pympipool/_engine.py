@@ -49,6 +49,7 @@ from ._checks import (
 )
 from ._launch import Launch, check_launch, default_tcp_host, log_command
 from ._slurm import SlurmAdapter
+from ._future import _Future
 from ._futures import (
     _AFTER_SHUTDOWN,
     _DESTROY_GRACE_MS,
@@ -56,7 +57,6 @@ from ._futures import (
     _Buffers,
     _dispatch,
     _Entry,
-    _Future,
     _State,
 )
 from ._lifecycle import _collect, _register_at_exit

@@ -40,12 +40,11 @@ import os
 import threading
 import weakref
 
+from ._future import _LOGGER, _Future
 from ._futures import (
     _DESTROY_GRACE_MS,
-    _LOGGER,
     ExecutorBroken,
     _finish,
-    _Future,
     _State,
     _Table,
 )

@@ -14,7 +14,7 @@ import traceback
 import weakref
 from typing import Any, Callable, Generic, List, Optional, Tuple, TypeVar, cast
 
-from . import _futures
+from . import _future
 from ._maps import _Feed, _Receiver
 
 _T = TypeVar("_T")
@@ -161,7 +161,7 @@ class AsyncResult(Generic[_T]):
             return
         event = self._event
         if event is None:
-            with _futures._LAZY_LOCK:
+            with _future._LAZY_LOCK:
                 event = self._event
                 if event is None:
                     event = self._event = threading.Event()
@@ -186,7 +186,7 @@ class AsyncResult(Generic[_T]):
 
     def _set_ready(self) -> None:
         """Marks the result ready and wakes whoever waits."""
-        with _futures._LAZY_LOCK:
+        with _future._LAZY_LOCK:
             self._ready = True
             event = self._event
         if event is not None:

@@ -1,5 +1,5 @@
 """The futures of pympipool make their condition, waiters and done-callback
-list only when somebody needs them (``_futures._Future``): a queued call
+list only when somebody needs them (``_future._Future``): a queued call
 costs a few hundred bytes instead of the 1.5 kB of a
 ``concurrent.futures.Future``.  These tests check that such a future still
 behaves as a ``concurrent.futures.Future`` in every way a caller can see:
