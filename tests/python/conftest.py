@@ -1,13 +1,8 @@
 """Fixtures shared by the Python tests of pympipool.
 
-* Every test has a deadline (``PMP_TEST_TIMEOUT`` seconds, default 120):
-  SIGALRM raises in the main thread, so a hang fails the test instead of
-  blocking the run (pytest-timeout is not installed).
-* After every test, no process that the test started may remain: neither a
-  descendant of this process nor any process started with
-  ``--frontend-pid <our pid>`` (mpiexec and every runtime rank carry it).
-  The check waits a little, because executors shut down with ``wait=False``
-  or garbage-collected ones leave asynchronously.
+* Every test has a deadline, and no process that a test started may
+  remain after it: the fixtures of ``tests/support/pmp_fixtures.py``,
+  shared with the SLURM suite.
 * ``started(pool, groups)``: module-scoped pools wait until every group said
   hello, so that their ranks exist before the leftover check's snapshot.
 * ``make_unimportable_function``: a function this process can pickle by
@@ -18,57 +13,16 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import signal
 import sys
-import time
-from typing import Dict
 
 import pytest
 
+from pmp_fixtures import deadline, no_leftover_processes  # noqa: F401
 from pmp_procs import our_processes, process_alive, wait_until  # noqa: F401
-
-TEST_TIMEOUT = int(os.environ.get("PMP_TEST_TIMEOUT", "120"))
-LEFTOVER_WAIT = 20.0
 
 # Open MPI refuses to run as root without these (harmless for MPICH).
 os.environ.setdefault("OMPI_ALLOW_RUN_AS_ROOT", "1")
 os.environ.setdefault("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
-
-
-class DeadlineExceeded(Exception):
-    pass
-
-
-@pytest.fixture(autouse=True)
-def deadline():
-    """Fails a test that runs longer than TEST_TIMEOUT seconds."""
-
-    def on_alarm(signum, frame):
-        raise DeadlineExceeded(f"test exceeded {TEST_TIMEOUT} s")
-
-    previous = signal.signal(signal.SIGALRM, on_alarm)
-    signal.alarm(TEST_TIMEOUT)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
-
-
-@pytest.fixture(autouse=True)
-def no_leftover_processes(deadline):
-    """Fails a test that leaves an MPI job or any other child process behind."""
-    before = set(our_processes())
-    yield
-    left: Dict[int, str] = {}
-
-    def none_left() -> bool:
-        nonlocal left
-        left = {p: c for p, c in our_processes().items() if p not in before}
-        return not left
-
-    if not wait_until(none_left, LEFTOVER_WAIT, 0.1):
-        pytest.fail(f"processes left behind: {left}")
 
 
 @pytest.fixture

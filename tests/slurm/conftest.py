@@ -12,13 +12,12 @@ and the checks every Python test of pympipool has.
   job id and node count in this process's environment), cancelled at the
   end of the test and waited for until it is gone.
 * The per-test deadline and the check that no process is left behind are
-  those of ``tests/python/conftest.py``.
+  those of every Python suite (``tests/support/pmp_fixtures.py``).
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import os
 import re
 import subprocess
@@ -29,16 +28,10 @@ from typing import Dict, Iterator, List
 
 import pytest
 
+from pmp_fixtures import deadline, no_leftover_processes  # noqa: F401
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 
-_spec = importlib.util.spec_from_file_location(
-    "pmp_python_conftest", os.path.join(HERE, "..", "python", "conftest.py")
-)
-assert _spec is not None and _spec.loader is not None
-_base = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_base)
-deadline = _base.deadline
-no_leftover_processes = _base.no_leftover_processes
 
 CLUSTER = os.path.join(HERE, "slurm_cluster.py")
 #: how long an allocation of the idle test cluster may take to be granted
