@@ -21,6 +21,11 @@ local rank 0 on ``n2`` would open the same segment (and crash in
 them (``OMPI_MCA_btl_vader_backing_directory=DIRECTORY/tmp/<node>``), as
 separate hosts have separate ``/dev/shm``.
 
+A node fails when its slurmd is killed: ``SlurmdTimeout`` and
+``MessageTimeout`` are short, so slurmctld declares it DOWN within about
+12 s.  ``restart_node()`` (for the tests, not the command line) starts its
+slurmd again and waits until the node is idle.
+
 ``stop`` cancels every job of the cluster, ends the daemons (SIGTERM) and
 waits until every process of the cluster is gone: the daemons, their
 slurmstepd and the tasks of any step (all carry the cluster's
