@@ -37,6 +37,7 @@ def test_time_limit_of_the_allocation_breaks_the_executor():
             elapsed = time.monotonic() - t0
     text = str(info.value)
     print(f"ExecutorBroken {elapsed:.1f} s after the last call began:\n{text}")
-    assert re.search(rf"\b(STEP|JOB) {job}(\.\d+)? ON n[12] CANCELLED\b", text), text
-    assert "TIME LIMIT" in text, text  # the state
+    # the summary the frontend leads with: job, step, node, state
+    assert re.match(rf"SLURM job {job}(, step {job}\.\d+)?: CANCELLED on n[12] due to "
+                    rf"TIME LIMIT", text), text
     assert elapsed < 100, elapsed
