@@ -9,7 +9,9 @@ mpi4py.futures) and a limit, in one run.
 Workloads (bench/workloads/*.py, whose docstrings say exactly what each
 measures): tiny, latency, sleep, mpi-call (calls.py), maps (maps.py), lazy,
 pending (lazy.py), buffers (buffers.py), start-stop, idle (lifecycle.py),
-frontend-scale (frontend.py: the C program bench/frontend_scale).
+frontend-scale (frontend.py: the C program bench/frontend_scale),
+ranks-scale (ranks.py: start, shutdown and memory per rank from 1 to 64
+ranks).
 
 Interleaved rounds: for each workload, every round runs each contender in
 turn (starting one further along each round), so that slow phases of the

@@ -36,6 +36,7 @@
 #include <string.h>
 
 #include "pmp_executor_internal.h"
+#include "pmp_slurmtext.h"
 
 #define S_DRAIN_MS 500 /* how long to wait for the end of the job's output pipes */
 
@@ -136,7 +137,20 @@ static char *s_exit_text(pmp_executor_t *self)
 {
     char *base = pmp_launcher_exit_text(self->launcher, "pympipool-runtime job");
     PMP_ASSERT(base != NULL);
-    return pmp_rankwatch_exit_text(self->watch, base);
+    /* SLURM's account first, when SLURM ended the step (pmp_slurmtext.h):
+     * the job, step, node and state, which its own lines spread over the
+     * tail */
+    char slurm[512];
+    int from_slurm = pmp_slurmtext_summary(base, slurm, sizeof slurm) == 0;
+    char *text = pmp_rankwatch_exit_text(self->watch, base);
+    if (!from_slurm || !text)
+        return text;
+    size_t len = strlen(slurm) + strlen(text) + 3;
+    char *both = malloc(len);
+    PMP_ASSERT(both != NULL);
+    snprintf(both, len, "%s; %s", slurm, text);
+    free(text);
+    return both;
 }
 
 /* Forgets every group of a job that is gone (their rank watches, their

@@ -10,7 +10,7 @@ PMP_PYTHON=/usr/bin/python3
 PMP_PACKAGES=(cmake make gcc clang libclang-rt-14-dev pkg-config clang-format libzmq3-dev python3-dev python3-cloudpickle python3-numpy
     python3-pytest python3-zmq python3-mpi4py python3-tqdm python3-nbclient python3-ipykernel python3-nbformat
     python3-pip python3-venv python3-sphinx python3-myst-parser mypy
-    libmpich-dev mpich libopenmpi-dev openmpi-bin slurmctld slurmd slurm-client)
+    libmpich-dev mpich libopenmpi-dev openmpi-bin slurmctld slurmd slurm-client iproute2)
 
 pmp_install_packages() {
     local missing=() p

@@ -21,6 +21,11 @@ local rank 0 on ``n2`` would open the same segment (and crash in
 them (``OMPI_MCA_btl_vader_backing_directory=DIRECTORY/tmp/<node>``), as
 separate hosts have separate ``/dev/shm``.
 
+A node fails when its slurmd is killed: ``SlurmdTimeout`` and
+``MessageTimeout`` are short, so slurmctld declares it DOWN within about
+12 s.  ``restart_node()`` (for the tests, not the command line) starts its
+slurmd again and waits until the node is idle.
+
 ``stop`` cancels every job of the cluster, ends the daemons (SIGTERM) and
 waits until every process of the cluster is gone: the daemons, their
 slurmstepd and the tasks of any step (all carry the cluster's
@@ -48,6 +53,8 @@ NODES = ("n1", "n2")
 NODE_CPUS = 4
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
+#: seconds without an answer from a node's slurmd before it is DOWN
+SLURMD_TIMEOUT = 5
 
 
 def _free_ports(n: int) -> List[int]:
@@ -93,6 +100,13 @@ def _conf(d: str, ports: List[int]) -> str:
         "KillWait=2",
         "MinJobAge=2",
         "InactiveLimit=0",
+        # A node whose slurmd stops answering is DOWN within about 12 s, not
+        # the default 5 minutes (slurm.node_failure kills one): slurmctld
+        # pings every SlurmdTimeout/3 s, and a ping of a dead slurmd gives
+        # up after MessageTimeout (default 10 s).  Local RPCs take
+        # milliseconds, so a busy test machine does not reach either.
+        f"SlurmdTimeout={SLURMD_TIMEOUT}",
+        "MessageTimeout=4",
         f"TaskProlog={d}/taskprolog.sh",
     ]
     for name, port in zip(NODES, node_ports):
@@ -182,6 +196,35 @@ def start(d: str) -> None:
         time.sleep(0.1)
     stop(d)
     sys.exit(f"the SLURM cluster in {d} did not come up in {START_TIMEOUT:g} s\n{_logs(d)}")
+
+
+def slurmd_pid(d: str, node: str) -> int:
+    """The process id of the slurmd that emulates ``node``."""
+    with open(os.path.join(d, "run", f"slurmd-{node}.pid")) as f:
+        return int(f.read().split()[0])
+
+
+def restart_node(d: str, node: str, timeout: float = START_TIMEOUT) -> None:
+    """Starts ``node``'s slurmd again (after a test killed it) and returns
+    once SLURM has the node idle again.  ``ReturnToService=2`` puts a node
+    that was DOWN for not responding back into service when its slurmd
+    registers; the new slurmd also ends what is left of the node's steps
+    (slurmctld tells it those jobs are gone)."""
+    env = _env(d)
+    conf = env["SLURM_CONF"]
+    if not _alive(slurmd_pid(d, node)):
+        subprocess.run(["slurmd", "-f", conf, "-N", node], env=env, check=True)
+    deadline = time.monotonic() + timeout
+    state = ""
+    while time.monotonic() < deadline:
+        r = subprocess.run(["sinfo", "-h", "-N", "-n", node, "-o", "%T"], env=env,
+                           capture_output=True, text=True)
+        state = (r.stdout.split() or [""])[0]
+        if state == "idle":
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"node {node} is {state!r}, not idle, {timeout:g} s after its "
+                       f"slurmd was restarted\n{_logs(d)}")
 
 
 def _cluster_processes(d: str) -> Dict[int, str]:

@@ -11,6 +11,7 @@ The allocations are made with ``salloc --no-shell`` and entered as
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -126,6 +127,9 @@ def test_dead_rank_breaks_the_executor(two_nodes):
     text = str(info.value)
     assert "srun" in text and two_nodes in text, text
     assert "n1" in text or "n2" in text, text
+    # the summary: which task died where, and how
+    assert text.startswith(f"SLURM job {two_nodes}"), text
+    assert re.search(r"; tasks? [0-9,-]+ on n[12]: Exited with exit code 3", text), text
     assert elapsed < 15, elapsed
 
 
@@ -142,6 +146,7 @@ def test_scancel_of_the_step_breaks_the_executor(two_nodes):
         elapsed = time.monotonic() - t0
     text = str(info.value)
     assert "CANCELLED" in text and running[0] in text, text
+    assert text.startswith(f"SLURM job {two_nodes}, step {running[0]}: CANCELLED on n"), text
     assert elapsed < 15, elapsed
 
 
@@ -162,6 +167,7 @@ def test_end_of_the_allocation_breaks_the_executor():
             exe.shutdown(wait=True)
     text = str(info.value)
     assert job in text, text
+    assert text.startswith(f"SLURM job {job}"), text
     assert elapsed < 15, elapsed
 
 
