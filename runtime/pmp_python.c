@@ -1,6 +1,6 @@
 /*
- * pmp_python.c - the embedded interpreter, the _pympipool_runtime module
- * and the calls into the worker (see pmp_python.h).
+ * pmp_python.c - the embedded interpreter and the calls into the worker
+ * (see pmp_python.h).
  *
  * Start-up: an isolated PyConfig (no environment variables, no user site,
  * no site import, no signal handlers, no argv parsing) whose executable is
@@ -10,22 +10,13 @@
  * output of a task reaches mpiexec's stdout before the task's result
  * reaches the caller.
  *
- * _pympipool_runtime is a builtin module with multi-phase initialisation
- * and its type in module state (no static PyObject globals).  Its Buffer
- * type owns either a zmq_msg_t (moved out of the received message: the
- * leader's frames are never copied) or malloc'ed memory (the frames the
- * other ranks received by broadcast), and exports it as a WRITABLE buffer:
- * pickle.loads(..., buffers=) then builds writable numpy arrays on top of
- * it, as a local caller would get.
- *
- * The communicator: the module also carries the Comm type (pmp_comm.c) and
- * the group's user communicator (cfg->comm) in its state; _group_comm()
- * wraps it on demand, so only functions that take `comm` pay for it.
- * Before the worker runs any user code, worker.setup_mpi() gets what the
- * build found out about mpi4py (PMP_MPI4PY_MODE and the two MPI names,
- * compile definitions from cmake/PympipoolMPI4py.cmake) and the path of the
- * MPI library this process really loaded (dladdr of MPI_Init), and checks
- * again on this rank whether mpi4py.MPI links that library.
+ * _pympipool_runtime, the builtin module with the Buffer type that wraps
+ * the received frames without copying them and the group's communicator,
+ * is pmp_pymodule.c.  Before the worker runs any user code,
+ * worker.setup_mpi() gets what the build found out about mpi4py (PMP_MPI4PY_MODE and the two MPI
+ * names, compile definitions from cmake/PympipoolMPI4py.cmake) and the path of the MPI library this
+ * process really loaded (dladdr of MPI_Init), and checks again on this rank whether mpi4py.MPI
+ * links that library.
  *
  * Results: worker.run_task returns (ok, payload, [buffers]), with a fourth
  * item PMP_FLAG_SHM when the last buffer is a segment table (the leader's
@@ -52,11 +43,10 @@
 #include <unistd.h>
 #include <zmq.h>
 
-#include "_pmp_shm_py.h"
-#include "_pmp_wire_py.h"
-#include "pmp_comm.h"
+#include <mpi.h>
 #include "pmp_mpi4py_guard_source.h"
 #include "pmp_protocol.h"
+#include "pmp_pymodule.h"
 #include "pmp_worker_source.h"
 
 #define S_WORKER_MODULE "_pympipool_worker"
@@ -94,226 +84,6 @@ struct pmp_python {
     s_view_t *released;
     size_t pending; /* handed to ZeroMQ, not yet drained (main thread only) */
 };
-
-/* ---- _pympipool_runtime.Buffer --------------------------------------- */
-
-typedef struct {
-    PyObject *buffer_type;
-    MPI_Comm group_comm; /* for _group_comm(); MPI_COMM_NULL until set */
-} s_module_state;
-
-enum { S_KIND_NONE = 0, S_KIND_ZMQ = 1, S_KIND_HEAP = 2 };
-
-typedef struct {
-    PyObject_HEAD int kind;
-    zmq_msg_t msg;
-    void *heap;
-    void *data;
-    Py_ssize_t size;
-} s_buffer_t;
-
-static int s_buffer_getbuffer(PyObject *obj, Py_buffer *view, int flags)
-{
-    s_buffer_t *self = (s_buffer_t *)obj;
-    return PyBuffer_FillInfo(view, obj, self->data, self->size, 0, flags);
-}
-
-static void s_buffer_dealloc(PyObject *obj)
-{
-    s_buffer_t *self = (s_buffer_t *)obj;
-    PyTypeObject *tp = Py_TYPE(obj);
-    if (self->kind == S_KIND_ZMQ)
-        zmq_msg_close(&self->msg);
-    free(self->heap);
-    tp->tp_free(obj);
-    Py_DECREF(tp);
-}
-
-static Py_ssize_t s_buffer_length(PyObject *obj)
-{
-    return ((s_buffer_t *)obj)->size;
-}
-
-static PyObject *s_buffer_repr(PyObject *obj)
-{
-    s_buffer_t *self = (s_buffer_t *)obj;
-    return PyUnicode_FromFormat("<_pympipool_runtime.Buffer %zd bytes (%s)>", self->size,
-                                self->kind == S_KIND_ZMQ ? "zmq" : "heap");
-}
-
-/* Buffer(n): n zero bytes on the heap (for tests and for Python callers). */
-static PyObject *s_buffer_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
-{
-    Py_ssize_t n = 0;
-    static char *kwlist[] = {"size", NULL};
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "n:Buffer", kwlist, &n))
-        return NULL;
-    if (n < 0) {
-        PyErr_SetString(PyExc_ValueError, "Buffer size must not be negative");
-        return NULL;
-    }
-    s_buffer_t *self = (s_buffer_t *)type->tp_alloc(type, 0);
-    if (!self)
-        return NULL;
-    self->heap = calloc(1, n ? (size_t)n : 1);
-    if (!self->heap) {
-        Py_DECREF(self);
-        return PyErr_NoMemory();
-    }
-    self->kind = S_KIND_HEAP;
-    self->data = self->heap;
-    self->size = n;
-    return (PyObject *)self;
-}
-
-static PyType_Slot s_buffer_slots[] = {
-    {Py_tp_doc, "A writable block of bytes received by the runtime: a ZeroMQ message or "
-                "malloc'ed memory, exported through the buffer protocol without a copy."},
-    {Py_tp_new, s_buffer_new},
-    {Py_tp_dealloc, s_buffer_dealloc},
-    {Py_tp_repr, s_buffer_repr},
-    {Py_mp_length, s_buffer_length},
-    {Py_bf_getbuffer, s_buffer_getbuffer},
-    {0, NULL},
-};
-
-static PyType_Spec s_buffer_spec = {
-    .name = "_pympipool_runtime.Buffer",
-    .basicsize = sizeof(s_buffer_t),
-    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE,
-    .slots = s_buffer_slots,
-};
-
-static int s_module_exec(PyObject *module)
-{
-    s_module_state *state = PyModule_GetState(module);
-    state->group_comm = MPI_COMM_NULL;
-    state->buffer_type = PyType_FromModuleAndSpec(module, &s_buffer_spec, NULL);
-    if (!state->buffer_type)
-        return -1;
-    if (PyModule_AddObjectRef(module, "Buffer", state->buffer_type) < 0)
-        return -1;
-    if (pmp_comm_module_init(module) < 0)
-        return -1;
-    if (pmp_shm_py_add(module) < 0) /* the shared-memory path (pylib/_pmp_shm_py.c) */
-        return -1;
-    if (pmp_wire_py_add(module) < 0) /* flags and limits (pylib/_pmp_wire_py.c) */
-        return -1;
-    return 0;
-}
-
-/* _group_comm(): a new not-owned Comm on the group's user communicator;
- * the worker keeps one and hands every call its own _borrow(). */
-static PyObject *s_group_comm(PyObject *module, PyObject *unused)
-{
-    (void)unused;
-    s_module_state *state = PyModule_GetState(module);
-    if (state->group_comm == MPI_COMM_NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "the runtime has no group communicator");
-        return NULL;
-    }
-    return pmp_comm_wrap(module, state->group_comm, 0);
-}
-
-static PyMethodDef s_module_methods[] = {
-    {"_group_comm", s_group_comm, METH_NOARGS,
-     "The group's communicator as a Comm that does not own its handle."},
-    {NULL, NULL, 0, NULL},
-};
-
-static int s_module_traverse(PyObject *module, visitproc visit, void *arg)
-{
-    s_module_state *state = PyModule_GetState(module);
-    Py_VISIT(state->buffer_type);
-    return 0;
-}
-
-static int s_module_clear(PyObject *module)
-{
-    s_module_state *state = PyModule_GetState(module);
-    Py_CLEAR(state->buffer_type);
-    return 0;
-}
-
-static void s_module_free(void *module)
-{
-    s_module_clear((PyObject *)module);
-}
-
-static PyModuleDef_Slot s_module_slots[] = {
-    {Py_mod_exec, s_module_exec},
-    {0, NULL},
-};
-
-static struct PyModuleDef s_module_def = {
-    PyModuleDef_HEAD_INIT,
-    .m_name = "_pympipool_runtime",
-    .m_doc = "Types the pympipool runtime gives its embedded interpreter.",
-    .m_size = sizeof(s_module_state),
-    .m_methods = s_module_methods,
-    .m_slots = s_module_slots,
-    .m_traverse = s_module_traverse,
-    .m_clear = s_module_clear,
-    .m_free = s_module_free,
-};
-
-static PyObject *s_module_init(void)
-{
-    return PyModuleDef_Init(&s_module_def);
-}
-
-/* Wraps frame i of msg in a Buffer, taking ownership.  New reference or
- * NULL with a Python exception. */
-static PyObject *s_wrap_frame(pmp_python_t *self, pmp_rtmsg_t *msg, uint32_t i)
-{
-    s_module_state *state = PyModule_GetState(self->runtime_module);
-    PyTypeObject *type = (PyTypeObject *)state->buffer_type;
-    s_buffer_t *buf = (s_buffer_t *)type->tp_alloc(type, 0);
-    if (!buf)
-        return NULL;
-    if (msg->zmsgs) {
-        zmq_msg_init(&buf->msg);
-        zmq_msg_move(&buf->msg, &msg->zmsgs[i]);
-        buf->kind = S_KIND_ZMQ;
-        buf->data = zmq_msg_data(&buf->msg);
-        buf->size = (Py_ssize_t)zmq_msg_size(&buf->msg);
-    } else {
-        buf->kind = S_KIND_HEAP;
-        buf->heap = msg->heap[i];
-        msg->heap[i] = NULL;
-        buf->data = buf->heap;
-        buf->size = (Py_ssize_t)msg->size[i];
-    }
-    msg->data[i] = NULL;
-    return (PyObject *)buf;
-}
-
-/* payload Buffer and list of the other frames.  0 or -1 with an exception. */
-static int s_wrap_message(pmp_python_t *self, pmp_rtmsg_t *msg, PyObject **payload,
-                          PyObject **buffers)
-{
-    *payload = NULL;
-    *buffers = NULL;
-    if (msg->nframes < 1) {
-        PyErr_SetString(PyExc_ValueError, "message without a payload frame");
-        return -1;
-    }
-    *payload = s_wrap_frame(self, msg, 0);
-    *buffers = PyList_New((Py_ssize_t)msg->nframes - 1);
-    if (!*payload || !*buffers)
-        goto fail;
-    for (uint32_t i = 1; i < msg->nframes; i++) {
-        PyObject *b = s_wrap_frame(self, msg, i);
-        if (!b)
-            goto fail;
-        PyList_SET_ITEM(*buffers, (Py_ssize_t)i - 1, b);
-    }
-    return 0;
-fail:
-    Py_CLEAR(*payload);
-    Py_CLEAR(*buffers);
-    return -1;
-}
 
 /* ---- start-up -------------------------------------------------------- */
 
@@ -435,7 +205,7 @@ pmp_python_t *pmp_python_new(const pmp_python_config_t *cfg, pmp_error_t *err)
     }
     pthread_mutex_init(&self->lock, NULL);
 
-    if (PyImport_AppendInittab("_pympipool_runtime", s_module_init) != 0) {
+    if (PyImport_AppendInittab("_pympipool_runtime", pmp_pymodule_init) != 0) {
         pmp_error_set(err, "cannot register the _pympipool_runtime module");
         goto fail_early;
     }
@@ -490,7 +260,7 @@ pmp_python_t *pmp_python_new(const pmp_python_config_t *cfg, pmp_error_t *err)
         s_exception_text(err, "cannot import _pympipool_runtime");
         goto fail_started;
     }
-    ((s_module_state *)PyModule_GetState(self->runtime_module))->group_comm = cfg->comm;
+    pmp_pymodule_set_group_comm(self->runtime_module, cfg->comm);
     PyObject *guard = s_import_source(pmp_mpi4py_guard_source, pmp_mpi4py_guard_source_len,
                                       S_GUARD_MODULE, S_GUARD_FILE);
     if (!guard) {
@@ -632,7 +402,7 @@ void pmp_python_run_init(pmp_python_t *self, pmp_rtmsg_t *msg)
     PyEval_RestoreThread(self->tstate);
     PyObject *payload = NULL, *buffers = NULL;
     PyObject *r = NULL;
-    if (s_wrap_message(self, msg, &payload, &buffers) == 0)
+    if (pmp_pymodule_wrap_message(self->runtime_module, msg, &payload, &buffers) == 0)
         r = PyObject_CallFunctionObjArgs(self->run_init, payload, buffers, NULL);
     if (!r) {
         /* run_init catches everything; this is a bug or an out-of-memory. */
@@ -650,7 +420,7 @@ void pmp_python_run_define(pmp_python_t *self, pmp_rtmsg_t *msg)
     PyEval_RestoreThread(self->tstate);
     PyObject *payload = NULL, *buffers = NULL, *r = NULL;
     PyObject *key = PyLong_FromUnsignedLongLong(msg->task_id);
-    if (key && s_wrap_message(self, msg, &payload, &buffers) == 0)
+    if (key && pmp_pymodule_wrap_message(self->runtime_module, msg, &payload, &buffers) == 0)
         r = PyObject_CallFunctionObjArgs(self->run_define, key, payload, buffers, NULL);
     if (!r) {
         /* run_define catches everything; this is a bug or an out-of-memory. */
@@ -747,7 +517,7 @@ void pmp_python_run_task(pmp_python_t *self, pmp_rtmsg_t *msg, pmp_result_t *res
     PyEval_RestoreThread(self->tstate);
     PyObject *payload = NULL, *buffers = NULL, *r = NULL;
     PyObject *flags = PyLong_FromUnsignedLong(msg->flags);
-    if (flags && s_wrap_message(self, msg, &payload, &buffers) == 0)
+    if (flags && pmp_pymodule_wrap_message(self->runtime_module, msg, &payload, &buffers) == 0)
         r = PyObject_CallFunctionObjArgs(self->run_task, payload, buffers, flags, NULL);
     Py_XDECREF(flags);
     Py_XDECREF(payload);
