@@ -41,10 +41,13 @@ from typing import (
 )
 
 from . import _core
+from ._cache import ResultCache
 from ._checks import _check_count, _Default, _resolve_alias
+from ._dependencies import Graph, resolving
 from ._engine import _Engine
 from ._futures import _AFTER_SHUTDOWN, ExecutorBroken
 from ._maps import _batches, _Feed, _in_memory, _tasks_hint
+from ._payload import PLAIN_TYPES
 
 __all__ = ["Executor", "ExecutorBroken", "PoolExecutor", "cancel_items_in_queue"]
 
@@ -55,14 +58,57 @@ _ExecutorT = TypeVar("_ExecutorT", bound="_ExecutorBase")
 class _ExecutorBase(_Engine, _FuturesExecutor):
     """``concurrent.futures.Executor`` semantics on top of the engine."""
 
+    _graph: Graph
+
     def submit(
-        self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any
+        self,
+        fn: Callable[..., Any],
+        /,
+        *args: Any,
+        resource_dict: Optional[Dict[str, Any]] = None,
+        **kwargs: Any,
     ) -> Future[Any]:
         """Schedules ``fn(*args, **kwargs)``; returns a ``Future``.  The call is
         pickled here: an unpicklable argument raises pickle's exception at once
         and the executor keeps working.  With ``Executor(cores > 1)`` the
-        future's result is the list of every rank's value."""
-        return self._submit_call(fn, args, kwargs)
+        future's result is the list of every rank's value.
+
+        Futures among the arguments (also inside lists, tuples and dicts)
+        are replaced by their results: the call is sent once they are done,
+        and fails (or is cancelled) as soon as one of them does
+        (docs/dependencies_and_cache.md).  ``resource_dict`` (keyword-only)
+        may hold ``cache_key``, the name of the call's entry in the cache of
+        ``cache_directory``."""
+        return self._submit_any(fn, args, kwargs, resource_dict)
+
+    def _submit_any(
+        self,
+        fn: Callable[..., Any],
+        args: Tuple[Any, ...],
+        kwargs: Dict[str, Any],
+        resource_dict: Optional[Dict[str, Any]],
+    ) -> Future[Any]:
+        graph = self._graph
+        # Plain arguments cannot hold a future: straight to the engine (a
+        # type check in C, the common case).
+        if (
+            graph.direct
+            and resource_dict is None
+            and PLAIN_TYPES.issuperset(map(type, args))
+            and (not kwargs or PLAIN_TYPES.issuperset(map(type, kwargs.values())))
+        ):
+            return self._submit_call(fn, args, kwargs)
+        return graph.submit(self, fn, args, kwargs, resource_dict)
+
+    def _start_graph(self, disable_dependencies: Any, cache_directory: Any) -> None:
+        """The dependencies and the cache of this executor (before the engine
+        starts: a bad argument launches nothing)."""
+        if not isinstance(disable_dependencies, bool):
+            raise TypeError(
+                f"disable_dependencies must be a bool, not {type(disable_dependencies).__name__}"
+            )
+        cache = None if cache_directory is None else ResultCache(cache_directory)
+        self._graph = Graph(not disable_dependencies, cache)
 
     def _check_open(self) -> None:
         if self._state.forked:
@@ -78,7 +124,9 @@ class _ExecutorBase(_Engine, _FuturesExecutor):
         queued calls still run, also when the interpreter exits first (it
         waits for them, as with ``ProcessPoolExecutor``).  In a forked child
         the executor is the parent's: this returns at once."""
-        self._close_engine(cancel_futures=cancel_futures)
+        self._graph.shutdown(
+            cancel_futures, wait, lambda: self._close_engine(cancel_futures=cancel_futures)
+        )
         if wait:
             self._join_engine()
 
@@ -99,6 +147,7 @@ class _ExecutorBase(_Engine, _FuturesExecutor):
         if exc_type is None:
             self.shutdown(wait=True)
         else:
+            self._graph.shutdown(True, False, lambda: None)  # no waiting call is sent
             self._interrupt_engine(exc_type.__name__)
         return None
 
@@ -142,6 +191,13 @@ class _ExecutorBase(_Engine, _FuturesExecutor):
             raise TypeError(f"chunksize must be an int, not {type(chunksize).__name__}")
         if chunksize < 1:
             raise ValueError("chunksize must be >= 1.")
+        graph = self._graph
+        if graph.cache is not None:
+            # every call through the cache: one submit each, as the
+            # standard library's map (which reads all of its input now)
+            return _FuturesExecutor.map(self, fn, *iterables, timeout=timeout)
+        if graph.enabled:
+            iterables = resolving(iterables)
         end_time = None if timeout is None else timeout + time.monotonic()
         batches: Iterator[Any]
         if len(iterables) == 1 and not self._task_flags & _core.FLAG_ALL_RANKS:
@@ -165,8 +221,9 @@ class _ExecutorBase(_Engine, _FuturesExecutor):
         return cast(Iterator[_T], results)
 
     def __len__(self) -> int:
-        """Number of submitted tasks not yet sent to the ranks."""
-        return self._state.pending()
+        """Number of submitted tasks not yet sent to the ranks (those waiting
+        for their input futures included)."""
+        return self._state.pending() + self._graph.waiting()
 
 
 #: Tasks a group may hold (Executor, PoolExecutor, Pool): the one it runs
@@ -244,8 +301,11 @@ class Executor(_ExecutorBase):
         launcher_args: Optional[Sequence[str]] = None,
         hosts: Optional[Sequence[str]] = None,
         hostfile: Union[str, os.PathLike[str], None] = None,
+        disable_dependencies: bool = False,
+        cache_directory: Union[str, os.PathLike[str], None] = None,
     ) -> None:
         cores = _check_count("cores", cores)
+        self._start_graph(disable_dependencies, cache_directory)
         self._start_engine(
             ranks=cores,
             ranks_per_group=cores,
@@ -329,8 +389,11 @@ class PoolExecutor(_ExecutorBase):
         launcher_args: Optional[Sequence[str]] = None,
         hosts: Optional[Sequence[str]] = None,
         hostfile: Union[str, os.PathLike[str], None] = None,
+        disable_dependencies: bool = False,
+        cache_directory: Union[str, os.PathLike[str], None] = None,
     ) -> None:
         _ignore_sleep_interval(sleep_interval)
+        self._start_graph(disable_dependencies, cache_directory)
         name, value = _resolve_alias("max_workers", max_workers, "cores", cores)
         workers = _check_count(name, value)
         self._max_workers = workers
@@ -363,13 +426,19 @@ class PoolExecutor(_ExecutorBase):
         return self._max_workers
 
     def submit(
-        self, fn: Callable[..., _T], /, *args: Any, **kwargs: Any
+        self,
+        fn: Callable[..., _T],
+        /,
+        *args: Any,
+        resource_dict: Optional[Dict[str, Any]] = None,
+        **kwargs: Any,
     ) -> Future[_T]:
         """Schedules ``fn(*args, **kwargs)`` on one worker; returns a
         ``Future`` of its value.  The call is pickled here: an unpicklable
         argument raises pickle's exception at once and the executor keeps
-        working."""
-        return self._submit_call(fn, args, kwargs)
+        working.  Futures among the arguments and ``resource_dict``: as for
+        ``Executor.submit``."""
+        return self._submit_any(fn, args, kwargs, resource_dict)
 
     def map(
         self,
