@@ -199,7 +199,8 @@ def get_cache_data(directory: Union[str, "os.PathLike[str]"]) -> List[Dict[str, 
     or ``PoolExecutor``), sorted by file name: one dict per entry with
     ``function`` (the function's module and qualified name), ``args`` (a
     tuple), ``kwargs`` (a dict), ``result``, ``run_time`` (seconds from
-    sending the call to its result, as the caller measured it), ``key``
+    sending the call to its result, as the caller measured it: its wait
+    in the queue included), ``key``
     (the hash or ``cache_key``) and ``file`` (the entry's path).  Errors are
     never cached, so every entry has a result.  Entries that cannot be read
     (truncated, corrupt) and temporary files are left out; a missing
