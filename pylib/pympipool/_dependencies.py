@@ -45,6 +45,11 @@ from __future__ import annotations
 import threading
 import time
 from concurrent.futures import Future, InvalidStateError
+from concurrent.futures._base import (  # the states Future itself uses
+    CANCELLED,
+    CANCELLED_AND_NOTIFIED,
+    PENDING,
+)
 from typing import (
     TYPE_CHECKING,
     Any,
@@ -170,25 +175,33 @@ class _Dependent(Future[Any]):
 
     def __init__(self) -> None:
         super().__init__()
-        self._pmp_guard = threading.Lock()
+        # reentrant: cancelling runs done-callbacks, which may cancel again
+        self._pmp_guard = threading.RLock()
         self._pmp_inner: Optional[Future[Any]] = None
 
     def cancel(self) -> bool:
         with self._pmp_guard:
             inner = self._pmp_inner
             if inner is None:
-                if not Future.cancel(self):
-                    return False
-        if inner is None:
-            self.set_running_or_notify_cancel()
-            return True
+                return self._pmp_cancelled()
         return inner.cancel()
 
-    def _pmp_cancelled(self) -> None:
-        """Cancelled from here (an input was): as ``cancel()`` of a waiting
-        call."""
-        if Future.cancel(self):
-            self.set_running_or_notify_cancel()
+    def _pmp_cancelled(self) -> bool:
+        """Cancels it unless it is done (True if it is cancelled now), and
+        moves it on to CANCELLED_AND_NOTIFIED at once, as a cancelled work
+        item that an executor dropped: ``concurrent.futures.wait`` and
+        ``as_completed`` count a cancelled future as finished only in that
+        state.  Its done-callbacks run after."""
+        future: Any = self  # Future's private state, which typeshed leaves out
+        with future._condition:
+            if future._state != PENDING:
+                return bool(future._state in (CANCELLED, CANCELLED_AND_NOTIFIED))
+            future._state = CANCELLED_AND_NOTIFIED
+            for waiter in future._waiters:
+                waiter.add_cancelled(self)
+            future._condition.notify_all()
+        future._invoke_callbacks()
+        return True
 
     def _pmp_settle(self, value: Any = None, error: Optional[BaseException] = None) -> None:
         """Completes it unless it is done already."""

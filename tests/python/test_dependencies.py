@@ -175,6 +175,40 @@ def test_cancel_a_waiting_dependent(exe, tmp_path):
     assert len(exe) == 0
 
 
+def test_cancel_twice_and_from_a_callback(exe):
+    gate = concurrent.futures.Future()
+    dependent = exe.submit(add, gate, 1)
+    seen = []
+    dependent.add_done_callback(lambda f: seen.append(f.cancel()))  # cancels again, inside
+    assert dependent.cancel()
+    assert dependent.cancel()  # as Future.cancel: True for a cancelled future
+    assert seen == [True]
+    assert list(concurrent.futures.as_completed([dependent], timeout=1)) == [dependent]
+    gate.set_result(0)
+
+
+def test_cancel_a_dependent_already_sent():
+    with PoolExecutor(max_workers=1) as one:
+        blockers = [one.submit(slow, i, 1.0) for i in range(2)]  # running and held
+        ready = concurrent.futures.Future()
+        ready.set_result(1)
+        queued = one.submit(add, ready, 1)  # sent at once, queued behind them
+        assert queued.cancel()
+        assert queued.cancelled()
+        after = one.submit(add, blockers[1], 1)
+        assert after.result(timeout=60) == 2
+        assert not after.cancel()  # done: as any future
+
+
+def test_as_completed_over_dependents(exe):
+    gates = [concurrent.futures.Future() for _ in range(3)]
+    dependents = [exe.submit(add, g, 1) for g in gates]
+    for i, gate in enumerate(reversed(gates)):
+        gate.set_result(i)
+    done = {f.result() for f in concurrent.futures.as_completed(dependents, timeout=60)}
+    assert done == {1, 2, 3}
+
+
 def test_futures_of_another_executor():
     with Executor(cores=2) as two, PoolExecutor(max_workers=1) as one:
         ranks = two.submit(ident, 3)  # [3, 3]: one value per rank
