@@ -3,9 +3,10 @@ what ``Executor.submit`` / ``PoolExecutor.submit`` and their ``map`` do
 before a call reaches the engine (``_engine._Engine._submit_call``).
 
 Each of those executors owns one ``Graph``; the executor's ``submit`` hands
-a call to it only when it has to (a ``resource_dict``, a cache, an argument
-that is not a number, string, bytes or None): a call of plain arguments
-costs one C-level type check here and goes straight to the engine.
+a call to it only when it has to: with a ``resource_dict`` or a cache, or
+when pickling the call failed because futures are among its arguments (a
+``Future`` holds a lock and cannot be pickled).  Every other call goes
+straight to the engine, as it did before, and pays nothing for the scan.
 
 * Finding futures.  A ``concurrent.futures.Future`` (of any executor, ours
   or not, or made by hand) counts when it is an argument, a keyword
@@ -32,9 +33,11 @@ costs one C-level type check here and goes straight to the engine.
   are sent when their inputs finish, and the engine is closed only after
   the last of them (``wait=True`` waits for that, ``wait=False`` leaves it
   to the thread that sends the last one).
-* ``disable_dependencies=True``: nothing is scanned; a future is pickled as
-  it is, which fails (a Future holds a lock), and the ``TypeError`` raised
-  at ``submit`` then says that dependencies are disabled.
+* ``disable_dependencies=True``: a future is pickled as it is, which fails,
+  and the ``TypeError`` raised at ``submit`` then says that dependencies are
+  disabled.  (A ``Future`` subclass that can be pickled is sent as it is
+  on the engine's path: only a call that could not be pickled is looked
+  into.)
 * The cache (``_cache.ResultCache``) is consulted after the futures are
   resolved, so its key is made of the values; a hit completes the
   dependent without sending anything.
@@ -70,17 +73,9 @@ from ._payload import PLAIN_TYPES
 if TYPE_CHECKING:
     from ._engine import _Engine
 
-__all__ = ["Graph", "plain", "find_futures", "resolve", "resolving"]
+__all__ = ["Graph", "find_futures", "resolve", "resolving"]
 
 _CONTAINERS = (list, tuple, dict)
-
-
-def plain(args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> bool:
-    """Whether every argument is a number, string, bytes or None: then no
-    future can be among them (the common case, checked in C)."""
-    return PLAIN_TYPES.issuperset(map(type, args)) and (
-        not kwargs or PLAIN_TYPES.issuperset(map(type, kwargs.values()))
-    )
 
 
 def find_futures(*roots: Any) -> List["Future[Any]"]:
@@ -331,6 +326,20 @@ class Graph:
         self._on_idle: Optional[Callable[[], None]] = None
 
     # -- submitting
+
+    def has_futures(
+        self, error: BaseException, args: Tuple[Any, ...], kwargs: Dict[str, Any]
+    ) -> bool:
+        """After ``error``, a failure to pickle a call sent straight to the
+        engine: whether futures among its arguments are the cause, and the
+        call is to go through ``submit`` here.  With dependencies disabled,
+        raises the ``TypeError`` that says so instead (``error`` as its
+        cause)."""
+        if not find_futures(args, kwargs):
+            return False
+        if not self.enabled:
+            raise _disabled_error() from error
+        return True
 
     def submit(
         self,

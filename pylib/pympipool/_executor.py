@@ -19,6 +19,7 @@ dispatcher thread, the futures table, the maps, shutdown and clean-up: see
 from __future__ import annotations
 
 import os
+import pickle
 import queue
 import time
 import warnings
@@ -47,7 +48,6 @@ from ._dependencies import Graph, resolving
 from ._engine import _Engine
 from ._futures import _AFTER_SHUTDOWN, ExecutorBroken
 from ._maps import _batches, _Feed, _in_memory, _tasks_hint
-from ._payload import PLAIN_TYPES
 
 __all__ = ["Executor", "ExecutorBroken", "PoolExecutor", "cancel_items_in_queue"]
 
@@ -79,25 +79,18 @@ class _ExecutorBase(_Engine, _FuturesExecutor):
         (docs/dependencies_and_cache.md).  ``resource_dict`` (keyword-only)
         may hold ``cache_key``, the name of the call's entry in the cache of
         ``cache_directory``."""
-        return self._submit_any(fn, args, kwargs, resource_dict)
-
-    def _submit_any(
-        self,
-        fn: Callable[..., Any],
-        args: Tuple[Any, ...],
-        kwargs: Dict[str, Any],
-        resource_dict: Optional[Dict[str, Any]],
-    ) -> Future[Any]:
+        # Straight to the engine, as before; a Future cannot be pickled (it
+        # holds a lock), so a call with futures among its arguments fails
+        # there and only then goes through the graph (_dependencies): the
+        # others pay nothing for the scan.  The same lines are
+        # PoolExecutor.submit's (one frame less per call).
         graph = self._graph
-        # Plain arguments cannot hold a future: straight to the engine (a
-        # type check in C, the common case).
-        if (
-            graph.direct
-            and resource_dict is None
-            and PLAIN_TYPES.issuperset(map(type, args))
-            and (not kwargs or PLAIN_TYPES.issuperset(map(type, kwargs.values())))
-        ):
-            return self._submit_call(fn, args, kwargs)
+        if graph.direct and resource_dict is None:
+            try:
+                return self._submit_call(fn, args, kwargs)
+            except (TypeError, pickle.PicklingError) as exc:
+                if not graph.has_futures(exc, args, kwargs):
+                    raise
         return graph.submit(self, fn, args, kwargs, resource_dict)
 
     def _start_graph(self, disable_dependencies: Any, cache_directory: Any) -> None:
@@ -438,7 +431,14 @@ class PoolExecutor(_ExecutorBase):
         argument raises pickle's exception at once and the executor keeps
         working.  Futures among the arguments and ``resource_dict``: as for
         ``Executor.submit``."""
-        return self._submit_any(fn, args, kwargs, resource_dict)
+        graph = self._graph  # as in Executor.submit
+        if graph.direct and resource_dict is None:
+            try:
+                return self._submit_call(fn, args, kwargs)
+            except (TypeError, pickle.PicklingError) as exc:
+                if not graph.has_futures(exc, args, kwargs):
+                    raise
+        return graph.submit(self, fn, args, kwargs, resource_dict)
 
     def map(
         self,

@@ -261,6 +261,20 @@ def test_unpicklable_result_of_input_fails_the_dependent(exe):
         dependent.result(timeout=60)
 
 
+class Box:
+    def __init__(self, content):
+        self.content = content
+
+
+def test_future_inside_another_object_is_not_looked_for(exe):
+    ready = concurrent.futures.Future()
+    ready.set_result(1)
+    with pytest.raises(TypeError, match="pickle") as info:
+        exe.submit(ident, Box(ready))
+    assert "dependencies" not in str(info.value)  # pickle's own error
+    assert exe.submit(ident, [Box(2)]).result(timeout=60)[0].content == 2
+
+
 # ---- shutdown ---------------------------------------------------------------------
 
 
