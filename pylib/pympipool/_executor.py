@@ -32,6 +32,7 @@ from typing import (
     Dict,
     Iterable,
     Iterator,
+    List,
     Optional,
     Sequence,
     Tuple,
@@ -44,7 +45,7 @@ from typing import (
 from . import _core
 from ._cache import ResultCache
 from ._checks import _check_count, _Default, _resolve_alias
-from ._dependencies import Graph, resolving
+from ._dependencies import Graph, needs_feeder, resolve_when_done
 from ._engine import _Engine
 from ._futures import _AFTER_SHUTDOWN, ExecutorBroken
 from ._maps import _batches, _Feed, _in_memory, _tasks_hint
@@ -102,6 +103,13 @@ class _ExecutorBase(_Engine, _FuturesExecutor):
             )
         cache = None if cache_directory is None else ResultCache(cache_directory)
         self._graph = Graph(not disable_dependencies, cache)
+
+    def _map_batch_unpicklable(self, batch: List[Any], error: BaseException) -> List[Any]:
+        """Futures among a lazy map's items: their results (see _Maps)."""
+        if self._graph.has_futures(error, tuple(batch), {}):
+            resolved: List[Any] = resolve_when_done(batch)
+            return resolved
+        raise error
 
     def _check_open(self) -> None:
         if self._state.forked:
@@ -189,8 +197,6 @@ class _ExecutorBase(_Engine, _FuturesExecutor):
             # every call through the cache: one submit each, as the
             # standard library's map (which reads all of its input now)
             return _FuturesExecutor.map(self, fn, *iterables, timeout=timeout)
-        if graph.enabled:
-            iterables = resolving(iterables)
         end_time = None if timeout is None else timeout + time.monotonic()
         batches: Iterator[Any]
         if len(iterables) == 1 and not self._task_flags & _core.FLAG_ALL_RANKS:
@@ -208,6 +214,9 @@ class _ExecutorBase(_Engine, _FuturesExecutor):
             star = True
         ntasks = _tasks_hint(iterables, chunksize) if iterables else 0
         in_memory = _in_memory(iterables)
+        if in_memory and ntasks <= self._read_ahead and graph.enabled:
+            # sent at once in this thread, unless it has futures to wait for
+            in_memory = not needs_feeder(iterables)
         feed = self._map_lazily(fn, batches, star, True, ntasks, in_memory)
         results = _map_results(feed, end_time)
         next(results)  # up to its start: a close() from now on stops the feed

@@ -247,6 +247,23 @@ def test_map_with_futures(exe):
         next(results)
 
 
+def test_map_returns_at_once_with_pending_futures(exe):
+    gate = concurrent.futures.Future()
+    start = time.monotonic()
+    results = exe.map(add, [1, gate, 3], [10, 10, 10])  # small: no thread unless futures
+    assert time.monotonic() - start < 2.0
+    threading.Timer(0.3, gate.set_result, (2,)).start()
+    assert list(results) == [11, 12, 13]
+
+
+def test_map_of_many_items_with_futures_in_chunks(exe):
+    firsts = [exe.submit(add, i) for i in range(50)]
+    items = [firsts[i % 50] if i % 7 == 0 else i for i in range(2000)]
+    expected = [i % 50 if i % 7 == 0 else i for i in range(2000)]
+    assert list(exe.map(ident, items, chunksize=16, timeout=90)) == expected
+    assert list(exe.map(ident, iter(items), chunksize=16, timeout=90)) == expected
+
+
 def test_map_with_futures_on_executor():
     with Executor(cores=2) as two:
         first = two.submit(add, 1)
@@ -338,7 +355,7 @@ def test_disable_dependencies_raises_at_submit():
             exe.submit(add, [done], 1)
         assert info.value.__cause__ is not None  # pickle's own error
         assert exe.submit(add, 2, 3).result(timeout=60) == 5  # still works
-        with pytest.raises(TypeError):
+        with pytest.raises(TypeError, match="dependencies are disabled"):
             list(exe.map(add, [done]))
 
 
