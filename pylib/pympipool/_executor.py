@@ -125,6 +125,8 @@ class _ExecutorBase(_Engine, _FuturesExecutor):
         queued calls still run, also when the interpreter exits first (it
         waits for them, as with ``ProcessPoolExecutor``).  In a forked child
         the executor is the parent's: this returns at once."""
+        if self._state.forked:
+            return  # the parent's executor; its graph's lock may be held there
         self._graph.shutdown(
             cancel_futures, wait, lambda: self._close_engine(cancel_futures=cancel_futures)
         )
@@ -148,7 +150,8 @@ class _ExecutorBase(_Engine, _FuturesExecutor):
         if exc_type is None:
             self.shutdown(wait=True)
         else:
-            self._graph.shutdown(True, False, lambda: None)  # no waiting call is sent
+            if not self._state.forked:
+                self._graph.shutdown(True, False, lambda: None)  # no waiting call is sent
             self._interrupt_engine(exc_type.__name__)
         return None
 

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 
@@ -342,6 +345,52 @@ def test_exception_in_with_block_cancels_waiting_dependents():
             dependent = exe.submit(add, plain, 1)
             raise KeyError("leave")
     assert dependent.cancelled()
+
+
+def test_shutdown_in_a_forked_child_returns_at_once(tmp_path):
+    """A child forked while a dependent waits: its shutdown(wait=True) does
+    not wait for the parent's dependents; the parent's still run."""
+    script = tmp_path / "fork.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import concurrent.futures, os, time
+            from pympipool import PoolExecutor
+
+            def add(a, b):
+                return a + b
+
+            exe = PoolExecutor(max_workers=1)
+            gate = concurrent.futures.Future()
+            dependent = exe.submit(add, gate, 1)
+            pid = os.fork()
+            if pid == 0:
+                start = time.monotonic()
+                exe.shutdown(wait=True)
+                os._exit(0 if time.monotonic() - start < 5 else 3)
+            start = time.monotonic()
+            while True:
+                done, status = os.waitpid(pid, os.WNOHANG)
+                if done:
+                    break
+                if time.monotonic() - start > 20:
+                    os.kill(pid, 9)
+                    os.waitpid(pid, 0)
+                    raise SystemExit("the child hung")
+                time.sleep(0.01)
+            assert os.waitstatus_to_exitcode(status) == 0, status
+            gate.set_result(1)
+            assert dependent.result(timeout=60) == 2
+            exe.shutdown()
+            print("OK")
+            """
+        )
+    )
+    out = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=90
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().endswith("OK")
 
 
 # ---- disabled --------------------------------------------------------------------
