@@ -8,6 +8,8 @@
   serial workers.
 * ``MPISpawnPool(max_ranks=N, ranks_per_task=k)``: the Pool interface for
   MPI-parallel functions, N/k groups of k ranks; functions get ``comm``.
+* ``get_cache_data(directory)``: the entries of the result cache that
+  ``cache_directory=`` of ``Executor`` / ``PoolExecutor`` writes.
 
 Configuration: the runtime executable and the matching ``mpiexec`` are
 recorded at build time in ``pympipool._config``; the environment variables
@@ -20,6 +22,7 @@ Importing the package starts no thread, opens no socket and launches no
 process; each executor does so when it is created.
 """
 
+from ._cache import get_cache_data
 from ._config import VERSION as __version__
 from ._executor import Executor, ExecutorBroken, PoolExecutor, cancel_items_in_queue
 from ._pool import MPISpawnPool, Pool
@@ -38,6 +41,7 @@ __all__ = [
     "RemoteTraceback",
     "TaskExitError",
     "cancel_items_in_queue",
+    "get_cache_data",
     "__version__",
 ]
 

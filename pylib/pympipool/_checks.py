@@ -21,7 +21,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
-from typing import Any, Optional, Tuple, Union
+from typing import Any, Dict, Optional, Tuple, Union
 
 
 def _check_count(name: str, value: Any) -> int:
@@ -130,3 +130,44 @@ def _check_hostname(value: Any) -> Optional[str]:
             f"name), not {type(value).__name__}"
         )
     return value.strip()
+
+
+#: The keys a per-call ``resource_dict`` may hold today (``submit(...,
+#: resource_dict=...)``); new per-call resources are added here.
+RESOURCE_KEYS = frozenset({"cache_key"})
+#: What a ``cache_key`` may be: a file name of its own in the cache directory.
+_CACHE_KEY_CHARS = frozenset(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-"
+)
+
+
+def check_resource_dict(value: Any) -> Dict[str, Any]:
+    """A call's ``resource_dict`` as the executor uses it (a new dict; empty
+    for None).  TypeError for a non-dict, ValueError naming an unknown key
+    or a ``cache_key`` that is not a non-empty name of letters, digits,
+    ``.``, ``_`` and ``-`` (not starting with ``.``, at most 200 characters:
+    it names a file)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise TypeError(f"resource_dict must be a dict or None, not {type(value).__name__}")
+    unknown = sorted(map(repr, set(value) - RESOURCE_KEYS))
+    if unknown:
+        raise ValueError(
+            f"resource_dict has unknown key(s) {', '.join(unknown)}; it may hold "
+            f"{', '.join(sorted(map(repr, RESOURCE_KEYS)))}"
+        )
+    key = value.get("cache_key")
+    if key is not None and (
+        not isinstance(key, str)
+        or not key
+        or len(key) > 200
+        or key.startswith(".")
+        or not _CACHE_KEY_CHARS.issuperset(key)
+    ):
+        raise ValueError(
+            f"resource_dict['cache_key'] must be a non-empty str of letters, digits, "
+            f"'.', '_' and '-' (not starting with '.', at most 200 characters), "
+            f"not {key!r}"
+        )
+    return dict(value)

@@ -19,6 +19,7 @@ dispatcher thread, the futures table, the maps, shutdown and clean-up: see
 from __future__ import annotations
 
 import os
+import pickle
 import queue
 import time
 import warnings
@@ -31,6 +32,7 @@ from typing import (
     Dict,
     Iterable,
     Iterator,
+    List,
     Optional,
     Sequence,
     Tuple,
@@ -41,7 +43,9 @@ from typing import (
 )
 
 from . import _core
+from ._cache import ResultCache
 from ._checks import _check_count, _Default, _resolve_alias
+from ._dependencies import Graph, needs_feeder, resolve_when_done
 from ._engine import _Engine
 from ._futures import _AFTER_SHUTDOWN, ExecutorBroken
 from ._maps import _batches, _Feed, _in_memory, _tasks_hint
@@ -55,14 +59,57 @@ _ExecutorT = TypeVar("_ExecutorT", bound="_ExecutorBase")
 class _ExecutorBase(_Engine, _FuturesExecutor):
     """``concurrent.futures.Executor`` semantics on top of the engine."""
 
+    _graph: Graph
+
     def submit(
-        self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any
+        self,
+        fn: Callable[..., Any],
+        /,
+        *args: Any,
+        resource_dict: Optional[Dict[str, Any]] = None,
+        **kwargs: Any,
     ) -> Future[Any]:
         """Schedules ``fn(*args, **kwargs)``; returns a ``Future``.  The call is
         pickled here: an unpicklable argument raises pickle's exception at once
         and the executor keeps working.  With ``Executor(cores > 1)`` the
-        future's result is the list of every rank's value."""
-        return self._submit_call(fn, args, kwargs)
+        future's result is the list of every rank's value.
+
+        Futures among the arguments (also inside lists, tuples and dicts)
+        are replaced by their results: the call is sent once they are done,
+        and fails (or is cancelled) as soon as one of them does
+        (docs/dependencies_and_cache.md).  ``resource_dict`` (keyword-only)
+        may hold ``cache_key``, the name of the call's entry in the cache of
+        ``cache_directory``."""
+        # Straight to the engine, as before; a Future cannot be pickled (it
+        # holds a lock), so a call with futures among its arguments fails
+        # there and only then goes through the graph (_dependencies): the
+        # others pay nothing for the scan.  The same lines are
+        # PoolExecutor.submit's (one frame less per call).
+        graph = self._graph
+        if graph.direct and resource_dict is None:
+            try:
+                return self._submit_call(fn, args, kwargs)
+            except (TypeError, pickle.PicklingError) as exc:
+                if not graph.has_futures(exc, args, kwargs):
+                    raise
+        return graph.submit(self, fn, args, kwargs, resource_dict)
+
+    def _start_graph(self, disable_dependencies: Any, cache_directory: Any) -> None:
+        """The dependencies and the cache of this executor (before the engine
+        starts: a bad argument launches nothing)."""
+        if not isinstance(disable_dependencies, bool):
+            raise TypeError(
+                f"disable_dependencies must be a bool, not {type(disable_dependencies).__name__}"
+            )
+        cache = None if cache_directory is None else ResultCache(cache_directory)
+        self._graph = Graph(not disable_dependencies, cache)
+
+    def _map_batch_unpicklable(self, batch: List[Any], error: BaseException) -> List[Any]:
+        """Futures among a lazy map's items: their results (see _Maps)."""
+        if self._graph.has_futures(error, tuple(batch), {}):
+            resolved: List[Any] = resolve_when_done(batch)
+            return resolved
+        raise error
 
     def _check_open(self) -> None:
         if self._state.forked:
@@ -78,7 +125,11 @@ class _ExecutorBase(_Engine, _FuturesExecutor):
         queued calls still run, also when the interpreter exits first (it
         waits for them, as with ``ProcessPoolExecutor``).  In a forked child
         the executor is the parent's: this returns at once."""
-        self._close_engine(cancel_futures=cancel_futures)
+        if self._state.forked:
+            return  # the parent's executor; its graph's lock may be held there
+        self._graph.shutdown(
+            cancel_futures, wait, lambda: self._close_engine(cancel_futures=cancel_futures)
+        )
         if wait:
             self._join_engine()
 
@@ -99,6 +150,8 @@ class _ExecutorBase(_Engine, _FuturesExecutor):
         if exc_type is None:
             self.shutdown(wait=True)
         else:
+            if not self._state.forked:
+                self._graph.shutdown(True, False, lambda: None)  # no waiting call is sent
             self._interrupt_engine(exc_type.__name__)
         return None
 
@@ -142,6 +195,11 @@ class _ExecutorBase(_Engine, _FuturesExecutor):
             raise TypeError(f"chunksize must be an int, not {type(chunksize).__name__}")
         if chunksize < 1:
             raise ValueError("chunksize must be >= 1.")
+        graph = self._graph
+        if graph.cache is not None:
+            # every call through the cache: one submit each, as the
+            # standard library's map (which reads all of its input now)
+            return _FuturesExecutor.map(self, fn, *iterables, timeout=timeout)
         end_time = None if timeout is None else timeout + time.monotonic()
         batches: Iterator[Any]
         if len(iterables) == 1 and not self._task_flags & _core.FLAG_ALL_RANKS:
@@ -159,14 +217,18 @@ class _ExecutorBase(_Engine, _FuturesExecutor):
             star = True
         ntasks = _tasks_hint(iterables, chunksize) if iterables else 0
         in_memory = _in_memory(iterables)
+        if in_memory and ntasks <= self._read_ahead and graph.enabled:
+            # sent at once in this thread, unless it has futures to wait for
+            in_memory = not needs_feeder(iterables)
         feed = self._map_lazily(fn, batches, star, True, ntasks, in_memory)
         results = _map_results(feed, end_time)
         next(results)  # up to its start: a close() from now on stops the feed
         return cast(Iterator[_T], results)
 
     def __len__(self) -> int:
-        """Number of submitted tasks not yet sent to the ranks."""
-        return self._state.pending()
+        """Number of submitted tasks not yet sent to the ranks (those waiting
+        for their input futures included)."""
+        return self._state.pending() + self._graph.waiting()
 
 
 #: Tasks a group may hold (Executor, PoolExecutor, Pool): the one it runs
@@ -244,8 +306,11 @@ class Executor(_ExecutorBase):
         launcher_args: Optional[Sequence[str]] = None,
         hosts: Optional[Sequence[str]] = None,
         hostfile: Union[str, os.PathLike[str], None] = None,
+        disable_dependencies: bool = False,
+        cache_directory: Union[str, os.PathLike[str], None] = None,
     ) -> None:
         cores = _check_count("cores", cores)
+        self._start_graph(disable_dependencies, cache_directory)
         self._start_engine(
             ranks=cores,
             ranks_per_group=cores,
@@ -329,8 +394,11 @@ class PoolExecutor(_ExecutorBase):
         launcher_args: Optional[Sequence[str]] = None,
         hosts: Optional[Sequence[str]] = None,
         hostfile: Union[str, os.PathLike[str], None] = None,
+        disable_dependencies: bool = False,
+        cache_directory: Union[str, os.PathLike[str], None] = None,
     ) -> None:
         _ignore_sleep_interval(sleep_interval)
+        self._start_graph(disable_dependencies, cache_directory)
         name, value = _resolve_alias("max_workers", max_workers, "cores", cores)
         workers = _check_count(name, value)
         self._max_workers = workers
@@ -363,13 +431,26 @@ class PoolExecutor(_ExecutorBase):
         return self._max_workers
 
     def submit(
-        self, fn: Callable[..., _T], /, *args: Any, **kwargs: Any
+        self,
+        fn: Callable[..., _T],
+        /,
+        *args: Any,
+        resource_dict: Optional[Dict[str, Any]] = None,
+        **kwargs: Any,
     ) -> Future[_T]:
         """Schedules ``fn(*args, **kwargs)`` on one worker; returns a
         ``Future`` of its value.  The call is pickled here: an unpicklable
         argument raises pickle's exception at once and the executor keeps
-        working."""
-        return self._submit_call(fn, args, kwargs)
+        working.  Futures among the arguments and ``resource_dict``: as for
+        ``Executor.submit``."""
+        graph = self._graph  # as in Executor.submit
+        if graph.direct and resource_dict is None:
+            try:
+                return self._submit_call(fn, args, kwargs)
+            except (TypeError, pickle.PicklingError) as exc:
+                if not graph.has_futures(exc, args, kwargs):
+                    raise
+        return graph.submit(self, fn, args, kwargs, resource_dict)
 
     def map(
         self,

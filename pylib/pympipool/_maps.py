@@ -35,6 +35,7 @@ from __future__ import annotations
 import collections
 import itertools
 import operator
+import pickle
 import threading
 import time
 from typing import (
@@ -327,10 +328,12 @@ class _Feed:
             sink = _Sink(run, index, len(batch))
             self._in_flight[index] = sink
         try:
-            if self._chunk:
-                payload, buffers = dumps_keyed(run.slot, batch)
-            else:
-                payload, buffers = dumps_keyed(run.slot, batch[0], {})
+            try:
+                payload, buffers = self._dumps(run, batch)
+            except (TypeError, pickle.PicklingError) as exc:
+                # futures among the items (_dependencies): their results, once done
+                batch = owner._map_batch_unpicklable(batch, exc)
+                payload, buffers = self._dumps(run, batch)
         except BaseException as exc:  # this task fails, the map goes on
             self._deliver(index, False, exc)
             return True
@@ -342,6 +345,11 @@ class _Feed:
             self._end(None)
             return False
         return True
+
+    def _dumps(self, run: _MapRun, batch: List[Any]) -> Tuple[bytes, List[memoryview]]:
+        if self._chunk:
+            return dumps_keyed(run.slot, batch)
+        return dumps_keyed(run.slot, batch[0], {})
 
     def _end(self, error: Optional[BaseException]) -> None:
         """Reading has ended; error (if any) is the map's last outcome."""
@@ -456,6 +464,13 @@ class _Maps:
 
     def _buffers(self, buffers: List[memoryview]) -> _Buffers:
         raise NotImplementedError
+
+    def _map_batch_unpicklable(self, batch: List[Any], error: BaseException) -> List[Any]:
+        """The items of a lazy map's task that could not be pickled (error),
+        to be pickled once more: the interfaces that resolve futures
+        among them (``Executor``, ``PoolExecutor``) wait for them here, in
+        the feeder thread; the others raise error, the task's outcome."""
+        raise error
 
     def _map_flags(self, star: bool, chunk: bool, keyed: bool) -> int:
         """The flags of a map's tasks: FN_KEY if its function is kept by
