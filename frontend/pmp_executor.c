@@ -426,6 +426,20 @@ int pmp_executor_restarts(pmp_executor_t *self)
 
 /* Queues a built broadcast behind everything submitted so far; mtx held.
  * Returns 0 or ENOMEM (task untouched). */
+/* The end of submit() and broadcast(), after the mutex was let go: task
+ * was queued (e == 0: the I/O thread is woken) or refused with errno e (it
+ * is destroyed: disarmed, it calls no free_fn).  Returns 0 or -1. */
+static int s_queued(pmp_executor_t *self, pmp_task_t *task, int e)
+{
+    if (e) {
+        pmp_task_destroy(&task);
+        errno = e;
+        return -1;
+    }
+    s_wake(self);
+    return 0;
+}
+
 static int s_queue_broadcast_locked(pmp_executor_t *self, pmp_task_t *task)
 {
     task->seq = self->next_seq;
@@ -509,13 +523,7 @@ int pmp_executor_submit_calls(pmp_executor_t *self, uint64_t task_id, int type, 
         self->any_task = 1;
     }
     pthread_mutex_unlock(&self->mtx);
-    if (e) {
-        pmp_task_destroy(&task); /* disarmed: calls no free_fn */
-        errno = e;
-        return -1;
-    }
-    s_wake(self);
-    return 0;
+    return s_queued(self, task, e);
 }
 
 int pmp_executor_broadcast(pmp_executor_t *self, int type, uint64_t key, const pmp_buffer_t *bufs,
@@ -578,13 +586,7 @@ int pmp_executor_broadcast(pmp_executor_t *self, int type, uint64_t key, const p
         pmp_keyset_del(self->defined, key);
     }
     pthread_mutex_unlock(&self->mtx);
-    if (e) {
-        pmp_task_destroy(&task); /* disarmed: calls no free_fn */
-        errno = e;
-        return -1;
-    }
-    s_wake(self);
-    return 0;
+    return s_queued(self, task, e);
 }
 
 int pmp_executor_cancel(pmp_executor_t *self, uint64_t task_id)

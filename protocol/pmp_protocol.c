@@ -283,6 +283,20 @@ static int s_append(char *buf, size_t size, size_t *pos, const char *s, size_t n
     return 0;
 }
 
+/* The end of a text encoder: NUL-terminates the pos bytes written and
+ * returns their count, or (pos = SIZE_MAX: it did not fit, or a length
+ * beyond an int) leaves an empty text and fails with ENOSPC. */
+static int s_finish_text(char *buf, size_t pos)
+{
+    if (pos > (size_t)INT32_MAX) {
+        buf[0] = '\0';
+        errno = ENOSPC;
+        return -1;
+    }
+    buf[pos] = '\0';
+    return (int)pos;
+}
+
 int pmp_hello_encode(const pmp_hello_t *hello, char *buf, size_t size)
 {
     size_t pos = 0;
@@ -322,14 +336,9 @@ int pmp_hello_encode(const pmp_hello_t *hello, char *buf, size_t size)
             if (buf[k] == '\n' || buf[k] == '\r')
                 buf[k] = ' ';
     }
-    buf[pos] = '\0';
-    if (pos > (size_t)INT32_MAX)
-        goto nospace;
-    return (int)pos;
+    return s_finish_text(buf, pos);
 nospace:
-    buf[0] = '\0';
-    errno = ENOSPC;
-    return -1;
+    return s_finish_text(buf, SIZE_MAX);
 }
 
 /* Parses a decimal integer in [min, max]: optional '-', then 1..19 digits,
@@ -521,14 +530,9 @@ int pmp_hello_ranks_encode(const pmp_hello_rank_t *ranks, size_t n, char *buf, s
     }
     if (s_append(buf, size, &pos, "\n", 1) < 0)
         goto nospace;
-    buf[pos] = '\0';
-    if (pos > (size_t)INT32_MAX)
-        goto nospace;
-    return (int)pos;
+    return s_finish_text(buf, pos);
 nospace:
-    buf[0] = '\0';
-    errno = ENOSPC;
-    return -1;
+    return s_finish_text(buf, SIZE_MAX);
 }
 
 /* Decodes one "R:PID:HOST" entry of len bytes. */

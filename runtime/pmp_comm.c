@@ -273,6 +273,20 @@ static PyObject *s_comm_allreduce(PyObject *op, PyObject *args, PyObject *kwargs
     return shared;
 }
 
+/* obj pickled for one point-to-point message, whose count is an int: a
+ * new reference, or NULL with the pickling error or OverflowError (what:
+ * the method, for the message). */
+static PyObject *s_dumps_one_message(const char *what, PyObject *obj)
+{
+    PyObject *data = pmp_comm_dumps(obj);
+    if (data && PyBytes_GET_SIZE(data) > INT_MAX) {
+        Py_DECREF(data);
+        PyErr_Format(PyExc_OverflowError, "%s: the pickled object exceeds 2 GiB", what);
+        return NULL;
+    }
+    return data;
+}
+
 static PyObject *s_comm_send(PyObject *op, PyObject *args, PyObject *kwargs)
 {
     static char *kwlist[] = {"obj", "dest", "tag", NULL};
@@ -283,14 +297,9 @@ static PyObject *s_comm_send(PyObject *op, PyObject *args, PyObject *kwargs)
         return NULL;
     if (pmp_comm_check(self) < 0)
         return NULL;
-    PyObject *data = pmp_comm_dumps(obj);
+    PyObject *data = s_dumps_one_message("send", obj);
     if (!data)
         return NULL;
-    if (PyBytes_GET_SIZE(data) > INT_MAX) {
-        Py_DECREF(data);
-        PyErr_SetString(PyExc_OverflowError, "send: the pickled object exceeds 2 GiB");
-        return NULL;
-    }
     MPI_Request req;
     int rc = MPI_Isend(PyBytes_AS_STRING(data), (int)PyBytes_GET_SIZE(data), MPI_BYTE, dest, tag,
                        self->comm, &req);
@@ -336,14 +345,9 @@ static PyObject *s_comm_sendrecv(PyObject *op, PyObject *args, PyObject *kwargs)
         return NULL;
     if (s_no_status(status) < 0 || pmp_comm_check(self) < 0)
         return NULL;
-    PyObject *data = pmp_comm_dumps(obj);
+    PyObject *data = s_dumps_one_message("sendrecv", obj);
     if (!data)
         return NULL;
-    if (PyBytes_GET_SIZE(data) > INT_MAX) {
-        Py_DECREF(data);
-        PyErr_SetString(PyExc_OverflowError, "sendrecv: the pickled object exceeds 2 GiB");
-        return NULL;
-    }
     MPI_Request req;
     int rc = MPI_Isend(PyBytes_AS_STRING(data), (int)PyBytes_GET_SIZE(data), MPI_BYTE, dest,
                        sendtag, self->comm, &req);
