@@ -9,11 +9,10 @@
  * The path of a call through this file.  pmp_executor_submit() queues the
  * task under the mutex and writes the eventfd.  The loop wakes, and
  * s_step() pops the head of the queue for the least loaded group with room
- * (pmp_sched), with the tasks behind it when the group gets several at
- * once (s_share: its share of the queue, or all its room when every group
- * will be full anyway), sends them (header and the task's frames, on the
- * group's link or, over TCP, behind its ZeroMQ identity, several to one
- * ZeroMQ message for a leader that takes batches) and moves them to the
+ * (pmp_sched), sends it (header and the task's frames, on the group's link
+ * or, over TCP, behind its ZeroMQ identity; the tasks picked one after the
+ * other for the same group leave together, one write on a link, one
+ * ZeroMQ message for a leader that takes batches) and moves it to the
  * in-flight table.  The group's leader answers with RESULT or ERROR; the link or
  * pmp_executor_io_recv_router() reads the message and
  * pmp_executor_io_on_message() (pmp_executor_recv.c) takes the task out
@@ -272,18 +271,17 @@ static int s_send_shared(pmp_executor_t *self, pmp_executor_group_t *g, const pm
     return rc;
 }
 
-/* A batch over ZeroMQ: tasks run[0..k) to group g (a ROUTER group whose
- * leader takes batches) in one ZeroMQ message, each a header and its
- * frames (shared references with keep_sent, else moved).  Returns 0, or
- * -1 as s_send_locked (nothing consumed).  mtx held. */
+/* Tasks run[0..k) to the ROUTER group g in one ZeroMQ message, each a
+ * header and its frames (shared references with keep_sent, else moved):
+ * one task, or a batch for a leader that takes them.  Returns 0, or -1
+ * with errno when the group cannot be routed to (nothing consumed; the
+ * caller gives the group up).  mtx held. */
 static int s_send_batch_locked(pmp_executor_t *self, pmp_executor_group_t *g, pmp_task_t **run,
                                size_t k)
 {
     void *router = pmp_endpoint_socket(self->endpoint);
-    if (zmq_send(router, g->identity, g->identity_size, ZMQ_SNDMORE) < 0) {
-        s_unreachable_locked(self, g, run[0]->type);
+    if (zmq_send(router, g->identity, g->identity_size, ZMQ_SNDMORE) < 0)
         return -1;
-    }
     for (size_t i = 0; i < k; i++) {
         pmp_task_t *task = run[i];
         int last_task = i + 1 == k;
@@ -314,19 +312,15 @@ static int s_send_batch_locked(pmp_executor_t *self, pmp_executor_group_t *g, pm
 /* Sends tasks run[0..k) to the ROUTER group g: in messages of up to as
  * many tasks as its leader takes in one (its hello's batch), else one a
  * message.  Returns how many were sent, in order: fewer than k only when
- * the group became unreachable (s_unreachable_locked), and the rest are
- * untouched.  mtx held. */
+ * the group cannot be routed to (errno set), and the rest are untouched.
+ * mtx held. */
 static size_t s_send_run_locked(pmp_executor_t *self, pmp_executor_group_t *g, pmp_task_t **run,
                                 size_t k)
 {
     size_t per = g->hello.batch > 1 ? (size_t)g->hello.batch : 1;
     for (size_t i = 0; i < k;) {
         size_t m = k - i < per ? k - i : per;
-        int rc = m > 1             ? s_send_batch_locked(self, g, run + i, m)
-                 : self->keep_sent ? s_send_shared(self, g, run[i])
-                                   : s_send_locked(self, g, run[i]->type, run[i]->id, run[i]->flags,
-                                                   run[i]->msgs, run[i]->nmsgs);
-        if (rc < 0)
+        if (s_send_batch_locked(self, g, run + i, m) < 0)
             return i;
         i += m;
     }
@@ -401,25 +395,42 @@ typedef struct {
     size_t n;
 } s_batch_t;
 
-/* How many tasks the group just picked (load tasks, room up to limit)
- * gets now.  When the queue holds at least as many tasks as all live
- * groups have room for, every group will be full anyway, and this one is
- * filled at once.  Otherwise it gets its share of the queue, one task per
- * live group (at least one), so that the work still spreads over the
- * groups: the next pick is the least loaded group again.  Over ZeroMQ the
- * tasks a group gets at once are one message for a leader that takes
- * batches; in a steady stream of short tasks a group's replies come in a
- * burst, and so do the tasks that refill it.  mtx held. */
-static size_t s_share(const pmp_executor_t *self, size_t load, size_t limit)
+/* The tasks picked one after the other for the same ROUTER group: they
+ * are in flight already (in the table, counted in the group's load) and
+ * leave together, as one batch for a leader that takes batches, when the
+ * next pick is another group or the round ends.  In a busy pool the group
+ * that just answered is the only one with room, so its refill is a run. */
+typedef struct {
+    size_t gi;
+    size_t k, frames;
+    pmp_task_t *task[S_RUN_MAX];
+} s_run_t;
+
+/* Sends the run.  When its group cannot be routed to, the tasks not sent
+ * leave the in-flight table and go back to the head of the queue, in
+ * order, for another group, and only then is the group given up (so that
+ * only what it really held fails).  Returns 1, or 0 after such a failure.
+ * mtx held. */
+static int s_flush_run_locked(pmp_executor_t *self, s_run_t *run)
 {
-    size_t room = limit - load;
-    size_t live = pmp_sched_live(self->sched);
-    size_t queued = pmp_queue_size(self->queue);
-    size_t all = live * limit, held = pmp_queue_size(self->inflight);
-    size_t k = queued >= (all > held ? all - held : 0) ? room : queued / (live ? live : 1);
-    if (k > room)
-        k = room;
-    return k < 1 ? 1 : k < S_RUN_MAX ? k : S_RUN_MAX;
+    size_t k = run->k;
+    run->k = run->frames = 0;
+    if (k == 0)
+        return 1;
+    pmp_executor_group_t *g = &self->groups[run->gi];
+    size_t sent = s_send_run_locked(self, g, run->task, k);
+    if (sent == k)
+        return 1;
+    int e = errno;
+    for (size_t i = k; i-- > sent;) {
+        pmp_task_t *t = run->task[i];
+        PMP_ASSERT(pmp_queue_remove(self->inflight, t->id) == t);
+        pmp_sched_dec(self->sched, run->gi);
+        PMP_ASSERT(pmp_queue_push_front(self->queue, t->id, t) == 0);
+    }
+    errno = e;
+    s_unreachable_locked(self, g, PMP_MSG_TASK);
+    return 0;
 }
 
 /* Sends the broadcasts and queued tasks, oldest first, wherever there is
@@ -435,6 +446,7 @@ static size_t s_share(const pmp_executor_t *self, size_t load, size_t limit)
  * because the batch was full.  mtx held. */
 static int s_step_locked(pmp_executor_t *self, s_batch_t *batch)
 {
+    s_run_t run = {.k = 0, .frames = 0};
     /* While the job is being killed (a time limit, a rank that died) it gets
      * nothing more: what is queued waits for the next job, if any. */
     if (!self->exited && !self->stop && !self->timeout_kill && !pmp_rankwatch_death(self->watch)) {
@@ -442,6 +454,8 @@ static int s_step_locked(pmp_executor_t *self, s_batch_t *batch)
             pmp_task_t *head = pmp_queue_peek(self->queue, NULL);
             pmp_task_t *bcast = pmp_queue_peek(self->bcasts, NULL);
             if (bcast && (!head || bcast->seq < head->seq)) {
+                if (!s_flush_run_locked(self, &run))
+                    continue;
                 if (batch->n > 0)
                     return 1; /* its older tasks are written first */
                 s_run_broadcast_locked(self, pmp_queue_pop(self->bcasts, NULL));
@@ -449,8 +463,11 @@ static int s_step_locked(pmp_executor_t *self, s_batch_t *batch)
             }
             if (!head)
                 break;
-            if (batch->n == S_BATCH)
+            if (batch->n == S_BATCH) {
+                if (!s_flush_run_locked(self, &run))
+                    continue;
                 return 1;
+            }
             size_t gi = pmp_sched_pick(self->sched);
             if (gi == PMP_SCHED_NONE)
                 break;
@@ -465,42 +482,30 @@ static int s_step_locked(pmp_executor_t *self, s_batch_t *batch)
             if (load >= limit)
                 break;
             pmp_executor_group_t *best = &self->groups[gi];
-            size_t want = s_share(self, load, limit);
-            if (best->link && want > S_BATCH - batch->n)
-                want = S_BATCH - batch->n;
-            /* the run: queued tasks from the head on, none younger than a
-             * waiting broadcast, whose frames fit one ZeroMQ message */
-            pmp_task_t *run[S_RUN_MAX];
-            size_t k = 0, frames = 0;
-            for (pmp_task_t *t = head; t && k < want && (!bcast || t->seq < bcast->seq);
-                 t = pmp_queue_peek(self->queue, NULL)) {
-                if (k > 0 && frames + t->nmsgs + 1 > S_RUN_FRAMES)
-                    break;
-                frames += t->nmsgs + 1;
-                run[k++] = pmp_queue_pop(self->queue, NULL);
-            }
-            size_t sent = k;
+            if (!best->link && run.k > 0 &&
+                (run.gi != gi || run.k == S_RUN_MAX ||
+                 run.frames + head->nmsgs + 1 > S_RUN_FRAMES) &&
+                !s_flush_run_locked(self, &run))
+                continue; /* that group is gone: pick again */
+            uint64_t id;
+            pmp_task_t *task = pmp_queue_pop(self->queue, &id);
             if (best->link) {
-                for (size_t i = 0; i < k; i++) {
-                    batch->task[batch->n] = run[i];
-                    batch->group[batch->n++] = gi;
-                }
+                batch->task[batch->n] = task;
+                batch->group[batch->n++] = gi;
             } else {
-                sent = s_send_run_locked(self, best, run, k);
-                for (size_t i = k; i-- > sent;)
-                    PMP_ASSERT(pmp_queue_push_front(self->queue, run[i]->id, run[i]) == 0);
+                run.gi = gi;
+                run.task[run.k++] = task;
+                run.frames += task->nmsgs + 1;
             }
-            if (sent > 0 && load == 0)
+            task->group = gi;
+            task->sent_ms = pmp_timelimit_sent(self->timelimit);
+            if (load == 0)
                 pmp_window_sent(self->window, gi, 0, pmp_executor_now_ns());
-            for (size_t i = 0; i < sent; i++) {
-                run[i]->group = gi;
-                run[i]->sent_ms = pmp_timelimit_sent(self->timelimit);
-                pmp_sched_inc(self->sched, gi);
-                PMP_ASSERT(pmp_queue_push(self->inflight, run[i]->id, run[i]) == 0);
-            }
-            /* fewer sent: best is now gone, the rest went back to the head
-             * of the queue; the next pick is another group */
+            pmp_sched_inc(self->sched, gi);
+            PMP_ASSERT(pmp_queue_push(self->inflight, id, task) == 0);
         }
+        if (!s_flush_run_locked(self, &run))
+            return 1; /* some went back to the queue: another round */
         if (self->closing && !self->shutdown_sent && pmp_queue_size(self->queue) == 0 &&
             pmp_queue_size(self->inflight) == 0)
             s_shutdown_all_locked(self);

@@ -245,6 +245,20 @@ def test_a_long_call_closes_the_pipeline_window():
     assert all(f.done() for f in rest)
 
 
+def test_calls_submitted_together_spread_over_the_workers():
+    """Two long calls submitted one after the other run side by side, on
+    both workers, also when short calls follow them at once: every task
+    goes to the least loaded worker, however many are queued."""
+    with PoolExecutor(max_workers=2) as exe:
+        started(exe, 2)
+        for _ in range(3):
+            futures = [exe.submit(pid_after, 0.3) for _ in range(2)]
+            futures += [exe.submit(add, i) for i in range(6)]
+            first, second = (f.result(timeout=60) for f in futures[:2])
+            assert first != second
+            assert [f.result(timeout=60) for f in futures[2:]] == list(range(6))
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 def test_many_short_calls_over_tcp(workers):
     """Over TCP (``hostname=``) a worker whose pipeline window opened gets
