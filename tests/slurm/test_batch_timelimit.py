@@ -1,8 +1,8 @@
 """queue_adapter="slurm": a batch job that hits its time limit breaks its
 executor with the state TIMEOUT.  SLURM counts time limits in whole
 minutes and looks at them every 30 s, so this takes 60 to 95 s: a test of
-its own, which CTest runs beside the tests that need no SLURM node, in
-both builds."""
+its own, which CTest runs beside the others, in the MPICH build only (the
+job's state does not depend on the MPI)."""
 
 from __future__ import annotations
 

@@ -2,8 +2,9 @@
 --time=1``) under a running step breaks the executor, naming the job, the
 step, the node and the state.  SLURM counts time limits in whole minutes
 and looks at them every 30 s, so this takes 60 to 95 s: a test of its own,
-like slurm.batch_timelimit, which CTest runs beside the tests that need no
-SLURM node, in both builds.
+in the MPICH build only, like slurm.batch_timelimit (the step's end is
+SLURM's; the MPI-dependent path of a step that SLURM ends under the
+executor, srun exiting, is slurm.srun's scancel tests, in both builds).
 """
 
 from __future__ import annotations
