@@ -71,7 +71,9 @@
  * group table (pmp_sched) finds that group and the group of a peer
  * identity without looking at the other groups, so the cost per task does
  * not grow with the number of groups.  Tasks submitted before any group
- * connected simply wait.
+ * connected simply wait.  A task pinned to one group (pmp_executor_submit_to)
+ * waits in a queue of its own (pinned) for room in that group instead, and
+ * each round serves those first, in order (pmp_executor_pin.c).
  *
  * Broadcasts.  INIT, DEFINE and FORGET go to every group.  They wait in
  * their own FIFO (bcasts) next to the task queue, and every message, task
@@ -204,7 +206,7 @@ static void s_free_all(pmp_executor_t *self)
             pmp_task_destroy(&task);
         pmp_queue_destroy(&self->queue);
     }
-    pmp_queue_t **queues[] = {&self->inflight, &self->bcasts, &self->kept};
+    pmp_queue_t **queues[] = {&self->pinned, &self->inflight, &self->bcasts, &self->kept};
     for (size_t q = 0; q < sizeof queues / sizeof queues[0]; q++) {
         if (!*queues[q])
             continue;
@@ -271,6 +273,7 @@ pmp_executor_t *pmp_executor_new(const pmp_executor_config_t *cfg, pmp_error_t *
     int failed = 0;
     self->cwd = s_strdup_or_null(cfg->cwd, &failed);
     self->queue = pmp_queue_new();
+    self->pinned = pmp_queue_new();
     self->inflight = pmp_queue_new();
     self->bcasts = pmp_queue_new();
     self->defined = pmp_keyset_new();
@@ -284,9 +287,9 @@ pmp_executor_t *pmp_executor_new(const pmp_executor_config_t *cfg, pmp_error_t *
                                                                   ? cfg->run_time_grace_ms
                                                                   : PMP_EXECUTOR_RUN_TIME_GRACE_MS);
     self->next_seq = 1;
-    if (failed || !self->queue || !self->inflight || !self->bcasts || !self->defined ||
-        !self->kept || !self->sched || !self->window || !self->done || !self->watch ||
-        !self->timelimit)
+    if (failed || !self->queue || !self->pinned || !self->inflight || !self->bcasts ||
+        !self->defined || !self->kept || !self->sched || !self->window || !self->done ||
+        !self->watch || !self->timelimit)
         goto nomem;
 
     if (self->launch) {
@@ -450,6 +453,9 @@ static int s_queue_broadcast_locked(pmp_executor_t *self, pmp_task_t *task)
     return 0;
 }
 
+static int s_submit(pmp_executor_t *self, int pin, uint64_t task_id, int type, uint32_t flags,
+                    const pmp_buffer_t *bufs, size_t nbufs, uint32_t ncalls, pmp_error_t *err);
+
 int pmp_executor_submit(pmp_executor_t *self, uint64_t task_id, int type, uint32_t flags,
                         const pmp_buffer_t *bufs, size_t nbufs, pmp_error_t *err)
 {
@@ -459,6 +465,25 @@ int pmp_executor_submit(pmp_executor_t *self, uint64_t task_id, int type, uint32
 int pmp_executor_submit_calls(pmp_executor_t *self, uint64_t task_id, int type, uint32_t flags,
                               const pmp_buffer_t *bufs, size_t nbufs, uint32_t ncalls,
                               pmp_error_t *err)
+{
+    return s_submit(self, -1, task_id, type, flags, bufs, nbufs, ncalls, err);
+}
+
+int pmp_executor_submit_to(pmp_executor_t *self, int group, uint64_t task_id, uint32_t flags,
+                           const pmp_buffer_t *bufs, size_t nbufs, pmp_error_t *err)
+{
+    if (!s_in_child(self) && (group < 0 || group >= self->ranks / self->ranks_per_group)) {
+        pmp_error_set(err, "submit: group %d does not exist (the job has groups 0 to %d)", group,
+                      self->ranks / self->ranks_per_group - 1);
+        errno = EINVAL;
+        return -1;
+    }
+    return s_submit(self, group, task_id, PMP_MSG_TASK, flags, bufs, nbufs, 1, err);
+}
+
+/* submit_calls (pin -1: any group) and submit_to (pin: the group's number). */
+static int s_submit(pmp_executor_t *self, int pin, uint64_t task_id, int type, uint32_t flags,
+                    const pmp_buffer_t *bufs, size_t nbufs, uint32_t ncalls, pmp_error_t *err)
 {
     if (s_in_child(self))
         return pmp_fork_fail(err, "executor", self->owner);
@@ -490,6 +515,8 @@ int pmp_executor_submit_calls(pmp_executor_t *self, uint64_t task_id, int type, 
         return -1;
     }
     task->ncalls = ncalls;
+    task->pin = pin;
+    pmp_queue_t *queue = pin < 0 ? self->queue : self->pinned;
     int e = 0;
     pthread_mutex_lock(&self->mtx);
     if (self->closing) {
@@ -505,7 +532,8 @@ int pmp_executor_submit_calls(pmp_executor_t *self, uint64_t task_id, int type, 
         pmp_error_set(err, "submit: the init message must come before the first task");
         e = EINVAL;
     } else if (type == PMP_MSG_TASK &&
-               (pmp_queue_find(self->queue, task_id) || pmp_queue_find(self->inflight, task_id))) {
+               (pmp_queue_find(self->queue, task_id) || pmp_queue_find(self->pinned, task_id) ||
+                pmp_queue_find(self->inflight, task_id))) {
         pmp_error_set(err, "submit: task id %llu is already in use", (unsigned long long)task_id);
         e = EINVAL;
     } else if (type == PMP_MSG_INIT) {
@@ -514,7 +542,7 @@ int pmp_executor_submit_calls(pmp_executor_t *self, uint64_t task_id, int type, 
             self->init_submitted = 1;
         else
             pmp_error_set(err, "submit: out of memory");
-    } else if (pmp_queue_push(self->queue, task_id, task) < 0) {
+    } else if (pmp_queue_push(queue, task_id, task) < 0) {
         pmp_error_set(err, "submit: out of memory");
         e = ENOMEM;
     } else {
@@ -595,6 +623,8 @@ int pmp_executor_cancel(pmp_executor_t *self, uint64_t task_id)
         return pmp_fork_fail(NULL, "executor", self->owner);
     pthread_mutex_lock(&self->mtx);
     pmp_task_t *task = pmp_queue_remove(self->queue, task_id);
+    if (!task)
+        task = pmp_queue_remove(self->pinned, task_id);
     pthread_mutex_unlock(&self->mtx);
     if (!task)
         return 0;
@@ -610,7 +640,8 @@ int pmp_executor_cancel_all(pmp_executor_t *self, uint64_t **ids, size_t *n)
     if (s_in_child(self))
         return pmp_fork_fail(NULL, "executor", self->owner);
     pthread_mutex_lock(&self->mtx);
-    size_t count = pmp_queue_size(self->queue);
+    size_t nfree = pmp_queue_size(self->queue);
+    size_t count = nfree + pmp_queue_size(self->pinned);
     if (count == 0) {
         pthread_mutex_unlock(&self->mtx);
         return 0;
@@ -625,7 +656,7 @@ int pmp_executor_cancel_all(pmp_executor_t *self, uint64_t **ids, size_t *n)
         return -1;
     }
     for (size_t i = 0; i < count; i++)
-        tasks[i] = pmp_queue_pop(self->queue, &out[i]);
+        tasks[i] = pmp_queue_pop(i < nfree ? self->queue : self->pinned, &out[i]);
     pthread_mutex_unlock(&self->mtx);
     for (size_t i = 0; i < count; i++)
         pmp_task_destroy(&tasks[i]);
@@ -643,7 +674,7 @@ size_t pmp_executor_pending(pmp_executor_t *self)
         return 0;
     }
     pthread_mutex_lock(&self->mtx);
-    size_t n = pmp_queue_size(self->queue);
+    size_t n = pmp_queue_size(self->queue) + pmp_queue_size(self->pinned);
     pthread_mutex_unlock(&self->mtx);
     return n;
 }

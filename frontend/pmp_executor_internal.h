@@ -87,6 +87,7 @@ struct pmp_executor {
     int ready, start_rc, start_errno;
     pmp_error_t start_err;
     pmp_queue_t *queue;    /* tasks not yet sent, by task id */
+    pmp_queue_t *pinned;   /* tasks for one group (task->pin) not yet sent, by task id */
     pmp_queue_t *inflight; /* tasks sent, not completed */
     pmp_queue_t *bcasts;   /* broadcasts not yet sent, by seq */
     pmp_keyset_t *defined; /* keys DEFINEd and not FORGOTten (caller's view) */
@@ -190,6 +191,17 @@ void pmp_executor_io_group_lost_locked(pmp_executor_t *self, pmp_executor_group_
  * executor is ending, else the INIT and the kept DEFINEs, in order.  mtx
  * held; I/O thread. */
 void pmp_executor_io_greet_locked(pmp_executor_t *self, pmp_executor_group_t *g);
+
+/* ---- pinned tasks (pmp_executor_pin.c) ------------------------------------ */
+
+/* The index (in the group table) of the live group whose hello says it is
+ * group number pin, or SIZE_MAX when it has not said hello (yet), left or
+ * was shut down.  O(groups).  I/O thread. */
+size_t pmp_executor_pin_group(const pmp_executor_t *self, int pin);
+
+/* Completes every pinned task still queued with kind (PMP_DONE_LOST at a
+ * restart, PMP_DONE_BROKEN when the job is gone) and text.  mtx held. */
+void pmp_executor_pin_fail_locked(pmp_executor_t *self, int kind, const char *text);
 
 /* ---- receiving (pmp_executor_recv.c) ------------------------------------- */
 

@@ -426,11 +426,77 @@ static int s_flush_run_locked(pmp_executor_t *self, s_run_t *run)
         pmp_task_t *t = run->task[i];
         PMP_ASSERT(pmp_queue_remove(self->inflight, t->id) == t);
         pmp_sched_dec(self->sched, run->gi);
-        PMP_ASSERT(pmp_queue_push_front(self->queue, t->id, t) == 0);
+        PMP_ASSERT(pmp_queue_push_front(self->queue, t->id, t) == 0); /* runs hold no pinned task */
     }
     errno = e;
     s_unreachable_locked(self, g, PMP_MSG_TASK);
     return 0;
+}
+
+/* How many tasks a group may hold now: the window, but no more than the
+ * base depth while groups of the job are still starting (the others take
+ * the rest when they come).  mtx held. */
+static size_t s_limit(const pmp_executor_t *self)
+{
+    return pmp_sched_live(self->sched) >= (size_t)(self->ranks / self->ranks_per_group)
+               ? pmp_window_limit(self->window)
+               : (size_t)self->depth;
+}
+
+/* Task leaves its queue for group gi: into the in-flight table, counted in
+ * the group's load, its clocks started.  The caller sends it.  mtx held. */
+static void s_take_locked(pmp_executor_t *self, pmp_task_t *task, size_t gi)
+{
+    task->group = gi;
+    task->sent_ms = pmp_timelimit_sent(self->timelimit);
+    if (pmp_sched_load(self->sched, gi) == 0)
+        pmp_window_sent(self->window, gi, 0, pmp_executor_now_ns());
+    pmp_sched_inc(self->sched, gi);
+    PMP_ASSERT(pmp_queue_push(self->inflight, task->id, task) == 0);
+}
+
+/* The pinned tasks (pmp_executor_submit_to) that can go now, each to its
+ * group: one pass over their queue in order, each task either taken or put
+ * back at the end, so the queue keeps its order.  Whether a task can go
+ * depends only on its group (said hello, has room) and on the broadcasts
+ * older than it (sent first), so a task that waits holds back every later
+ * one of its group: first in, first out per group.  A group with a local
+ * link gets its task in batch (written after the unlock); one over ZeroMQ
+ * at once, and when it cannot be routed to, the task is put back and the
+ * group given up (s_unreachable_locked).  Returns 1 when the batch is full
+ * (the rest waits for the next call), 0 otherwise.  mtx held. */
+static int s_step_pinned_locked(pmp_executor_t *self, s_batch_t *batch)
+{
+    const pmp_task_t *bcast = pmp_queue_peek(self->bcasts, NULL);
+    size_t n = pmp_queue_size(self->pinned), limit = s_limit(self);
+    int full = 0;
+    for (size_t k = 0; k < n; k++) {
+        pmp_task_t *task = pmp_queue_pop(self->pinned, NULL);
+        size_t gi = full || (bcast && bcast->seq < task->seq)
+                        ? PMP_SCHED_NONE
+                        : pmp_executor_pin_group(self, task->pin);
+        if (gi != PMP_SCHED_NONE && pmp_sched_load(self->sched, gi) < limit &&
+            self->groups[gi].link && batch->n == S_BATCH)
+            full = 1, gi = PMP_SCHED_NONE;
+        if (gi == PMP_SCHED_NONE || pmp_sched_load(self->sched, gi) >= limit) {
+            PMP_ASSERT(pmp_queue_push(self->pinned, task->id, task) == 0);
+            continue;
+        }
+        pmp_executor_group_t *g = &self->groups[gi];
+        s_take_locked(self, task, gi);
+        if (g->link) {
+            batch->task[batch->n] = task;
+            batch->group[batch->n++] = gi;
+        } else if (s_send_run_locked(self, g, &task, 1) != 1) {
+            int e = errno;
+            PMP_ASSERT(pmp_queue_remove(self->inflight, task->id) == task);
+            pmp_sched_dec(self->sched, gi);
+            PMP_ASSERT(pmp_queue_push(self->pinned, task->id, task) == 0);
+            errno = e;
+            s_unreachable_locked(self, g, PMP_MSG_TASK);
+        }
+    }
+    return full;
 }
 
 /* Sends the broadcasts and queued tasks, oldest first, wherever there is
@@ -450,6 +516,8 @@ static int s_step_locked(pmp_executor_t *self, s_batch_t *batch)
     /* While the job is being killed (a time limit, a rank that died) it gets
      * nothing more: what is queued waits for the next job, if any. */
     if (!self->exited && !self->stop && !self->timeout_kill && !pmp_rankwatch_death(self->watch)) {
+        if (pmp_queue_size(self->pinned) > 0 && s_step_pinned_locked(self, batch))
+            return 1;
         for (;;) {
             pmp_task_t *head = pmp_queue_peek(self->queue, NULL);
             pmp_task_t *bcast = pmp_queue_peek(self->bcasts, NULL);
@@ -474,12 +542,7 @@ static int s_step_locked(pmp_executor_t *self, s_batch_t *batch)
             /* the least loaded group: when it has no room, none has.  While
              * groups of the job are still starting, no group holds more
              * than its base depth: the others take the rest when they come */
-            size_t load = pmp_sched_load(self->sched, gi);
-            size_t limit =
-                pmp_sched_live(self->sched) >= (size_t)(self->ranks / self->ranks_per_group)
-                    ? pmp_window_limit(self->window)
-                    : (size_t)self->depth;
-            if (load >= limit)
+            if (pmp_sched_load(self->sched, gi) >= s_limit(self))
                 break;
             pmp_executor_group_t *best = &self->groups[gi];
             if (!best->link && run.k > 0 &&
@@ -487,8 +550,8 @@ static int s_step_locked(pmp_executor_t *self, s_batch_t *batch)
                  run.frames + head->nmsgs + 1 > S_RUN_FRAMES) &&
                 !s_flush_run_locked(self, &run))
                 continue; /* that group is gone: pick again */
-            uint64_t id;
-            pmp_task_t *task = pmp_queue_pop(self->queue, &id);
+            pmp_task_t *task = pmp_queue_pop(self->queue, NULL);
+            s_take_locked(self, task, gi);
             if (best->link) {
                 batch->task[batch->n] = task;
                 batch->group[batch->n++] = gi;
@@ -497,17 +560,11 @@ static int s_step_locked(pmp_executor_t *self, s_batch_t *batch)
                 run.task[run.k++] = task;
                 run.frames += task->nmsgs + 1;
             }
-            task->group = gi;
-            task->sent_ms = pmp_timelimit_sent(self->timelimit);
-            if (load == 0)
-                pmp_window_sent(self->window, gi, 0, pmp_executor_now_ns());
-            pmp_sched_inc(self->sched, gi);
-            PMP_ASSERT(pmp_queue_push(self->inflight, id, task) == 0);
         }
         if (!s_flush_run_locked(self, &run))
             return 1; /* some went back to the queue: another round */
         if (self->closing && !self->shutdown_sent && pmp_queue_size(self->queue) == 0 &&
-            pmp_queue_size(self->inflight) == 0)
+            pmp_queue_size(self->pinned) == 0 && pmp_queue_size(self->inflight) == 0)
             s_shutdown_all_locked(self);
     }
     if (self->closing && !self->closed_delivered &&
@@ -553,49 +610,6 @@ static void s_step(pmp_executor_t *self)
                         strerror(errno));
         }
     }
-}
-
-/* ---- ranks and interrupts ------------------------------------------------ */
-
-/* Poll item k of the rank watch fired: that rank has exited.  While the
- * job should be running that is a crash: the first one is remembered for
- * the error text, and the job gets PMP_RANKWATCH_DEATH_GRACE_MS to end by
- * itself (mpiexec notices and kills the other ranks) before it is killed,
- * so that no rank is left waiting on a dead peer. */
-static void s_on_rank_exit(pmp_executor_t *self, int k)
-{
-    const pmp_executor_group_t *g = &self->groups[pmp_rankwatch_item_group(self->watch, k)];
-    pthread_mutex_lock(&self->mtx);
-    int expected = self->stop || self->shutdown_sent || self->exited || g->gone;
-    pthread_mutex_unlock(&self->mtx);
-    pmp_rankwatch_on_exit(self->watch, k, expected);
-}
-
-/* Serves pmp_executor_interrupt(): SIGINT, through its pidfd, to every
- * watched rank of every group that holds a task.  The group table is the
- * I/O thread's, so the callers only ask (intr_asked) and wait for the
- * answer.  A pidfd never reaches a recycled pid: the watch closes it as
- * soon as the rank exits.  Takes mtx (only when something was asked). */
-static void s_serve_interrupts(pmp_executor_t *self)
-{
-    if (__atomic_load_n(&self->intr_asked, __ATOMIC_RELAXED) == self->intr_served)
-        return; /* the usual case: no lock taken */
-    int n = 0;
-    pthread_mutex_lock(&self->mtx);
-    if (!self->exited && !self->stop) {
-        for (size_t gi = 0; gi < self->ngroups; gi++) {
-            if (self->groups[gi].gone || pmp_sched_load(self->sched, gi) == 0)
-                continue;
-            n += pmp_rankwatch_signal(self->watch, gi, SIGINT);
-        }
-    }
-    if (n > 0 && self->launcher) /* a rank that dies of it is no news to the caller */
-        pmp_launcher_quiet(self->launcher, PMP_LAUNCHER_QUIET_BANNER);
-    self->intr_served = self->intr_asked;
-    self->intr_count = n;
-    pthread_cond_broadcast(&self->intr_cv);
-    pthread_mutex_unlock(&self->mtx);
-    pmp_log(PMP_LOG_INFO, "frontend: interrupt: SIGINT sent to %d rank(s)", n);
 }
 
 /* ---- the loop ------------------------------------------------------------ */
@@ -739,7 +753,7 @@ void *pmp_executor_io_main(void *arg)
             (void)r;
         }
         atomic_store(&self->wake_pending, 0);
-        s_serve_interrupts(self);
+        pmp_job_serve_interrupts(self);
         int pump = out_timeout >= 0 && rc == 0; /* held output is due */
         for (int k = out_i; rc > 0 && k < out_i + nout; k++)
             pump |= items[k].revents != 0;
@@ -752,7 +766,7 @@ void *pmp_executor_io_main(void *arg)
             }
         for (int k = watch_i; rc > 0 && k < links_i; k++)
             if (items[k].revents)
-                s_on_rank_exit(self, k - watch_i);
+                pmp_job_on_rank_exit(self, k - watch_i);
         if (running && pmp_rankwatch_kill_due(self->watch)) {
             pmp_log(PMP_LOG_WARNING,
                     "frontend: the job did not end within %d ms after %s died; killing it",

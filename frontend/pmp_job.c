@@ -15,13 +15,20 @@
  * whether a task waiting behind the oldest had started (a result may have
  * died in the leader's send queue).  Only the tasks behind a call that
  * exceeded run_time_max provably never started (the group was stuck in
- * that call): they go back to the head of the queue, in their order.  The
+ * that call): they go back to the head of the queue, in their order.  A
+ * task pinned to a group (pmp_executor_submit_to) is never sent again: it
+ * was meant for a group of the job that died, so it completes as LOST
+ * too, queued or held, whatever the reason of the restart.  The
  * groups are forgotten (their places in the scheduler, their rank
  * watches, their time-limit records); the next job's groups say hello
  * afresh and get the INIT and the kept DEFINEs first; the queue, untouched,
  * resumes.  A relaunch after a time limit (the frontend killed the job on
  * purpose) does not count against restart_limit.  docs/architecture.md,
  * "Faults and restarts", has the measured timings.
+ *
+ * Its ranks: the I/O thread hands every rank exit its watch sees
+ * (pmp_job_on_rank_exit) and every interrupt a caller asked for
+ * (pmp_job_serve_interrupts) to this file too.
  *
  * The exit text says which rank died first and how (pmp_rankwatch), how
  * mpiexec ended and the tail of its stderr (pmp_launcher); every task the
@@ -229,7 +236,7 @@ static int s_restart(pmp_executor_t *self, char **text_p)
         uint64_t id;
         pmp_task_t *task = pmp_queue_pop(self->inflight, &id);
         pmp_sched_dec(self->sched, task->group);
-        if (!pmp_timelimit_timed_out(self->timelimit, task->group)) {
+        if (task->pin >= 0 || !pmp_timelimit_timed_out(self->timelimit, task->group)) {
             pmp_task_destroy(&task);
             pmp_executor_deliver_locked(self, PMP_DONE_LOST, id, lost, -1);
         } else {
@@ -241,6 +248,8 @@ static int s_restart(pmp_executor_t *self, char **text_p)
         PMP_ASSERT(pmp_queue_push_front(self->queue, task->id, task) == 0);
     }
     free(again);
+    /* a pinned task was meant for a group of the job that died */
+    pmp_executor_pin_fail_locked(self, PMP_DONE_LOST, lost);
     s_forget_groups_locked(self);
     self->timeout_kill = 0;
     pthread_mutex_unlock(&self->mtx);
@@ -294,9 +303,53 @@ void pmp_job_on_exit(pmp_executor_t *self)
         pmp_task_destroy(&task);
         pmp_executor_deliver_locked(self, PMP_DONE_BROKEN, id, text, -1);
     }
+    pmp_executor_pin_fail_locked(self, PMP_DONE_BROKEN, text);
     while ((task = pmp_queue_pop(self->bcasts, NULL))) /* broadcasts have no completion */
         pmp_task_destroy(&task);
     for (size_t i = 0; i < self->ngroups; i++)
         pmp_executor_io_group_gone(self, &self->groups[i]);
     pthread_mutex_unlock(&self->mtx);
+}
+
+/* ---- its ranks: exits and interrupts -------------------------------------- */
+
+/* Poll item k of the rank watch fired: that rank has exited.  While the
+ * job should be running that is a crash: the first one is remembered for
+ * the error text, and the job gets PMP_RANKWATCH_DEATH_GRACE_MS to end by
+ * itself (mpiexec notices and kills the other ranks) before it is killed,
+ * so that no rank is left waiting on a dead peer. */
+void pmp_job_on_rank_exit(pmp_executor_t *self, int k)
+{
+    const pmp_executor_group_t *g = &self->groups[pmp_rankwatch_item_group(self->watch, k)];
+    pthread_mutex_lock(&self->mtx);
+    int expected = self->stop || self->shutdown_sent || self->exited || g->gone;
+    pthread_mutex_unlock(&self->mtx);
+    pmp_rankwatch_on_exit(self->watch, k, expected);
+}
+
+/* Serves pmp_executor_interrupt(): SIGINT, through its pidfd, to every
+ * watched rank of every group that holds a task.  The group table is the
+ * I/O thread's, so the callers only ask (intr_asked) and wait for the
+ * answer.  A pidfd never reaches a recycled pid: the watch closes it as
+ * soon as the rank exits.  Takes mtx (only when something was asked). */
+void pmp_job_serve_interrupts(pmp_executor_t *self)
+{
+    if (__atomic_load_n(&self->intr_asked, __ATOMIC_RELAXED) == self->intr_served)
+        return; /* the usual case: no lock taken */
+    int n = 0;
+    pthread_mutex_lock(&self->mtx);
+    if (!self->exited && !self->stop) {
+        for (size_t gi = 0; gi < self->ngroups; gi++) {
+            if (self->groups[gi].gone || pmp_sched_load(self->sched, gi) == 0)
+                continue;
+            n += pmp_rankwatch_signal(self->watch, gi, SIGINT);
+        }
+    }
+    if (n > 0 && self->launcher) /* a rank that dies of it is no news to the caller */
+        pmp_launcher_quiet(self->launcher, PMP_LAUNCHER_QUIET_BANNER);
+    self->intr_served = self->intr_asked;
+    self->intr_count = n;
+    pthread_cond_broadcast(&self->intr_cv);
+    pthread_mutex_unlock(&self->mtx);
+    pmp_log(PMP_LOG_INFO, "frontend: interrupt: SIGINT sent to %d rank(s)", n);
 }

@@ -40,4 +40,15 @@ void pmp_job_on_exit(pmp_executor_t *self);
  * milliseconds until the next check is due, or -1 when none is. */
 long pmp_job_check_time(pmp_executor_t *self);
 
+/* Poll item k of the rank watch fired: that rank has exited.  While the
+ * job should run that is a crash: the first one is remembered for the
+ * error text and the job gets PMP_RANKWATCH_DEATH_GRACE_MS to end by
+ * itself before it is killed.  Takes mtx. */
+void pmp_job_on_rank_exit(pmp_executor_t *self, int k);
+
+/* Serves pmp_executor_interrupt(): SIGINT to every watched rank of every
+ * group that holds a task, and the answer to the callers that asked.
+ * Takes mtx only when something was asked. */
+void pmp_job_serve_interrupts(pmp_executor_t *self);
+
 #endif

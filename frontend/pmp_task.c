@@ -98,6 +98,7 @@ pmp_task_t *pmp_task_new(uint64_t id, int type, uint32_t flags, const pmp_buffer
     task->type = type;
     task->flags = flags;
     task->ncalls = 1;
+    task->pin = -1;
     task->nmsgs = nbufs;
     task->msgs = msgs;
     task->zcs = zcs;

@@ -50,6 +50,8 @@ typedef struct pmp_task {
     int64_t sent_ms;     /* when it was sent to its group (hard time limit) */
     uint32_t ncalls;     /* calls it carries (CHUNK): its time limit is ncalls times the
                             per-call one */
+    int pin;             /* -1: any group (the least loaded).  Otherwise the number of the
+                            one group it is for (its hello's group; pmp_executor_submit_to) */
 } pmp_task_t;
 
 /* Checks a caller's buffer list for who ("submit", "broadcast"): between

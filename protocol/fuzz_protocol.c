@@ -723,7 +723,7 @@ pmp_fuzz_seed_t *pmp_fuzz_seeds_new(size_t *count)
         hdr[6] = 10;
         s_seed_add(&s, "leader-bad-type", parts, 2);
         hdr[6] = PMP_MSG_TASK;
-        hdr[16] = 0x20; /* the lowest bit above PMP_FLAG_KNOWN_MASK */
+        hdr[16] = 0x80; /* the lowest bit above PMP_FLAG_KNOWN_MASK */
         s_seed_add(&s, "leader-bad-flags", parts, 2);
         hdr[16] = 0;
         hdr[22] = 0x01; /* 65537 frames */

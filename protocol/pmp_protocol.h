@@ -96,11 +96,20 @@ typedef enum {
  * out-of-band buffers travel in shared memory on this host and their own
  * frames are empty.  Not together with PMP_FLAG_PER_RANK. */
 #define PMP_FLAG_SHM 0x20u
+/* TASK: a call of several groups' ranks together (FlexExecutor).  The
+ * payload is a small pickle (members, tag, cwd, threads_per_core); the
+ * first buffer is the call's own payload, (fn, args, kwargs) as for a
+ * plain TASK, and its out-of-band buffers follow.  members lists the world
+ * ranks of the call, this rank among them, in the order of their ranks in
+ * the call's communicator, which they build with MPI_Comm_create_group
+ * under tag; cwd (or None) and threads_per_core (or None: OMP_NUM_THREADS)
+ * hold for the call only.  Not with CHUNK, FN_KEY, ALL_RANKS or SHM. */
+#define PMP_FLAG_CALL_COMM 0x40u
 /* Result flags (RESULT). */
 /* The payload is a rank table, followed by each rank's pickle and buffers. */
 #define PMP_FLAG_PER_RANK 0x1u
 /* Flags a receiver does not know are rejected. */
-#define PMP_FLAG_KNOWN_MASK 0x3fu
+#define PMP_FLAG_KNOWN_MASK 0x7fu
 
 typedef struct {
     uint16_t version;

@@ -142,12 +142,13 @@ static void test_header_rejections(void)
         CHECK_REJECT(pmp_header_decode(buf, PMP_HEADER_SIZE, &h, &err), err, want);
     }
 
-    s_valid_header(buf, PMP_MSG_TASK, 7, 0x40, 1);
-    CHECK_REJECT(pmp_header_decode(buf, PMP_HEADER_SIZE, &h, &err), err, "unknown flags 0x40");
-    CHECK(strstr(err.text, "task header") != NULL);
-    CHECK(strstr(err.text, "known: 0x3f") != NULL);
-    s_valid_header(buf, PMP_MSG_TASK, 7, PMP_FLAG_FN_KEY | PMP_FLAG_CHUNK | PMP_FLAG_MAP | 0x80, 1);
+    s_valid_header(buf, PMP_MSG_TASK, 7, 0x80, 1);
     CHECK_REJECT(pmp_header_decode(buf, PMP_HEADER_SIZE, &h, &err), err, "unknown flags 0x80");
+    CHECK(strstr(err.text, "task header") != NULL);
+    CHECK(strstr(err.text, "known: 0x7f") != NULL);
+    s_valid_header(buf, PMP_MSG_TASK, 7, PMP_FLAG_FN_KEY | PMP_FLAG_CHUNK | PMP_FLAG_MAP | 0x100,
+                   1);
+    CHECK_REJECT(pmp_header_decode(buf, PMP_HEADER_SIZE, &h, &err), err, "unknown flags 0x100");
     /* every known bit alone and together decodes */
     static const uint32_t known[] = {PMP_FLAG_ALL_RANKS,
                                      PMP_FLAG_FN_KEY,

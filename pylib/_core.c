@@ -429,17 +429,19 @@ static PyObject *s_executor_get_forked(PyObject *op, void *closure)
  * released here.  Returns None, or NULL with an exception. */
 static PyObject *s_executor_send(pmp_py_executor_t *self, int broadcast, int type, uint64_t id,
                                  uint32_t flags, PyObject *payload, PyObject *buffers_obj,
-                                 unsigned int ncalls)
+                                 unsigned int ncalls, int group)
 {
     pmp_py_message_t msg;
     PyObject *result = NULL;
     if (pmp_py_message_fill(&msg, &self->released, payload, buffers_obj) == 0) {
         pmp_error_t err;
         err.text[0] = '\0';
-        int rc = broadcast
-                     ? pmp_executor_broadcast(self->exe, type, id, msg.bufs, (size_t)msg.n, &err)
-                     : pmp_executor_submit_calls(self->exe, id, type, flags, msg.bufs,
-                                                 (size_t)msg.n, ncalls, &err);
+        int rc =
+            broadcast ? pmp_executor_broadcast(self->exe, type, id, msg.bufs, (size_t)msg.n, &err)
+            : group >= 0
+                ? pmp_executor_submit_to(self->exe, group, id, flags, msg.bufs, (size_t)msg.n, &err)
+                : pmp_executor_submit_calls(self->exe, id, type, flags, msg.bufs, (size_t)msg.n,
+                                            ncalls, &err);
         if (rc < 0) {
             pmp_py_raise(pmp_py_executor_state(self), errno, err.text);
         } else {
@@ -452,22 +454,30 @@ static PyObject *s_executor_send(pmp_py_executor_t *self, int broadcast, int typ
     return result;
 }
 
-PyDoc_STRVAR(s_submit_doc, "submit($self, task_id, type, flags, payload, buffers, ncalls=1)\n--\n\n"
-                           "Queue a TASK or INIT message.  payload and every buffer support the\n"
-                           "buffer protocol; buffers of 64 KiB or more are sent without copying\n"
-                           "and stay referenced until the frontend releases them.");
+PyDoc_STRVAR(s_submit_doc,
+             "submit($self, task_id, type, flags, payload, buffers, ncalls=1, group=-1)\n--\n\n"
+             "Queue a TASK or INIT message.  payload and every buffer support the\n"
+             "buffer protocol; buffers of 64 KiB or more are sent without copying\n"
+             "and stay referenced until the frontend releases them.  group >= 0: a TASK\n"
+             "for that group only (the runtime's group number), sent once it has room.");
 
 static PyObject *s_executor_submit(PyObject *op, PyObject *args, PyObject *kwargs)
 {
-    static char *kwlist[] = {"task_id", "type", "flags", "payload", "buffers", "ncalls", NULL};
+    static char *kwlist[] = {"task_id", "type",   "flags", "payload",
+                             "buffers", "ncalls", "group", NULL};
     pmp_py_executor_t *self = (pmp_py_executor_t *)op;
     unsigned long long task_id;
     int type;
     unsigned int flags, ncalls = 1;
+    int group = -1;
     PyObject *payload, *buffers_obj;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "KiIOO|I:submit", kwlist, &task_id, &type,
-                                     &flags, &payload, &buffers_obj, &ncalls))
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "KiIOO|Ii:submit", kwlist, &task_id, &type,
+                                     &flags, &payload, &buffers_obj, &ncalls, &group))
         return NULL;
+    if (group >= 0 && type != PMP_MSG_TASK) {
+        PyErr_SetString(PyExc_ValueError, "submit(): only a TASK can go to one group");
+        return NULL;
+    }
     if (pmp_py_executor_check_live(self) < 0)
         return NULL;
     pmp_py_executor_drain(self);
@@ -476,7 +486,7 @@ static PyObject *s_executor_submit(PyObject *op, PyObject *args, PyObject *kwarg
         return NULL;
     }
     return s_executor_send(self, 0, type, (uint64_t)task_id, (uint32_t)flags, payload, buffers_obj,
-                           ncalls);
+                           ncalls, group);
 }
 
 PyDoc_STRVAR(
@@ -505,7 +515,7 @@ static PyObject *s_executor_broadcast(PyObject *op, PyObject *args, PyObject *kw
         return NULL;
     pmp_py_executor_drain(self);
     return s_executor_send(self, 1, type, (uint64_t)key, 0, payload == Py_None ? NULL : payload,
-                           buffers_obj, 1);
+                           buffers_obj, 1, -1);
 }
 
 static PyObject *s_executor_cancel(PyObject *op, PyObject *arg)

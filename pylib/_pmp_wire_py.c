@@ -140,6 +140,7 @@ int pmp_wire_py_add(PyObject *module)
         {"FLAG_CHUNK", (long)PMP_FLAG_CHUNK},
         {"FLAG_MAP", (long)PMP_FLAG_MAP},
         {"FLAG_STARMAP", (long)PMP_FLAG_STARMAP},
+        {"FLAG_CALL_COMM", (long)PMP_FLAG_CALL_COMM},
         {"FLAG_PER_RANK", (long)PMP_FLAG_PER_RANK},
         {"PROTOCOL_VERSION", PMP_PROTOCOL_VERSION},
         {"OOB_THRESHOLD", PMP_OOB_THRESHOLD},

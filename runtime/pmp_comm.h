@@ -45,4 +45,17 @@ int pmp_comm_module_init(PyObject *module);
  * freed). */
 PyObject *pmp_comm_wrap(PyObject *module, MPI_Comm comm, int owned);
 
+/* A new owned Comm over the world ranks `ranks` (a sequence of distinct
+ * ints, this rank among them, in the order of their ranks in the new
+ * communicator), made with MPI_Comm_create_group on `parent` under tag
+ * after the members met on `meet` (both duplicates of MPI_COMM_WORLD;
+ * pmp_comm_group.c).  Only the members call it, each with the same ranks
+ * and tag; the other ranks of the job are not involved.  Blocks until
+ * every member has called it, with the GIL released and, while members
+ * are missing, sleeping.  Needs the GIL.  Returns a new reference, or NULL
+ * with ValueError (bad ranks or tag, checked before anything is sent) or
+ * RuntimeError (MPI failed). */
+PyObject *pmp_comm_create_group(PyObject *module, MPI_Comm meet, MPI_Comm parent, PyObject *ranks,
+                                int tag);
+
 #endif

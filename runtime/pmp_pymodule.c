@@ -29,7 +29,8 @@
 
 typedef struct {
     PyObject *buffer_type;
-    MPI_Comm group_comm; /* for _group_comm(); MPI_COMM_NULL until set */
+    MPI_Comm group_comm;   /* for _group_comm(); MPI_COMM_NULL until set */
+    MPI_Comm meet, parent; /* for _create_group(); MPI_COMM_NULL until set */
 } s_module_state;
 
 enum { S_KIND_NONE = 0, S_KIND_ZMQ = 1, S_KIND_HEAP = 2 };
@@ -118,6 +119,7 @@ static int s_module_exec(PyObject *module)
 {
     s_module_state *state = PyModule_GetState(module);
     state->group_comm = MPI_COMM_NULL;
+    state->meet = state->parent = MPI_COMM_NULL;
     state->buffer_type = PyType_FromModuleAndSpec(module, &s_buffer_spec, NULL);
     if (!state->buffer_type)
         return -1;
@@ -145,7 +147,22 @@ static PyObject *s_group_comm(PyObject *module, PyObject *unused)
     return pmp_comm_wrap(module, state->group_comm, 0);
 }
 
+/* _create_group(ranks, tag): a call's communicator over those world
+ * ranks (pmp_comm_create_group), owned: the worker frees it. */
+static PyObject *s_create_group(PyObject *module, PyObject *args)
+{
+    PyObject *ranks;
+    int tag;
+    if (!PyArg_ParseTuple(args, "Oi:_create_group", &ranks, &tag))
+        return NULL;
+    s_module_state *state = PyModule_GetState(module);
+    return pmp_comm_create_group(module, state->meet, state->parent, ranks, tag);
+}
+
 static PyMethodDef s_module_methods[] = {
+    {"_create_group", s_create_group, METH_VARARGS,
+     "_create_group(ranks, tag): a new Comm over these world ranks (MPI_Comm_create_group); "
+     "only they call it."},
     {"_group_comm", s_group_comm, METH_NOARGS,
      "The group's communicator as a Comm that does not own its handle."},
     {NULL, NULL, 0, NULL},
@@ -242,6 +259,13 @@ fail:
     Py_CLEAR(*payload);
     Py_CLEAR(*buffers);
     return -1;
+}
+
+void pmp_pymodule_set_world_comms(PyObject *module, MPI_Comm meet, MPI_Comm parent)
+{
+    s_module_state *state = PyModule_GetState(module);
+    state->meet = meet;
+    state->parent = parent;
 }
 
 void pmp_pymodule_set_group_comm(PyObject *module, MPI_Comm comm)

@@ -20,6 +20,10 @@ PyObject *pmp_pymodule_init(void);
 /* The group's user communicator, which _group_comm() wraps (not owned). */
 void pmp_pymodule_set_group_comm(PyObject *module, MPI_Comm comm);
 
+/* The two duplicates of MPI_COMM_WORLD that _create_group() uses (not
+ * owned; pmp_comm_create_group). */
+void pmp_pymodule_set_world_comms(PyObject *module, MPI_Comm meet, MPI_Comm parent);
+
 /* Wraps frame 0 of msg in a Buffer (*payload) and the other frames in a
  * list of Buffers (*buffers), taking the frames out of msg (never
  * copied).  Returns 0, or -1 with a Python exception and both NULL (msg

@@ -261,6 +261,7 @@ pmp_python_t *pmp_python_new(const pmp_python_config_t *cfg, pmp_error_t *err)
         goto fail_started;
     }
     pmp_pymodule_set_group_comm(self->runtime_module, cfg->comm);
+    pmp_pymodule_set_world_comms(self->runtime_module, cfg->meet, cfg->parent);
     PyObject *guard = s_import_source(pmp_mpi4py_guard_source, pmp_mpi4py_guard_source_len,
                                       S_GUARD_MODULE, S_GUARD_FILE);
     if (!guard) {
@@ -284,8 +285,8 @@ pmp_python_t *pmp_python_new(const pmp_python_config_t *cfg, pmp_error_t *err)
         s_exception_text(err, "the worker module is incomplete");
         goto fail_started;
     }
-    PyObject *r =
-        PyObject_CallMethod(self->worker, "setup", "iis", cfg->rank, cfg->size, cfg->host);
+    PyObject *r = PyObject_CallMethod(self->worker, "setup", "iisi", cfg->rank, cfg->size,
+                                      cfg->host, cfg->world_rank);
     if (!r) {
         s_exception_text(err, "cannot set up the worker module");
         goto fail_started;

@@ -39,10 +39,13 @@ typedef struct {
     size_t nsys_path;
     int rank; /* rank in the group */
     int size; /* ranks in the group */
+    int world_rank;
     const char *host;
-    MPI_Comm comm;        /* what user functions get as `comm` (not freed here) */
-    double run_time_max;  /* per-call time limit in seconds (worker.set_time_limit), 0: none */
-    const char *shm_host; /* the caller's host when it maps shared segments, else NULL */
+    MPI_Comm comm;         /* what user functions get as `comm` (not freed here) */
+    MPI_Comm meet, parent; /* duplicates of MPI_COMM_WORLD for per-call communicators
+                              (pmp_comm_create_group; not freed here) */
+    double run_time_max;   /* per-call time limit in seconds (worker.set_time_limit), 0: none */
+    const char *shm_host;  /* the caller's host when it maps shared segments, else NULL */
 } pmp_python_config_t;
 
 /* The result of one task on this rank: frame 0 is the pickle (a value when

@@ -211,7 +211,8 @@ static pmp_hello_rank_t *s_gather_ranks(pmp_group_t *group, int wrank, const cha
 
 typedef struct {
     pmp_group_t *group;
-    MPI_Comm user_comm; /* `comm` of user functions: a dup of the group's */
+    MPI_Comm user_comm;    /* `comm` of user functions: a dup of the group's */
+    MPI_Comm meet, parent; /* dups of MPI_COMM_WORLD for per-call communicators */
     pmp_python_t *py;
     pmp_leader_t *leader; /* NULL on non-leaders */
 } s_runtime_t;
@@ -373,6 +374,15 @@ static void s_print_version(void)
     printf("%s %s (MPI: %s, Python %s)\n", S_PROG, PMP_RUNTIME_VERSION, mpi, pmp_python_version());
 }
 
+/* Frees the runtime's own communicators (those made so far). */
+static void s_free_comms(s_runtime_t *rt)
+{
+    MPI_Comm *comms[] = {&rt->user_comm, &rt->meet, &rt->parent};
+    for (size_t i = 0; i < sizeof comms / sizeof comms[0]; i++)
+        if (*comms[i] != MPI_COMM_NULL)
+            MPI_Comm_free(comms[i]);
+}
+
 int main(int argc, char **argv)
 {
     pmp_args_t args;
@@ -415,7 +425,7 @@ int main(int argc, char **argv)
     s_install_fatal_handler(wrank, wsize, host);
     pmp_log(PMP_LOG_DEBUG, "MPI thread level %d (requested %d)", provided, MPI_THREAD_MULTIPLE);
 
-    s_runtime_t rt = {.user_comm = MPI_COMM_NULL};
+    s_runtime_t rt = {.user_comm = MPI_COMM_NULL, .meet = MPI_COMM_NULL, .parent = MPI_COMM_NULL};
     int failed = 0;     /* this rank cannot start */
     int print_mine = 1; /* print this rank's cause (0: same on all, rank 0 prints) */
     int k = args.ranks_per_group;
@@ -430,6 +440,10 @@ int main(int argc, char **argv)
         rt.group = pmp_group_new(MPI_COMM_WORLD, k);
         PMP_ASSERT(rt.group != NULL);
         PMP_ASSERT(MPI_Comm_dup(pmp_group_comm(rt.group), &rt.user_comm) == MPI_SUCCESS);
+        PMP_ASSERT(MPI_Comm_dup(MPI_COMM_WORLD, &rt.meet) == MPI_SUCCESS);
+        PMP_ASSERT(MPI_Comm_dup(MPI_COMM_WORLD, &rt.parent) == MPI_SUCCESS);
+        MPI_Comm_set_errhandler(rt.meet, MPI_ERRORS_RETURN);
+        MPI_Comm_set_errhandler(rt.parent, MPI_ERRORS_RETURN);
     }
     if (!failed && args.cwd && chdir(args.cwd) != 0) {
         failed = 1;
@@ -443,8 +457,11 @@ int main(int argc, char **argv)
             .nsys_path = args.nsys_path,
             .rank = pmp_group_rank(rt.group),
             .size = pmp_group_size(rt.group),
+            .world_rank = wrank,
             .host = host,
             .comm = rt.user_comm,
+            .meet = rt.meet,
+            .parent = rt.parent,
             .run_time_max = args.run_time_max,
             .shm_host = args.shm_host,
         };
@@ -471,8 +488,7 @@ int main(int argc, char **argv)
         fflush(stderr);
         pmp_leader_destroy(&rt.leader); /* no HELLO was sent, so no GOODBYE */
         pmp_python_destroy(&rt.py);
-        if (rt.user_comm != MPI_COMM_NULL)
-            MPI_Comm_free(&rt.user_comm);
+        s_free_comms(&rt);
         pmp_group_destroy(&rt.group);
         pmp_args_release(&args);
         MPI_Finalize();
@@ -509,7 +525,7 @@ int main(int argc, char **argv)
     pmp_mpi_doorbell_close();
     pmp_leader_destroy(&rt.leader);
     pmp_python_destroy(&rt.py); /* no Python object uses user_comm after this */
-    MPI_Comm_free(&rt.user_comm);
+    s_free_comms(&rt);
     pmp_group_destroy(&rt.group);
     pmp_args_release(&args);
     MPI_Finalize();

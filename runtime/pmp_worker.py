@@ -64,6 +64,7 @@ pympipool package is installed.
 import collections
 import inspect
 import itertools
+import os
 import pickle
 import signal
 import socket
@@ -96,6 +97,7 @@ FLAG_FN_KEY = _payload.FLAG_FN_KEY
 FLAG_CHUNK = _payload.FLAG_CHUNK
 FLAG_MAP = _payload.FLAG_MAP
 FLAG_STARMAP = _payload.FLAG_STARMAP
+FLAG_CALL_COMM = _payload.FLAG_CALL_COMM
 # Shared memory with the caller (pylib/pympipool/_shm.py, embedded as
 # _pympipool_shm; its flag and segment layout come from the native module).
 # "owner": the segments this rank lends for its results, only on a group
@@ -110,6 +112,7 @@ except ImportError:  # imported outside the runtime (tests): never set
 _state = {
     "rank": 0,
     "size": 1,
+    "world_rank": 0,
     "host": socket.gethostname(),
     "init": {},
     "init_error": None,
@@ -119,11 +122,16 @@ _state = {
     "comm_kind": "c",
     "comm_base": None,
     "mpi4py_note": "",
+    # (rank, size) in the call's communicator while a call of several
+    # groups' ranks runs or fails (_call_with_comm): what its errors name
+    "call_where": None,
 }
 
 
-def setup(rank, size, host):
-    """Record this rank's place in its group (called once by the runtime)."""
+def setup(rank, size, host, world_rank=0):
+    """Record this rank's place in its group and in the job (called once
+    by the runtime)."""
+    _state["world_rank"] = int(world_rank)
     _state["rank"] = int(rank)
     _state["size"] = int(size)
     _state["host"] = str(host)
@@ -158,9 +166,8 @@ def _error_payload(exc, traceback_text=None, message=None):
     """Pickle the error tuple of docs/protocol.md for exc."""
     if traceback_text is None:
         traceback_text = _traceback_text(exc)
-    return _payload.error_record(
-        exc, traceback_text, message, _state["rank"], _state["size"], _state["host"]
-    )
+    rank, size = _state["call_where"] or (_state["rank"], _state["size"])
+    return _payload.error_record(exc, traceback_text, message, rank, size, _state["host"])
 
 
 # One reused pickler for every result of this rank (its re-entrance and
@@ -242,9 +249,10 @@ def _group_comm():
     return base._borrow()
 
 
-def _prepare(sig, args, kwargs):
-    """kwargs plus the init-dict entries and the communicator (``comm``)
-    for parameters of the function that the call did not pass."""
+def _prepare(sig, args, kwargs, make_comm=_group_comm):
+    """kwargs plus the init-dict entries and the communicator (``comm``,
+    from make_comm()) for parameters of the function that the call did
+    not pass."""
     if sig is None:
         return kwargs
     init = _state["init"]
@@ -260,7 +268,7 @@ def _prepare(sig, args, kwargs):
         if name in init:
             value = init[name]
         elif name == "comm":
-            value = _group_comm()
+            value = make_comm()
         else:
             continue
         if filled is None:
@@ -443,6 +451,8 @@ def _function(slot):
 
 def _call_all(flags, payload, buffers):
     """Unpickle and run one TASK message; returns the value to send back."""
+    if flags & FLAG_CALL_COMM:
+        return _call_with_comm(flags, payload, buffers)
     if flags & FLAG_CHUNK:
         if flags & FLAG_ALL_RANKS:
             raise ValueError(
@@ -482,6 +492,82 @@ def _call_all(flags, payload, buffers):
 
 
 _NO_KWARGS = {}  # never changed: _prepare copies before it fills
+
+
+# ---- a call over several groups' ranks (FlexExecutor) --------------------------
+#
+# A TASK with FLAG_CALL_COMM is one member's share of a call that runs on
+# ranks of several one-rank groups together (docs/protocol.md): the payload
+# is (members, tag, cwd, threads_per_core), the first buffer the call.  The
+# members build the call's communicator first, before anything of the call
+# can fail (_pympipool_runtime._create_group, runtime/pmp_comm_group.c:
+# MPI_Comm_create_group, which only they call), so a member whose
+# unpickling fails never leaves the others waiting in it.  Then the call
+# runs with cwd and OMP_NUM_THREADS set for it, restored afterwards, and
+# the communicator is freed.
+
+_FLEX_EXCLUDED = FLAG_CHUNK | FLAG_FN_KEY | FLAG_ALL_RANKS | FLAG_MAP | FLAG_STARMAP
+
+
+def _call_with_comm(flags, payload, buffers):
+    if flags & (_FLEX_EXCLUDED | _SHM_FLAG):
+        raise ValueError(
+            "malformed task: PMP_FLAG_CALL_COMM goes with no other task flag (0x%x)" % flags
+        )
+    members, tag, cwd, threads = pickle.loads(payload)
+    del payload
+    import _pympipool_runtime
+
+    base = None
+    if len(members) > 1:  # a call of one rank makes it only if asked (below)
+        base = _pympipool_runtime._create_group(members, tag)
+    _state["call_where"] = (members.index(_state["world_rank"]), len(members))
+    saved = None
+    try:
+        if cwd is not None or threads is not None:
+            saved = (os.getcwd(), os.environ.get("OMP_NUM_THREADS"))
+            if cwd is not None:
+                os.chdir(cwd)
+            if threads is not None:
+                os.environ["OMP_NUM_THREADS"] = str(threads)
+        slot, args, kwargs = cloudpickle.loads(buffers[0], buffers=buffers[1:])
+        del buffers
+        entry = _function(slot)
+        if entry.plain:
+            return entry.fn(*args, **kwargs)
+
+        def make_comm():
+            nonlocal base
+            if base is None:
+                base = _pympipool_runtime._create_group(members, tag)
+            if _state["comm_kind"] == "mpi4py":
+                from mpi4py import MPI
+
+                return MPI.Intracomm(MPI.Comm.f2py(base.py2f()))
+            return base
+
+        return entry.fn(*args, **_prepare(entry.sig, args, kwargs, make_comm))
+    finally:
+        if saved is not None:
+            _restore(*saved)
+        if base is not None:
+            try:
+                base.Free()
+            except Exception:  # freed by the call itself
+                pass
+
+
+def _restore(cwd, omp):
+    """The working directory and OMP_NUM_THREADS as they were before a
+    call that changed them."""
+    try:
+        os.chdir(cwd)
+    except OSError:
+        pass
+    if omp is None:
+        os.environ.pop("OMP_NUM_THREADS", None)
+    else:
+        os.environ["OMP_NUM_THREADS"] = omp
 
 
 def _call_one(entry, args, kwargs):
@@ -631,6 +717,7 @@ def run_task(payload, buffers, flags=0):
 
 
 def _run_task(payload, buffers, flags):
+    _state["call_where"] = None
     stored = _state["init_error"]
     if stored is not None:
         exc, text, message = stored

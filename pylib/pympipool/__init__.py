@@ -4,6 +4,9 @@
   runs on all N ranks of one MPI job (``mpiexec -n N pympipool-runtime``).
 * ``PoolExecutor(max_workers=N)``: a ``concurrent.futures.Executor`` over N
   serial workers, load-balanced.
+* ``FlexExecutor(max_cores=N)``: a ``concurrent.futures.Executor`` over one
+  job of N ranks, each call on the ``cores`` ranks (``resource_dict``) that
+  are free when it starts, with its own communicator.
 * ``Pool(max_workers=N)``: the ``multiprocessing.pool.Pool`` interface over N
   serial workers.
 * ``MPISpawnPool(max_ranks=N, ranks_per_task=k)``: the Pool interface for
@@ -25,6 +28,7 @@ process; each executor does so when it is created.
 from ._cache import get_cache_data
 from ._config import VERSION as __version__
 from ._executor import Executor, ExecutorBroken, PoolExecutor, cancel_items_in_queue
+from ._flex import FlexExecutor
 from ._pool import MPISpawnPool, Pool
 from ._pool_results import AsyncResult, IMapIterator, MapResult
 from ._serialize import RemoteTraceback, TaskExitError
@@ -32,6 +36,7 @@ from ._serialize import RemoteTraceback, TaskExitError
 __all__ = [
     "Executor",
     "PoolExecutor",
+    "FlexExecutor",
     "Pool",
     "MPISpawnPool",
     "AsyncResult",

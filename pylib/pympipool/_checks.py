@@ -56,20 +56,20 @@ def _resolve_alias(
     return alias, alias_value
 
 
-def _check_cwd(cwd: Any) -> Optional[str]:
+def _check_cwd(cwd: Any, name: str = "cwd") -> Optional[str]:
     if cwd is None:
         return None
     try:
         path: Union[str, bytes] = os.fspath(cwd)
     except TypeError:
         raise TypeError(
-            f"cwd must be a path or None, not {type(cwd).__name__}"
+            f"{name} must be a path or None, not {type(cwd).__name__}"
         ) from None
     if isinstance(path, bytes):
         path = os.fsdecode(path)
     if not os.path.isdir(path):
         raise FileNotFoundError(
-            errno.ENOENT, "cwd must be an existing directory; no such directory", path
+            errno.ENOENT, f"{name} must be an existing directory; no such directory", path
         )
     return os.path.abspath(path)
 
@@ -135,28 +135,44 @@ def _check_hostname(value: Any) -> Optional[str]:
 #: The keys a per-call ``resource_dict`` may hold today (``submit(...,
 #: resource_dict=...)``); new per-call resources are added here.
 RESOURCE_KEYS = frozenset({"cache_key"})
+#: ... and on a ``FlexExecutor``, which also places each call on its own
+#: ranks: how many (``cores``), where it runs (``cwd``) and its
+#: ``OMP_NUM_THREADS`` (``threads_per_core``).
+FLEX_RESOURCE_KEYS = RESOURCE_KEYS | {"cores", "cwd", "threads_per_core"}
 #: What a ``cache_key`` may be: a file name of its own in the cache directory.
 _CACHE_KEY_CHARS = frozenset(
     "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-"
 )
 
 
-def check_resource_dict(value: Any) -> Dict[str, Any]:
+def check_resource_dict(value: Any, max_cores: Optional[int] = None) -> Dict[str, Any]:
     """A call's ``resource_dict`` as the executor uses it (a new dict; empty
     for None).  TypeError for a non-dict, ValueError naming an unknown key
     or a ``cache_key`` that is not a non-empty name of letters, digits,
     ``.``, ``_`` and ``-`` (not starting with ``.``, at most 200 characters:
-    it names a file)."""
+    it names a file).  With ``max_cores`` (a ``FlexExecutor``'s) the keys
+    of ``FLEX_RESOURCE_KEYS`` are allowed too: ``cores`` an int from 1 to
+    ``max_cores``, ``cwd`` an existing directory (made absolute here),
+    ``threads_per_core`` an int >= 1; each None means unset."""
     if value is None:
         return {}
     if not isinstance(value, dict):
         raise TypeError(f"resource_dict must be a dict or None, not {type(value).__name__}")
-    unknown = sorted(map(repr, set(value) - RESOURCE_KEYS))
+    keys = RESOURCE_KEYS if max_cores is None else FLEX_RESOURCE_KEYS
+    unknown = sorted(map(repr, set(value) - keys))
     if unknown:
+        more = (
+            " (cores, cwd and threads_per_core per call need a FlexExecutor)"
+            if max_cores is None and set(value) & FLEX_RESOURCE_KEYS
+            else ""
+        )
         raise ValueError(
             f"resource_dict has unknown key(s) {', '.join(unknown)}; it may hold "
-            f"{', '.join(sorted(map(repr, RESOURCE_KEYS)))}"
+            f"{', '.join(sorted(map(repr, keys)))}{more}"
         )
+    checked = dict(value)
+    if max_cores is not None:
+        _check_flex_resources(checked, max_cores)
     key = value.get("cache_key")
     if key is not None and (
         not isinstance(key, str)
@@ -170,4 +186,36 @@ def check_resource_dict(value: Any) -> Dict[str, Any]:
             f"'.', '_' and '-' (not starting with '.', at most 200 characters), "
             f"not {key!r}"
         )
-    return dict(value)
+    return checked
+
+
+def _check_flex_resources(value: Dict[str, Any], max_cores: int) -> None:
+    """The ``FlexExecutor`` keys of a resource_dict, checked and normalised
+    in place (see check_resource_dict)."""
+    cores = value.get("cores")
+    if cores is not None:
+        if isinstance(cores, bool) or not isinstance(cores, int):
+            raise TypeError(
+                f"resource_dict['cores'] must be an int, not {type(cores).__name__}"
+            )
+        if not 1 <= cores <= max_cores:
+            raise ValueError(
+                f"resource_dict['cores'] is {cores}, but this FlexExecutor has "
+                f"max_cores={max_cores}: ask for 1 to {max_cores} cores, or create the "
+                f"executor with max_cores >= {max(cores, 1)}"
+            )
+    threads = value.get("threads_per_core")
+    if threads is not None:
+        if isinstance(threads, bool) or not isinstance(threads, int):
+            raise TypeError(
+                f"resource_dict['threads_per_core'] must be an int, "
+                f"not {type(threads).__name__}"
+            )
+        if threads < 1:
+            raise ValueError(
+                f"resource_dict['threads_per_core'] must be >= 1 (it sets "
+                f"OMP_NUM_THREADS for the call), not {threads}"
+            )
+    cwd = value.get("cwd")
+    if cwd is not None:
+        value["cwd"] = _check_cwd(cwd, "resource_dict['cwd']")

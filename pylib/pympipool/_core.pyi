@@ -31,6 +31,7 @@ FLAG_FN_KEY: Final[int]
 FLAG_CHUNK: Final[int]
 FLAG_MAP: Final[int]
 FLAG_STARMAP: Final[int]
+FLAG_CALL_COMM: Final[int]
 FLAG_ALL_RANKS: Final[int]
 FLAG_PER_RANK: Final[int]
 FLAG_SHM: Final[int]
@@ -140,6 +141,7 @@ class Executor:
         payload: ReadableBuffer,
         buffers: Sequence[ReadableBuffer],
         ncalls: int = 1,
+        group: int = -1,
     ) -> None: ...
     def broadcast(
         self,

@@ -348,9 +348,14 @@ class Graph:
     """One executor's dependencies and cache (see the module docstring).  It
     refers to no executor: a waiting ``_Call`` holds its own."""
 
-    def __init__(self, enabled: bool, cache: Optional[ResultCache]) -> None:
+    def __init__(
+        self, enabled: bool, cache: Optional[ResultCache], max_cores: Optional[int] = None
+    ) -> None:
         self.enabled = enabled
         self.cache = cache
+        #: a FlexExecutor's: its calls take cores, cwd and threads_per_core
+        #: in their resource_dict, and are sent with them (_send)
+        self.max_cores = max_cores
         #: submit may skip the graph for plain arguments
         self.direct = cache is None
         self.closed = False
@@ -385,7 +390,7 @@ class Graph:
     ) -> "Future[Any]":
         """``owner.submit``'s path for a call that is not plain: waits for its
         futures, goes through the cache, or is sent at once."""
-        options = check_resource_dict(resource_dict)
+        options = check_resource_dict(resource_dict, self.max_cores)
         if self.closed:
             raise RuntimeError(_AFTER_SHUTDOWN)
         if not callable(fn):
@@ -424,8 +429,8 @@ class Graph:
         cache = self.cache
         if cache is None:
             if outer is None:
-                return owner._submit_call(fn, args, kwargs)
-            outer._pmp_follow(lambda: owner._submit_call(fn, args, kwargs))
+                return self._send(owner, fn, args, kwargs, options)
+            outer._pmp_follow(lambda: self._send(owner, fn, args, kwargs, options))
             return outer
         key = cache.key(fn, args, kwargs, options.get("cache_key"))
         hit = cache.load(key)
@@ -440,8 +445,24 @@ class Graph:
         def store(future: "Future[Any]") -> None:
             store_outcome(key, fn, args, kwargs, start, future)
 
-        outer._pmp_follow(lambda: owner._submit_call(fn, args, kwargs), store)
+        outer._pmp_follow(lambda: self._send(owner, fn, args, kwargs, options), store)
         return outer
+
+    def _send(
+        self,
+        owner: "_Engine",
+        fn: Callable[..., Any],
+        args: Sequence[Any],
+        kwargs: Dict[str, Any],
+        options: Dict[str, Any],
+    ) -> "Future[Any]":
+        """The call to the engine: with its resources on a FlexExecutor
+        (the cache's key never includes them)."""
+        if self.max_cores is None:
+            return owner._submit_call(fn, args, kwargs)
+        flex: Any = owner
+        future: Future[Any] = flex._submit_flex(fn, args, kwargs, options)
+        return future
 
     # -- the waiting calls
 

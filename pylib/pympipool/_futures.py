@@ -292,11 +292,18 @@ class _State:
             )
 
     def submit_entry(
-        self, entry: _Entry, msg_type: int, flags: int, payload: bytes, buffers: _Buffers
+        self,
+        entry: _Entry,
+        msg_type: int,
+        flags: int,
+        payload: bytes,
+        buffers: _Buffers,
+        group: int = -1,
     ) -> None:
-        """Submits a call whose completion goes to entry (no Future)."""
+        """Submits a call whose completion goes to entry (no Future); with
+        ``group`` >= 0 a TASK for that group only (``FlexExecutor``)."""
         with self.lock:
-            self._enter_locked(next(self.ids), entry, msg_type, flags, payload, buffers, 1)
+            self._enter_locked(next(self.ids), entry, msg_type, flags, payload, buffers, 1, group)
 
     def _enter_locked(
         self,
@@ -307,6 +314,7 @@ class _State:
         payload: bytes,
         buffers: _Buffers,
         ncalls: int,
+        group: int = -1,
     ) -> None:
         """Enters future in the table and hands the call to the frontend;
         self.lock held, task_id just taken from self.ids under it (so the
@@ -315,7 +323,7 @@ class _State:
             raise ExecutorBroken(self.broken)
         self.futures.add(task_id, future)
         try:
-            self.core.submit(task_id, msg_type, flags, payload, buffers, ncalls)
+            self.core.submit(task_id, msg_type, flags, payload, buffers, ncalls, group)
         except BrokenPipeError as exc:
             self.futures.pop(task_id)
             if self.broken is None:

@@ -35,6 +35,7 @@ FLAG_FN_KEY: int = _native.FLAG_FN_KEY
 FLAG_CHUNK: int = _native.FLAG_CHUNK
 FLAG_MAP: int = _native.FLAG_MAP
 FLAG_STARMAP: int = _native.FLAG_STARMAP
+FLAG_CALL_COMM: int = _native.FLAG_CALL_COMM
 FLAG_PER_RANK: int = _native.FLAG_PER_RANK
 
 #: Types whose pickle is the same from ``pickle`` and from cloudpickle, and
