@@ -79,9 +79,9 @@ def peer(column: str, label: str, function: str, measures: Optional[Tuple[str, .
 
 
 def all_workloads(cfg: Config) -> List[Workload]:
-    from . import buffers, calls, frontend, lazy, lifecycle, maps, ranks
+    from . import buffers, calls, flex, frontend, lazy, lifecycle, maps, ranks
 
     found: List[Workload] = []
-    for module in (calls, maps, lazy, buffers, lifecycle, frontend, ranks):
+    for module in (calls, maps, lazy, buffers, lifecycle, flex, frontend, ranks):
         found.extend(module.workloads(cfg))
     return found
