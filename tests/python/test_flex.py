@@ -117,7 +117,7 @@ def test_one_core_gives_the_value():
 
 @pytest.mark.parametrize("cores", [2, 3])
 def test_several_cores_give_every_rank_its_value(cores):
-    with FlexExecutor(max_cores=3) as exe:
+    with FlexExecutor(max_cores=3, oversubscribe=True) as exe:
         values = exe.submit(where, resource_dict={"cores": cores}).result(timeout=60)
         assert [v[:2] for v in values] == [(r, cores) for r in range(cores)]
         assert len({v[2] for v in values}) == cores  # distinct processes
@@ -129,7 +129,7 @@ def test_several_cores_give_every_rank_its_value(cores):
 
 def test_two_calls_run_at_the_same_time(tmp_path):
     a, b = str(tmp_path / "a"), str(tmp_path / "b")
-    with FlexExecutor(max_cores=3) as exe:
+    with FlexExecutor(max_cores=3, oversubscribe=True) as exe:
         two = exe.submit(meet, a, b, resource_dict={"cores": 2})
         one = exe.submit(meet, b, a, resource_dict={"cores": 1})
         assert two.result(timeout=90) == [True, True]
@@ -191,7 +191,9 @@ def test_cwd_and_threads_hold_for_the_call_only(tmp_path):
 
 
 def test_init_function_runs_once_on_every_rank(tmp_path):
-    with FlexExecutor(max_cores=3, init_function=init_rank(str(tmp_path))) as exe:
+    with FlexExecutor(
+        max_cores=3, oversubscribe=True, init_function=init_rank(str(tmp_path))
+    ) as exe:
         assert exe.submit(with_base, 1, resource_dict={"cores": 3}).result(timeout=60) == [
             101
         ] * 3
@@ -211,7 +213,7 @@ def test_first_in_first_out_with_bounded_backfill(tmp_path):
     on the free rank; D (1 core) may not pass B again, so it waits although
     a rank is free, and starts only with B, once A has finished."""
     p = str(tmp_path)
-    with FlexExecutor(max_cores=3, backfill_limit=1) as exe:
+    with FlexExecutor(max_cores=3, backfill_limit=1, oversubscribe=True) as exe:
         a = exe.submit(hold, f"{p}/a", f"{p}/gate", "a", resource_dict={"cores": 2})
         assert wait_for(f"{p}/a")
         b = exe.submit(mark, f"{p}/b", "b", resource_dict={"cores": 2})
