@@ -67,7 +67,7 @@ from typing import (
 )
 
 from . import _core
-from ._checks import _check_count
+from ._checks import _check_count, check_resource_dict
 from ._executor import _ExecutorBase
 from ._futures import _AFTER_SHUTDOWN, _Buffers, _State
 from ._serialize import dumps_call
@@ -112,13 +112,28 @@ class _Call:
         self.cores = cores
         self.cwd = cwd
         self.threads = threads
-        self.future: Future[Any] = Future()
+        self.future: _FlexFuture = _FlexFuture()
         self.members: List[int] = []
         self.values: List[Any] = []
         self.error: Optional[BaseException] = None
         self.left = 0
         #: later calls started ahead of it while it waited at the head
         self.bypassed = 0
+
+
+class _FlexFuture(Future[Any]):
+    """A call's future: a cancel before the call started also takes it out
+    of its scheduler's queue (which may let later calls start)."""
+
+    _pmp_drop: Optional[Callable[[], None]] = None
+
+    def cancel(self) -> bool:
+        cancelled = super().cancel()
+        drop = self._pmp_drop
+        if cancelled and drop is not None:
+            self._pmp_drop = None
+            drop()
+        return cancelled
 
 
 class _Member:
@@ -167,15 +182,13 @@ class _Ranks:
             if self.closed:
                 raise RuntimeError(_AFTER_SHUTDOWN)
             self.waiting.append(call)
+            call.future._pmp_drop = lambda: self._dropped(call)
             done = self._schedule_locked()
-        call.future.add_done_callback(lambda future: self._dropped(call))
         _settle(done)
 
     def _dropped(self, call: _Call) -> None:
-        """A call's future is done: if it was cancelled while it waited, it
-        leaves the queue (which may let others start)."""
-        if not call.future.cancelled():
-            return
+        """A call was cancelled while it waited: it leaves the queue (which
+        may let others start)."""
         with self.lock:
             try:
                 self.waiting.remove(call)
@@ -220,6 +233,7 @@ class _Ranks:
         """Gives call its ranks and sends each member its task.  False when
         it did not start (cancelled meanwhile, or the submit failed: then
         it is in done with its error)."""
+        call.future._pmp_drop = None
         if not call.future.set_running_or_notify_cancel():
             return False
         members = sorted(heapq.heappop(self.free) for _ in range(call.cores))
@@ -286,7 +300,7 @@ class _Ranks:
             self.closed = True
             calls = list(self.waiting) if cancel else []
         for call in calls:
-            call.future.cancel()  # _dropped takes it out of the queue
+            call.future.cancel()  # which takes it out of the queue
         with self.lock:
             if self.waiting:
                 self.on_idle = close_engine
@@ -439,7 +453,17 @@ class FlexExecutor(_ExecutorBase):
         free ranks (default 1); returns a ``Future``.  See the class
         docstring for ``resource_dict``; futures among the arguments are
         waited for as with ``Executor.submit``."""
-        future: Future[_T] = self._graph.submit(self, fn, args, kwargs, resource_dict)
+        graph = self._graph
+        if graph.direct:
+            # straight to the scheduler, as Executor.submit does; only a call
+            # that cannot be pickled is looked into for futures (the graph)
+            options = check_resource_dict(resource_dict, self._max_cores)
+            try:
+                return self._submit_flex(fn, args, kwargs, options)
+            except (TypeError, pickle.PicklingError) as exc:
+                if not graph.has_futures(exc, args, kwargs):
+                    raise
+        future: Future[_T] = graph.submit(self, fn, args, kwargs, resource_dict)
         return future
 
     def _submit_flex(
@@ -467,7 +491,7 @@ class FlexExecutor(_ExecutorBase):
             self._ranks.add(call)
         return call.future
 
-    def map(  # type: ignore[override]
+    def map(
         self,
         fn: Callable[..., _T],
         *iterables: Iterable[Any],
