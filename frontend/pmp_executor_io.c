@@ -455,16 +455,9 @@ static void s_take_locked(pmp_executor_t *self, pmp_task_t *task, size_t gi)
     PMP_ASSERT(pmp_queue_push(self->inflight, task->id, task) == 0);
 }
 
-/* The pinned tasks (pmp_executor_submit_to) that can go now, each to its
- * group: one pass over their queue in order, each task either taken or put
- * back at the end, so the queue keeps its order.  Whether a task can go
- * depends only on its group (said hello, has room) and on the broadcasts
- * older than it (sent first), so a task that waits holds back every later
- * one of its group: first in, first out per group.  A group with a local
- * link gets its task in batch (written after the unlock); one over ZeroMQ
- * at once, and when it cannot be routed to, the task is put back and the
- * group given up (s_unreachable_locked).  Returns 1 when the batch is full
- * (the rest waits for the next call), 0 otherwise.  mtx held. */
+/* The pinned tasks that can go now, each to its group, in one pass that
+ * keeps their order (pmp_executor_pin.c says how and why).  Returns 1 when
+ * the batch is full (the rest waits for the next call), else 0.  mtx held. */
 static int s_step_pinned_locked(pmp_executor_t *self, s_batch_t *batch)
 {
     const pmp_task_t *bcast = pmp_queue_peek(self->bcasts, NULL);
@@ -475,10 +468,10 @@ static int s_step_pinned_locked(pmp_executor_t *self, s_batch_t *batch)
         size_t gi = full || (bcast && bcast->seq < task->seq)
                         ? PMP_SCHED_NONE
                         : pmp_executor_pin_group(self, task->pin);
-        if (gi != PMP_SCHED_NONE && pmp_sched_load(self->sched, gi) < limit &&
-            self->groups[gi].link && batch->n == S_BATCH)
-            full = 1, gi = PMP_SCHED_NONE;
-        if (gi == PMP_SCHED_NONE || pmp_sched_load(self->sched, gi) >= limit) {
+        int room = gi != PMP_SCHED_NONE && pmp_sched_load(self->sched, gi) < limit;
+        if (room && self->groups[gi].link && batch->n == S_BATCH)
+            full = 1, room = 0;
+        if (!room) {
             PMP_ASSERT(pmp_queue_push(self->pinned, task->id, task) == 0);
             continue;
         }

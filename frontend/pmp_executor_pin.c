@@ -12,6 +12,16 @@
  * group once that group said hello and has room.  Cancel, cancel_all,
  * pending and close look at both queues (pmp_executor.c).
  *
+ * The pass (s_step_pinned_locked in pmp_executor_io.c) pops every pinned
+ * task once, in order, and either takes it or puts it back at the end, so
+ * the queue keeps its order.  Whether a task can go depends only on its
+ * group (said hello, has room) and on the broadcasts older than it (sent
+ * first), so a task that waits holds back every later one of its group:
+ * first in, first out per group.  A group with a local link gets its task
+ * in the round's batch (written after the unlock); one over ZeroMQ at
+ * once, and when it cannot be routed to, the task is put back and the
+ * group given up (s_unreachable_locked), as for any task.
+ *
  * A group is named by the runtime's number of it (its hello's "group",
  * world rank / ranks_per_group), which stays the same across a restart,
  * while its index in the group table is the order of the hellos and
