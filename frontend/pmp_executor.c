@@ -453,42 +453,16 @@ static int s_queue_broadcast_locked(pmp_executor_t *self, pmp_task_t *task)
     return 0;
 }
 
-static int s_submit(pmp_executor_t *self, int pin, uint64_t task_id, int type, uint32_t flags,
-                    const pmp_buffer_t *bufs, size_t nbufs, uint32_t ncalls, pmp_error_t *err);
-
 int pmp_executor_submit(pmp_executor_t *self, uint64_t task_id, int type, uint32_t flags,
                         const pmp_buffer_t *bufs, size_t nbufs, pmp_error_t *err)
 {
     return pmp_executor_submit_calls(self, task_id, type, flags, bufs, nbufs, 1, err);
 }
 
-int pmp_executor_submit_calls(pmp_executor_t *self, uint64_t task_id, int type, uint32_t flags,
-                              const pmp_buffer_t *bufs, size_t nbufs, uint32_t ncalls,
-                              pmp_error_t *err)
+/* What every submit checks first: type, id and flags.  0, or -1 with
+ * errno = EINVAL and a sentence in err. */
+static int s_check_task(int type, uint64_t task_id, uint32_t flags, pmp_error_t *err)
 {
-    return s_submit(self, -1, task_id, type, flags, bufs, nbufs, ncalls, err);
-}
-
-int pmp_executor_submit_to(pmp_executor_t *self, int group, uint64_t task_id, uint32_t flags,
-                           const pmp_buffer_t *bufs, size_t nbufs, pmp_error_t *err)
-{
-    if (!s_in_child(self) && (group < 0 || group >= self->ranks / self->ranks_per_group)) {
-        pmp_error_set(err, "submit: group %d does not exist (the job has groups 0 to %d)", group,
-                      self->ranks / self->ranks_per_group - 1);
-        errno = EINVAL;
-        return -1;
-    }
-    return s_submit(self, group, task_id, PMP_MSG_TASK, flags, bufs, nbufs, 1, err);
-}
-
-/* submit_calls (pin -1: any group) and submit_to (pin: the group's number). */
-static int s_submit(pmp_executor_t *self, int pin, uint64_t task_id, int type, uint32_t flags,
-                    const pmp_buffer_t *bufs, size_t nbufs, uint32_t ncalls, pmp_error_t *err)
-{
-    if (s_in_child(self))
-        return pmp_fork_fail(err, "executor", self->owner);
-    if (ncalls < 1)
-        ncalls = 1;
     if (type != PMP_MSG_TASK && type != PMP_MSG_INIT) {
         pmp_error_set(err, "submit: type must be TASK (%d) or INIT (%d), not %d", PMP_MSG_TASK,
                       PMP_MSG_INIT, type);
@@ -505,7 +479,107 @@ static int s_submit(pmp_executor_t *self, int pin, uint64_t task_id, int type, u
         errno = EINVAL;
         return -1;
     }
+    return 0;
+}
+
+/* Why a task cannot be queued now (ESHUTDOWN, EPIPE, EINVAL for an id in
+ * use), with the sentence in err, or 0.  mtx held. */
+static int s_refuse_locked(pmp_executor_t *self, uint64_t task_id, pmp_error_t *err)
+{
+    if (self->closing) {
+        pmp_error_set(err, "submit: the executor is shut down (close() was called)");
+        return ESHUTDOWN;
+    }
+    if (self->exited) {
+        pmp_error_set(err, "submit: %s", self->exit_text);
+        return EPIPE;
+    }
+    if (pmp_queue_find(self->queue, task_id) || pmp_queue_find(self->pinned, task_id) ||
+        pmp_queue_find(self->inflight, task_id)) {
+        pmp_error_set(err, "submit: task id %llu is already in use", (unsigned long long)task_id);
+        return EINVAL;
+    }
+    return 0;
+}
+
+int pmp_executor_submit_to(pmp_executor_t *self, const int *groups, const uint64_t *task_ids,
+                           size_t n, uint32_t flags, const pmp_buffer_t *bufs, size_t nbufs,
+                           pmp_error_t *err)
+{
+    if (s_in_child(self))
+        return pmp_fork_fail(err, "executor", self->owner);
+    int ngroups = self->ranks / self->ranks_per_group;
+    if (n == 0 || !groups || !task_ids) {
+        pmp_error_set(err, "submit: no group to submit to");
+        errno = EINVAL;
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (groups[i] < 0 || groups[i] >= ngroups) {
+            pmp_error_set(err, "submit: group %d does not exist (the job has groups 0 to %d)",
+                          groups[i], ngroups - 1);
+            errno = EINVAL;
+            return -1;
+        }
+        if (s_check_task(PMP_MSG_TASK, task_ids[i], flags, err) < 0)
+            return -1;
+    }
     if (pmp_task_check_bufs("submit", bufs, nbufs, 1, err) < 0)
+        return -1;
+    pmp_task_t **tasks = calloc(n, sizeof *tasks);
+    if (tasks && (tasks[0] = pmp_task_new(task_ids[0], PMP_MSG_TASK, flags, bufs, nbufs)))
+        for (size_t i = 1; i < n && (tasks[i] = pmp_task_share(tasks[0], task_ids[i])); i++)
+            ;
+    int e = 0;
+    for (size_t i = 0; i < n && !e; i++)
+        if (!tasks || !tasks[i]) {
+            pmp_error_set(err, "submit: out of memory");
+            e = ENOMEM;
+        }
+    size_t queued = 0;
+    pthread_mutex_lock(&self->mtx);
+    for (; queued < n && !e; queued++) {
+        tasks[queued]->pin = groups[queued];
+        if ((e = s_refuse_locked(self, task_ids[queued], err)) != 0)
+            break;
+        if (pmp_queue_push(self->pinned, task_ids[queued], tasks[queued]) < 0) {
+            pmp_error_set(err, "submit: out of memory");
+            e = ENOMEM;
+            break;
+        }
+    }
+    if (e) { /* none of them */
+        while (queued > 0)
+            pmp_queue_remove(self->pinned, task_ids[--queued]);
+    } else {
+        for (size_t i = 0; i < n; i++)
+            tasks[i]->seq = self->next_seq++;
+        pmp_task_arm(tasks[0]); /* the others share its frames */
+        self->any_task = 1;
+    }
+    pthread_mutex_unlock(&self->mtx);
+    if (e) {
+        for (size_t i = 0; tasks && i < n; i++) /* disarmed: no free_fn is called */
+            pmp_task_destroy(&tasks[i]);
+        free(tasks);
+        errno = e;
+        return -1;
+    }
+    free(tasks);
+    s_wake(self);
+    return 0;
+}
+
+int pmp_executor_submit_calls(pmp_executor_t *self, uint64_t task_id, int type, uint32_t flags,
+                              const pmp_buffer_t *bufs, size_t nbufs, uint32_t ncalls,
+                              pmp_error_t *err)
+{
+    if (s_in_child(self))
+        return pmp_fork_fail(err, "executor", self->owner);
+    if (ncalls < 1)
+        ncalls = 1;
+    if (s_check_task(type, task_id, flags, err) < 0 ||
+        pmp_task_check_bufs("submit", bufs, nbufs, 1, err) < 0)
         return -1;
 
     pmp_task_t *task = pmp_task_new(task_id, type, flags, bufs, nbufs);
@@ -515,26 +589,15 @@ static int s_submit(pmp_executor_t *self, int pin, uint64_t task_id, int type, u
         return -1;
     }
     task->ncalls = ncalls;
-    task->pin = pin;
-    pmp_queue_t *queue = pin < 0 ? self->queue : self->pinned;
     int e = 0;
     pthread_mutex_lock(&self->mtx);
-    if (self->closing) {
-        pmp_error_set(err, "submit: the executor is shut down (close() was called)");
-        e = ESHUTDOWN;
-    } else if (self->exited) {
-        pmp_error_set(err, "submit: %s", self->exit_text);
-        e = EPIPE;
+    if (type == PMP_MSG_INIT && (self->closing || self->exited)) {
+        e = s_refuse_locked(self, 0, err);
     } else if (type == PMP_MSG_INIT && self->init_submitted) {
         pmp_error_set(err, "submit: an init message was already submitted; only one is allowed");
         e = EINVAL;
     } else if (type == PMP_MSG_INIT && self->any_task) {
         pmp_error_set(err, "submit: the init message must come before the first task");
-        e = EINVAL;
-    } else if (type == PMP_MSG_TASK &&
-               (pmp_queue_find(self->queue, task_id) || pmp_queue_find(self->pinned, task_id) ||
-                pmp_queue_find(self->inflight, task_id))) {
-        pmp_error_set(err, "submit: task id %llu is already in use", (unsigned long long)task_id);
         e = EINVAL;
     } else if (type == PMP_MSG_INIT) {
         /* an INIT is a broadcast that late groups get too */
@@ -542,7 +605,9 @@ static int s_submit(pmp_executor_t *self, int pin, uint64_t task_id, int type, u
             self->init_submitted = 1;
         else
             pmp_error_set(err, "submit: out of memory");
-    } else if (pmp_queue_push(queue, task_id, task) < 0) {
+    } else if ((e = s_refuse_locked(self, task_id, err)) != 0) {
+        /* err says why */
+    } else if (pmp_queue_push(self->queue, task_id, task) < 0) {
         pmp_error_set(err, "submit: out of memory");
         e = ENOMEM;
     } else {

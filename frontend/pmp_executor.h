@@ -193,27 +193,33 @@ PMP_EXPORT int pmp_executor_submit_calls(pmp_executor_t *self, uint64_t task_id,
                                          uint32_t flags, const pmp_buffer_t *bufs, size_t nbufs,
                                          uint32_t ncalls, pmp_error_t *err);
 
-/* As pmp_executor_submit for a TASK meant for one group: group is the
- * runtime's number of it, 0 .. ranks / ranks_per_group - 1 (the group of
- * world ranks group * ranks_per_group ...; the "group" of its hello).  A
- * pinned task bypasses the least-loaded pick: it waits until that group
- * has said hello and has room (its load below the pipeline window), then
- * goes to it; the tasks pinned to one group go to it first in, first out.
- * Each round of the I/O thread serves the pinned tasks before the others,
- * so a group's room goes to what was pinned to it; a pinned task counts in
- * its group's load like any other.  Cost: O(pinned tasks queued x groups)
- * per round of the I/O thread, nothing while none is queued: meant for
- * callers that pin a task to a group they know is free.
- * cancel, cancel_all, pending, close, the job's exit (PMP_DONE_BROKEN) and
- * destroy treat pinned tasks as any other.  A restart is the difference: a
- * pinned task was meant for a group of the job that died, so every pinned
- * task still queued then completes as PMP_DONE_LOST too, with those the
- * groups held; none of them runs on the new job.  Returns 0, or -1 with
- * errno and a sentence in err as pmp_executor_submit, and EINVAL for a
- * group out of range. */
-PMP_EXPORT int pmp_executor_submit_to(pmp_executor_t *self, int group, uint64_t task_id,
-                                      uint32_t flags, const pmp_buffer_t *bufs, size_t nbufs,
-                                      pmp_error_t *err);
+/* Queues n TASKs, task_ids[i] for group groups[i] only, all carrying the
+ * same frames (bufs, shared between them, not copied; a zero-copy buffer
+ * is released once, after the last of them), all or none: a caller that
+ * runs one call on several groups (the members of one MPI call) hands
+ * them over together, and the I/O thread sees every one or none.  A
+ * group is the runtime's number of it, 0 .. ranks / ranks_per_group - 1
+ * (the group of world ranks group * ranks_per_group ...; the "group" of
+ * its hello).  A pinned task bypasses the least-loaded pick: it waits
+ * until its group has said hello and has room (its load below the
+ * pipeline window), then goes to it; the tasks pinned to one group go to
+ * it first in, first out.  Each round of the I/O thread serves the pinned
+ * tasks before the others, so a group's room goes to what was pinned to
+ * it; a pinned task counts in its group's load like any other.  Cost:
+ * O(n) here; O(pinned tasks queued x groups) per round of the I/O thread,
+ * nothing while none is queued: meant for callers that pin tasks to
+ * groups they know are free.  Each task completes on its own, as any
+ * TASK.  cancel, cancel_all, pending, close, the job's exit
+ * (PMP_DONE_BROKEN) and destroy treat pinned tasks as any other.  A
+ * restart is the difference: a pinned task was meant for a group of the
+ * job that died, so every pinned task still queued then completes as
+ * PMP_DONE_LOST too, with those the groups held; none of them runs on the
+ * new job.  Returns 0, or -1 with errno and a sentence in err as
+ * pmp_executor_submit (nothing is queued then, and no free_fn called),
+ * EINVAL also for n = 0, a group out of range or a task id used twice. */
+PMP_EXPORT int pmp_executor_submit_to(pmp_executor_t *self, const int *groups,
+                                      const uint64_t *task_ids, size_t n, uint32_t flags,
+                                      const pmp_buffer_t *bufs, size_t nbufs, pmp_error_t *err);
 
 /* Number of times the job was relaunched so far (after deaths and after
  * time limits); -1 with errno = PMP_EFORKED in a forked child. */

@@ -117,6 +117,30 @@ fail:
     return NULL;
 }
 
+pmp_task_t *pmp_task_share(pmp_task_t *task, uint64_t id)
+{
+    s_block_t *block = calloc(1, sizeof *block + task->nmsgs * sizeof(zmq_msg_t));
+    if (!block) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    pmp_task_t *copy = &block->task;
+    *copy = *task;
+    copy->id = id;
+    copy->msgs = block->msgs;
+    copy->zcs = NULL;
+    for (size_t i = 0; i < task->nmsgs; i++) {
+        zmq_msg_init(&copy->msgs[i]);
+        if (zmq_msg_copy(&copy->msgs[i], &task->msgs[i]) < 0) {
+            copy->nmsgs = i;
+            pmp_task_destroy(&copy);
+            errno = ENOMEM;
+            return NULL;
+        }
+    }
+    return copy;
+}
+
 void pmp_task_arm(pmp_task_t *task)
 {
     for (size_t i = 0; task->zcs && i < task->nmsgs; i++)

@@ -66,6 +66,13 @@ int pmp_task_check_bufs(const char *who, const pmp_buffer_t *bufs, size_t nbufs,
 pmp_task_t *pmp_task_new(uint64_t id, int type, uint32_t flags, const pmp_buffer_t *bufs,
                          size_t nbufs);
 
+/* A task of the same type, flags, calls and group as task, under another
+ * id, whose frames are shared references to task's (zmq_msg_copy: no byte
+ * copy; a zero-copy buffer is released once, when the last reference is
+ * closed, and only if task was armed).  It has no release records of its
+ * own: arm task, not the copy.  Returns NULL with errno = ENOMEM. */
+pmp_task_t *pmp_task_share(pmp_task_t *task, uint64_t id);
+
 /* From now on the task owns the zero-copy buffers: their release calls
  * free_fn.  Call once the task is queued for good, before any other thread
  * can see it (inside the critical section that queues it). */

@@ -46,6 +46,8 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+
+#include <limits.h>
 #include <structmember.h>
 
 #include <errno.h>
@@ -421,6 +423,13 @@ static PyObject *s_executor_get_forked(PyObject *op, void *closure)
     return PyBool_FromLong(s_forked((pmp_py_executor_t *)op));
 }
 
+/* The groups and task ids of submit_to(). */
+typedef struct {
+    int *groups;
+    uint64_t *ids;
+    size_t n;
+} s_pinned_t;
+
 /* What submit() and broadcast() share once their arguments are checked:
  * converts payload (NULL: no payload frame) and buffers_obj (NULL: none)
  * and hands them to pmp_executor_broadcast() (broadcast: id is the key) or
@@ -429,19 +438,19 @@ static PyObject *s_executor_get_forked(PyObject *op, void *closure)
  * released here.  Returns None, or NULL with an exception. */
 static PyObject *s_executor_send(pmp_py_executor_t *self, int broadcast, int type, uint64_t id,
                                  uint32_t flags, PyObject *payload, PyObject *buffers_obj,
-                                 unsigned int ncalls, int group)
+                                 unsigned int ncalls, const s_pinned_t *pinned)
 {
     pmp_py_message_t msg;
     PyObject *result = NULL;
     if (pmp_py_message_fill(&msg, &self->released, payload, buffers_obj) == 0) {
         pmp_error_t err;
         err.text[0] = '\0';
-        int rc =
-            broadcast ? pmp_executor_broadcast(self->exe, type, id, msg.bufs, (size_t)msg.n, &err)
-            : group >= 0
-                ? pmp_executor_submit_to(self->exe, group, id, flags, msg.bufs, (size_t)msg.n, &err)
-                : pmp_executor_submit_calls(self->exe, id, type, flags, msg.bufs, (size_t)msg.n,
-                                            ncalls, &err);
+        int rc = broadcast
+                     ? pmp_executor_broadcast(self->exe, type, id, msg.bufs, (size_t)msg.n, &err)
+                 : pinned ? pmp_executor_submit_to(self->exe, pinned->groups, pinned->ids,
+                                                   pinned->n, flags, msg.bufs, (size_t)msg.n, &err)
+                          : pmp_executor_submit_calls(self->exe, id, type, flags, msg.bufs,
+                                                      (size_t)msg.n, ncalls, &err);
         if (rc < 0) {
             pmp_py_raise(pmp_py_executor_state(self), errno, err.text);
         } else {
@@ -454,30 +463,22 @@ static PyObject *s_executor_send(pmp_py_executor_t *self, int broadcast, int typ
     return result;
 }
 
-PyDoc_STRVAR(s_submit_doc,
-             "submit($self, task_id, type, flags, payload, buffers, ncalls=1, group=-1)\n--\n\n"
-             "Queue a TASK or INIT message.  payload and every buffer support the\n"
-             "buffer protocol; buffers of 64 KiB or more are sent without copying\n"
-             "and stay referenced until the frontend releases them.  group >= 0: a TASK\n"
-             "for that group only (the runtime's group number), sent once it has room.");
+PyDoc_STRVAR(s_submit_doc, "submit($self, task_id, type, flags, payload, buffers, ncalls=1)\n--\n\n"
+                           "Queue a TASK or INIT message.  payload and every buffer support the\n"
+                           "buffer protocol; buffers of 64 KiB or more are sent without copying\n"
+                           "and stay referenced until the frontend releases them.");
 
 static PyObject *s_executor_submit(PyObject *op, PyObject *args, PyObject *kwargs)
 {
-    static char *kwlist[] = {"task_id", "type",   "flags", "payload",
-                             "buffers", "ncalls", "group", NULL};
+    static char *kwlist[] = {"task_id", "type", "flags", "payload", "buffers", "ncalls", NULL};
     pmp_py_executor_t *self = (pmp_py_executor_t *)op;
     unsigned long long task_id;
     int type;
     unsigned int flags, ncalls = 1;
-    int group = -1;
     PyObject *payload, *buffers_obj;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "KiIOO|Ii:submit", kwlist, &task_id, &type,
-                                     &flags, &payload, &buffers_obj, &ncalls, &group))
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "KiIOO|I:submit", kwlist, &task_id, &type,
+                                     &flags, &payload, &buffers_obj, &ncalls))
         return NULL;
-    if (group >= 0 && type != PMP_MSG_TASK) {
-        PyErr_SetString(PyExc_ValueError, "submit(): only a TASK can go to one group");
-        return NULL;
-    }
     if (pmp_py_executor_check_live(self) < 0)
         return NULL;
     pmp_py_executor_drain(self);
@@ -486,7 +487,63 @@ static PyObject *s_executor_submit(PyObject *op, PyObject *args, PyObject *kwarg
         return NULL;
     }
     return s_executor_send(self, 0, type, (uint64_t)task_id, (uint32_t)flags, payload, buffers_obj,
-                           ncalls, group);
+                           ncalls, NULL);
+}
+
+PyDoc_STRVAR(s_submit_to_doc,
+             "submit_to($self, task_ids, groups, flags, payload, buffers)\n--\n\n"
+             "Queue one TASK per group, task_ids[i] for groups[i] (the runtime's group\n"
+             "numbers), all with the same payload and buffers, all or none; each goes\n"
+             "to its group once that group has room.  Buffers as for submit().");
+
+static PyObject *s_executor_submit_to(PyObject *op, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"task_ids", "groups", "flags", "payload", "buffers", NULL};
+    pmp_py_executor_t *self = (pmp_py_executor_t *)op;
+    PyObject *ids_obj, *groups_obj, *payload, *buffers_obj, *result = NULL;
+    unsigned int flags;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOIOO:submit_to", kwlist, &ids_obj, &groups_obj,
+                                     &flags, &payload, &buffers_obj))
+        return NULL;
+    if (pmp_py_executor_check_live(self) < 0)
+        return NULL;
+    pmp_py_executor_drain(self);
+    if (payload == Py_None) {
+        PyErr_SetString(PyExc_TypeError, "submit_to() needs a payload");
+        return NULL;
+    }
+    PyObject *ids = PySequence_Fast(ids_obj, "submit_to(): task_ids must be a sequence");
+    PyObject *groups =
+        ids ? PySequence_Fast(groups_obj, "submit_to(): groups must be a sequence") : NULL;
+    s_pinned_t pinned = {NULL, NULL, 0};
+    if (!groups)
+        goto done;
+    pinned.n = (size_t)PySequence_Fast_GET_SIZE(ids);
+    if (pinned.n != (size_t)PySequence_Fast_GET_SIZE(groups)) {
+        PyErr_SetString(PyExc_ValueError, "submit_to(): one task id per group");
+        goto done;
+    }
+    pinned.ids = PyMem_Calloc(pinned.n + 1, sizeof *pinned.ids);
+    pinned.groups = PyMem_Calloc(pinned.n + 1, sizeof *pinned.groups);
+    if (!pinned.ids || !pinned.groups) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (size_t i = 0; i < pinned.n; i++) {
+        pinned.ids[i] = PyLong_AsUnsignedLongLong(PySequence_Fast_GET_ITEM(ids, (Py_ssize_t)i));
+        long g = PyLong_AsLong(PySequence_Fast_GET_ITEM(groups, (Py_ssize_t)i));
+        pinned.groups[i] = g < -1 || g > INT_MAX ? -1 : (int)g;
+        if (PyErr_Occurred())
+            goto done;
+    }
+    result = s_executor_send(self, 0, PMP_MSG_TASK, 0, (uint32_t)flags, payload, buffers_obj, 1,
+                             &pinned);
+done:
+    PyMem_Free(pinned.ids);
+    PyMem_Free(pinned.groups);
+    Py_XDECREF(ids);
+    Py_XDECREF(groups);
+    return result;
 }
 
 PyDoc_STRVAR(
@@ -515,7 +572,7 @@ static PyObject *s_executor_broadcast(PyObject *op, PyObject *args, PyObject *kw
         return NULL;
     pmp_py_executor_drain(self);
     return s_executor_send(self, 1, type, (uint64_t)key, 0, payload == Py_None ? NULL : payload,
-                           buffers_obj, 1, -1);
+                           buffers_obj, 1, NULL);
 }
 
 static PyObject *s_executor_cancel(PyObject *op, PyObject *arg)
@@ -633,6 +690,8 @@ static PyObject *s_executor_destroy(PyObject *op, PyObject *args, PyObject *kwar
 static PyMethodDef s_executor_methods[] = {
     {"submit", (PyCFunction)(void (*)(void))s_executor_submit, METH_VARARGS | METH_KEYWORDS,
      s_submit_doc},
+    {"submit_to", (PyCFunction)(void (*)(void))s_executor_submit_to, METH_VARARGS | METH_KEYWORDS,
+     s_submit_to_doc},
     {"broadcast", (PyCFunction)(void (*)(void))s_executor_broadcast, METH_VARARGS | METH_KEYWORDS,
      s_broadcast_doc},
     {"cancel", s_executor_cancel, METH_O,

@@ -4,7 +4,9 @@
  * (unit.pinned.<case>): each goes to its group and no other, first in
  * first out per group, over local links and over ZeroMQ (TCP); a task for
  * a group that has not said hello waits for it while the others work;
- * cancel, cancel_all, pending and close count pinned tasks; the job's
+ * several tasks for several groups are queued all or none, sharing one
+ * zero-copy buffer released once; cancel, cancel_all, pending and close
+ * count pinned tasks; the job's
  * exit fails them as BROKEN, a restart as LOST.  Usage and exit status as
  * test_executor.c.
  */
@@ -15,7 +17,7 @@ static int s_submit_to(pmp_executor_t *ex, int group, uint64_t id, const char *t
                        pmp_error_t *err)
 {
     pmp_buffer_t b = {.data = text, .size = strlen(text)};
-    return pmp_executor_submit_to(ex, group, id, 0, &b, 1, err);
+    return pmp_executor_submit_to(ex, &group, &id, 1, 0, &b, 1, err);
 }
 
 static void s_pin(pmp_executor_t *ex, int group, uint64_t id)
@@ -89,6 +91,42 @@ static void s_case_tcp(void)
     s_run_each_to_its_group(1);
 }
 
+/* Three tasks for groups 2, 0 and 1 in one submit share one zero-copy
+ * buffer: each group gets it, and it is released once, after the last.  A
+ * submit whose ids clash (with each other or with a task in flight) or
+ * whose group is out of range queues none of its tasks and releases
+ * nothing. */
+static void s_case_many(void)
+{
+    const char *const args[] = {"--fake-tag", NULL};
+    pmp_executor_t *ex = s_new(3, 1, 1, args);
+    s_wait_hellos(ex, 3);
+    static const char text[] = "shared";
+    pmp_buffer_t b = {.data = text, .size = 6, .free_fn = s_count_free, .hint = s_freed_counter()};
+    pmp_error_t err = {{0}};
+    int groups[] = {2, 0, 1}, bad_groups[] = {0, 5};
+    uint64_t ids[] = {1, 2, 3}, twice[] = {7, 7}, clash[] = {8, 1};
+    CHECK(pmp_executor_submit_to(ex, groups, twice, 2, 0, &b, 1, &err) == -1 && errno == EINVAL);
+    CHECK(strstr(err.text, "task id 7 is already in use"));
+    CHECK(pmp_executor_submit_to(ex, bad_groups, ids, 2, 0, &b, 1, &err) == -1 && errno == EINVAL);
+    CHECK(pmp_executor_submit_to(ex, groups, ids, 0, 0, &b, 1, &err) == -1 && errno == EINVAL);
+    CHECK(pmp_executor_pending(ex) == 0 && s_freed() == 0);
+    CHECK(pmp_executor_submit_to(ex, groups, ids, 3, 0, &b, 1, &err) == 0);
+    CHECK(pmp_executor_submit_to(ex, groups, clash, 2, 0, &b, 1, &err) == -1 && errno == EINVAL);
+    int seen = 0;
+    for (int i = 0; i < 3; i++) {
+        pmp_completion_t *c = s_wait(ex, 20000);
+        uint64_t id = pmp_completion_task_id(c);
+        CHECK(s_frame_is(c, 0, "shared"));
+        CHECK(s_result_group(c) == groups[id - 1]);
+        seen |= 1 << id;
+        pmp_completion_destroy(&c);
+    }
+    CHECK(seen == 0xe);
+    CHECK(s_freed() == 1); /* once, for the three */
+    s_destroy(&ex, 1000);
+}
+
 /* Group 1 says hello 1.5 s late: a task pinned to it waits (counted by
  * pending) although group 0 is idle and runs an unpinned task meanwhile;
  * once group 1 is there the task goes to it. */
@@ -117,7 +155,7 @@ static void s_case_late(void)
  * all at once with the unpinned ones; close() then ends the executor. */
 static void s_case_cancel(void)
 {
-    const char *const args[] = {"--fake-late-ms", "30000", NULL};
+    const char *const args[] = {"--fake-late-ms", "8000", NULL};
     pmp_executor_t *ex = s_new(2, 1, 1, args);
     s_wait_hellos(ex, 1);
     for (uint64_t id = 1; id <= 3; id++)
@@ -181,7 +219,7 @@ static int s_kind_of(pmp_executor_t *ex, uint64_t id, int *events, int timeout_m
  * as BROKEN with the one that was running. */
 static void s_case_exit(void)
 {
-    const char *const args[] = {"--fake-crash-at-task", "1", "--fake-late-ms", "30000",
+    const char *const args[] = {"--fake-crash-at-task", "1", "--fake-late-ms", "8000",
                                 "--fake-ranks",         NULL};
     pmp_executor_t *ex = s_new(2, 1, 1, args);
     s_wait_hellos(ex, 1);
@@ -200,7 +238,7 @@ static void s_case_exit(void)
  * while an unpinned task queued behind stays for the new job. */
 static void s_case_restart(void)
 {
-    const char *const args[] = {"--fake-crash-at-task", "1", "--fake-late-ms", "30000",
+    const char *const args[] = {"--fake-crash-at-task", "1", "--fake-late-ms", "8000",
                                 "--fake-ranks",         NULL};
     pmp_executor_config_t cfg = s_cfg(2, 1, 1, args);
     cfg.restart_limit = 1;
@@ -221,9 +259,9 @@ static void s_case_restart(void)
 int main(int argc, char **argv)
 {
     static const s_case_t cases[] = {
-        {"groups", s_case_groups},   {"tcp", s_case_tcp},     {"late", s_case_late},
-        {"cancel", s_case_cancel},   {"close", s_case_close}, {"exit", s_case_exit},
-        {"restart", s_case_restart},
+        {"groups", s_case_groups}, {"tcp", s_case_tcp},         {"many", s_case_many},
+        {"late", s_case_late},     {"cancel", s_case_cancel},   {"close", s_case_close},
+        {"exit", s_case_exit},     {"restart", s_case_restart},
     };
     return s_harness_main(argc, argv, cases, sizeof cases / sizeof cases[0], "unit.pinned");
 }

@@ -141,7 +141,14 @@ class Executor:
         payload: ReadableBuffer,
         buffers: Sequence[ReadableBuffer],
         ncalls: int = 1,
-        group: int = -1,
+    ) -> None: ...
+    def submit_to(
+        self,
+        task_ids: Sequence[int],
+        groups: Sequence[int],
+        flags: int,
+        payload: ReadableBuffer,
+        buffers: Sequence[ReadableBuffer],
     ) -> None: ...
     def broadcast(
         self,

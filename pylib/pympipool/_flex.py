@@ -230,9 +230,10 @@ class _Ranks:
     def _start_locked(
         self, call: _Call, done: List[Tuple[_Call, Any, Optional[BaseException]]]
     ) -> bool:
-        """Gives call its ranks and sends each member its task.  False when
-        it did not start (cancelled meanwhile, or the submit failed: then
-        it is in done with its error)."""
+        """Gives call its ranks and sends each member its task, all
+        together (``_State.submit_members``: the frontend takes all of them
+        or none).  False when it did not start (cancelled meanwhile, or the
+        submit failed: then it is in done with its error)."""
         call.future._pmp_drop = None
         if not call.future.set_running_or_notify_cancel():
             return False
@@ -244,27 +245,20 @@ class _Ranks:
         info = pickle.dumps((members, tag, call.cwd, call.threads), 5)
         buffers: List[Union[bytes, memoryview]] = [call.payload, *call.buffers]
         call.payload, call.buffers = b"", ()
-        for index, rank in enumerate(members):
-            try:
-                self.state.submit_entry(
-                    _Member(self, call, index),
-                    _core.MSG_TASK,
-                    _core.FLAG_CALL_COMM,
-                    info,
-                    buffers,
-                    group=rank,
-                )
-            except BaseException as exc:
-                # nothing of the call runs without this member: the others
-                # sent are failed with the job (a broken executor, the only
-                # way a submit fails here), or run alone and are ignored
-                for unsent in members[index:]:
-                    heapq.heappush(self.free, unsent)
-                call.left -= len(members) - index
-                call.error = call.error or exc
-                if call.left == 0:
-                    done.append((call, None, exc))
-                return index > 0
+        try:
+            self.state.submit_members(
+                [_Member(self, call, index) for index in range(len(members))],
+                members,
+                _core.FLAG_CALL_COMM,
+                info,
+                buffers,
+            )
+        except BaseException as exc:  # all or none: none of the call runs
+            for rank in members:
+                heapq.heappush(self.free, rank)
+            call.left = 0
+            done.append((call, None, exc))
+            return False
         return True
 
     # -- completions (the dispatcher thread)

@@ -292,18 +292,39 @@ class _State:
             )
 
     def submit_entry(
+        self, entry: _Entry, msg_type: int, flags: int, payload: bytes, buffers: _Buffers
+    ) -> None:
+        """Submits a call whose completion goes to entry (no Future)."""
+        with self.lock:
+            self._enter_locked(next(self.ids), entry, msg_type, flags, payload, buffers, 1)
+
+    def submit_members(
         self,
-        entry: _Entry,
-        msg_type: int,
+        entries: Sequence[_Entry],
+        groups: Sequence[int],
         flags: int,
         payload: bytes,
         buffers: _Buffers,
-        group: int = -1,
     ) -> None:
-        """Submits a call whose completion goes to entry (no Future); with
-        ``group`` >= 0 a TASK for that group only (``FlexExecutor``)."""
+        """Submits one TASK per group, all with the same payload and
+        buffers, all or none (``FlexExecutor``: the members of one call);
+        entries[i] gets the completion of the task for groups[i].  Errors
+        as for ``submit``."""
         with self.lock:
-            self._enter_locked(next(self.ids), entry, msg_type, flags, payload, buffers, 1, group)
+            if self.broken is not None:
+                raise ExecutorBroken(self.broken)
+            ids = [next(self.ids) for _ in entries]
+            for task_id, entry in zip(ids, entries):
+                self.futures.add(task_id, entry)
+            try:
+                self.core.submit_to(ids, groups, flags, payload, buffers)
+            except BaseException as exc:
+                for task_id in ids:
+                    self.futures.pop(task_id)
+                error = self._submit_error(exc)
+                if error is exc:
+                    raise
+                raise error from None
 
     def _enter_locked(
         self,
@@ -314,7 +335,6 @@ class _State:
         payload: bytes,
         buffers: _Buffers,
         ncalls: int,
-        group: int = -1,
     ) -> None:
         """Enters future in the table and hands the call to the frontend;
         self.lock held, task_id just taken from self.ids under it (so the
@@ -323,21 +343,28 @@ class _State:
             raise ExecutorBroken(self.broken)
         self.futures.add(task_id, future)
         try:
-            self.core.submit(task_id, msg_type, flags, payload, buffers, ncalls, group)
-        except BrokenPipeError as exc:
+            self.core.submit(task_id, msg_type, flags, payload, buffers, ncalls)
+        except BaseException as exc:
             self.futures.pop(task_id)
+            error = self._submit_error(exc)
+            if error is exc:
+                raise
+            raise error from None
+
+    def _submit_error(self, exc: BaseException) -> BaseException:
+        """What the interfaces raise for the frontend's refusal of a submit
+        (self.lock held): a job that is gone is ExecutorBroken (kept in
+        ``broken``), a closed core the RuntimeError of concurrent.futures;
+        anything else as it is."""
+        if isinstance(exc, BrokenPipeError):
             if self.broken is None:
                 self.broken = exc.strerror or str(exc)
-            raise ExecutorBroken(self.broken) from None
-        except _core.DestroyedError:
-            self.futures.pop(task_id)
-            raise ExecutorBroken("the executor was destroyed") from None
-        except RuntimeError:
-            self.futures.pop(task_id)
-            raise RuntimeError(_AFTER_SHUTDOWN) from None
-        except BaseException:
-            self.futures.pop(task_id)
-            raise
+            return ExecutorBroken(self.broken)
+        if isinstance(exc, _core.DestroyedError):
+            return ExecutorBroken("the executor was destroyed")
+        if isinstance(exc, RuntimeError):
+            return RuntimeError(_AFTER_SHUTDOWN)
+        return exc
 
     def submit_init(self, payload: bytes, buffers: _Buffers) -> None:
         self.core.submit(next(self.ids), _core.MSG_INIT, 0, payload, buffers)
