@@ -200,6 +200,33 @@ static void s_push_all(s_argv_t *a, const char *const *args)
         s_push(a, args[i]);
 }
 
+/* Open MPI's mpiexec with every rank on this host: no hosts, no host file,
+ * no TCP endpoint (which means ranks elsewhere), and no batch allocation
+ * whose nodes mpiexec would spread the ranks over. */
+static int s_openmpi_this_host_only(const pmp_executor_config_t *cfg)
+{
+    static const char *const allocation[] = {"SLURM_JOB_ID", "PBS_JOBID", "LSB_JOBID",
+                                             "PE_HOSTFILE", NULL};
+    if (!cfg->launch || cfg->hosts || cfg->hostfile || cfg->hostname)
+        return 0;
+    for (size_t i = 0; allocation[i]; i++)
+        if (getenv(allocation[i]))
+            return 0;
+    return 1;
+}
+
+/* Whether the user chose Open MPI's messaging layer (PML) already, in the
+ * environment or in launcher_args. */
+static int s_pml_chosen(const pmp_executor_config_t *cfg)
+{
+    if (getenv("OMPI_MCA_pml"))
+        return 1;
+    for (size_t i = 0; cfg->launcher_args && cfg->launcher_args[i]; i++)
+        if (strstr(cfg->launcher_args[i], "pml"))
+            return 1;
+    return 0;
+}
+
 /* The launcher and its flags, up to the runtime.  The ranks get
  * OMP_NUM_THREADS through the launcher's own flag for it: an mpiexec on
  * another host does not forward every variable by itself. */
@@ -248,6 +275,14 @@ static void s_launcher(s_argv_t *a, const pmp_executor_config_t *cfg)
         s_push(a, buf);
         if (cfg->oversubscribe && openmpi)
             s_push(a, "--oversubscribe");
+        /* On one host Open MPI's ob1 layer (shared memory) is what carries
+         * the messages anyway; without it MPI_Init first probes for
+         * network fabrics (PSM, PSM2, OFI), 0.2 s of every start here. */
+        if (openmpi && s_openmpi_this_host_only(cfg) && !s_pml_chosen(cfg)) {
+            s_push(a, "--mca");
+            s_push(a, "pml");
+            s_push(a, "ob1");
+        }
         if (cfg->hosts) {
             size_t used = 0;
             buf[0] = '\0';

@@ -15,11 +15,15 @@
  * caller sets errno = EINVAL). */
 int pmp_command_validate(const pmp_executor_config_t *cfg, pmp_error_t *err);
 
-/* The launch command for cfg, which must be valid: the launcher and its
+/* The launch command for cfg, which must be valid (besides cfg it reads
+ * only the environment: OMPI_MCA_pml and the variables of a batch
+ * allocation, SLURM_JOB_ID, PBS_JOBID, LSB_JOBID, PE_HOSTFILE): the launcher and its
  * flags, then [runtime, --endpoint, endpoint, --ranks-per-group, K,
  * --frontend-pid, <this process>, --frontend-host, <this host>,
  * --credentials, credentials, runtime_args...].  The launcher part is
- *   mpiexec: [mpiexec, -n, N, (--oversubscribe: Open MPI), (-hosts h1,h2 |
+ *   mpiexec: [mpiexec, -n, N, (--oversubscribe: Open MPI), (--mca pml ob1:
+ *            Open MPI with every rank on this host, when neither OMPI_MCA_pml
+ *            nor launcher_args choose a PML), (-hosts h1,h2 |
  *            -f F: MPICH; --host h1,h2 | --hostfile F: Open MPI),
  *            (-genv OMP_NUM_THREADS T: MPICH; -x OMP_NUM_THREADS=T: Open MPI)]
  *   srun:    [srun, --ntasks=N, --cpus-per-task=T (1 when not set),

@@ -1,6 +1,7 @@
 /*
  * _core_module.c - the module pympipool._core itself: its state, its
- * types (Frame, Executor from _core.c, Channel from _channel.c), its
+ * types (Frame, Executor from _core.c, MapValues from _core_values.c,
+ * Channel from _channel.c), its
  * exceptions, the constants that the Python package shares with the C
  * side (completion kinds, the local link's framing, the zero-copy
  * threshold, the destroy grace; the protocol's flags and limits come from
@@ -15,6 +16,7 @@
 
 #include "_channel.h"
 #include "_core_executor.h"
+#include "_core_values.h"
 #include "_pmp_py.h"
 #include "_pmp_shm_py.h"
 #include "_pmp_wire_py.h"
@@ -46,6 +48,13 @@ static int s_module_exec(PyObject *module)
     if (st->executor_type == NULL)
         return -1;
     if (PyModule_AddType(module, st->executor_type) < 0)
+        return -1;
+    PyObject *values = PyType_FromModuleAndSpec(module, &pmp_py_map_values_spec, NULL);
+    if (values == NULL)
+        return -1;
+    int added = PyModule_AddType(module, (PyTypeObject *)values);
+    Py_DECREF(values);
+    if (added < 0)
         return -1;
     st->invalid_argument_error = PyErr_NewExceptionWithDoc(
         "pympipool._core.InvalidArgumentError", "An argument the frontend refuses (a ValueError).",

@@ -2,7 +2,8 @@
  * test_command.c - unit test of pmp_command (unit.command): the launch
  * command of every launcher, as the executor would run it, and the
  * configuration checks that refuse what no launcher can do.  mpiexec of
- * MPICH and of Open MPI (hosts, hostfile, OMP_NUM_THREADS, oversubscribe),
+ * MPICH and of Open MPI (hosts, hostfile, OMP_NUM_THREADS, oversubscribe,
+ * the ob1 PML on one host),
  * srun (PMI, --exact, --cpus-per-task, --chdir, --export), flux run (not
  * installed here: this test is what covers its command line), and
  * launcher_args before the runtime in each.  Exits 0 on success; prints
@@ -103,6 +104,59 @@ static void test_mpiexec(void)
     CHECK(s_find(a, "-hosts") < 0 && s_find(a, "-genv") < 0);
     s_runtime_at(a);
     s_free(a);
+}
+
+/* Open MPI on one host gets the ob1 messaging layer, unless the user chose
+ * one or the ranks may be elsewhere. */
+static int s_has_pml_ob1(const pmp_executor_config_t *c)
+{
+    char **a = pmp_command_argv(c, "ipc:///x/s", "/x/credentials");
+    CHECK(a);
+    int m = s_find(a, "ob1");
+    int yes = m > 2 && strcmp(a[m - 1], "pml") == 0 && strcmp(a[m - 2], "--mca") == 0;
+    CHECK(yes || m < 0);
+    CHECK(!yes || m < s_runtime_at(a));
+    s_free(a);
+    return yes;
+}
+
+static void test_openmpi_pml(void)
+{
+    static const char *const allocation[] = {"SLURM_JOB_ID", "PBS_JOBID", "LSB_JOBID",
+                                             "PE_HOSTFILE", NULL};
+    static const char *const hosts[] = {"h1", NULL};
+    static const char *const ucx[] = {"--mca", "pml", "ucx", NULL};
+    unsetenv("OMPI_MCA_pml");
+    for (size_t i = 0; allocation[i]; i++)
+        unsetenv(allocation[i]);
+    pmp_executor_config_t c = s_base();
+    CHECK(!s_has_pml_ob1(&c)); /* MPICH: never */
+    c.mpi_flavour = "openmpi";
+    CHECK(s_has_pml_ob1(&c));
+    c.hosts = hosts;
+    CHECK(!s_has_pml_ob1(&c));
+    c.hosts = NULL;
+    c.hostfile = "/etc/hosts.mpi";
+    CHECK(!s_has_pml_ob1(&c));
+    c.hostfile = NULL;
+    c.hostname = "127.0.0.1";
+    CHECK(!s_has_pml_ob1(&c));
+    c.hostname = NULL;
+    c.launch = 0; /* a queue adapter's job may span nodes */
+    CHECK(!s_has_pml_ob1(&c));
+    c.launch = 1;
+    c.launcher_args = ucx;
+    CHECK(!s_has_pml_ob1(&c));
+    c.launcher_args = NULL;
+    for (size_t i = 0; allocation[i]; i++) {
+        setenv(allocation[i], "17", 1);
+        CHECK(!s_has_pml_ob1(&c));
+        unsetenv(allocation[i]);
+    }
+    setenv("OMPI_MCA_pml", "ucx", 1);
+    CHECK(!s_has_pml_ob1(&c));
+    unsetenv("OMPI_MCA_pml");
+    CHECK(s_has_pml_ob1(&c));
 }
 
 static void test_srun(void)
@@ -206,6 +260,7 @@ static void test_refused(void)
 int main(void)
 {
     test_mpiexec();
+    test_openmpi_pml();
     test_srun();
     test_flux();
     test_refused();

@@ -10,7 +10,7 @@
 # without PEP 688 do not know that, so the package hands frames on as
 # Sequence[Any].
 
-from typing import Any, Dict, Final, List, Optional, Sequence, Tuple, final, overload
+from typing import Any, Dict, Final, Iterable, Iterator, List, Optional, Sequence, Tuple, final, overload
 
 from _typeshed import ReadableBuffer, StrOrBytesPath
 
@@ -102,6 +102,16 @@ class ShmView:
     def __init__(self, mapping: ReadableBuffer, offset: int, length: int, release: bool) -> None: ...
     def __len__(self) -> int: ...
     def __buffer__(self, flags: int, /) -> memoryview: ...
+
+@final
+class MapValues(Iterator[Any]):
+    """The values of the lists that ``chunks`` yields, each taken out of its
+    list as it is handed out (pylib/_core_values.c)."""
+
+    def __init__(self, chunks: Iterable[List[Any]]) -> None: ...
+    def __iter__(self) -> MapValues: ...
+    def __next__(self) -> Any: ...
+    def close(self) -> None: ...
 
 @final
 class Executor:

@@ -30,6 +30,7 @@ from typing import (
     Any,
     Callable,
     Dict,
+    Generator,
     Iterable,
     Iterator,
     List,
@@ -221,9 +222,9 @@ class _ExecutorBase(_Engine, _FuturesExecutor):
             # sent at once in this thread, unless it has futures to wait for
             in_memory = not needs_feeder(iterables)
         feed = self._map_lazily(fn, batches, star, True, ntasks, in_memory)
-        results = _map_results(feed, end_time)
-        next(results)  # up to its start: a close() from now on stops the feed
-        return cast(Iterator[_T], results)
+        chunks = _map_chunks(feed, end_time)
+        next(chunks)  # up to its start: a close() from now on stops the feed
+        return cast(Iterator[_T], _core.MapValues(chunks))
 
     def __len__(self) -> int:
         """Number of submitted tasks not yet sent to the ranks (those waiting
@@ -477,16 +478,15 @@ class PoolExecutor(_ExecutorBase):
         return self._lazy_map(fn, iterables, timeout, chunksize)
 
 
-def _map_results(feed: _Feed, end_time: Optional[float]) -> Iterator[Any]:
-    """The iterator of ``Executor.map`` / ``PoolExecutor.map`` over a lazy
-    map's feed (``_maps._Feed``), in input order: a generator, like the one
-    of ``concurrent.futures`` (and, like it, for one thread at a time).  A
-    call's exception, or a timeout, is raised once and ends the iteration;
-    it holds only the results not yet yielded, and a chunk's values come
-    out of one loop of the generator, without a Python call per item.  Closing it (or
-    dropping it) stops the feed.  It is started by ``_lazy_map`` up to the
-    first ``yield`` below, so that a ``close()`` before the first result
-    runs the ``finally`` too."""
+def _map_chunks(feed: _Feed, end_time: Optional[float]) -> Generator[Any, None, None]:
+    """The chunks of a lazy map's feed (``_maps._Feed``), in input order, as
+    lists of their values, for ``_core.MapValues`` (which hands the values
+    out, so that Python runs here once per chunk); a generator, for one
+    thread at a time.  A call's exception, or a timeout, is raised once and
+    ends the iteration; it holds only the results not yet yielded.  Closing
+    it (or dropping it) stops the feed.  It is started by ``_lazy_map`` up
+    to the first ``yield`` below, so that a ``close()`` before the first
+    result runs the ``finally`` too."""
     try:
         yield None  # the start: taken by _lazy_map, never by the user
         while True:
@@ -501,11 +501,11 @@ def _map_results(feed: _Feed, end_time: Optional[float]) -> Iterator[Any]:
             del outcome
             if not success:
                 raise values
-            if not feed.chunked:
-                values = [values]
-            values.reverse()
-            while values:  # popped: a value the user dropped is freed at once
-                yield values.pop()
+            # the only reference left to a value is its slot in the list
+            # yielded, which MapValues empties as it hands the value out
+            chunk = values if feed.chunked else [values]
+            del values
+            yield chunk
     finally:
         feed.close()
 

@@ -423,3 +423,51 @@ def test_loads_error_rebuilds_or_falls_back():
     assert type(broken) is RuntimeError
     foreign = _serialize.loads_error([b"not a pickle"])
     assert type(foreign) is RuntimeError
+
+
+def test_map_values_hands_out_each_value_once_and_empties_its_slot():
+    first, second = [1, 2], [3]
+    values = _core.MapValues(iter([first, [], second]))
+    assert iter(values) is values
+    assert next(values) == 1
+    assert first == [None, 2]  # the caller's reference is the only one left
+    assert list(values) == [2, 3]
+    assert first == [None, None] and second == [None]
+    assert list(values) == []
+
+
+def test_map_values_raises_the_chunks_error_once_then_ends():
+    def chunks():
+        yield [1]
+        raise KeyError("task failed")
+
+    values = _core.MapValues(chunks())
+    assert next(values) == 1
+    with pytest.raises(KeyError, match="task failed"):
+        next(values)
+    assert list(values) == []
+
+    bad = _core.MapValues(iter([(1, 2)]))
+    with pytest.raises(TypeError, match="a chunk must be a list, not tuple"):
+        next(bad)
+    with pytest.raises(TypeError):
+        _core.MapValues(5)  # not iterable
+
+
+def test_map_values_close_closes_the_chunks():
+    closed = []
+
+    def chunks():
+        try:
+            yield [1, 2]
+            yield [3]
+        finally:
+            closed.append(True)
+
+    values = _core.MapValues(chunks())
+    assert next(values) == 1
+    values.close()
+    assert closed == [True]
+    assert list(values) == []
+    values.close()  # twice is fine
+    _core.MapValues(iter([[1]])).close()  # a plain iterator has no close()

@@ -2,7 +2,7 @@
 from a process that has no allocation, on one or both emulated nodes, and
 every way the job can end under its executor: shutdown, garbage
 collection, a job that fails at start, one that is cancelled.  (A job that
-hits its time limit: test_batch_timelimit.py.)
+hits its time limit: test_timelimits.py.)
 """
 
 from __future__ import annotations
