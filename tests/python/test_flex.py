@@ -370,3 +370,28 @@ def test_cache_key_leaves_out_the_resources(tmp_path):
     assert runs(str(marks)) == 3  # once for 4, twice (two ranks) for 5
     keys = {entry["key"] for entry in get_cache_data(cache)}
     assert "five" in keys and len(keys) == 2
+
+
+def test_an_exception_leaving_the_block_cancels_and_interrupts(tmp_path):
+    p = str(tmp_path)
+    with pytest.raises(KeyError):
+        with FlexExecutor(max_cores=1) as exe:
+            running = exe.submit(hold, f"{p}/a", f"{p}/never", "a")
+            assert wait_for(f"{p}/a")
+            waiting = exe.submit(mark, f"{p}/b", "b")
+            raise KeyError("leaving")
+    assert waiting.cancelled()
+    assert isinstance(running.exception(timeout=30), KeyboardInterrupt)
+    assert not os.path.exists(f"{p}/b")
+
+
+def test_core_submit_to_checks_its_arguments():
+    with FlexExecutor(max_cores=2) as exe:
+        core = exe._state.core
+        with pytest.raises(ValueError, match="one task id per group"):
+            core.submit_to([10**6, 10**6 + 1], [0], 0, b"x", [])
+        with pytest.raises(ValueError, match="group 2 does not exist"):
+            core.submit_to([10**6], [2], 0, b"x", [])
+        with pytest.raises(TypeError, match="needs a payload"):
+            core.submit_to([10**6], [0], 0, None, [])
+        assert exe.submit(add, 1, 1).result(timeout=60) == 2
