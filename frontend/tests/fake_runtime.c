@@ -157,6 +157,11 @@ int main(int argc, char **argv)
     int size = s_env_int("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", 1);
     if (fail_start) {
         fprintf(stderr, "fake: cannot start on rank %d (asked to fail)\n", rank);
+        /* Open MPI's mpiexec forwards a rank's stderr asynchronously and,
+         * on a busy machine, can end the job before it forwarded what a
+         * rank wrote just before it exited: give it the time a real
+         * runtime's start takes anyway. */
+        usleep(200 * 1000);
         return 1;
     }
     if (!endpoint || rpg < 1) {
