@@ -88,6 +88,8 @@ _CONTAINERS = (list, tuple, dict)
 
 _SEQUENCES = frozenset({list, tuple})
 _DICTS = frozenset({dict})
+#: objects of one level of nesting below which find_futures loops in Python
+_FEW = 8
 #: levels of nesting looked through in C before the walk that remembers
 #: the containers it has seen (a list that contains itself)
 _FLAT_LEVELS = 32
@@ -102,6 +104,24 @@ def find_futures(*roots: Any) -> List["Future[Any]"]:
     found: Dict[int, Future[Any]] = {}
     level: Sequence[Any] = roots
     for _ in range(_FLAT_LEVELS):
+        if len(level) <= _FEW:
+            # a call's arguments, most often: a plain loop costs less
+            # than setting up the C helpers below
+            few: List[Any] = []
+            for obj in level:
+                kind = type(obj)
+                if kind in PLAIN_TYPES:
+                    continue
+                if kind is list or kind is tuple:
+                    few.extend(obj)
+                elif kind is dict:
+                    few.extend(obj.values())
+                elif isinstance(obj, Future):
+                    found.setdefault(id(obj), obj)
+            if not few:
+                break
+            level = few
+            continue
         kinds = set(map(type, level))
         if kinds <= PLAIN_TYPES:
             break
