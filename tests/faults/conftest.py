@@ -19,17 +19,16 @@ table of every measurement is printed at the end of the run (visible with
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import time
 from typing import Any, Dict, List
 
 import pytest
 
-# the process helpers shared by the suites (tests/support/pmp_procs.py)
+# the deadline and the process helpers shared by the suites (tests/support/)
+from pmp_fixtures import deadline  # noqa: F401
 from pmp_procs import our_processes, process_alive, wait_until
 
-TEST_TIMEOUT = int(os.environ.get("PMP_TEST_TIMEOUT", "120"))
 os.environ.setdefault("OMPI_ALLOW_RUN_AS_ROOT", "1")
 os.environ.setdefault("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
 
@@ -84,9 +83,9 @@ def hellos_ranks(hellos: List[Dict[str, Any]]) -> List[int]:
 def job_pids(executor, groups: int, timeout: float = 30.0) -> List[int]:
     """[mpiexec pid] + every rank's pid, once every group said hello."""
     state = executor._state
-    deadline = time.monotonic() + timeout
+    end = time.monotonic() + timeout
     while len(state.hellos) < groups:
-        assert time.monotonic() < deadline, "not every group said hello"
+        assert time.monotonic() < end, "not every group said hello"
         time.sleep(0.01)
     return [state.core.pid] + hellos_ranks(state.hellos)
 
@@ -96,17 +95,11 @@ def groups_of(kind: str) -> int:
 
 
 @pytest.fixture(autouse=True)
-def deadline_and_leftovers(request):
-    def on_alarm(signum, frame):
-        raise TimeoutError(f"test exceeded its deadline of {TEST_TIMEOUT} s")
-
-    old = signal.signal(signal.SIGALRM, on_alarm)
-    signal.alarm(TEST_TIMEOUT)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
+def leftovers(request, deadline):  # noqa: F811 (the fixture, by name)
+    """After the test (and its deadline, pmp_fixtures.deadline), no process
+    of ours may remain, except the executor a ``shared_executor`` test
+    leaves for the next test of its module."""
+    yield
     if request.node.get_closest_marker("shared_executor"):
         return  # its executor lives on for the next test of the module
     wait_until(lambda: not our_processes(), 15)
