@@ -9,7 +9,8 @@
  * only ever answers for this channel.
  *
  * How a call waits: every blocking operation goes through s_wait(), one
- * zmq_poll over the PAIR socket, the ZAP and monitor sockets (CURVE
+ * zmq_poll over the PAIR socket (nothing waits inside a ZeroMQ send:
+ * pmp_channel_msg.c says why), the ZAP and monitor sockets (CURVE
  * servers, pmp_auth) and the keeper's exit eventfd.  ZAP requests are
  * answered inline, so the CURVE handshake of the client progresses whenever
  * a caller is waiting on the channel (ZeroMQ retries a handshake that took longer than 30 s, so a
@@ -97,6 +98,9 @@ static pmp_channel_t *s_channel_alloc(int server, pmp_error_t *err)
     }
     int linger = S_LINGER_MS;
     zmq_setsockopt(self->sock, ZMQ_LINGER, &linger, sizeof linger);
+    const char *pause = getenv("PYMPIPOOL_TEST_SEND_PAUSE_MS"); /* read once, not per send */
+    if (pause)
+        self->send_pause_ms = atoi(pause);
     return self;
 }
 

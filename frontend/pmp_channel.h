@@ -162,9 +162,14 @@ PMP_EXPORT int pmp_channel_wait_writable(pmp_channel_t *self, int timeout_ms, pm
  * Buffers with free_fn == NULL are copied; the others are sent without
  * copying and free_fn(data, hint) is called exactly once when ZeroMQ is done
  * with them, from any thread, also when sending fails (before this returns
- * in that case).  Blocks only if the peer is not writable; call
- * pmp_channel_wait_writable() first.  Returns 0, or -1 with errno (EINVAL:
- * bad type, id or buffers, then no free_fn is called) and a sentence. */
+ * in that case), except for the failures that take nothing, listed below.
+ * Never blocks: call pmp_channel_wait_writable() first.  Returns 0, or -1
+ * with errno and a sentence: EAGAIN if the peer cannot take a message now
+ * (not connected, or it left since it was writable; wait and send again),
+ * EINVAL for a bad type, id or buffers, PMP_EFORKED in a forked child (for
+ * these three no free_fn is called: the buffers are still the caller's);
+ * ECONNRESET if the peer left in the middle of the message, which is lost,
+ * or another errno. */
 PMP_EXPORT int pmp_channel_send(pmp_channel_t *self, int type, uint64_t task_id, uint32_t flags,
                                 const pmp_buffer_t *bufs, size_t nbufs, pmp_error_t *err);
 

@@ -32,6 +32,9 @@ struct pmp_channel {
     char endpoint[PMP_CHANNEL_ENDPOINT_MAX];
     pmp_channel_keeper_t *keeper;
     int64_t exit_seen_ms; /* when a receive first saw the program gone */
+    int send_pause_ms;    /* PYMPIPOOL_TEST_SEND_PAUSE_MS (tests only): a pause at the
+                             start of every send, so that a test can make its peer
+                             leave between the wait for writability and the send */
 };
 
 /* ---- messages (pmp_channel_msg.c) ------------------------------------------ */

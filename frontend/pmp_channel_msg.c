@@ -5,9 +5,20 @@
  *
  * A message is the pympipool framing of protocol/pmp_protocol.h: a header
  * frame, the payload and any out-of-band buffers.  Sending: buffers with a
- * free_fn go to ZeroMQ without a copy, and whatever happens each free_fn
- * runs exactly once (ZeroMQ calls the ones it took; a failed send calls the
- * rest before returning).  Receiving: every part is received without a copy
+ * free_fn go to ZeroMQ without a copy, and once the header is queued each
+ * free_fn runs exactly once (ZeroMQ calls the ones it took; a failed send
+ * calls the rest before returning).  Sending never waits inside ZeroMQ:
+ * every part goes with ZMQ_DONTWAIT.  A blocking zmq_send on a PAIR socket
+ * whose peer left after the caller saw it writable waits for the next peer,
+ * which may never come (a booted program that died, a foreign client that
+ * closed), and it cannot be interrupted (it retries EINTR itself), so the
+ * caller's thread would hang for good.  Instead a header that cannot be
+ * queued is refused with EAGAIN before anything is taken, and the caller
+ * goes back to pmp_channel_wait_writable(), which watches the program's
+ * exit and has a timeout.  The later parts of a message cannot meet the
+ * high-water mark (it counts whole messages), so they fail only if the
+ * peer went away in the middle: the message is lost, ECONNRESET.
+ * Receiving: every part is received without a copy
  * and becomes a frame (pmp_frame_internal.h); a message with more parts
  * than the protocol allows is drained and dropped, and one that fails the
  * header checks, or is not what this side expects (a server takes RESULT
@@ -17,6 +28,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "pmp_channel_internal.h"
 #include "pmp_fork.h"
@@ -66,10 +78,17 @@ int pmp_channel_send(pmp_channel_t *self, int type, uint64_t task_id, uint32_t f
         .type = (uint16_t)type, .task_id = task_id, .flags = flags, .nframes = (uint32_t)nbufs};
     unsigned char head[PMP_HEADER_SIZE];
     pmp_header_encode(&hdr, head);
+    if (self->send_pause_ms > 0)
+        usleep((useconds_t)self->send_pause_ms * 1000);
     int rc;
     do
-        rc = zmq_send(self->sock, head, sizeof head, ZMQ_SNDMORE);
+        rc = zmq_send(self->sock, head, sizeof head, ZMQ_SNDMORE | ZMQ_DONTWAIT);
     while (rc < 0 && errno == EINTR);
+    if (rc < 0 && errno == EAGAIN) { /* nothing taken: the caller waits and retries */
+        pmp_error_set(err, "the peer is not connected or has no room for a message");
+        errno = EAGAIN;
+        return -1;
+    }
     if (rc < 0) {
         int e = errno;
         pmp_error_set(err, "sending a message failed: %s", zmq_strerror(e));
@@ -79,7 +98,7 @@ int pmp_channel_send(pmp_channel_t *self, int type, uint64_t task_id, uint32_t f
     }
     for (size_t i = 0; i < nbufs; i++) {
         zmq_msg_t m;
-        int more = i + 1 < nbufs ? ZMQ_SNDMORE : 0;
+        int more = (i + 1 < nbufs ? ZMQ_SNDMORE : 0) | ZMQ_DONTWAIT;
         if (bufs[i].free_fn) {
             rc = zmq_msg_init_data(&m, (void *)bufs[i].data, bufs[i].size, bufs[i].free_fn,
                                    bufs[i].hint);
@@ -106,7 +125,13 @@ int pmp_channel_send(pmp_channel_t *self, int type, uint64_t task_id, uint32_t f
         if (rc < 0) {
             int e = errno;
             zmq_msg_close(&m); /* calls this buffer's free_fn */
-            pmp_error_set(err, "sending a message failed: %s", zmq_strerror(e));
+            if (e == EAGAIN) { /* the peer left mid-message; ZeroMQ dropped the parts */
+                e = ECONNRESET;
+                pmp_error_set(err, "the peer went away while a message was being sent; it was "
+                                   "not delivered");
+            } else {
+                pmp_error_set(err, "sending a message failed: %s", zmq_strerror(e));
+            }
             s_release_from(bufs, nbufs, i + 1);
             errno = e;
             return -1;

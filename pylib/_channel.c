@@ -10,7 +10,9 @@
  *
  *   Channel       owns one pmp_channel_t, server (Channel(...)) or client
  *                 (Channel.connect(...)).  send() waits until the peer can
- *                 take a message, recv() until one arrives, both with the
+ *                 take a message (and again if the peer left between the
+ *                 wait and the send: pmp_channel_send() never blocks, it
+ *                 refuses with EAGAIN), recv() until one arrives, both with the
  *                 GIL released in slices of at most 100 ms, calling
  *                 PyErr_CheckSignals() between slices (Ctrl-C works) and
  *                 raising ChildProcessError with the exit status and stderr
@@ -410,9 +412,10 @@ static int s_wait_writable(s_channel_object *self, double deadline)
 PyDoc_STRVAR(s_send_doc, "send($self, type, task_id, flags, payload, buffers, timeout=None)\n--\n\n"
                          "Wait until the peer can take a message (GIL released, signals checked\n"
                          "every 100 ms) and send it: header, payload, out-of-band buffers (64 KiB\n"
-                         "or more: not copied).  True once sent, False if timeout seconds passed\n"
-                         "first.  Raises\n"
-                         "ChildProcessError when the booted program has exited.");
+                         "or more: not copied).  A peer that leaves before the message is taken\n"
+                         "is waited for again.  True once sent, False if timeout seconds passed\n"
+                         "first.  Raises ChildProcessError when the booted program has exited,\n"
+                         "ConnectionResetError if the peer left in the middle of the message.");
 
 static PyObject *s_channel_send(PyObject *op, PyObject *args, PyObject *kwargs)
 {
@@ -435,24 +438,37 @@ static PyObject *s_channel_send(PyObject *op, PyObject *args, PyObject *kwargs)
     PyObject *result = NULL;
     if (pmp_py_message_fill(&msg, &self->released, payload, buffers_obj) < 0)
         goto done;
-    int w = s_wait_writable(self, deadline);
-    if (w < 0)
-        goto done;
-    if (w == 0) {
-        result = Py_False;
-        Py_INCREF(result);
-        goto done;
-    }
     pmp_error_t err;
-    err.text[0] = '\0';
     int rc, e;
-    self->busy++;
-    PyThreadState *ts = PyEval_SaveThread();
-    rc = pmp_channel_send(self->ch, type, (uint64_t)task_id, (uint32_t)flags, msg.bufs,
-                          (size_t)msg.n, &err);
-    e = errno;
-    PyEval_RestoreThread(ts);
-    self->busy--;
+    for (;;) {
+        int w = s_wait_writable(self, deadline);
+        if (w < 0)
+            goto done;
+        if (w == 0) {
+            result = Py_False;
+            Py_INCREF(result);
+            goto done;
+        }
+        err.text[0] = '\0';
+        self->busy++;
+        PyThreadState *ts = PyEval_SaveThread();
+        rc = pmp_channel_send(self->ch, type, (uint64_t)task_id, (uint32_t)flags, msg.bufs,
+                              (size_t)msg.n, &err);
+        e = errno;
+        PyEval_RestoreThread(ts);
+        self->busy--;
+        if (rc == 0 || e != EAGAIN)
+            break;
+        /* The peer left after it was writable; nothing was taken: wait again
+         * (for the program's exit too), within the deadline. */
+        if (PyErr_CheckSignals() < 0)
+            goto done;
+        if (deadline >= 0 && s_now() >= deadline) {
+            result = Py_False;
+            Py_INCREF(result);
+            goto done;
+        }
+    }
     if (rc < 0 && (e == EINVAL || e == PMP_EFORKED)) {
         pmp_py_raise(pmp_py_state_of((PyObject *)self), e,
                      err.text); /* no free_fn was called: we still own the holds */

@@ -7,10 +7,11 @@
  * program is the point: then this binary boots itself in "peer" mode, a
  * client that takes its keys from the environment like a real booted
  * program, echoes one instruction and exits.  Error paths: a client with
- * the wrong CURVE key gets nowhere, a garbage message is dropped, a program
- * that crashes makes a waiting receive fail with its status and stderr, a
- * missing program is named, destroy leaves no process behind, and a forked
- * child can neither use nor stop the parent's channel.
+ * the wrong CURVE key gets nowhere, a garbage message is dropped, a peer
+ * that leaves between the wait and the send does not block the send, a
+ * program that crashes makes a waiting receive fail with its status and
+ * stderr, a missing program is named, destroy leaves no process behind, and
+ * a forked child can neither use nor stop the parent's channel.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -398,6 +399,74 @@ static void test_fork(void)
     CHECK(s_process_gone(program, 5.0));
 }
 
+/* SIGALRM during test_peer_left: the send blocked (the old bug). */
+static void s_send_blocked(int sig)
+{
+    (void)sig;
+    static const char text[] = "test_channel: a send to a peer that left blocked\n";
+    ssize_t rc = write(2, text, sizeof text - 1);
+    (void)rc;
+    _exit(1);
+}
+
+/* A peer that leaves after the server saw it writable: the send that
+ * follows must not wait for a peer that will never come back.  It returns
+ * EAGAIN without taking the buffers (no free_fn called), the caller waits
+ * again (and times out), and a new peer then gets the message sent again.
+ * Before the fix, zmq_send blocked forever in here (signals did not help:
+ * EINTR was retried), which is how SocketInterface.shutdown() hung after a
+ * foreign peer had closed. */
+static void test_peer_left(void)
+{
+    pmp_error_t err;
+    pmp_channel_t *server = pmp_channel_new_server(NULL, 0, &err);
+    CHECK(server);
+    int port = pmp_channel_bind_random_port(server, &err);
+    CHECK(port > 0);
+    char ep[64];
+    snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", port);
+    void *ctx = zmq_ctx_new();
+    void *raw = zmq_socket(ctx, ZMQ_PAIR);
+    int zero = 0;
+    zmq_setsockopt(raw, ZMQ_LINGER, &zero, sizeof zero);
+    CHECK(zmq_connect(raw, ep) == 0);
+    CHECK(pmp_channel_wait_writable(server, 5000, &err) == 0);
+    zmq_close(raw);
+    /* Let ZeroMQ's I/O thread see the connection end; the server's socket
+     * learns of it only inside its next call, the send. */
+    usleep(300000);
+    struct sigaction sa, old;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = s_send_blocked;
+    sigaction(SIGALRM, &sa, &old);
+    alarm(5);
+    int freed = 0;
+    static char big[100000];
+    pmp_buffer_t bufs[2] = {{"payload", 7, NULL, NULL}, {big, sizeof big, s_count_free, &freed}};
+    double t0 = s_now();
+    int rc = pmp_channel_send(server, PMP_MSG_TASK, 5, 0, bufs, 2, &err);
+    alarm(0);
+    sigaction(SIGALRM, &old, NULL);
+    CHECK(rc < 0 && errno == EAGAIN);
+    CHECK(s_now() - t0 < 1.0);
+    CHECK(__atomic_load_n(&freed, __ATOMIC_SEQ_CST) == 0); /* still the caller's */
+    CHECK(pmp_channel_wait_writable(server, 200, &err) < 0 && errno == EAGAIN);
+    /* a new peer: the same buffers go out, and are released once */
+    raw = zmq_socket(ctx, ZMQ_PAIR);
+    zmq_setsockopt(raw, ZMQ_LINGER, &zero, sizeof zero);
+    CHECK(zmq_connect(raw, ep) == 0);
+    CHECK(pmp_channel_wait_writable(server, 5000, &err) == 0);
+    CHECK(pmp_channel_send(server, PMP_MSG_TASK, 5, 0, bufs, 2, &err) == 0);
+    int timeout = 5000;
+    zmq_setsockopt(raw, ZMQ_RCVTIMEO, &timeout, sizeof timeout);
+    char part[PMP_HEADER_SIZE];
+    CHECK(zmq_recv(raw, part, sizeof part, 0) == PMP_HEADER_SIZE);
+    zmq_close(raw);
+    zmq_ctx_term(ctx);
+    pmp_channel_destroy(&server, 0, 1);
+    CHECK(__atomic_load_n(&freed, __ATOMIC_SEQ_CST) == 1);
+}
+
 /* Peer mode: what a booted program does. */
 static int s_peer(const char *portstr)
 {
@@ -416,7 +485,9 @@ static int s_peer(const char *portstr)
     }
     pmp_buffer_t reply[1] = {
         {pmp_frame_data(m->frames[0]), pmp_frame_size(m->frames[0]), NULL, NULL}};
-    int rc = pmp_channel_send(client, PMP_MSG_RESULT, m->task_id, 0, reply, 1, &err);
+    int rc = pmp_channel_wait_writable(client, 20000, &err);
+    if (rc == 0)
+        rc = pmp_channel_send(client, PMP_MSG_RESULT, m->task_id, 0, reply, 1, &err);
     pmp_channel_msg_destroy(&m);
     pmp_channel_destroy(&client, 0, 1);
     return rc == 0 ? 0 : 4;
@@ -432,6 +503,7 @@ int main(int argc, char **argv)
     test_roundtrip(-1);
     test_wrong_key();
     test_garbage();
+    test_peer_left();
     test_boot_peer(argv[0]);
     test_crash();
     test_missing_program();

@@ -89,7 +89,7 @@ def _shutdown_channel(channel: _core.Channel, wait: bool, grace_period: float) -
             # can be told.
             timeout = grace_period if wait and channel.pid is not None else 0.0
             sent = channel.send(_core.MSG_TASK, 2**63, 0, payload, buffers, timeout=timeout)
-        except (ChildProcessError, RuntimeError):
+        except (OSError, RuntimeError):  # gone (ChildProcessError), or left mid-message
             sent = False
         if sent and wait:
             try:

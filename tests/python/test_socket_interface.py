@@ -443,3 +443,63 @@ def test_malformed_messages_are_dropped():
         finally:
             socket.close()
             context.term()
+
+
+# Run in a subprocess, so that a send that hangs (in C, with the GIL
+# released: the per-test deadline cannot end it) fails the test instead.
+_PEER_LEAVES = """
+import threading, time
+import zmq
+from pympipool import SocketInterface, _core
+from pympipool._serialize import _dumps
+
+payload, buffers = _dumps({"fn": None})
+with SocketInterface(curve=False) as interface:
+    interface.bind_to_random_port()
+    context = zmq.Context()
+    peer = context.socket(zmq.PAIR)
+    peer.linger = 0
+    peer.connect(interface.endpoint)
+    assert interface._channel.send(_core.MSG_TASK, 1, 0, payload, buffers, timeout=10)
+    peer.recv_multipart()
+
+    def leave():
+        peer.close()
+        context.term()
+
+    # every send pauses 0.5 s after the wait found the peer there: it
+    # leaves meanwhile, and the send must notice instead of waiting for good
+    closer = threading.Timer(0.1, leave)
+    closer.start()
+    start = time.monotonic()
+    sent = interface._channel.send(_core.MSG_TASK, 2, 0, payload, buffers, timeout=1.0)
+    took = time.monotonic() - start
+    closer.join()
+    print(sent, took < 5.0)
+"""
+
+
+@needs_pyzmq
+def test_send_to_a_peer_that_leaves_does_not_hang():
+    """The peer leaves after the wait found it writable and before the send
+    (a foreign client closing right before ``shutdown()``, as at the end of
+    the pyzmq tests above, or a program dying): the send used to block in
+    ZeroMQ for good, deaf to signals and to the per-test deadline.  Now it
+    waits again, within its timeout."""
+    import subprocess
+
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+    env["PYMPIPOOL_TEST_SEND_PAUSE_MS"] = "500"
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", _PEER_LEAVES],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"a send to a peer that left hung: {exc.stderr}")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["False", "True"], proc.stdout + proc.stderr
