@@ -49,6 +49,16 @@ static int s_grow(pmp_multipart_t *self)
     return 0;
 }
 
+int pmp_multipart_push(pmp_multipart_t *self, zmq_msg_t *part)
+{
+    if (self->n == self->cap && s_grow(self) < 0)
+        return -1;
+    zmq_msg_init(&self->parts[self->n]);
+    zmq_msg_move(&self->parts[self->n], part);
+    self->n++;
+    return 0;
+}
+
 int pmp_multipart_recv(pmp_multipart_t *self, void *sock, int flags, size_t max)
 {
     int failed = 0; /* errno of a failure after the first part */

@@ -58,6 +58,11 @@ void pmp_multipart_init(pmp_multipart_t *self);
  * receive; self is then empty. */
 int pmp_multipart_recv(pmp_multipart_t *self, void *sock, int flags, size_t max);
 
+/* Appends part to self, moving it in (part is empty afterwards), for a
+ * receiver that rewrites a message (pmp_pack_unpack).  Returns 0, or -1
+ * with errno = ENOMEM and part untouched. */
+int pmp_multipart_push(pmp_multipart_t *self, zmq_msg_t *part);
+
 /* Closes every part held and frees the array; self is empty again and can
  * receive the next message.  Cannot fail. */
 void pmp_multipart_clear(pmp_multipart_t *self);

@@ -270,6 +270,7 @@ static const s_hello_field_t s_hello_fields[] = {
     {"mpi", S_TEXT, offsetof(pmp_hello_t, mpi_version), 0, 0},
     {"runtime", S_TEXT, offsetof(pmp_hello_t, runtime_version), 0, 0},
     {"batch", S_INT32, offsetof(pmp_hello_t, batch), 1, PMP_BATCH_MAX},
+    {"pack", S_INT32, offsetof(pmp_hello_t, pack), 1, PMP_BATCH_MAX},
 };
 #define S_NFIELDS (sizeof s_hello_fields / sizeof s_hello_fields[0])
 

@@ -162,7 +162,7 @@ const char *pmp_msg_type_name(int type);
  * The HELLO payload is UTF-8 text, one "key=value" per line, so that the
  * frontend can read it without Python and a human can read it in a log.
  * Unknown keys are ignored (forward compatibility); the keys below are
- * required, except "batch". */
+ * required, except "batch" and "pack". */
 #define PMP_HELLO_TEXT_MAX 256
 
 typedef struct {
@@ -180,6 +180,10 @@ typedef struct {
      * above), 1..PMP_BATCH_MAX: the optional key "batch", 1 when absent
      * and then not written by pmp_hello_encode (0 is encoded as 1). */
     int32_t batch;
+    /* Protocol messages the leader accepts in one pack (pmp_pack.h: their
+     * frames in one ZeroMQ frame), 1..PMP_BATCH_MAX: the optional key
+     * "pack", 1 (no packs) when absent and then not written. */
+    int32_t pack;
 } pmp_hello_t;
 
 /* Formats *hello into buf (size bytes).  Returns the number of bytes written

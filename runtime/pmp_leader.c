@@ -15,11 +15,10 @@
  * Receiving: parts are collected into a growing array of zmq_msg_t (moved
  * with zmq_msg_move when the array grows, never copied byte-wise), then
  * each protocol message in it (one, or a batch: the hello says the leader
- * takes PMP_BATCH_MAX) is decoded and checked against the parts it
- * announces (pmp_header_next, from_worker = 0) and handed out in turn; the
- * rest of a batch is held until the next receive.  Only a checked message
- * becomes a pmp_rtmsg_t.  A message with more parts than the protocol
- * allows is drained and dropped.
+ * takes PMP_BATCH_MAX, or a pack of them, unpacked first: pmp_pack.h) is
+ * decoded and checked against the parts it announces (pmp_header_next, from_worker = 0) and handed
+ * out in turn; the rest of a batch is held until the next receive.  Only a checked message becomes
+ * a pmp_rtmsg_t.  A message with more parts than the protocol allows is drained and dropped.
  *
  * Watching the frontend: ZeroMQ does not tell a DEALER that its peer is
  * gone, so every idle second the leader checks that the frontend process
@@ -64,6 +63,7 @@
 #include "pmp_credentials.h"
 #include "pmp_link.h"
 #include "pmp_multipart.h"
+#include "pmp_pack.h"
 
 #define S_IDLE_POLL_MS 1000
 #define S_BUSY_POLL_MS 10
@@ -624,6 +624,13 @@ pmp_rtmsg_t *pmp_leader_recv(pmp_leader_t *self, pmp_python_t *py)
         if (self->held.dropped) {
             pmp_log(PMP_LOG_WARNING, "dropped a message with more than %d frames",
                     PMP_MAX_FRAMES + 1);
+            pmp_multipart_clear(&self->held);
+            continue;
+        }
+        pmp_error_t err;
+        if (pmp_pack_unpack(&self->held, 0, (size_t)PMP_MAX_FRAMES + 1, &err) < 0) {
+            PMP_ASSERT(errno != ENOMEM);
+            pmp_log(PMP_LOG_WARNING, "dropped a malformed pack from the frontend: %s", err.text);
             pmp_multipart_clear(&self->held);
             continue;
         }

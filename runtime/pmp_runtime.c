@@ -511,6 +511,7 @@ int main(int argc, char **argv)
         s_mpi_version(hello.mpi_version, sizeof hello.mpi_version);
         snprintf(hello.runtime_version, sizeof hello.runtime_version, "%s", PMP_RUNTIME_VERSION);
         hello.batch = PMP_BATCH_MAX; /* over ZeroMQ, tasks may come in batches */
+        hello.pack = PMP_BATCH_MAX;  /* and small ones in packs (pmp_pack.h) */
         if (pmp_leader_send_hello(rt.leader, &hello, ranks, (size_t)pmp_group_size(rt.group)) != 0)
             pmp_log(PMP_LOG_ERROR, "cannot send hello: %s", strerror(errno));
     }
