@@ -4,7 +4,7 @@
  * (docs/performance.md, "The frontend at scale").
  *
  *   frontend_scale [--groups 10,100,1000] [--tasks N] [--depth D]
- *                  [--peer-threads T] [--callers C] [--repeat R] [--batch K]
+ *                  [--peer-threads T] [--callers C] [--repeat R] [--batch K] [--pack K]
  *                  [--raw [--multipart]] [--json FILE] [--quiet]
  *
  * What runs, for each number of groups G, in this one process:
@@ -17,9 +17,10 @@
  *     groups on other hosts, since groups on its own host connect over
  *     local links), says HELLO (with batch=K: it takes up to K tasks in
  *     one ZeroMQ message, 64 by default as the runtime; --batch 1 for one
- *     task a message) and answers every TASK at once with a RESULT whose
- *     payload is a function of the task's, the tasks of one ZeroMQ
- *     message in one reply;
+ *     task a message; and pack=K, the same unless --pack says otherwise,
+ *     --pack 1 for no packs) and answers every TASK at once with a RESULT
+ *     whose payload is a function of the task's, the tasks of one ZeroMQ
+ *     message in one reply (a pack when they came in one);
  *   - C caller threads that submit tasks (8-byte payload, copied) and take
  *     their completions with pmp_executor_wait(), keeping 2 * G * D tasks
  *     submitted and not completed, so that every group always has work.
@@ -33,8 +34,10 @@
  *
  * Checks, every run: every task completes exactly once, as a RESULT, with
  * the payload its fake computed from it; every group served at least D
- * tasks; nothing else completes but HELLO events and the final CLOSED.
- * Any failure prints what went wrong and exits 1 (the CTest smoke test
+ * tasks; nothing else completes but HELLO events and the final CLOSED;
+ * fakes that take packs got some of their tasks in packs (with depth >= 2,
+ * a group refilled at half its window gets several at once), the others
+ * none.  Any failure prints what went wrong and exits 1 (the CTest smoke test
  * unit.frontend_scale relies on that, not on any timing).
  *
  * CPU: every thread of the process is read from /proc/self/task/<tid>/
@@ -88,6 +91,7 @@ typedef struct {
     int raw;       /* the limit: the same fakes behind a bare ROUTER loop, no frontend */
     int batch;     /* raw: tasks per message; else the fakes' hello batch */
     int multipart; /* with batch: each task a protocol message, all in one ZeroMQ message */
+    int pack;      /* the fakes' hello pack (1: none); the batch unless given */
     const char *json;
     int quiet;
 } s_options_t;
@@ -305,7 +309,8 @@ typedef struct {
     double callers_ns;        /* per task */
     double process_ns;        /* per task: the whole process */
     uint64_t min_per_group, max_per_group;
-    int nsamples; /* runs of this number of groups (--repeat); this one is their median */
+    double tasks_per_msg; /* tasks a ZeroMQ message brought the fakes, on average */
+    int nsamples;         /* runs of this number of groups (--repeat); this one is their median */
     double samples[S_MAX_REPEAT]; /* tasks/s of each run */
 } s_result_t;
 
@@ -375,6 +380,7 @@ started:;
                                    .endpoint = o->raw ? raw.endpoint : pmp_executor_endpoint(ex),
                                    .raw = o->raw,
                                    .batch = o->raw ? 1 : o->batch,
+                                   .pack = o->raw ? 1 : o->pack,
                                    .cred = &cred,
                                    .ngroups = groups,
                                    .peers = peers + g,
@@ -499,9 +505,19 @@ started:;
         if (!peers[g].gone)
             s_die("group %d never got its SHUTDOWN", g);
     }
-    uint64_t served = 0;
-    for (int g = 0; g < groups; g++)
+    uint64_t served = 0, msgs = 0, packs = 0;
+    for (int g = 0; g < groups; g++) {
         served += peers[g].tasks;
+        msgs += peers[g].msgs;
+        packs += peers[g].packs;
+    }
+    /* a group refilled at half its window gets its tasks together: with
+     * fakes that take packs, in packs */
+    if (!o->raw && o->pack > 1 && o->depth >= 2 && packs == 0)
+        s_die("no task came in a pack, though the fakes take them");
+    if ((o->raw || o->pack == 1) && packs > 0)
+        s_die("%" PRIu64 " packs came to fakes that do not take them", packs);
+    r.tasks_per_msg = msgs ? (double)served / (double)msgs : 0;
     if (served != warm + o->tasks)
         s_die("the groups answered %" PRIu64 " tasks, %" PRIu64 " were submitted", served,
               warm + o->tasks);
@@ -548,17 +564,18 @@ static void s_print_table(const s_options_t *o, const s_result_t *r, int n)
                "same fakes\n",
                o->batch, o->multipart ? " (a protocol message each, in one multipart)" : "");
     printf("CPU in ns per task: io = the frontend's I/O thread, fe-zmq = its libzmq thread, "
-           "callers = submit + wait, peers = the fake leaders (+ their libzmq thread)\n");
-    printf("%7s %10s %8s %8s %8s %8s %8s %8s %8s %9s\n", "groups", "tasks/s", "ns/task", "io",
-           "fe-zmq", "callers", "peers", "peer-zmq", "cores", "per group");
+           "callers = submit + wait, peers = the fake leaders (+ their libzmq thread); "
+           "t/msg = tasks a ZeroMQ message brought a fake\n");
+    printf("%7s %10s %8s %8s %8s %8s %8s %8s %8s %6s %9s\n", "groups", "tasks/s", "ns/task", "io",
+           "fe-zmq", "callers", "peers", "peer-zmq", "cores", "t/msg", "per group");
     for (int i = 0; i < n; i++) {
         const s_result_t *x = &r[i];
         double cores = x->process_ns / x->ns_per_task;
         char spread[48];
         snprintf(spread, sizeof spread, "%" PRIu64 "-%" PRIu64, x->min_per_group, x->max_per_group);
-        printf("%7d %10.0f %8.0f %8.0f %8.0f %8.0f %8.0f %8.0f %8.2f %9s\n", x->groups,
+        printf("%7d %10.0f %8.0f %8.0f %8.0f %8.0f %8.0f %8.0f %8.2f %6.1f %9s\n", x->groups,
                x->tasks_per_s, x->ns_per_task, x->cpu_ns[S_IO], x->cpu_ns[S_FE_ZMQ], x->callers_ns,
-               x->cpu_ns[S_PEERS], x->cpu_ns[S_PEERS_ZMQ], cores, spread);
+               x->cpu_ns[S_PEERS], x->cpu_ns[S_PEERS_ZMQ], cores, x->tasks_per_msg, spread);
     }
 }
 
@@ -596,10 +613,10 @@ static void s_write_json(const s_options_t *o, const s_result_t *r, int n, const
             fprintf(f, "%s%.1f", k ? ", " : "", x->samples[k]);
         fprintf(f, "],\n");
         fprintf(f,
-                "   \"cores_used\": %.3f, \"tasks_per_group\": {\"min\": %" PRIu64
-                ", \"max\": %" PRIu64 "}}%s\n",
-                x->process_ns / x->ns_per_task, x->min_per_group, x->max_per_group,
-                i + 1 < n ? "," : "");
+                "   \"cores_used\": %.3f, \"tasks_per_message\": %.2f, "
+                "\"tasks_per_group\": {\"min\": %" PRIu64 ", \"max\": %" PRIu64 "}}%s\n",
+                x->process_ns / x->ns_per_task, x->tasks_per_msg, x->min_per_group,
+                x->max_per_group, i + 1 < n ? "," : "");
     }
     fprintf(f, " ]\n}\n");
     if (fclose(f) != 0)
@@ -618,7 +635,7 @@ static void s_usage(void)
 {
     fprintf(stderr, "usage: frontend_scale [--groups 10,100,1000] [--tasks N] [--depth D]\n"
                     "                      [--peer-threads T] [--callers C] [--repeat R] "
-                    "[--batch K]\n"
+                    "[--batch K] [--pack K]\n"
                     "                      [--raw [--multipart]] [--json FILE] [--quiet]\n");
     exit(2);
 }
@@ -676,6 +693,8 @@ int main(int argc, char **argv)
             o.callers = (int)s_number(v, 1, 64);
         } else if (!strcmp(a, "--batch")) {
             o.batch = (int)s_number(v, 1, S_MAX_BATCH);
+        } else if (!strcmp(a, "--pack")) {
+            o.pack = (int)s_number(v, 1, S_MAX_BATCH);
         } else if (!strcmp(a, "--repeat")) {
             o.repeat = (int)s_number(v, 1, S_MAX_REPEAT);
         } else if (!strcmp(a, "--json")) {
@@ -691,6 +710,8 @@ int main(int argc, char **argv)
     }
     if (o.batch == 0) /* the fakes take batches as the runtime does; raw: one task a message */
         o.batch = o.raw ? 1 : PMP_BATCH_MAX;
+    if (o.pack == 0) /* and packs as the runtime does, unless they take one task a message */
+        o.pack = o.batch;
     /* a socket per group on each side, and their mailboxes: raise the
      * soft limit of descriptors to the hard one */
     struct rlimit rl;

@@ -84,6 +84,8 @@ typedef struct {
     void *sock;
     int group;
     uint64_t tasks; /* TASKs answered */
+    uint64_t msgs;  /* ZeroMQ messages that brought them */
+    uint64_t packs; /* those that were packs */
     int gone;       /* SHUTDOWN received, GOODBYE sent */
 } s_peer_t;
 
@@ -99,6 +101,7 @@ typedef struct {
     atomic_int *abort;
     int raw;   /* --raw: no credentials, routing id 'G' + the group number */
     int batch; /* the hello's batch: protocol messages taken in one ZeroMQ message */
+    int pack;  /* the hello's pack: protocol messages taken in one pack */
     unsigned char out[8 * S_MAX_BATCH];
     char failed[768];
 } s_peer_thread_t;

@@ -18,6 +18,8 @@
 #include <zmq.h>
 
 #include "frontend_scale.h"
+#include "pmp_multipart.h"
+#include "pmp_pack.h"
 #include "pmp_protocol.h"
 
 /* ---- the fake group leaders ------------------------------------------------ */
@@ -33,6 +35,44 @@ static void s_send_msg(s_peer_thread_t *pt, void *sock, int type, uint64_t id, c
         snprintf(pt->failed, sizeof pt->failed, "send: %s", zmq_strerror(errno));
 }
 
+/* The replies to one received message, sent together: one ZeroMQ message
+ * of protocol messages back to back, or one pack when the tasks came in a
+ * pack (as the runtime may, the fakes then answer in kind). */
+typedef struct {
+    int type[2 * S_MAX_BATCH + 2];
+    uint64_t id[2 * S_MAX_BATCH + 2];
+    size_t off[2 * S_MAX_BATCH + 2], len[2 * S_MAX_BATCH + 2];
+    size_t n, used;
+} s_replies_t;
+
+static void s_send_replies(s_peer_thread_t *pt, void *sock, const s_replies_t *r, int packed)
+{
+    if (r->n == 0)
+        return;
+    if (!packed) {
+        for (size_t i = 0; i < r->n; i++)
+            s_send_msg(pt, sock, r->type[i], r->id[i], pt->out + r->off[i], r->len[i],
+                       i + 1 < r->n);
+        return;
+    }
+    pmp_pack_t pack;
+    if (pmp_pack_begin(&pack, 2 * r->n, r->n * PMP_HEADER_SIZE + r->used) < 0) {
+        snprintf(pt->failed, sizeof pt->failed, "out of memory");
+        return;
+    }
+    for (size_t i = 0; i < r->n; i++) {
+        pmp_header_t hdr = {.type = (uint16_t)r->type[i], .task_id = r->id[i], .nframes = 1};
+        unsigned char buf[PMP_HEADER_SIZE];
+        pmp_header_encode(&hdr, buf);
+        pmp_pack_add(&pack, buf, sizeof buf);
+        pmp_pack_add(&pack, pt->out + r->off[i], r->len[i]);
+    }
+    if (zmq_msg_send(pmp_pack_msg(&pack), sock, 0) < 0) {
+        zmq_msg_close(pmp_pack_msg(&pack));
+        snprintf(pt->failed, sizeof pt->failed, "send: %s", zmq_strerror(errno));
+    }
+}
+
 /* Handles every message waiting on peer p: a TASK is answered at once, a
  * SHUTDOWN with GOODBYE; broadcasts are ignored.  Loops until a receive
  * finds nothing: libzmq processes the socket's pending commands before a
@@ -41,66 +81,70 @@ static void s_send_msg(s_peer_thread_t *pt, void *sock, int type, uint64_t id, c
  * (another poll() and getpid()) is needed. */
 static void s_drain(s_peer_thread_t *pt, s_peer_t *p)
 {
-    zmq_msg_t parts[2 * S_MAX_BATCH + 2];
-    const size_t cap = sizeof parts / sizeof parts[0];
+    const size_t cap = 2 * S_MAX_BATCH + 2;
     for (;;) {
-        size_t n = 0;
-        int more = 1;
-        while (more) {
-            zmq_msg_t m;
-            zmq_msg_init(&m);
-            if (zmq_msg_recv(&m, p->sock, n == 0 ? ZMQ_DONTWAIT : 0) < 0) {
-                zmq_msg_close(&m);
-                if (n == 0 && errno == EAGAIN)
-                    return;
+        pmp_multipart_t in;
+        pmp_multipart_init(&in);
+        if (pmp_multipart_recv(&in, p->sock, ZMQ_DONTWAIT, cap) < 0) {
+            if (errno != EAGAIN)
                 snprintf(pt->failed, sizeof pt->failed, "recv: %s", zmq_strerror(errno));
-                return;
-            }
-            more = zmq_msg_more(&m);
-            if (n < cap) {
-                zmq_msg_init(&parts[n]);
-                zmq_msg_move(&parts[n], &m);
-                n++;
-            }
-            zmq_msg_close(&m);
+            return;
         }
-        /* one protocol message, or (--raw --multipart) several back to back,
-         * answered alike in one multipart reply */
+        pmp_error_t err = {{0}};
+        int packed = in.dropped ? 0 : pmp_pack_unpack(&in, 0, cap, &err);
+        if (in.dropped || packed < 0) {
+            snprintf(pt->failed, sizeof pt->failed, "group %d: %s", p->group,
+                     in.dropped ? "a message of too many frames" : err.text);
+            pmp_multipart_clear(&in);
+            return;
+        }
+        /* one protocol message, or several back to back (a batch, --raw
+         * --multipart, or a pack), answered alike in one reply */
+        s_replies_t r = {.n = 0, .used = 0};
+        zmq_msg_t *parts = in.parts;
+        size_t n = in.n;
         for (size_t i = 0; i < n && !pt->failed[0];) {
             pmp_header_t hdr;
-            pmp_error_t err = {{0}};
-            if (pmp_header_decode(zmq_msg_data(&parts[i]), zmq_msg_size(&parts[i]), &hdr, &err) <
-                    0 ||
-                pmp_header_check(&hdr, hdr.nframes, 0, &err) < 0 || i + 1 + hdr.nframes > n) {
+            if (pmp_header_next(zmq_msg_data(&parts[i]), zmq_msg_size(&parts[i]), n - i, 0, &hdr,
+                                &err) < 0) {
                 snprintf(pt->failed, sizeof pt->failed, "group %d: bad message: %s", p->group,
-                         err.text[0] ? err.text : "frames missing");
+                         err.text);
                 break;
             }
-            int last = i + 1 + hdr.nframes == n;
             if (hdr.type == PMP_MSG_TASK) {
                 /* one task id per 8 bytes: one, or a batch (--raw --batch) */
                 size_t size = hdr.nframes == 1 ? zmq_msg_size(&parts[i + 1]) : 0;
-                if (size == 0 || size % 8 || size > sizeof pt->out) {
+                if (size == 0 || size % 8 || size > sizeof pt->out - r.used) {
                     snprintf(pt->failed, sizeof pt->failed,
-                             "group %d: task %" PRIu64 " has %u frames", p->group, hdr.task_id,
-                             (unsigned)hdr.nframes);
+                             "group %d: task %" PRIu64 " has %u frames of %zu bytes", p->group,
+                             hdr.task_id, (unsigned)hdr.nframes, size);
                     break;
                 }
-                const unsigned char *in = zmq_msg_data(&parts[i + 1]);
+                const unsigned char *task = zmq_msg_data(&parts[i + 1]);
                 for (size_t k = 0; k < size; k += 8) {
-                    uint64_t id = s_get64(in + k);
-                    s_put64(pt->out + k, id == hdr.task_id + k / 8 ? s_answer(id) : 0);
+                    uint64_t id = s_get64(task + k);
+                    s_put64(pt->out + r.used + k, id == hdr.task_id + k / 8 ? s_answer(id) : 0);
                 }
-                s_send_msg(pt, p->sock, PMP_MSG_RESULT, hdr.task_id, pt->out, size, !last);
+                r.type[r.n] = PMP_MSG_RESULT;
+                r.id[r.n] = hdr.task_id;
+                r.off[r.n] = r.used;
+                r.len[r.n++] = size;
+                r.used += size;
                 p->tasks += size / 8;
             } else if (hdr.type == PMP_MSG_SHUTDOWN) {
-                s_send_msg(pt, p->sock, PMP_MSG_GOODBYE, 0, NULL, 0, 0);
+                r.type[r.n] = PMP_MSG_GOODBYE;
+                r.id[r.n] = 0;
+                r.off[r.n] = r.used;
+                r.len[r.n++] = 0;
                 p->gone = 1;
             }
             i += 1 + hdr.nframes;
         }
-        for (size_t i = 0; i < n; i++)
-            zmq_msg_close(&parts[i]);
+        p->msgs += r.used > 0;
+        p->packs += r.used > 0 && packed;
+        if (!pt->failed[0])
+            s_send_replies(pt, p->sock, &r, packed);
+        pmp_multipart_clear(&in);
     }
 }
 
@@ -158,6 +202,7 @@ void *fs_peer_main(void *arg)
         snprintf(hello.mpi_version, sizeof hello.mpi_version, "fake");
         snprintf(hello.runtime_version, sizeof hello.runtime_version, "frontend_scale");
         hello.batch = pt->batch; /* tasks may come several to a message */
+        hello.pack = pt->pack;   /* and in packs */
         char text[2048];
         int len = pmp_hello_encode(&hello, text, sizeof text);
         if (len < 0) {

@@ -56,6 +56,7 @@
 
 #include "pmp_executor_internal.h"
 #include "pmp_job.h"
+#include "pmp_pack.h"
 
 #define S_EXIT_POLL_MS 100   /* waitpid poll period without a pidfd */
 #define S_MAX_RECV_BATCH 256 /* messages handled per poll round */
@@ -309,9 +310,69 @@ static int s_send_batch_locked(pmp_executor_t *self, pmp_executor_group_t *g, pm
     return 0;
 }
 
+/* The bytes of a pack of tasks run[0..k) (headers and frames), or 0 when
+ * they cannot leave in one: the leader takes no pack of k, or a frame is
+ * too large to copy (pmp_pack.h). */
+static size_t s_pack_bytes(const pmp_executor_group_t *g, pmp_task_t **run, size_t k)
+{
+    if (k < 2 || k > (size_t)g->hello.pack)
+        return 0;
+    size_t bytes = k * PMP_HEADER_SIZE;
+    for (size_t i = 0; i < k; i++)
+        for (size_t j = 0; j < run[i]->nmsgs; j++) {
+            size_t size = zmq_msg_size(&run[i]->msgs[j]);
+            if (size > PMP_PACK_FRAME_MAX)
+                return 0;
+            bytes += size;
+        }
+    return bytes;
+}
+
+/* Tasks run[0..k) to the ROUTER group g as one pack of bytes bytes
+ * (s_pack_bytes): their frames are copied into it and then released,
+ * unless keep_sent keeps them.  Returns 0, or -1 with errno when the
+ * group cannot be routed to (nothing consumed).  mtx held. */
+static int s_send_pack_locked(pmp_executor_t *self, pmp_executor_group_t *g, pmp_task_t **run,
+                              size_t k, size_t bytes)
+{
+    size_t frames = k;
+    for (size_t i = 0; i < k; i++)
+        frames += run[i]->nmsgs;
+    pmp_pack_t pack;
+    PMP_ASSERT(pmp_pack_begin(&pack, frames, bytes) == 0); /* fatal rather than a lost task */
+    for (size_t i = 0; i < k; i++) {
+        pmp_task_t *task = run[i];
+        pmp_header_t hdr = {.type = (uint16_t)task->type,
+                            .task_id = task->id,
+                            .flags = task->flags,
+                            .nframes = (uint32_t)task->nmsgs};
+        unsigned char hbuf[PMP_HEADER_SIZE];
+        pmp_header_encode(&hdr, hbuf);
+        pmp_pack_add(&pack, hbuf, sizeof hbuf);
+        for (size_t j = 0; j < task->nmsgs; j++)
+            pmp_pack_add(&pack, zmq_msg_data(&task->msgs[j]), zmq_msg_size(&task->msgs[j]));
+    }
+    void *router = pmp_endpoint_socket(self->endpoint);
+    if (zmq_send(router, g->identity, g->identity_size, ZMQ_SNDMORE) < 0) {
+        int e = errno;
+        zmq_msg_close(pmp_pack_msg(&pack));
+        errno = e;
+        return -1;
+    }
+    PMP_ASSERT(zmq_msg_send(pmp_pack_msg(&pack), router, 0) >= 0);
+    if (!self->keep_sent)
+        for (size_t i = 0; i < k; i++)
+            for (size_t j = 0; j < run[i]->nmsgs; j++) {
+                zmq_msg_close(&run[i]->msgs[j]); /* as ZeroMQ would have after sending */
+                zmq_msg_init(&run[i]->msgs[j]);
+            }
+    return 0;
+}
+
 /* Sends tasks run[0..k) to the ROUTER group g: in messages of up to as
  * many tasks as its leader takes in one (its hello's batch), else one a
- * message.  Returns how many were sent, in order: fewer than k only when
+ * message; a message of small tasks as one pack when the leader takes
+ * packs.  Returns how many were sent, in order: fewer than k only when
  * the group cannot be routed to (errno set), and the rest are untouched.
  * mtx held. */
 static size_t s_send_run_locked(pmp_executor_t *self, pmp_executor_group_t *g, pmp_task_t **run,
@@ -320,7 +381,9 @@ static size_t s_send_run_locked(pmp_executor_t *self, pmp_executor_group_t *g, p
     size_t per = g->hello.batch > 1 ? (size_t)g->hello.batch : 1;
     for (size_t i = 0; i < k;) {
         size_t m = k - i < per ? k - i : per;
-        if (s_send_batch_locked(self, g, run + i, m) < 0)
+        size_t bytes = s_pack_bytes(g, run + i, m);
+        if ((bytes ? s_send_pack_locked(self, g, run + i, m, bytes)
+                   : s_send_batch_locked(self, g, run + i, m)) < 0)
             return i;
         i += m;
     }
@@ -506,6 +569,15 @@ static int s_step_pinned_locked(pmp_executor_t *self, s_batch_t *batch)
 static int s_step_locked(pmp_executor_t *self, s_batch_t *batch)
 {
     s_run_t run = {.k = 0, .frames = 0};
+    /* A busy group is refilled only once half its window is free, and then
+     * to the full window at once: its tasks leave in one message (a pack
+     * for a leader that takes them) instead of one a message as the
+     * replies trickle in.  A task held back meanwhile would only have
+     * waited behind more than half a window of work in that group, and it
+     * goes to the group that first gets there.  An idle group gets one
+     * task a pick, so that calls submitted together start side by side. */
+    size_t limit = s_limit(self);
+    size_t fill_gi = PMP_SCHED_NONE, fill_left = 0;
     /* While the job is being killed (a time limit, a rank that died) it gets
      * nothing more: what is queued waits for the next job, if any. */
     if (!self->exited && !self->stop && !self->timeout_kill && !pmp_rankwatch_death(self->watch)) {
@@ -529,20 +601,31 @@ static int s_step_locked(pmp_executor_t *self, s_batch_t *batch)
                     continue;
                 return 1;
             }
-            size_t gi = pmp_sched_pick(self->sched);
+            size_t gi = fill_left > 0 ? fill_gi : pmp_sched_pick(self->sched);
             if (gi == PMP_SCHED_NONE)
                 break;
             /* the least loaded group: when it has no room, none has.  While
              * groups of the job are still starting, no group holds more
              * than its base depth: the others take the rest when they come */
-            if (pmp_sched_load(self->sched, gi) >= s_limit(self))
+            size_t load = pmp_sched_load(self->sched, gi);
+            if (load >= limit)
                 break;
+            if (fill_left == 0 && load > 0) {
+                if (load > limit / 2)
+                    break; /* every group holds more than half its window */
+                fill_gi = gi;
+                fill_left = limit - load;
+            }
+            if (fill_left > 0)
+                fill_left--;
             pmp_executor_group_t *best = &self->groups[gi];
             if (!best->link && run.k > 0 &&
                 (run.gi != gi || run.k == S_RUN_MAX ||
                  run.frames + head->nmsgs + 1 > S_RUN_FRAMES) &&
-                !s_flush_run_locked(self, &run))
+                !s_flush_run_locked(self, &run)) {
+                fill_left = 0;
                 continue; /* that group is gone: pick again */
+            }
             pmp_task_t *task = pmp_queue_pop(self->queue, NULL);
             s_take_locked(self, task, gi);
             if (best->link) {

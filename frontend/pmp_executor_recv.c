@@ -22,6 +22,7 @@
 
 #include "pmp_executor_internal.h"
 #include "pmp_multipart.h"
+#include "pmp_pack.h"
 
 /* A group connected: it joins the group table, the rank watch and the
  * scheduler, gets the INIT and the kept DEFINEs before anything else (or
@@ -189,10 +190,15 @@ int pmp_executor_io_recv_router(pmp_executor_t *self)
         PMP_ASSERT(errno != ENOMEM); /* fatal rather than a lost completion */
         return 0;
     }
+    pmp_error_t err;
+    int unpacked = in.dropped ? 0 : pmp_pack_unpack(&in, 1, (size_t)PMP_MAX_FRAMES + 2, &err);
+    PMP_ASSERT(unpacked >= 0 || errno != ENOMEM); /* fatal rather than a lost completion */
     zmq_msg_t *parts = in.parts;
     size_t n = in.n;
 
-    if (in.dropped) {
+    if (unpacked < 0) {
+        pmp_log(PMP_LOG_WARNING, "frontend: dropped a malformed pack: %s", err.text);
+    } else if (in.dropped) {
         pmp_log(PMP_LOG_WARNING, "frontend: dropped a message of more than %d frames",
                 PMP_MAX_FRAMES + 2);
     } else if (n < 2) {
@@ -202,7 +208,6 @@ int pmp_executor_io_recv_router(pmp_executor_t *self)
         const void *id = zmq_msg_data(&parts[0]);
         size_t idlen = zmq_msg_size(&parts[0]);
         for (size_t at = 1; at < n;) {
-            pmp_error_t err;
             pmp_header_t hdr;
             if (pmp_header_next(zmq_msg_data(&parts[at]), zmq_msg_size(&parts[at]), n - at, 1, &hdr,
                                 &err) < 0) {

@@ -262,14 +262,25 @@ def test_calls_submitted_together_spread_over_the_workers():
 @pytest.mark.parametrize("workers", [1, 2])
 def test_many_short_calls_over_tcp(workers):
     """Over TCP (``hostname=``) a worker whose pipeline window opened gets
-    the tasks it has room for several to a ZeroMQ message (a batch), which
-    its leader splits: every call still completes, with its own result, in
-    its own future, and a failing call among them fails alone."""
+    the tasks it has room for several to a ZeroMQ message (a batch), small
+    ones packed into one frame (a pack), which its leader splits: every
+    call still completes, with its own result, in its own future, and a
+    failing call among them fails alone.  Calls with arguments too large to
+    pack (10 kB in the pickle, 100 kB out of band) go among them in frames
+    of their own."""
     with PoolExecutor(max_workers=workers, hostname="127.0.0.1") as exe:
         futures = [exe.submit(square, i) for i in range(2000)]
         bad = exe.submit(fail_on, 3, 3)
         more = [exe.submit(square, i) for i in range(2000, 2500)]
-        assert [f.result(timeout=60) for f in futures + more] == [i * i for i in range(2500)]
+        large = []
+        for i in range(50):
+            large.append(exe.submit(len, b"x" * (10_000 + i)))
+            large.append(exe.submit(len, bytearray(100_000 + i)))
+            more += [exe.submit(square, k) for k in range(2500 + 10 * i, 2510 + 10 * i)]
+        assert [f.result(timeout=60) for f in futures + more] == [i * i for i in range(3000)]
+        assert [f.result(timeout=60) for f in large] == [
+            n + i for i in range(50) for n in (10_000, 100_000)
+        ]
         with pytest.raises(KeyError, match="item 3"):
             bad.result(timeout=60)
 
