@@ -92,6 +92,7 @@ struct pmp_executor {
     pmp_queue_t *bcasts;   /* broadcasts not yet sent, by seq */
     pmp_keyset_t *defined; /* keys DEFINEd and not FORGOTten (caller's view) */
     uint64_t next_seq;
+    uint64_t top_id; /* the largest task id submitted: a larger one is in no table */
     int init_submitted;
     int any_task;
     /* the broadcasts a late group must get; changed by the I/O thread only */

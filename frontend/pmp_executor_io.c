@@ -570,12 +570,16 @@ static int s_step_locked(pmp_executor_t *self, s_batch_t *batch)
 {
     s_run_t run = {.k = 0, .frames = 0};
     /* A busy group is refilled only once half its window is free, and then
-     * to the full window at once: its tasks leave in one message (a pack
-     * for a leader that takes them) instead of one a message as the
-     * replies trickle in.  A task held back meanwhile would only have
-     * waited behind more than half a window of work in that group, and it
-     * goes to the group that first gets there.  An idle group gets one
-     * task a pick, so that calls submitted together start side by side. */
+     * with its share of the queue at once (the tasks waiting, over the
+     * groups at or below half their window, up to its full window): its
+     * tasks leave in one message (a pack for a leader that takes them)
+     * instead of one a message as the replies trickle in.  A task held
+     * back meanwhile would only have waited behind more than half a window
+     * of work in that group, and it goes to the group that first gets
+     * there.  A share, not the whole window: calls submitted together
+     * still spread over the groups with room as evenly as one a pick would
+     * spread them (a long call does not get the short ones behind it that
+     * another group would run), and an idle group gets one task a pick. */
     size_t limit = s_limit(self);
     size_t fill_gi = PMP_SCHED_NONE, fill_left = 0;
     /* While the job is being killed (a time limit, a rank that died) it gets
@@ -613,8 +617,10 @@ static int s_step_locked(pmp_executor_t *self, s_batch_t *batch)
             if (fill_left == 0 && load > 0) {
                 if (load > limit / 2)
                     break; /* every group holds more than half its window */
+                size_t open = pmp_sched_up_to(self->sched, limit / 2); /* >= 1: gi */
+                size_t share = (pmp_queue_size(self->queue) + open - 1) / open;
                 fill_gi = gi;
-                fill_left = limit - load;
+                fill_left = share < limit - load ? share : limit - load;
             }
             if (fill_left > 0)
                 fill_left--;

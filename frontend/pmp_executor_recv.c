@@ -81,18 +81,38 @@ static void s_on_hello(pmp_executor_t *self, const void *id, size_t idlen, pmp_l
     free(text);
 }
 
+/* The mutex across the replies of one received message: the first reply
+ * takes it, the others find it held, and it is let go before any other
+ * handler (which takes it itself), before a warning is written and at
+ * the end of the message.  *held says whether this thread holds it. */
+static void s_hold(pmp_executor_t *self, int *held)
+{
+    if (!*held) {
+        pthread_mutex_lock(&self->mtx);
+        *held = 1;
+    }
+}
+
+static void s_let_go(pmp_executor_t *self, int *held)
+{
+    if (*held) {
+        pthread_mutex_unlock(&self->mtx);
+        *held = 0;
+    }
+}
+
 /* A RESULT or ERROR: the second half of a call's path.  The task leaves
  * the in-flight table and its group's load, its frames are released, and
  * the completion takes the received frames (moved, not copied).  A reply
- * for a task the group does not hold is dropped.  Takes mtx. */
+ * for a task the group does not hold is dropped.  Takes mtx (s_hold). */
 static void s_on_reply(pmp_executor_t *self, pmp_executor_group_t *g, const pmp_header_t *hdr,
-                       zmq_msg_t *frames, size_t nframes)
+                       zmq_msg_t *frames, size_t nframes, int *held)
 {
     size_t gi = pmp_executor_group_index(self, g);
-    pthread_mutex_lock(&self->mtx);
+    s_hold(self, held);
     pmp_task_t *task = pmp_queue_find(self->inflight, hdr->task_id);
     if (!task || task->group != gi) {
-        pthread_mutex_unlock(&self->mtx);
+        s_let_go(self, held);
         pmp_log(PMP_LOG_WARNING, "frontend: dropped a %s for task %llu that group %d does not hold",
                 pmp_msg_type_name(hdr->type), (unsigned long long)hdr->task_id,
                 (int)g->hello.group);
@@ -112,7 +132,6 @@ static void s_on_reply(pmp_executor_t *self, pmp_executor_group_t *g, const pmp_
     PMP_ASSERT(c != NULL);
     PMP_ASSERT(pmp_completion_take_msgs(c, frames, nframes) == 0);
     pmp_completion_queue_push_locked(self->done, c);
-    pthread_mutex_unlock(&self->mtx);
     /* The waiters are woken once, after the round's batch of messages
      * (the hot path; pmp_executor_io.c): one wake-up for a round of results, and
      * never while the mutex is held, where a woken waiter would only go
@@ -130,10 +149,14 @@ static void s_on_goodbye(pmp_executor_t *self, pmp_executor_group_t *g)
 }
 
 /* What a checked message does, by its type: frames are those after its
- * header. */
+ * header.  *held: see s_hold. */
 static void s_dispatch(pmp_executor_t *self, pmp_executor_group_t *g, const void *id, size_t idlen,
-                       pmp_link_t *link, const pmp_header_t *hdr, zmq_msg_t *frames, size_t nframes)
+                       pmp_link_t *link, const pmp_header_t *hdr, zmq_msg_t *frames, size_t nframes,
+                       int *held)
 {
+    int reply = g && !g->gone && (hdr->type == PMP_MSG_RESULT || hdr->type == PMP_MSG_ERROR);
+    if (!reply)
+        s_let_go(self, held);
     if (hdr->type == PMP_MSG_HELLO) {
         s_on_hello(self, id, idlen, link, &frames[0]);
     } else if (!g) {
@@ -143,7 +166,7 @@ static void s_dispatch(pmp_executor_t *self, pmp_executor_group_t *g, const void
         pmp_log(PMP_LOG_WARNING, "frontend: dropped a %s from group %d after its goodbye",
                 pmp_msg_type_name(hdr->type), (int)g->hello.group);
     } else if (hdr->type == PMP_MSG_RESULT || hdr->type == PMP_MSG_ERROR) {
-        s_on_reply(self, g, hdr, frames, nframes);
+        s_on_reply(self, g, hdr, frames, nframes, held);
     } else if (hdr->type == PMP_MSG_GOODBYE) {
         s_on_goodbye(self, g);
     }
@@ -157,8 +180,11 @@ void pmp_executor_io_on_message(pmp_executor_t *self, pmp_executor_group_t *g, c
     if (pmp_header_decode(zmq_msg_data(&parts[0]), zmq_msg_size(&parts[0]), &hdr, &err) < 0 ||
         pmp_header_check(&hdr, n - 1, 1, &err) < 0)
         pmp_log(PMP_LOG_WARNING, "frontend: dropped a malformed message: %s", err.text);
-    else
-        s_dispatch(self, g, id, idlen, link, &hdr, parts + 1, n - 1);
+    else {
+        int held = 0;
+        s_dispatch(self, g, id, idlen, link, &hdr, parts + 1, n - 1, &held);
+        s_let_go(self, &held);
+    }
 }
 
 void pmp_executor_io_link_lost(pmp_executor_t *self, pmp_executor_group_t *g)
@@ -175,6 +201,25 @@ void pmp_executor_io_link_lost(pmp_executor_t *self, pmp_executor_group_t *g)
     pthread_mutex_lock(&self->mtx);
     pmp_executor_io_group_lost_locked(self, g, "closed its connection");
     pthread_mutex_unlock(&self->mtx);
+}
+
+/* Starts loading the in-flight table's slots of the tasks that the
+ * headers of parts[1..n) name, so that the cache misses of a batch of
+ * replies overlap instead of coming one after the other.  Stops at the
+ * first frame that is not a header where one should be: the checks come
+ * after.  The I/O thread is the only one that changes the in-flight
+ * table, so it may look at it without the mutex. */
+static void s_prefetch_tasks(const pmp_executor_t *self, zmq_msg_t *parts, size_t n)
+{
+    for (size_t at = 1; at < n;) {
+        pmp_header_t hdr;
+        if (pmp_header_decode(zmq_msg_data(&parts[at]), zmq_msg_size(&parts[at]), &hdr, NULL) < 0)
+            break;
+        pmp_queue_prefetch(self->inflight, hdr.task_id);
+        if (hdr.nframes >= n - at)
+            break;
+        at += 1 + hdr.nframes;
+    }
 }
 
 /* Receives one multipart message if there is one, checks it (frame count,
@@ -207,10 +252,13 @@ int pmp_executor_io_recv_router(pmp_executor_t *self)
         /* one protocol message, or a batch of them back to back */
         const void *id = zmq_msg_data(&parts[0]);
         size_t idlen = zmq_msg_size(&parts[0]);
+        s_prefetch_tasks(self, parts, n);
+        int held = 0;
         for (size_t at = 1; at < n;) {
             pmp_header_t hdr;
             if (pmp_header_next(zmq_msg_data(&parts[at]), zmq_msg_size(&parts[at]), n - at, 1, &hdr,
                                 &err) < 0) {
+                s_let_go(self, &held);
                 pmp_log(PMP_LOG_WARNING, "frontend: dropped a malformed message%s: %s",
                         at > 1 ? " (and the rest of its batch)" : "", err.text);
                 break;
@@ -218,9 +266,10 @@ int pmp_executor_io_recv_router(pmp_executor_t *self)
             /* the group is looked up again: a hello earlier in the batch
              * may have added it */
             s_dispatch(self, pmp_executor_io_find_group(self, id, idlen), id, idlen, NULL, &hdr,
-                       parts + at + 1, hdr.nframes);
+                       parts + at + 1, hdr.nframes, &held);
             at += 1 + hdr.nframes;
         }
+        s_let_go(self, &held);
     }
     pmp_multipart_clear(&in);
     return 1;

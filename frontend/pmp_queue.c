@@ -253,6 +253,11 @@ void *pmp_queue_find(const pmp_queue_t *self, uint64_t id)
     return n ? n->item : NULL;
 }
 
+void pmp_queue_prefetch(const pmp_queue_t *self, uint64_t id)
+{
+    __builtin_prefetch(&self->slots[s_hash(id) & self->mask]);
+}
+
 size_t pmp_queue_size(const pmp_queue_t *self)
 {
     return self->size;

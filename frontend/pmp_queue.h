@@ -40,6 +40,12 @@ void *pmp_queue_remove(pmp_queue_t *self, uint64_t id);
 /* The item queued under id, or NULL. */
 void *pmp_queue_find(const pmp_queue_t *self, uint64_t id);
 
+/* Starts loading the slot where id is or would be, without waiting for
+ * it: a caller about to look up several ids (the replies of one message,
+ * or an id in two tables) lets their cache misses overlap.  No effect on
+ * the queue; cannot fail. */
+void pmp_queue_prefetch(const pmp_queue_t *self, uint64_t id);
+
 size_t pmp_queue_size(const pmp_queue_t *self);
 
 /* Calls fn(id, item, arg) for every item from head to tail.  fn must not

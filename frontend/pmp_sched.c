@@ -51,6 +51,7 @@ struct pmp_sched {
     size_t count, cap;
     size_t live;
     size_t *heads, *tails; /* depth buckets */
+    size_t *sizes;         /* members in each bucket */
     size_t *slots;         /* hash map: member index, S_NONE = empty */
     size_t mask;           /* number of slots - 1 */
 };
@@ -78,8 +79,9 @@ pmp_sched_t *pmp_sched_new(size_t depth)
     self->depth = depth;
     self->heads = malloc(depth * sizeof *self->heads);
     self->tails = malloc(depth * sizeof *self->tails);
+    self->sizes = calloc(depth, sizeof *self->sizes);
     self->slots = malloc(S_MIN_SLOTS * sizeof *self->slots);
-    if (!self->heads || !self->tails || !self->slots)
+    if (!self->heads || !self->tails || !self->sizes || !self->slots)
         goto nomem;
     for (size_t l = 0; l < depth; l++)
         self->heads[l] = self->tails[l] = S_NONE;
@@ -103,6 +105,7 @@ void pmp_sched_destroy(pmp_sched_t **self_p)
     free(self->members);
     free(self->heads);
     free(self->tails);
+    free(self->sizes);
     free(self->slots);
     free(self);
     *self_p = NULL;
@@ -126,6 +129,7 @@ static void s_link(pmp_sched_t *self, size_t i)
     else
         self->heads[l] = i;
     self->tails[l] = i;
+    self->sizes[l]++;
 }
 
 static void s_unlink(pmp_sched_t *self, size_t i)
@@ -141,6 +145,7 @@ static void s_unlink(pmp_sched_t *self, size_t i)
     else
         self->tails[l] = m->prev;
     m->prev = m->next = S_NONE;
+    self->sizes[l]--;
 }
 
 /* ---- hash map ------------------------------------------------------------- */
@@ -246,6 +251,14 @@ size_t pmp_sched_pick(const pmp_sched_t *self)
         if (self->heads[l] != S_NONE)
             return self->heads[l];
     return S_NONE;
+}
+
+size_t pmp_sched_up_to(const pmp_sched_t *self, size_t load)
+{
+    size_t n = 0;
+    for (size_t l = 0; l <= load && l < self->depth; l++)
+        n += self->sizes[l];
+    return n;
 }
 
 void pmp_sched_inc(pmp_sched_t *self, size_t i)

@@ -12,6 +12,7 @@
  *
  * Cost: find is O(1) expected (a hash map of the identity bytes); pick,
  * inc, dec and retire are O(depth) at worst and O(1) in the usual case,
+ * up_to O(its load),
  * independent of the number of groups (groups with room live in one list
  * per load); add is O(1) amortised.  Not thread-safe: the executor's I/O
  * thread owns it.
@@ -46,6 +47,9 @@ size_t pmp_sched_find(const pmp_sched_t *self, const void *identity, size_t len)
 /* A live group with the lowest load below depth, or PMP_SCHED_NONE when
  * every live group is full (or there is none). */
 size_t pmp_sched_pick(const pmp_sched_t *self);
+
+/* The live groups with room whose load is at most load.  O(load). */
+size_t pmp_sched_up_to(const pmp_sched_t *self, size_t load);
 
 /* One more / one fewer task on group i.  inc needs load < depth, dec needs
  * load > 0 (programmer errors otherwise: assert).  Works on retired groups

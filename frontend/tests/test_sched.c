@@ -66,19 +66,23 @@ static void s_test_basics(void)
     CHECK(memcmp(order, want, sizeof want) == 0);
     CHECK(pmp_sched_pick(s) == PMP_SCHED_NONE); /* all full */
     CHECK(pmp_sched_load(s, 1) == 2);
+    CHECK(pmp_sched_up_to(s, 1) == 0 && pmp_sched_up_to(s, 99) == 0); /* full: no room */
 
     /* The group that gets room first is picked first. */
     pmp_sched_dec(s, 2);
     pmp_sched_dec(s, 0);
     CHECK(pmp_sched_pick(s) == 2);
+    CHECK(pmp_sched_up_to(s, 0) == 0 && pmp_sched_up_to(s, 1) == 2);
     pmp_sched_dec(s, 0); /* 0 is now idle: lower load wins over 2 */
     CHECK(pmp_sched_pick(s) == 0);
+    CHECK(pmp_sched_up_to(s, 0) == 1 && pmp_sched_up_to(s, 1) == 2);
 
     /* Retired: never picked, still found, load still tracked. */
     pmp_sched_retire(s, 0);
     pmp_sched_retire(s, 0); /* idempotent */
     CHECK(pmp_sched_retired(s, 0) && !pmp_sched_retired(s, 1));
     CHECK(pmp_sched_live(s) == 2);
+    CHECK(pmp_sched_up_to(s, 1) == 1); /* a retired group has no room */
     CHECK(pmp_sched_pick(s) == 2);
     CHECK(pmp_sched_find(s, "alpha", 5) == 0);
     pmp_sched_retire(s, 2);
