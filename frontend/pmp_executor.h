@@ -21,9 +21,12 @@
  * Scheduling: one FIFO queue of tasks; every group that said hello may hold
  * up to pipeline_depth tasks; a task goes to the group with the fewest in
  * flight the moment one has room (O(1) per task, whatever the number of
- * groups).  With one group and depth 1 this is the strict first-in-first-
- * out, one-at-a-time order of Executor.  Broadcasts (INIT, DEFINE, FORGET)
- * reach every group in order with the tasks.
+ * groups), except that a group already holding more than half its window
+ * gets no more until it is down to half, and then its share of the queue
+ * at once (docs/protocol.md, "Batches").  With one group and depth 1
+ * this is the strict first-in-first-out, one-at-a-time order of Executor.
+ * Broadcasts (INIT, DEFINE, FORGET) reach every group in order with the
+ * tasks.
  *
  * Faults: a job that dies is relaunched up to restart_limit times
  * (PMP_EVENT_RESTART, PMP_DONE_LOST for the tasks that were running), and

@@ -2,10 +2,10 @@
  * pmp_executor_internal.h - the executor's shared state and the I/O
  * thread's entry points, for the files that make up the executor:
  * pmp_executor.c (the public API, run by callers), pmp_executor_io.c (the
- * I/O thread: its loop and sending), pmp_executor_recv.c (its message
- * handlers), pmp_executor_links.c (its local links) and pmp_job.c (the
- * job's life: launch, exit, restart, the hard time limit).  Internal to
- * the frontend; nothing else may include it.
+ * I/O thread: its loop and sending), pmp_executor_send.c (its tasks over
+ * ZeroMQ: batches and packs), pmp_executor_recv.c (its message handlers), pmp_executor_links.c (its
+ * local links) and pmp_job.c (the job's life: launch, exit, restart, the hard time limit). Internal
+ * to the frontend; nothing else may include it.
  *
  * Ownership.  Every field of struct pmp_executor is under exactly one of
  * three rules, written next to it:
@@ -192,6 +192,17 @@ void pmp_executor_io_group_lost_locked(pmp_executor_t *self, pmp_executor_group_
  * executor is ending, else the INIT and the kept DEFINEs, in order.  mtx
  * held; I/O thread. */
 void pmp_executor_io_greet_locked(pmp_executor_t *self, pmp_executor_group_t *g);
+
+/* ---- sending over ZeroMQ (pmp_executor_send.c) ---------------------------- */
+
+/* Sends tasks run[0..k) to the ROUTER group g: in messages of up to as
+ * many tasks as its leader takes in one (its hello's batch), else one a
+ * message; a message of small tasks as one pack when the leader takes
+ * packs.  Returns how many were sent, in order: fewer than k only when
+ * the group cannot be routed to (errno set), and the rest are untouched.
+ * mtx held; I/O thread. */
+size_t pmp_executor_io_send_run_locked(pmp_executor_t *self, pmp_executor_group_t *g,
+                                       pmp_task_t **run, size_t k);
 
 /* ---- pinned tasks (pmp_executor_pin.c) ------------------------------------ */
 

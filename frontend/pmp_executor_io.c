@@ -12,9 +12,11 @@
  * (pmp_sched), sends it (header and the task's frames, on the group's link
  * or, over TCP, behind its ZeroMQ identity; the tasks picked one after the
  * other for the same group leave together, one write on a link, one
- * ZeroMQ message for a leader that takes batches) and moves it to the
- * in-flight table.  The group's leader answers with RESULT or ERROR; the link or
- * pmp_executor_io_recv_router() reads the message and
+ * ZeroMQ message for a leader that takes batches, one pack of their frames
+ * when they are small and the leader takes packs) and moves it to the
+ * in-flight table.  A busy group is refilled at half its window, with its
+ * share of the queue at once (s_step_locked), so that such runs form.  The group's leader answers
+ * with RESULT or ERROR; the link or pmp_executor_io_recv_router() reads the message and
  * pmp_executor_io_on_message() (pmp_executor_recv.c) takes the task out
  * of the in-flight table, releases its frames and queues the completion
  * with the received frames (moved, never copied) for pmp_executor_wait();
@@ -56,7 +58,6 @@
 
 #include "pmp_executor_internal.h"
 #include "pmp_job.h"
-#include "pmp_pack.h"
 
 #define S_EXIT_POLL_MS 100   /* waitpid poll period without a pidfd */
 #define S_MAX_RECV_BATCH 256 /* messages handled per poll round */
@@ -272,124 +273,6 @@ static int s_send_shared(pmp_executor_t *self, pmp_executor_group_t *g, const pm
     return rc;
 }
 
-/* Tasks run[0..k) to the ROUTER group g in one ZeroMQ message, each a
- * header and its frames (shared references with keep_sent, else moved):
- * one task, or a batch for a leader that takes them.  Returns 0, or -1
- * with errno when the group cannot be routed to (nothing consumed; the
- * caller gives the group up).  mtx held. */
-static int s_send_batch_locked(pmp_executor_t *self, pmp_executor_group_t *g, pmp_task_t **run,
-                               size_t k)
-{
-    void *router = pmp_endpoint_socket(self->endpoint);
-    if (zmq_send(router, g->identity, g->identity_size, ZMQ_SNDMORE) < 0)
-        return -1;
-    for (size_t i = 0; i < k; i++) {
-        pmp_task_t *task = run[i];
-        int last_task = i + 1 == k;
-        pmp_header_t hdr = {.type = (uint16_t)task->type,
-                            .task_id = task->id,
-                            .flags = task->flags,
-                            .nframes = (uint32_t)task->nmsgs};
-        unsigned char hbuf[PMP_HEADER_SIZE];
-        pmp_header_encode(&hdr, hbuf);
-        int rc =
-            zmq_send(router, hbuf, sizeof hbuf, last_task && task->nmsgs == 0 ? 0 : ZMQ_SNDMORE);
-        PMP_ASSERT(rc == (int)sizeof hbuf);
-        for (size_t j = 0; j < task->nmsgs; j++) {
-            int flags = last_task && j + 1 == task->nmsgs ? 0 : ZMQ_SNDMORE;
-            if (self->keep_sent) {
-                zmq_msg_t copy;
-                zmq_msg_init(&copy);
-                PMP_ASSERT(zmq_msg_copy(&copy, &task->msgs[j]) == 0); /* shares, no copy */
-                PMP_ASSERT(zmq_msg_send(&copy, router, flags) >= 0);
-            } else {
-                PMP_ASSERT(zmq_msg_send(&task->msgs[j], router, flags) >= 0);
-            }
-        }
-    }
-    return 0;
-}
-
-/* The bytes of a pack of tasks run[0..k) (headers and frames), or 0 when
- * they cannot leave in one: the leader takes no pack of k, or a frame is
- * too large to copy (pmp_pack.h). */
-static size_t s_pack_bytes(const pmp_executor_group_t *g, pmp_task_t **run, size_t k)
-{
-    if (k < 2 || k > (size_t)g->hello.pack)
-        return 0;
-    size_t bytes = k * PMP_HEADER_SIZE;
-    for (size_t i = 0; i < k; i++)
-        for (size_t j = 0; j < run[i]->nmsgs; j++) {
-            size_t size = zmq_msg_size(&run[i]->msgs[j]);
-            if (size > PMP_PACK_FRAME_MAX)
-                return 0;
-            bytes += size;
-        }
-    return bytes;
-}
-
-/* Tasks run[0..k) to the ROUTER group g as one pack of bytes bytes
- * (s_pack_bytes): their frames are copied into it and then released,
- * unless keep_sent keeps them.  Returns 0, or -1 with errno when the
- * group cannot be routed to (nothing consumed).  mtx held. */
-static int s_send_pack_locked(pmp_executor_t *self, pmp_executor_group_t *g, pmp_task_t **run,
-                              size_t k, size_t bytes)
-{
-    size_t frames = k;
-    for (size_t i = 0; i < k; i++)
-        frames += run[i]->nmsgs;
-    pmp_pack_t pack;
-    PMP_ASSERT(pmp_pack_begin(&pack, frames, bytes) == 0); /* fatal rather than a lost task */
-    for (size_t i = 0; i < k; i++) {
-        pmp_task_t *task = run[i];
-        pmp_header_t hdr = {.type = (uint16_t)task->type,
-                            .task_id = task->id,
-                            .flags = task->flags,
-                            .nframes = (uint32_t)task->nmsgs};
-        unsigned char hbuf[PMP_HEADER_SIZE];
-        pmp_header_encode(&hdr, hbuf);
-        pmp_pack_add(&pack, hbuf, sizeof hbuf);
-        for (size_t j = 0; j < task->nmsgs; j++)
-            pmp_pack_add(&pack, zmq_msg_data(&task->msgs[j]), zmq_msg_size(&task->msgs[j]));
-    }
-    void *router = pmp_endpoint_socket(self->endpoint);
-    if (zmq_send(router, g->identity, g->identity_size, ZMQ_SNDMORE) < 0) {
-        int e = errno;
-        zmq_msg_close(pmp_pack_msg(&pack));
-        errno = e;
-        return -1;
-    }
-    PMP_ASSERT(zmq_msg_send(pmp_pack_msg(&pack), router, 0) >= 0);
-    if (!self->keep_sent)
-        for (size_t i = 0; i < k; i++)
-            for (size_t j = 0; j < run[i]->nmsgs; j++) {
-                zmq_msg_close(&run[i]->msgs[j]); /* as ZeroMQ would have after sending */
-                zmq_msg_init(&run[i]->msgs[j]);
-            }
-    return 0;
-}
-
-/* Sends tasks run[0..k) to the ROUTER group g: in messages of up to as
- * many tasks as its leader takes in one (its hello's batch), else one a
- * message; a message of small tasks as one pack when the leader takes
- * packs.  Returns how many were sent, in order: fewer than k only when
- * the group cannot be routed to (errno set), and the rest are untouched.
- * mtx held. */
-static size_t s_send_run_locked(pmp_executor_t *self, pmp_executor_group_t *g, pmp_task_t **run,
-                                size_t k)
-{
-    size_t per = g->hello.batch > 1 ? (size_t)g->hello.batch : 1;
-    for (size_t i = 0; i < k;) {
-        size_t m = k - i < per ? k - i : per;
-        size_t bytes = s_pack_bytes(g, run + i, m);
-        if ((bytes ? s_send_pack_locked(self, g, run + i, m, bytes)
-                   : s_send_batch_locked(self, g, run + i, m)) < 0)
-            return i;
-        i += m;
-    }
-    return k;
-}
-
 /* Sends a broadcast to one group, unless it left or was shut down.  mtx
  * held. */
 static void s_send_copy_locked(pmp_executor_t *self, pmp_executor_group_t *g,
@@ -481,7 +364,7 @@ static int s_flush_run_locked(pmp_executor_t *self, s_run_t *run)
     if (k == 0)
         return 1;
     pmp_executor_group_t *g = &self->groups[run->gi];
-    size_t sent = s_send_run_locked(self, g, run->task, k);
+    size_t sent = pmp_executor_io_send_run_locked(self, g, run->task, k);
     if (sent == k)
         return 1;
     int e = errno;
@@ -543,7 +426,7 @@ static int s_step_pinned_locked(pmp_executor_t *self, s_batch_t *batch)
         if (g->link) {
             batch->task[batch->n] = task;
             batch->group[batch->n++] = gi;
-        } else if (s_send_run_locked(self, g, &task, 1) != 1) {
+        } else if (pmp_executor_io_send_run_locked(self, g, &task, 1) != 1) {
             int e = errno;
             PMP_ASSERT(pmp_queue_remove(self->inflight, task->id) == task);
             pmp_sched_dec(self->sched, gi);

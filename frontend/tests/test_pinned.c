@@ -95,10 +95,11 @@ static void s_case_tcp(void)
  * buffer: each group gets it, and it is released once, after the last.  A
  * submit whose ids clash (with each other or with a task in flight) or
  * whose group is out of range queues none of its tasks and releases
- * nothing. */
+ * nothing.  The tasks take 500 ms, so that those of the first submit are
+ * surely still in flight when the clashing one comes. */
 static void s_case_many(void)
 {
-    const char *const args[] = {"--fake-tag", NULL};
+    const char *const args[] = {"--fake-tag", "--fake-delay-ms", "500", NULL};
     pmp_executor_t *ex = s_new(3, 1, 1, args);
     s_wait_hellos(ex, 3);
     static const char text[] = "shared";
