@@ -15,8 +15,9 @@
  * ZeroMQ message for a leader that takes batches, one pack of their frames
  * when they are small and the leader takes packs) and moves it to the
  * in-flight table.  A busy group is refilled at half its window, with its
- * share of the queue at once (s_step_locked), so that such runs form.  The group's leader answers
- * with RESULT or ERROR; the link or pmp_executor_io_recv_router() reads the message and
+ * share of the queue at once (s_step_locked), so that such runs form.
+ * The group's leader answers with RESULT or ERROR; the link or
+ * pmp_executor_io_recv_router() reads the message and
  * pmp_executor_io_on_message() (pmp_executor_recv.c) takes the task out
  * of the in-flight table, releases its frames and queues the completion
  * with the received frames (moved, never copied) for pmp_executor_wait();

@@ -154,9 +154,11 @@ static void s_dispatch(pmp_executor_t *self, pmp_executor_group_t *g, const void
                        pmp_link_t *link, const pmp_header_t *hdr, zmq_msg_t *frames, size_t nframes,
                        int *held)
 {
-    int reply = g && !g->gone && (hdr->type == PMP_MSG_RESULT || hdr->type == PMP_MSG_ERROR);
-    if (!reply)
-        s_let_go(self, held);
+    if (g && !g->gone && (hdr->type == PMP_MSG_RESULT || hdr->type == PMP_MSG_ERROR)) {
+        s_on_reply(self, g, hdr, frames, nframes, held);
+        return;
+    }
+    s_let_go(self, held);
     if (hdr->type == PMP_MSG_HELLO) {
         s_on_hello(self, id, idlen, link, &frames[0]);
     } else if (!g) {
@@ -165,8 +167,6 @@ static void s_dispatch(pmp_executor_t *self, pmp_executor_group_t *g, const void
     } else if (g->gone) {
         pmp_log(PMP_LOG_WARNING, "frontend: dropped a %s from group %d after its goodbye",
                 pmp_msg_type_name(hdr->type), (int)g->hello.group);
-    } else if (hdr->type == PMP_MSG_RESULT || hdr->type == PMP_MSG_ERROR) {
-        s_on_reply(self, g, hdr, frames, nframes, held);
     } else if (hdr->type == PMP_MSG_GOODBYE) {
         s_on_goodbye(self, g);
     }

@@ -66,16 +66,18 @@ static int s_send_batch_locked(pmp_executor_t *self, pmp_executor_group_t *g, pm
     return 0;
 }
 
-/* The bytes of a pack of tasks run[0..k) (headers and frames), or 0 when
- * they cannot leave in one: the leader takes no pack of k, or a frame is
- * too large to copy (pmp_pack.h). */
-static size_t s_pack_bytes(const pmp_executor_group_t *g, pmp_task_t **run, size_t k)
+/* The bytes of a pack of tasks run[0..k) (headers and frames), with its
+ * frames in *frames, or 0 when they cannot leave in one: the leader takes
+ * no pack of k, or a frame is too large to copy (pmp_pack.h). */
+static size_t s_pack_bytes(const pmp_executor_group_t *g, pmp_task_t **run, size_t k,
+                           size_t *frames)
 {
     if (k < 2 || k > (size_t)g->hello.pack)
         return 0;
     size_t bytes = k * PMP_HEADER_SIZE;
+    *frames = k;
     for (size_t i = 0; i < k; i++)
-        for (size_t j = 0; j < run[i]->nmsgs; j++) {
+        for (size_t j = 0; j < run[i]->nmsgs; j++, (*frames)++) {
             size_t size = zmq_msg_size(&run[i]->msgs[j]);
             if (size > PMP_PACK_FRAME_MAX)
                 return 0;
@@ -84,16 +86,16 @@ static size_t s_pack_bytes(const pmp_executor_group_t *g, pmp_task_t **run, size
     return bytes;
 }
 
-/* Tasks run[0..k) to the ROUTER group g as one pack of bytes bytes
- * (s_pack_bytes): their frames are copied into it and then released,
- * unless keep_sent keeps them.  Returns 0, or -1 with errno when the
- * group cannot be routed to (nothing consumed).  mtx held. */
+/* Tasks run[0..k) to the ROUTER group g as one pack of frames frames and
+ * bytes bytes (s_pack_bytes): their frames are copied into it and then
+ * released, unless keep_sent keeps them.  Returns 0, or -1 with errno
+ * when the group cannot be routed to (nothing consumed).  mtx held. */
 static int s_send_pack_locked(pmp_executor_t *self, pmp_executor_group_t *g, pmp_task_t **run,
-                              size_t k, size_t bytes)
+                              size_t k, size_t frames, size_t bytes)
 {
-    size_t frames = k;
-    for (size_t i = 0; i < k; i++)
-        frames += run[i]->nmsgs;
+    void *router = pmp_endpoint_socket(self->endpoint);
+    if (zmq_send(router, g->identity, g->identity_size, ZMQ_SNDMORE) < 0)
+        return -1;
     pmp_pack_t pack;
     PMP_ASSERT(pmp_pack_begin(&pack, frames, bytes) == 0); /* fatal rather than a lost task */
     for (size_t i = 0; i < k; i++) {
@@ -103,13 +105,6 @@ static int s_send_pack_locked(pmp_executor_t *self, pmp_executor_group_t *g, pmp
         pmp_pack_add(&pack, hbuf, sizeof hbuf);
         for (size_t j = 0; j < task->nmsgs; j++)
             pmp_pack_add(&pack, zmq_msg_data(&task->msgs[j]), zmq_msg_size(&task->msgs[j]));
-    }
-    void *router = pmp_endpoint_socket(self->endpoint);
-    if (zmq_send(router, g->identity, g->identity_size, ZMQ_SNDMORE) < 0) {
-        int e = errno;
-        zmq_msg_close(pmp_pack_msg(&pack));
-        errno = e;
-        return -1;
     }
     PMP_ASSERT(zmq_msg_send(pmp_pack_msg(&pack), router, 0) >= 0);
     if (!self->keep_sent)
@@ -127,8 +122,8 @@ size_t pmp_executor_io_send_run_locked(pmp_executor_t *self, pmp_executor_group_
     size_t per = g->hello.batch > 1 ? (size_t)g->hello.batch : 1;
     for (size_t i = 0; i < k;) {
         size_t m = k - i < per ? k - i : per;
-        size_t bytes = s_pack_bytes(g, run + i, m);
-        if ((bytes ? s_send_pack_locked(self, g, run + i, m, bytes)
+        size_t frames, bytes = s_pack_bytes(g, run + i, m, &frames);
+        if ((bytes ? s_send_pack_locked(self, g, run + i, m, frames, bytes)
                    : s_send_batch_locked(self, g, run + i, m)) < 0)
             return i;
         i += m;
