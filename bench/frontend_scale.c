@@ -5,6 +5,7 @@
  *
  *   frontend_scale [--groups 10,100,1000] [--tasks N] [--depth D]
  *                  [--peer-threads T] [--callers C] [--repeat R] [--batch K] [--pack K]
+ *                  [--submit K]
  *                  [--raw [--multipart]] [--json FILE] [--quiet]
  *
  * What runs, for each number of groups G, in this one process:
@@ -21,9 +22,12 @@
  *     --pack 1 for no packs) and answers every TASK at once with a RESULT
  *     whose payload is a function of the task's, the tasks of one ZeroMQ
  *     message in one reply (a pack when they came in one);
- *   - C caller threads that submit tasks (8-byte payload, copied) and take
- *     their completions with pmp_executor_wait(), keeping 2 * G * D tasks
- *     submitted and not completed, so that every group always has work.
+ *   - C caller threads that submit tasks (8-byte payload, copied), up to K
+ *     at once with pmp_executor_submit_many() (--submit K, 64 by default;
+ *     1 for pmp_executor_submit() one by one), and take their completions
+ *     up to 1,024 at once with pmp_executor_wait_many() (one by one with
+ *     pmp_executor_wait() when K is 1), keeping 2 * G * D tasks submitted
+ *     and not completed, so that every group always has work.
  * After every group said hello, 2 * G * D tasks warm up (every group gets
  * D of them at once), then N tasks are timed: from the first submit to the
  * last completion.  close() then shuts the groups down (SHUTDOWN, GOODBYE,
@@ -92,6 +96,7 @@ typedef struct {
     int batch;     /* raw: tasks per message; else the fakes' hello batch */
     int multipart; /* with batch: each task a protocol message, all in one ZeroMQ message */
     int pack;      /* the fakes' hello pack (1: none); the batch unless given */
+    int submit;    /* tasks a caller hands over in one submit call (1: one by one) */
     const char *json;
     int quiet;
 } s_options_t;
@@ -159,6 +164,7 @@ typedef struct {
     pmp_executor_t *ex;
     uint64_t first, last; /* ids of this phase */
     uint64_t window;      /* tasks submitted and not completed, at most */
+    int submit;           /* tasks a submit call hands over (1: pmp_executor_submit) */
     atomic_uint_fast64_t next;
     atomic_uint_fast64_t completed;
     atomic_uchar *seen; /* by id */
@@ -214,6 +220,26 @@ static void s_check(s_phase_t *ph, pmp_completion_t *c)
     pmp_frame_destroy(&f);
 }
 
+/* Takes up to 1024 completions: one by one with pmp_executor_wait (the
+ * first waited for) when the caller submits one by one, else at once with
+ * pmp_executor_wait_many.  Returns how many it checked; 0 on a timeout. */
+static uint64_t s_take(s_phase_t *ph)
+{
+    pmp_completion_t *got[S_MAX_SUBMIT];
+    size_t n = 0;
+    if (ph->submit > 1) {
+        n = pmp_executor_wait_many(ph->ex, got, S_MAX_SUBMIT, 100);
+    } else if ((got[0] = pmp_executor_wait(ph->ex, 100)) != NULL) {
+        for (n = 1; n < S_MAX_SUBMIT && (got[n] = pmp_executor_wait(ph->ex, 0)); n++)
+            ;
+    }
+    for (size_t i = 0; i < n; i++) {
+        s_check(ph, got[i]);
+        pmp_completion_destroy(&got[i]);
+    }
+    return n;
+}
+
 static void *s_caller_main(void *arg)
 {
     s_caller_t *me = arg;
@@ -224,40 +250,45 @@ static void *s_caller_main(void *arg)
     int64_t cpu0 = s_now_ns(CLOCK_THREAD_CPUTIME_ID);
     uint64_t total = ph->last - ph->first + 1;
     int64_t last_progress = s_now_ns(CLOCK_MONOTONIC);
+    static _Thread_local unsigned char payload[S_MAX_SUBMIT][8];
+    static _Thread_local pmp_buffer_t bufs[S_MAX_SUBMIT];
+    static _Thread_local pmp_submission_t subs[S_MAX_SUBMIT];
     while (atomic_load(&ph->completed) < total && !atomic_load(ph->abort)) {
-        /* keep the window full */
+        /* keep the window full, up to ph->submit tasks a call */
         for (;;) {
             uint64_t done = atomic_load(&ph->completed);
             uint64_t next = atomic_load(&ph->next);
             if (next > ph->last || next - ph->first - done >= ph->window)
                 break;
-            if (!atomic_compare_exchange_weak(&ph->next, &next, next + 1))
+            uint64_t k = ph->window - (next - ph->first - done);
+            if (k > ph->last - next + 1)
+                k = ph->last - next + 1;
+            if (k > (uint64_t)ph->submit)
+                k = (uint64_t)ph->submit;
+            if (!atomic_compare_exchange_weak(&ph->next, &next, next + k))
                 continue;
-            unsigned char payload[8];
-            s_put64(payload, next);
-            pmp_buffer_t buf = {.data = payload, .size = sizeof payload};
+            for (uint64_t i = 0; i < k; i++) {
+                s_put64(payload[i], next + i);
+                bufs[i] = (pmp_buffer_t){.data = payload[i], .size = sizeof payload[i]};
+                subs[i] = (pmp_submission_t){.task_id = next + i, .bufs = &bufs[i], .nbufs = 1};
+            }
             pmp_error_t err = {{0}};
-            if (pmp_executor_submit(ph->ex, next, PMP_MSG_TASK, 0, &buf, 1, &err) < 0) {
-                s_fail(ph, "submit %" PRIu64 ": %s", next, err.text);
+            if ((ph->submit == 1
+                     ? pmp_executor_submit(ph->ex, next, PMP_MSG_TASK, 0, &bufs[0], 1, &err)
+                     : pmp_executor_submit_many(ph->ex, subs, (size_t)k, &err)) < 0) {
+                s_fail(ph, "submit %" PRIu64 "..%" PRIu64 ": %s", next, next + k - 1, err.text);
                 break;
             }
         }
-        /* take what has completed: block for the first, then up to a
-         * window's worth without waiting */
-        pmp_completion_t *c = pmp_executor_wait(ph->ex, 100);
-        if (!c) {
+        /* take what has completed: block for the first, then the rest */
+        uint64_t got = s_take(ph);
+        if (got == 0) {
             if (s_now_ns(CLOCK_MONOTONIC) - last_progress > (int64_t)S_STALL_MS * 1000000)
                 s_fail(ph, "no completion for %d ms (%" PRIu64 " of %" PRIu64 " completed)",
                        S_STALL_MS, (uint64_t)atomic_load(&ph->completed), total);
             continue;
         }
         last_progress = s_now_ns(CLOCK_MONOTONIC);
-        uint64_t got = 0;
-        do {
-            s_check(ph, c);
-            pmp_completion_destroy(&c);
-            got++;
-        } while (got < 1024 && (c = pmp_executor_wait(ph->ex, 0)));
         atomic_fetch_add(&ph->completed, got);
     }
     me->cpu_ns = s_now_ns(CLOCK_THREAD_CPUTIME_ID) - cpu0;
@@ -267,10 +298,16 @@ static void *s_caller_main(void *arg)
 /* Runs the tasks first..last with ncallers threads; returns the callers'
  * CPU time. */
 static int64_t s_run_phase(pmp_executor_t *ex, atomic_uchar *seen, atomic_int *abort,
-                           uint64_t first, uint64_t last, uint64_t window, int ncallers)
+                           uint64_t first, uint64_t last, uint64_t window, const s_options_t *o)
 {
-    s_phase_t ph = {
-        .ex = ex, .first = first, .last = last, .window = window, .seen = seen, .abort = abort};
+    int ncallers = o->callers;
+    s_phase_t ph = {.ex = ex,
+                    .first = first,
+                    .last = last,
+                    .window = window,
+                    .submit = o->submit,
+                    .seen = seen,
+                    .abort = abort};
     atomic_init(&ph.next, first);
     atomic_init(&ph.completed, 0);
     atomic_init(&ph.failed, 0);
@@ -422,7 +459,7 @@ started:;
     if (o->raw)
         fs_raw_phase(&raw, seen, &abort_flag, 1, warm);
     else
-        s_run_phase(ex, seen, &abort_flag, 1, warm, window, o->callers);
+        s_run_phase(ex, seen, &abort_flag, 1, warm, window, o);
 
     /* the timed part */
     size_t n0 = s_threads(t0, S_MAX_THREADS);
@@ -430,7 +467,7 @@ started:;
     int64_t wall0 = s_now_ns(CLOCK_MONOTONIC);
     int64_t callers_ns =
         o->raw ? fs_raw_phase(&raw, seen, &abort_flag, warm + 1, warm + o->tasks)
-               : s_run_phase(ex, seen, &abort_flag, warm + 1, warm + o->tasks, window, o->callers);
+               : s_run_phase(ex, seen, &abort_flag, warm + 1, warm + o->tasks, window, o);
     int64_t wall1 = s_now_ns(CLOCK_MONOTONIC);
     int64_t proc1 = s_now_ns(CLOCK_PROCESS_CPUTIME_ID);
     size_t n1 = s_threads(t1, S_MAX_THREADS);
@@ -555,10 +592,11 @@ static void s_loadavg(double out[3])
 
 static void s_print_table(const s_options_t *o, const s_result_t *r, int n)
 {
-    printf("frontend at scale: %" PRIu64 " tasks per run, depth %d, %d caller thread(s), "
-           "%d fake-leader thread(s), %ld CPUs, median of %d run(s)\n",
-           o->tasks, o->depth, o->callers, o->peer_threads, sysconf(_SC_NPROCESSORS_ONLN),
-           o->repeat);
+    printf("frontend at scale: %" PRIu64 " tasks per run, depth %d, %d caller thread(s) "
+           "submitting %d task(s) a call, %d fake-leader thread(s), %ld CPUs, median of %d "
+           "run(s)\n",
+           o->tasks, o->depth, o->callers, o->submit, o->peer_threads,
+           sysconf(_SC_NPROCESSORS_ONLN), o->repeat);
     if (o->raw)
         printf("--raw: no frontend: a bare ROUTER loop (io) sends %d task(s) a message%s to the "
                "same fakes\n",
@@ -590,9 +628,9 @@ static void s_write_json(const s_options_t *o, const s_result_t *r, int n, const
             "\"multipart\": %d,\n",
             o->raw ? "raw" : "frontend", o->batch, o->multipart);
     fprintf(f,
-            " \"tasks\": %" PRIu64 ", \"depth\": %d, \"callers\": %d, \"peer_threads\": %d, "
-            "\"repeat\": %d,\n",
-            o->tasks, o->depth, o->callers, o->peer_threads, o->repeat);
+            " \"tasks\": %" PRIu64 ", \"depth\": %d, \"callers\": %d, \"submit\": %d, "
+            "\"peer_threads\": %d, \"repeat\": %d,\n",
+            o->tasks, o->depth, o->callers, o->submit, o->peer_threads, o->repeat);
     fprintf(f,
             " \"cpus\": %ld, \"loadavg_before\": [%.2f, %.2f, %.2f], "
             "\"loadavg_after\": [%.2f, %.2f, %.2f],\n",
@@ -635,7 +673,7 @@ static void s_usage(void)
 {
     fprintf(stderr, "usage: frontend_scale [--groups 10,100,1000] [--tasks N] [--depth D]\n"
                     "                      [--peer-threads T] [--callers C] [--repeat R] "
-                    "[--batch K] [--pack K]\n"
+                    "[--batch K] [--pack K] [--submit K]\n"
                     "                      [--raw [--multipart]] [--json FILE] [--quiet]\n");
     exit(2);
 }
@@ -660,6 +698,7 @@ int main(int argc, char **argv)
                      .depth = 4,
                      .peer_threads = 1,
                      .callers = 1,
+                     .submit = 64,
                      .repeat = 1,
                      .batch = 0};
     for (int i = 1; i < argc; i++) {
@@ -695,6 +734,8 @@ int main(int argc, char **argv)
             o.batch = (int)s_number(v, 1, S_MAX_BATCH);
         } else if (!strcmp(a, "--pack")) {
             o.pack = (int)s_number(v, 1, S_MAX_BATCH);
+        } else if (!strcmp(a, "--submit")) {
+            o.submit = (int)s_number(v, 1, S_MAX_SUBMIT);
         } else if (!strcmp(a, "--repeat")) {
             o.repeat = (int)s_number(v, 1, S_MAX_REPEAT);
         } else if (!strcmp(a, "--json")) {

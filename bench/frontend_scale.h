@@ -23,7 +23,8 @@
 #define S_MAX_THREADS 1024
 #define S_MAX_REPEAT 16
 #define S_MAX_BATCH 64
-#define S_STALL_MS 30000 /* no completion for this long: the run failed */
+#define S_MAX_SUBMIT 1024 /* tasks a caller submits, and completions it takes, in one call */
+#define S_STALL_MS 30000  /* no completion for this long: the run failed */
 
 __attribute__((format(printf, 1, 2), noreturn)) static inline void s_die(const char *fmt, ...)
 {

@@ -4,7 +4,7 @@
  *
  * Place in the design: the one way back from the I/O thread to the
  * callers.  The dispatcher thread of the Python binding sleeps in
- * pmp_completion_queue_wait() (GIL released) and the I/O thread appends;
+ * pmp_completion_queue_wait_many() (GIL released) and the I/O thread appends;
  * a singly linked list through pmp_completion_t.next, so a push never
  * allocates and cannot fail once the completion exists.
  *
@@ -81,7 +81,8 @@ void pmp_completion_queue_deliver_locked(pmp_completion_queue_t *self, pmp_compl
     pthread_cond_broadcast(&self->cv);
 }
 
-pmp_completion_t *pmp_completion_queue_wait(pmp_completion_queue_t *self, int timeout_ms)
+size_t pmp_completion_queue_wait_many(pmp_completion_queue_t *self, pmp_completion_t **out,
+                                      size_t max, int timeout_ms)
 {
     struct timespec deadline;
     if (timeout_ms > 0) {
@@ -100,7 +101,7 @@ pmp_completion_t *pmp_completion_queue_wait(pmp_completion_queue_t *self, int ti
         if (self->closed_returned) {
             pthread_mutex_unlock(self->mtx);
             errno = ESHUTDOWN;
-            return NULL;
+            return 0;
         }
         int rc = 0;
         if (timeout_ms < 0)
@@ -112,16 +113,22 @@ pmp_completion_t *pmp_completion_queue_wait(pmp_completion_queue_t *self, int ti
         if (rc == ETIMEDOUT && !self->head) {
             pthread_mutex_unlock(self->mtx);
             errno = EAGAIN;
-            return NULL;
+            return 0;
         }
     }
-    pmp_completion_t *c = self->head;
-    self->head = c->next;
+    size_t n = 0;
+    while (n < max && self->head) {
+        pmp_completion_t *c = self->head;
+        self->head = c->next;
+        c->next = NULL;
+        out[n++] = c;
+        if (c->kind == PMP_EVENT_CLOSED) {
+            self->closed_returned = 1; /* nothing follows it */
+            break;
+        }
+    }
     if (!self->head)
         self->tail = NULL;
-    c->next = NULL;
-    if (c->kind == PMP_EVENT_CLOSED)
-        self->closed_returned = 1;
     pthread_mutex_unlock(self->mtx);
-    return c;
+    return n;
 }

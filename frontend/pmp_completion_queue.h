@@ -9,7 +9,7 @@
  * given to pmp_completion_queue_new(), the executor's, so that the I/O
  * thread can change the executor's tables and queue the completion that
  * says so in one critical section.  The functions named _locked need that
- * mutex held; pmp_completion_queue_wait() takes it itself; wake() works
+ * mutex held; pmp_completion_queue_wait_many() takes it itself; wake() works
  * either way.
  *
  * Ownership.  A completion pushed belongs to the queue until wait()
@@ -24,6 +24,7 @@
 #define PMP_COMPLETION_QUEUE_H
 
 #include <pthread.h>
+#include <stddef.h>
 
 #include "pmp_completion.h"
 
@@ -49,10 +50,13 @@ void pmp_completion_queue_wake(pmp_completion_queue_t *self);
 /* push_locked and wake. */
 void pmp_completion_queue_deliver_locked(pmp_completion_queue_t *self, pmp_completion_t *c);
 
-/* Takes the oldest completion, waiting up to timeout_ms for one (< 0:
- * forever, 0: not at all); the caller owns it.  Once a PMP_EVENT_CLOSED
- * has been returned, an empty queue fails at once with ESHUTDOWN.  Returns
- * NULL with errno = EAGAIN when the time ran out.  Takes the mutex. */
-pmp_completion_t *pmp_completion_queue_wait(pmp_completion_queue_t *self, int timeout_ms);
+/* Takes the oldest completions, up to max (>= 1) of them into out, in
+ * order, waiting up to timeout_ms for the first (< 0: forever, 0: not at
+ * all); the caller owns them.  A PMP_EVENT_CLOSED is the last one taken;
+ * once it has been returned, an empty queue fails at once with ESHUTDOWN.
+ * Returns how many were taken, or 0 with errno = EAGAIN when the time ran
+ * out.  Takes the mutex once, whatever the count: O(taken). */
+size_t pmp_completion_queue_wait_many(pmp_completion_queue_t *self, pmp_completion_t **out,
+                                      size_t max, int timeout_ms);
 
 #endif

@@ -196,6 +196,29 @@ PMP_EXPORT int pmp_executor_submit_calls(pmp_executor_t *self, uint64_t task_id,
                                          uint32_t flags, const pmp_buffer_t *bufs, size_t nbufs,
                                          uint32_t ncalls, pmp_error_t *err);
 
+/* One task of pmp_executor_submit_many(): the arguments of
+ * pmp_executor_submit_calls() for a TASK. */
+typedef struct {
+    uint64_t task_id;         /* unique and non-zero */
+    uint32_t flags;           /* PMP_FLAG_* task flags */
+    uint32_t ncalls;          /* the calls it carries (a CHUNK); 0 is taken as 1 */
+    const pmp_buffer_t *bufs; /* payload first, then out-of-band buffers */
+    size_t nbufs;             /* >= 1 */
+} pmp_submission_t;
+
+/* Queues n TASKs, in order, as n calls of pmp_executor_submit_calls()
+ * would, all or none, under one lock and with one wake-up of the I/O
+ * thread: a caller with many tasks at hand (a map's chunks, a burst of
+ * calls) pays the mutex and the wake-up once.  Each task completes on its
+ * own.  Returns 0, or -1 with errno and a sentence in err as
+ * pmp_executor_submit (EINVAL also for n = 0, a NULL subs, and two tasks
+ * of the batch with the same id); then nothing is queued, no free_fn is
+ * called, and the caller keeps every buffer.  Cost: one allocation per
+ * task (one more per task with more than two copied buffers), outside the
+ * lock; O(n) under it. */
+PMP_EXPORT int pmp_executor_submit_many(pmp_executor_t *self, const pmp_submission_t *subs,
+                                        size_t n, pmp_error_t *err);
+
 /* Queues n TASKs, task_ids[i] for group groups[i] only, all carrying the
  * same frames (bufs, shared between them, not copied; a zero-copy buffer
  * is released once, after the last of them), all or none: a caller that
@@ -315,6 +338,15 @@ typedef struct pmp_completion pmp_completion_t;
  * its completion is queued, unless ZeroMQ itself still holds them (it
  * releases a sent frame right after writing its last byte). */
 PMP_EXPORT pmp_completion_t *pmp_executor_wait(pmp_executor_t *self, int timeout_ms);
+
+/* As pmp_executor_wait, but takes up to max (>= 1) completions at once
+ * into out, in order, under one lock: the first waited for as there, the
+ * others those queued behind it (a PMP_EVENT_CLOSED is always the last).
+ * The caller owns each (pmp_completion_destroy).  Returns how many were
+ * taken, or 0 with errno = EAGAIN (timeout), ESHUTDOWN (CLOSED was
+ * returned before), EINVAL (out NULL or max 0) or PMP_EFORKED. */
+PMP_EXPORT size_t pmp_executor_wait_many(pmp_executor_t *self, pmp_completion_t **out, size_t max,
+                                         int timeout_ms);
 
 PMP_EXPORT int pmp_completion_kind(const pmp_completion_t *c);
 PMP_EXPORT uint64_t pmp_completion_task_id(const pmp_completion_t *c); /* 0 for events */

@@ -1,7 +1,8 @@
 /*
  * pmp_executor_internal.h - the executor's shared state and the I/O
  * thread's entry points, for the files that make up the executor:
- * pmp_executor.c (the public API, run by callers), pmp_executor_io.c (the
+ * pmp_executor.c (construction and destruction), pmp_executor_calls.c (the
+ * public calls: submit, cancel, close, wait...), pmp_executor_io.c (the
  * I/O thread: its loop and sending), pmp_executor_send.c (its tasks over
  * ZeroMQ: batches and packs), pmp_executor_recv.c (its message handlers), pmp_executor_links.c (its
  * local links) and pmp_job.c (the job's life: launch, exit, restart, the hard time limit). Internal
@@ -29,12 +30,14 @@
 #include <stdint.h>
 #include <sys/types.h>
 #include <time.h>
+#include <unistd.h>
 #include <zmq.h>
 
 #include "pmp_completion.h"
 #include "pmp_completion_queue.h"
 #include "pmp_endpoint.h"
 #include "pmp_executor.h"
+#include "pmp_fork.h"
 #include "pmp_launcher.h"
 #include "pmp_link.h"
 #include "pmp_keyset.h"
@@ -145,6 +148,29 @@ static inline int64_t pmp_executor_now_ns(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Whether this process is a forked child of the executor's creator: every
+ * public call that would touch a lock, the socket or the thread checks
+ * this first and leaves such an inherited copy alone (pmp_executor.h). */
+static inline int pmp_executor_in_child(const pmp_executor_t *self)
+{
+    return __builtin_expect(self->gen != pmp_fork_generation(), 0);
+}
+
+/* Wakes the I/O thread: the eventfd it polls with everything else.  Only
+ * the first caller since the thread's last round writes it: the round that
+ * follows sees every change made before it started (the thread drains the
+ * eventfd and then clears wake_pending right after its poll, before it
+ * looks at anything), so a
+ * stream of submits costs one write and one wake-up, not one per task. */
+static inline void pmp_executor_wake(pmp_executor_t *self)
+{
+    if (atomic_exchange(&self->wake_pending, 1))
+        return;
+    uint64_t one = 1;
+    ssize_t rc = write(self->efd, &one, sizeof one);
+    (void)rc; /* EAGAIN: the counter is already non-zero, the thread will wake */
 }
 
 /* Queues an event or a task's failure (kind, id, text, status) and wakes

@@ -4,10 +4,10 @@
  * _core_executor.h has what the two files share).
  *
  * How a completion crosses over: the dispatcher thread calls wait_batch(),
- * which blocks in pmp_executor_wait() with the GIL released, in slices of
- * at most S_WAIT_SLICE_MS so that PyErr_CheckSignals() runs between them
- * (Ctrl-C works), and once one completion came takes those already queued
- * behind it without waiting (at most S_WAIT_BATCH).  Each becomes a tuple
+ * which blocks in pmp_executor_wait_many() with the GIL released, in
+ * slices of at most S_WAIT_SLICE_MS so that PyErr_CheckSignals() runs
+ * between them (Ctrl-C works), and takes the first completion with those
+ * already queued behind it (at most S_WAIT_BATCH) under one lock.  Each becomes a tuple
  * (kind, task_id, flags, frames, text, status) whose frames are Frame
  * objects over the received ZeroMQ messages, never copied.  The buffers
  * the frontend gave back are released (pmp_py_executor_drain) before the
@@ -139,11 +139,8 @@ PyObject *pmp_py_executor_wait(PyObject *op, PyObject *args, PyObject *kwargs, i
         int errnum;
         self->busy++;
         PyThreadState *ts = PyEval_SaveThread();
-        got[0] = pmp_executor_wait(self->exe, slice);
+        n = pmp_executor_wait_many(self->exe, got, limit, slice);
         errnum = errno;
-        if (got[0] != NULL)
-            for (n = 1; n < limit && (got[n] = pmp_executor_wait(self->exe, 0)) != NULL; n++)
-                ;
         PyEval_RestoreThread(ts);
         self->busy--;
         if (n > 0) {

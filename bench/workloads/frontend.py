@@ -8,7 +8,8 @@
     thread of the same process that authenticate as the runtime does, say
     HELLO and answer every TASK at once (a pack of replies for a pack of
     tasks).  One caller thread keeps 2 × groups × depth tasks of 8 bytes in
-    flight through ``pmp_executor_submit`` / ``pmp_executor_wait``, with a
+    flight through ``pmp_executor_submit_many`` (64 a call) and
+    ``pmp_executor_wait_many``, with a
     pipeline depth of 4 and of 64 (a busy group is refilled at half its
     window, so depth 64 sends about 32 tasks a message); 500,000 tasks are
     timed (50,000 with ``--quick``) after a warm-up.  Measures per depth and
@@ -92,8 +93,8 @@ def workloads(cfg: Config) -> List[Workload]:
             "the frontend library (C) with 10, 100, 1,000 fake groups, depth 4 and 64: tasks/s, "
             "ns per task",
             measures,
-            [ours(f"pmp_executor_submit / wait (C), depth {d}", "frontend_scale", _keys(d),
-                  depth=d) for d in DEPTHS],
+            [ours(f"pmp_executor_submit_many / wait_many (C), depth {d}", "frontend_scale",
+                  _keys(d), depth=d) for d in DEPTHS],
             {"groups": list(GROUPS), "tasks": tasks, "depth": 4},
             budget=400.0,  # 2 x 3 x 500,000 tasks take 20 to 80 s, more on a busy machine
             max_rounds=3,

@@ -6,6 +6,7 @@
  * starts the fake runtime (tests/fake_runtime.c: protocol only, no MPI, no
  * Python) through a real mpiexec and checks one behaviour of
  * pmp_executor.h: the ready handshake, scheduling order and spread,
+ * batches of submits and completions,
  * cancel, close, the job's crash or failed start, missing programs,
  * invalid configurations, the command of a launch-less executor, a task's
  * error, INIT, destroy while busy, and that nothing (directory, process)
@@ -96,6 +97,103 @@ static void s_case_fifo(void)
         pmp_completion_destroy(&c);
     }
     CHECK(pmp_executor_pending(ex) == 0);
+    s_destroy(&ex, 2000);
+}
+
+/* submit_many queues a batch in order, all or none; wait_many takes
+ * completions in order, several at once, CLOSED last. */
+static void s_case_many(void)
+{
+    pmp_executor_t *ex = s_new(1, 1, 2, NULL);
+    enum { N = 200, K = 50 };
+    static char text[N + 1][16];
+    pmp_buffer_t bufs[N + 1];
+    pmp_submission_t subs[N + 1];
+    for (int i = 1; i <= N; i++) {
+        snprintf(text[i], sizeof text[i], "task %d", i);
+        bufs[i] = (pmp_buffer_t){.data = text[i], .size = strlen(text[i])};
+        subs[i] = (pmp_submission_t){.task_id = (uint64_t)i, .bufs = &bufs[i], .nbufs = 1};
+    }
+    pmp_error_t err = {{0}};
+    CHECK(pmp_executor_submit_many(ex, &subs[1], 0, &err) == -1 && errno == EINVAL);
+    CHECK(strstr(err.text, "no task"));
+    CHECK(pmp_executor_submit_many(ex, NULL, 3, &err) == -1 && errno == EINVAL);
+    /* a batch that cannot be queued whole is not queued at all, and the
+     * caller keeps its zero-copy buffers */
+    pmp_buffer_t kept = {
+        .data = "kept", .size = 4, .free_fn = s_count_free, .hint = s_freed_counter()};
+    pmp_submission_t bad[3] = {{.task_id = 900, .bufs = &kept, .nbufs = 1},
+                               {.task_id = 901, .bufs = &bufs[1], .nbufs = 1},
+                               {.task_id = 900, .bufs = &bufs[2], .nbufs = 1}};
+    CHECK(pmp_executor_submit_many(ex, bad, 3, &err) == -1 && errno == EINVAL);
+    CHECK(strstr(err.text, "900") && strstr(err.text, "already in use"));
+    bad[2].task_id = 0;
+    CHECK(pmp_executor_submit_many(ex, bad, 3, &err) == -1 && errno == EINVAL);
+    bad[2] = (pmp_submission_t){.task_id = 902, .flags = 0x80000000u, .bufs = &bufs[2], .nbufs = 1};
+    CHECK(pmp_executor_submit_many(ex, bad, 3, &err) == -1 && errno == EINVAL);
+    CHECK(strstr(err.text, "unknown flags"));
+    bad[2] = (pmp_submission_t){.task_id = 902, .bufs = &bufs[2], .nbufs = 0};
+    CHECK(pmp_executor_submit_many(ex, bad, 3, &err) == -1 && errno == EINVAL);
+    CHECK(pmp_executor_pending(ex) == 0 && s_freed() == 0);
+    /* half the tasks before the hello, half after, K at a time */
+    for (int i = 1; i <= N / 2; i += K)
+        CHECK(pmp_executor_submit_many(ex, &subs[i], K, &err) == 0);
+    CHECK(pmp_executor_pending(ex) == N / 2);
+    /* an id of the batch already queued: nothing of the batch is */
+    subs[N / 2] = (pmp_submission_t){.task_id = 7, .bufs = &bufs[N / 2], .nbufs = 1};
+    CHECK(pmp_executor_submit_many(ex, &subs[N / 2], 2, &err) == -1 && errno == EINVAL);
+    subs[N / 2] = (pmp_submission_t){.task_id = N / 2, .bufs = &bufs[N / 2], .nbufs = 1};
+    s_wait_hellos(ex, 1);
+    for (int i = N / 2 + 1; i <= N; i += K)
+        CHECK(pmp_executor_submit_many(ex, &subs[i], K, &err) == 0);
+    /* the one task with a zero-copy buffer, at the end: released once */
+    pmp_submission_t last = {.task_id = N + 1, .bufs = &kept, .nbufs = 1};
+    CHECK(pmp_executor_submit_many(ex, &last, 1, &err) == 0);
+    pmp_completion_t *got[7];
+    CHECK(pmp_executor_wait_many(ex, NULL, 7, 0) == 0 && errno == EINVAL);
+    CHECK(pmp_executor_wait_many(ex, got, 0, 0) == 0 && errno == EINVAL);
+    uint64_t next = 1;
+    while (next <= N + 1) {
+        size_t n = pmp_executor_wait_many(ex, got, 7, 10000);
+        CHECK(n >= 1 && n <= 7);
+        for (size_t i = 0; i < n; i++, next++) { /* one group: in order */
+            CHECK(pmp_completion_kind(got[i]) == PMP_DONE_RESULT);
+            CHECK(pmp_completion_task_id(got[i]) == next);
+            CHECK(s_frame_is(got[i], 0, next <= N ? text[next] : "kept"));
+            pmp_completion_destroy(&got[i]);
+        }
+    }
+    CHECK(s_freed() == 1);
+    CHECK(pmp_executor_wait_many(ex, got, 7, 200) == 0 && errno == EAGAIN);
+    /* completions queued behind the first come in one call */
+    for (int i = 1; i <= 20; i += 10)
+        CHECK(pmp_executor_submit_many(ex, &subs[i], 10, &err) == 0);
+    for (int i = 0; i < 10; i++) {
+        fprintf(stderr, "pending %zu\n", pmp_executor_pending(ex));
+        usleep(30000);
+    }
+    usleep(500000); /* the last two of 20 quick tasks are done by now */
+    size_t n = pmp_executor_wait_many(ex, got, 7, 10000);
+    CHECK(n >= 2 && n <= 7);
+    for (size_t i = 0; i < n; i++)
+        pmp_completion_destroy(&got[i]);
+    /* CLOSED is the last, and nothing follows it */
+    pmp_executor_close(ex);
+    int closed = 0, results = (int)n;
+    while (!closed) {
+        n = pmp_executor_wait_many(ex, got, 7, 20000);
+        CHECK(n >= 1);
+        for (size_t i = 0; i < n; i++) {
+            CHECK(!closed);
+            if (pmp_completion_kind(got[i]) == PMP_EVENT_CLOSED)
+                closed = 1;
+            else if (pmp_completion_kind(got[i]) == PMP_DONE_RESULT)
+                results++;
+            pmp_completion_destroy(&got[i]);
+        }
+    }
+    CHECK(results == 20);
+    CHECK(pmp_executor_wait_many(ex, got, 7, 1000) == 0 && errno == ESHUTDOWN);
     s_destroy(&ex, 2000);
 }
 
@@ -529,6 +627,7 @@ int main(int argc, char **argv)
         {"ready", s_case_ready},
         {"groups2", s_case_groups2},
         {"fifo", s_case_fifo},
+        {"many", s_case_many},
         {"spread", s_case_spread},
         {"cancel", s_case_cancel},
         {"cancel_all", s_case_cancel_all},
