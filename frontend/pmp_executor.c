@@ -251,7 +251,7 @@ pmp_executor_t *pmp_executor_new(const pmp_executor_config_t *cfg, pmp_error_t *
     self->cwd = s_strdup_or_null(cfg->cwd, &failed);
     self->queue = pmp_queue_new();
     self->pinned = pmp_queue_new();
-    self->inflight = pmp_queue_new();
+    self->inflight = self->queue ? pmp_queue_new_sharing(self->queue) : NULL; /* one id map */
     self->bcasts = pmp_queue_new();
     self->defined = pmp_keyset_new();
     self->kept = pmp_queue_new();

@@ -95,7 +95,7 @@ static int s_refuse_locked(pmp_executor_t *self, uint64_t task_id, pmp_error_t *
         self->top_id = task_id;
         return 0;
     }
-    pmp_queue_prefetch(self->inflight, task_id); /* its miss overlaps the queue's */
+    pmp_queue_prefetch(self->pinned, task_id); /* its miss overlaps the queue's */
     if (pmp_queue_find(self->queue, task_id) || pmp_queue_find(self->pinned, task_id) ||
         pmp_queue_find(self->inflight, task_id)) {
         pmp_error_set(err, "submit: task id %llu is already in use", (unsigned long long)task_id);

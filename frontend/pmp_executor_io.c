@@ -390,8 +390,8 @@ static size_t s_limit(const pmp_executor_t *self)
                : (size_t)self->depth;
 }
 
-/* Task leaves its queue for group gi: into the in-flight table, counted in
- * the group's load, its clocks started.  The caller sends it.  mtx held. */
+/* Task, now in the in-flight table, goes to group gi: counted in the
+ * group's load, its clocks started.  The caller sends it.  mtx held. */
 static void s_take_locked(pmp_executor_t *self, pmp_task_t *task, size_t gi)
 {
     task->group = gi;
@@ -399,7 +399,6 @@ static void s_take_locked(pmp_executor_t *self, pmp_task_t *task, size_t gi)
     if (pmp_sched_load(self->sched, gi) == 0)
         pmp_window_sent(self->window, gi, 0, pmp_executor_now_ns());
     pmp_sched_inc(self->sched, gi);
-    PMP_ASSERT(pmp_queue_push(self->inflight, task->id, task) == 0);
 }
 
 /* The pinned tasks that can go now, each to its group, in one pass that
@@ -423,6 +422,7 @@ static int s_step_pinned_locked(pmp_executor_t *self, s_batch_t *batch)
             continue;
         }
         pmp_executor_group_t *g = &self->groups[gi];
+        PMP_ASSERT(pmp_queue_push(self->inflight, task->id, task) == 0);
         s_take_locked(self, task, gi);
         if (g->link) {
             batch->task[batch->n] = task;
@@ -516,7 +516,9 @@ static int s_step_locked(pmp_executor_t *self, s_batch_t *batch)
                 fill_left = 0;
                 continue; /* that group is gone: pick again */
             }
-            pmp_task_t *task = pmp_queue_pop(self->queue, NULL);
+            /* into the in-flight table: the queue's and the table's ids
+             * are one map, so the task's slot stays where it is */
+            pmp_task_t *task = pmp_queue_move_head(self->queue, self->inflight, NULL);
             s_take_locked(self, task, gi);
             if (best->link) {
                 batch->task[batch->n] = task;

@@ -3,7 +3,9 @@
  * push, pop, push_front and remove-by-id.  Internal to the frontend.
  *
  * Not thread-safe: the executor's mutex protects every queue it owns.
- * The queue never owns or frees the items; it only links them.
+ * The queue never owns or frees the items; it only links them.  Several
+ * queues may share one id map (pmp_queue_new_sharing), so that an item
+ * moves from one to another without a hash operation.
  */
 #ifndef PMP_QUEUE_H
 #define PMP_QUEUE_H
@@ -16,12 +18,22 @@ typedef struct pmp_queue pmp_queue_t;
 /* Returns an empty queue, or NULL with errno = ENOMEM. */
 pmp_queue_t *pmp_queue_new(void);
 
-/* Frees the queue and its links (not the items).  NULL-safe; nulls *self_p. */
+/* Returns an empty queue that shares other's id map: an id is in at most
+ * one of the queues that share a map (a push of an id another one holds
+ * fails with EEXIST); each has its own order and size, and find, remove
+ * and pop see only its own ids.  pmp_queue_move_head moves an item
+ * between them without touching the map.  NULL with errno = EINVAL (other
+ * NULL) or ENOMEM.  The map is freed with the last of them. */
+pmp_queue_t *pmp_queue_new_sharing(pmp_queue_t *other);
+
+/* Frees the queue and its links (not the items), and takes its ids out
+ * of the map it shares, if any.  NULL-safe; nulls *self_p. */
 void pmp_queue_destroy(pmp_queue_t **self_p);
 
 /* Appends item (non-NULL) under id.  Returns 0, or -1 with errno = EEXIST
- * when id is already queued, EINVAL when item is NULL, ENOMEM when
- * allocation fails; the queue is unchanged on failure. */
+ * when id is already queued (here or in a queue sharing the map), EINVAL
+ * when item is NULL, ENOMEM when allocation fails; the queue is unchanged
+ * on failure. */
 int pmp_queue_push(pmp_queue_t *self, uint64_t id, void *item);
 
 /* Same as pmp_queue_push, but puts the item at the head. */
@@ -30,6 +42,11 @@ int pmp_queue_push_front(pmp_queue_t *self, uint64_t id, void *item);
 /* Removes and returns the head item (its id in *id if id is not NULL), or
  * NULL when the queue is empty. */
 void *pmp_queue_pop(pmp_queue_t *self, uint64_t *id);
+
+/* Moves the head item of from to the tail of to, which share one id map,
+ * and returns it (its id in *id if id is not NULL): O(1), the map is not
+ * touched.  NULL when from is empty or the two do not share a map. */
+void *pmp_queue_move_head(pmp_queue_t *from, pmp_queue_t *to, uint64_t *id);
 
 /* The head item without removing it, or NULL. */
 void *pmp_queue_peek(const pmp_queue_t *self, uint64_t *id);

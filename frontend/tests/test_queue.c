@@ -2,7 +2,9 @@
  * test_queue.c - unit test of pmp_queue (unit.queue): FIFO order, removal
  * by id from the head, middle and tail, unknown ids, duplicate ids, growth
  * of the hash map far past its initial size, and a long random sequence of
- * interleaved operations checked against a plain array model.  Exits 0 on
+ * interleaved operations checked against a plain array model, and queues
+ * that share one id map (moves between them, each id in one queue, the
+ * map growing and outliving a queue destroyed).  Exits 0 on
  * success; prints the failing check and exits 1 otherwise.
  */
 #include "pmp_queue.h"
@@ -183,6 +185,58 @@ static void s_test_foreach(void)
     pmp_queue_destroy(&q);
 }
 
+/* Two queues sharing one id map: an id in one of them, moves between them
+ * that keep both orders, growth of the map with ids of both, and the map
+ * outliving the first queue destroyed. */
+static void s_test_sharing(void)
+{
+    pmp_queue_t *a = pmp_queue_new();
+    CHECK(a);
+    CHECK(pmp_queue_new_sharing(NULL) == NULL && errno == EINVAL);
+    pmp_queue_t *b = pmp_queue_new_sharing(a), *other = pmp_queue_new();
+    CHECK(b && other);
+    enum { N = 5000 }; /* the map grows many times over, holding ids of both */
+    for (uint64_t i = 1; i <= N; i++)
+        CHECK(pmp_queue_push(a, i, s_item(i)) == 0);
+    CHECK(pmp_queue_push(b, 7, s_item(7)) == -1 && errno == EEXIST); /* a holds it */
+    CHECK(pmp_queue_push(other, 7, s_item(7)) == 0);                 /* its own map */
+    CHECK(pmp_queue_find(b, 7) == NULL && pmp_queue_remove(b, 7) == NULL);
+    CHECK(pmp_queue_move_head(a, other, NULL) == NULL); /* no shared map */
+    CHECK(pmp_queue_move_head(b, a, NULL) == NULL);     /* b is empty */
+    /* the first half moves to b, in order */
+    for (uint64_t i = 1; i <= N / 2; i++) {
+        uint64_t id = 0;
+        CHECK(pmp_queue_move_head(a, b, &id) == s_item(i) && id == i);
+    }
+    CHECK(pmp_queue_size(a) == N - N / 2 && pmp_queue_size(b) == N / 2);
+    for (uint64_t i = 1; i <= N; i++) { /* each id is found in its queue only */
+        pmp_queue_t *in = i <= N / 2 ? b : a, *out = i <= N / 2 ? a : b;
+        CHECK(pmp_queue_find(in, i) == s_item(i) && pmp_queue_find(out, i) == NULL);
+    }
+    CHECK(pmp_queue_push(a, 3, s_item(3)) == -1 && errno == EEXIST); /* b holds it */
+    CHECK(pmp_queue_remove(a, 3) == NULL && pmp_queue_remove(b, 3) == s_item(3));
+    CHECK(pmp_queue_push_front(a, 3, s_item(3)) == 0); /* free again: now a's */
+    uint64_t id = 0;
+    CHECK(pmp_queue_peek(a, &id) == s_item(3) && id == 3);
+    for (uint64_t i = N / 2 + 1; i <= N; i++) /* ids of both while the map grows */
+        CHECK(pmp_queue_push(b, N + i, s_item(N + i)) == 0);
+    CHECK(pmp_queue_find(b, 2 * N) == s_item(2 * N) && pmp_queue_find(a, N) == s_item(N));
+    CHECK(pmp_queue_pop(b, &id) == s_item(1) && id == 1);
+    CHECK(pmp_queue_pop(b, &id) == s_item(2) && id == 2);
+    CHECK(pmp_queue_pop(b, &id) == s_item(4) && id == 4);
+    /* destroying one queue takes its ids out of the map the other keeps */
+    size_t left_in_b = pmp_queue_size(b);
+    pmp_queue_destroy(&a);
+    CHECK(a == NULL && pmp_queue_size(b) == left_in_b);
+    pmp_queue_t *c = pmp_queue_new_sharing(b);
+    CHECK(c && pmp_queue_push(c, N, s_item(N)) == 0); /* a's id, free now */
+    CHECK(pmp_queue_find(b, 5) == s_item(5) && pmp_queue_find(c, 5) == NULL);
+    pmp_queue_destroy(&b);
+    CHECK(pmp_queue_find(c, N) == s_item(N) && pmp_queue_size(c) == 1);
+    pmp_queue_destroy(&c);
+    pmp_queue_destroy(&other);
+}
+
 int main(void)
 {
     s_test_foreach();
@@ -190,6 +244,7 @@ int main(void)
     s_test_remove();
     s_test_growth();
     s_test_model();
+    s_test_sharing();
     printf("unit.queue: ok\n");
     return 0;
 }
