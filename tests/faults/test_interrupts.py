@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from conftest import KINDS, process_alive, timed, wait_gone
+from conftest import KINDS, process_alive, timed, wait_gone, wait_until
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -24,11 +24,14 @@ import os, sys, time
 sys.path.insert(0, {here!r})
 from conftest import make, job_pids, groups_of
 
-def sleep(seconds):
+def sleep(seconds, mark=None):
     import time
+    if mark:
+        open(mark, "a").close()  # the call has begun on its rank
     time.sleep(seconds)
     return seconds
 
+MARK = {mark!r}
 kind = {kind!r}
 ex = make(kind)
 ex.submit(sleep, 0).result(timeout=60)
@@ -36,8 +39,10 @@ pids = job_pids(ex, groups_of(kind))
 """
 
 
-def start_child(kind, body):
-    source = textwrap.dedent(PRELUDE).format(here=HERE, kind=kind) + textwrap.dedent(body)
+def start_child(kind, body, mark=None):
+    source = textwrap.dedent(PRELUDE).format(here=HERE, kind=kind, mark=mark) + textwrap.dedent(
+        body
+    )
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
     return subprocess.Popen(
@@ -62,16 +67,23 @@ def read_line(proc, prefix, timeout=60):
     raise AssertionError(f"no {prefix!r} line within {timeout} s")
 
 
+# Each blocks on calls of TASK seconds, the first of which creates MARK on its
+# rank once it runs: the caller is in the blocking call by then (submit()
+# has returned long before a rank starts the call), and SIGINT follows
+# SETTLE seconds later, well before that call can end.
+TASK = 2
+SETTLE = 0.2
 BLOCKERS = {
-    "result()": "ex.submit(sleep, 3).result()",
-    "map()": "list(ex.map(sleep, [3, 3, 3]))",
-    "shutdown()": "ex.submit(sleep, 3); ex.shutdown(wait=True)",
+    "result()": f"ex.submit(sleep, {TASK}, MARK).result()",
+    "map()": f"list(ex.map(sleep, [{TASK}] * 3, [MARK] * 3))",
+    "shutdown()": f"ex.submit(sleep, {TASK}, MARK); ex.shutdown(wait=True)",
 }
 
 
 @pytest.mark.parametrize("where", list(BLOCKERS))
 @pytest.mark.parametrize("kind", KINDS)
-def test_ctrl_c(kind, where):
+def test_ctrl_c(kind, where, tmp_path):
+    mark = str(tmp_path / "started")
     proc = start_child(
         kind,
         f"""
@@ -85,10 +97,12 @@ def test_ctrl_c(kind, where):
         ex.shutdown(wait=True, cancel_futures=True)
         print("SHUTDOWN %.3f" % (time.monotonic() - start), flush=True)
         """,
+        mark,
     )
     try:
         pids = [int(p) for p in read_line(proc, "PIDS").split()]
-        time.sleep(1.0)
+        assert wait_until(lambda: os.path.exists(mark), 30), "the call never began"
+        time.sleep(SETTLE)
         start = time.monotonic()
         proc.send_signal(signal.SIGINT)
         assert proc.stdout.readline().strip() == "INTERRUPTED"

@@ -83,21 +83,33 @@ def _gethostname():
     return socket.gethostname()
 
 
-@pytest.mark.parametrize("kind", ["executor1", "executor2", "pool_executor2"])
-def test_remote_runtime_outlives_the_liveness_checks(remote_mpiexec, kind):
+KINDS = ["executor1", "executor2", "pool_executor2"]
+
+
+def test_remote_runtime_outlives_the_liveness_checks(remote_mpiexec):
+    # The three kinds idle side by side, so that they share one wait.
     make = {
         "executor1": lambda: Executor(cores=1, hostname="127.0.0.1"),
         "executor2": lambda: Executor(cores=2, hostname="127.0.0.1"),
         "pool_executor2": lambda: PoolExecutor(max_workers=2, hostname="127.0.0.1"),
-    }[kind]
-    with make() as ex:
-        first = ex.submit(_gethostname).result(timeout=60)
-        hosts = first if isinstance(first, list) else [first]
-        assert hosts and all(h == REMOTE_HOST for h in hosts), hosts
+    }
+    executors = {}
+    try:
+        for kind in KINDS:
+            executors[kind] = make[kind]()
+        first = {}
+        for kind, ex in executors.items():
+            first[kind] = ex.submit(_gethostname).result(timeout=60)
+            hosts = first[kind] if isinstance(first[kind], list) else [first[kind]]
+            assert hosts and all(h == REMOTE_HOST for h in hosts), (kind, hosts)
         time.sleep(3.5)  # several idle checks of the leader
-        again = ex.submit(_gethostname).result(timeout=30)
-        assert again == first
-        assert not ex.broken
+        for kind, ex in executors.items():
+            again = ex.submit(_gethostname).result(timeout=30)
+            assert again == first[kind], kind
+            assert not ex.broken, kind
+    finally:
+        for ex in executors.values():
+            ex.shutdown(wait=True)
 
 
 def test_two_remote_hosts_at_once(remote_mpiexec):
@@ -147,34 +159,54 @@ def _runtime_processes(endpoint: str) -> list:
     return found
 
 
-@pytest.mark.parametrize("kind", ["executor1", "executor2", "pool_executor2"])
-def test_remote_runtime_exits_when_the_frontend_is_killed(remote_mpiexec, kind):
-    endpoint = ""
-    proc = subprocess.Popen(
-        [sys.executable, "-c", FRONTEND, kind],
-        stdout=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+def test_remote_runtime_exits_when_the_frontend_is_killed(remote_mpiexec):
+    # One frontend process of each kind, killed together; every kind's ranks
+    # are timed on their own.
+    procs = {}
+    endpoints = {}
     try:
-        endpoint = proc.stdout.readline().strip()
-        assert endpoint.startswith("tcp://127.0.0.1:"), endpoint
-        pids = _runtime_processes(endpoint)
-        assert len(pids) >= 2, pids  # mpiexec (or unshare) and the ranks
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
+        for kind in KINDS:
+            procs[kind] = subprocess.Popen(
+                [sys.executable, "-c", FRONTEND, kind],
+                stdout=subprocess.PIPE,
+                text=True,
+                start_new_session=True,
+            )
+        for kind, proc in procs.items():
+            endpoint = proc.stdout.readline().strip()
+            assert endpoint.startswith("tcp://127.0.0.1:"), (kind, endpoint)
+            endpoints[kind] = endpoint
+            pids = _runtime_processes(endpoint)
+            assert len(pids) >= 2, (kind, pids)  # mpiexec (or unshare) and the ranks
+        for proc in procs.values():
+            os.kill(proc.pid, signal.SIGKILL)
+        for proc in procs.values():
+            proc.wait(timeout=10)
         start = time.monotonic()
-        gone = wait_until(lambda: not _runtime_processes(endpoint), 30)
-        took = time.monotonic() - start
-        print(f"FAULT-TIME remote frontend SIGKILL {kind}: all ranks gone after {took:.2f} s")
-        assert gone, _runtime_processes(endpoint)
-        assert took < 20, took
+        took = {}
+
+        def all_gone() -> bool:
+            for kind, endpoint in endpoints.items():
+                if kind not in took and not _runtime_processes(endpoint):
+                    took[kind] = time.monotonic() - start
+            return len(took) == len(endpoints)
+
+        wait_until(all_gone, 30)
+        for kind in KINDS:
+            if kind in took:
+                print(f"FAULT-TIME remote frontend SIGKILL {kind}: all ranks gone after "
+                      f"{took[kind]:.2f} s")
+        for kind, endpoint in endpoints.items():
+            assert kind in took, (kind, _runtime_processes(endpoint))
+            assert took[kind] < 20, (kind, took[kind])
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        for pid in _runtime_processes(endpoint) if endpoint else []:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        for endpoint in endpoints.values():
+            for pid in _runtime_processes(endpoint):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
