@@ -104,6 +104,23 @@ static int s_refuse_locked(pmp_executor_t *self, uint64_t task_id, pmp_error_t *
     return 0;
 }
 
+/* The end of a submit of n tasks (the array from calloc, NULL when that
+ * failed), after the mutex was let go: all were queued (e == 0: the I/O
+ * thread is woken) or none, with errno e (those built are destroyed:
+ * disarmed, they call no free_fn).  Frees the array.  Returns 0 or -1. */
+static int s_queued_all(pmp_executor_t *self, pmp_task_t **tasks, size_t n, int e)
+{
+    for (size_t i = 0; e && tasks && i < n; i++)
+        pmp_task_destroy(&tasks[i]); /* NULL-safe: those never built */
+    free(tasks);
+    if (e) {
+        errno = e;
+        return -1;
+    }
+    pmp_executor_wake(self);
+    return 0;
+}
+
 int pmp_executor_submit_to(pmp_executor_t *self, const int *groups, const uint64_t *task_ids,
                            size_t n, uint32_t flags, const pmp_buffer_t *bufs, size_t nbufs,
                            pmp_error_t *err)
@@ -160,16 +177,7 @@ int pmp_executor_submit_to(pmp_executor_t *self, const int *groups, const uint64
         self->any_task = 1;
     }
     pthread_mutex_unlock(&self->mtx);
-    if (e) {
-        for (size_t i = 0; tasks && i < n; i++) /* disarmed: no free_fn is called */
-            pmp_task_destroy(&tasks[i]);
-        free(tasks);
-        errno = e;
-        return -1;
-    }
-    free(tasks);
-    pmp_executor_wake(self);
-    return 0;
+    return s_queued_all(self, tasks, n, e);
 }
 
 int pmp_executor_submit_calls(pmp_executor_t *self, uint64_t task_id, int type, uint32_t flags,
@@ -271,16 +279,7 @@ int pmp_executor_submit_many(pmp_executor_t *self, const pmp_submission_t *subs,
         self->any_task = 1;
     }
     pthread_mutex_unlock(&self->mtx);
-    if (e) {
-        for (size_t i = 0; i < built; i++) /* disarmed: no free_fn is called */
-            pmp_task_destroy(&tasks[i]);
-        free(tasks);
-        errno = e;
-        return -1;
-    }
-    free(tasks);
-    pmp_executor_wake(self);
-    return 0;
+    return s_queued_all(self, tasks, n, e);
 }
 
 int pmp_executor_broadcast(pmp_executor_t *self, int type, uint64_t key, const pmp_buffer_t *bufs,
